@@ -1,0 +1,314 @@
+//! `RegionMirror`: one NATS region made of zones, each zone its own cluster,
+//! wired with leafnodes and JetStream domains (see DESIGN.md).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::validate::msg;
+
+/// A region: one source zone that owns the stream producers write to, and
+/// mirror zones that each hold a mirror of it and serve their own consumers.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "natsregion.io",
+    version = "v1alpha1",
+    kind = "RegionMirror",
+    namespaced,
+    status = "RegionMirrorStatus",
+    shortname = "rmirror",
+    category = "natsregion",
+    cel,
+    printcolumn = r#"{"name":"Source","type":"string","jsonPath":".status.sourceZone"}"#,
+    printcolumn = r#"{"name":"Zones Ready","type":"string","jsonPath":".status.zonesReady"}"#,
+    printcolumn = r#"{"name":"In Sync","type":"string","jsonPath":".status.mirrorsInSync"}"#,
+    printcolumn = r#"{"name":"Max Lag","type":"integer","jsonPath":".status.maxLag"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(
+    validation = Rule::new("self.zones.filter(z, z.role == 'source').size() == 1").message(msg::ONE_SOURCE),
+    validation = Rule::new("self.zones.all(a, self.zones.filter(b, b.name == a.name).size() == 1)").message(msg::UNIQUE_ZONE_NAMES),
+    validation = Rule::new("self.zones.all(a, self.zones.filter(b, (has(b.domain) ? b.domain : b.name) == (has(a.domain) ? a.domain : a.name)).size() == 1)").message(msg::UNIQUE_DOMAINS),
+    validation = Rule::new("self.zones.size() < 2 || self.stream.retention == 'Limits'").message(msg::LIMITS_RETENTION),
+    validation = Rule::new("self.zones.all(z, has(z.external) || self.stream.replicas <= z.servers)").message(msg::REPLICAS_FIT),
+    validation = Rule::new("self.zones.all(z, !oldSelf.zones.exists(o, o.name == z.name && o.role != z.role))").message(msg::ROLE_IMMUTABLE),
+    validation = Rule::new("self.stream.name == oldSelf.stream.name").message(msg::STREAM_NAME_IMMUTABLE)
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionMirrorSpec {
+    /// NATS server image for the zones the operator manages.
+    #[serde(default = "default_image")]
+    #[schemars(length(max = 256))]
+    pub image: String,
+    /// The source stream, and through it every mirror.
+    pub stream: StreamSpec,
+    /// Application account credentials. Generated into `<region>-credentials` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<CredentialsSpec>,
+    /// Leafnode links from mirror zones to the source zone.
+    #[serde(default)]
+    pub leafnode: LeafnodeSpec,
+    /// The zones. Exactly one has role `source`.
+    #[schemars(length(min = 1, max = 16))]
+    pub zones: Vec<ZoneSpec>,
+}
+
+pub fn default_image() -> String {
+    "nats:2.14.9-alpine".to_string()
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamSpec {
+    /// Stream name, the same in every zone. Subjects may contain dots; the name may not.
+    #[x_kube(validation = Rule::new("self.matches('^[^.*>[:space:]]+$')").message(msg::STREAM_NAME))]
+    #[schemars(length(min = 1, max = 64))]
+    pub name: String,
+    /// Subjects the source stream captures.
+    #[x_kube(validation = Rule::new("self.size() >= 1 && self.all(s, s.size() >= 1 && !s.matches('[[:space:]]'))").message(msg::SUBJECTS))]
+    #[schemars(length(max = 32))]
+    pub subjects: Vec<String>,
+    #[serde(default)]
+    pub storage: StorageType,
+    /// Replicas of the stream inside each zone.
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 5").message(msg::REPLICAS))]
+    pub replicas: i32,
+    #[serde(default)]
+    pub retention: Retention,
+    /// Maximum message age in seconds; absent or 0 keeps messages forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0").message(msg::MAX_AGE))]
+    pub max_age_seconds: Option<i64>,
+    /// Maximum stream size in bytes; absent or -1 is unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= -1").message(msg::MAX_BYTES))]
+    pub max_bytes: Option<i64>,
+    /// Window in which a repeated `Nats-Msg-Id` is dropped as a duplicate.
+    #[serde(default = "default_duplicate_window")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 86400").message(msg::DUPLICATE_WINDOW))]
+    pub duplicate_window_seconds: i64,
+    /// How often JetStream fsyncs (`2m` by default, `always` to sync every write).
+    /// Acked writes newer than this can vanish after a power loss; every drill report records it.
+    #[serde(default = "default_sync_interval")]
+    #[x_kube(validation = Rule::new("self == 'always' || self.matches('^[1-9][0-9]*(ms|s|m|h)$')").message(msg::SYNC_INTERVAL))]
+    #[schemars(length(max = 16))]
+    pub sync_interval: String,
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+fn default_duplicate_window() -> i64 {
+    120
+}
+fn default_sync_interval() -> String {
+    "2m".to_string()
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StorageType {
+    #[default]
+    File,
+    Memory,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Retention {
+    #[default]
+    Limits,
+    WorkQueue,
+    Interest,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSpec {
+    /// Secret with keys `user` and `password` for the application account.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeafnodeSpec {
+    /// How often a mirror zone redials the source zone after losing it. After a
+    /// heal the mirror catches up within about this interval plus a few seconds.
+    #[serde(default = "default_reconnect")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 60").message(msg::RECONNECT))]
+    pub reconnect_interval_seconds: i32,
+}
+
+impl Default for LeafnodeSpec {
+    fn default() -> Self {
+        Self { reconnect_interval_seconds: default_reconnect() }
+    }
+}
+
+fn default_reconnect() -> i32 {
+    2
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.external) || has(self.domain)").message(msg::EXTERNAL_DOMAIN))]
+pub struct ZoneSpec {
+    /// Lowercase DNS label; names the zone's StatefulSet and Services.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && self.size() <= 40").message(msg::ZONE_NAME))]
+    #[schemars(length(max = 40))]
+    pub name: String,
+    pub role: ZoneRole,
+    /// NATS servers in the zone's cluster.
+    #[serde(default = "default_servers")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 9").message(msg::SERVERS))]
+    pub servers: i32,
+    #[serde(default)]
+    pub storage: ZoneStorage,
+    #[serde(default)]
+    pub scheduling: Scheduling,
+    /// JetStream domain of the zone; defaults to the zone name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_-]+$')").message(msg::DOMAIN))]
+    #[schemars(length(min = 1, max = 40))]
+    pub domain: Option<String>,
+    /// A zone the operator does not manage (for example in another cluster):
+    /// no objects are created for it, only its streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalZone>,
+}
+
+fn default_servers() -> i32 {
+    3
+}
+
+impl ZoneSpec {
+    pub fn domain(&self) -> &str {
+        self.domain.as_deref().unwrap_or(&self.name)
+    }
+    pub fn is_source(&self) -> bool {
+        self.role == ZoneRole::Source
+    }
+}
+
+impl RegionMirrorSpec {
+    pub fn source_zone(&self) -> Option<&ZoneSpec> {
+        self.zones.iter().find(|z| z.is_source())
+    }
+    pub fn mirror_zones(&self) -> impl Iterator<Item = &ZoneSpec> {
+        self.zones.iter().filter(|z| !z.is_source())
+    }
+    pub fn zone(&self, name: &str) -> Option<&ZoneSpec> {
+        self.zones.iter().find(|z| z.name == name)
+    }
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ZoneRole {
+    Source,
+    Mirror,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneStorage {
+    /// Size of each server's JetStream volume.
+    #[serde(default = "default_storage_size")]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]+(Ki|Mi|Gi|Ti)$')").message(msg::STORAGE_SIZE))]
+    #[schemars(length(max = 16))]
+    pub size: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub class_name: Option<String>,
+}
+
+impl Default for ZoneStorage {
+    fn default() -> Self {
+        Self { size: default_storage_size(), class_name: None }
+    }
+}
+
+fn default_storage_size() -> String {
+    "1Gi".to_string()
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Scheduling {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Pin the zone's servers to nodes whose `topology.kubernetes.io/zone` label has this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub topology_zone: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalZone {
+    /// Client URL of the zone, `nats://host:port` or `tls://host:port`.
+    #[x_kube(validation = Rule::new("self.matches('^(nats|tls)://[^/[:space:]]+:[0-9]+$')").message(msg::EXTERNAL_URL))]
+    #[schemars(length(max = 512))]
+    pub url: String,
+    /// Secret with keys `user` and `password` for the zone; defaults to the region's credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub credentials_secret: Option<String>,
+}
+
+// ---------------------------------------------------------------- status
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionMirrorStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_zone: Option<String>,
+    /// `ready/total` zones, for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zones_ready: Option<String>,
+    /// `in-sync/total` mirror zones, for the printer column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirrors_in_sync: Option<String>,
+    /// Largest mirror lag in messages, computed from both sides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lag: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<ZoneStatus>,
+}
+
+/// What one zone looks like from the outside, read from its servers.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneStatus {
+    pub name: String,
+    pub role: String,
+    pub domain: String,
+    pub servers: i32,
+    pub ready_servers: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_leader: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_leader: Option<String>,
+    /// Stream replicas that are current with the leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_replicas: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<i64>,
+    /// Source last sequence minus this mirror's last sequence. The server's own
+    /// `lag` stays 0 while a mirror is cut off, so it is not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
+    /// Milliseconds since the mirror last heard from the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_millis: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

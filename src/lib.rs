@@ -1,0 +1,11 @@
+//! natsregion: multi-zone NATS JetStream regions and the partition drills that
+//! prove them. Data flows one way: spec → plan → (Kubernetes objects | local
+//! processes) → NATS → observations → verdicts → (status | report).
+
+pub mod api;
+pub mod drill;
+pub mod fault;
+pub mod local;
+pub mod nats;
+pub mod plan;
+pub mod tools;

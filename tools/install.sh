@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs the pinned servers the tests and the demo start, into a cache outside
+# the clone, and reuses what is already there. Prints the bin directory last.
+#
+#   tools/install.sh [nats|toxiproxy|k8s|helm|all]   (default: all)
+#
+# Everything comes from the Go module proxy; nothing is downloaded as a prebuilt
+# binary. A tool is rebuilt only when its pinned version changes.
+set -euo pipefail
+
+NATS_SERVER_VERSION=v2.14.9
+TOXIPROXY_VERSION=v2.12.0
+KUBERNETES_VERSION=v1.37.2   # must match tools/k8s/go.mod and k8s-openapi's feature
+HELM_VERSION=v3.19.5
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${NATSREGION_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/natsregion/tools}
+bin="$cache/bin"
+stamps="$cache/stamps"
+mkdir -p "$bin" "$stamps"
+export GOFLAGS=-buildvcs=false
+export CGO_ENABLED=0
+
+# have NAME VERSION: true when NAME was built at VERSION and the binary is still there.
+have() { [ -x "$bin/$1" ] && [ "$(cat "$stamps/$1" 2>/dev/null)" = "$2" ]; }
+mark() { echo "$2" > "$stamps/$1"; }
+say()  { echo "tools: $*" >&2; }
+
+install_nats() {
+  have nats-server "$NATS_SERVER_VERSION" && return
+  say "building nats-server $NATS_SERVER_VERSION"
+  GOBIN="$bin" go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
+  mark nats-server "$NATS_SERVER_VERSION"
+}
+
+install_toxiproxy() {
+  have toxiproxy-server "$TOXIPROXY_VERSION" && return
+  say "building toxiproxy-server $TOXIPROXY_VERSION"
+  GOBIN="$bin" go install "github.com/Shopify/toxiproxy/v2/cmd/server@$TOXIPROXY_VERSION"
+  mv "$bin/server" "$bin/toxiproxy-server"
+  mark toxiproxy-server "$TOXIPROXY_VERSION"
+}
+
+install_k8s() {
+  # go.mod/go.sum in tools/k8s pin every module; -mod=mod lets go fill the
+  # module cache from the proxy without editing the checked-in files.
+  local v="$KUBERNETES_VERSION+$(sha256sum "$here/k8s/go.sum" | cut -c1-12)"
+  for target in kube-apiserver kube-controller-manager etcd; do
+    have "$target" "$v" && continue
+    local pkg
+    case $target in
+      kube-apiserver) pkg=k8s.io/kubernetes/cmd/kube-apiserver ;;
+      kube-controller-manager) pkg=k8s.io/kubernetes/cmd/kube-controller-manager ;;
+      etcd) pkg=go.etcd.io/etcd/server/v3 ;;
+    esac
+    say "building $target ($KUBERNETES_VERSION module graph; several minutes on 2 cores)"
+    (cd "$here/k8s" && go build -trimpath -ldflags=-s -o "$bin/$target" "$pkg")
+    mark "$target" "$v"
+  done
+}
+
+install_helm() {
+  have helm "$HELM_VERSION" && return
+  say "building helm $HELM_VERSION"
+  GOBIN="$bin" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mark helm "$HELM_VERSION"
+}
+
+what=${1:-all}
+case $what in
+  nats) install_nats ;;
+  toxiproxy) install_toxiproxy ;;
+  k8s) install_k8s ;;
+  helm) install_helm ;;
+  all) install_nats; install_toxiproxy; install_helm; install_k8s ;;
+  *) echo "usage: $0 [nats|toxiproxy|k8s|helm|all]" >&2; exit 2 ;;
+esac
+echo "$bin"
