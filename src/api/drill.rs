@@ -28,7 +28,8 @@ use super::validate::msg;
 )]
 #[x_kube(
     validation = Rule::new("!has(self.steps) || self.steps.filter(s, s == 'partition').size() == self.steps.filter(s, s == 'heal').size()").message(msg::PARTITION_HEALED),
-    validation = Rule::new("!has(self.steps) || self.steps.size() == 0 || self.steps[self.steps.size() - 1] == 'verify'").message(msg::VERIFY_LAST)
+    validation = Rule::new("!has(self.steps) || self.steps.size() == 0 || self.steps[self.steps.size() - 1] == 'verify'").message(msg::VERIFY_LAST),
+    validation = Rule::new("self.fault.holdSeconds < self.fault.deadlineSeconds").message(msg::HOLD_BEFORE_DEADLINE)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PartitionDrillSpec {
@@ -94,6 +95,11 @@ pub struct FaultSpec {
     #[serde(default = "default_fault_deadline")]
     #[x_kube(validation = Rule::new("self >= 10 && self <= 3600").message(msg::FAULT_DEADLINE))]
     pub deadline_seconds: i32,
+    /// Least time a partition stays on before a heal step removes it, so that a
+    /// link that leaks around the cut has time to show it (mirror sequence moving).
+    #[serde(default = "default_hold")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 3600").message(msg::FAULT_HOLD))]
+    pub hold_seconds: i32,
     /// Toxics applied to the leafnode links for the whole drill (toxiproxy backend only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
@@ -102,12 +108,21 @@ pub struct FaultSpec {
 
 impl Default for FaultSpec {
     fn default() -> Self {
-        Self { backend: FaultBackend::default(), zones: Vec::new(), deadline_seconds: default_fault_deadline(), toxics: Vec::new() }
+        Self {
+            backend: FaultBackend::default(),
+            zones: Vec::new(),
+            deadline_seconds: default_fault_deadline(),
+            hold_seconds: default_hold(),
+            toxics: Vec::new(),
+        }
     }
 }
 
 fn default_fault_deadline() -> i32 {
     300
+}
+fn default_hold() -> i32 {
+    8
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -38,6 +38,8 @@ pub mod msg {
     pub const HISTORY_LIMIT: &str = "historyLimit must be between 1 and 50";
     pub const REGION_REF: &str = "regionRef.name must name a RegionMirror in the drill's namespace";
     pub const FAULT_DEADLINE: &str = "fault.deadlineSeconds must be between 10 and 3600";
+    pub const FAULT_HOLD: &str = "fault.holdSeconds must be between 1 and 3600";
+    pub const HOLD_BEFORE_DEADLINE: &str = "fault.holdSeconds must be shorter than fault.deadlineSeconds: the deadline removes the fault";
     pub const TOXIC_LATENCY: &str = "a latency toxic needs latencyMillis >= 0";
     pub const TOXIC_BANDWIDTH: &str = "a bandwidth toxic needs rateKilobytesPerSecond >= 1";
     pub const MESSAGES: &str = "workload.messagesPerPhase must be between 1 and 10000000";
