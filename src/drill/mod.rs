@@ -2,4 +2,9 @@
 //! Kubernetes; a runtime gives access to zones and a fault backend cuts them.
 
 pub mod checker;
+pub mod claims;
+pub mod consumer;
+pub mod producer;
 pub mod record;
+pub mod runtime;
+pub mod timeline;

@@ -1,0 +1,431 @@
+//! Turns the evidence the engine gathered into the four verdicts. Pure: every
+//! verdict can be reproduced from the report alone.
+
+use std::collections::BTreeMap;
+
+use crate::api::{Claim, ClaimResult, Verdict};
+
+use super::checker::ZoneCheck;
+use super::consumer::Position;
+use super::producer::ProducerIdentity;
+
+/// What one partition (cut → heal) showed.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionEvidence {
+    pub zones: Vec<String>,
+    /// Every cut mirror had the source's last sequence before the cut: the cut broke a live link.
+    pub in_sync_before_cut: bool,
+    pub source_at_cut: u64,
+    pub source_before_heal: u64,
+    pub mirror_at_cut: BTreeMap<String, u64>,
+    pub mirror_before_heal: BTreeMap<String, u64>,
+    /// `true`: the zone could still open a leafnode connection to the source.
+    pub probe_at_cut: BTreeMap<String, bool>,
+    pub probe_before_heal: BTreeMap<String, bool>,
+    pub held_seconds: f64,
+    /// Acked during the partition, and how many of those the source zone's consumer read before the heal.
+    pub acked_during: u64,
+    pub source_read_during: u64,
+    /// Messages each zone's consumer read while cut off (it serves what it has).
+    pub reads_during: BTreeMap<String, u64>,
+    /// Fetch or ack errors of each zone's consumer while the partition was on.
+    pub errors_during: BTreeMap<String, u64>,
+    /// Fault objects still present after the heal.
+    pub leftovers: Vec<String>,
+    pub healed: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatchUpEvidence {
+    /// Heal → every mirror's last sequence equals the source's; `None`: never within the timeout.
+    pub seconds: Option<f64>,
+    pub timeout_seconds: f64,
+    pub reconnect_interval_seconds: i32,
+    /// Lag per mirror when the wait ended.
+    pub lag_at_end: BTreeMap<String, u64>,
+    pub mirror_errors: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseEvidence {
+    pub paused_zone: String,
+    pub published: u64,
+    pub before: BTreeMap<String, Position>,
+    pub after: BTreeMap<String, Position>,
+    /// Source last sequence after the phase: what the other zones had to reach.
+    pub source_last_seq: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinEvidence {
+    pub zone: String,
+    /// Acked before the zone joined, and how long until its consumer had read them all.
+    pub history: u64,
+    pub backfill_seconds: Option<f64>,
+    pub producer_before: Option<ProducerIdentity>,
+    pub producer_after: Option<ProducerIdentity>,
+    pub error: Option<String>,
+}
+
+/// All evidence; `None` where the step that gathers it did not run.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    pub partitions: Vec<PartitionEvidence>,
+    pub catch_up: Option<CatchUpEvidence>,
+    pub pause: Option<PauseEvidence>,
+    pub join: Option<JoinEvidence>,
+    /// Per-zone findings of the final check; empty when verify did not run.
+    pub zones: Vec<ZoneCheck>,
+}
+
+fn result(claim: Claim, failures: Vec<String>, pass: String, evidence: BTreeMap<String, String>) -> ClaimResult {
+    let (verdict, message) = if failures.is_empty() { (Verdict::Passed, pass) } else { (Verdict::Failed, failures.join("; ")) };
+    ClaimResult { claim, verdict, message, evidence }
+}
+
+fn not_run(claim: Claim, why: &str) -> ClaimResult {
+    ClaimResult { claim, verdict: Verdict::NotRun, message: why.to_string(), evidence: BTreeMap::new() }
+}
+
+fn show<T: std::fmt::Debug>(map: &BTreeMap<String, T>) -> String {
+    map.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(" ")
+}
+
+pub fn judge(ev: &Evidence) -> Vec<ClaimResult> {
+    vec![local_consumption(ev), no_loss_after_heal(ev), independent_progress(ev), zone_join(ev)]
+}
+
+/// Claim 1, with the isolation proof: a partition that did not hold proves nothing.
+fn local_consumption(ev: &Evidence) -> ClaimResult {
+    let claim = Claim::LocalConsumption;
+    if ev.partitions.is_empty() {
+        return not_run(claim, "no partition step ran");
+    }
+    let mut failures = Vec::new();
+    let mut evidence = BTreeMap::new();
+    for (i, p) in ev.partitions.iter().enumerate() {
+        let tag = |k: &str| if ev.partitions.len() == 1 { k.to_string() } else { format!("partition{i}.{k}") };
+        if !p.in_sync_before_cut {
+            failures.push(format!("mirrors {:?} were not in sync before the cut, so the partition cut no live link", p.zones));
+        }
+        for zone in &p.zones {
+            let (at, before) = (p.mirror_at_cut.get(zone), p.mirror_before_heal.get(zone));
+            if at != before {
+                failures.push(format!(
+                    "partition leaked: mirror {zone} last_seq moved {} -> {} while cut off",
+                    at.copied().unwrap_or_default(),
+                    before.copied().unwrap_or_default()
+                ));
+            }
+            if p.probe_at_cut.get(zone) == Some(&true) || p.probe_before_heal.get(zone) == Some(&true) {
+                failures.push(format!("partition leaked: a probe from {zone} reached the source's leafnode listener across the cut"));
+            }
+        }
+        if p.source_before_heal <= p.source_at_cut || p.acked_during == 0 {
+            failures.push("no traffic was acked during the partition: put a produce step between partition and heal".to_string());
+        }
+        if p.source_read_during < p.acked_during {
+            failures.push(format!(
+                "the source zone's consumer read {} of the {} messages acked during the partition",
+                p.source_read_during, p.acked_during
+            ));
+        }
+        let errors: u64 = p.errors_during.values().sum();
+        if errors > 0 {
+            failures.push(format!("consumers saw {errors} errors during the partition ({})", show(&p.errors_during)));
+        }
+        evidence.insert(tag("cutZones"), p.zones.join(","));
+        evidence.insert(tag("heldSeconds"), format!("{:.1}", p.held_seconds));
+        evidence.insert(tag("sourceLastSeq"), format!("{} -> {}", p.source_at_cut, p.source_before_heal));
+        evidence.insert(
+            tag("mirrorLastSeq"),
+            p.zones
+                .iter()
+                .map(|z| format!("{z}: {} -> {}", p.mirror_at_cut.get(z).unwrap_or(&0), p.mirror_before_heal.get(z).unwrap_or(&0)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        evidence.insert(tag("probeAcrossCut"), format!("at cut: {}; before heal: {}", show(&p.probe_at_cut), show(&p.probe_before_heal)));
+        evidence.insert(tag("sourceReadDuring"), format!("{}/{}", p.source_read_during, p.acked_during));
+        evidence.insert(tag("readsDuring"), show(&p.reads_during));
+        evidence.insert(tag("errorsDuring"), show(&p.errors_during));
+    }
+    result(
+        claim,
+        failures,
+        "the cut held (mirror sequences frozen, probes refused) and every zone kept consuming without errors".to_string(),
+        evidence,
+    )
+}
+
+fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
+    let claim = Claim::NoLossAfterHeal;
+    if ev.partitions.is_empty() {
+        return not_run(claim, "no partition step ran, so there was no heal to judge");
+    }
+    let mut failures = Vec::new();
+    let mut evidence = BTreeMap::new();
+    for p in &ev.partitions {
+        if !p.healed {
+            failures.push(format!("the partition of {:?} was not healed by a heal step", p.zones));
+        }
+        if !p.leftovers.is_empty() {
+            failures.push(format!("the heal left faults behind: {}", p.leftovers.join(", ")));
+        }
+    }
+    match &ev.catch_up {
+        None => failures.push("no wait-for-catch-up step ran: catch-up was not measured".to_string()),
+        Some(c) => {
+            evidence.insert("reconnectIntervalSeconds".into(), c.reconnect_interval_seconds.to_string());
+            match c.seconds {
+                Some(s) => {
+                    evidence.insert("catchUpSeconds".into(), format!("{s:.2}"));
+                }
+                None => failures.push(format!(
+                    "mirrors did not catch up within {:.0}s after the heal (lag: {}{})",
+                    c.timeout_seconds,
+                    show(&c.lag_at_end),
+                    if c.mirror_errors.is_empty() { String::new() } else { format!("; mirror errors: {}", show(&c.mirror_errors)) }
+                )),
+            }
+        }
+    }
+    if ev.zones.is_empty() {
+        failures.push("no verify step ran: nothing was checked for loss".to_string());
+    }
+    for z in &ev.zones {
+        if z.lost > 0 {
+            failures.push(format!("zone {} lost {} of {} acked messages (ids {})", z.zone, z.lost, z.expected, z.lost_ids.join(", ")));
+        }
+        if z.duplicated > 0 {
+            failures.push(format!("zone {} read {} messages twice (ids {})", z.zone, z.duplicated, z.duplicated_ids.join(", ")));
+        }
+        if z.reordered > 0 {
+            let first = z.reordered_examples.first().map(|m| format!("; first at seq {}: expected {:?}, got {}", m.stream_seq, m.expected, m.got));
+            failures.push(format!("zone {} has {} sequences that differ from the source{}", z.zone, z.reordered, first.unwrap_or_default()));
+        }
+        if z.unexpected > 0 {
+            failures.push(format!("zone {} read {} messages nobody wrote", z.zone, z.unexpected));
+        }
+        evidence.insert(
+            format!("zone.{}", z.zone),
+            format!("expected={} read={} lost={} duplicated={} reordered={} recovered={}", z.expected, z.read, z.lost, z.duplicated, z.reordered, z.recovered),
+        );
+    }
+    let catch_up = ev.catch_up.as_ref().and_then(|c| c.seconds).map(|s| format!(" in {s:.2}s")).unwrap_or_default();
+    result(claim, failures, format!("nothing lost, duplicated or reordered; mirrors caught up{catch_up}"), evidence)
+}
+
+fn independent_progress(ev: &Evidence) -> ClaimResult {
+    let claim = Claim::IndependentProgress;
+    let Some(p) = &ev.pause else { return not_run(claim, "no pause-consumer step ran") };
+    let mut failures = Vec::new();
+    let mut evidence = BTreeMap::new();
+    let (Some(before), Some(after)) = (p.before.get(&p.paused_zone), p.after.get(&p.paused_zone)) else {
+        return result(claim, vec![format!("no consumer position was read for the paused zone {}", p.paused_zone)], String::new(), evidence);
+    };
+    if after.ack_floor != before.ack_floor {
+        failures.push(format!("the paused consumer in {} moved its ack floor {} -> {}", p.paused_zone, before.ack_floor, after.ack_floor));
+    }
+    if after.pending < before.pending + p.published {
+        failures.push(format!(
+            "the paused consumer in {} shows {} pending, expected at least {} (+{} published)",
+            p.paused_zone,
+            after.pending,
+            before.pending + p.published,
+            p.published
+        ));
+    }
+    for (zone, pos) in &p.after {
+        if *zone == p.paused_zone {
+            continue;
+        }
+        if pos.ack_floor < p.source_last_seq || pos.pending > 0 {
+            failures.push(format!(
+                "zone {zone} did not keep up while {} was paused: ack floor {} of {}, {} pending",
+                p.paused_zone, pos.ack_floor, p.source_last_seq, pos.pending
+            ));
+        }
+    }
+    if p.after.len() < 2 {
+        failures.push("there was no other zone to compare with".to_string());
+    }
+    evidence.insert("pausedZone".into(), p.paused_zone.clone());
+    evidence.insert("published".into(), p.published.to_string());
+    evidence.insert("sourceLastSeq".into(), p.source_last_seq.to_string());
+    for (zone, a) in &p.after {
+        let b = p.before.get(zone).copied().unwrap_or_default();
+        evidence.insert(
+            format!("zone.{zone}"),
+            format!("ackFloor {} -> {}, pending {} -> {}", b.ack_floor, a.ack_floor, b.pending, a.pending),
+        );
+    }
+    result(
+        claim,
+        failures,
+        format!("with {} paused, every other zone acked all {} new messages", p.paused_zone, p.published),
+        evidence,
+    )
+}
+
+fn zone_join(ev: &Evidence) -> ClaimResult {
+    let claim = Claim::ZoneJoin;
+    let Some(j) = &ev.join else { return not_run(claim, "no add-temporary-zone step ran") };
+    let mut failures = Vec::new();
+    let mut evidence = BTreeMap::new();
+    if let Some(e) = &j.error {
+        failures.push(format!("zone {} could not join: {e}", j.zone));
+    }
+    match j.backfill_seconds {
+        Some(s) => {
+            evidence.insert("backfillSeconds".into(), format!("{s:.2}"));
+        }
+        None if j.error.is_none() => failures.push(format!("zone {} did not backfill the {} messages of history in time", j.zone, j.history)),
+        None => {}
+    }
+    evidence.insert("history".into(), j.history.to_string());
+    match (&j.producer_before, &j.producer_after) {
+        (Some(b), Some(a)) => {
+            if b != a {
+                failures.push(format!("the producer's connection or settings changed while the zone joined: {b:?} -> {a:?}"));
+            }
+            evidence.insert(
+                "producer".into(),
+                format!("server {} client {} connects {} subject {}", a.server_id, a.client_id, a.connects, a.subject),
+            );
+        }
+        _ => failures.push("the producer's identity was not recorded around the join".to_string()),
+    }
+    match ev.zones.iter().find(|z| z.zone == j.zone) {
+        Some(z) if z.clean() => {
+            evidence.insert("zone".into(), format!("read {} of {} acked, in source order", z.read, z.expected));
+        }
+        Some(z) => failures.push(format!(
+            "the new zone {} is missing or disorders history: lost {} duplicated {} reordered {}",
+            j.zone, z.lost, z.duplicated, z.reordered
+        )),
+        None if ev.zones.is_empty() => failures.push("no verify step ran after the join".to_string()),
+        None => failures.push(format!("zone {} was not checked", j.zone)),
+    }
+    result(
+        claim,
+        failures,
+        format!("{} backfilled the whole history and followed new traffic; the producer was untouched", j.zone),
+        evidence,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> Evidence {
+        let zones = vec!["b".to_string()];
+        let one = |v: u64| BTreeMap::from([("b".to_string(), v)]);
+        let no = BTreeMap::from([("b".to_string(), false)]);
+        let producer = ProducerIdentity { server_id: "S".into(), client_id: 4, connects: 1, subject: "events.x".into() };
+        let pos = |f, p| Position { ack_floor: f, pending: p, ack_pending: 0 };
+        Evidence {
+            partitions: vec![PartitionEvidence {
+                zones,
+                in_sync_before_cut: true,
+                source_at_cut: 100,
+                source_before_heal: 200,
+                mirror_at_cut: one(100),
+                mirror_before_heal: one(100),
+                probe_at_cut: no.clone(),
+                probe_before_heal: no,
+                held_seconds: 8.0,
+                acked_during: 100,
+                source_read_during: 100,
+                reads_during: one(0),
+                errors_during: BTreeMap::from([("a".into(), 0), ("b".into(), 0)]),
+                leftovers: vec![],
+                healed: true,
+            }],
+            catch_up: Some(CatchUpEvidence { seconds: Some(3.2), timeout_seconds: 60.0, reconnect_interval_seconds: 2, ..Default::default() }),
+            pause: Some(PauseEvidence {
+                paused_zone: "a".into(),
+                published: 50,
+                before: BTreeMap::from([("a".into(), pos(50, 0)), ("b".into(), pos(50, 0))]),
+                after: BTreeMap::from([("a".into(), pos(50, 50)), ("b".into(), pos(100, 0))]),
+                source_last_seq: 100,
+            }),
+            join: Some(JoinEvidence {
+                zone: "joiner".into(),
+                history: 200,
+                backfill_seconds: Some(1.0),
+                producer_before: Some(producer.clone()),
+                producer_after: Some(producer),
+                error: None,
+            }),
+            zones: ["a", "b", "joiner"]
+                .iter()
+                .map(|z| ZoneCheck { zone: z.to_string(), expected: 300, read: 300, ..Default::default() })
+                .collect(),
+        }
+    }
+
+    fn verdicts(ev: &Evidence) -> Vec<Verdict> {
+        judge(ev).into_iter().map(|c| c.verdict).collect()
+    }
+
+    #[test]
+    fn healthy_evidence_passes_all_four() {
+        assert_eq!(verdicts(&healthy()), vec![Verdict::Passed; 4], "{:#?}", judge(&healthy()));
+    }
+
+    #[test]
+    fn a_moving_mirror_fails_claim_one_as_a_leak() {
+        let mut ev = healthy();
+        ev.partitions[0].mirror_before_heal.insert("b".into(), 180);
+        let c = &judge(&ev)[0];
+        assert_eq!(c.verdict, Verdict::Failed);
+        assert!(c.message.contains("partition leaked"), "{}", c.message);
+        assert_eq!(verdicts(&ev)[1..], [Verdict::Passed; 3]);
+    }
+
+    #[test]
+    fn lost_messages_fail_claim_two_with_ids() {
+        let mut ev = healthy();
+        ev.zones[1].lost = 2;
+        ev.zones[1].lost_ids = vec!["1-4".into(), "1-9".into()];
+        let c = &judge(&ev)[1];
+        assert_eq!(c.verdict, Verdict::Failed);
+        assert!(c.message.contains("1-4, 1-9"), "{}", c.message);
+    }
+
+    #[test]
+    fn no_catch_up_and_leftovers_fail_claim_two() {
+        let mut ev = healthy();
+        ev.catch_up.as_mut().unwrap().seconds = None;
+        ev.partitions[0].leftovers = vec!["proxy b-0 disabled".into()];
+        let c = &judge(&ev)[1];
+        assert!(c.message.contains("did not catch up") && c.message.contains("left faults behind"), "{}", c.message);
+    }
+
+    #[test]
+    fn a_stalled_other_zone_fails_claim_three() {
+        let mut ev = healthy();
+        ev.pause.as_mut().unwrap().after.insert("b".into(), Position { ack_floor: 60, pending: 40, ack_pending: 0 });
+        assert_eq!(judge(&ev)[2].verdict, Verdict::Failed);
+    }
+
+    #[test]
+    fn a_reconnected_producer_fails_claim_four() {
+        let mut ev = healthy();
+        ev.join.as_mut().unwrap().producer_after.as_mut().unwrap().connects = 2;
+        assert_eq!(judge(&ev)[3].verdict, Verdict::Failed);
+    }
+
+    #[test]
+    fn missing_steps_are_not_run() {
+        let ev = Evidence::default();
+        assert_eq!(verdicts(&ev), vec![Verdict::NotRun; 4]);
+    }
+}
