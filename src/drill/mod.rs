@@ -4,6 +4,7 @@
 pub mod checker;
 pub mod claims;
 pub mod consumer;
+pub mod engine;
 pub mod producer;
 pub mod record;
 pub mod runtime;

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 
+use crate::nats::state::last_seq;
+
 /// Last sequence of one zone over time: `(milliseconds since start, last_seq)`.
 pub type Series = Vec<(u32, u64)>;
 
@@ -104,11 +106,6 @@ impl Sampler {
     }
 }
 
-/// A stream's last sequence, straight from the zone's JetStream API.
-pub async fn last_seq(js: &jetstream::Context, stream: &str) -> Result<u64, String> {
-    let mut s = js.get_stream(stream).await.map_err(|e| e.to_string())?;
-    Ok(s.info().await.map_err(|e| e.to_string())?.state.last_sequence)
-}
 
 #[cfg(test)]
 mod tests {

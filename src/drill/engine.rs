@@ -1,0 +1,819 @@
+//! Runs a drill: steps in order, each under a timeout, faults always healed,
+//! evidence gathered for the four claims, and a report at the end.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tokio::sync::watch;
+
+use crate::api::{
+    Claim, DrillPhase, DrillTotals, FaultRecord, PartitionDrill, PartitionDrillStatus, RegionMirror, Retention, Step, Verdict, ZoneRole,
+    ZoneSpec, ZoneStorage,
+};
+use crate::fault::FaultBackend;
+use crate::nats::connect::{ConnectSettings, ZoneClient, connect};
+
+use super::checker::{SentLog, ZoneCheck, check_zone};
+use super::claims::{CatchUpEvidence, Evidence, JoinEvidence, PartitionEvidence, PauseEvidence, judge};
+use super::consumer::{Position, ZoneReader};
+use super::producer::{PhaseStats, Producer, ProducerSettings};
+use super::runtime::{Runtime, ZoneAccess};
+use super::timeline::{Sampler, Timeline, Watched};
+use crate::nats::state::last_seq;
+
+/// Live figures for a progress display.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub step: String,
+    pub attempted: u64,
+    pub acked: u64,
+    pub reads: Vec<(String, u64)>,
+    pub partitioned: bool,
+}
+
+/// Hooks for whoever shows or stores progress (a terminal, a CR status).
+pub trait Observer: Send + Sync {
+    fn step(&self, _index: usize, _total: usize, _step: Step) {}
+    fn progress(&self, _progress: &Progress) {}
+    /// Called after each step and whenever a fault is injected or healed, so a
+    /// restarted operator can find and heal it.
+    fn status(&self, _status: &PartitionDrillStatus) {}
+}
+
+pub struct Silent;
+impl Observer for Silent {}
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Create the source stream and the mirrors before the drill (local runtime);
+    /// in a cluster the region controller does that.
+    pub provision: bool,
+    /// How often the timeline samples last sequences.
+    pub sample_every: Duration,
+    /// Flip to `true` to abort: faults are healed and the drill ends Aborted.
+    pub abort: Option<watch::Receiver<bool>>,
+    /// Producer's in-flight PubAck window.
+    pub publish_window: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { provision: true, sample_every: Duration::from_millis(250), abort: None, publish_window: 256 }
+    }
+}
+
+/// One produce phase.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseRecord {
+    pub step_index: usize,
+    pub step: String,
+    pub partitioned: bool,
+    pub stats: PhaseStats,
+}
+
+/// Everything a drill found: the status a cluster would show, plus the detail
+/// behind it (per-zone checks, phases, timeline).
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillReport {
+    pub drill: String,
+    pub region: String,
+    pub fault_backend: String,
+    pub status: PartitionDrillStatus,
+    pub evidence: Evidence,
+    pub phases: Vec<PhaseRecord>,
+    pub producer: Option<ProducerSettings>,
+    pub timeline: Timeline,
+    pub wall_seconds: f64,
+}
+
+impl DrillReport {
+    pub fn passed(&self) -> bool {
+        self.status.verdict == Verdict::Passed
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("precondition failed: {0}")]
+    Precondition(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error("step {step} did not finish within {seconds}s")]
+    Timeout { step: &'static str, seconds: i32 },
+    #[error("aborted")]
+    Aborted,
+}
+
+struct Zone {
+    access: ZoneAccess,
+    conn: ZoneClient,
+    reader: ZoneReader,
+    /// Reader errors at the cut, to count errors during the partition.
+    errors_at_cut: u64,
+    reads_at_cut: u64,
+}
+
+impl Zone {
+    fn name(&self) -> &str {
+        self.access.name()
+    }
+    fn errors(&self) -> u64 {
+        let s = self.reader.stats();
+        s.fetch_errors.load(std::sync::atomic::Ordering::Relaxed) + s.ack_errors.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+struct OpenFault {
+    record: FaultRecord,
+    cut_at: Instant,
+    evidence: PartitionEvidence,
+    /// Produce phases published while this fault was on.
+    phases: Vec<u16>,
+}
+
+/// Runs `drill` against `region`. Never returns with a fault in place: every
+/// path out (success, failure, timeout, abort) goes through the heal.
+pub async fn run(
+    region: &RegionMirror,
+    drill: &PartitionDrill,
+    runtime: &dyn Runtime,
+    backend: &dyn FaultBackend,
+    observer: &dyn Observer,
+    opts: EngineOptions,
+) -> DrillReport {
+    let started = Instant::now();
+    let mut run = Run {
+        region,
+        drill,
+        runtime,
+        backend,
+        observer,
+        opts,
+        epoch: started,
+        status: PartitionDrillStatus {
+            observed_generation: drill.metadata.generation,
+            phase: DrillPhase::Running,
+            started_at: Some(Time(jiff::Timestamp::now())),
+            sync_interval: Some(region.spec.stream.sync_interval.clone()),
+            ..Default::default()
+        },
+        zones: Vec::new(),
+        producer: None,
+        sampler: None,
+        watched: Arc::new(Mutex::new(Vec::new())),
+        evidence: Evidence::default(),
+        open: None,
+        phases: Vec::new(),
+        next_phase: 0,
+        heal_at: None,
+        temporary: None,
+    };
+    let outcome = run.execute().await;
+    run.finish(outcome, started).await
+}
+
+struct Run<'a> {
+    region: &'a RegionMirror,
+    drill: &'a PartitionDrill,
+    runtime: &'a dyn Runtime,
+    backend: &'a dyn FaultBackend,
+    observer: &'a dyn Observer,
+    opts: EngineOptions,
+    epoch: Instant,
+    status: PartitionDrillStatus,
+    zones: Vec<Zone>,
+    producer: Option<Producer>,
+    sampler: Option<Sampler>,
+    watched: Watched,
+    evidence: Evidence,
+    open: Option<OpenFault>,
+    phases: Vec<PhaseRecord>,
+    next_phase: u16,
+    heal_at: Option<Instant>,
+    temporary: Option<String>,
+}
+
+impl Run<'_> {
+    fn stream(&self) -> &str {
+        &self.region.spec.stream.name
+    }
+
+    fn ms(&self) -> u32 {
+        self.epoch.elapsed().as_millis() as u32
+    }
+
+    fn source_name(&self) -> String {
+        self.region.spec.source_zone().map(|z| z.name.clone()).unwrap_or_default()
+    }
+
+    fn zone(&self, name: &str) -> Option<&Zone> {
+        self.zones.iter().find(|z| z.name() == name)
+    }
+
+    fn source(&self) -> &Zone {
+        let name = self.source_name();
+        self.zones.iter().find(|z| z.name() == name).expect("source zone connected in setup")
+    }
+
+    fn producer(&self) -> &Producer {
+        self.producer.as_ref().expect("producer set up")
+    }
+
+    fn acked(&self) -> u64 {
+        self.producer.as_ref().map(|p| p.log().lock().expect("log").acked()).unwrap_or(0)
+    }
+
+    fn step_timeout(&self) -> Duration {
+        Duration::from_secs(self.drill.spec.timeouts.step_seconds as u64)
+    }
+
+    fn catch_up_timeout(&self) -> Duration {
+        Duration::from_secs(self.drill.spec.timeouts.catch_up_seconds as u64)
+    }
+
+    fn report_progress(&self, step: &str) {
+        let log = self.producer.as_ref().map(|p| p.log());
+        let (attempted, acked) = log.map(|l| {
+            let l = l.lock().expect("log");
+            (l.attempted(), l.acked())
+        }).unwrap_or_default();
+        self.observer.progress(&Progress {
+            step: step.to_string(),
+            attempted,
+            acked,
+            reads: self.zones.iter().map(|z| (z.name().to_string(), z.reader.read_count())).collect(),
+            partitioned: self.open.is_some(),
+        });
+    }
+
+    async fn execute(&mut self) -> Result<(), StepError> {
+        crate::api::validate::drill(self.drill, self.region).map_err(|e| StepError::Precondition(e.to_string()))?;
+        self.setup().await?;
+        let steps = self.drill.spec.steps();
+        for (index, step) in steps.iter().copied().enumerate() {
+            self.status.current_step = Some(step.name().to_string());
+            self.status.step_index = Some(index as i32);
+            self.observer.step(index, steps.len(), step);
+            self.observer.status(&self.status);
+            if let Some(s) = &self.sampler {
+                s.mark(self.ms(), step.name());
+            }
+            // The heal waits for the hold time on top of its own work.
+            let limit = self.step_timeout()
+                + if step == Step::Heal { Duration::from_secs(self.drill.spec.fault.hold_seconds as u64) } else { Duration::ZERO }
+                + if step == Step::WaitForCatchUp { self.catch_up_timeout() } else { Duration::ZERO };
+            let mut abort = self.opts.abort.clone();
+            let aborted = async move {
+                match abort.as_mut() {
+                    Some(rx) => {
+                        let _ = rx.wait_for(|a| *a).await;
+                    }
+                    None => futures::future::pending::<()>().await,
+                }
+            };
+            let outcome = tokio::select! {
+                r = tokio::time::timeout(limit, self.step(index, step)) => r.unwrap_or(Err(StepError::Timeout { step: step.name(), seconds: limit.as_secs() as i32 })),
+                _ = aborted => Err(StepError::Aborted),
+            };
+            outcome?;
+        }
+        Ok(())
+    }
+
+    /// Connects to every zone, provisions streams when asked, checks the
+    /// preconditions, and starts the consumers, the producer and the sampler.
+    async fn setup(&mut self) -> Result<(), StepError> {
+        let accesses = self.runtime.zones();
+        let source_name = self.source_name();
+        let spec = &self.region.spec;
+        let settings = ConnectSettings { client_name: format!("natsregion-drill-{}", self.drill_name()), ..Default::default() };
+        for access in accesses {
+            let conn = connect(&access.endpoint, &settings).await.map_err(|e| StepError::Precondition(e.to_string()))?;
+            if self.opts.provision {
+                self.provision(&access, &conn).await?;
+            }
+            self.check_stream(&access, &conn).await?;
+            let reader = ZoneReader::start(access.name(), &conn.js, self.stream(), &self.durable(), self.epoch)
+                .await
+                .map_err(|e| StepError::Precondition(e.to_string()))?;
+            self.watched.lock().expect("watched").push((access.name().to_string(), conn.js.clone()));
+            self.zones.push(Zone { access, conn, reader, errors_at_cut: 0, reads_at_cut: 0 });
+        }
+        if self.zone(&source_name).is_none() {
+            return Err(StepError::Precondition(format!("the runtime has no source zone {source_name}")));
+        }
+        let source = self.source();
+        let subject = producer_subject(&spec.stream.subjects);
+        let workload = &self.drill.spec.workload;
+        self.producer = Some(Producer::new(
+            source.conn.client.clone(),
+            source.conn.js.clone(),
+            1,
+            ProducerSettings {
+                subject,
+                payload_bytes: workload.payload_bytes as usize,
+                rate_per_second: workload.rate_per_second as u64,
+                window: self.opts.publish_window,
+            },
+        ));
+        self.sampler = Some(Sampler::start(&source_name, self.stream(), self.watched.clone(), self.epoch, self.opts.sample_every));
+        Ok(())
+    }
+
+    fn drill_name(&self) -> String {
+        self.drill.metadata.name.clone().unwrap_or_else(|| "drill".into())
+    }
+
+    /// Durable consumer name, unique per run so runs never share progress.
+    fn durable(&self) -> String {
+        let run = self.status.started_at.as_ref().map(|t| t.0.as_second()).unwrap_or_default();
+        format!("natsregion-{}-{run}", self.drill_name())
+    }
+
+    async fn provision(&self, access: &ZoneAccess, conn: &ZoneClient) -> Result<(), StepError> {
+        use crate::nats::provision::{Outcome, ensure_mirror, ensure_source_stream};
+        let spec = &self.region.spec;
+        let outcome = if access.role == ZoneRole::Source {
+            let servers = spec.source_zone().map(|z| z.servers as usize).unwrap_or(0);
+            ensure_source_stream(&conn.js, &crate::plan::source_stream_config(spec), servers).await
+        } else {
+            let source = spec.source_zone().expect("validated: one source");
+            let zone = spec.zone(access.name()).cloned().unwrap_or_else(|| self.temporary_zone_spec());
+            ensure_mirror(&conn.js, &crate::plan::mirror_stream_config(spec, source.domain(), &zone), zone.servers as usize).await
+        };
+        match outcome {
+            Ok(Outcome::NeedsRecreate { reason }) => Err(StepError::Precondition(format!(
+                "zone {}: the mirror stream differs from the spec and cannot be edited in place ({reason}); delete it to re-sync",
+                access.name()
+            ))),
+            Ok(_) => Ok(()),
+            Err(e) => Err(StepError::Precondition(format!("zone {}: {e}", access.name()))),
+        }
+    }
+
+    /// The stream must exist; the source must keep everything (Limits) and a
+    /// mirror must mirror this stream.
+    async fn check_stream(&self, access: &ZoneAccess, conn: &ZoneClient) -> Result<(), StepError> {
+        let name = self.stream();
+        let zone = access.name();
+        let mut stream = conn.js.get_stream(name).await.map_err(|e| {
+            StepError::Precondition(format!("stream {name} is missing in zone {zone} ({e}): the region has not provisioned it; check stream.name"))
+        })?;
+        let info = stream.info().await.map_err(|e| StepError::Precondition(format!("zone {zone}: stream info: {e}")))?;
+        let config = &info.config;
+        if access.role == ZoneRole::Source {
+            if config.retention != async_nats::jetstream::stream::RetentionPolicy::Limits {
+                return Err(StepError::Precondition(format!(
+                    "source stream {name} in zone {zone} has retention {:?}: set stream.retention: {:?}, mirrors of other retentions lose messages",
+                    config.retention,
+                    Retention::Limits
+                )));
+            }
+        } else if config.mirror.as_ref().map(|m| m.name.as_str()) != Some(name) {
+            return Err(StepError::Precondition(format!(
+                "stream {name} in zone {zone} is not a mirror of {name}: delete it so the region can create the mirror"
+            )));
+        }
+        Ok(())
+    }
+
+    fn temporary_zone_spec(&self) -> ZoneSpec {
+        let t = &self.drill.spec.temporary_zone;
+        ZoneSpec {
+            name: t.name.clone(),
+            role: ZoneRole::Mirror,
+            servers: t.servers,
+            storage: ZoneStorage::default(),
+            scheduling: Default::default(),
+            domain: None,
+            external: None,
+        }
+    }
+
+    async fn step(&mut self, index: usize, step: Step) -> Result<(), StepError> {
+        match step {
+            Step::Produce => self.produce(index, step).await.map(|_| ()),
+            Step::Partition => self.partition().await,
+            Step::Heal => self.heal().await,
+            Step::WaitForCatchUp => self.wait_for_catch_up().await,
+            Step::PauseConsumer => self.pause_consumer(index).await,
+            Step::AddTemporaryZone => self.add_temporary_zone().await,
+            Step::Verify => self.verify().await,
+        }
+    }
+
+    async fn produce(&mut self, index: usize, step: Step) -> Result<PhaseStats, StepError> {
+        let phase = self.next_phase;
+        self.next_phase += 1;
+        let count = self.drill.spec.workload.messages_per_phase as u64;
+        let stats = {
+            let this = &*self;
+            let progress = |_done: u64| this.report_progress(step.name());
+            this.producer().publish(phase, count, &progress).await
+        };
+        if let Some(open) = self.open.as_mut() {
+            open.phases.push(phase);
+        }
+        self.phases.push(PhaseRecord { step_index: index, step: step.name().into(), partitioned: self.open.is_some(), stats });
+        // The source zone's own consumer should keep up, partition or not.
+        let source = self.source_name();
+        if !self.source().reader.is_paused() {
+            self.wait_reads(&[source], self.acked(), self.step_timeout()).await;
+        }
+        self.report_progress(step.name());
+        Ok(stats)
+    }
+
+    /// Waits until each named zone's consumer has read at least `target`
+    /// messages; returns whether they all did.
+    async fn wait_reads(&self, zones: &[String], target: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let done = zones.iter().all(|z| self.zone(z).is_some_and(|z| z.reader.read_count() >= target));
+            if done || Instant::now() >= deadline {
+                return done;
+            }
+            self.report_progress(self.status.current_step.as_deref().unwrap_or(""));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn last_seqs(&self) -> BTreeMap<String, Option<u64>> {
+        let reads = self.zones.iter().map(|z| async move { (z.name().to_string(), last_seq(&z.conn.js, self.stream()).await.ok()) });
+        futures::future::join_all(reads).await.into_iter().collect()
+    }
+
+    /// Waits until every listed mirror's last sequence equals the source's.
+    async fn wait_in_sync(&self, mirrors: &[String], limit: Duration) -> (bool, BTreeMap<String, u64>) {
+        let deadline = Instant::now() + limit;
+        let source = self.source_name();
+        loop {
+            let seqs = self.last_seqs().await;
+            let src = seqs.get(&source).copied().flatten().unwrap_or(0);
+            let lags: BTreeMap<String, u64> =
+                mirrors.iter().map(|m| (m.clone(), src.saturating_sub(seqs.get(m).copied().flatten().unwrap_or(0)))).collect();
+            let synced = lags.values().all(|l| *l == 0) && mirrors.iter().all(|m| seqs.get(m).copied().flatten().is_some());
+            if synced || Instant::now() >= deadline {
+                return (synced, lags);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn mirror_names(&self) -> Vec<String> {
+        self.zones.iter().filter(|z| z.access.role == ZoneRole::Mirror).map(|z| z.name().to_string()).collect()
+    }
+
+    fn cut_zones(&self) -> Vec<String> {
+        let chosen = &self.drill.spec.fault.zones;
+        if chosen.is_empty() {
+            self.region.spec.mirror_zones().map(|z| z.name.clone()).collect()
+        } else {
+            chosen.clone()
+        }
+    }
+
+    async fn probe_all(&self, zones: &[String]) -> BTreeMap<String, bool> {
+        let mut out = BTreeMap::new();
+        for z in zones {
+            // A probe that errors proves nothing either way: count it as reachable.
+            let reachable = self.backend.probe(z).await.unwrap_or_else(|e| {
+                tracing::warn!(zone = %z, error = %e, "probe failed to run");
+                true
+            });
+            out.insert(z.clone(), reachable);
+        }
+        out
+    }
+
+    async fn partition(&mut self) -> Result<(), StepError> {
+        let zones = self.cut_zones();
+        let (in_sync, _) = self.wait_in_sync(&zones, self.catch_up_timeout()).await;
+        let deadline = Duration::from_secs(self.drill.spec.fault.deadline_seconds as u64);
+        let record = self.backend.cut(&zones, deadline).await.map_err(|e| StepError::Failed(format!("cut failed: {e}")))?;
+        let cut_at = Instant::now();
+        self.status.faults.push(record.clone());
+        self.observer.status(&self.status);
+        // Frames already in flight when the cut landed may still arrive; let them.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let seqs = self.last_seqs().await;
+        let source_at_cut = seqs.get(&self.source_name()).copied().flatten().unwrap_or(0);
+        let mirror_at_cut = zones.iter().map(|z| (z.clone(), seqs.get(z).copied().flatten().unwrap_or(0))).collect();
+        let probe_at_cut = self.probe_all(&zones).await;
+        for z in &mut self.zones {
+            z.errors_at_cut = z.errors();
+            z.reads_at_cut = z.reader.read_count();
+        }
+        self.open = Some(OpenFault {
+            record,
+            cut_at,
+            evidence: PartitionEvidence { zones, in_sync_before_cut: in_sync, source_at_cut, mirror_at_cut, probe_at_cut, ..Default::default() },
+            phases: Vec::new(),
+        });
+        Ok(())
+    }
+
+    async fn heal(&mut self) -> Result<(), StepError> {
+        let Some(open) = self.open.as_ref() else {
+            return Err(StepError::Failed("heal without an open partition".into()));
+        };
+        let hold = Duration::from_secs(self.drill.spec.fault.hold_seconds as u64);
+        let cut_at = open.cut_at;
+        let phases = open.phases.clone();
+        let zones = open.evidence.zones.clone();
+        tokio::time::sleep_until((cut_at + hold).into()).await;
+        let acked_during = self.acked_in(&phases);
+        // Give the source consumer a moment to read the last partition-phase messages.
+        let source = self.source_name();
+        self.wait_reads(&[source.clone()], self.acked(), Duration::from_secs(5)).await;
+        let source_read_during = self.read_in(&source, &phases);
+        let seqs = self.last_seqs().await;
+        let probe_before_heal = self.probe_all(&zones).await;
+        let reads_during = self.zones.iter().map(|z| (z.name().to_string(), z.reader.read_count() - z.reads_at_cut)).collect();
+        let errors_during = self.zones.iter().map(|z| (z.name().to_string(), z.errors() - z.errors_at_cut)).collect();
+        let mut open = self.open.take().expect("checked above");
+        let ev = &mut open.evidence;
+        ev.source_before_heal = seqs.get(&source).copied().flatten().unwrap_or(0);
+        ev.mirror_before_heal = zones.iter().map(|z| (z.clone(), seqs.get(z).copied().flatten().unwrap_or(0))).collect();
+        ev.probe_before_heal = probe_before_heal;
+        ev.held_seconds = cut_at.elapsed().as_secs_f64();
+        ev.acked_during = acked_during;
+        ev.source_read_during = source_read_during;
+        ev.reads_during = reads_during;
+        ev.errors_during = errors_during;
+        let healed = self.backend.heal(&open.record).await;
+        self.heal_at = Some(Instant::now());
+        if let Some(s) = &self.sampler {
+            s.partition(cut_at.duration_since(self.epoch).as_millis() as u32, self.ms());
+        }
+        ev.healed = healed.is_ok();
+        ev.leftovers = match self.backend.leftovers().await {
+            Ok(l) => l,
+            Err(e) => vec![format!("leftovers could not be listed: {e}")],
+        };
+        if let Some(f) = self.status.faults.iter_mut().find(|f| f.id == open.record.id) {
+            f.healed_at = Some(Time(jiff::Timestamp::now()));
+        }
+        self.evidence.partitions.push(open.evidence);
+        self.observer.status(&self.status);
+        healed.map_err(|e| StepError::Failed(format!("heal failed: {e}")))
+    }
+
+    fn acked_in(&self, phases: &[u16]) -> u64 {
+        let log = self.producer().log();
+        let log = log.lock().expect("log");
+        log.entries.iter().filter(|s| s.acked() && phases.contains(&s.phase)).count() as u64
+    }
+
+    /// How many acked messages of `phases` zone `zone` has read.
+    fn read_in(&self, zone: &str, phases: &[u16]) -> u64 {
+        let log = self.producer().log();
+        let log = log.lock().expect("log");
+        let wanted: Vec<bool> = log.entries.iter().map(|s| s.acked() && phases.contains(&s.phase)).collect();
+        let Some(z) = self.zone(zone) else { return 0 };
+        z.reader.with_reads(|reads| {
+            let mut seen = vec![false; wanted.len()];
+            for r in reads {
+                if let Some(i) = (r.id.counter as usize).checked_sub(1)
+                    && i < seen.len()
+                {
+                    seen[i] = wanted[i];
+                }
+            }
+            seen.iter().filter(|s| **s).count() as u64
+        })
+    }
+
+    async fn wait_for_catch_up(&mut self) -> Result<(), StepError> {
+        let from = self.heal_at.unwrap_or_else(Instant::now);
+        let mirrors = self.mirror_names();
+        let (synced, lags) = self.wait_in_sync(&mirrors, self.catch_up_timeout()).await;
+        let mut errors = BTreeMap::new();
+        if !synced {
+            for z in &mirrors {
+                if let Some(zone) = self.zone(z)
+                    && let Ok(Ok(Some(info))) = crate::nats::api::stream_info(&zone.conn.js, self.stream()).await
+                    && let Some(e) = info.mirror_error()
+                {
+                    errors.insert(z.clone(), e.to_string());
+                }
+            }
+        }
+        self.evidence.catch_up = Some(CatchUpEvidence {
+            seconds: synced.then(|| from.elapsed().as_secs_f64()),
+            timeout_seconds: self.catch_up_timeout().as_secs_f64(),
+            reconnect_interval_seconds: self.region.spec.leafnode.reconnect_interval_seconds,
+            lag_at_end: lags,
+            mirror_errors: errors,
+        });
+        Ok(())
+    }
+
+    async fn positions(&mut self) -> BTreeMap<String, Position> {
+        let mut out = BTreeMap::new();
+        for z in &mut self.zones {
+            if let Ok(p) = z.reader.position().await {
+                out.insert(z.access.name().to_string(), p);
+            }
+        }
+        out
+    }
+
+    async fn pause_consumer(&mut self, index: usize) -> Result<(), StepError> {
+        let paused = self.drill.spec.workload.pause_zone.clone().unwrap_or_else(|| self.source_name());
+        let all: Vec<String> = self.zones.iter().map(|z| z.name().to_string()).collect();
+        let others: Vec<String> = all.iter().filter(|z| **z != paused).cloned().collect();
+        // Start from a settled state so the figures compare like with like.
+        self.wait_in_sync(&self.mirror_names(), self.catch_up_timeout()).await;
+        self.wait_reads(&all, self.acked(), self.catch_up_timeout()).await;
+        let before = self.positions().await;
+        self.zone(&paused).ok_or_else(|| StepError::Failed(format!("no zone {paused} to pause")))?.reader.pause();
+        let stats = self.produce(index, Step::PauseConsumer).await;
+        let outcome = match stats {
+            Ok(stats) => {
+                self.wait_in_sync(&self.mirror_names(), self.catch_up_timeout()).await;
+                self.wait_reads(&others, self.acked(), self.catch_up_timeout()).await;
+                // Acks are asynchronous; let the servers' ack floors settle.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let after = self.positions().await;
+                let source_last_seq = last_seq(&self.source().conn.js, self.stream()).await.unwrap_or(0);
+                self.evidence.pause = Some(PauseEvidence { paused_zone: paused.clone(), published: stats.acked, before, after, source_last_seq });
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        if let Some(z) = self.zone(&paused) {
+            z.reader.resume();
+        }
+        outcome
+    }
+
+    async fn add_temporary_zone(&mut self) -> Result<(), StepError> {
+        let spec = self.temporary_zone_spec();
+        let before = Some(self.producer().identity());
+        let history = self.acked();
+        let mut join = JoinEvidence { zone: spec.name.clone(), history, producer_before: before, ..Default::default() };
+        let started = Instant::now();
+        let joined = async {
+            let access = self.runtime.add_zone(&spec).await?;
+            self.temporary = Some(spec.name.clone());
+            let settings = ConnectSettings { client_name: format!("natsregion-drill-{}", self.drill_name()), ..Default::default() };
+            let conn = connect(&access.endpoint, &settings).await.map_err(|e| e.to_string())?;
+            // The drill owns this zone, so it provisions the mirror even in a cluster.
+            self.provision(&access, &conn).await.map_err(|e| e.to_string())?;
+            let reader = ZoneReader::start(access.name(), &conn.js, self.stream(), &self.durable(), self.epoch).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(Zone { access, conn, reader, errors_at_cut: 0, reads_at_cut: 0 })
+        }
+        .await;
+        match joined {
+            Ok(zone) => {
+                self.watched.lock().expect("watched").push((zone.name().to_string(), zone.conn.js.clone()));
+                self.zones.push(zone);
+                if self.wait_reads(std::slice::from_ref(&spec.name), history, self.catch_up_timeout()).await {
+                    join.backfill_seconds = Some(started.elapsed().as_secs_f64());
+                }
+            }
+            Err(e) => join.error = Some(e),
+        }
+        join.producer_after = Some(self.producer().identity());
+        self.evidence.join = Some(join);
+        Ok(())
+    }
+
+    async fn verify(&mut self) -> Result<(), StepError> {
+        for z in &self.zones {
+            z.reader.resume();
+        }
+        let all: Vec<String> = self.zones.iter().map(|z| z.name().to_string()).collect();
+        self.wait_reads(&all, self.acked(), self.catch_up_timeout()).await;
+        // The producer's identity after all traffic, for claim 4.
+        if let Some(join) = self.evidence.join.as_mut() {
+            join.producer_after = self.producer.as_ref().map(|p| p.identity());
+        }
+        self.evidence.zones = self.check_all();
+        Ok(())
+    }
+
+    fn check_all(&self) -> Vec<ZoneCheck> {
+        let log = self.producer().log();
+        let log = log.lock().expect("log");
+        let logs: &[SentLog] = std::slice::from_ref(&log);
+        self.zones.iter().map(|z| z.reader.with_reads(|reads| check_zone(z.name(), logs, reads))).collect()
+    }
+
+    /// Heals whatever is open, removes the temporary zone, closes consumers,
+    /// and writes the verdicts. Runs on every path out of `execute`.
+    async fn finish(mut self, outcome: Result<(), StepError>, started: Instant) -> DrillReport {
+        if let Some(open) = self.open.take() {
+            let mut last = None;
+            for attempt in 0..3 {
+                match self.backend.heal(&open.record).await {
+                    Ok(()) => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(attempt, error = %e, "heal after an interrupted drill failed; retrying");
+                        last = Some(e);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            if let Some(f) = self.status.faults.iter_mut().find(|f| f.id == open.record.id)
+                && last.is_none()
+            {
+                f.healed_at = Some(Time(jiff::Timestamp::now()));
+            }
+            let mut ev = open.evidence;
+            ev.leftovers = self.backend.leftovers().await.unwrap_or_else(|e| vec![format!("leftovers could not be listed: {e}")]);
+            self.evidence.partitions.push(ev);
+        }
+        let timeline = match self.sampler.take() {
+            Some(s) => s.finish().await,
+            None => Timeline::default(),
+        };
+        let producer = self.producer.as_ref().map(|p| p.settings().clone());
+        let sent = self.producer.as_ref().map(|p| {
+            let l = p.log();
+            let l = l.lock().expect("log");
+            (l.attempted(), l.acked())
+        });
+        for zone in std::mem::take(&mut self.zones) {
+            zone.reader.close().await;
+        }
+        if let Some(name) = self.temporary.take()
+            && !self.drill.spec.temporary_zone.keep
+            && let Err(e) = self.runtime.remove_zone(&name).await
+        {
+            tracing::warn!(zone = %name, error = %e, "temporary zone not removed");
+        }
+        let claims = if matches!(outcome, Err(StepError::Precondition(_))) { Vec::new() } else { judge(&self.evidence) };
+        let checks = &self.evidence.zones;
+        let (attempted, acked) = sent.unwrap_or_default();
+        self.status.totals = DrillTotals {
+            attempted: attempted as i64,
+            acked: acked as i64,
+            read: checks.iter().map(|c| c.read as i64).sum(),
+            lost: checks.iter().map(|c| c.lost as i64).sum(),
+            duplicated: checks.iter().map(|c| c.duplicated as i64).sum(),
+            reordered: checks.iter().map(|c| c.reordered as i64).sum(),
+            catch_up_seconds: self.evidence.catch_up.as_ref().and_then(|c| c.seconds).map(|s| (s * 100.0).round() / 100.0),
+            max_lag: timeline.max_lag() as i64,
+        };
+        let failed: Vec<Claim> = claims.iter().filter(|c| c.verdict == Verdict::Failed).map(|c| c.claim).collect();
+        let (phase, verdict, message) = match &outcome {
+            Err(StepError::Aborted) => (DrillPhase::Aborted, Verdict::NotRun, "aborted; faults healed".to_string()),
+            Err(e @ StepError::Precondition(_)) => (DrillPhase::Failed, Verdict::Failed, e.to_string()),
+            Err(e) => (DrillPhase::Failed, Verdict::Failed, format!("{e}; faults healed")),
+            Ok(()) if failed.is_empty() && claims.iter().any(|c| c.verdict == Verdict::Passed) => {
+                (DrillPhase::Succeeded, Verdict::Passed, "every claim that ran held".to_string())
+            }
+            Ok(()) if failed.is_empty() => (DrillPhase::Succeeded, Verdict::NotRun, "no claim was exercised by these steps".to_string()),
+            Ok(()) => (
+                DrillPhase::Failed,
+                Verdict::Failed,
+                format!("claims failed: {}", failed.iter().map(|c| c.title()).collect::<Vec<_>>().join("; ")),
+            ),
+        };
+        self.status.phase = phase;
+        self.status.verdict = verdict;
+        self.status.message = Some(message);
+        self.status.claims = claims;
+        self.status.finished_at = Some(Time(jiff::Timestamp::now()));
+        self.observer.status(&self.status);
+        DrillReport {
+            drill: self.drill_name(),
+            region: self.region.metadata.name.clone().unwrap_or_default(),
+            fault_backend: self.backend.name().to_string(),
+            status: self.status,
+            evidence: self.evidence,
+            phases: self.phases,
+            producer,
+            timeline,
+            wall_seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// A concrete subject under the stream's first subject filter: `events.>`
+/// becomes `events.drill`, `orders.*` becomes `orders.drill`.
+pub fn producer_subject(subjects: &[String]) -> String {
+    let first = subjects.first().map(String::as_str).unwrap_or("drill");
+    first.split('.').map(|t| if t == "*" || t == ">" { "drill" } else { t }).collect::<Vec<_>>().join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::producer_subject;
+
+    #[test]
+    fn producer_subject_fills_wildcards() {
+        assert_eq!(producer_subject(&["events.>".into()]), "events.drill");
+        assert_eq!(producer_subject(&["orders.*.eu".into()]), "orders.drill.eu");
+        assert_eq!(producer_subject(&["plain".into()]), "plain");
+    }
+}
