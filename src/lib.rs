@@ -3,9 +3,11 @@
 //! processes) → NATS → observations → verdicts → (status | report).
 
 pub mod api;
+pub mod cli;
 pub mod drill;
 pub mod fault;
 pub mod local;
 pub mod nats;
 pub mod plan;
+pub mod testenv;
 pub mod tools;

@@ -30,6 +30,9 @@ enum Command {
         /// Write the full report as JSON here (a timeline SVG is written beside it).
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Keep the zones' configs, logs and stores for a post-mortem.
+        #[arg(long)]
+        keep_dirs: bool,
     },
 }
 
@@ -58,14 +61,23 @@ fn main() -> ExitCode {
             tracing::info!("operator controllers are not built yet; exiting cleanly");
             ExitCode::SUCCESS
         }
-        Command::Drill { local, file, report } => {
+        Command::Drill { local, file, report, keep_dirs } => {
             if !local {
                 eprintln!("only --local drills run from the command line; apply a PartitionDrill to run one in a cluster");
                 return ExitCode::from(2);
             }
-            let _ = (file, report);
-            eprintln!("the local drill runtime is not built yet");
-            ExitCode::from(2)
+            let opts = natsregion::cli::local_drill::LocalDrillOptions { file, report, keep_dirs, progress: true };
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match runtime.block_on(natsregion::cli::local_drill::run(&opts)) {
+                Ok(report) => {
+                    println!("{}", natsregion::drill::report::table(&report));
+                    if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
     }
 }

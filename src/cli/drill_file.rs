@@ -1,0 +1,112 @@
+//! A local drill file: a multi-document YAML with one RegionMirror and one
+//! PartitionDrill, exactly what a user would `kubectl apply`.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::api::{PartitionDrill, RegionMirror, validate};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrillFileError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("{path}: document {index} is not valid YAML for a natsregion resource: {message}")]
+    Parse { path: String, index: usize, message: String },
+    #[error("{path}: document {index} has kind {kind:?}; expected RegionMirror or PartitionDrill (apiVersion natsregion.io/v1alpha1)")]
+    UnknownKind { path: String, index: usize, kind: String },
+    #[error("{path}: needs exactly one RegionMirror and one PartitionDrill, found {regions} and {drills}")]
+    Count { path: String, regions: usize, drills: usize },
+    #[error(transparent)]
+    Invalid(#[from] validate::SpecError),
+}
+
+#[derive(Deserialize)]
+struct TypeMeta {
+    #[serde(default)]
+    kind: String,
+    #[serde(default, rename = "apiVersion")]
+    api_version: String,
+}
+
+/// Parses and validates a drill file with the CRDs' own rules.
+pub fn load(path: &Path) -> Result<(RegionMirror, PartitionDrill), DrillFileError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| DrillFileError::Read { path: p.clone(), message: e.to_string() })?;
+    parse(&p, &text)
+}
+
+pub fn parse(path: &str, text: &str) -> Result<(RegionMirror, PartitionDrill), DrillFileError> {
+    let mut regions = Vec::new();
+    let mut drills = Vec::new();
+    for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        let value = serde_yaml_ng::Value::deserialize(doc)
+            .map_err(|e| DrillFileError::Parse { path: path.into(), index, message: e.to_string() })?;
+        if value.is_null() {
+            continue;
+        }
+        let parse_err = |e: serde_yaml_ng::Error| DrillFileError::Parse { path: path.into(), index, message: e.to_string() };
+        let meta: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(parse_err)?;
+        match (meta.kind.as_str(), meta.api_version.as_str()) {
+            ("RegionMirror", "natsregion.io/v1alpha1") => regions.push(serde_yaml_ng::from_value::<RegionMirror>(value).map_err(parse_err)?),
+            ("PartitionDrill", "natsregion.io/v1alpha1") => drills.push(serde_yaml_ng::from_value::<PartitionDrill>(value).map_err(parse_err)?),
+            _ => return Err(DrillFileError::UnknownKind { path: path.into(), index, kind: format!("{} {}", meta.api_version, meta.kind) }),
+        }
+    }
+    if regions.len() != 1 || drills.len() != 1 {
+        return Err(DrillFileError::Count { path: path.into(), regions: regions.len(), drills: drills.len() });
+    }
+    let (region, drill) = (regions.remove(0), drills.remove(0));
+    validate::region(&region, None)?;
+    validate::drill(&drill, &region)?;
+    Ok((region, drill))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+apiVersion: natsregion.io/v1alpha1
+kind: RegionMirror
+metadata: {name: demo}
+spec:
+  stream: {name: EVENTS, subjects: ["events.>"]}
+  zones:
+    - {name: a, role: source}
+    - {name: b, role: mirror}
+---
+apiVersion: natsregion.io/v1alpha1
+kind: PartitionDrill
+metadata: {name: d}
+spec:
+  regionRef: {name: demo}
+"#;
+
+    #[test]
+    fn a_good_file_loads_with_defaults() {
+        let (r, d) = parse("x.yaml", GOOD).unwrap();
+        assert_eq!(r.spec.zones[0].servers, 3);
+        assert_eq!(d.spec.workload.messages_per_phase, 1000);
+    }
+
+    #[test]
+    fn a_bad_stream_name_is_refused_with_the_crd_message() {
+        let bad = GOOD.replace("name: EVENTS", "name: EVENTS.REGION");
+        let e = parse("x.yaml", &bad).unwrap_err().to_string();
+        assert!(e.contains(validate::msg::STREAM_NAME), "{e}");
+    }
+
+    #[test]
+    fn a_drill_cutting_the_source_names_the_field() {
+        let bad = GOOD.replace("regionRef: {name: demo}", "regionRef: {name: demo}\n  fault: {zones: [a]}");
+        let e = parse("x.yaml", &bad).unwrap_err().to_string();
+        assert!(e.contains("fault.zones"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_drill_is_counted() {
+        let only_region = GOOD.split("---").next().unwrap();
+        assert!(matches!(parse("x.yaml", only_region), Err(DrillFileError::Count { regions: 1, drills: 0, .. })));
+    }
+}
