@@ -1,0 +1,398 @@
+//! The CRDs against a real kube-apiserver (testenv::ControlPlane): they
+//! install, the schema applies our defaults, status goes through the status
+//! subresource, and every CEL message in `validate::msg` is enforced by the
+//! API server and by the local validator alike.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::ApiResource;
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, Resource, ResourceExt};
+use natsregion::api::conditions::{Desired, upsert};
+use natsregion::api::validate::{self, SpecError, msg};
+use natsregion::api::{
+    DrillPhase, ExternalZone, PartitionDrill, PartitionDrillStatus, RegionMirror, RegionMirrorStatus, Retention, Step, Toxic, ToxicType,
+    ZoneRole,
+};
+use natsregion::testenv::ControlPlane;
+use serde_json::json;
+
+const MANAGER: &str = "natsregion";
+
+async fn plane_with_crds() -> (ControlPlane, Client) {
+    let started = Instant::now();
+    let plane = ControlPlane::start().await.unwrap_or_else(|e| panic!("control plane: {e}"));
+    eprintln!("control plane ready in {:?} at {}", started.elapsed(), plane.url());
+    let client = plane.client().await.expect("client");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    for file in ["regionmirrors.natsregion.io.yaml", "partitiondrills.natsregion.io.yaml"] {
+        let text = std::fs::read_to_string(dir.join(file)).expect("read checked-in CRD");
+        let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&text).expect("CRD parses");
+        let name = crd.name_any();
+        crds.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|e| panic!("apply {file}: {e}"));
+        tokio::time::timeout(Duration::from_secs(30), await_condition(crds.clone(), &name, conditions::is_crd_established()))
+            .await
+            .unwrap_or_else(|_| panic!("{name} not Established within 30s"))
+            .expect("watch CRD");
+    }
+    (plane, client)
+}
+
+fn base_region() -> RegionMirror {
+    let spec = json!({
+        "stream": {"name": "EVENTS_REGION", "subjects": ["events.>"]},
+        "zones": [
+            {"name": "a", "role": "source"},
+            {"name": "b", "role": "mirror"},
+            {"name": "c", "role": "mirror"},
+        ],
+    });
+    RegionMirror::new("east", serde_json::from_value(spec).expect("region spec"))
+}
+
+fn base_drill() -> PartitionDrill {
+    PartitionDrill::new("east-drill", serde_json::from_value(json!({"regionRef": {"name": "east"}})).expect("drill spec"))
+}
+
+#[tokio::test]
+async fn schema_defaults_and_status_subresource() {
+    let (plane, client) = plane_with_crds().await;
+
+    // Raw JSON, so the defaults seen below come from the CRD schema and not
+    // from serde defaults on our side.
+    let region_ar = ApiResource::erase::<RegionMirror>(&());
+    let raw: Api<DynamicObject> = Api::default_namespaced_with(client.clone(), &region_ar);
+    let region: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": region_ar.api_version, "kind": region_ar.kind,
+        "metadata": {"name": "east"},
+        "spec": {
+            "stream": {"name": "EVENTS_REGION", "subjects": ["events.>"]},
+            "zones": [{"name": "a", "role": "source"}, {"name": "b", "role": "mirror"}, {"name": "c", "role": "mirror"}],
+        },
+    }))
+    .unwrap();
+    let created = raw.create(&PostParams::default(), &region).await.expect("create RegionMirror");
+    let spec = &created.data["spec"];
+    assert_eq!(spec["stream"]["replicas"], 3, "{spec}");
+    assert_eq!(spec["stream"]["retention"], "Limits");
+    assert_eq!(spec["stream"]["storage"], "File");
+    assert_eq!(spec["stream"]["syncInterval"], "2m");
+    assert_eq!(spec["stream"]["duplicateWindowSeconds"], 120);
+    assert_eq!(spec["leafnode"]["reconnectIntervalSeconds"], 2);
+    assert_eq!(spec["image"], natsregion::api::default_image());
+    for zone in spec["zones"].as_array().unwrap() {
+        assert_eq!(zone["servers"], 3, "{zone}");
+        assert_eq!(zone["storage"]["size"], "1Gi", "{zone}");
+    }
+
+    let drill_ar = ApiResource::erase::<PartitionDrill>(&());
+    let raw_drills: Api<DynamicObject> = Api::default_namespaced_with(client.clone(), &drill_ar);
+    let drill: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": drill_ar.api_version, "kind": drill_ar.kind,
+        "metadata": {"name": "east-drill"},
+        "spec": {"regionRef": {"name": "east"}},
+    }))
+    .unwrap();
+    let created = raw_drills.create(&PostParams::default(), &drill).await.expect("create PartitionDrill");
+    let spec = &created.data["spec"];
+    assert_eq!(spec["fault"]["backend"], "networkPolicy", "{spec}");
+    assert_eq!(spec["fault"]["deadlineSeconds"], 300);
+    assert_eq!(spec["fault"]["holdSeconds"], 8);
+    assert_eq!(spec["workload"]["messagesPerPhase"], 1000);
+    assert_eq!(spec["workload"]["payloadBytes"], 128);
+    assert_eq!(spec["timeouts"]["stepSeconds"], 120);
+    assert_eq!(spec["temporaryZone"]["name"], "joiner");
+    assert_eq!(spec["temporaryZone"]["servers"], 1);
+    assert_eq!(spec["historyLimit"], 5);
+    assert!(spec.get("steps").is_none(), "absent steps mean the default sequence: {spec}");
+
+    // The typed view of what the server stored must pass our own validation.
+    let regions: Api<RegionMirror> = Api::default_namespaced(client.clone());
+    let drills: Api<PartitionDrill> = Api::default_namespaced(client.clone());
+    let region = regions.get("east").await.expect("typed RegionMirror");
+    let drill = drills.get("east-drill").await.expect("typed PartitionDrill");
+    validate::region(&region, None).expect("stored region validates locally");
+    validate::drill(&drill, &region).expect("stored drill validates locally");
+
+    // Conditions' times carry whole seconds on the wire.
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap();
+    let mut region_status = RegionMirrorStatus {
+        observed_generation: region.metadata.generation,
+        source_zone: Some("a".into()),
+        zones_ready: Some("3/3".into()),
+        mirrors_in_sync: Some("2/2".into()),
+        max_lag: Some(0),
+        ..Default::default()
+    };
+    let ready = Desired { type_: "Ready", status: true, reason: "InSync", message: "every mirror caught up".into() };
+    upsert(&mut region_status.conditions, ready, region.metadata.generation, now);
+    let after = apply_status(&regions, &region, &region_status).await;
+    assert_eq!(after.status.as_ref(), Some(&region_status));
+    assert_eq!(after.metadata.generation, region.metadata.generation, "a status write must not bump generation");
+    assert_eq!(after.metadata.generation, Some(1));
+    assert_ne!(after.metadata.resource_version, region.metadata.resource_version);
+
+    let drill_status = PartitionDrillStatus {
+        observed_generation: drill.metadata.generation,
+        phase: DrillPhase::Running,
+        current_step: Some("produce".into()),
+        step_index: Some(0),
+        started_at: Some(Time(now)),
+        sync_interval: Some("2m".into()),
+        ..Default::default()
+    };
+    let after = apply_status(&drills, &drill, &drill_status).await;
+    assert_eq!(after.status.as_ref(), Some(&drill_status));
+    assert_eq!(after.metadata.generation, drill.metadata.generation);
+    assert_eq!(after.metadata.generation, Some(1));
+
+    // The status subresource owns status: a write to the main resource
+    // cannot change it, and a spec change bumps generation.
+    let mut edited = after.clone();
+    edited.spec.history_limit = 7;
+    edited.status = Some(PartitionDrillStatus::default());
+    let replaced = drills.replace("east-drill", &PostParams::default(), &edited).await.expect("replace drill");
+    assert_eq!(replaced.status.as_ref(), Some(&drill_status));
+    assert_eq!(replaced.metadata.generation, Some(2));
+
+    // Teardown kills every server and removes the directory.
+    let pids = plane.pids();
+    let root = plane.log_dir().parent().unwrap().to_path_buf();
+    assert_eq!(pids.len(), 2, "etcd and kube-apiserver");
+    drop(client);
+    drop(plane);
+    for pid in pids {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} survived the drop");
+    }
+    if std::env::var_os(natsregion::testenv::controlplane::KEEP_ENV).is_none() {
+        assert!(!root.exists(), "{} survived the drop", root.display());
+    }
+}
+
+/// The garbage collector in kube-controller-manager removes what a custom
+/// resource owns: the cleanup path for everything the operator and its drills
+/// create.
+#[tokio::test]
+async fn controller_manager_collects_objects_owned_by_a_region() {
+    let (mut plane, client) = plane_with_crds().await;
+    // Started after the CRDs exist, so its first discovery already sees them.
+    let started = Instant::now();
+    match plane.start_controller_manager().await {
+        Ok(()) => eprintln!("kube-controller-manager healthy in {:?}", started.elapsed()),
+        Err(natsregion::testenv::Error::MissingTool(e)) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+        Err(e) => panic!("kube-controller-manager: {e}"),
+    }
+    let regions: Api<RegionMirror> = Api::default_namespaced(client.clone());
+    let region = regions.create(&PostParams::default(), &base_region()).await.expect("create region");
+    let owner = region.controller_owner_ref(&()).expect("owner reference");
+    let config_maps: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let owned = ConfigMap {
+        metadata: ObjectMeta { name: Some("east-owned".into()), owner_references: Some(vec![owner]), ..Default::default() },
+        ..Default::default()
+    };
+    config_maps.create(&PostParams::default(), &owned).await.expect("create owned ConfigMap");
+    regions.delete("east", &DeleteParams::background()).await.expect("delete region");
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while config_maps.get_opt("east-owned").await.expect("get ConfigMap").is_some() {
+        assert!(Instant::now() < deadline, "owned ConfigMap still there 45s after its region was deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("owned ConfigMap collected {:?} after start", started.elapsed());
+    assert_eq!(plane.pids().len(), 3);
+}
+
+/// Server-side apply of `status` alone through the status subresource, as the
+/// operator does it; returns what the server stored.
+async fn apply_status<K>(api: &Api<K>, object: &K, status: &impl serde::Serialize) -> K
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    api.patch_status(&object.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("status apply on {}: {e}", object.name_any()));
+    api.get(&object.name_any()).await.expect("read back")
+}
+
+/// How one bad object is made from a valid one.
+enum Bad {
+    /// A region that is invalid on its own.
+    Region(fn(&mut RegionMirror)),
+    /// A valid region that is an invalid update of `base_region()`.
+    RegionUpdate(fn(&mut RegionMirror)),
+    /// A drill (against `base_region()`) that is invalid on its own.
+    Drill(fn(&mut PartitionDrill)),
+}
+
+struct Case {
+    name: &'static str,
+    message: &'static str,
+    bad: Bad,
+}
+
+macro_rules! case {
+    ($kind:ident, $msg:ident, $mutate:expr) => {
+        Case { name: stringify!($msg), message: msg::$msg, bad: Bad::$kind($mutate) }
+    };
+}
+
+/// One mutation per message; each mutation breaks that rule and no other.
+fn cases() -> Vec<Case> {
+    vec![
+        case!(Region, ONE_SOURCE, |r| r.spec.zones[0].role = ZoneRole::Mirror),
+        case!(Region, UNIQUE_ZONE_NAMES, |r| {
+            // A distinct domain, or the default domain would repeat too.
+            r.spec.zones[2].name = "b".into();
+            r.spec.zones[2].domain = Some("c".into());
+        }),
+        case!(Region, UNIQUE_DOMAINS, |r| r.spec.zones[1].domain = Some("a".into())),
+        case!(Region, LIMITS_RETENTION, |r| r.spec.stream.retention = Retention::WorkQueue),
+        case!(Region, REPLICAS_FIT, |r| r.spec.zones[1].servers = 1),
+        case!(RegionUpdate, ROLE_IMMUTABLE, |r| {
+            r.spec.zones[0].role = ZoneRole::Mirror;
+            r.spec.zones[1].role = ZoneRole::Source;
+        }),
+        case!(RegionUpdate, STREAM_NAME_IMMUTABLE, |r| r.spec.stream.name = "EVENTS_OTHER".into()),
+        case!(Region, STREAM_NAME, |r| r.spec.stream.name = "EVENTS.REGION".into()),
+        case!(Region, SUBJECTS, |r| r.spec.stream.subjects = vec!["events region".into()]),
+        case!(Region, REPLICAS, |r| r.spec.stream.replicas = 0),
+        case!(Region, MAX_AGE, |r| r.spec.stream.max_age_seconds = Some(-1)),
+        case!(Region, MAX_BYTES, |r| r.spec.stream.max_bytes = Some(-2)),
+        case!(Region, DUPLICATE_WINDOW, |r| r.spec.stream.duplicate_window_seconds = 0),
+        case!(Region, SYNC_INTERVAL, |r| r.spec.stream.sync_interval = "2 minutes".into()),
+        case!(Region, RECONNECT, |r| r.spec.leafnode.reconnect_interval_seconds = 0),
+        case!(Region, EXTERNAL_DOMAIN, |r| {
+            r.spec.zones[2].external = Some(ExternalZone { url: "nats://c.example:4222".into(), credentials_secret: None })
+        }),
+        case!(Region, ZONE_NAME, |r| r.spec.zones[1].name = "Zone-B".into()),
+        case!(Region, SERVERS, |r| r.spec.zones[1].servers = 10),
+        case!(Region, DOMAIN, |r| r.spec.zones[1].domain = Some("b.east".into())),
+        case!(Region, STORAGE_SIZE, |r| r.spec.zones[1].storage.size = "1GB".into()),
+        case!(Region, EXTERNAL_URL, |r| {
+            r.spec.zones[2].domain = Some("c".into());
+            r.spec.zones[2].external = Some(ExternalZone { url: "http://c.example:4222".into(), credentials_secret: None });
+        }),
+        case!(Drill, PARTITION_HEALED, |d| d.spec.steps = Some(vec![Step::Produce, Step::Partition, Step::Verify])),
+        case!(Drill, VERIFY_LAST, |d| d.spec.steps = Some(vec![Step::Produce])),
+        case!(Drill, SCHEDULE, |d| d.spec.schedule = Some("0 3 * *".into())),
+        case!(Drill, HISTORY_LIMIT, |d| d.spec.history_limit = 0),
+        case!(Drill, REGION_REF, |d| d.spec.region_ref.name = String::new()),
+        case!(Drill, FAULT_DEADLINE, |d| {
+            // Keep the hold below the deadline so only the range rule fires.
+            d.spec.fault.deadline_seconds = 5;
+            d.spec.fault.hold_seconds = 1;
+        }),
+        case!(Drill, FAULT_HOLD, |d| d.spec.fault.hold_seconds = 0),
+        case!(Drill, HOLD_BEFORE_DEADLINE, |d| d.spec.fault.hold_seconds = 400),
+        case!(Drill, TOXIC_LATENCY, |d| d.spec.fault.toxics = vec![toxic(ToxicType::Latency)]),
+        case!(Drill, TOXIC_BANDWIDTH, |d| {
+            d.spec.fault.toxics = vec![Toxic { rate_kilobytes_per_second: Some(0), ..toxic(ToxicType::Bandwidth) }]
+        }),
+        case!(Drill, MESSAGES, |d| d.spec.workload.messages_per_phase = 0),
+        case!(Drill, RATE, |d| d.spec.workload.rate_per_second = -1),
+        case!(Drill, PAYLOAD, |d| d.spec.workload.payload_bytes = 16),
+        case!(Drill, STEP_TIMEOUT, |d| d.spec.timeouts.step_seconds = 1),
+        case!(Drill, CATCH_UP_TIMEOUT, |d| d.spec.timeouts.catch_up_seconds = 0),
+        // The temporary zone reuses the zone rules; check they are wired there too.
+        case!(Drill, ZONE_NAME, |d| d.spec.temporary_zone.name = "Joiner".into()),
+        case!(Drill, SERVERS, |d| d.spec.temporary_zone.servers = 0),
+    ]
+}
+
+fn toxic(type_: ToxicType) -> Toxic {
+    Toxic { type_, latency_millis: None, jitter_millis: None, rate_kilobytes_per_second: None }
+}
+
+/// Names of the constants in `validate::msg`, read from the source so that a
+/// new rule without a case here fails this test instead of going unchecked.
+fn message_names() -> BTreeSet<&'static str> {
+    let source = include_str!("../src/api/validate.rs");
+    let body = source.split("pub mod msg {").nth(1).expect("validate.rs has `pub mod msg`");
+    let body = &body[..body.find("\n}").expect("end of mod msg")];
+    body.lines().filter_map(|l| l.trim().strip_prefix("pub const ")?.split(':').next()).collect()
+}
+
+/// All message texts, to check that an error names only the rule we broke.
+fn all_messages() -> Vec<&'static str> {
+    cases().iter().map(|c| c.message).collect()
+}
+
+fn assert_names_only(error: &str, case: &Case, side: &str) {
+    assert!(error.contains(case.message), "{side}: {} was not reported; got: {error}", case.name);
+    for other in all_messages() {
+        assert!(other == case.message || !error.contains(other), "{side}: breaking {} also broke another rule: {error}", case.name);
+    }
+}
+
+fn local_error(result: Result<(), SpecError>, case: &Case) -> String {
+    match result {
+        Err(e @ SpecError::Rules { .. }) => e.to_string(),
+        other => panic!("local validator: {} expected a CEL rule error, got {other:?}", case.name),
+    }
+}
+
+fn api_error(result: Result<impl std::fmt::Debug, kube::Error>, case: &Case) -> String {
+    match result {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{}: {status:?}", case.name);
+            status.message
+        }
+        other => panic!("API server: {} expected a 422 rejection, got {other:?}", case.name),
+    }
+}
+
+#[tokio::test]
+async fn every_cel_message_is_enforced_by_the_api_server_and_locally() {
+    let covered: BTreeSet<&str> = cases().iter().map(|c| c.name).collect();
+    let declared = message_names();
+    let missing: Vec<_> = declared.difference(&covered).copied().collect();
+    assert!(missing.is_empty(), "messages in validate::msg without a bad-object case: {missing:?}");
+    assert_eq!(declared, covered, "reading the message names from validate.rs went wrong");
+
+    let (_plane, client) = plane_with_crds().await;
+    let regions: Api<RegionMirror> = Api::default_namespaced(client.clone());
+    let drills: Api<PartitionDrill> = Api::default_namespaced(client.clone());
+    let dry_run = PostParams { dry_run: true, ..Default::default() };
+
+    // The starting points are valid on both sides, or the cases prove nothing.
+    validate::region(&base_region(), None).expect("base region validates locally");
+    validate::drill(&base_drill(), &base_region()).expect("base drill validates locally");
+    let stored = regions.create(&PostParams::default(), &base_region()).await.expect("API server accepts the base region");
+    drills.create(&dry_run, &base_drill()).await.expect("API server accepts the base drill");
+
+    for case in cases() {
+        match case.bad {
+            Bad::Region(mutate) => {
+                let mut bad = base_region();
+                mutate(&mut bad);
+                assert_names_only(&local_error(validate::region(&bad, None), &case), &case, "local validator");
+                assert_names_only(&api_error(regions.create(&dry_run, &bad).await, &case), &case, "API server");
+            }
+            Bad::RegionUpdate(mutate) => {
+                let mut bad = stored.clone();
+                mutate(&mut bad);
+                validate::region(&bad, None).unwrap_or_else(|e| panic!("{}: the new object must be valid by itself: {e}", case.name));
+                assert_names_only(&local_error(validate::region(&bad, Some(&stored)), &case), &case, "local validator");
+                assert_names_only(&api_error(regions.replace("east", &dry_run, &bad).await, &case), &case, "API server");
+            }
+            Bad::Drill(mutate) => {
+                let mut bad = base_drill();
+                mutate(&mut bad);
+                assert_names_only(&local_error(validate::drill(&bad, &base_region()), &case), &case, "local validator");
+                assert_names_only(&api_error(drills.create(&dry_run, &bad).await, &case), &case, "API server");
+            }
+        }
+    }
+}
