@@ -122,7 +122,7 @@ impl LocalFaults {
                 Ok(Self { backend: backend.clone(), toxiproxy: Some(backend), _server: Some(server) })
             }
             BackendKind::NetworkPolicy => {
-                let backend = crate::fault::netns::NetnsBackend::new().await?;
+                let backend = crate::fault::netns::NetnsBackend::new()?;
                 Ok(Self { backend: Arc::new(backend), toxiproxy: None, _server: None })
             }
         }
