@@ -4,7 +4,7 @@
 //! Only the apply and report steps of the pipeline live here; the stream
 //! configurations themselves come from `crate::plan`.
 
-pub pub(crate) mod api;
+pub(crate) mod api;
 pub mod connect;
 pub mod provision;
 pub mod state;
