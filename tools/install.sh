@@ -2,7 +2,7 @@
 # Installs the pinned servers the tests and the demo start, into a cache outside
 # the clone, and reuses what is already there. Prints the bin directory last.
 #
-#   tools/install.sh [nats|toxiproxy|k8s|helm|all]   (default: all)
+#   tools/install.sh [nats|toxiproxy|k8s|helm|netfilter|all]   (default: all)
 #
 # Everything comes from the Go module proxy; nothing is downloaded as a prebuilt
 # binary. A tool is rebuilt only when its pinned version changes.
@@ -66,13 +66,42 @@ install_helm() {
   mark helm "$HELM_VERSION"
 }
 
+# The netns fault backend needs `ip` and a packet filter inside namespaces.
+# These come from Debian's packages (root only), not the Go module proxy.
+# nftables first; iptables is the fallback the backend accepts when nft is
+# present but unusable (an old kernel without nf_tables).
+install_netfilter() {
+  local missing=()
+  command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
+  command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+  if [ ${#missing[@]} -eq 0 ]; then
+    local nft; nft=$(command -v nft || echo /usr/sbin/nft)
+    "$nft" list tables >/dev/null 2>&1 && return
+    command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)
+    [ ${#missing[@]} -eq 0 ] && return
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    say "netfilter: missing ${missing[*]}; not root, so not installing (the netns fault backend will report it is unsupported)"
+    return 1
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    say "netfilter: missing ${missing[*]} and no apt-get; install them with the system's package manager"
+    return 1
+  fi
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
+    || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; }
+}
+
 what=${1:-all}
 case $what in
   nats) install_nats ;;
   toxiproxy) install_toxiproxy ;;
   k8s) install_k8s ;;
   helm) install_helm ;;
+  netfilter) install_netfilter ;;
   all) install_nats; install_toxiproxy; install_helm; install_k8s ;;
-  *) echo "usage: $0 [nats|toxiproxy|k8s|helm|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [nats|toxiproxy|k8s|helm|netfilter|all]" >&2; exit 2 ;;
 esac
 echo "$bin"

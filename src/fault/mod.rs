@@ -8,7 +8,13 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::api::FaultRecord;
+use crate::api::{FaultRecord, Toxic};
+
+pub mod netns;
+pub mod toxiproxy;
+
+pub use netns::NetnsBackend;
+pub use toxiproxy::ToxiproxyBackend;
 
 /// Where a zone's servers run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +79,17 @@ pub trait FaultBackend: Network {
     /// Every fault object (disabled proxy, toxic, packet rule) still in place,
     /// described for a person. Empty after a proper heal.
     fn leftovers(&self) -> BoxFuture<'_, Result<Vec<String>, FaultError>>;
+
+    /// Degrade `zone`'s link to the source zone with `toxics` (replacing any it
+    /// had). `heal` removes them. Backends that cannot shape traffic refuse a
+    /// non-empty list rather than ignore it, so a drill never reports results
+    /// for conditions that were not applied.
+    fn apply_toxics<'a>(&'a self, zone: &'a str, toxics: &'a [Toxic]) -> BoxFuture<'a, Result<(), FaultError>> {
+        let _ = zone;
+        Box::pin(async move {
+            if toxics.is_empty() { Ok(()) } else { Err(FaultError::Unsupported { backend: self.name(), what: "the toxiproxy backend to apply toxics".into() }) }
+        })
+    }
 }
 
 /// A backend with no faults at all: zones on loopback, linked directly.

@@ -1,0 +1,450 @@
+//! Leafnode links routed through Toxiproxy; a cut disables the proxies.
+//!
+//! A proxy cut alone does not hold: the remote learns the hub's own leafnode
+//! URL from INFO and redials it directly (DESIGN.md, fact 1). So the hub must
+//! advertise an address that leads nowhere: a loopback port that this backend
+//! keeps bound without listening, so nothing else can take it and every
+//! connection to it is refused. `advertise_fix: false` drops that guard and
+//! exists to show the leak.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use super::{FaultBackend, FaultError, Network, ZoneHost};
+use crate::api::{FaultRecord, Toxic, ToxicType};
+
+/// How long a probe waits for a connection and then for the `INFO` line.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
+
+/// Toxiproxy fault backend: one proxy per (mirror zone, source server).
+pub struct ToxiproxyBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    api: String,
+    http: reqwest::Client,
+    /// Starts every proxy name this instance creates, so several drills (or
+    /// parallel tests) can share one toxiproxy-server.
+    prefix: String,
+    advertise_fix: bool,
+    /// Where proxies listen. Loopback unless the zones run elsewhere.
+    listen_ip: IpAddr,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// zone → its proxies.
+    routes: BTreeMap<String, Vec<Route>>,
+    /// source server → the leafnode address it advertises (what remotes learn).
+    advertised: BTreeMap<usize, SocketAddr>,
+    /// Bound, never listening: connections to these are refused.
+    reserved: HashMap<IpAddr, tokio::net::TcpSocket>,
+    /// fault id → task that heals it at its deadline.
+    deadlines: HashMap<String, JoinHandle<()>>,
+    faults: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Route {
+    source_server: usize,
+    proxy: String,
+    listen: SocketAddr,
+    upstream: SocketAddr,
+}
+
+#[derive(Debug, Deserialize)]
+struct ProxyInfo {
+    name: String,
+    listen: String,
+    upstream: String,
+    enabled: bool,
+    #[serde(default)]
+    toxics: Vec<ToxicInfo>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ToxicInfo {
+    name: String,
+    #[serde(rename = "type")]
+    type_: String,
+    #[serde(default)]
+    stream: String,
+}
+
+impl ToxiproxyBackend {
+    /// `api` is toxiproxy-server's base URL (`http://127.0.0.1:8474`).
+    /// `advertise_fix` makes [`Network::leaf_advertise`] return an address that
+    /// does not bypass the proxy; turn it off only to demonstrate the leak.
+    pub fn new(api: impl Into<String>, advertise_fix: bool) -> Self {
+        let n = INSTANCES.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("natsregion-{:x}-{n:x}", std::process::id());
+        Self::with_prefix(api, advertise_fix, prefix)
+    }
+
+    /// Like [`new`](Self::new) with a chosen proxy name prefix, so a restarted
+    /// process can heal and list the proxies a previous one left.
+    pub fn with_prefix(api: impl Into<String>, advertise_fix: bool, prefix: impl Into<String>) -> Self {
+        // A proxy from the environment must not sit between us and the API:
+        // it is usually on this machine or next to the zones.
+        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("reqwest client without TLS builds");
+        let inner = Inner {
+            api: api.into().trim_end_matches('/').to_string(),
+            http,
+            prefix: prefix.into(),
+            advertise_fix,
+            listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            state: Mutex::new(State::default()),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The proxy addresses `zone` dials, in source-server order.
+    pub fn routes(&self, zone: &str) -> Vec<SocketAddr> {
+        let state = self.inner.state.lock().unwrap();
+        let mut routes = state.routes.get(zone).cloned().unwrap_or_default();
+        routes.sort_by_key(|r| r.source_server);
+        routes.into_iter().map(|r| r.listen).collect()
+    }
+
+    /// Apply `toxics` to both directions of every proxy of `zone`, replacing
+    /// toxics this backend put there before.
+    pub async fn apply_toxics(&self, zone: &str, toxics: &[Toxic]) -> Result<(), FaultError> {
+        self.inner.apply_toxics(zone, toxics).await
+    }
+
+    /// Remove every toxic from this backend's proxies.
+    pub async fn clear_toxics(&self) -> Result<(), FaultError> {
+        self.inner.clear_toxics().await
+    }
+}
+
+impl Inner {
+    fn err(op: impl Into<String>, message: impl ToString) -> FaultError {
+        FaultError::Toxiproxy { op: op.into(), message: message.to_string() }
+    }
+
+    async fn call(&self, op: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, FaultError> {
+        let resp = req.send().await.map_err(|e| Self::err(op, format!("{} unreachable: {e}", self.api)))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        Err(Self::err(op, format!("HTTP {status}: {}", body.trim())))
+    }
+
+    async fn create_proxy(&self, name: &str, upstream: SocketAddr) -> Result<SocketAddr, FaultError> {
+        let op = format!("create proxy {name}");
+        let body = json!({
+            "name": name,
+            // Port 0: the server picks a free port, and rebinds that same one
+            // when the proxy is enabled again after a cut.
+            "listen": SocketAddr::new(self.listen_ip, 0).to_string(),
+            "upstream": upstream.to_string(),
+            "enabled": true,
+        });
+        let resp = self.call(&op, self.http.post(format!("{}/proxies", self.api)).json(&body)).await?;
+        let info: ProxyInfo = resp.json().await.map_err(|e| Self::err(&op, e))?;
+        info.listen.parse().map_err(|e| Self::err(&op, format!("listen address {:?}: {e}", info.listen)))
+    }
+
+    async fn delete_proxy(&self, name: &str) -> Result<(), FaultError> {
+        let op = format!("delete proxy {name}");
+        match self.call(&op, self.http.delete(format!("{}/proxies/{name}", self.api))).await {
+            Err(FaultError::Toxiproxy { message, .. }) if message.starts_with("HTTP 404") => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    async fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), FaultError> {
+        let op = format!("{} proxy {name}", if enabled { "enable" } else { "disable" });
+        let req = self.http.post(format!("{}/proxies/{name}", self.api)).json(&json!({ "enabled": enabled }));
+        self.call(&op, req).await.map(drop)
+    }
+
+    async fn proxies(&self) -> Result<Vec<ProxyInfo>, FaultError> {
+        let op = "list proxies";
+        let resp = self.call(op, self.http.get(format!("{}/proxies", self.api))).await?;
+        let all: BTreeMap<String, ProxyInfo> = resp.json().await.map_err(|e| Self::err(op, e))?;
+        Ok(all.into_values().filter(|p| self.owns(&p.name)).collect())
+    }
+
+    fn owns(&self, proxy: &str) -> bool {
+        proxy.strip_prefix(&self.prefix).is_some_and(|rest| rest.starts_with('-'))
+    }
+
+    fn zone_proxies(&self, zone: &str) -> Result<Vec<String>, FaultError> {
+        let state = self.state.lock().unwrap();
+        let routes = state.routes.get(zone).ok_or_else(|| FaultError::UnknownZone(zone.to_string()))?;
+        Ok(routes.iter().map(|r| r.proxy.clone()).collect())
+    }
+
+    /// Enable every proxy this backend owns, the ones it no longer remembers
+    /// included. Keeps going past failures so one bad proxy cannot keep the
+    /// others cut.
+    async fn enable_all(&self) -> Result<(), FaultError> {
+        let mut first_err = None;
+        for proxy in self.proxies().await? {
+            if !proxy.enabled
+                && let Err(e) = self.set_enabled(&proxy.name, true).await
+            {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    async fn apply_toxics(&self, zone: &str, toxics: &[Toxic]) -> Result<(), FaultError> {
+        for proxy in self.zone_proxies(zone)? {
+            self.remove_toxics_of(&proxy).await?;
+            for (i, toxic) in toxics.iter().enumerate() {
+                let (kind, attributes) = match toxic.type_ {
+                    ToxicType::Latency => ("latency", json!({ "latency": toxic.latency_millis.unwrap_or(0), "jitter": toxic.jitter_millis.unwrap_or(0) })),
+                    ToxicType::Bandwidth => ("bandwidth", json!({ "rate": toxic.rate_kilobytes_per_second.unwrap_or(1) })),
+                };
+                // A leafnode link carries traffic both ways (messages one way,
+                // flow control and acks the other): slow both.
+                for stream in ["upstream", "downstream"] {
+                    let name = format!("{kind}-{i}-{stream}");
+                    let op = format!("add toxic {name} to {proxy}");
+                    let body = json!({ "name": name, "type": kind, "stream": stream, "toxicity": 1.0, "attributes": attributes });
+                    self.call(&op, self.http.post(format!("{}/proxies/{proxy}/toxics", self.api)).json(&body)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_toxics_of(&self, proxy: &str) -> Result<(), FaultError> {
+        let op = format!("list toxics of {proxy}");
+        let resp = self.call(&op, self.http.get(format!("{}/proxies/{proxy}/toxics", self.api))).await?;
+        let toxics: Vec<ToxicInfo> = resp.json().await.map_err(|e| Self::err(&op, e))?;
+        for toxic in toxics {
+            let op = format!("remove toxic {} from {proxy}", toxic.name);
+            self.call(&op, self.http.delete(format!("{}/proxies/{proxy}/toxics/{}", self.api, toxic.name))).await?;
+        }
+        Ok(())
+    }
+
+    async fn clear_toxics(&self) -> Result<(), FaultError> {
+        let mut first_err = None;
+        for proxy in self.proxies().await? {
+            if !proxy.toxics.is_empty()
+                && let Err(e) = self.remove_toxics_of(&proxy.name).await
+            {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Every address `zone` could dial: its proxies, and what the source
+    /// servers advertise (their listen address when nothing was set).
+    fn dialable(&self, zone: &str) -> Result<Vec<SocketAddr>, FaultError> {
+        let state = self.state.lock().unwrap();
+        let routes = state.routes.get(zone).ok_or_else(|| FaultError::UnknownZone(zone.to_string()))?;
+        let mut addrs: Vec<SocketAddr> = routes.iter().map(|r| r.listen).collect();
+        for route in routes {
+            addrs.push(state.advertised.get(&route.source_server).copied().unwrap_or(route.upstream));
+        }
+        // A remote learns every source server's URL, not only the one it dials.
+        addrs.extend(state.advertised.values().copied());
+        addrs.sort();
+        addrs.dedup();
+        Ok(addrs)
+    }
+}
+
+/// True when a NATS server answers at `addr`: the connection opens and the
+/// first line is `INFO`. An enabled proxy whose upstream is gone accepts and
+/// then closes, which must not count as reachable.
+pub async fn answers_info(addr: SocketAddr, timeout: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let mut buf = [0u8; 4];
+        stream.read_exact(&mut buf).await.ok()?;
+        Some(&buf == b"INFO")
+    };
+    tokio::time::timeout(timeout, attempt).await.ok().flatten().unwrap_or(false)
+}
+
+impl Network for ToxiproxyBackend {
+    fn prepare_zone<'a>(&'a self, _zone: &'a str) -> BoxFuture<'a, Result<ZoneHost, FaultError>> {
+        Box::pin(async { Ok(ZoneHost::loopback()) })
+    }
+
+    fn leaf_route<'a>(&'a self, zone: &'a str, source_server: usize, upstream: SocketAddr) -> BoxFuture<'a, Result<SocketAddr, FaultError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let existing = {
+                let state = inner.state.lock().unwrap();
+                state.routes.get(zone).and_then(|rs| rs.iter().find(|r| r.source_server == source_server).cloned())
+            };
+            let proxy = format!("{}-{zone}-s{source_server}", inner.prefix);
+            match existing {
+                Some(route) if route.upstream == upstream => return Ok(route.listen),
+                // The source server moved: a fresh proxy is simpler than an update.
+                Some(_) => inner.delete_proxy(&proxy).await?,
+                None => {}
+            }
+            let listen = inner.create_proxy(&proxy, upstream).await?;
+            let mut state = inner.state.lock().unwrap();
+            let routes = state.routes.entry(zone.to_string()).or_default();
+            routes.retain(|r| r.source_server != source_server);
+            routes.push(Route { source_server, proxy, listen, upstream });
+            Ok(listen)
+        })
+    }
+
+    fn leaf_advertise(&self, source_server: usize, listen: SocketAddr) -> Option<String> {
+        let mut state = self.inner.state.lock().unwrap();
+        if !self.inner.advertise_fix {
+            state.advertised.insert(source_server, listen);
+            return None;
+        }
+        let ip = if listen.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { listen.ip() };
+        let addr = match state.reserved.get(&ip).and_then(|s| s.local_addr().ok()) {
+            Some(addr) => addr,
+            None => {
+                let socket = match reserve_port(ip) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Without a reserved port there is no safe address to
+                        // advertise; the probe will then report the leak.
+                        tracing::error!(%ip, error = %e, "cannot reserve a port to advertise; proxy cuts will leak");
+                        state.advertised.insert(source_server, listen);
+                        return None;
+                    }
+                };
+                let addr = socket.local_addr().expect("bound socket has an address");
+                state.reserved.insert(ip, socket);
+                addr
+            }
+        };
+        state.advertised.insert(source_server, addr);
+        Some(addr.to_string())
+    }
+}
+
+fn reserve_port(ip: IpAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = if ip.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    Ok(socket)
+}
+
+impl FaultBackend for ToxiproxyBackend {
+    fn name(&self) -> &'static str {
+        "toxiproxy"
+    }
+
+    fn cut<'a>(&'a self, zones: &'a [String], deadline: Duration) -> BoxFuture<'a, Result<FaultRecord, FaultError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let mut proxies = Vec::new();
+            for zone in zones {
+                proxies.extend(inner.zone_proxies(zone)?);
+            }
+            let id = {
+                let mut state = inner.state.lock().unwrap();
+                state.faults += 1;
+                format!("{}-cut{}", inner.prefix, state.faults)
+            };
+            let injected = jiff::Timestamp::now();
+            // Arm the deadline before the first proxy goes down, so a failure
+            // half way (or a dropped future) still ends in a heal.
+            let task = tokio::spawn({
+                let inner = Arc::clone(inner);
+                let id = id.clone();
+                let proxies = proxies.clone();
+                async move {
+                    tokio::time::sleep(deadline).await;
+                    tracing::warn!(fault = %id, "fault deadline reached without a heal; enabling its proxies");
+                    for proxy in &proxies {
+                        if let Err(e) = inner.set_enabled(proxy, true).await {
+                            tracing::error!(fault = %id, error = %e, "deadline heal failed");
+                        }
+                    }
+                    inner.state.lock().unwrap().deadlines.remove(&id);
+                }
+            });
+            inner.state.lock().unwrap().deadlines.insert(id.clone(), task);
+            for proxy in &proxies {
+                if let Err(e) = inner.set_enabled(proxy, false).await {
+                    let _ = inner.enable_all().await;
+                    if let Some(task) = inner.state.lock().unwrap().deadlines.remove(&id) {
+                        task.abort();
+                    }
+                    return Err(e);
+                }
+            }
+            let deadline_at = injected + jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX);
+            Ok(FaultRecord {
+                id,
+                backend: self.name().to_string(),
+                zones: zones.to_vec(),
+                injected_at: Time(injected),
+                deadline: Time(deadline_at),
+                healed_at: None,
+            })
+        })
+    }
+
+    fn heal<'a>(&'a self, record: &'a FaultRecord) -> BoxFuture<'a, Result<(), FaultError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let enabled = inner.enable_all().await;
+            let cleared = inner.clear_toxics().await;
+            if enabled.is_ok()
+                && let Some(task) = inner.state.lock().unwrap().deadlines.remove(&record.id)
+            {
+                task.abort();
+            }
+            enabled.and(cleared)
+        })
+    }
+
+    fn probe<'a>(&'a self, zone: &'a str) -> BoxFuture<'a, Result<bool, FaultError>> {
+        Box::pin(async move {
+            let addrs = self.inner.dialable(zone)?;
+            let answers = futures::future::join_all(addrs.into_iter().map(|a| answers_info(a, PROBE_TIMEOUT))).await;
+            Ok(answers.into_iter().any(|up| up))
+        })
+    }
+
+    fn leftovers(&self) -> BoxFuture<'_, Result<Vec<String>, FaultError>> {
+        Box::pin(async move {
+            let mut left = Vec::new();
+            for proxy in self.inner.proxies().await? {
+                if !proxy.enabled {
+                    left.push(format!("toxiproxy proxy {} ({} -> {}) is disabled", proxy.name, proxy.listen, proxy.upstream));
+                }
+                for toxic in &proxy.toxics {
+                    left.push(format!("toxiproxy toxic {} ({}, {}) on proxy {}", toxic.name, toxic.type_, toxic.stream, proxy.name));
+                }
+            }
+            Ok(left)
+        })
+    }
+
+    fn apply_toxics<'a>(&'a self, zone: &'a str, toxics: &'a [Toxic]) -> BoxFuture<'a, Result<(), FaultError>> {
+        Box::pin(self.inner.apply_toxics(zone, toxics))
+    }
+}
