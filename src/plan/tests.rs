@@ -1,0 +1,168 @@
+//! Snapshot tests of the generated configs, and nats-server's own verdict on
+//! them (`nats-server -t`). `UPDATE_SNAPSHOTS=1` rewrites the snapshots.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::api::RegionMirrorSpec;
+
+/// A three-zone region in the shape the operator will render: DNS names,
+/// fixed ports, a proxy address advertised by the source, and a password
+/// made of everything that breaks naive quoting.
+pub(crate) fn three_zone_spec() -> RegionMirrorSpec {
+    serde_json::from_value(serde_json::json!({
+        "stream": {
+            "name": "EVENTS_REGION",
+            "subjects": ["events.region.>"],
+            "replicas": 3,
+            "maxAgeSeconds": 60,
+            "syncInterval": "10s"
+        },
+        "leafnode": { "reconnectIntervalSeconds": 3 },
+        "zones": [
+            { "name": "east", "role": "source" },
+            { "name": "west", "role": "mirror", "domain": "west_dc", "storage": { "size": "512Mi" } },
+            { "name": "edge", "role": "mirror", "servers": 1 }
+        ]
+    }))
+    .expect("spec parses")
+}
+
+pub(crate) fn nasty_credentials() -> RegionCredentials {
+    RegionCredentials {
+        app: UserPass { user: "app".into(), password: "p@ss\"w\\or:d $HOME {x} #y //z\n\té%41".into() },
+        system: UserPass { user: "sys".into(), password: "s'y\"s$".into() },
+    }
+}
+
+fn addresses(spec: &RegionMirrorSpec, zone: &str) -> ZoneAddresses {
+    let z = spec.zone(zone).unwrap();
+    let source = spec.source_zone().unwrap();
+    let pod = |zone: &str, i: i32| format!("r-{zone}-{i}.r-{zone}.ns.svc");
+    ZoneAddresses {
+        servers: (0..z.servers)
+            .map(|i| ServerAddress {
+                name: format!("r-{zone}-{i}"),
+                host: "0.0.0.0".into(),
+                client_port: 4222,
+                cluster_port: 6222,
+                monitor_port: 8222,
+                leafnode_port: z.is_source().then_some(7422),
+                leaf_advertise: z.is_source().then(|| format!("r-{zone}-leaf-{i}.ns.svc:7422")),
+                store_dir: "/data/jetstream".into(),
+            })
+            .collect(),
+        routes: (0..z.servers).map(|i| format!("nats-route://{}:6222", pod(zone, i))).collect(),
+        leaf_remotes: if z.is_source() { vec![] } else { (0..source.servers).map(|i| format!("{}:7422", pod(&source.name, i))).collect() },
+    }
+}
+
+fn rendered() -> Vec<(String, String)> {
+    let spec = three_zone_spec();
+    let creds = nasty_credentials();
+    let mut files = Vec::new();
+    for zone in ["east", "west", "edge"] {
+        let plan = ZonePlan::build(&spec, zone, &addresses(&spec, zone), &creds).unwrap();
+        // One server per zone is enough to snapshot; the others differ only in name.
+        files.push((format!("{zone}-0.conf"), plan.servers[0].render()));
+    }
+    let west = spec.zone("west").unwrap();
+    let edge = spec.zone("edge").unwrap();
+    let json = |c: &async_nats::jetstream::stream::Config| serde_json::to_string_pretty(c).unwrap() + "\n";
+    files.push(("stream-source.json".into(), json(&source_stream_config(&spec))));
+    files.push(("stream-mirror-west.json".into(), json(&mirror_stream_config(&spec, "east", west))));
+    files.push(("stream-mirror-edge.json".into(), json(&mirror_stream_config(&spec, "east", edge))));
+    files
+}
+
+fn snapshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots")
+}
+
+#[test]
+fn generated_files_match_snapshots() {
+    let update = std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1");
+    let mut stale = Vec::new();
+    for (name, text) in rendered() {
+        let path = snapshot_dir().join(&name);
+        if update {
+            std::fs::write(&path, &text).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        if expected != text {
+            eprintln!("--- {name} (generated)\n{text}");
+            stale.push(name);
+        }
+    }
+    assert!(stale.is_empty(), "snapshots differ: {stale:?}; rerun with UPDATE_SNAPSHOTS=1 if the change is intended");
+}
+
+#[test]
+fn nats_server_accepts_every_generated_config() {
+    let bin = crate::tools::binary("nats-server").expect("nats-server is needed for this test");
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for (name, text) in rendered().into_iter().filter(|(n, _)| n.ends_with(".conf")) {
+        let path = dir.path().join(&name);
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(&bin).arg("-t").arg("-c").arg(&path).output().unwrap();
+        assert!(out.status.success(), "nats-server -t refused {name}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        checked += 1;
+    }
+    assert_eq!(checked, 3);
+
+    // The check has teeth: a config the server cannot take fails it.
+    let bad = dir.path().join("bad.conf");
+    std::fs::write(&bad, "jetstream { sync_interval: \"sometimes\" }\n").unwrap();
+    let out = std::process::Command::new(&bin).arg("-t").arg("-c").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn plan_shape() {
+    let spec = three_zone_spec();
+    let creds = nasty_credentials();
+    let east = ZonePlan::build(&spec, "east", &addresses(&spec, "east"), &creds).unwrap();
+    assert_eq!(east.servers.len(), 3);
+    assert!(east.servers.iter().all(|s| s.config.cluster.as_ref().is_some_and(|c| c.name == "east" && c.routes.len() == 3)));
+    let leaf = east.servers[2].config.leafnodes.as_ref().unwrap();
+    assert_eq!(leaf.listen.as_deref(), Some("0.0.0.0:7422"));
+    assert_eq!(leaf.advertise.as_deref(), Some("r-east-leaf-2.ns.svc:7422"));
+
+    let west = ZonePlan::build(&spec, "west", &addresses(&spec, "west"), &creds).unwrap();
+    assert_eq!(west.domain, "west_dc");
+    let leaf = west.servers[0].config.leafnodes.as_ref().unwrap();
+    assert_eq!(leaf.reconnect.as_deref(), Some("3s"));
+    assert_eq!(leaf.remotes[0].urls.len(), 3);
+    assert_eq!(leaf.remotes[0].account, APP_ACCOUNT);
+
+    let edge = ZonePlan::build(&spec, "edge", &addresses(&spec, "edge"), &creds).unwrap();
+    assert!(edge.servers[0].config.cluster.is_none());
+
+    let src = source_stream_config(&spec);
+    assert_eq!(src.duplicate_window, std::time::Duration::from_secs(60), "clamped to max age");
+    let m = mirror_stream_config(&spec, "east", spec.zone("edge").unwrap());
+    assert_eq!(m.num_replicas, 1);
+    assert!(m.subjects.is_empty());
+    assert_eq!(m.mirror.unwrap().external.unwrap().api_prefix, "$JS.east.API");
+}
+
+#[test]
+fn plan_errors() {
+    let spec = three_zone_spec();
+    let creds = nasty_credentials();
+    let mut short = addresses(&spec, "east");
+    short.servers.pop();
+    assert!(matches!(ZonePlan::build(&spec, "east", &short, &creds), Err(PlanError::ServerCount { .. })));
+    let mut no_remotes = addresses(&spec, "west");
+    no_remotes.leaf_remotes.clear();
+    assert_eq!(ZonePlan::build(&spec, "west", &no_remotes, &creds), Err(PlanError::NoLeafRemotes("west".into())));
+    assert_eq!(ZonePlan::build(&spec, "north", &no_remotes, &creds), Err(PlanError::UnknownZone("north".into())));
+    let mut hashed = creds.clone();
+    hashed.app.password = "$2a$11$abcdefghijklmnopqrstuv".into();
+    assert!(matches!(ZonePlan::build(&spec, "east", &addresses(&spec, "east"), &hashed), Err(PlanError::Credentials(_))));
+    let mut same = creds.clone();
+    same.system.user = "app".into();
+    assert!(matches!(ZonePlan::build(&spec, "east", &addresses(&spec, "east"), &same), Err(PlanError::Credentials(_))));
+}
