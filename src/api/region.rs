@@ -34,7 +34,7 @@ use super::validate::msg;
     validation = Rule::new("self.zones.all(a, self.zones.filter(b, b.name == a.name).size() == 1)").message(msg::UNIQUE_ZONE_NAMES),
     validation = Rule::new("self.zones.all(a, self.zones.filter(b, (has(b.domain) ? b.domain : b.name) == (has(a.domain) ? a.domain : a.name)).size() == 1)").message(msg::UNIQUE_DOMAINS),
     validation = Rule::new("self.zones.size() < 2 || self.stream.retention == 'Limits'").message(msg::LIMITS_RETENTION),
-    validation = Rule::new("self.zones.all(z, has(z.external) || self.stream.replicas <= z.servers)").message(msg::REPLICAS_FIT),
+    validation = Rule::new("self.zones.all(z, z.role != 'source' || has(z.external) || self.stream.replicas <= z.servers)").message(msg::REPLICAS_FIT),
     validation = Rule::new("self.zones.all(z, !oldSelf.zones.exists(o, o.name == z.name && o.role != z.role))").message(msg::ROLE_IMMUTABLE),
     validation = Rule::new("self.stream.name == oldSelf.stream.name").message(msg::STREAM_NAME_IMMUTABLE)
 )]
@@ -70,7 +70,7 @@ pub struct StreamSpec {
     pub name: String,
     /// Subjects the source stream captures.
     #[x_kube(validation = Rule::new("self.size() >= 1 && self.all(s, s.size() >= 1 && !s.matches('[[:space:]]'))").message(msg::SUBJECTS))]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 32), inner(length(max = 256)))]
     pub subjects: Vec<String>,
     #[serde(default)]
     pub storage: StorageType,

@@ -15,7 +15,7 @@ pub mod msg {
     pub const UNIQUE_ZONE_NAMES: &str = "zones[].name must be unique: rename the repeated zone";
     pub const UNIQUE_DOMAINS: &str = "zones[].domain must be unique across zones (it defaults to the zone name): set a distinct domain on each zone";
     pub const LIMITS_RETENTION: &str = "stream.retention must be Limits when the region has mirror zones: WorkQueue and Interest streams cannot be mirrored without loss";
-    pub const REPLICAS_FIT: &str = "stream.replicas must not exceed the servers of any managed zone: lower stream.replicas or raise zones[].servers";
+    pub const REPLICAS_FIT: &str = "stream.replicas must not exceed the source zone's servers: lower stream.replicas or raise its servers (mirror zones keep at most one replica per server)";
     pub const ROLE_IMMUTABLE: &str = "zones[].role cannot change: a mirror zone cannot become the source or the source a mirror; add a zone under a new name instead";
     pub const STREAM_NAME_IMMUTABLE: &str = "stream.name cannot change: the mirrors are bound to it; create a new RegionMirror instead";
     pub const STREAM_NAME: &str = "stream.name must not contain '.', '*', '>' or whitespace (subjects may contain dots, the stream name may not): use for example EVENTS_REGION";

@@ -38,6 +38,8 @@ pub struct ZoneReader {
     reads: Arc<Mutex<Vec<Read>>>,
     stats: Arc<ReaderStats>,
     paused: watch::Sender<bool>,
+    /// `true` while the read loop is parked by a pause (no batch in hand).
+    idle: watch::Receiver<bool>,
     stop: Arc<AtomicBool>,
     task: Option<JoinHandle<()>>,
 }
@@ -68,6 +70,7 @@ impl ZoneReader {
         };
         let consumer = stream.get_or_create_consumer(durable, config).await.map_err(|e| err(e.to_string()))?;
         let (paused, paused_rx) = watch::channel(false);
+        let (idle_tx, idle) = watch::channel(false);
         let mut reader = Self {
             zone: zone.to_string(),
             consumer,
@@ -76,6 +79,7 @@ impl ZoneReader {
             reads: Arc::new(Mutex::new(Vec::new())),
             stats: Arc::new(ReaderStats::default()),
             paused,
+            idle,
             stop: Arc::new(AtomicBool::new(false)),
             task: None,
         };
@@ -84,14 +88,19 @@ impl ZoneReader {
             reader.reads.clone(),
             reader.stats.clone(),
             paused_rx,
+            idle_tx,
             reader.stop.clone(),
             epoch,
         )));
         Ok(reader)
     }
 
-    pub fn pause(&self) {
+    /// Pauses and waits until the read loop has finished the batch in hand,
+    /// so nothing is read or acked after this returns.
+    pub async fn pause(&self) {
         self.paused.send_replace(true);
+        let mut idle = self.idle.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(5), idle.wait_for(|i| *i)).await;
     }
 
     pub fn resume(&self) {
@@ -152,6 +161,7 @@ async fn read_loop(
     reads: Arc<Mutex<Vec<Read>>>,
     stats: Arc<ReaderStats>,
     mut paused: watch::Receiver<bool>,
+    idle: watch::Sender<bool>,
     stop: Arc<AtomicBool>,
     epoch: Instant,
 ) {
@@ -161,9 +171,11 @@ async fn read_loop(
     };
     while !stop.load(Ordering::Relaxed) {
         if *paused.borrow_and_update() {
+            idle.send_replace(true);
             let _ = tokio::time::timeout(Duration::from_millis(200), paused.changed()).await;
             continue;
         }
+        idle.send_replace(false);
         let batch = consumer.fetch().max_messages(500).expires(Duration::from_millis(300)).messages().await;
         let mut batch = match batch {
             Ok(b) => b,

@@ -630,8 +630,10 @@ impl Run<'_> {
         // Start from a settled state so the figures compare like with like.
         self.wait_in_sync(&self.mirror_names(), self.catch_up_timeout()).await;
         self.wait_reads(&all, self.acked(), self.catch_up_timeout()).await;
+        self.zone(&paused).ok_or_else(|| StepError::Failed(format!("no zone {paused} to pause")))?.reader.pause().await;
+        // Acks are asynchronous; let the servers' ack floors settle before the baseline.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let before = self.positions().await;
-        self.zone(&paused).ok_or_else(|| StepError::Failed(format!("no zone {paused} to pause")))?.reader.pause();
         let stats = self.produce(index, Step::PauseConsumer).await;
         let outcome = match stats {
             Ok(stats) => {

@@ -7,5 +7,6 @@ pub mod consumer;
 pub mod engine;
 pub mod producer;
 pub mod record;
+pub mod report;
 pub mod runtime;
 pub mod timeline;
