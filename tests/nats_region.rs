@@ -194,6 +194,10 @@ async fn broken_setups_are_refused_or_show_in_state() {
 
     // A mirror whose prefix names a domain nobody serves never syncs.
     assert_eq!(ensure_source_stream(&src.js, &source_stream_config(&spec), 3).await.unwrap(), Outcome::Created);
+    // With the zone size unknown (0), the server's own refusal is mapped.
+    let err = ensure_mirror(&mir.js, &mirror_of("ORDERS", "ORDERS", "$JS.src.API", 3), 0).await.unwrap_err();
+    assert!(matches!(err, ProvisionError::ReplicasUnplaceable { replicas: 3, .. }), "{err}");
+
     let nope = mirror_of("ORDERS", "ORDERS", "$JS.nope.API", 1);
     let err = ensure_mirror(&mir.js, &nope, 1).await.unwrap_err();
     assert!(matches!(err, ProvisionError::SourceUnreachable { .. }), "{err}");

@@ -40,6 +40,8 @@ pub enum ProvisionError {
     InvalidMirrorApi { stream: String, api: String, reason: String },
     #[error("stream {stream}: {replicas} replicas but the zone has {servers} servers: {}", msg::REPLICAS_FIT)]
     ReplicasExceedServers { stream: String, replicas: usize, servers: usize },
+    #[error("stream {stream}: the zone cannot place {replicas} replicas ({reason}): lower stream.replicas or raise zones[].servers")]
+    ReplicasUnplaceable { stream: String, replicas: usize, reason: String },
     #[error("source stream {stream} does not exist in the source zone (asked through {api}): create it first, or set stream.name to the source's stream")]
     SourceStreamMissing { stream: String, api: String },
     #[error("source stream {stream} has {retention} retention: {}", msg::LIMITS_RETENTION)]
@@ -70,8 +72,8 @@ pub async fn ensure_source_stream(js: &Context, config: &Config, zone_servers: u
     check_replicas(config, zone_servers)?;
     let wanted = wire_config(config)?;
     match lookup(js, &wanted.name).await? {
-        None => create(js, &wanted, zone_servers).await,
-        Some(current) => reconcile(js, &wanted, &current, zone_servers).await,
+        None => create(js, &wanted).await,
+        Some(current) => reconcile(js, &wanted, &current).await,
     }
 }
 
@@ -85,9 +87,9 @@ pub async fn ensure_mirror(js: &Context, config: &Config, zone_servers: usize) -
     match lookup(js, &wanted.name).await? {
         None => {
             check_source(js, &wanted).await?;
-            create(js, &wanted, zone_servers).await
+            create(js, &wanted).await
         }
-        Some(current) => reconcile(js, &wanted, &current, zone_servers).await,
+        Some(current) => reconcile(js, &wanted, &current).await,
     }
 }
 
@@ -103,7 +105,7 @@ pub async fn recreate_mirror(js: &Context, config: &Config, zone_servers: usize)
         Ok(Answer::Err(e)) => return Err(rejected("delete", &wanted.name, e)),
         Err(e) => return Err(no_answer("delete", &wanted.name, e)),
     }
-    create(js, &wanted, zone_servers).await.map(|outcome| match outcome {
+    create(js, &wanted).await.map(|outcome| match outcome {
         Outcome::Created => Outcome::Recreated,
         other => other,
     })
@@ -193,20 +195,20 @@ async fn check_source(js: &Context, wanted: &Config) -> Result<(), ProvisionErro
     }
 }
 
-async fn create(js: &Context, wanted: &Config, zone_servers: usize) -> Result<Outcome, ProvisionError> {
+async fn create(js: &Context, wanted: &Config) -> Result<Outcome, ProvisionError> {
     match api::call::<Value>(js, format!("STREAM.CREATE.{}", wanted.name), wanted).await {
         Ok(Answer::Ok(_)) => Ok(Outcome::Created),
         // Someone created it between our look-up and create: compare with theirs.
         Ok(Answer::Err(e)) if e.err_code == code::STREAM_NAME_EXISTS => match lookup(js, &wanted.name).await? {
-            Some(current) => Box::pin(reconcile(js, wanted, &current, zone_servers)).await,
+            Some(current) => Box::pin(reconcile(js, wanted, &current)).await,
             None => Err(rejected("create", &wanted.name, e)),
         },
-        Ok(Answer::Err(e)) => Err(refused("create", wanted, e, zone_servers)),
+        Ok(Answer::Err(e)) => Err(refused("create", wanted, e)),
         Err(e) => Err(no_answer("create", &wanted.name, e)),
     }
 }
 
-async fn reconcile(js: &Context, wanted: &Config, current: &StreamInfo, zone_servers: usize) -> Result<Outcome, ProvisionError> {
+async fn reconcile(js: &Context, wanted: &Config, current: &StreamInfo) -> Result<Outcome, ProvisionError> {
     let current_cfg = current.raw.get("config").cloned().unwrap_or(Value::Null);
     let wanted_map = normalize(&to_value(wanted));
     let current_map = normalize(&current_cfg);
@@ -232,7 +234,7 @@ async fn reconcile(js: &Context, wanted: &Config, current: &StreamInfo, zone_ser
         Ok(Answer::Err(e)) if not_editable(&e) => Ok(Outcome::NeedsRecreate {
             reason: format!("the server cannot change {} in place: {}; {}", wanted.name, e.description, recreate_cost(wanted.mirror.is_some())),
         }),
-        Ok(Answer::Err(e)) => Err(refused("update", wanted, e, zone_servers)),
+        Ok(Answer::Err(e)) => Err(refused("update", wanted, e)),
         Err(e) => Err(no_answer("update", &wanted.name, e)),
     }
 }
@@ -250,12 +252,12 @@ fn recreate_cost(mirror: bool) -> &'static str {
     }
 }
 
-fn refused(op: &'static str, wanted: &Config, e: ApiError, zone_servers: usize) -> ProvisionError {
+fn refused(op: &'static str, wanted: &Config, e: ApiError) -> ProvisionError {
     match e.err_code {
-        code::CLUSTER_NO_PEERS | code::STREAM_REPLICAS_NOT_SUPPORTED => ProvisionError::ReplicasExceedServers {
+        code::CLUSTER_NO_PEERS | code::STREAM_REPLICAS_NOT_SUPPORTED => ProvisionError::ReplicasUnplaceable {
             stream: wanted.name.clone(),
             replicas: wanted.num_replicas.max(1),
-            servers: zone_servers,
+            reason: e.description,
         },
         code::STREAM_SUBJECT_OVERLAP => ProvisionError::SubjectsOverlap {
             stream: wanted.name.clone(),
