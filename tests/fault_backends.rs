@@ -10,7 +10,7 @@ use futures::StreamExt;
 use natsregion::api::{Toxic, ToxicType};
 use natsregion::fault::toxiproxy::answers_info;
 use natsregion::fault::{FaultBackend, FaultError, NetnsBackend, Network, ToxiproxyBackend};
-use natsregion::local::netns::{command_in, is_root, link_exists, netns_exists};
+use natsregion::local::netns::{NetnsLab, command_in, ip, is_root, link_exists, netns_exists};
 use natsregion::local::toxiproxy::ToxiproxyServer;
 
 /// A nats-server of this test, killed on drop.
@@ -267,9 +267,42 @@ async fn netns_cut_blocks_the_leafnode_link_but_not_host_clients() {
     assert!(backend.leftovers().await.unwrap().is_empty());
     assert!(backend.probe("b").await.unwrap());
 
+    // Never healed: the deadline removes the rules by itself.
+    let cut_at = Instant::now();
+    backend.cut(&["b".to_string()], Duration::from_secs(2)).await.unwrap();
+    assert!(!backend.probe("b").await.unwrap());
+    while !backend.leftovers().await.unwrap().is_empty() {
+        assert!(cut_at.elapsed() < Duration::from_secs(8), "deadline did not heal");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cut_at.elapsed() >= Duration::from_secs(2));
+    assert!(backend.probe("b").await.unwrap());
+
     drop((hub_nc, leaf_nc, sub, local));
     drop((hub, leaf));
     drop(backend);
     assert!(!netns_exists(&a_ns) && !netns_exists(&b_ns), "namespaces left behind");
     assert!(!link_exists(&bridge), "bridge left behind");
+}
+
+#[tokio::test]
+async fn netns_lab_removes_what_a_dead_process_left() {
+    if !is_root() {
+        println!("SKIP netns sweep test: needs root (CI runs as root)");
+        return;
+    }
+    if let Err(e) = NetnsLab::preflight() {
+        println!("SKIP netns sweep test: {e}");
+        return;
+    }
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let (netns, link) = (format!("nr{dead:x}-0-zone"), format!("nr{dead:x}-0b"));
+    ip(&["netns", "add", &netns]).unwrap();
+    ip(&["link", "add", &link, "type", "bridge"]).unwrap();
+    let lab = NetnsLab::new().unwrap();
+    assert!(!netns_exists(&netns), "stale namespace {netns} kept");
+    assert!(!link_exists(&link), "stale link {link} kept");
+    assert!(link_exists(lab.bridge()));
 }
