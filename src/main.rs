@@ -4,7 +4,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "natsregion", version, about = "Multi-zone NATS JetStream regions, proven with partition drills")]
+#[command(
+    name = "natsregion",
+    version,
+    about = "Multi-zone NATS JetStream regions, proven with partition drills"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +42,10 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "natsregion=info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "natsregion=info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -61,17 +68,33 @@ fn main() -> ExitCode {
             tracing::info!("operator controllers are not built yet; exiting cleanly");
             ExitCode::SUCCESS
         }
-        Command::Drill { local, file, report, keep_dirs } => {
+        Command::Drill {
+            local,
+            file,
+            report,
+            keep_dirs,
+        } => {
             if !local {
-                eprintln!("only --local drills run from the command line; apply a PartitionDrill to run one in a cluster");
+                eprintln!(
+                    "only --local drills run from the command line; apply a PartitionDrill to run one in a cluster"
+                );
                 return ExitCode::from(2);
             }
-            let opts = natsregion::cli::local_drill::LocalDrillOptions { file, report, keep_dirs, progress: true };
+            let opts = natsregion::cli::local_drill::LocalDrillOptions {
+                file,
+                report,
+                keep_dirs,
+                progress: true,
+            };
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             match runtime.block_on(natsregion::cli::local_drill::run(&opts)) {
                 Ok(report) => {
                     println!("{}", natsregion::drill::report::table(&report));
-                    if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+                    if report.passed() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
                 }
                 Err(e) => {
                     eprintln!("error: {e}");

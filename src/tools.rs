@@ -19,8 +19,12 @@ pub fn search_dirs() -> Vec<PathBuf> {
     }
     let cache = std::env::var_os("NATSREGION_TOOLS_CACHE")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("natsregion/tools")))
-        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/natsregion/tools")));
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("natsregion/tools"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/natsregion/tools"))
+        });
     if let Some(cache) = cache {
         dirs.push(cache.join("bin"));
     }
@@ -33,8 +37,17 @@ pub fn search_dirs() -> Vec<PathBuf> {
 /// Absolute path of a tool binary.
 pub fn binary(name: &str) -> Result<PathBuf, MissingTool> {
     let dirs = search_dirs();
-    dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()).ok_or_else(|| MissingTool {
-        name: name.to_string(),
-        looked: dirs.iter().take(2).map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ") + ", PATH",
-    })
+    dirs.iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| MissingTool {
+            name: name.to_string(),
+            looked: dirs
+                .iter()
+                .take(2)
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+                + ", PATH",
+        })
 }

@@ -18,7 +18,12 @@ pub struct Desired<'a> {
 
 /// Merge `desired` into `existing`, keeping `lastTransitionTime` when the
 /// status did not change.
-pub fn upsert(existing: &mut Vec<Condition>, desired: Desired<'_>, generation: Option<i64>, now: jiff::Timestamp) {
+pub fn upsert(
+    existing: &mut Vec<Condition>,
+    desired: Desired<'_>,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) {
     let status = if desired.status { TRUE } else { FALSE };
     match existing.iter_mut().find(|c| c.type_ == desired.type_) {
         Some(c) => {
@@ -42,7 +47,9 @@ pub fn upsert(existing: &mut Vec<Condition>, desired: Desired<'_>, generation: O
 }
 
 pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
-    conditions.iter().any(|c| c.type_ == type_ && c.status == TRUE)
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == TRUE)
 }
 
 #[cfg(test)]
@@ -50,7 +57,12 @@ mod tests {
     use super::*;
 
     fn ready(status: bool, reason: &str) -> Desired<'static> {
-        Desired { type_: "Ready", status, reason: if reason == "a" { "a" } else { "b" }, message: String::new() }
+        Desired {
+            type_: "Ready",
+            status,
+            reason: if reason == "a" { "a" } else { "b" },
+            message: String::new(),
+        }
     }
 
     #[test]

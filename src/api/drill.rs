@@ -259,7 +259,10 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self { step_seconds: default_step_timeout(), catch_up_seconds: default_catch_up() }
+        Self {
+            step_seconds: default_step_timeout(),
+            catch_up_seconds: default_catch_up(),
+        }
     }
 }
 
@@ -287,7 +290,11 @@ pub struct TemporaryZone {
 
 impl Default for TemporaryZone {
     fn default() -> Self {
-        Self { name: default_temp_name(), servers: default_temp_servers(), keep: false }
+        Self {
+            name: default_temp_name(),
+            servers: default_temp_servers(),
+            keep: false,
+        }
     }
 }
 
@@ -314,7 +321,10 @@ pub enum DrillPhase {
 
 impl DrillPhase {
     pub fn is_finished(self) -> bool {
-        matches!(self, DrillPhase::Succeeded | DrillPhase::Failed | DrillPhase::Aborted)
+        matches!(
+            self,
+            DrillPhase::Succeeded | DrillPhase::Failed | DrillPhase::Aborted
+        )
     }
 }
 
@@ -327,7 +337,9 @@ pub enum Verdict {
 }
 
 /// The four claims a drill judges.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Claim {
     /// 1: a cross-zone partition does not disturb consumption inside a zone.
@@ -341,12 +353,19 @@ pub enum Claim {
 }
 
 impl Claim {
-    pub const ALL: [Claim; 4] = [Claim::LocalConsumption, Claim::NoLossAfterHeal, Claim::IndependentProgress, Claim::ZoneJoin];
+    pub const ALL: [Claim; 4] = [
+        Claim::LocalConsumption,
+        Claim::NoLossAfterHeal,
+        Claim::IndependentProgress,
+        Claim::ZoneJoin,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
             Claim::LocalConsumption => "partition does not disturb local consumption",
-            Claim::NoLossAfterHeal => "after heal: nothing lost, duplicated or reordered; mirror caught up",
+            Claim::NoLossAfterHeal => {
+                "after heal: nothing lost, duplicated or reordered; mirror caught up"
+            }
             Claim::IndependentProgress => "zones progress independently",
             Claim::ZoneJoin => "a new zone joins without producer changes",
         }

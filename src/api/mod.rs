@@ -15,10 +15,18 @@ pub const GROUP: &str = "natsregion.io";
 
 /// File name under `crds/` for each CRD, paired with its YAML.
 pub fn crd_files() -> Vec<(&'static str, String)> {
-    let one = |crd| format!("---\n{}", serde_yaml_ng::to_string(&crd).expect("CRD serializes"));
+    let one = |crd| {
+        format!(
+            "---\n{}",
+            serde_yaml_ng::to_string(&crd).expect("CRD serializes")
+        )
+    };
     vec![
         ("regionmirrors.natsregion.io.yaml", one(RegionMirror::crd())),
-        ("partitiondrills.natsregion.io.yaml", one(PartitionDrill::crd())),
+        (
+            "partitiondrills.natsregion.io.yaml",
+            one(PartitionDrill::crd()),
+        ),
     ]
 }
 

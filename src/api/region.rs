@@ -145,7 +145,9 @@ pub struct LeafnodeSpec {
 
 impl Default for LeafnodeSpec {
     fn default() -> Self {
-        Self { reconnect_interval_seconds: default_reconnect() }
+        Self {
+            reconnect_interval_seconds: default_reconnect(),
+        }
     }
 }
 
@@ -228,7 +230,10 @@ pub struct ZoneStorage {
 
 impl Default for ZoneStorage {
     fn default() -> Self {
-        Self { size: default_storage_size(), class_name: None }
+        Self {
+            size: default_storage_size(),
+            class_name: None,
+        }
     }
 }
 

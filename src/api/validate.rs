@@ -17,24 +17,31 @@ pub mod msg {
     pub const LIMITS_RETENTION: &str = "stream.retention must be Limits when the region has mirror zones: WorkQueue and Interest streams cannot be mirrored without loss";
     pub const REPLICAS_FIT: &str = "stream.replicas must not exceed the source zone's servers: lower stream.replicas or raise its servers (mirror zones keep at most one replica per server)";
     pub const ROLE_IMMUTABLE: &str = "zones[].role cannot change: a mirror zone cannot become the source or the source a mirror; add a zone under a new name instead";
-    pub const STREAM_NAME_IMMUTABLE: &str = "stream.name cannot change: the mirrors are bound to it; create a new RegionMirror instead";
+    pub const STREAM_NAME_IMMUTABLE: &str =
+        "stream.name cannot change: the mirrors are bound to it; create a new RegionMirror instead";
     pub const STREAM_NAME: &str = "stream.name must not contain '.', '*', '>' or whitespace (subjects may contain dots, the stream name may not): use for example EVENTS_REGION";
-    pub const SUBJECTS: &str = "stream.subjects must list at least one subject, none empty or containing whitespace";
+    pub const SUBJECTS: &str =
+        "stream.subjects must list at least one subject, none empty or containing whitespace";
     pub const REPLICAS: &str = "stream.replicas must be between 1 and 5";
-    pub const MAX_AGE: &str = "stream.maxAgeSeconds must be 0 (keep forever) or a positive number of seconds";
-    pub const MAX_BYTES: &str = "stream.maxBytes must be -1 (unlimited) or a positive number of bytes";
+    pub const MAX_AGE: &str =
+        "stream.maxAgeSeconds must be 0 (keep forever) or a positive number of seconds";
+    pub const MAX_BYTES: &str =
+        "stream.maxBytes must be -1 (unlimited) or a positive number of bytes";
     pub const DUPLICATE_WINDOW: &str = "stream.duplicateWindowSeconds must be between 1 and 86400";
-    pub const SYNC_INTERVAL: &str = "stream.syncInterval must be 'always' or a duration such as 10s, 2m or 1h";
+    pub const SYNC_INTERVAL: &str =
+        "stream.syncInterval must be 'always' or a duration such as 10s, 2m or 1h";
     pub const RECONNECT: &str = "leafnode.reconnectIntervalSeconds must be between 1 and 60";
     pub const EXTERNAL_DOMAIN: &str = "an external zone must set domain: the operator cannot configure that zone, so it must be told its JetStream domain";
     pub const ZONE_NAME: &str = "zone name must be a lowercase DNS label of at most 40 characters (it names the zone's StatefulSet and Services)";
     pub const SERVERS: &str = "servers must be between 1 and 9";
     pub const DOMAIN: &str = "zones[].domain may contain only letters, digits, '_' and '-' (it becomes part of the $JS.<domain>.API subject)";
     pub const STORAGE_SIZE: &str = "zones[].storage.size must be a quantity such as 512Mi or 10Gi";
-    pub const EXTERNAL_URL: &str = "zones[].external.url must look like nats://host:4222 or tls://host:4222";
+    pub const EXTERNAL_URL: &str =
+        "zones[].external.url must look like nats://host:4222 or tls://host:4222";
     pub const PARTITION_HEALED: &str = "steps must contain as many heal steps as partition steps: a drill never leaves a partition behind";
     pub const VERIFY_LAST: &str = "steps must end with verify: the claims are judged there";
-    pub const SCHEDULE: &str = "schedule must be a cron expression with 5 fields, for example '0 3 * * *'";
+    pub const SCHEDULE: &str =
+        "schedule must be a cron expression with 5 fields, for example '0 3 * * *'";
     pub const HISTORY_LIMIT: &str = "historyLimit must be between 1 and 50";
     pub const REGION_REF: &str = "regionRef.name must name a RegionMirror in the drill's namespace";
     pub const FAULT_DEADLINE: &str = "fault.deadlineSeconds must be between 10 and 3600";
@@ -52,7 +59,11 @@ pub mod msg {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SpecError {
     #[error("{kind} {name} is invalid: {}", join(.errors))]
-    Rules { kind: &'static str, name: String, errors: Vec<String> },
+    Rules {
+        kind: &'static str,
+        name: String,
+        errors: Vec<String>,
+    },
     #[error("PartitionDrill {drill}: {message}")]
     Drill { drill: String, message: String },
 }
@@ -80,19 +91,36 @@ pub fn region(region: &RegionMirror, old: Option<&RegionMirror>) -> Result<(), S
 
 /// Runs the CRD's CEL rules on a drill, then the checks that need its region.
 pub fn drill(drill: &PartitionDrill, region: &RegionMirror) -> Result<(), SpecError> {
-    drill.validate_cel().map_err(|e| rules_error("PartitionDrill", drill.metadata.name.as_deref(), e))?;
+    drill
+        .validate_cel()
+        .map_err(|e| rules_error("PartitionDrill", drill.metadata.name.as_deref(), e))?;
     let name = drill.metadata.name.clone().unwrap_or_default();
-    let fail = |message: String| Err(SpecError::Drill { drill: name.clone(), message });
+    let fail = |message: String| {
+        Err(SpecError::Drill {
+            drill: name.clone(),
+            message,
+        })
+    };
     let spec = &drill.spec;
     let region_name = region.metadata.name.as_deref().unwrap_or_default();
     if spec.region_ref.name != region_name {
-        return fail(format!("regionRef.name is {:?} but the region given is {region_name:?}: point regionRef.name at it", spec.region_ref.name));
+        return fail(format!(
+            "regionRef.name is {:?} but the region given is {region_name:?}: point regionRef.name at it",
+            spec.region_ref.name
+        ));
     }
     for zone in &spec.fault.zones {
         match region.spec.zone(zone) {
-            None => return fail(format!("fault.zones names {zone:?}, which is not a zone of region {region_name}: use one of {}", zone_names(region))),
+            None => {
+                return fail(format!(
+                    "fault.zones names {zone:?}, which is not a zone of region {region_name}: use one of {}",
+                    zone_names(region)
+                ));
+            }
             Some(z) if z.is_source() => {
-                return fail(format!("fault.zones names the source zone {zone:?}: list the mirror zones to cut from it"));
+                return fail(format!(
+                    "fault.zones names the source zone {zone:?}: list the mirror zones to cut from it"
+                ));
             }
             Some(_) => {}
         }
@@ -100,11 +128,19 @@ pub fn drill(drill: &PartitionDrill, region: &RegionMirror) -> Result<(), SpecEr
     if let Some(zone) = &spec.workload.pause_zone
         && region.spec.zone(zone).is_none()
     {
-        return fail(format!("workload.pauseZone {zone:?} is not a zone of region {region_name}: use one of {}", zone_names(region)));
+        return fail(format!(
+            "workload.pauseZone {zone:?} is not a zone of region {region_name}: use one of {}",
+            zone_names(region)
+        ));
     }
     let steps = spec.steps();
-    if steps.contains(&Step::AddTemporaryZone) && region.spec.zone(&spec.temporary_zone.name).is_some() {
-        return fail(format!("temporaryZone.name {:?} is already a zone of the region: choose another name", spec.temporary_zone.name));
+    if steps.contains(&Step::AddTemporaryZone)
+        && region.spec.zone(&spec.temporary_zone.name).is_some()
+    {
+        return fail(format!(
+            "temporaryZone.name {:?} is already a zone of the region: choose another name",
+            spec.temporary_zone.name
+        ));
     }
     if steps.contains(&Step::Partition) && region.spec.mirror_zones().next().is_none() {
         return fail("the region has no mirror zone to cut: add a zone with role: mirror or drop the partition step".to_string());
@@ -112,9 +148,18 @@ pub fn drill(drill: &PartitionDrill, region: &RegionMirror) -> Result<(), SpecEr
     let mut open = 0;
     for step in &steps {
         match step {
-            Step::Partition if open > 0 => return fail("steps partition twice without a heal in between: add a heal step".to_string()),
+            Step::Partition if open > 0 => {
+                return fail(
+                    "steps partition twice without a heal in between: add a heal step".to_string(),
+                );
+            }
             Step::Partition => open += 1,
-            Step::Heal if open == 0 => return fail("a heal step comes before any partition: move it after the partition".to_string()),
+            Step::Heal if open == 0 => {
+                return fail(
+                    "a heal step comes before any partition: move it after the partition"
+                        .to_string(),
+                );
+            }
             Step::Heal => open -= 1,
             _ => {}
         }
@@ -123,5 +168,11 @@ pub fn drill(drill: &PartitionDrill, region: &RegionMirror) -> Result<(), SpecEr
 }
 
 fn zone_names(region: &RegionMirror) -> String {
-    region.spec.zones.iter().map(|z| z.name.as_str()).collect::<Vec<_>>().join(", ")
+    region
+        .spec
+        .zones
+        .iter()
+        .map(|z| z.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -12,11 +12,27 @@ pub enum DrillFileError {
     #[error("cannot read {path}: {message}")]
     Read { path: String, message: String },
     #[error("{path}: document {index} is not valid YAML for a natsregion resource: {message}")]
-    Parse { path: String, index: usize, message: String },
-    #[error("{path}: document {index} has kind {kind:?}; expected RegionMirror or PartitionDrill (apiVersion natsregion.io/v1alpha1)")]
-    UnknownKind { path: String, index: usize, kind: String },
-    #[error("{path}: needs exactly one RegionMirror and one PartitionDrill, found {regions} and {drills}")]
-    Count { path: String, regions: usize, drills: usize },
+    Parse {
+        path: String,
+        index: usize,
+        message: String,
+    },
+    #[error(
+        "{path}: document {index} has kind {kind:?}; expected RegionMirror or PartitionDrill (apiVersion natsregion.io/v1alpha1)"
+    )]
+    UnknownKind {
+        path: String,
+        index: usize,
+        kind: String,
+    },
+    #[error(
+        "{path}: needs exactly one RegionMirror and one PartitionDrill, found {regions} and {drills}"
+    )]
+    Count {
+        path: String,
+        regions: usize,
+        drills: usize,
+    },
     #[error(transparent)]
     Invalid(#[from] validate::SpecError),
 }
@@ -32,7 +48,10 @@ struct TypeMeta {
 /// Parses and validates a drill file with the CRDs' own rules.
 pub fn load(path: &Path) -> Result<(RegionMirror, PartitionDrill), DrillFileError> {
     let p = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| DrillFileError::Read { path: p.clone(), message: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|e| DrillFileError::Read {
+        path: p.clone(),
+        message: e.to_string(),
+    })?;
     parse(&p, &text)
 }
 
@@ -40,21 +59,42 @@ pub fn parse(path: &str, text: &str) -> Result<(RegionMirror, PartitionDrill), D
     let mut regions = Vec::new();
     let mut drills = Vec::new();
     for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml_ng::Value::deserialize(doc)
-            .map_err(|e| DrillFileError::Parse { path: path.into(), index, message: e.to_string() })?;
+        let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| DrillFileError::Parse {
+            path: path.into(),
+            index,
+            message: e.to_string(),
+        })?;
         if value.is_null() {
             continue;
         }
-        let parse_err = |e: serde_yaml_ng::Error| DrillFileError::Parse { path: path.into(), index, message: e.to_string() };
+        let parse_err = |e: serde_yaml_ng::Error| DrillFileError::Parse {
+            path: path.into(),
+            index,
+            message: e.to_string(),
+        };
         let meta: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(parse_err)?;
         match (meta.kind.as_str(), meta.api_version.as_str()) {
-            ("RegionMirror", "natsregion.io/v1alpha1") => regions.push(serde_yaml_ng::from_value::<RegionMirror>(value).map_err(parse_err)?),
-            ("PartitionDrill", "natsregion.io/v1alpha1") => drills.push(serde_yaml_ng::from_value::<PartitionDrill>(value).map_err(parse_err)?),
-            _ => return Err(DrillFileError::UnknownKind { path: path.into(), index, kind: format!("{} {}", meta.api_version, meta.kind) }),
+            ("RegionMirror", "natsregion.io/v1alpha1") => {
+                regions.push(serde_yaml_ng::from_value::<RegionMirror>(value).map_err(parse_err)?)
+            }
+            ("PartitionDrill", "natsregion.io/v1alpha1") => {
+                drills.push(serde_yaml_ng::from_value::<PartitionDrill>(value).map_err(parse_err)?)
+            }
+            _ => {
+                return Err(DrillFileError::UnknownKind {
+                    path: path.into(),
+                    index,
+                    kind: format!("{} {}", meta.api_version, meta.kind),
+                });
+            }
         }
     }
     if regions.len() != 1 || drills.len() != 1 {
-        return Err(DrillFileError::Count { path: path.into(), regions: regions.len(), drills: drills.len() });
+        return Err(DrillFileError::Count {
+            path: path.into(),
+            regions: regions.len(),
+            drills: drills.len(),
+        });
     }
     let (region, drill) = (regions.remove(0), drills.remove(0));
     validate::region(&region, None)?;
@@ -99,7 +139,10 @@ spec:
 
     #[test]
     fn a_drill_cutting_the_source_names_the_field() {
-        let bad = GOOD.replace("regionRef: {name: demo}", "regionRef: {name: demo}\n  fault: {zones: [a]}");
+        let bad = GOOD.replace(
+            "regionRef: {name: demo}",
+            "regionRef: {name: demo}\n  fault: {zones: [a]}",
+        );
         let e = parse("x.yaml", &bad).unwrap_err().to_string();
         assert!(e.contains("fault.zones"), "{e}");
     }
@@ -107,6 +150,13 @@ spec:
     #[test]
     fn a_missing_drill_is_counted() {
         let only_region = GOOD.split("---").next().unwrap();
-        assert!(matches!(parse("x.yaml", only_region), Err(DrillFileError::Count { regions: 1, drills: 0, .. })));
+        assert!(matches!(
+            parse("x.yaml", only_region),
+            Err(DrillFileError::Count {
+                regions: 1,
+                drills: 0,
+                ..
+            })
+        ));
     }
 }

@@ -53,7 +53,10 @@ pub struct LocalRuntime {
 impl LocalRuntime {
     pub fn new(region: LocalRegion) -> Self {
         let zones = Mutex::new(accesses(&region));
-        Self { region: tokio::sync::Mutex::new(region), zones }
+        Self {
+            region: tokio::sync::Mutex::new(region),
+            zones,
+        }
     }
 
     pub fn into_inner(self) -> LocalRegion {
@@ -89,7 +92,9 @@ impl Runtime for LocalRuntime {
             region.add_zone(zone).await.map_err(|e| e.to_string())?;
             let all = accesses(&region);
             *self.zones.lock().expect("zones") = all.clone();
-            all.into_iter().find(|a| a.name() == zone.name).ok_or_else(|| format!("zone {} did not start", zone.name))
+            all.into_iter()
+                .find(|a| a.name() == zone.name)
+                .ok_or_else(|| format!("zone {} did not start", zone.name))
         })
     }
 
@@ -114,16 +119,27 @@ pub struct LocalFaults {
 impl LocalFaults {
     /// Starts what `drill` asks for. `networkPolicy` becomes network
     /// namespaces with packet filters, the local equivalent of a network cut.
-    pub async fn start(drill: &PartitionDrill, advertise_fix: bool) -> Result<Self, LocalDrillError> {
+    pub async fn start(
+        drill: &PartitionDrill,
+        advertise_fix: bool,
+    ) -> Result<Self, LocalDrillError> {
         match drill.spec.fault.backend {
             BackendKind::Toxiproxy => {
                 let server = ToxiproxyServer::start().await?;
                 let backend = Arc::new(ToxiproxyBackend::new(server.url(), advertise_fix));
-                Ok(Self { backend: backend.clone(), toxiproxy: Some(backend), _server: Some(server) })
+                Ok(Self {
+                    backend: backend.clone(),
+                    toxiproxy: Some(backend),
+                    _server: Some(server),
+                })
             }
             BackendKind::NetworkPolicy => {
                 let backend = crate::fault::netns::NetnsBackend::new()?;
-                Ok(Self { backend: Arc::new(backend), toxiproxy: None, _server: None })
+                Ok(Self {
+                    backend: Arc::new(backend),
+                    toxiproxy: None,
+                    _server: None,
+                })
             }
         }
     }
@@ -139,10 +155,18 @@ impl LocalFaults {
 struct AsNetwork(Arc<dyn FaultBackend>);
 
 impl Network for AsNetwork {
-    fn prepare_zone<'a>(&'a self, zone: &'a str) -> BoxFuture<'a, Result<crate::fault::ZoneHost, crate::fault::FaultError>> {
+    fn prepare_zone<'a>(
+        &'a self,
+        zone: &'a str,
+    ) -> BoxFuture<'a, Result<crate::fault::ZoneHost, crate::fault::FaultError>> {
         self.0.prepare_zone(zone)
     }
-    fn leaf_route<'a>(&'a self, zone: &'a str, source_server: usize, upstream: std::net::SocketAddr) -> BoxFuture<'a, Result<std::net::SocketAddr, crate::fault::FaultError>> {
+    fn leaf_route<'a>(
+        &'a self,
+        zone: &'a str,
+        source_server: usize,
+        upstream: std::net::SocketAddr,
+    ) -> BoxFuture<'a, Result<std::net::SocketAddr, crate::fault::FaultError>> {
         self.0.leaf_route(zone, source_server, upstream)
     }
     fn leaf_advertise(&self, source_server: usize, listen: std::net::SocketAddr) -> Option<String> {
@@ -158,9 +182,17 @@ pub async fn run(opts: &LocalDrillOptions) -> Result<DrillReport, LocalDrillErro
 
 /// Like [`run`] with objects already loaded; `advertise_fix: false` reproduces
 /// the proxy leak of DESIGN.md fact 1 (for tests that must see it caught).
-pub async fn run_loaded(region: &RegionMirror, drill: &PartitionDrill, opts: &LocalDrillOptions, advertise_fix: bool) -> Result<DrillReport, LocalDrillError> {
+pub async fn run_loaded(
+    region: &RegionMirror,
+    drill: &PartitionDrill,
+    opts: &LocalDrillOptions,
+    advertise_fix: bool,
+) -> Result<DrillReport, LocalDrillError> {
     let faults = LocalFaults::start(drill, advertise_fix).await?;
-    let region_opts = LocalRegionOptions { keep_dirs: opts.keep_dirs, ..Default::default() };
+    let region_opts = LocalRegionOptions {
+        keep_dirs: opts.keep_dirs,
+        ..Default::default()
+    };
     eprintln!(
         "starting region {} ({} zones, {} servers) with the {} backend",
         region.metadata.name.as_deref().unwrap_or("-"),
@@ -173,11 +205,14 @@ pub async fn run_loaded(region: &RegionMirror, drill: &PartitionDrill, opts: &Lo
         && let Some(tp) = &faults.toxiproxy
     {
         for zone in region.spec.mirror_zones() {
-            tp.apply_toxics(&zone.name, &drill.spec.fault.toxics).await?;
+            tp.apply_toxics(&zone.name, &drill.spec.fault.toxics)
+                .await?;
         }
     }
     let runtime = LocalRuntime::new(local);
-    let progress = opts.progress.then(|| TerminalProgress::new(drill.spec.steps().len()));
+    let progress = opts
+        .progress
+        .then(|| TerminalProgress::new(drill.spec.steps().len()));
     let (abort_tx, abort_rx) = tokio::sync::watch::channel(false);
     // Ctrl-C aborts the drill; the engine heals before it returns.
     let ctrl_c = tokio::spawn(async move {
@@ -190,8 +225,19 @@ pub async fn run_loaded(region: &RegionMirror, drill: &PartitionDrill, opts: &Lo
         Some(p) => p,
         None => &engine::Silent,
     };
-    let engine_opts = EngineOptions { abort: Some(abort_rx), ..Default::default() };
-    let report = engine::run(region, drill, &runtime, faults.backend.as_ref(), observer, engine_opts).await;
+    let engine_opts = EngineOptions {
+        abort: Some(abort_rx),
+        ..Default::default()
+    };
+    let report = engine::run(
+        region,
+        drill,
+        &runtime,
+        faults.backend.as_ref(),
+        observer,
+        engine_opts,
+    )
+    .await;
     ctrl_c.abort();
     if let Some(p) = &progress {
         p.finish();
@@ -208,6 +254,9 @@ pub async fn run_loaded(region: &RegionMirror, drill: &PartitionDrill, opts: &Lo
 
 /// Default report path when none is given: `out/<drill>.json`.
 pub fn default_report_path(file: &Path) -> PathBuf {
-    let stem = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "drill".into());
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "drill".into());
     PathBuf::from("out").join(format!("{stem}.json"))
 }

@@ -12,7 +12,10 @@ pub struct TerminalProgress {
 impl TerminalProgress {
     pub fn new(steps: usize) -> Self {
         let bar = ProgressBar::new(steps as u64);
-        bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed:>4}] step {pos}/{len} {msg}").expect("valid template"));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed:>4}] step {pos}/{len} {msg}")
+                .expect("valid template"),
+        );
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         Self { bar }
     }
@@ -27,11 +30,17 @@ impl Observer for TerminalProgress {
         self.bar.set_position(index as u64 + 1);
         self.bar.set_message(step.name().to_string());
         // Keep a plain log of the steps above the live line.
-        self.bar.println(format!("  step {}: {}", index + 1, step.name()));
+        self.bar
+            .println(format!("  step {}: {}", index + 1, step.name()));
     }
 
     fn progress(&self, p: &Progress) {
-        let reads = p.reads.iter().map(|(z, n)| format!("{z}={n}")).collect::<Vec<_>>().join(" ");
+        let reads = p
+            .reads
+            .iter()
+            .map(|(z, n)| format!("{z}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         self.bar.set_message(format!(
             "{}{} | sent {} acked {} | read {}",
             p.step,

@@ -17,7 +17,10 @@ pub struct SentLog {
 
 impl SentLog {
     pub fn new(writer: u32) -> Self {
-        Self { writer, entries: Vec::new() }
+        Self {
+            writer,
+            entries: Vec::new(),
+        }
     }
     pub fn get(&self, id: MsgId) -> Option<&Sent> {
         if id.writer != self.writer || id.counter == 0 {
@@ -76,11 +79,18 @@ fn push_example<T>(list: &mut Vec<T>, item: impl FnOnce() -> T) {
 
 /// Checks one zone's reads against everything written.
 pub fn check_zone(zone: &str, logs: &[SentLog], reads: &[Read]) -> ZoneCheck {
-    let mut out = ZoneCheck { zone: zone.to_string(), read: reads.len() as u64, ..Default::default() };
+    let mut out = ZoneCheck {
+        zone: zone.to_string(),
+        read: reads.len() as u64,
+        ..Default::default()
+    };
     // One saturating counter per attempted message: constant memory per message.
     let mut seen: Vec<Vec<u8>> = logs.iter().map(|l| vec![0u8; l.entries.len()]).collect();
     for r in reads {
-        let found = logs.iter().enumerate().find_map(|(i, l)| l.get(r.id).map(|s| (i, s)));
+        let found = logs
+            .iter()
+            .enumerate()
+            .find_map(|(i, l)| l.get(r.id).map(|s| (i, s)));
         let Some((log, sent)) = found else {
             out.unexpected += 1;
             continue;
@@ -125,7 +135,10 @@ pub fn check_zone(zone: &str, logs: &[SentLog], reads: &[Read]) -> ZoneCheck {
 
 /// The id the source acked at `seq`, for a readable mismatch report.
 fn acked_at(logs: &[SentLog], seq: u64) -> Option<String> {
-    logs.iter().flat_map(|l| &l.entries).find(|s| s.seq == seq).map(|s| format!("{} (hash {:016x})", s.id, s.hash))
+    logs.iter()
+        .flat_map(|l| &l.entries)
+        .find(|s| s.seq == seq)
+        .map(|s| format!("{} (hash {:016x})", s.id, s.hash))
 }
 
 #[cfg(test)]
@@ -136,14 +149,30 @@ mod tests {
     fn log(n: u64) -> SentLog {
         let mut l = SentLog::new(1);
         for c in 1..=n {
-            let id = MsgId { writer: 1, counter: c };
-            l.entries.push(Sent { id, hash: hash(&payload(id, 64)), seq: c, phase: 0 });
+            let id = MsgId {
+                writer: 1,
+                counter: c,
+            };
+            l.entries.push(Sent {
+                id,
+                hash: hash(&payload(id, 64)),
+                seq: c,
+                phase: 0,
+            });
         }
         l
     }
 
     fn reads_of(l: &SentLog) -> Vec<Read> {
-        l.entries.iter().map(|s| Read { id: s.id, hash: s.hash, stream_seq: s.seq, at_ms: 0 }).collect()
+        l.entries
+            .iter()
+            .map(|s| Read {
+                id: s.id,
+                hash: s.hash,
+                stream_seq: s.seq,
+                at_ms: 0,
+            })
+            .collect()
     }
 
     #[test]
@@ -186,7 +215,13 @@ mod tests {
         let c = check_zone("b", std::slice::from_ref(&l), &reads);
         assert_eq!(c.reordered, 2);
         assert_eq!(c.reordered_examples[0].stream_seq, 3);
-        assert_eq!(c.reordered_examples[0].expected.as_deref().map(|s| s.starts_with("1-3")), Some(true));
+        assert_eq!(
+            c.reordered_examples[0]
+                .expected
+                .as_deref()
+                .map(|s| s.starts_with("1-3")),
+            Some(true)
+        );
     }
 
     #[test]
@@ -204,9 +239,20 @@ mod tests {
         l.entries[2].seq = 0;
         let mut reads = reads_of(&l);
         reads[2].stream_seq = 3;
-        reads.push(Read { id: MsgId { writer: 9, counter: 1 }, hash: 0, stream_seq: 4, at_ms: 0 });
+        reads.push(Read {
+            id: MsgId {
+                writer: 9,
+                counter: 1,
+            },
+            hash: 0,
+            stream_seq: 4,
+            at_ms: 0,
+        });
         let c = check_zone("a", std::slice::from_ref(&l), &reads);
-        assert_eq!((c.expected, c.lost, c.recovered, c.unexpected), (2, 0, 1, 1));
+        assert_eq!(
+            (c.expected, c.lost, c.recovered, c.unexpected),
+            (2, 0, 1, 1)
+        );
         assert!(!c.clean());
     }
 }

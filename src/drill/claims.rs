@@ -83,21 +83,48 @@ pub struct Evidence {
     pub zones: Vec<ZoneCheck>,
 }
 
-fn result(claim: Claim, failures: Vec<String>, pass: String, evidence: BTreeMap<String, String>) -> ClaimResult {
-    let (verdict, message) = if failures.is_empty() { (Verdict::Passed, pass) } else { (Verdict::Failed, failures.join("; ")) };
-    ClaimResult { claim, verdict, message, evidence }
+fn result(
+    claim: Claim,
+    failures: Vec<String>,
+    pass: String,
+    evidence: BTreeMap<String, String>,
+) -> ClaimResult {
+    let (verdict, message) = if failures.is_empty() {
+        (Verdict::Passed, pass)
+    } else {
+        (Verdict::Failed, failures.join("; "))
+    };
+    ClaimResult {
+        claim,
+        verdict,
+        message,
+        evidence,
+    }
 }
 
 fn not_run(claim: Claim, why: &str) -> ClaimResult {
-    ClaimResult { claim, verdict: Verdict::NotRun, message: why.to_string(), evidence: BTreeMap::new() }
+    ClaimResult {
+        claim,
+        verdict: Verdict::NotRun,
+        message: why.to_string(),
+        evidence: BTreeMap::new(),
+    }
 }
 
 fn show<T: std::fmt::Debug>(map: &BTreeMap<String, T>) -> String {
-    map.iter().map(|(k, v)| format!("{k}={v:?}")).collect::<Vec<_>>().join(" ")
+    map.iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub fn judge(ev: &Evidence) -> Vec<ClaimResult> {
-    vec![local_consumption(ev), no_loss_after_heal(ev), independent_progress(ev), zone_join(ev)]
+    vec![
+        local_consumption(ev),
+        no_loss_after_heal(ev),
+        independent_progress(ev),
+        zone_join(ev),
+    ]
 }
 
 /// Claim 1, with the isolation proof: a partition that did not hold proves nothing.
@@ -109,9 +136,18 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
     let mut failures = Vec::new();
     let mut evidence = BTreeMap::new();
     for (i, p) in ev.partitions.iter().enumerate() {
-        let tag = |k: &str| if ev.partitions.len() == 1 { k.to_string() } else { format!("partition{i}.{k}") };
+        let tag = |k: &str| {
+            if ev.partitions.len() == 1 {
+                k.to_string()
+            } else {
+                format!("partition{i}.{k}")
+            }
+        };
         if !p.in_sync_before_cut {
-            failures.push(format!("mirrors {:?} were not in sync before the cut, so the partition cut no live link", p.zones));
+            failures.push(format!(
+                "mirrors {:?} were not in sync before the cut, so the partition cut no live link",
+                p.zones
+            ));
         }
         for zone in &p.zones {
             let (at, before) = (p.mirror_at_cut.get(zone), p.mirror_before_heal.get(zone));
@@ -122,7 +158,9 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
                     before.copied().unwrap_or_default()
                 ));
             }
-            if p.probe_at_cut.get(zone) == Some(&true) || p.probe_before_heal.get(zone) == Some(&true) {
+            if p.probe_at_cut.get(zone) == Some(&true)
+                || p.probe_before_heal.get(zone) == Some(&true)
+            {
                 failures.push(format!("partition leaked: a probe from {zone} reached the source's leafnode listener across the cut"));
             }
         }
@@ -137,21 +175,43 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
         }
         let errors: u64 = p.errors_during.values().sum();
         if errors > 0 {
-            failures.push(format!("consumers saw {errors} errors during the partition ({})", show(&p.errors_during)));
+            failures.push(format!(
+                "consumers saw {errors} errors during the partition ({})",
+                show(&p.errors_during)
+            ));
         }
         evidence.insert(tag("cutZones"), p.zones.join(","));
         evidence.insert(tag("heldSeconds"), format!("{:.1}", p.held_seconds));
-        evidence.insert(tag("sourceLastSeq"), format!("{} -> {}", p.source_at_cut, p.source_before_heal));
+        evidence.insert(
+            tag("sourceLastSeq"),
+            format!("{} -> {}", p.source_at_cut, p.source_before_heal),
+        );
         evidence.insert(
             tag("mirrorLastSeq"),
             p.zones
                 .iter()
-                .map(|z| format!("{z}: {} -> {}", p.mirror_at_cut.get(z).unwrap_or(&0), p.mirror_before_heal.get(z).unwrap_or(&0)))
+                .map(|z| {
+                    format!(
+                        "{z}: {} -> {}",
+                        p.mirror_at_cut.get(z).unwrap_or(&0),
+                        p.mirror_before_heal.get(z).unwrap_or(&0)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
         );
-        evidence.insert(tag("probeAcrossCut"), format!("at cut: {}; before heal: {}", show(&p.probe_at_cut), show(&p.probe_before_heal)));
-        evidence.insert(tag("sourceReadDuring"), format!("{}/{}", p.source_read_during, p.acked_during));
+        evidence.insert(
+            tag("probeAcrossCut"),
+            format!(
+                "at cut: {}; before heal: {}",
+                show(&p.probe_at_cut),
+                show(&p.probe_before_heal)
+            ),
+        );
+        evidence.insert(
+            tag("sourceReadDuring"),
+            format!("{}/{}", p.source_read_during, p.acked_during),
+        );
         evidence.insert(tag("readsDuring"), show(&p.reads_during));
         evidence.insert(tag("errorsDuring"), show(&p.errors_during));
     }
@@ -166,22 +226,36 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
 fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
     let claim = Claim::NoLossAfterHeal;
     if ev.partitions.is_empty() {
-        return not_run(claim, "no partition step ran, so there was no heal to judge");
+        return not_run(
+            claim,
+            "no partition step ran, so there was no heal to judge",
+        );
     }
     let mut failures = Vec::new();
     let mut evidence = BTreeMap::new();
     for p in &ev.partitions {
         if !p.healed {
-            failures.push(format!("the partition of {:?} was not healed by a heal step", p.zones));
+            failures.push(format!(
+                "the partition of {:?} was not healed by a heal step",
+                p.zones
+            ));
         }
         if !p.leftovers.is_empty() {
-            failures.push(format!("the heal left faults behind: {}", p.leftovers.join(", ")));
+            failures.push(format!(
+                "the heal left faults behind: {}",
+                p.leftovers.join(", ")
+            ));
         }
     }
     match &ev.catch_up {
-        None => failures.push("no wait-for-catch-up step ran: catch-up was not measured".to_string()),
+        None => {
+            failures.push("no wait-for-catch-up step ran: catch-up was not measured".to_string())
+        }
         Some(c) => {
-            evidence.insert("reconnectIntervalSeconds".into(), c.reconnect_interval_seconds.to_string());
+            evidence.insert(
+                "reconnectIntervalSeconds".into(),
+                c.reconnect_interval_seconds.to_string(),
+            );
             match c.seconds {
                 Some(s) => {
                     evidence.insert("catchUpSeconds".into(), format!("{s:.2}"));
@@ -190,7 +264,11 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
                     "mirrors did not catch up within {:.0}s after the heal (lag: {}{})",
                     c.timeout_seconds,
                     show(&c.lag_at_end),
-                    if c.mirror_errors.is_empty() { String::new() } else { format!("; mirror errors: {}", show(&c.mirror_errors)) }
+                    if c.mirror_errors.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; mirror errors: {}", show(&c.mirror_errors))
+                    }
                 )),
             }
         }
@@ -200,37 +278,88 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
     }
     for z in &ev.zones {
         if z.lost > 0 {
-            failures.push(format!("zone {} lost {} of {} acked messages (ids {})", z.zone, z.lost, z.expected, z.lost_ids.join(", ")));
+            failures.push(format!(
+                "zone {} lost {} of {} acked messages (ids {})",
+                z.zone,
+                z.lost,
+                z.expected,
+                z.lost_ids.join(", ")
+            ));
         }
         if z.duplicated > 0 {
-            failures.push(format!("zone {} read {} messages twice (ids {})", z.zone, z.duplicated, z.duplicated_ids.join(", ")));
+            failures.push(format!(
+                "zone {} read {} messages twice (ids {})",
+                z.zone,
+                z.duplicated,
+                z.duplicated_ids.join(", ")
+            ));
         }
         if z.reordered > 0 {
-            let first = z.reordered_examples.first().map(|m| format!("; first at seq {}: expected {:?}, got {}", m.stream_seq, m.expected, m.got));
-            failures.push(format!("zone {} has {} sequences that differ from the source{}", z.zone, z.reordered, first.unwrap_or_default()));
+            let first = z.reordered_examples.first().map(|m| {
+                format!(
+                    "; first at seq {}: expected {:?}, got {}",
+                    m.stream_seq, m.expected, m.got
+                )
+            });
+            failures.push(format!(
+                "zone {} has {} sequences that differ from the source{}",
+                z.zone,
+                z.reordered,
+                first.unwrap_or_default()
+            ));
         }
         if z.unexpected > 0 {
-            failures.push(format!("zone {} read {} messages nobody wrote", z.zone, z.unexpected));
+            failures.push(format!(
+                "zone {} read {} messages nobody wrote",
+                z.zone, z.unexpected
+            ));
         }
         evidence.insert(
             format!("zone.{}", z.zone),
-            format!("expected={} read={} lost={} duplicated={} reordered={} recovered={}", z.expected, z.read, z.lost, z.duplicated, z.reordered, z.recovered),
+            format!(
+                "expected={} read={} lost={} duplicated={} reordered={} recovered={}",
+                z.expected, z.read, z.lost, z.duplicated, z.reordered, z.recovered
+            ),
         );
     }
-    let catch_up = ev.catch_up.as_ref().and_then(|c| c.seconds).map(|s| format!(" in {s:.2}s")).unwrap_or_default();
-    result(claim, failures, format!("nothing lost, duplicated or reordered; mirrors caught up{catch_up}"), evidence)
+    let catch_up = ev
+        .catch_up
+        .as_ref()
+        .and_then(|c| c.seconds)
+        .map(|s| format!(" in {s:.2}s"))
+        .unwrap_or_default();
+    result(
+        claim,
+        failures,
+        format!("nothing lost, duplicated or reordered; mirrors caught up{catch_up}"),
+        evidence,
+    )
 }
 
 fn independent_progress(ev: &Evidence) -> ClaimResult {
     let claim = Claim::IndependentProgress;
-    let Some(p) = &ev.pause else { return not_run(claim, "no pause-consumer step ran") };
+    let Some(p) = &ev.pause else {
+        return not_run(claim, "no pause-consumer step ran");
+    };
     let mut failures = Vec::new();
     let mut evidence = BTreeMap::new();
-    let (Some(before), Some(after)) = (p.before.get(&p.paused_zone), p.after.get(&p.paused_zone)) else {
-        return result(claim, vec![format!("no consumer position was read for the paused zone {}", p.paused_zone)], String::new(), evidence);
+    let (Some(before), Some(after)) = (p.before.get(&p.paused_zone), p.after.get(&p.paused_zone))
+    else {
+        return result(
+            claim,
+            vec![format!(
+                "no consumer position was read for the paused zone {}",
+                p.paused_zone
+            )],
+            String::new(),
+            evidence,
+        );
     };
     if after.ack_floor != before.ack_floor {
-        failures.push(format!("the paused consumer in {} moved its ack floor {} -> {}", p.paused_zone, before.ack_floor, after.ack_floor));
+        failures.push(format!(
+            "the paused consumer in {} moved its ack floor {} -> {}",
+            p.paused_zone, before.ack_floor, after.ack_floor
+        ));
     }
     if after.pending < before.pending + p.published {
         failures.push(format!(
@@ -262,20 +391,28 @@ fn independent_progress(ev: &Evidence) -> ClaimResult {
         let b = p.before.get(zone).copied().unwrap_or_default();
         evidence.insert(
             format!("zone.{zone}"),
-            format!("ackFloor {} -> {}, pending {} -> {}", b.ack_floor, a.ack_floor, b.pending, a.pending),
+            format!(
+                "ackFloor {} -> {}, pending {} -> {}",
+                b.ack_floor, a.ack_floor, b.pending, a.pending
+            ),
         );
     }
     result(
         claim,
         failures,
-        format!("with {} paused, every other zone acked all {} new messages", p.paused_zone, p.published),
+        format!(
+            "with {} paused, every other zone acked all {} new messages",
+            p.paused_zone, p.published
+        ),
         evidence,
     )
 }
 
 fn zone_join(ev: &Evidence) -> ClaimResult {
     let claim = Claim::ZoneJoin;
-    let Some(j) = &ev.join else { return not_run(claim, "no add-temporary-zone step ran") };
+    let Some(j) = &ev.join else {
+        return not_run(claim, "no add-temporary-zone step ran");
+    };
     let mut failures = Vec::new();
     let mut evidence = BTreeMap::new();
     if let Some(e) = &j.error {
@@ -285,7 +422,10 @@ fn zone_join(ev: &Evidence) -> ClaimResult {
         Some(s) => {
             evidence.insert("backfillSeconds".into(), format!("{s:.2}"));
         }
-        None if j.error.is_none() => failures.push(format!("zone {} did not backfill the {} messages of history in time", j.zone, j.history)),
+        None if j.error.is_none() => failures.push(format!(
+            "zone {} did not backfill the {} messages of history in time",
+            j.zone, j.history
+        )),
         None => {}
     }
     evidence.insert("history".into(), j.history.to_string());
@@ -296,26 +436,37 @@ fn zone_join(ev: &Evidence) -> ClaimResult {
             }
             evidence.insert(
                 "producer".into(),
-                format!("server {} client {} connects {} subject {}", a.server_id, a.client_id, a.connects, a.subject),
+                format!(
+                    "server {} client {} connects {} subject {}",
+                    a.server_id, a.client_id, a.connects, a.subject
+                ),
             );
         }
         _ => failures.push("the producer's identity was not recorded around the join".to_string()),
     }
     match ev.zones.iter().find(|z| z.zone == j.zone) {
         Some(z) if z.clean() => {
-            evidence.insert("zone".into(), format!("read {} of {} acked, in source order", z.read, z.expected));
+            evidence.insert(
+                "zone".into(),
+                format!("read {} of {} acked, in source order", z.read, z.expected),
+            );
         }
         Some(z) => failures.push(format!(
             "the new zone {} is missing or disorders history: lost {} duplicated {} reordered {}",
             j.zone, z.lost, z.duplicated, z.reordered
         )),
-        None if ev.zones.is_empty() => failures.push("no verify step ran after the join".to_string()),
+        None if ev.zones.is_empty() => {
+            failures.push("no verify step ran after the join".to_string())
+        }
         None => failures.push(format!("zone {} was not checked", j.zone)),
     }
     result(
         claim,
         failures,
-        format!("{} backfilled the whole history and followed new traffic; the producer was untouched", j.zone),
+        format!(
+            "{} backfilled the whole history and followed new traffic; the producer was untouched",
+            j.zone
+        ),
         evidence,
     )
 }
@@ -328,8 +479,17 @@ mod tests {
         let zones = vec!["b".to_string()];
         let one = |v: u64| BTreeMap::from([("b".to_string(), v)]);
         let no = BTreeMap::from([("b".to_string(), false)]);
-        let producer = ProducerIdentity { server_id: "S".into(), client_id: 4, connects: 1, subject: "events.x".into() };
-        let pos = |f, p| Position { ack_floor: f, pending: p, ack_pending: 0 };
+        let producer = ProducerIdentity {
+            server_id: "S".into(),
+            client_id: 4,
+            connects: 1,
+            subject: "events.x".into(),
+        };
+        let pos = |f, p| Position {
+            ack_floor: f,
+            pending: p,
+            ack_pending: 0,
+        };
         Evidence {
             partitions: vec![PartitionEvidence {
                 zones,
@@ -348,7 +508,12 @@ mod tests {
                 leftovers: vec![],
                 healed: true,
             }],
-            catch_up: Some(CatchUpEvidence { seconds: Some(3.2), timeout_seconds: 60.0, reconnect_interval_seconds: 2, ..Default::default() }),
+            catch_up: Some(CatchUpEvidence {
+                seconds: Some(3.2),
+                timeout_seconds: 60.0,
+                reconnect_interval_seconds: 2,
+                ..Default::default()
+            }),
             pause: Some(PauseEvidence {
                 paused_zone: "a".into(),
                 published: 50,
@@ -366,7 +531,12 @@ mod tests {
             }),
             zones: ["a", "b", "joiner"]
                 .iter()
-                .map(|z| ZoneCheck { zone: z.to_string(), expected: 300, read: 300, ..Default::default() })
+                .map(|z| ZoneCheck {
+                    zone: z.to_string(),
+                    expected: 300,
+                    read: 300,
+                    ..Default::default()
+                })
                 .collect(),
         }
     }
@@ -377,7 +547,12 @@ mod tests {
 
     #[test]
     fn healthy_evidence_passes_all_four() {
-        assert_eq!(verdicts(&healthy()), vec![Verdict::Passed; 4], "{:#?}", judge(&healthy()));
+        assert_eq!(
+            verdicts(&healthy()),
+            vec![Verdict::Passed; 4],
+            "{:#?}",
+            judge(&healthy())
+        );
     }
 
     #[test]
@@ -406,20 +581,37 @@ mod tests {
         ev.catch_up.as_mut().unwrap().seconds = None;
         ev.partitions[0].leftovers = vec!["proxy b-0 disabled".into()];
         let c = &judge(&ev)[1];
-        assert!(c.message.contains("did not catch up") && c.message.contains("left faults behind"), "{}", c.message);
+        assert!(
+            c.message.contains("did not catch up") && c.message.contains("left faults behind"),
+            "{}",
+            c.message
+        );
     }
 
     #[test]
     fn a_stalled_other_zone_fails_claim_three() {
         let mut ev = healthy();
-        ev.pause.as_mut().unwrap().after.insert("b".into(), Position { ack_floor: 60, pending: 40, ack_pending: 0 });
+        ev.pause.as_mut().unwrap().after.insert(
+            "b".into(),
+            Position {
+                ack_floor: 60,
+                pending: 40,
+                ack_pending: 0,
+            },
+        );
         assert_eq!(judge(&ev)[2].verdict, Verdict::Failed);
     }
 
     #[test]
     fn a_reconnected_producer_fails_claim_four() {
         let mut ev = healthy();
-        ev.join.as_mut().unwrap().producer_after.as_mut().unwrap().connects = 2;
+        ev.join
+            .as_mut()
+            .unwrap()
+            .producer_after
+            .as_mut()
+            .unwrap()
+            .connects = 2;
         assert_eq!(judge(&ev)[3].verdict, Verdict::Failed);
     }
 

@@ -55,9 +55,23 @@ pub struct ConsumerError {
 
 impl ZoneReader {
     /// Creates (or binds to) durable `durable` delivering the whole stream and starts reading.
-    pub async fn start(zone: &str, js: &jetstream::Context, stream_name: &str, durable: &str, epoch: Instant) -> Result<Self, ConsumerError> {
-        let err = |message: String| ConsumerError { zone: zone.into(), stream: stream_name.into(), durable: durable.into(), message };
-        let stream = js.get_stream(stream_name).await.map_err(|e| err(e.to_string()))?;
+    pub async fn start(
+        zone: &str,
+        js: &jetstream::Context,
+        stream_name: &str,
+        durable: &str,
+        epoch: Instant,
+    ) -> Result<Self, ConsumerError> {
+        let err = |message: String| ConsumerError {
+            zone: zone.into(),
+            stream: stream_name.into(),
+            durable: durable.into(),
+            message,
+        };
+        let stream = js
+            .get_stream(stream_name)
+            .await
+            .map_err(|e| err(e.to_string()))?;
         let config = pull::Config {
             durable_name: Some(durable.to_string()),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
@@ -68,7 +82,10 @@ impl ZoneReader {
             inactive_threshold: Duration::from_secs(600),
             ..Default::default()
         };
-        let consumer = stream.get_or_create_consumer(durable, config).await.map_err(|e| err(e.to_string()))?;
+        let consumer = stream
+            .get_or_create_consumer(durable, config)
+            .await
+            .map_err(|e| err(e.to_string()))?;
         let (paused, paused_rx) = watch::channel(false);
         let (idle_tx, idle) = watch::channel(false);
         let mut reader = Self {
@@ -132,7 +149,11 @@ impl ZoneReader {
     /// Ack floor and pending counts as the server sees them.
     pub async fn position(&mut self) -> Result<Position, String> {
         let info = self.consumer.info().await.map_err(|e| e.to_string())?;
-        Ok(Position { ack_floor: info.ack_floor.stream_sequence, pending: info.num_pending, ack_pending: info.num_ack_pending as u64 })
+        Ok(Position {
+            ack_floor: info.ack_floor.stream_sequence,
+            pending: info.num_pending,
+            ack_pending: info.num_ack_pending as u64,
+        })
     }
 
     /// Stops reading and deletes the durable consumer.
@@ -176,7 +197,12 @@ async fn read_loop(
             continue;
         }
         idle.send_replace(false);
-        let batch = consumer.fetch().max_messages(500).expires(Duration::from_millis(300)).messages().await;
+        let batch = consumer
+            .fetch()
+            .max_messages(500)
+            .expires(Duration::from_millis(300))
+            .messages()
+            .await;
         let mut batch = match batch {
             Ok(b) => b,
             Err(e) => {
@@ -200,7 +226,12 @@ async fn read_loop(
                 let _ = msg.ack().await;
                 continue;
             };
-            let read = Read { id, hash: hash(&msg.payload), stream_seq, at_ms: epoch.elapsed().as_millis() as u32 };
+            let read = Read {
+                id,
+                hash: hash(&msg.payload),
+                stream_seq,
+                at_ms: epoch.elapsed().as_millis() as u32,
+            };
             match msg.ack().await {
                 Ok(()) => {
                     reads.lock().expect("reads").push(read);

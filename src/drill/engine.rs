@@ -9,14 +9,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::watch;
 
 use crate::api::{
-    Claim, DrillPhase, DrillTotals, FaultRecord, PartitionDrill, PartitionDrillStatus, RegionMirror, Retention, Step, Verdict, ZoneRole,
-    ZoneSpec, ZoneStorage,
+    Claim, DrillPhase, DrillTotals, FaultRecord, PartitionDrill, PartitionDrillStatus,
+    RegionMirror, Retention, Step, Verdict, ZoneRole, ZoneSpec, ZoneStorage,
 };
 use crate::fault::FaultBackend;
 use crate::nats::connect::{ConnectSettings, ZoneClient, connect};
 
 use super::checker::{SentLog, ZoneCheck, check_zone};
-use super::claims::{CatchUpEvidence, Evidence, JoinEvidence, PartitionEvidence, PauseEvidence, judge};
+use super::claims::{
+    CatchUpEvidence, Evidence, JoinEvidence, PartitionEvidence, PauseEvidence, judge,
+};
 use super::consumer::{Position, ZoneReader};
 use super::producer::{PhaseStats, Producer, ProducerSettings};
 use super::runtime::{Runtime, ZoneAccess};
@@ -60,7 +62,12 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { provision: true, sample_every: Duration::from_millis(250), abort: None, publish_window: 256 }
+        Self {
+            provision: true,
+            sample_every: Duration::from_millis(250),
+            abort: None,
+            publish_window: 256,
+        }
     }
 }
 
@@ -123,7 +130,8 @@ impl Zone {
     }
     fn errors(&self) -> u64 {
         let s = self.reader.stats();
-        s.fetch_errors.load(std::sync::atomic::Ordering::Relaxed) + s.ack_errors.load(std::sync::atomic::Ordering::Relaxed)
+        s.fetch_errors.load(std::sync::atomic::Ordering::Relaxed)
+            + s.ack_errors.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -207,7 +215,11 @@ impl Run<'_> {
     }
 
     fn source_name(&self) -> String {
-        self.region.spec.source_zone().map(|z| z.name.clone()).unwrap_or_default()
+        self.region
+            .spec
+            .source_zone()
+            .map(|z| z.name.clone())
+            .unwrap_or_default()
     }
 
     fn zone(&self, name: &str) -> Option<&Zone> {
@@ -216,7 +228,10 @@ impl Run<'_> {
 
     fn source(&self) -> &Zone {
         let name = self.source_name();
-        self.zones.iter().find(|z| z.name() == name).expect("source zone connected in setup")
+        self.zones
+            .iter()
+            .find(|z| z.name() == name)
+            .expect("source zone connected in setup")
     }
 
     fn producer(&self) -> &Producer {
@@ -224,7 +239,10 @@ impl Run<'_> {
     }
 
     fn acked(&self) -> u64 {
-        self.producer.as_ref().map(|p| p.log().lock().expect("log").acked()).unwrap_or(0)
+        self.producer
+            .as_ref()
+            .map(|p| p.log().lock().expect("log").acked())
+            .unwrap_or(0)
     }
 
     fn step_timeout(&self) -> Duration {
@@ -237,21 +255,28 @@ impl Run<'_> {
 
     fn report_progress(&self, step: &str) {
         let log = self.producer.as_ref().map(|p| p.log());
-        let (attempted, acked) = log.map(|l| {
-            let l = l.lock().expect("log");
-            (l.attempted(), l.acked())
-        }).unwrap_or_default();
+        let (attempted, acked) = log
+            .map(|l| {
+                let l = l.lock().expect("log");
+                (l.attempted(), l.acked())
+            })
+            .unwrap_or_default();
         self.observer.progress(&Progress {
             step: step.to_string(),
             attempted,
             acked,
-            reads: self.zones.iter().map(|z| (z.name().to_string(), z.reader.read_count())).collect(),
+            reads: self
+                .zones
+                .iter()
+                .map(|z| (z.name().to_string(), z.reader.read_count()))
+                .collect(),
             partitioned: self.open.is_some(),
         });
     }
 
     async fn execute(&mut self) -> Result<(), StepError> {
-        crate::api::validate::drill(self.drill, self.region).map_err(|e| StepError::Precondition(e.to_string()))?;
+        crate::api::validate::drill(self.drill, self.region)
+            .map_err(|e| StepError::Precondition(e.to_string()))?;
         self.setup().await?;
         let steps = self.drill.spec.steps();
         for (index, step) in steps.iter().copied().enumerate() {
@@ -264,8 +289,16 @@ impl Run<'_> {
             }
             // The heal waits for the hold time on top of its own work.
             let limit = self.step_timeout()
-                + if step == Step::Heal { Duration::from_secs(self.drill.spec.fault.hold_seconds as u64) } else { Duration::ZERO }
-                + if step == Step::WaitForCatchUp { self.catch_up_timeout() } else { Duration::ZERO };
+                + if step == Step::Heal {
+                    Duration::from_secs(self.drill.spec.fault.hold_seconds as u64)
+                } else {
+                    Duration::ZERO
+                }
+                + if step == Step::WaitForCatchUp {
+                    self.catch_up_timeout()
+                } else {
+                    Duration::ZERO
+                };
             let mut abort = self.opts.abort.clone();
             let aborted = async move {
                 match abort.as_mut() {
@@ -290,21 +323,43 @@ impl Run<'_> {
         let accesses = self.runtime.zones();
         let source_name = self.source_name();
         let spec = &self.region.spec;
-        let settings = ConnectSettings { client_name: format!("natsregion-drill-{}", self.drill_name()), ..Default::default() };
+        let settings = ConnectSettings {
+            client_name: format!("natsregion-drill-{}", self.drill_name()),
+            ..Default::default()
+        };
         for access in accesses {
-            let conn = connect(&access.endpoint, &settings).await.map_err(|e| StepError::Precondition(e.to_string()))?;
+            let conn = connect(&access.endpoint, &settings)
+                .await
+                .map_err(|e| StepError::Precondition(e.to_string()))?;
             if self.opts.provision {
                 self.provision(&access, &conn).await?;
             }
             self.check_stream(&access, &conn).await?;
-            let reader = ZoneReader::start(access.name(), &conn.js, self.stream(), &self.durable(), self.epoch)
-                .await
-                .map_err(|e| StepError::Precondition(e.to_string()))?;
-            self.watched.lock().expect("watched").push((access.name().to_string(), conn.js.clone()));
-            self.zones.push(Zone { access, conn, reader, errors_at_cut: 0, reads_at_cut: 0 });
+            let reader = ZoneReader::start(
+                access.name(),
+                &conn.js,
+                self.stream(),
+                &self.durable(),
+                self.epoch,
+            )
+            .await
+            .map_err(|e| StepError::Precondition(e.to_string()))?;
+            self.watched
+                .lock()
+                .expect("watched")
+                .push((access.name().to_string(), conn.js.clone()));
+            self.zones.push(Zone {
+                access,
+                conn,
+                reader,
+                errors_at_cut: 0,
+                reads_at_cut: 0,
+            });
         }
         if self.zone(&source_name).is_none() {
-            return Err(StepError::Precondition(format!("the runtime has no source zone {source_name}")));
+            return Err(StepError::Precondition(format!(
+                "the runtime has no source zone {source_name}"
+            )));
         }
         let source = self.source();
         let subject = producer_subject(&spec.stream.subjects);
@@ -320,17 +375,32 @@ impl Run<'_> {
                 window: self.opts.publish_window,
             },
         ));
-        self.sampler = Some(Sampler::start(&source_name, self.stream(), self.watched.clone(), self.epoch, self.opts.sample_every));
+        self.sampler = Some(Sampler::start(
+            &source_name,
+            self.stream(),
+            self.watched.clone(),
+            self.epoch,
+            self.opts.sample_every,
+        ));
         Ok(())
     }
 
     fn drill_name(&self) -> String {
-        self.drill.metadata.name.clone().unwrap_or_else(|| "drill".into())
+        self.drill
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_else(|| "drill".into())
     }
 
     /// Durable consumer name, unique per run so runs never share progress.
     fn durable(&self) -> String {
-        let run = self.status.started_at.as_ref().map(|t| t.0.as_second()).unwrap_or_default();
+        let run = self
+            .status
+            .started_at
+            .as_ref()
+            .map(|t| t.0.as_second())
+            .unwrap_or_default();
         format!("natsregion-{}-{run}", self.drill_name())
     }
 
@@ -342,8 +412,16 @@ impl Run<'_> {
             ensure_source_stream(&conn.js, &crate::plan::source_stream_config(spec), servers).await
         } else {
             let source = spec.source_zone().expect("validated: one source");
-            let zone = spec.zone(access.name()).cloned().unwrap_or_else(|| self.temporary_zone_spec());
-            ensure_mirror(&conn.js, &crate::plan::mirror_stream_config(spec, source.domain(), &zone), zone.servers as usize).await
+            let zone = spec
+                .zone(access.name())
+                .cloned()
+                .unwrap_or_else(|| self.temporary_zone_spec());
+            ensure_mirror(
+                &conn.js,
+                &crate::plan::mirror_stream_config(spec, source.domain(), &zone),
+                zone.servers as usize,
+            )
+            .await
         };
         match outcome {
             Ok(Outcome::NeedsRecreate { reason }) => Err(StepError::Precondition(format!(
@@ -351,7 +429,10 @@ impl Run<'_> {
                 access.name()
             ))),
             Ok(_) => Ok(()),
-            Err(e) => Err(StepError::Precondition(format!("zone {}: {e}", access.name()))),
+            Err(e) => Err(StepError::Precondition(format!(
+                "zone {}: {e}",
+                access.name()
+            ))),
         }
     }
 
@@ -363,7 +444,10 @@ impl Run<'_> {
         let mut stream = conn.js.get_stream(name).await.map_err(|e| {
             StepError::Precondition(format!("stream {name} is missing in zone {zone} ({e}): the region has not provisioned it; check stream.name"))
         })?;
-        let info = stream.info().await.map_err(|e| StepError::Precondition(format!("zone {zone}: stream info: {e}")))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| StepError::Precondition(format!("zone {zone}: stream info: {e}")))?;
         let config = &info.config;
         if access.role == ZoneRole::Source {
             if config.retention != async_nats::jetstream::stream::RetentionPolicy::Limits {
@@ -418,11 +502,17 @@ impl Run<'_> {
         if let Some(open) = self.open.as_mut() {
             open.phases.push(phase);
         }
-        self.phases.push(PhaseRecord { step_index: index, step: step.name().into(), partitioned: self.open.is_some(), stats });
+        self.phases.push(PhaseRecord {
+            step_index: index,
+            step: step.name().into(),
+            partitioned: self.open.is_some(),
+            stats,
+        });
         // The source zone's own consumer should keep up, partition or not.
         let source = self.source_name();
         if !self.source().reader.is_paused() {
-            self.wait_reads(&[source], self.acked(), self.step_timeout()).await;
+            self.wait_reads(&[source], self.acked(), self.step_timeout())
+                .await;
         }
         self.report_progress(step.name());
         Ok(stats)
@@ -433,7 +523,10 @@ impl Run<'_> {
     async fn wait_reads(&self, zones: &[String], target: u64, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         loop {
-            let done = zones.iter().all(|z| self.zone(z).is_some_and(|z| z.reader.read_count() >= target));
+            let done = zones.iter().all(|z| {
+                self.zone(z)
+                    .is_some_and(|z| z.reader.read_count() >= target)
+            });
             if done || Instant::now() >= deadline {
                 return done;
             }
@@ -443,20 +536,39 @@ impl Run<'_> {
     }
 
     async fn last_seqs(&self) -> BTreeMap<String, Option<u64>> {
-        let reads = self.zones.iter().map(|z| async move { (z.name().to_string(), last_seq(&z.conn.js, self.stream()).await.ok()) });
+        let reads = self.zones.iter().map(|z| async move {
+            (
+                z.name().to_string(),
+                last_seq(&z.conn.js, self.stream()).await.ok(),
+            )
+        });
         futures::future::join_all(reads).await.into_iter().collect()
     }
 
     /// Waits until every listed mirror's last sequence equals the source's.
-    async fn wait_in_sync(&self, mirrors: &[String], limit: Duration) -> (bool, BTreeMap<String, u64>) {
+    async fn wait_in_sync(
+        &self,
+        mirrors: &[String],
+        limit: Duration,
+    ) -> (bool, BTreeMap<String, u64>) {
         let deadline = Instant::now() + limit;
         let source = self.source_name();
         loop {
             let seqs = self.last_seqs().await;
             let src = seqs.get(&source).copied().flatten().unwrap_or(0);
-            let lags: BTreeMap<String, u64> =
-                mirrors.iter().map(|m| (m.clone(), src.saturating_sub(seqs.get(m).copied().flatten().unwrap_or(0)))).collect();
-            let synced = lags.values().all(|l| *l == 0) && mirrors.iter().all(|m| seqs.get(m).copied().flatten().is_some());
+            let lags: BTreeMap<String, u64> = mirrors
+                .iter()
+                .map(|m| {
+                    (
+                        m.clone(),
+                        src.saturating_sub(seqs.get(m).copied().flatten().unwrap_or(0)),
+                    )
+                })
+                .collect();
+            let synced = lags.values().all(|l| *l == 0)
+                && mirrors
+                    .iter()
+                    .all(|m| seqs.get(m).copied().flatten().is_some());
             if synced || Instant::now() >= deadline {
                 return (synced, lags);
             }
@@ -465,13 +577,21 @@ impl Run<'_> {
     }
 
     fn mirror_names(&self) -> Vec<String> {
-        self.zones.iter().filter(|z| z.access.role == ZoneRole::Mirror).map(|z| z.name().to_string()).collect()
+        self.zones
+            .iter()
+            .filter(|z| z.access.role == ZoneRole::Mirror)
+            .map(|z| z.name().to_string())
+            .collect()
     }
 
     fn cut_zones(&self) -> Vec<String> {
         let chosen = &self.drill.spec.fault.zones;
         if chosen.is_empty() {
-            self.region.spec.mirror_zones().map(|z| z.name.clone()).collect()
+            self.region
+                .spec
+                .mirror_zones()
+                .map(|z| z.name.clone())
+                .collect()
         } else {
             chosen.clone()
         }
@@ -494,15 +614,26 @@ impl Run<'_> {
         let zones = self.cut_zones();
         let (in_sync, _) = self.wait_in_sync(&zones, self.catch_up_timeout()).await;
         let deadline = Duration::from_secs(self.drill.spec.fault.deadline_seconds as u64);
-        let record = self.backend.cut(&zones, deadline).await.map_err(|e| StepError::Failed(format!("cut failed: {e}")))?;
+        let record = self
+            .backend
+            .cut(&zones, deadline)
+            .await
+            .map_err(|e| StepError::Failed(format!("cut failed: {e}")))?;
         let cut_at = Instant::now();
         self.status.faults.push(record.clone());
         self.observer.status(&self.status);
         // Frames already in flight when the cut landed may still arrive; let them.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let seqs = self.last_seqs().await;
-        let source_at_cut = seqs.get(&self.source_name()).copied().flatten().unwrap_or(0);
-        let mirror_at_cut = zones.iter().map(|z| (z.clone(), seqs.get(z).copied().flatten().unwrap_or(0))).collect();
+        let source_at_cut = seqs
+            .get(&self.source_name())
+            .copied()
+            .flatten()
+            .unwrap_or(0);
+        let mirror_at_cut = zones
+            .iter()
+            .map(|z| (z.clone(), seqs.get(z).copied().flatten().unwrap_or(0)))
+            .collect();
         let probe_at_cut = self.probe_all(&zones).await;
         for z in &mut self.zones {
             z.errors_at_cut = z.errors();
@@ -511,7 +642,14 @@ impl Run<'_> {
         self.open = Some(OpenFault {
             record,
             cut_at,
-            evidence: PartitionEvidence { zones, in_sync_before_cut: in_sync, source_at_cut, mirror_at_cut, probe_at_cut, ..Default::default() },
+            evidence: PartitionEvidence {
+                zones,
+                in_sync_before_cut: in_sync,
+                source_at_cut,
+                mirror_at_cut,
+                probe_at_cut,
+                ..Default::default()
+            },
             phases: Vec::new(),
         });
         Ok(())
@@ -529,16 +667,32 @@ impl Run<'_> {
         let acked_during = self.acked_in(&phases);
         // Give the source consumer a moment to read the last partition-phase messages.
         let source = self.source_name();
-        self.wait_reads(&[source.clone()], self.acked(), Duration::from_secs(5)).await;
+        self.wait_reads(
+            std::slice::from_ref(&source),
+            self.acked(),
+            Duration::from_secs(5),
+        )
+        .await;
         let source_read_during = self.read_in(&source, &phases);
         let seqs = self.last_seqs().await;
         let probe_before_heal = self.probe_all(&zones).await;
-        let reads_during = self.zones.iter().map(|z| (z.name().to_string(), z.reader.read_count() - z.reads_at_cut)).collect();
-        let errors_during = self.zones.iter().map(|z| (z.name().to_string(), z.errors() - z.errors_at_cut)).collect();
+        let reads_during = self
+            .zones
+            .iter()
+            .map(|z| (z.name().to_string(), z.reader.read_count() - z.reads_at_cut))
+            .collect();
+        let errors_during = self
+            .zones
+            .iter()
+            .map(|z| (z.name().to_string(), z.errors() - z.errors_at_cut))
+            .collect();
         let mut open = self.open.take().expect("checked above");
         let ev = &mut open.evidence;
         ev.source_before_heal = seqs.get(&source).copied().flatten().unwrap_or(0);
-        ev.mirror_before_heal = zones.iter().map(|z| (z.clone(), seqs.get(z).copied().flatten().unwrap_or(0))).collect();
+        ev.mirror_before_heal = zones
+            .iter()
+            .map(|z| (z.clone(), seqs.get(z).copied().flatten().unwrap_or(0)))
+            .collect();
         ev.probe_before_heal = probe_before_heal;
         ev.held_seconds = cut_at.elapsed().as_secs_f64();
         ev.acked_during = acked_during;
@@ -548,14 +702,22 @@ impl Run<'_> {
         let healed = self.backend.heal(&open.record).await;
         self.heal_at = Some(Instant::now());
         if let Some(s) = &self.sampler {
-            s.partition(cut_at.duration_since(self.epoch).as_millis() as u32, self.ms());
+            s.partition(
+                cut_at.duration_since(self.epoch).as_millis() as u32,
+                self.ms(),
+            );
         }
         ev.healed = healed.is_ok();
         ev.leftovers = match self.backend.leftovers().await {
             Ok(l) => l,
             Err(e) => vec![format!("leftovers could not be listed: {e}")],
         };
-        if let Some(f) = self.status.faults.iter_mut().find(|f| f.id == open.record.id) {
+        if let Some(f) = self
+            .status
+            .faults
+            .iter_mut()
+            .find(|f| f.id == open.record.id)
+        {
             f.healed_at = Some(Time(jiff::Timestamp::now()));
         }
         self.evidence.partitions.push(open.evidence);
@@ -566,14 +728,21 @@ impl Run<'_> {
     fn acked_in(&self, phases: &[u16]) -> u64 {
         let log = self.producer().log();
         let log = log.lock().expect("log");
-        log.entries.iter().filter(|s| s.acked() && phases.contains(&s.phase)).count() as u64
+        log.entries
+            .iter()
+            .filter(|s| s.acked() && phases.contains(&s.phase))
+            .count() as u64
     }
 
     /// How many acked messages of `phases` zone `zone` has read.
     fn read_in(&self, zone: &str, phases: &[u16]) -> u64 {
         let log = self.producer().log();
         let log = log.lock().expect("log");
-        let wanted: Vec<bool> = log.entries.iter().map(|s| s.acked() && phases.contains(&s.phase)).collect();
+        let wanted: Vec<bool> = log
+            .entries
+            .iter()
+            .map(|s| s.acked() && phases.contains(&s.phase))
+            .collect();
         let Some(z) = self.zone(zone) else { return 0 };
         z.reader.with_reads(|reads| {
             let mut seen = vec![false; wanted.len()];
@@ -596,7 +765,8 @@ impl Run<'_> {
         if !synced {
             for z in &mirrors {
                 if let Some(zone) = self.zone(z)
-                    && let Ok(Ok(Some(info))) = crate::nats::api::stream_info(&zone.conn.js, self.stream()).await
+                    && let Ok(Ok(Some(info))) =
+                        crate::nats::api::stream_info(&zone.conn.js, self.stream()).await
                     && let Some(e) = info.mirror_error()
                 {
                     errors.insert(z.clone(), e.to_string());
@@ -624,26 +794,48 @@ impl Run<'_> {
     }
 
     async fn pause_consumer(&mut self, index: usize) -> Result<(), StepError> {
-        let paused = self.drill.spec.workload.pause_zone.clone().unwrap_or_else(|| self.source_name());
+        let paused = self
+            .drill
+            .spec
+            .workload
+            .pause_zone
+            .clone()
+            .unwrap_or_else(|| self.source_name());
         let all: Vec<String> = self.zones.iter().map(|z| z.name().to_string()).collect();
         let others: Vec<String> = all.iter().filter(|z| **z != paused).cloned().collect();
         // Start from a settled state so the figures compare like with like.
-        self.wait_in_sync(&self.mirror_names(), self.catch_up_timeout()).await;
-        self.wait_reads(&all, self.acked(), self.catch_up_timeout()).await;
-        self.zone(&paused).ok_or_else(|| StepError::Failed(format!("no zone {paused} to pause")))?.reader.pause().await;
+        self.wait_in_sync(&self.mirror_names(), self.catch_up_timeout())
+            .await;
+        self.wait_reads(&all, self.acked(), self.catch_up_timeout())
+            .await;
+        self.zone(&paused)
+            .ok_or_else(|| StepError::Failed(format!("no zone {paused} to pause")))?
+            .reader
+            .pause()
+            .await;
         // Acks are asynchronous; let the servers' ack floors settle before the baseline.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let before = self.positions().await;
         let stats = self.produce(index, Step::PauseConsumer).await;
         let outcome = match stats {
             Ok(stats) => {
-                self.wait_in_sync(&self.mirror_names(), self.catch_up_timeout()).await;
-                self.wait_reads(&others, self.acked(), self.catch_up_timeout()).await;
+                self.wait_in_sync(&self.mirror_names(), self.catch_up_timeout())
+                    .await;
+                self.wait_reads(&others, self.acked(), self.catch_up_timeout())
+                    .await;
                 // Acks are asynchronous; let the servers' ack floors settle.
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 let after = self.positions().await;
-                let source_last_seq = last_seq(&self.source().conn.js, self.stream()).await.unwrap_or(0);
-                self.evidence.pause = Some(PauseEvidence { paused_zone: paused.clone(), published: stats.acked, before, after, source_last_seq });
+                let source_last_seq = last_seq(&self.source().conn.js, self.stream())
+                    .await
+                    .unwrap_or(0);
+                self.evidence.pause = Some(PauseEvidence {
+                    paused_zone: paused.clone(),
+                    published: stats.acked,
+                    before,
+                    after,
+                    source_last_seq,
+                });
                 Ok(())
             }
             Err(e) => Err(e),
@@ -658,24 +850,60 @@ impl Run<'_> {
         let spec = self.temporary_zone_spec();
         let before = Some(self.producer().identity());
         let history = self.acked();
-        let mut join = JoinEvidence { zone: spec.name.clone(), history, producer_before: before, ..Default::default() };
+        let mut join = JoinEvidence {
+            zone: spec.name.clone(),
+            history,
+            producer_before: before,
+            ..Default::default()
+        };
         let started = Instant::now();
         let joined = async {
             let access = self.runtime.add_zone(&spec).await?;
             self.temporary = Some(spec.name.clone());
-            let settings = ConnectSettings { client_name: format!("natsregion-drill-{}", self.drill_name()), ..Default::default() };
-            let conn = connect(&access.endpoint, &settings).await.map_err(|e| e.to_string())?;
+            let settings = ConnectSettings {
+                client_name: format!("natsregion-drill-{}", self.drill_name()),
+                ..Default::default()
+            };
+            let conn = connect(&access.endpoint, &settings)
+                .await
+                .map_err(|e| e.to_string())?;
             // The drill owns this zone, so it provisions the mirror even in a cluster.
-            self.provision(&access, &conn).await.map_err(|e| e.to_string())?;
-            let reader = ZoneReader::start(access.name(), &conn.js, self.stream(), &self.durable(), self.epoch).await.map_err(|e| e.to_string())?;
-            Ok::<_, String>(Zone { access, conn, reader, errors_at_cut: 0, reads_at_cut: 0 })
+            self.provision(&access, &conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            let reader = ZoneReader::start(
+                access.name(),
+                &conn.js,
+                self.stream(),
+                &self.durable(),
+                self.epoch,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok::<_, String>(Zone {
+                access,
+                conn,
+                reader,
+                errors_at_cut: 0,
+                reads_at_cut: 0,
+            })
         }
         .await;
         match joined {
             Ok(zone) => {
-                self.watched.lock().expect("watched").push((zone.name().to_string(), zone.conn.js.clone()));
+                self.watched
+                    .lock()
+                    .expect("watched")
+                    .push((zone.name().to_string(), zone.conn.js.clone()));
                 self.zones.push(zone);
-                if self.wait_reads(std::slice::from_ref(&spec.name), history, self.catch_up_timeout()).await {
+                if self
+                    .wait_reads(
+                        std::slice::from_ref(&spec.name),
+                        history,
+                        self.catch_up_timeout(),
+                    )
+                    .await
+                {
                     join.backfill_seconds = Some(started.elapsed().as_secs_f64());
                 }
             }
@@ -691,7 +919,8 @@ impl Run<'_> {
             z.reader.resume();
         }
         let all: Vec<String> = self.zones.iter().map(|z| z.name().to_string()).collect();
-        self.wait_reads(&all, self.acked(), self.catch_up_timeout()).await;
+        self.wait_reads(&all, self.acked(), self.catch_up_timeout())
+            .await;
         // The producer's identity after all traffic, for claim 4.
         if let Some(join) = self.evidence.join.as_mut() {
             join.producer_after = self.producer.as_ref().map(|p| p.identity());
@@ -704,7 +933,13 @@ impl Run<'_> {
         let log = self.producer().log();
         let log = log.lock().expect("log");
         let logs: &[SentLog] = std::slice::from_ref(&log);
-        self.zones.iter().map(|z| z.reader.with_reads(|reads| check_zone(z.name(), logs, reads))).collect()
+        self.zones
+            .iter()
+            .map(|z| {
+                z.reader
+                    .with_reads(|reads| check_zone(z.name(), logs, reads))
+            })
+            .collect()
     }
 
     /// Heals whatever is open, removes the temporary zone, closes consumers,
@@ -725,13 +960,21 @@ impl Run<'_> {
                     }
                 }
             }
-            if let Some(f) = self.status.faults.iter_mut().find(|f| f.id == open.record.id)
+            if let Some(f) = self
+                .status
+                .faults
+                .iter_mut()
+                .find(|f| f.id == open.record.id)
                 && last.is_none()
             {
                 f.healed_at = Some(Time(jiff::Timestamp::now()));
             }
             let mut ev = open.evidence;
-            ev.leftovers = self.backend.leftovers().await.unwrap_or_else(|e| vec![format!("leftovers could not be listed: {e}")]);
+            ev.leftovers = self
+                .backend
+                .leftovers()
+                .await
+                .unwrap_or_else(|e| vec![format!("leftovers could not be listed: {e}")]);
             self.evidence.partitions.push(ev);
         }
         let timeline = match self.sampler.take() {
@@ -753,7 +996,11 @@ impl Run<'_> {
         {
             tracing::warn!(zone = %name, error = %e, "temporary zone not removed");
         }
-        let claims = if matches!(outcome, Err(StepError::Precondition(_))) { Vec::new() } else { judge(&self.evidence) };
+        let claims = if matches!(outcome, Err(StepError::Precondition(_))) {
+            Vec::new()
+        } else {
+            judge(&self.evidence)
+        };
         let checks = &self.evidence.zones;
         let (attempted, acked) = sent.unwrap_or_default();
         self.status.totals = DrillTotals {
@@ -763,22 +1010,54 @@ impl Run<'_> {
             lost: checks.iter().map(|c| c.lost as i64).sum(),
             duplicated: checks.iter().map(|c| c.duplicated as i64).sum(),
             reordered: checks.iter().map(|c| c.reordered as i64).sum(),
-            catch_up_seconds: self.evidence.catch_up.as_ref().and_then(|c| c.seconds).map(|s| (s * 100.0).round() / 100.0),
+            catch_up_seconds: self
+                .evidence
+                .catch_up
+                .as_ref()
+                .and_then(|c| c.seconds)
+                .map(|s| (s * 100.0).round() / 100.0),
             max_lag: timeline.max_lag() as i64,
         };
-        let failed: Vec<Claim> = claims.iter().filter(|c| c.verdict == Verdict::Failed).map(|c| c.claim).collect();
+        let failed: Vec<Claim> = claims
+            .iter()
+            .filter(|c| c.verdict == Verdict::Failed)
+            .map(|c| c.claim)
+            .collect();
         let (phase, verdict, message) = match &outcome {
-            Err(StepError::Aborted) => (DrillPhase::Aborted, Verdict::NotRun, "aborted; faults healed".to_string()),
-            Err(e @ StepError::Precondition(_)) => (DrillPhase::Failed, Verdict::Failed, e.to_string()),
-            Err(e) => (DrillPhase::Failed, Verdict::Failed, format!("{e}; faults healed")),
-            Ok(()) if failed.is_empty() && claims.iter().any(|c| c.verdict == Verdict::Passed) => {
-                (DrillPhase::Succeeded, Verdict::Passed, "every claim that ran held".to_string())
+            Err(StepError::Aborted) => (
+                DrillPhase::Aborted,
+                Verdict::NotRun,
+                "aborted; faults healed".to_string(),
+            ),
+            Err(e @ StepError::Precondition(_)) => {
+                (DrillPhase::Failed, Verdict::Failed, e.to_string())
             }
-            Ok(()) if failed.is_empty() => (DrillPhase::Succeeded, Verdict::NotRun, "no claim was exercised by these steps".to_string()),
+            Err(e) => (
+                DrillPhase::Failed,
+                Verdict::Failed,
+                format!("{e}; faults healed"),
+            ),
+            Ok(()) if failed.is_empty() && claims.iter().any(|c| c.verdict == Verdict::Passed) => (
+                DrillPhase::Succeeded,
+                Verdict::Passed,
+                "every claim that ran held".to_string(),
+            ),
+            Ok(()) if failed.is_empty() => (
+                DrillPhase::Succeeded,
+                Verdict::NotRun,
+                "no claim was exercised by these steps".to_string(),
+            ),
             Ok(()) => (
                 DrillPhase::Failed,
                 Verdict::Failed,
-                format!("claims failed: {}", failed.iter().map(|c| c.title()).collect::<Vec<_>>().join("; ")),
+                format!(
+                    "claims failed: {}",
+                    failed
+                        .iter()
+                        .map(|c| c.title())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
             ),
         };
         self.status.phase = phase;
@@ -805,7 +1084,11 @@ impl Run<'_> {
 /// becomes `events.drill`, `orders.*` becomes `orders.drill`.
 pub fn producer_subject(subjects: &[String]) -> String {
     let first = subjects.first().map(String::as_str).unwrap_or("drill");
-    first.split('.').map(|t| if t == "*" || t == ">" { "drill" } else { t }).collect::<Vec<_>>().join(".")
+    first
+        .split('.')
+        .map(|t| if t == "*" || t == ">" { "drill" } else { t })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 #[cfg(test)]

@@ -36,7 +36,11 @@ pub struct PhaseStats {
 
 impl PhaseStats {
     pub fn rate(&self) -> f64 {
-        if self.seconds > 0.0 { self.acked as f64 / self.seconds } else { 0.0 }
+        if self.seconds > 0.0 {
+            self.acked as f64 / self.seconds
+        } else {
+            0.0
+        }
     }
 }
 
@@ -60,8 +64,19 @@ pub struct Producer {
 }
 
 impl Producer {
-    pub fn new(client: async_nats::Client, js: jetstream::Context, writer: u32, settings: ProducerSettings) -> Self {
-        Self { client, js, settings, writer, log: Arc::new(Mutex::new(SentLog::new(writer))) }
+    pub fn new(
+        client: async_nats::Client,
+        js: jetstream::Context,
+        writer: u32,
+        settings: ProducerSettings,
+    ) -> Self {
+        Self {
+            client,
+            js,
+            settings,
+            writer,
+            log: Arc::new(Mutex::new(SentLog::new(writer))),
+        }
     }
 
     pub fn settings(&self) -> &ProducerSettings {
@@ -78,18 +93,28 @@ impl Producer {
         ProducerIdentity {
             server_id: info.server_id,
             client_id: info.client_id,
-            connects: self.client.statistics().connects.load(std::sync::atomic::Ordering::Relaxed),
+            connects: self
+                .client
+                .statistics()
+                .connects
+                .load(std::sync::atomic::Ordering::Relaxed),
             subject: self.settings.subject.clone(),
         }
     }
 
     /// Publishes `count` messages tagged with `phase`, calling `progress(done)`
     /// now and then. Failures are recorded, never retried with a new id.
-    pub async fn publish(&self, phase: u16, count: u64, progress: &(dyn Fn(u64) + Sync)) -> PhaseStats {
+    pub async fn publish(
+        &self,
+        phase: u16,
+        count: u64,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> PhaseStats {
         let start = Instant::now();
         let mut stats = PhaseStats::default();
         let mut in_flight = FuturesUnordered::new();
-        let interval = (self.settings.rate_per_second > 0).then(|| Duration::from_secs_f64(1.0 / self.settings.rate_per_second as f64));
+        let interval = (self.settings.rate_per_second > 0)
+            .then(|| Duration::from_secs_f64(1.0 / self.settings.rate_per_second as f64));
         for i in 0..count {
             if let Some(interval) = interval {
                 let due = start + interval.mul_f64(i as f64);
@@ -108,16 +133,33 @@ impl Producer {
             }
             let (index, id, body) = {
                 let mut log = self.log.lock().expect("producer log");
-                let id = MsgId { writer: self.writer, counter: log.entries.len() as u64 + 1 };
+                let id = MsgId {
+                    writer: self.writer,
+                    counter: log.entries.len() as u64 + 1,
+                };
                 let body = payload(id, self.settings.payload_bytes);
-                log.entries.push(Sent { id, hash: hash(&body), seq: 0, phase });
+                log.entries.push(Sent {
+                    id,
+                    hash: hash(&body),
+                    seq: 0,
+                    phase,
+                });
                 (log.entries.len() - 1, id, body)
             };
             stats.attempted += 1;
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Msg-Id", msg_id_header(id).as_str());
-            match self.js.publish_with_headers(self.settings.subject.clone(), headers, body).await {
-                Ok(ack) => in_flight.push(async move { (index, ack.await.map(|a| a.sequence).map_err(|e| e.to_string())) }),
+            match self
+                .js
+                .publish_with_headers(self.settings.subject.clone(), headers, body)
+                .await
+            {
+                Ok(ack) => in_flight.push(async move {
+                    (
+                        index,
+                        ack.await.map(|a| a.sequence).map_err(|e| e.to_string()),
+                    )
+                }),
                 Err(e) => self.settle((index, Err(e.to_string())), &mut stats),
             }
             if i % 256 == 0 {

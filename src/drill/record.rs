@@ -88,11 +88,20 @@ mod tests {
 
     #[test]
     fn payload_round_trips_its_id_and_hash_depends_on_body() {
-        let id = MsgId { writer: 7, counter: 123_456 };
+        let id = MsgId {
+            writer: 7,
+            counter: 123_456,
+        };
         let p = payload(id, 128);
         assert_eq!(p.len(), 128);
         assert_eq!(parse_id(&p), Some(id));
-        let other = payload(MsgId { writer: 7, counter: 123_457 }, 128);
+        let other = payload(
+            MsgId {
+                writer: 7,
+                counter: 123_457,
+            },
+            128,
+        );
         assert_ne!(hash(&p), hash(&other));
         assert_eq!(parse_id(b"not ours"), None);
         assert_eq!(msg_id_header(id), "nr-7-123456");

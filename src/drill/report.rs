@@ -22,14 +22,23 @@ pub fn table(report: &DrillReport) -> String {
     if let Some(m) = &s.message {
         out.push_str(&format!("  {m}\n"));
     }
-    out.push_str(&format!("\n  {:<3} {:<8} {:<50} {}\n", "#", "verdict", "claim", "why"));
+    out.push_str(&format!(
+        "\n  {:<3} {:<8} {:<50} {}\n",
+        "#", "verdict", "claim", "why"
+    ));
     for (i, c) in s.claims.iter().enumerate() {
         let verdict = match c.verdict {
             Verdict::Passed => "PASS",
             Verdict::Failed => "FAIL",
             Verdict::NotRun => "not run",
         };
-        out.push_str(&format!("  {:<3} {:<8} {:<50} {}\n", i + 1, verdict, c.claim.title(), c.message));
+        out.push_str(&format!(
+            "  {:<3} {:<8} {:<50} {}\n",
+            i + 1,
+            verdict,
+            c.claim.title(),
+            c.message
+        ));
     }
     let t = &s.totals;
     out.push_str(&format!(
@@ -64,7 +73,10 @@ pub enum ReportError {
 }
 
 fn write_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
-    ReportError::Write { path: path.display().to_string(), message: e.to_string() }
+    ReportError::Write {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Writes the JSON report to `path` and the timeline SVG beside it (`.svg`).
@@ -75,11 +87,19 @@ pub fn write(report: &DrillReport, path: &Path) -> Result<std::path::PathBuf, Re
     let json = serde_json::to_string_pretty(report).map_err(|e| write_err(path, e))?;
     std::fs::write(path, json).map_err(|e| write_err(path, e))?;
     let svg = path.with_extension("svg");
-    std::fs::write(&svg, timeline_svg(&report.timeline, &report.drill)).map_err(|e| write_err(&svg, e))?;
+    std::fs::write(&svg, timeline_svg(&report.timeline, &report.drill))
+        .map_err(|e| write_err(&svg, e))?;
     Ok(svg)
 }
 
-const PALETTE: [RGBColor; 6] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(255, 127, 14), RGBColor(23, 190, 207)];
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+];
 
 /// The timeline as an SVG document.
 pub fn timeline_svg(timeline: &Timeline, title: &str) -> String {
@@ -94,18 +114,42 @@ pub fn timeline_svg(timeline: &Timeline, title: &str) -> String {
     svg
 }
 
-fn draw(root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, timeline: &Timeline, title: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn draw(
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    timeline: &Timeline,
+    title: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     root.fill(&WHITE)?;
-    let end_ms = timeline.zones.values().flat_map(|s| s.last()).map(|(t, _)| *t).max().unwrap_or(1).max(1);
-    let max_seq = timeline.zones.values().flat_map(|s| s.iter().map(|(_, q)| *q)).max().unwrap_or(1).max(1);
+    let end_ms = timeline
+        .zones
+        .values()
+        .flat_map(|s| s.last())
+        .map(|(t, _)| *t)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let max_seq = timeline
+        .zones
+        .values()
+        .flat_map(|s| s.iter().map(|(_, q)| *q))
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let secs = |ms: u32| ms as f64 / 1000.0;
     let mut chart = ChartBuilder::on(root)
-        .caption(format!("{title}: stream last sequence per zone"), ("sans-serif", 20))
+        .caption(
+            format!("{title}: stream last sequence per zone"),
+            ("sans-serif", 20),
+        )
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(64)
         .build_cartesian_2d(0f64..secs(end_ms), 0u64..max_seq + max_seq / 20 + 1)?;
-    chart.configure_mesh().x_desc("seconds since drill start").y_desc("last_seq").draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since drill start")
+        .y_desc("last_seq")
+        .draw()?;
     for (i, (cut, heal)) in timeline.partitions.iter().enumerate() {
         let label = if i == 0 { "partition" } else { "" };
         let area = chart.draw_series(std::iter::once(Rectangle::new(
@@ -113,7 +157,12 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, timeline: &T
             RGBColor(255, 200, 200).mix(0.5).filled(),
         )))?;
         if !label.is_empty() {
-            area.label(label).legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], RGBColor(255, 200, 200).filled()));
+            area.label(label).legend(|(x, y)| {
+                Rectangle::new(
+                    [(x, y - 5), (x + 16, y + 5)],
+                    RGBColor(255, 200, 200).filled(),
+                )
+            });
         }
     }
     let mut zones: Vec<_> = timeline.zones.iter().collect();
@@ -121,13 +170,27 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, timeline: &T
     zones.sort_by_key(|(name, _)| **name != timeline.source_zone);
     for (i, (zone, series)) in zones.into_iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let role = if *zone == timeline.source_zone { "source" } else { "mirror" };
+        let role = if *zone == timeline.source_zone {
+            "source"
+        } else {
+            "mirror"
+        };
         chart
-            .draw_series(LineSeries::new(series.iter().map(|(t, q)| (secs(*t), *q)), color.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                series.iter().map(|(t, q)| (secs(*t), *q)),
+                color.stroke_width(2),
+            ))?
             .label(format!("{zone} ({role})"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
     }
-    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
     Ok(())
 }
 
@@ -137,12 +200,19 @@ mod tests {
 
     #[test]
     fn svg_shows_each_zone_and_the_partition() {
-        let mut tl = Timeline { source_zone: "a".into(), ..Default::default() };
-        tl.zones.insert("a".into(), vec![(0, 0), (1000, 500), (2000, 1000)]);
-        tl.zones.insert("b".into(), vec![(0, 0), (1000, 500), (2000, 500)]);
+        let mut tl = Timeline {
+            source_zone: "a".into(),
+            ..Default::default()
+        };
+        tl.zones
+            .insert("a".into(), vec![(0, 0), (1000, 500), (2000, 1000)]);
+        tl.zones
+            .insert("b".into(), vec![(0, 0), (1000, 500), (2000, 500)]);
         tl.partitions.push((1000, 1800));
         let svg = timeline_svg(&tl, "demo");
         assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
-        assert!(svg.contains("a (source)") && svg.contains("b (mirror)") && svg.contains("partition"));
+        assert!(
+            svg.contains("a (source)") && svg.contains("b (mirror)") && svg.contains("partition")
+        );
     }
 }

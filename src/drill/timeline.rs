@@ -27,7 +27,9 @@ pub struct Timeline {
 impl Timeline {
     /// Largest `source − mirror` over samples taken at the same tick.
     pub fn max_lag(&self) -> u64 {
-        let Some(source) = self.zones.get(&self.source_zone) else { return 0 };
+        let Some(source) = self.zones.get(&self.source_zone) else {
+            return 0;
+        };
         let mut max = 0;
         for (zone, series) in &self.zones {
             if *zone == self.source_zone {
@@ -58,8 +60,17 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn start(source_zone: &str, stream: &str, watched: Watched, epoch: Instant, every: Duration) -> Self {
-        let timeline = Arc::new(Mutex::new(Timeline { source_zone: source_zone.to_string(), ..Default::default() }));
+    pub fn start(
+        source_zone: &str,
+        stream: &str,
+        watched: Watched,
+        epoch: Instant,
+        every: Duration,
+    ) -> Self {
+        let timeline = Arc::new(Mutex::new(Timeline {
+            source_zone: source_zone.to_string(),
+            ..Default::default()
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn({
             let (timeline, stop, stream) = (timeline.clone(), stop.clone(), stream.to_string());
@@ -84,15 +95,27 @@ impl Sampler {
                 }
             }
         });
-        Self { timeline, stop, task }
+        Self {
+            timeline,
+            stop,
+            task,
+        }
     }
 
     pub fn mark(&self, at_ms: u32, label: impl Into<String>) {
-        self.timeline.lock().expect("timeline").marks.push((at_ms, label.into()));
+        self.timeline
+            .lock()
+            .expect("timeline")
+            .marks
+            .push((at_ms, label.into()));
     }
 
     pub fn partition(&self, cut_ms: u32, heal_ms: u32) {
-        self.timeline.lock().expect("timeline").partitions.push((cut_ms, heal_ms));
+        self.timeline
+            .lock()
+            .expect("timeline")
+            .partitions
+            .push((cut_ms, heal_ms));
     }
 
     pub fn snapshot(&self) -> Timeline {
@@ -106,16 +129,20 @@ impl Sampler {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn max_lag_joins_samples_on_time() {
-        let mut tl = Timeline { source_zone: "a".into(), ..Default::default() };
-        tl.zones.insert("a".into(), vec![(0, 0), (250, 100), (500, 200), (750, 300)]);
-        tl.zones.insert("b".into(), vec![(0, 0), (250, 100), (500, 100), (750, 300)]);
+        let mut tl = Timeline {
+            source_zone: "a".into(),
+            ..Default::default()
+        };
+        tl.zones
+            .insert("a".into(), vec![(0, 0), (250, 100), (500, 200), (750, 300)]);
+        tl.zones
+            .insert("b".into(), vec![(0, 0), (250, 100), (500, 100), (750, 300)]);
         tl.zones.insert("c".into(), vec![(500, 150)]);
         assert_eq!(tl.max_lag(), 100);
     }

@@ -27,7 +27,10 @@ pub struct ZoneHost {
 
 impl ZoneHost {
     pub fn loopback() -> Self {
-        Self { netns: None, ip: IpAddr::from([127, 0, 0, 1]) }
+        Self {
+            netns: None,
+            ip: IpAddr::from([127, 0, 0, 1]),
+        }
     }
 }
 
@@ -51,7 +54,12 @@ pub trait Network: Send + Sync {
 
     /// The address mirror zone `zone` dials to reach source server `source_server`
     /// whose leafnode listener is `upstream`. May create a proxy.
-    fn leaf_route<'a>(&'a self, zone: &'a str, source_server: usize, upstream: SocketAddr) -> BoxFuture<'a, Result<SocketAddr, FaultError>>;
+    fn leaf_route<'a>(
+        &'a self,
+        zone: &'a str,
+        source_server: usize,
+        upstream: SocketAddr,
+    ) -> BoxFuture<'a, Result<SocketAddr, FaultError>>;
 
     /// What source server `source_server` advertises as its leafnode URL
     /// (`host:port`), or `None` to let it advertise its listen address.
@@ -66,7 +74,11 @@ pub trait FaultBackend: Network {
 
     /// Cut `zones` (mirror zones) from the source zone. The fault removes itself
     /// after `deadline` even if `heal` is never called.
-    fn cut<'a>(&'a self, zones: &'a [String], deadline: Duration) -> BoxFuture<'a, Result<FaultRecord, FaultError>>;
+    fn cut<'a>(
+        &'a self,
+        zones: &'a [String],
+        deadline: Duration,
+    ) -> BoxFuture<'a, Result<FaultRecord, FaultError>>;
 
     /// Remove the fault recorded in `record`, and anything else this backend injected.
     fn heal<'a>(&'a self, record: &'a FaultRecord) -> BoxFuture<'a, Result<(), FaultError>>;
@@ -84,10 +96,21 @@ pub trait FaultBackend: Network {
     /// had). `heal` removes them. Backends that cannot shape traffic refuse a
     /// non-empty list rather than ignore it, so a drill never reports results
     /// for conditions that were not applied.
-    fn apply_toxics<'a>(&'a self, zone: &'a str, toxics: &'a [Toxic]) -> BoxFuture<'a, Result<(), FaultError>> {
+    fn apply_toxics<'a>(
+        &'a self,
+        zone: &'a str,
+        toxics: &'a [Toxic],
+    ) -> BoxFuture<'a, Result<(), FaultError>> {
         let _ = zone;
         Box::pin(async move {
-            if toxics.is_empty() { Ok(()) } else { Err(FaultError::Unsupported { backend: self.name(), what: "the toxiproxy backend to apply toxics".into() }) }
+            if toxics.is_empty() {
+                Ok(())
+            } else {
+                Err(FaultError::Unsupported {
+                    backend: self.name(),
+                    what: "the toxiproxy backend to apply toxics".into(),
+                })
+            }
         })
     }
 }
@@ -100,7 +123,12 @@ impl Network for DirectNetwork {
     fn prepare_zone<'a>(&'a self, _zone: &'a str) -> BoxFuture<'a, Result<ZoneHost, FaultError>> {
         Box::pin(async { Ok(ZoneHost::loopback()) })
     }
-    fn leaf_route<'a>(&'a self, _zone: &'a str, _source_server: usize, upstream: SocketAddr) -> BoxFuture<'a, Result<SocketAddr, FaultError>> {
+    fn leaf_route<'a>(
+        &'a self,
+        _zone: &'a str,
+        _source_server: usize,
+        upstream: SocketAddr,
+    ) -> BoxFuture<'a, Result<SocketAddr, FaultError>> {
         Box::pin(async move { Ok(upstream) })
     }
     fn leaf_advertise(&self, _source_server: usize, _listen: SocketAddr) -> Option<String> {

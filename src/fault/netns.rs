@@ -117,7 +117,14 @@ impl NetnsBackend {
         let lab = NetnsLab::new()?;
         let n = INSTANCES.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("{TABLE_PREFIX}{:x}_{n:x}", std::process::id());
-        Ok(Self { inner: Arc::new(Inner { lab, filter, prefix, state: Mutex::new(State::default()) }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                lab,
+                filter,
+                prefix,
+                state: Mutex::new(State::default()),
+            }),
+        })
     }
 
     pub fn lab(&self) -> &NetnsLab {
@@ -140,8 +147,15 @@ impl NetnsBackend {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, FaultError> + Send + 'static) -> Result<T, FaultError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| FaultError::Command { command: "blocking task".into(), message: e.to_string() })?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, FaultError> + Send + 'static,
+) -> Result<T, FaultError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| FaultError::Command {
+            command: "blocking task".into(),
+            message: e.to_string(),
+        })?
 }
 
 impl Inner {
@@ -154,14 +168,24 @@ impl Inner {
         let state = self.state.lock().unwrap();
         let mut blocks: BTreeMap<String, Block> = BTreeMap::new();
         for zone in zones {
-            let mirror = self.lab.zone(zone).ok_or_else(|| FaultError::UnknownZone(zone.clone()))?;
-            let routes = state.routes.get(zone).ok_or_else(|| FaultError::UnknownZone(zone.clone()))?;
+            let mirror = self
+                .lab
+                .zone(zone)
+                .ok_or_else(|| FaultError::UnknownZone(zone.clone()))?;
+            let routes = state
+                .routes
+                .get(zone)
+                .ok_or_else(|| FaultError::UnknownZone(zone.clone()))?;
             for upstream in routes {
                 let source = match upstream.ip() {
                     IpAddr::V4(ip) => self.lab.zone_by_ip(ip),
                     IpAddr::V6(_) => None,
                 }
-                .ok_or_else(|| FaultError::UnknownZone(format!("at {upstream} (not in any namespace of this lab)")))?;
+                .ok_or_else(|| {
+                    FaultError::UnknownZone(format!(
+                        "at {upstream} (not in any namespace of this lab)"
+                    ))
+                })?;
                 let block = blocks.entry(source.netns.clone()).or_insert_with(|| Block {
                     source: source.clone(),
                     peers: BTreeSet::new(),
@@ -200,14 +224,25 @@ impl Inner {
                      \t}}\n\
                      }}\n"
                 );
-                let file = tempfile::NamedTempFile::new().map_err(|e| FaultError::Command { command: "nft -f".into(), message: e.to_string() })?;
-                std::fs::write(file.path(), ruleset).map_err(|e| FaultError::Command { command: "nft -f".into(), message: e.to_string() })?;
+                let file = tempfile::NamedTempFile::new().map_err(|e| FaultError::Command {
+                    command: "nft -f".into(),
+                    message: e.to_string(),
+                })?;
+                std::fs::write(file.path(), ruleset).map_err(|e| FaultError::Command {
+                    command: "nft -f".into(),
+                    message: e.to_string(),
+                })?;
                 let mut cmd = self.filter_cmd(ns);
                 cmd.arg("-f").arg(file.path());
                 run(cmd)?;
             }
             PacketFilter::Iptables(_) => {
-                let ports = block.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+                let ports = block
+                    .ports
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",");
                 let ipt = |args: &[&str]| {
                     let mut cmd = self.filter_cmd(ns);
                     cmd.arg("-w").args(args);
@@ -216,7 +251,22 @@ impl Inner {
                 ipt(&["-N", name])?;
                 for peer in &block.peers {
                     let peer = peer.to_string();
-                    ipt(&["-A", name, "-s", &peer, "-p", "tcp", "-m", "multiport", "--dports", &ports, "-j", "REJECT", "--reject-with", "tcp-reset"])?;
+                    ipt(&[
+                        "-A",
+                        name,
+                        "-s",
+                        &peer,
+                        "-p",
+                        "tcp",
+                        "-m",
+                        "multiport",
+                        "--dports",
+                        &ports,
+                        "-j",
+                        "REJECT",
+                        "--reject-with",
+                        "tcp-reset",
+                    ])?;
                     ipt(&[
                         "-A",
                         name,
@@ -236,7 +286,22 @@ impl Inner {
                         "-j",
                         "RETURN",
                     ])?;
-                    ipt(&["-A", name, "-d", &peer, "-p", "tcp", "-m", "multiport", "--sports", &ports, "-j", "REJECT", "--reject-with", "tcp-reset"])?;
+                    ipt(&[
+                        "-A",
+                        name,
+                        "-d",
+                        &peer,
+                        "-p",
+                        "tcp",
+                        "-m",
+                        "multiport",
+                        "--sports",
+                        &ports,
+                        "-j",
+                        "REJECT",
+                        "--reject-with",
+                        "tcp-reset",
+                    ])?;
                 }
                 ipt(&["-I", "INPUT", "-j", name])?;
                 ipt(&["-I", "OUTPUT", "-j", name])?;
@@ -249,12 +314,26 @@ impl Inner {
         for port in &block.ports {
             for peer in &block.peers {
                 let mut cmd = command_in(Some(ns), "ss");
-                cmd.args(["-K", "dst", &peer.to_string(), "sport", "=", &format!(":{port}")]);
+                cmd.args([
+                    "-K",
+                    "dst",
+                    &peer.to_string(),
+                    "sport",
+                    "=",
+                    &format!(":{port}"),
+                ]);
                 let _ = run(cmd);
             }
             for peer_ns in &block.peer_netns {
                 let mut cmd = command_in(Some(peer_ns), "ss");
-                cmd.args(["-K", "dst", &block.source.ip.to_string(), "dport", "=", &format!(":{port}")]);
+                cmd.args([
+                    "-K",
+                    "dst",
+                    &block.source.ip.to_string(),
+                    "dport",
+                    "=",
+                    &format!(":{port}"),
+                ]);
                 let _ = run(cmd);
             }
         }
@@ -271,7 +350,11 @@ impl Inner {
                 let mut cmd = self.filter_cmd(netns);
                 cmd.args(["delete", "table", "inet", name]);
                 match run(cmd) {
-                    Err(FaultError::Command { message, .. }) if message.contains("No such file or directory") => Ok(()),
+                    Err(FaultError::Command { message, .. })
+                        if message.contains("No such file or directory") =>
+                    {
+                        Ok(())
+                    }
                     other => other.map(drop),
                 }
             }
@@ -286,7 +369,11 @@ impl Inner {
                 while ipt(&["-D", "OUTPUT", "-j", name]).is_ok() {}
                 let _ = ipt(&["-F", name]);
                 match ipt(&["-X", name]) {
-                    Err(FaultError::Command { message, .. }) if message.contains("No chain") || message.contains("does not exist") => Ok(()),
+                    Err(FaultError::Command { message, .. })
+                        if message.contains("No chain") || message.contains("does not exist") =>
+                    {
+                        Ok(())
+                    }
                     other => other.map(drop),
                 }
             }
@@ -312,7 +399,8 @@ impl Inner {
                     let text = run(cmd)?;
                     for chain in text.lines().filter_map(|l| l.strip_prefix("-N ")) {
                         let own = format!("-A {chain} ");
-                        let rules: Vec<&str> = text.lines().filter(|l| l.starts_with(&own)).collect();
+                        let rules: Vec<&str> =
+                            text.lines().filter(|l| l.starts_with(&own)).collect();
                         found.push((zone.clone(), chain.to_string(), rules.join("; ")));
                     }
                 }
@@ -323,7 +411,15 @@ impl Inner {
 
     fn heal_all(&self) -> Result<(), FaultError> {
         let mut first_err = None;
-        let recorded: Vec<Installed> = self.state.lock().unwrap().faults.values().flatten().cloned().collect();
+        let recorded: Vec<Installed> = self
+            .state
+            .lock()
+            .unwrap()
+            .faults
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
         for installed in &recorded {
             if let Err(e) = self.uninstall(installed) {
                 first_err.get_or_insert(e);
@@ -333,7 +429,10 @@ impl Inner {
         // namespaces: anything named like ours.
         for (zone, name, _) in self.present()? {
             if name.starts_with(TABLE_PREFIX)
-                && let Err(e) = self.uninstall(&Installed { netns: zone.netns, name })
+                && let Err(e) = self.uninstall(&Installed {
+                    netns: zone.netns,
+                    name,
+                })
             {
                 first_err.get_or_insert(e);
             }
@@ -345,8 +444,18 @@ impl Inner {
     }
 
     fn probe(&self, zone: &str) -> Result<bool, FaultError> {
-        let mirror = self.lab.zone(zone).ok_or_else(|| FaultError::UnknownZone(zone.to_string()))?;
-        let routes = self.state.lock().unwrap().routes.get(zone).cloned().ok_or_else(|| FaultError::UnknownZone(zone.to_string()))?;
+        let mirror = self
+            .lab
+            .zone(zone)
+            .ok_or_else(|| FaultError::UnknownZone(zone.to_string()))?;
+        let routes = self
+            .state
+            .lock()
+            .unwrap()
+            .routes
+            .get(zone)
+            .cloned()
+            .ok_or_else(|| FaultError::UnknownZone(zone.to_string()))?;
         for upstream in routes {
             // bash's /dev/tcp keeps the probe free of extra tools; `timeout`
             // bounds a connection whose packets are dropped instead of refused.
@@ -376,7 +485,12 @@ fn nft_tables(ruleset: &str) -> Vec<(String, String)> {
     let mut current: Option<(String, Vec<String>)> = None;
     for line in ruleset.lines() {
         if let Some(rest) = line.strip_prefix("table ") {
-            let name = rest.trim_end_matches('{').split_whitespace().last().unwrap_or_default().to_string();
+            let name = rest
+                .trim_end_matches('{')
+                .split_whitespace()
+                .last()
+                .unwrap_or_default()
+                .to_string();
             current = Some((name, Vec::new()));
         } else if line == "}" {
             if let Some((name, rules)) = current.take() {
@@ -384,7 +498,11 @@ fn nft_tables(ruleset: &str) -> Vec<(String, String)> {
             }
         } else if let Some((_, rules)) = current.as_mut() {
             let rule = line.trim();
-            if !rule.is_empty() && !rule.starts_with("chain ") && !rule.starts_with("type ") && rule != "}" {
+            if !rule.is_empty()
+                && !rule.starts_with("chain ")
+                && !rule.starts_with("type ")
+                && rule != "}"
+            {
                 rules.push(rule.to_string());
             }
         }
@@ -398,13 +516,28 @@ impl Network for NetnsBackend {
         let zone = zone.to_string();
         Box::pin(async move {
             let z = blocking(move || inner.lab.add_zone(&zone)).await?;
-            Ok(ZoneHost { netns: Some(z.netns), ip: IpAddr::V4(z.ip) })
+            Ok(ZoneHost {
+                netns: Some(z.netns),
+                ip: IpAddr::V4(z.ip),
+            })
         })
     }
 
-    fn leaf_route<'a>(&'a self, zone: &'a str, _source_server: usize, upstream: SocketAddr) -> BoxFuture<'a, Result<SocketAddr, FaultError>> {
+    fn leaf_route<'a>(
+        &'a self,
+        zone: &'a str,
+        _source_server: usize,
+        upstream: SocketAddr,
+    ) -> BoxFuture<'a, Result<SocketAddr, FaultError>> {
         Box::pin(async move {
-            self.inner.state.lock().unwrap().routes.entry(zone.to_string()).or_default().insert(upstream);
+            self.inner
+                .state
+                .lock()
+                .unwrap()
+                .routes
+                .entry(zone.to_string())
+                .or_default()
+                .insert(upstream);
             Ok(upstream)
         })
     }
@@ -420,7 +553,11 @@ impl FaultBackend for NetnsBackend {
         BACKEND
     }
 
-    fn cut<'a>(&'a self, zones: &'a [String], deadline: Duration) -> BoxFuture<'a, Result<FaultRecord, FaultError>> {
+    fn cut<'a>(
+        &'a self,
+        zones: &'a [String],
+        deadline: Duration,
+    ) -> BoxFuture<'a, Result<FaultRecord, FaultError>> {
         Box::pin(async move {
             let inner = &self.inner;
             let blocks = inner.blocks(zones)?;
@@ -429,8 +566,19 @@ impl FaultBackend for NetnsBackend {
                 state.count += 1;
                 format!("{}_cut{}", inner.prefix, state.count)
             };
-            let installed: Vec<Installed> = blocks.iter().map(|b| Installed { netns: b.source.netns.clone(), name: id.clone() }).collect();
-            inner.state.lock().unwrap().faults.insert(id.clone(), installed.clone());
+            let installed: Vec<Installed> = blocks
+                .iter()
+                .map(|b| Installed {
+                    netns: b.source.netns.clone(),
+                    name: id.clone(),
+                })
+                .collect();
+            inner
+                .state
+                .lock()
+                .unwrap()
+                .faults
+                .insert(id.clone(), installed.clone());
             let injected = jiff::Timestamp::now();
             // Armed before the rules go in. It holds the backend weakly:
             // dropping the backend removes the namespaces, rules and all.
@@ -442,7 +590,13 @@ impl FaultBackend for NetnsBackend {
                     let Some(inner) = weak.upgrade() else { return };
                     tracing::warn!(fault = %id, "fault deadline reached without a heal; removing its rules");
                     let _ = blocking(move || {
-                        let installed = inner.state.lock().unwrap().faults.remove(&id).unwrap_or_default();
+                        let installed = inner
+                            .state
+                            .lock()
+                            .unwrap()
+                            .faults
+                            .remove(&id)
+                            .unwrap_or_default();
                         for i in &installed {
                             if let Err(e) = inner.uninstall(i) {
                                 tracing::error!(fault = %id, error = %e, "deadline heal failed");
@@ -454,7 +608,12 @@ impl FaultBackend for NetnsBackend {
                     .await;
                 }
             });
-            inner.state.lock().unwrap().deadlines.insert(id.clone(), task);
+            inner
+                .state
+                .lock()
+                .unwrap()
+                .deadlines
+                .insert(id.clone(), task);
             let worker = Arc::clone(inner);
             let name = id.clone();
             let result = blocking(move || {
@@ -480,7 +639,8 @@ impl FaultBackend for NetnsBackend {
                 }
                 return Err(e);
             }
-            let deadline_at = injected + jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX);
+            let deadline_at = injected
+                + jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX);
             Ok(FaultRecord {
                 id,
                 backend: BACKEND.to_string(),
@@ -497,7 +657,13 @@ impl FaultBackend for NetnsBackend {
             let inner = Arc::clone(&self.inner);
             let result = blocking(move || inner.heal_all()).await;
             if result.is_ok()
-                && let Some(task) = self.inner.state.lock().unwrap().deadlines.remove(&record.id)
+                && let Some(task) = self
+                    .inner
+                    .state
+                    .lock()
+                    .unwrap()
+                    .deadlines
+                    .remove(&record.id)
             {
                 task.abort();
             }
@@ -517,7 +683,12 @@ impl FaultBackend for NetnsBackend {
             let present = inner.present()?;
             Ok(present
                 .into_iter()
-                .map(|(zone, name, rules)| format!("packet filter {name} in namespace {} (zone {}): {rules}", zone.netns, zone.zone))
+                .map(|(zone, name, rules)| {
+                    format!(
+                        "packet filter {name} in namespace {} (zone {}): {rules}",
+                        zone.netns, zone.zone
+                    )
+                })
                 .collect())
         }))
     }
@@ -533,7 +704,10 @@ mod tests {
         let tables = nft_tables(listing);
         assert_eq!(tables.len(), 2);
         assert_eq!(tables[0].0, "natsregion_1_0_cut1");
-        assert_eq!(tables[0].1, "ip saddr { 10.203.1.3 } tcp dport 7422 reject with tcp reset");
+        assert_eq!(
+            tables[0].1,
+            "ip saddr { 10.203.1.3 } tcp dport 7422 reject with tcp reset"
+        );
         assert_eq!(tables[1], ("other".to_string(), String::new()));
     }
 }

@@ -96,10 +96,18 @@ impl ToxiproxyBackend {
 
     /// Like [`new`](Self::new) with a chosen proxy name prefix, so a restarted
     /// process can heal and list the proxies a previous one left.
-    pub fn with_prefix(api: impl Into<String>, advertise_fix: bool, prefix: impl Into<String>) -> Self {
+    pub fn with_prefix(
+        api: impl Into<String>,
+        advertise_fix: bool,
+        prefix: impl Into<String>,
+    ) -> Self {
         // A proxy from the environment must not sit between us and the API:
         // it is usually on this machine or next to the zones.
-        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().expect("reqwest client without TLS builds");
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("reqwest client without TLS builds");
         let inner = Inner {
             api: api.into().trim_end_matches('/').to_string(),
             http,
@@ -108,7 +116,9 @@ impl ToxiproxyBackend {
             listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             state: Mutex::new(State::default()),
         };
-        Self { inner: Arc::new(inner) }
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -137,11 +147,21 @@ impl ToxiproxyBackend {
 
 impl Inner {
     fn err(op: impl Into<String>, message: impl ToString) -> FaultError {
-        FaultError::Toxiproxy { op: op.into(), message: message.to_string() }
+        FaultError::Toxiproxy {
+            op: op.into(),
+            message: message.to_string(),
+        }
     }
 
-    async fn call(&self, op: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, FaultError> {
-        let resp = req.send().await.map_err(|e| Self::err(op, format!("{} unreachable: {e}", self.api)))?;
+    async fn call(
+        &self,
+        op: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, FaultError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Self::err(op, format!("{} unreachable: {e}", self.api)))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -150,7 +170,11 @@ impl Inner {
         Err(Self::err(op, format!("HTTP {status}: {}", body.trim())))
     }
 
-    async fn create_proxy(&self, name: &str, upstream: SocketAddr) -> Result<SocketAddr, FaultError> {
+    async fn create_proxy(
+        &self,
+        name: &str,
+        upstream: SocketAddr,
+    ) -> Result<SocketAddr, FaultError> {
         let op = format!("create proxy {name}");
         let body = json!({
             "name": name,
@@ -160,39 +184,65 @@ impl Inner {
             "upstream": upstream.to_string(),
             "enabled": true,
         });
-        let resp = self.call(&op, self.http.post(format!("{}/proxies", self.api)).json(&body)).await?;
+        let resp = self
+            .call(
+                &op,
+                self.http.post(format!("{}/proxies", self.api)).json(&body),
+            )
+            .await?;
         let info: ProxyInfo = resp.json().await.map_err(|e| Self::err(&op, e))?;
-        info.listen.parse().map_err(|e| Self::err(&op, format!("listen address {:?}: {e}", info.listen)))
+        info.listen
+            .parse()
+            .map_err(|e| Self::err(&op, format!("listen address {:?}: {e}", info.listen)))
     }
 
     async fn delete_proxy(&self, name: &str) -> Result<(), FaultError> {
         let op = format!("delete proxy {name}");
-        match self.call(&op, self.http.delete(format!("{}/proxies/{name}", self.api))).await {
+        match self
+            .call(
+                &op,
+                self.http.delete(format!("{}/proxies/{name}", self.api)),
+            )
+            .await
+        {
             Err(FaultError::Toxiproxy { message, .. }) if message.starts_with("HTTP 404") => Ok(()),
             other => other.map(drop),
         }
     }
 
     async fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), FaultError> {
-        let op = format!("{} proxy {name}", if enabled { "enable" } else { "disable" });
-        let req = self.http.post(format!("{}/proxies/{name}", self.api)).json(&json!({ "enabled": enabled }));
+        let op = format!(
+            "{} proxy {name}",
+            if enabled { "enable" } else { "disable" }
+        );
+        let req = self
+            .http
+            .post(format!("{}/proxies/{name}", self.api))
+            .json(&json!({ "enabled": enabled }));
         self.call(&op, req).await.map(drop)
     }
 
     async fn proxies(&self) -> Result<Vec<ProxyInfo>, FaultError> {
         let op = "list proxies";
-        let resp = self.call(op, self.http.get(format!("{}/proxies", self.api))).await?;
+        let resp = self
+            .call(op, self.http.get(format!("{}/proxies", self.api)))
+            .await?;
         let all: BTreeMap<String, ProxyInfo> = resp.json().await.map_err(|e| Self::err(op, e))?;
         Ok(all.into_values().filter(|p| self.owns(&p.name)).collect())
     }
 
     fn owns(&self, proxy: &str) -> bool {
-        proxy.strip_prefix(&self.prefix).is_some_and(|rest| rest.starts_with('-'))
+        proxy
+            .strip_prefix(&self.prefix)
+            .is_some_and(|rest| rest.starts_with('-'))
     }
 
     fn zone_proxies(&self, zone: &str) -> Result<Vec<String>, FaultError> {
         let state = self.state.lock().unwrap();
-        let routes = state.routes.get(zone).ok_or_else(|| FaultError::UnknownZone(zone.to_string()))?;
+        let routes = state
+            .routes
+            .get(zone)
+            .ok_or_else(|| FaultError::UnknownZone(zone.to_string()))?;
         Ok(routes.iter().map(|r| r.proxy.clone()).collect())
     }
 
@@ -216,8 +266,14 @@ impl Inner {
             self.remove_toxics_of(&proxy).await?;
             for (i, toxic) in toxics.iter().enumerate() {
                 let (kind, attributes) = match toxic.type_ {
-                    ToxicType::Latency => ("latency", json!({ "latency": toxic.latency_millis.unwrap_or(0), "jitter": toxic.jitter_millis.unwrap_or(0) })),
-                    ToxicType::Bandwidth => ("bandwidth", json!({ "rate": toxic.rate_kilobytes_per_second.unwrap_or(1) })),
+                    ToxicType::Latency => (
+                        "latency",
+                        json!({ "latency": toxic.latency_millis.unwrap_or(0), "jitter": toxic.jitter_millis.unwrap_or(0) }),
+                    ),
+                    ToxicType::Bandwidth => (
+                        "bandwidth",
+                        json!({ "rate": toxic.rate_kilobytes_per_second.unwrap_or(1) }),
+                    ),
                 };
                 // A leafnode link carries traffic both ways (messages one way,
                 // flow control and acks the other): slow both.
@@ -225,7 +281,13 @@ impl Inner {
                     let name = format!("{kind}-{i}-{stream}");
                     let op = format!("add toxic {name} to {proxy}");
                     let body = json!({ "name": name, "type": kind, "stream": stream, "toxicity": 1.0, "attributes": attributes });
-                    self.call(&op, self.http.post(format!("{}/proxies/{proxy}/toxics", self.api)).json(&body)).await?;
+                    self.call(
+                        &op,
+                        self.http
+                            .post(format!("{}/proxies/{proxy}/toxics", self.api))
+                            .json(&body),
+                    )
+                    .await?;
                 }
             }
         }
@@ -234,11 +296,24 @@ impl Inner {
 
     async fn remove_toxics_of(&self, proxy: &str) -> Result<(), FaultError> {
         let op = format!("list toxics of {proxy}");
-        let resp = self.call(&op, self.http.get(format!("{}/proxies/{proxy}/toxics", self.api))).await?;
+        let resp = self
+            .call(
+                &op,
+                self.http
+                    .get(format!("{}/proxies/{proxy}/toxics", self.api)),
+            )
+            .await?;
         let toxics: Vec<ToxicInfo> = resp.json().await.map_err(|e| Self::err(&op, e))?;
         for toxic in toxics {
             let op = format!("remove toxic {} from {proxy}", toxic.name);
-            self.call(&op, self.http.delete(format!("{}/proxies/{proxy}/toxics/{}", self.api, toxic.name))).await?;
+            self.call(
+                &op,
+                self.http.delete(format!(
+                    "{}/proxies/{proxy}/toxics/{}",
+                    self.api, toxic.name
+                )),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -259,10 +334,19 @@ impl Inner {
     /// servers advertise (their listen address when nothing was set).
     fn dialable(&self, zone: &str) -> Result<Vec<SocketAddr>, FaultError> {
         let state = self.state.lock().unwrap();
-        let routes = state.routes.get(zone).ok_or_else(|| FaultError::UnknownZone(zone.to_string()))?;
+        let routes = state
+            .routes
+            .get(zone)
+            .ok_or_else(|| FaultError::UnknownZone(zone.to_string()))?;
         let mut addrs: Vec<SocketAddr> = routes.iter().map(|r| r.listen).collect();
         for route in routes {
-            addrs.push(state.advertised.get(&route.source_server).copied().unwrap_or(route.upstream));
+            addrs.push(
+                state
+                    .advertised
+                    .get(&route.source_server)
+                    .copied()
+                    .unwrap_or(route.upstream),
+            );
         }
         // A remote learns every source server's URL, not only the one it dials.
         addrs.extend(state.advertised.values().copied());
@@ -283,7 +367,11 @@ pub async fn answers_info(addr: SocketAddr, timeout: Duration) -> bool {
         stream.read_exact(&mut buf).await.ok()?;
         Some(&buf == b"INFO")
     };
-    tokio::time::timeout(timeout, attempt).await.ok().flatten().unwrap_or(false)
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 impl Network for ToxiproxyBackend {
@@ -291,12 +379,21 @@ impl Network for ToxiproxyBackend {
         Box::pin(async { Ok(ZoneHost::loopback()) })
     }
 
-    fn leaf_route<'a>(&'a self, zone: &'a str, source_server: usize, upstream: SocketAddr) -> BoxFuture<'a, Result<SocketAddr, FaultError>> {
+    fn leaf_route<'a>(
+        &'a self,
+        zone: &'a str,
+        source_server: usize,
+        upstream: SocketAddr,
+    ) -> BoxFuture<'a, Result<SocketAddr, FaultError>> {
         Box::pin(async move {
             let inner = &self.inner;
             let existing = {
                 let state = inner.state.lock().unwrap();
-                state.routes.get(zone).and_then(|rs| rs.iter().find(|r| r.source_server == source_server).cloned())
+                state.routes.get(zone).and_then(|rs| {
+                    rs.iter()
+                        .find(|r| r.source_server == source_server)
+                        .cloned()
+                })
             };
             let proxy = format!("{}-{zone}-s{source_server}", inner.prefix);
             match existing {
@@ -309,7 +406,12 @@ impl Network for ToxiproxyBackend {
             let mut state = inner.state.lock().unwrap();
             let routes = state.routes.entry(zone.to_string()).or_default();
             routes.retain(|r| r.source_server != source_server);
-            routes.push(Route { source_server, proxy, listen, upstream });
+            routes.push(Route {
+                source_server,
+                proxy,
+                listen,
+                upstream,
+            });
             Ok(listen)
         })
     }
@@ -320,7 +422,11 @@ impl Network for ToxiproxyBackend {
             state.advertised.insert(source_server, listen);
             return None;
         }
-        let ip = if listen.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { listen.ip() };
+        let ip = if listen.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            listen.ip()
+        };
         let addr = match state.reserved.get(&ip).and_then(|s| s.local_addr().ok()) {
             Some(addr) => addr,
             None => {
@@ -345,7 +451,11 @@ impl Network for ToxiproxyBackend {
 }
 
 fn reserve_port(ip: IpAddr) -> std::io::Result<tokio::net::TcpSocket> {
-    let socket = if ip.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    let socket = if ip.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
     socket.bind(SocketAddr::new(ip, 0))?;
     Ok(socket)
 }
@@ -355,7 +465,11 @@ impl FaultBackend for ToxiproxyBackend {
         "toxiproxy"
     }
 
-    fn cut<'a>(&'a self, zones: &'a [String], deadline: Duration) -> BoxFuture<'a, Result<FaultRecord, FaultError>> {
+    fn cut<'a>(
+        &'a self,
+        zones: &'a [String],
+        deadline: Duration,
+    ) -> BoxFuture<'a, Result<FaultRecord, FaultError>> {
         Box::pin(async move {
             let inner = &self.inner;
             let mut proxies = Vec::new();
@@ -385,7 +499,12 @@ impl FaultBackend for ToxiproxyBackend {
                     inner.state.lock().unwrap().deadlines.remove(&id);
                 }
             });
-            inner.state.lock().unwrap().deadlines.insert(id.clone(), task);
+            inner
+                .state
+                .lock()
+                .unwrap()
+                .deadlines
+                .insert(id.clone(), task);
             for proxy in &proxies {
                 if let Err(e) = inner.set_enabled(proxy, false).await {
                     let _ = inner.enable_all().await;
@@ -395,7 +514,8 @@ impl FaultBackend for ToxiproxyBackend {
                     return Err(e);
                 }
             }
-            let deadline_at = injected + jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX);
+            let deadline_at = injected
+                + jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX);
             Ok(FaultRecord {
                 id,
                 backend: self.name().to_string(),
@@ -424,7 +544,10 @@ impl FaultBackend for ToxiproxyBackend {
     fn probe<'a>(&'a self, zone: &'a str) -> BoxFuture<'a, Result<bool, FaultError>> {
         Box::pin(async move {
             let addrs = self.inner.dialable(zone)?;
-            let answers = futures::future::join_all(addrs.into_iter().map(|a| answers_info(a, PROBE_TIMEOUT))).await;
+            let answers = futures::future::join_all(
+                addrs.into_iter().map(|a| answers_info(a, PROBE_TIMEOUT)),
+            )
+            .await;
             Ok(answers.into_iter().any(|up| up))
         })
     }
@@ -434,17 +557,27 @@ impl FaultBackend for ToxiproxyBackend {
             let mut left = Vec::new();
             for proxy in self.inner.proxies().await? {
                 if !proxy.enabled {
-                    left.push(format!("toxiproxy proxy {} ({} -> {}) is disabled", proxy.name, proxy.listen, proxy.upstream));
+                    left.push(format!(
+                        "toxiproxy proxy {} ({} -> {}) is disabled",
+                        proxy.name, proxy.listen, proxy.upstream
+                    ));
                 }
                 for toxic in &proxy.toxics {
-                    left.push(format!("toxiproxy toxic {} ({}, {}) on proxy {}", toxic.name, toxic.type_, toxic.stream, proxy.name));
+                    left.push(format!(
+                        "toxiproxy toxic {} ({}, {}) on proxy {}",
+                        toxic.name, toxic.type_, toxic.stream, proxy.name
+                    ));
                 }
             }
             Ok(left)
         })
     }
 
-    fn apply_toxics<'a>(&'a self, zone: &'a str, toxics: &'a [Toxic]) -> BoxFuture<'a, Result<(), FaultError>> {
+    fn apply_toxics<'a>(
+        &'a self,
+        zone: &'a str,
+        toxics: &'a [Toxic],
+    ) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(self.inner.apply_toxics(zone, toxics))
     }
 }

@@ -29,14 +29,32 @@ pub enum LocalError {
     #[error(transparent)]
     Fault(#[from] crate::fault::FaultError),
     #[error("{what} {}: {source}", .path.display())]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot start {name}: {source}")]
-    Spawn { name: String, source: std::io::Error },
+    Spawn {
+        name: String,
+        source: std::io::Error,
+    },
     #[error("{name} exited ({status}) before it was ready; log tail:\n{log_tail}")]
-    Exited { name: String, status: String, log_tail: String },
+    Exited {
+        name: String,
+        status: String,
+        log_tail: String,
+    },
     #[error("{name}: {what} not ready after {after:?}; log tail:\n{log_tail}")]
-    Timeout { name: String, what: String, after: Duration, log_tail: String },
-    #[error("zone {0} is external: a local region runs every zone itself; drop `external` to run it locally")]
+    Timeout {
+        name: String,
+        what: String,
+        after: Duration,
+        log_tail: String,
+    },
+    #[error(
+        "zone {0} is external: a local region runs every zone itself; drop `external` to run it locally"
+    )]
     ExternalZone(String),
     #[error("zone {0} is not in the local region")]
     UnknownZone(String),

@@ -60,8 +60,10 @@ impl NetnsLab {
                     .into(),
             });
         }
-        find_program("ip")
-            .ok_or_else(|| FaultError::Unsupported { backend: BACKEND, what: "iproute2's `ip` command: install it with `apt-get install iproute2`".into() })
+        find_program("ip").ok_or_else(|| FaultError::Unsupported {
+            backend: BACKEND,
+            what: "iproute2's `ip` command: install it with `apt-get install iproute2`".into(),
+        })
     }
 
     /// Create the bridge on a subnet no other lab on this machine uses.
@@ -78,7 +80,15 @@ impl NetnsLab {
         let host_ip = Ipv4Addr::new(NET[0], NET[1], subnet, 1);
         let created = ip(&["link", "add", &bridge, "type", "bridge"]).map_err(permission_hint);
         created?;
-        let lab = Self { prefix, bridge, subnet, zones: Mutex::new(Zones { next: 2, ..Zones::default() }) };
+        let lab = Self {
+            prefix,
+            bridge,
+            subnet,
+            zones: Mutex::new(Zones {
+                next: 2,
+                ..Zones::default()
+            }),
+        };
         ip(&["addr", "add", &format!("{host_ip}/24"), "dev", &lab.bridge])?;
         ip(&["link", "set", &lab.bridge, "up"])?;
         Ok(lab)
@@ -107,7 +117,10 @@ impl NetnsLab {
             return Ok(z.clone());
         }
         if zones.next > 254 {
-            return Err(FaultError::Unsupported { backend: BACKEND, what: "at most 253 zones per lab".into() });
+            return Err(FaultError::Unsupported {
+                backend: BACKEND,
+                what: "at most 253 zones per lab".into(),
+            });
         }
         let host_part = zones.next as u8;
         zones.next += 1;
@@ -120,10 +133,29 @@ impl NetnsLab {
         let inner_veth = format!("{}n{host_part:x}", self.prefix);
         let result = (|| {
             ip(&["netns", "add", &z.netns])?;
-            ip(&["link", "add", &z.host_veth, "type", "veth", "peer", "name", &inner_veth, "netns", &z.netns])?;
+            ip(&[
+                "link",
+                "add",
+                &z.host_veth,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &inner_veth,
+                "netns",
+                &z.netns,
+            ])?;
             ip(&["link", "set", &z.host_veth, "master", &self.bridge])?;
             ip(&["link", "set", &z.host_veth, "up"])?;
-            ip(&["-n", &z.netns, "addr", "add", &format!("{}/24", z.ip), "dev", &inner_veth])?;
+            ip(&[
+                "-n",
+                &z.netns,
+                "addr",
+                "add",
+                &format!("{}/24", z.ip),
+                "dev",
+                &inner_veth,
+            ])?;
             ip(&["-n", &z.netns, "link", "set", &inner_veth, "up"])?;
             ip(&["-n", &z.netns, "link", "set", "lo", "up"])
         })();
@@ -138,10 +170,19 @@ impl NetnsLab {
     /// Remove `zone`'s namespace and veth pair. Processes still running in
     /// the namespace are killed: they could reach nothing once it is gone.
     pub fn remove_zone(&self, zone: &str) -> Result<(), FaultError> {
-        let z = self.zones.lock().unwrap().by_name.remove(zone).ok_or_else(|| FaultError::UnknownZone(zone.to_string()))?;
+        let z = self
+            .zones
+            .lock()
+            .unwrap()
+            .by_name
+            .remove(zone)
+            .ok_or_else(|| FaultError::UnknownZone(zone.to_string()))?;
         remove_zone_parts(&z);
         if netns_exists(&z.netns) {
-            return Err(FaultError::Command { command: format!("ip netns del {}", z.netns), message: "namespace still present".into() });
+            return Err(FaultError::Command {
+                command: format!("ip netns del {}", z.netns),
+                message: "namespace still present".into(),
+            });
         }
         Ok(())
     }
@@ -151,12 +192,24 @@ impl NetnsLab {
     }
 
     pub fn zones(&self) -> Vec<ZoneNs> {
-        self.zones.lock().unwrap().by_name.values().cloned().collect()
+        self.zones
+            .lock()
+            .unwrap()
+            .by_name
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// The zone whose namespace owns `ip`.
     pub fn zone_by_ip(&self, ip: Ipv4Addr) -> Option<ZoneNs> {
-        self.zones.lock().unwrap().by_name.values().find(|z| z.ip == ip).cloned()
+        self.zones
+            .lock()
+            .unwrap()
+            .by_name
+            .values()
+            .find(|z| z.ip == ip)
+            .cloned()
     }
 }
 
@@ -182,9 +235,15 @@ fn kill_processes_in(netns: &str) {
     if !netns_exists(netns) {
         return;
     }
-    let Ok(pids) = ip(&["netns", "pids", netns]) else { return };
+    let Ok(pids) = ip(&["netns", "pids", netns]) else {
+        return;
+    };
     for pid in pids.split_whitespace().filter(|p| p.parse::<u32>().is_ok()) {
-        let _ = Command::new("kill").args(["-KILL", pid]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", pid])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -194,7 +253,12 @@ pub fn command_in(netns: Option<&str>, program: impl AsRef<OsStr>) -> Command {
     match netns {
         Some(ns) => {
             let mut cmd = Command::new(find_program("ip").unwrap_or_else(|| PathBuf::from("ip")));
-            cmd.args([OsStr::new("netns"), OsStr::new("exec"), OsStr::new(ns), program.as_ref()]);
+            cmd.args([
+                OsStr::new("netns"),
+                OsStr::new("exec"),
+                OsStr::new(ns),
+                program.as_ref(),
+            ]);
             cmd
         }
         None => Command::new(program),
@@ -202,19 +266,38 @@ pub fn command_in(netns: Option<&str>, program: impl AsRef<OsStr>) -> Command {
 }
 
 /// Same as [`command_in`], for tokio.
-pub fn tokio_command_in(netns: Option<&str>, program: impl AsRef<OsStr>) -> tokio::process::Command {
+pub fn tokio_command_in(
+    netns: Option<&str>,
+    program: impl AsRef<OsStr>,
+) -> tokio::process::Command {
     tokio::process::Command::from(command_in(netns, program))
 }
 
 /// Run a command to completion; its stdout on success, its stderr in the error.
 pub fn run(mut cmd: Command) -> Result<String, FaultError> {
-    let shown = format!("{} {}", cmd.get_program().to_string_lossy(), cmd.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
-    let out = cmd.stdin(Stdio::null()).output().map_err(|e| FaultError::Command { command: shown.clone(), message: e.to_string() })?;
+    let shown = format!(
+        "{} {}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| FaultError::Command {
+            command: shown.clone(),
+            message: e.to_string(),
+        })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        Err(FaultError::Command { command: shown, message: format!("{}: {}", out.status, stderr.trim()) })
+        Err(FaultError::Command {
+            command: shown,
+            message: format!("{}: {}", out.status, stderr.trim()),
+        })
     }
 }
 
@@ -237,23 +320,35 @@ pub fn link_exists(name: &str) -> bool {
 /// shell does not always have on PATH.
 pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from)).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 pub fn is_root() -> bool {
     // Effective uid is the second field of the Uid line.
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)).map(|u| u == "0"))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2))
+                .map(|u| u == "0")
+        })
         .unwrap_or(false)
 }
 
 fn permission_hint(e: FaultError) -> FaultError {
     match e {
-        FaultError::Command { message, .. } if message.contains("Operation not permitted") => FaultError::Unsupported {
-            backend: BACKEND,
-            what: format!("permission to create network interfaces (CAP_NET_ADMIN, CAP_SYS_ADMIN; in a container run it privileged): {message}"),
-        },
+        FaultError::Command { message, .. } if message.contains("Operation not permitted") => {
+            FaultError::Unsupported {
+                backend: BACKEND,
+                what: format!(
+                    "permission to create network interfaces (CAP_NET_ADMIN, CAP_SYS_ADMIN; in a container run it privileged): {message}"
+                ),
+            }
+        }
         other => other,
     }
 }
@@ -263,10 +358,22 @@ struct AllocationLock(std::fs::File);
 
 impl AllocationLock {
     fn take() -> Result<Self, FaultError> {
-        let dir = if Path::new("/run").is_dir() { PathBuf::from("/run") } else { std::env::temp_dir() };
+        let dir = if Path::new("/run").is_dir() {
+            PathBuf::from("/run")
+        } else {
+            std::env::temp_dir()
+        };
         let path = dir.join("natsregion-netns.lock");
-        let fail = |e: std::io::Error| FaultError::Command { command: format!("lock {}", path.display()), message: e.to_string() };
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(fail)?;
+        let fail = |e: std::io::Error| FaultError::Command {
+            command: format!("lock {}", path.display()),
+            message: e.to_string(),
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(fail)?;
         file.lock().map_err(fail)?;
         Ok(Self(file))
     }
@@ -283,7 +390,10 @@ fn free_subnet() -> Result<u8, FaultError> {
     let used = ip(&["-o", "-4", "addr", "show"])? + &ip(&["-4", "route", "show", "table", "all"])?;
     (1..=254u8)
         .find(|n| !used.contains(&format!("{}.{}.{n}.", NET[0], NET[1])))
-        .ok_or_else(|| FaultError::Unsupported { backend: BACKEND, what: format!("a free /24 in {}.{}.0.0/16", NET[0], NET[1]) })
+        .ok_or_else(|| FaultError::Unsupported {
+            backend: BACKEND,
+            what: format!("a free /24 in {}.{}.0.0/16", NET[0], NET[1]),
+        })
 }
 
 /// The pid in a name this module made (`nr<pid hex>-…`).
@@ -295,16 +405,28 @@ fn owner_pid(name: &str) -> Option<u32> {
 
 /// Remove namespaces and links left by processes that died without cleaning up.
 fn sweep_dead_labs() {
-    let dead = |name: &str| owner_pid(name).is_some_and(|pid| pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists());
+    let dead = |name: &str| {
+        owner_pid(name).is_some_and(|pid| {
+            pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
+        })
+    };
     if let Ok(entries) = std::fs::read_dir("/run/netns") {
-        for name in entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| dead(n)) {
+        for name in entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| dead(n))
+        {
             tracing::info!(netns = %name, "removing network namespace left by a dead process");
             kill_processes_in(&name);
             let _ = ip(&["netns", "del", &name]);
         }
     }
     if let Ok(entries) = std::fs::read_dir("/sys/class/net") {
-        for name in entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| dead(n)) {
+        for name in entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| dead(n))
+        {
             tracing::info!(link = %name, "removing link left by a dead process");
             let _ = ip(&["link", "del", &name]);
         }

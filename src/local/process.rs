@@ -44,8 +44,16 @@ impl ManagedProcess {
             .create(true)
             .append(true)
             .open(&spec.log)
-            .map_err(|source| LocalError::Io { what: "cannot open log", path: spec.log.clone(), source })?;
-        let err_file = log_file.try_clone().map_err(|source| LocalError::Io { what: "cannot open log", path: spec.log.clone(), source })?;
+            .map_err(|source| LocalError::Io {
+                what: "cannot open log",
+                path: spec.log.clone(),
+                source,
+            })?;
+        let err_file = log_file.try_clone().map_err(|source| LocalError::Io {
+            what: "cannot open log",
+            path: spec.log.clone(),
+            source,
+        })?;
         let mut cmd = match &spec.netns {
             // `ip netns exec` execs the program in place, so the pid we hold is the server's.
             Some(ns) => {
@@ -61,9 +69,18 @@ impl ManagedProcess {
             .stdout(Stdio::from(log_file))
             .stderr(Stdio::from(err_file))
             .kill_on_drop(true);
-        let child = cmd.spawn().map_err(|source| LocalError::Spawn { name: spec.name.clone(), source })?;
+        let child = cmd.spawn().map_err(|source| LocalError::Spawn {
+            name: spec.name.clone(),
+            source,
+        })?;
         let pid = child.id().unwrap_or(0);
-        Ok(Self { name: spec.name.clone(), log: spec.log.clone(), pid, child, exited: None })
+        Ok(Self {
+            name: spec.name.clone(),
+            log: spec.log.clone(),
+            pid,
+            child,
+            exited: None,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -98,7 +115,11 @@ impl ManagedProcess {
         if self.exit_status().is_some() {
             return Ok(());
         }
-        self.child.kill().await.map_err(|source| LocalError::Io { what: "cannot kill process", path: self.log.clone(), source })?;
+        self.child.kill().await.map_err(|source| LocalError::Io {
+            what: "cannot kill process",
+            path: self.log.clone(),
+            source,
+        })?;
         self.exited = self.child.try_wait().ok().flatten();
         Ok(())
     }
@@ -144,7 +165,9 @@ impl Drop for ManagedProcess {
 }
 
 pub fn log_tail(path: &Path, lines: usize) -> String {
-    let Ok(mut f) = std::fs::File::open(path) else { return format!("(no log at {})", path.display()) };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return format!("(no log at {})", path.display());
+    };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let _ = f.seek(SeekFrom::Start(len.saturating_sub(16 * 1024)));
     let mut buf = Vec::new();
@@ -164,7 +187,8 @@ static HANDED_OUT: Mutex<Vec<(IpAddr, u16)>> = Mutex::new(Vec::new());
 /// instead: that namespace's ports are all free anyway.
 pub fn free_port(ip: IpAddr) -> std::io::Result<u16> {
     for _ in 0..64 {
-        let listener = TcpListener::bind(SocketAddr::new(ip, 0)).or_else(|_| TcpListener::bind(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)))?;
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0))
+            .or_else(|_| TcpListener::bind(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0)))?;
         let port = listener.local_addr()?.port();
         let mut taken = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
         if !taken.contains(&(ip, port)) {
@@ -177,10 +201,18 @@ pub fn free_port(ip: IpAddr) -> std::io::Result<u16> {
             return Ok(port);
         }
     }
-    Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free port found"))
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free port found",
+    ))
 }
 
-async fn wait_until<F, Fut>(proc: &mut ManagedProcess, what: &str, timeout: Duration, mut check: F) -> Result<(), LocalError>
+async fn wait_until<F, Fut>(
+    proc: &mut ManagedProcess,
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> Result<(), LocalError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -188,28 +220,52 @@ where
     let start = Instant::now();
     loop {
         if let Some(status) = proc.exit_status() {
-            return Err(LocalError::Exited { name: proc.name.clone(), status: status.to_string(), log_tail: proc.log_tail(30) });
+            return Err(LocalError::Exited {
+                name: proc.name.clone(),
+                status: status.to_string(),
+                log_tail: proc.log_tail(30),
+            });
         }
         if check().await {
             return Ok(());
         }
         if start.elapsed() >= timeout {
-            return Err(LocalError::Timeout { name: proc.name.clone(), what: what.to_string(), after: timeout, log_tail: proc.log_tail(30) });
+            return Err(LocalError::Timeout {
+                name: proc.name.clone(),
+                what: what.to_string(),
+                after: timeout,
+                log_tail: proc.log_tail(30),
+            });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// Waits until `addr` accepts TCP connections, failing early if `proc` exits.
-pub async fn wait_for_tcp(proc: &mut ManagedProcess, addr: SocketAddr, timeout: Duration) -> Result<(), LocalError> {
+pub async fn wait_for_tcp(
+    proc: &mut ManagedProcess,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(), LocalError> {
     wait_until(proc, &format!("TCP {addr}"), timeout, || async move {
-        matches!(tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
+        matches!(
+            tokio::time::timeout(
+                Duration::from_millis(500),
+                tokio::net::TcpStream::connect(addr)
+            )
+            .await,
+            Ok(Ok(_))
+        )
     })
     .await
 }
 
 /// Waits until `url` answers 200, failing early if `proc` exits.
-pub async fn wait_for_http_ok(proc: &mut ManagedProcess, url: &str, timeout: Duration) -> Result<(), LocalError> {
+pub async fn wait_for_http_ok(
+    proc: &mut ManagedProcess,
+    url: &str,
+    timeout: Duration,
+) -> Result<(), LocalError> {
     let client = http_client();
     wait_until(proc, &format!("GET {url}"), timeout, || {
         let req = client.get(url).send();
@@ -221,5 +277,9 @@ pub async fn wait_for_http_ok(proc: &mut ManagedProcess, url: &str, timeout: Dur
 /// A client for the servers' monitoring endpoints. Never through a proxy from
 /// the environment: those addresses are local.
 pub(crate) fn http_client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().expect("reqwest client builds")
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("reqwest client builds")
 }

@@ -30,7 +30,14 @@ pub struct LocalRegionOptions {
 
 impl Default for LocalRegionOptions {
     fn default() -> Self {
-        Self { base_dir: None, keep_dirs: false, start_timeout: Duration::from_secs(30), nats_server: None, credentials: None, wait_for_leafnodes: true }
+        Self {
+            base_dir: None,
+            keep_dirs: false,
+            start_timeout: Duration::from_secs(30),
+            nats_server: None,
+            credentials: None,
+            wait_for_leafnodes: true,
+        }
     }
 }
 
@@ -48,7 +55,10 @@ pub struct LocalRegion {
 
 impl std::fmt::Debug for LocalRegion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalRegion").field("dir", &self.dir()).field("zones", &self.zones).finish_non_exhaustive()
+        f.debug_struct("LocalRegion")
+            .field("dir", &self.dir())
+            .field("zones", &self.zones)
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,7 +70,11 @@ enum RegionDir {
 impl LocalRegion {
     /// Validates `spec` with the CRD's rules, then starts the source zone and
     /// every mirror zone, in spec order.
-    pub async fn start(spec: &RegionMirrorSpec, network: Arc<dyn Network>, opts: LocalRegionOptions) -> Result<LocalRegion, LocalError> {
+    pub async fn start(
+        spec: &RegionMirrorSpec,
+        network: Arc<dyn Network>,
+        opts: LocalRegionOptions,
+    ) -> Result<LocalRegion, LocalError> {
         validate::region(&RegionMirror::new("local", spec.clone()), None)?;
         if let Some(z) = spec.zones.iter().find(|z| z.external.is_some()) {
             return Err(LocalError::ExternalZone(z.name.clone()));
@@ -70,12 +84,37 @@ impl LocalRegion {
             None => generate_credentials()?,
         };
         let base = opts.base_dir.clone().unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&base).map_err(|source| LocalError::Io { what: "cannot create", path: base.clone(), source })?;
-        let tmp = tempfile::Builder::new().prefix("natsregion-").tempdir_in(&base).map_err(|source| LocalError::Io { what: "cannot create a directory in", path: base.clone(), source })?;
-        let dir = if opts.keep_dirs { RegionDir::Kept(tmp.keep()) } else { RegionDir::Owned(tmp) };
-        let mut region = LocalRegion { spec: spec.clone(), network, opts, credentials, zones: Vec::new(), dir };
+        std::fs::create_dir_all(&base).map_err(|source| LocalError::Io {
+            what: "cannot create",
+            path: base.clone(),
+            source,
+        })?;
+        let tmp = tempfile::Builder::new()
+            .prefix("natsregion-")
+            .tempdir_in(&base)
+            .map_err(|source| LocalError::Io {
+                what: "cannot create a directory in",
+                path: base.clone(),
+                source,
+            })?;
+        let dir = if opts.keep_dirs {
+            RegionDir::Kept(tmp.keep())
+        } else {
+            RegionDir::Owned(tmp)
+        };
+        let mut region = LocalRegion {
+            spec: spec.clone(),
+            network,
+            opts,
+            credentials,
+            zones: Vec::new(),
+            dir,
+        };
 
-        let source = spec.source_zone().expect("validated: one source zone").clone();
+        let source = spec
+            .source_zone()
+            .expect("validated: one source zone")
+            .clone();
         region.start_zone(&source).await?;
         for zone in spec.mirror_zones() {
             region.start_zone(zone).await?;
@@ -100,7 +139,14 @@ impl LocalRegion {
             start_timeout: self.opts.start_timeout,
             nats_server: self.opts.nats_server.clone(),
         };
-        let started = LocalZone::start(&self.spec, &zone.name, &self.credentials, self.network.as_ref(), opts).await?;
+        let started = LocalZone::start(
+            &self.spec,
+            &zone.name,
+            &self.credentials,
+            self.network.as_ref(),
+            opts,
+        )
+        .await?;
         if zone.role == ZoneRole::Mirror && self.opts.wait_for_leafnodes {
             wait_for_leafnodes(&started, self.opts.start_timeout).await?;
         }
@@ -131,7 +177,10 @@ impl LocalRegion {
         self.zones.iter_mut().find(|z| z.name() == name)
     }
     pub fn source_zone(&self) -> &LocalZone {
-        self.zones.iter().find(|z| z.role() == ZoneRole::Source).expect("the source zone starts first and is never removed")
+        self.zones
+            .iter()
+            .find(|z| z.role() == ZoneRole::Source)
+            .expect("the source zone starts first and is never removed")
     }
     pub fn zones(&self) -> impl Iterator<Item = &LocalZone> {
         self.zones.iter()
@@ -145,7 +194,10 @@ impl LocalRegion {
     /// producers need no change. The zone joins `spec()`.
     pub async fn add_zone(&mut self, zone: &ZoneSpec) -> Result<&LocalZone, LocalError> {
         if zone.role != ZoneRole::Mirror {
-            return Err(LocalError::Invalid(format!("zone {} must have role mirror: a region has exactly one source zone", zone.name)));
+            return Err(LocalError::Invalid(format!(
+                "zone {} must have role mirror: a region has exactly one source zone",
+                zone.name
+            )));
         }
         if zone.external.is_some() {
             return Err(LocalError::ExternalZone(zone.name.clone()));
@@ -155,7 +207,10 @@ impl LocalRegion {
         }
         let mut next = self.spec.clone();
         next.zones.push(zone.clone());
-        validate::region(&RegionMirror::new("local", next.clone()), Some(&RegionMirror::new("local", self.spec.clone())))?;
+        validate::region(
+            &RegionMirror::new("local", next.clone()),
+            Some(&RegionMirror::new("local", self.spec.clone())),
+        )?;
         let previous = std::mem::replace(&mut self.spec, next);
         if let Err(e) = self.start_zone(zone).await {
             self.spec = previous;
@@ -166,9 +221,15 @@ impl LocalRegion {
 
     /// Stops a mirror zone cleanly, deletes its files (unless kept) and drops it from `spec()`.
     pub async fn remove_zone(&mut self, name: &str) -> Result<(), LocalError> {
-        let idx = self.zones.iter().position(|z| z.name() == name).ok_or_else(|| LocalError::UnknownZone(name.to_string()))?;
+        let idx = self
+            .zones
+            .iter()
+            .position(|z| z.name() == name)
+            .ok_or_else(|| LocalError::UnknownZone(name.to_string()))?;
         if self.zones[idx].role() == ZoneRole::Source {
-            return Err(LocalError::Invalid(format!("zone {name} is the source zone and cannot be removed")));
+            return Err(LocalError::Invalid(format!(
+                "zone {name} is the source zone and cannot be removed"
+            )));
         }
         let mut zone = self.zones.remove(idx);
         self.spec.zones.retain(|z| z.name != name);
@@ -209,7 +270,12 @@ async fn wait_for_leafnodes(zone: &LocalZone, timeout: Duration) -> Result<(), L
         let url = format!("{}/leafz", server.monitor_url());
         loop {
             let leafs = match client.get(&url).send().await {
-                Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| v["leafnodes"].as_u64()).unwrap_or(0),
+                Ok(r) => r
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["leafnodes"].as_u64())
+                    .unwrap_or(0),
                 Err(_) => 0,
             };
             if leafs > 0 {
@@ -231,7 +297,16 @@ async fn wait_for_leafnodes(zone: &LocalZone, timeout: Duration) -> Result<(), L
 
 /// Fresh random users for a region that runs without Secrets.
 pub fn generate_credentials() -> Result<RegionCredentials, LocalError> {
-    Ok(RegionCredentials { app: UserPass { user: "app".into(), password: random_token(24)? }, system: UserPass { user: "sys".into(), password: random_token(24)? } })
+    Ok(RegionCredentials {
+        app: UserPass {
+            user: "app".into(),
+            password: random_token(24)?,
+        },
+        system: UserPass {
+            user: "sys".into(),
+            password: random_token(24)?,
+        },
+    })
 }
 
 fn random_token(len: usize) -> Result<String, LocalError> {
@@ -241,8 +316,14 @@ fn random_token(len: usize) -> Result<String, LocalError> {
     let mut bytes = vec![0u8; len];
     std::fs::File::open(path)
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|source| LocalError::Io { what: "cannot read", path: path.to_path_buf(), source })?;
+        .map_err(|source| LocalError::Io {
+            what: "cannot read",
+            path: path.to_path_buf(),
+            source,
+        })?;
     // 256 is 4 * 62 + 8: the slight bias toward the first 8 letters does not matter for a local password.
-    Ok(bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
 }
-

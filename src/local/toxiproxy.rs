@@ -26,7 +26,11 @@ impl ToxiproxyServer {
     /// Start `toxiproxy-server` (found by [`crate::tools::binary`]) on a free
     /// loopback port and wait until its API answers.
     pub async fn start() -> Result<Self, FaultError> {
-        let bin = crate::tools::binary("toxiproxy-server").map_err(|e| FaultError::Unsupported { backend: "toxiproxy", what: e.to_string() })?;
+        let bin =
+            crate::tools::binary("toxiproxy-server").map_err(|e| FaultError::Unsupported {
+                backend: "toxiproxy",
+                what: e.to_string(),
+            })?;
         let mut last = None;
         for _ in 0..START_ATTEMPTS {
             match Self::start_once(&bin).await {
@@ -38,12 +42,19 @@ impl ToxiproxyServer {
     }
 
     async fn start_once(bin: &std::path::Path) -> Result<Self, FaultError> {
-        let fail = |message: String| FaultError::Toxiproxy { op: "start toxiproxy-server".into(), message };
-        let dir = tempfile::Builder::new().prefix("natsregion-toxiproxy-").tempdir().map_err(|e| fail(e.to_string()))?;
+        let fail = |message: String| FaultError::Toxiproxy {
+            op: "start toxiproxy-server".into(),
+            message,
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("natsregion-toxiproxy-")
+            .tempdir()
+            .map_err(|e| fail(e.to_string()))?;
         let log = dir.path().join("toxiproxy.log");
         let port = free_loopback_port().map_err(|e| fail(format!("no free port: {e}")))?;
         let api = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let out = std::fs::File::create(&log).map_err(|e| fail(format!("{}: {e}", log.display())))?;
+        let out =
+            std::fs::File::create(&log).map_err(|e| fail(format!("{}: {e}", log.display())))?;
         let err = out.try_clone().map_err(|e| fail(e.to_string()))?;
         let child = Command::new(bin)
             .args(["-host", "127.0.0.1", "-port", &port.to_string()])
@@ -52,7 +63,12 @@ impl ToxiproxyServer {
             .stderr(err)
             .spawn()
             .map_err(|e| fail(format!("{}: {e}", bin.display())))?;
-        let mut server = Self { child, api, log, _dir: dir };
+        let mut server = Self {
+            child,
+            api,
+            log,
+            _dir: dir,
+        };
         server.wait_ready().await?;
         Ok(server)
     }
@@ -62,14 +78,20 @@ impl ToxiproxyServer {
             .no_proxy()
             .timeout(Duration::from_secs(2))
             .build()
-            .map_err(|e| FaultError::Toxiproxy { op: "http client".into(), message: e.to_string() })?;
+            .map_err(|e| FaultError::Toxiproxy {
+                op: "http client".into(),
+                message: e.to_string(),
+            })?;
         let url = format!("{}/version", self.url());
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(FaultError::Toxiproxy {
                     op: "start toxiproxy-server".into(),
-                    message: format!("exited ({status}) before it was ready; log tail:\n{}", self.log_tail()),
+                    message: format!(
+                        "exited ({status}) before it was ready; log tail:\n{}",
+                        self.log_tail()
+                    ),
                 });
             }
             if let Ok(resp) = http.get(&url).send().await
@@ -80,7 +102,10 @@ impl ToxiproxyServer {
             if started.elapsed() > READY_TIMEOUT {
                 return Err(FaultError::Toxiproxy {
                     op: "start toxiproxy-server".into(),
-                    message: format!("API not answering after {READY_TIMEOUT:?}; log tail:\n{}", self.log_tail()),
+                    message: format!(
+                        "API not answering after {READY_TIMEOUT:?}; log tail:\n{}",
+                        self.log_tail()
+                    ),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -116,5 +141,7 @@ impl Drop for ToxiproxyServer {
 }
 
 fn free_loopback_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
 }

@@ -30,7 +30,14 @@ pub struct ZoneOptions {
 
 impl Default for ZoneOptions {
     fn default() -> Self {
-        Self { host: ZoneHost::loopback(), dir: None, keep_dir: false, leaf_remotes: Vec::new(), start_timeout: Duration::from_secs(30), nats_server: None }
+        Self {
+            host: ZoneHost::loopback(),
+            dir: None,
+            keep_dir: false,
+            leaf_remotes: Vec::new(),
+            start_timeout: Duration::from_secs(30),
+            nats_server: None,
+        }
     }
 }
 
@@ -98,7 +105,11 @@ pub struct LocalZone {
 
 impl std::fmt::Debug for LocalZone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalZone").field("name", &self.spec.name).field("dir", &self.dir.path()).field("servers", &self.servers).finish()
+        f.debug_struct("LocalZone")
+            .field("name", &self.spec.name)
+            .field("dir", &self.dir.path())
+            .field("servers", &self.servers)
+            .finish()
     }
 }
 
@@ -110,8 +121,17 @@ impl LocalZone {
     /// Starts zone `zone` of `spec` and returns when every server answers
     /// `/healthz` (JetStream enabled, then the zone's meta group current).
     /// `network` only supplies the source zone's leafnode `advertise`.
-    pub async fn start(spec: &RegionMirrorSpec, zone: &str, credentials: &RegionCredentials, network: &dyn Network, opts: ZoneOptions) -> Result<LocalZone, LocalError> {
-        let zspec = spec.zone(zone).ok_or_else(|| LocalError::UnknownZone(zone.to_string()))?.clone();
+    pub async fn start(
+        spec: &RegionMirrorSpec,
+        zone: &str,
+        credentials: &RegionCredentials,
+        network: &dyn Network,
+        opts: ZoneOptions,
+    ) -> Result<LocalZone, LocalError> {
+        let zspec = spec
+            .zone(zone)
+            .ok_or_else(|| LocalError::UnknownZone(zone.to_string()))?
+            .clone();
         if zspec.external.is_some() {
             return Err(LocalError::ExternalZone(zspec.name));
         }
@@ -121,32 +141,66 @@ impl LocalZone {
         };
         let mut dir = match &opts.dir {
             Some(d) => {
-                std::fs::create_dir_all(d).map_err(|source| LocalError::Io { what: "cannot create zone directory", path: d.clone(), source })?;
+                std::fs::create_dir_all(d).map_err(|source| LocalError::Io {
+                    what: "cannot create zone directory",
+                    path: d.clone(),
+                    source,
+                })?;
                 ZoneDir::Kept(d.clone())
             }
             None => {
                 let t = tempfile::Builder::new()
                     .prefix(&format!("natsregion-{zone}-"))
                     .tempdir()
-                    .map_err(|source| LocalError::Io { what: "cannot create temporary directory in", path: std::env::temp_dir(), source })?;
-                if opts.keep_dir { ZoneDir::Kept(t.keep()) } else { ZoneDir::Owned(t) }
+                    .map_err(|source| LocalError::Io {
+                        what: "cannot create temporary directory in",
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
+                if opts.keep_dir {
+                    ZoneDir::Kept(t.keep())
+                } else {
+                    ZoneDir::Owned(t)
+                }
             }
         };
 
         let mut last_err = None;
         for attempt in 0..START_ATTEMPTS {
-            let (plan, servers) = plan_servers(spec, &zspec, credentials, network, &opts, dir.path(), attempt)?;
-            let mut started = LocalZone { spec: zspec.clone(), host: opts.host.clone(), plan, servers, nats_server: nats_server.clone(), timeout: opts.start_timeout, dir };
+            let (plan, servers) = plan_servers(
+                spec,
+                &zspec,
+                credentials,
+                network,
+                &opts,
+                dir.path(),
+                attempt,
+            )?;
+            let mut started = LocalZone {
+                spec: zspec.clone(),
+                host: opts.host.clone(),
+                plan,
+                servers,
+                nats_server: nats_server.clone(),
+                timeout: opts.start_timeout,
+                dir,
+            };
             match started.launch_all().await {
                 Ok(()) => return Ok(started),
                 Err(e) => {
-                    let port_clash = started.servers.iter().any(|s| super::process::log_tail(&s.log_path, 50).contains("address already in use"));
+                    let port_clash = started.servers.iter().any(|s| {
+                        super::process::log_tail(&s.log_path, 50).contains("address already in use")
+                    });
                     started.kill_all();
                     dir = std::mem::replace(&mut started.dir, ZoneDir::Kept(PathBuf::new()));
                     if !port_clash {
                         return Err(e);
                     }
-                    tracing::debug!(zone, attempt, "a port was taken before the server bound it; retrying with new ports");
+                    tracing::debug!(
+                        zone,
+                        attempt,
+                        "a port was taken before the server bound it; retrying with new ports"
+                    );
                     last_err = Some(e);
                 }
             }
@@ -186,7 +240,10 @@ impl LocalZone {
     async fn wait_ready(&mut self, i: usize, path: &str) -> Result<(), LocalError> {
         let url = format!("{}{path}", self.servers[i].monitor_url());
         let timeout = self.timeout;
-        let proc = self.servers[i].process.as_mut().expect("server was spawned");
+        let proc = self.servers[i]
+            .process
+            .as_mut()
+            .expect("server was spawned");
         wait_for_http_ok(proc, &url, timeout).await
     }
 
@@ -223,7 +280,10 @@ impl LocalZone {
     }
     /// Leafnode listeners (source zone only; empty for a mirror zone).
     pub fn leafnode_addrs(&self) -> Vec<SocketAddr> {
-        self.servers.iter().filter_map(|s| s.leafnode_addr()).collect()
+        self.servers
+            .iter()
+            .filter_map(|s| s.leafnode_addr())
+            .collect()
     }
     /// Pids of the servers that were started and not stopped through the zone.
     pub fn pids(&self) -> Vec<u32> {
@@ -232,7 +292,9 @@ impl LocalZone {
 
     fn server_mut(&mut self, i: usize) -> Result<&mut LocalServer, LocalError> {
         let zone = self.spec.name.clone();
-        self.servers.get_mut(i).ok_or(LocalError::NoSuchServer { zone, index: i })
+        self.servers
+            .get_mut(i)
+            .ok_or(LocalError::NoSuchServer { zone, index: i })
     }
 
     /// Crash server `i` (SIGKILL).
@@ -263,7 +325,11 @@ impl LocalZone {
 
     /// Shut every server down cleanly.
     pub async fn stop(&mut self) -> Result<(), LocalError> {
-        let stops = self.servers.iter_mut().filter_map(|s| s.process.take()).map(|mut p| async move { p.stop(Duration::from_secs(10)).await });
+        let stops = self
+            .servers
+            .iter_mut()
+            .filter_map(|s| s.process.take())
+            .map(|mut p| async move { p.stop(Duration::from_secs(10)).await });
         for r in futures::future::join_all(stops).await {
             r?;
         }
@@ -298,19 +364,37 @@ fn plan_servers(
 ) -> Result<(ZonePlan, Vec<LocalServer>), LocalError> {
     let ip = opts.host.ip;
     let host = ip.to_string();
-    let port = || free_port(ip).map_err(|source| LocalError::Io { what: "no free port on", path: PathBuf::from(ip.to_string()), source });
+    let port = || {
+        free_port(ip).map_err(|source| LocalError::Io {
+            what: "no free port on",
+            path: PathBuf::from(ip.to_string()),
+            source,
+        })
+    };
     let is_source = zone.is_source();
     let mut servers = Vec::new();
     let mut addresses = ZoneAddresses::default();
     for i in 0..zone.servers.max(0) as usize {
         let name = format!("{}-{i}", zone.name);
         // A fresh directory per attempt: a half-started server may have left a store behind.
-        let sdir = dir.join(if attempt == 0 { name.clone() } else { format!("{name}.{attempt}") });
-        std::fs::create_dir_all(sdir.join("jetstream")).map_err(|source| LocalError::Io { what: "cannot create server directory", path: sdir.clone(), source })?;
+        let sdir = dir.join(if attempt == 0 {
+            name.clone()
+        } else {
+            format!("{name}.{attempt}")
+        });
+        std::fs::create_dir_all(sdir.join("jetstream")).map_err(|source| LocalError::Io {
+            what: "cannot create server directory",
+            path: sdir.clone(),
+            source,
+        })?;
         let (client_port, cluster_port, monitor_port) = (port()?, port()?, port()?);
         let leafnode_port = if is_source { Some(port()?) } else { None };
-        let leaf_advertise = leafnode_port.and_then(|p| network.leaf_advertise(i, SocketAddr::new(ip, p)));
-        addresses.routes.push(format!("nats-route://{}", plan::host_port(&host, cluster_port)));
+        let leaf_advertise =
+            leafnode_port.and_then(|p| network.leaf_advertise(i, SocketAddr::new(ip, p)));
+        addresses.routes.push(format!(
+            "nats-route://{}",
+            plan::host_port(&host, cluster_port)
+        ));
         addresses.servers.push(ServerAddress {
             name: name.clone(),
             host: host.clone(),
@@ -338,7 +422,11 @@ fn plan_servers(
     addresses.leaf_remotes = opts.leaf_remotes.iter().map(|a| a.to_string()).collect();
     let plan = ZonePlan::build(spec, &zone.name, &addresses, credentials)?;
     for (server, sp) in servers.iter().zip(&plan.servers) {
-        std::fs::write(&server.config_path, sp.render()).map_err(|source| LocalError::Io { what: "cannot write config", path: server.config_path.clone(), source })?;
+        std::fs::write(&server.config_path, sp.render()).map_err(|source| LocalError::Io {
+            what: "cannot write config",
+            path: server.config_path.clone(),
+            source,
+        })?;
     }
     Ok((plan, servers))
 }

@@ -32,7 +32,11 @@ pub struct ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (status {}, error code {})", self.description, self.code, self.err_code)
+        write!(
+            f,
+            "{} (status {}, error code {})",
+            self.description, self.code, self.err_code
+        )
     }
 }
 
@@ -67,17 +71,22 @@ pub async fn call<T: DeserializeOwned>(
     subject: String,
     payload: &impl serde::Serialize,
 ) -> Result<Answer<T>, NoAnswer> {
-    let raw: Value = js.request(subject, payload).await.map_err(|e| match e.kind() {
-        RequestErrorKind::NoResponders => NoAnswer::NoResponders,
-        RequestErrorKind::TimedOut => NoAnswer::TimedOut,
-        _ => NoAnswer::Other(e.to_string()),
-    })?;
+    let raw: Value = js
+        .request(subject, payload)
+        .await
+        .map_err(|e| match e.kind() {
+            RequestErrorKind::NoResponders => NoAnswer::NoResponders,
+            RequestErrorKind::TimedOut => NoAnswer::TimedOut,
+            _ => NoAnswer::Other(e.to_string()),
+        })?;
     if let Some(error) = raw.get("error") {
         let error: ApiError = serde_json::from_value(error.clone())
             .map_err(|e| NoAnswer::Other(format!("undecodable JetStream error {error}: {e}")))?;
         return Ok(Answer::Err(error));
     }
-    serde_json::from_value(raw).map(Answer::Ok).map_err(|e| NoAnswer::Other(format!("undecodable JetStream answer: {e}")))
+    serde_json::from_value(raw)
+        .map(Answer::Ok)
+        .map_err(|e| NoAnswer::Other(format!("undecodable JetStream answer: {e}")))
 }
 
 /// Stream info as the server sends it: the typed part async-nats knows, plus
@@ -96,11 +105,15 @@ impl StreamInfo {
 }
 
 /// `Ok(None)` when the stream does not exist.
-pub async fn stream_info(js: &Context, stream: &str) -> Result<Result<Option<StreamInfo>, ApiError>, NoAnswer> {
+pub async fn stream_info(
+    js: &Context,
+    stream: &str,
+) -> Result<Result<Option<StreamInfo>, ApiError>, NoAnswer> {
     match call::<Value>(js, format!("STREAM.INFO.{stream}"), &()).await? {
         Answer::Ok(raw) => {
-            let info = serde_json::from_value(raw.clone())
-                .map_err(|e| NoAnswer::Other(format!("undecodable stream info for {stream}: {e}")))?;
+            let info = serde_json::from_value(raw.clone()).map_err(|e| {
+                NoAnswer::Other(format!("undecodable stream info for {stream}: {e}"))
+            })?;
             Ok(Ok(Some(StreamInfo { info, raw })))
         }
         Answer::Err(e) if e.err_code == code::STREAM_NOT_FOUND => Ok(Ok(None)),

@@ -67,23 +67,54 @@ pub enum ConnectError {
     #[error("zone {zone}: no client URLs to connect to")]
     NoUrls { zone: String },
     #[error("zone {zone}: client URL {url:?} is not a NATS URL ({reason}); use nats://host:port")]
-    BadUrl { zone: String, url: String, reason: String },
-    #[error("zone {zone}: the servers refused user {user:?} ({reason}); check the credentials secret (keys user and password)")]
-    Unauthorized { zone: String, user: String, reason: String },
+    BadUrl {
+        zone: String,
+        url: String,
+        reason: String,
+    },
+    #[error(
+        "zone {zone}: the servers refused user {user:?} ({reason}); check the credentials secret (keys user and password)"
+    )]
+    Unauthorized {
+        zone: String,
+        user: String,
+        reason: String,
+    },
     #[error("zone {zone}: TLS handshake failed: {reason}")]
     Tls { zone: String, reason: String },
     #[error("zone {zone}: no server answered at {} within {elapsed:?} ({attempts} attempts; last error: {last})", urls.join(", "))]
-    Unreachable { zone: String, urls: Vec<String>, attempts: u32, elapsed: Duration, last: String },
-    #[error("zone {zone}: connected, but JetStream did not answer within {elapsed:?} ({reason}); is JetStream enabled for the application account?")]
-    NoJetStream { zone: String, elapsed: Duration, reason: String },
-    #[error("zone {zone}: JetStream domain is {actual:?} but {expected:?} was expected; set zones[].domain to the domain the servers run with")]
-    DomainMismatch { zone: String, expected: String, actual: Option<String> },
+    Unreachable {
+        zone: String,
+        urls: Vec<String>,
+        attempts: u32,
+        elapsed: Duration,
+        last: String,
+    },
+    #[error(
+        "zone {zone}: connected, but JetStream did not answer within {elapsed:?} ({reason}); is JetStream enabled for the application account?"
+    )]
+    NoJetStream {
+        zone: String,
+        elapsed: Duration,
+        reason: String,
+    },
+    #[error(
+        "zone {zone}: JetStream domain is {actual:?} but {expected:?} was expected; set zones[].domain to the domain the servers run with"
+    )]
+    DomainMismatch {
+        zone: String,
+        expected: String,
+        actual: Option<String>,
+    },
 }
 
 /// Connects to a zone, retrying unreachable servers and a JetStream that is
 /// not ready yet until `settings.deadline`; bad URLs and refused credentials
 /// fail at once, since retrying cannot fix them.
-pub async fn connect(endpoint: &ZoneEndpoint, settings: &ConnectSettings) -> Result<ZoneClient, ConnectError> {
+pub async fn connect(
+    endpoint: &ZoneEndpoint,
+    settings: &ConnectSettings,
+) -> Result<ZoneClient, ConnectError> {
     let zone = endpoint.zone.clone();
     if endpoint.urls.is_empty() {
         return Err(ConnectError::NoUrls { zone });
@@ -92,7 +123,11 @@ pub async fn connect(endpoint: &ZoneEndpoint, settings: &ConnectSettings) -> Res
         .urls
         .iter()
         .map(|url| {
-            ServerAddr::from_str(url).map_err(|e| ConnectError::BadUrl { zone: zone.clone(), url: url.clone(), reason: e.to_string() })
+            ServerAddr::from_str(url).map_err(|e| ConnectError::BadUrl {
+                zone: zone.clone(),
+                url: url.clone(),
+                reason: e.to_string(),
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
 
@@ -120,9 +155,18 @@ pub async fn connect(endpoint: &ZoneEndpoint, settings: &ConnectSettings) -> Res
                     });
                 }
                 ConnectErrorKind::ServerParse => {
-                    return Err(ConnectError::BadUrl { zone, url: endpoint.urls.join(","), reason: e.to_string() });
+                    return Err(ConnectError::BadUrl {
+                        zone,
+                        url: endpoint.urls.join(","),
+                        reason: e.to_string(),
+                    });
                 }
-                ConnectErrorKind::Tls => return Err(ConnectError::Tls { zone, reason: e.to_string() }),
+                ConnectErrorKind::Tls => {
+                    return Err(ConnectError::Tls {
+                        zone,
+                        reason: e.to_string(),
+                    });
+                }
                 _ => {
                     let now = Instant::now();
                     if now + backoff >= deadline {
@@ -141,22 +185,39 @@ pub async fn connect(endpoint: &ZoneEndpoint, settings: &ConnectSettings) -> Res
         }
     };
 
-    let js = jetstream::ContextBuilder::new().timeout(settings.request_timeout).build(client.clone());
+    let js = jetstream::ContextBuilder::new()
+        .timeout(settings.request_timeout)
+        .build(client.clone());
     let domain = wait_for_jetstream(&zone, &js, started, deadline).await?;
     if let Some(expected) = &endpoint.domain
         && domain.as_deref() != Some(expected.as_str())
     {
-        return Err(ConnectError::DomainMismatch { zone, expected: expected.clone(), actual: domain });
+        return Err(ConnectError::DomainMismatch {
+            zone,
+            expected: expected.clone(),
+            actual: domain,
+        });
     }
     let server_name = client.server_info().server_name;
-    Ok(ZoneClient { zone, client, js, domain, server_name })
+    Ok(ZoneClient {
+        zone,
+        client,
+        js,
+        domain,
+        server_name,
+    })
 }
 
 const JETSTREAM_NOT_ENABLED_FOR_ACCOUNT: u64 = 10039;
 
 /// Account info is the cheapest JetStream call the application account may
 /// make; it answers once the zone has a meta leader, and carries the domain.
-async fn wait_for_jetstream(zone: &str, js: &Context, started: Instant, deadline: Instant) -> Result<Option<String>, ConnectError> {
+async fn wait_for_jetstream(
+    zone: &str,
+    js: &Context,
+    started: Instant,
+    deadline: Instant,
+) -> Result<Option<String>, ConnectError> {
     #[derive(serde::Deserialize)]
     struct AccountInfo {
         #[serde(default)]
@@ -168,7 +229,11 @@ async fn wait_for_jetstream(zone: &str, js: &Context, started: Instant, deadline
             Ok(Answer::Ok(info)) => return Ok(info.domain.filter(|d| !d.is_empty())),
             // Not enabled for the account is configuration, not start-up: fail at once.
             Ok(Answer::Err(e)) if e.err_code == JETSTREAM_NOT_ENABLED_FOR_ACCOUNT => {
-                return Err(ConnectError::NoJetStream { zone: zone.to_string(), elapsed: started.elapsed(), reason: e.to_string() });
+                return Err(ConnectError::NoJetStream {
+                    zone: zone.to_string(),
+                    elapsed: started.elapsed(),
+                    reason: e.to_string(),
+                });
             }
             Ok(Answer::Err(e)) => e.to_string(),
             Err(NoAnswer::NoResponders) => "no responders on $JS.API.INFO".to_string(),
@@ -176,7 +241,11 @@ async fn wait_for_jetstream(zone: &str, js: &Context, started: Instant, deadline
         };
         let now = Instant::now();
         if now + backoff >= deadline {
-            return Err(ConnectError::NoJetStream { zone: zone.to_string(), elapsed: now - started, reason });
+            return Err(ConnectError::NoJetStream {
+                zone: zone.to_string(),
+                elapsed: now - started,
+                reason,
+            });
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));

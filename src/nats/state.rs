@@ -96,17 +96,35 @@ pub fn zone_ready(zone: &ZoneStatus) -> bool {
 /// Reads every zone. Never fails: what could not be read shows up as `None`
 /// fields and an `error` on the zone.
 pub async fn read_region(stream: &str, zones: &[ZoneProbe]) -> RegionState {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().ok();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok();
     let http = http.as_ref();
     // Mirrors first, then the source: a publish racing this read then shows as
     // lag, and a mirror ahead of its source means the source really went back
     // (for example it was recreated).
-    let mirrors = join_all(zones.iter().filter(|z| z.role == ZoneRole::Mirror).map(|z| observe(z, stream, http))).await;
-    let sources = join_all(zones.iter().filter(|z| z.role == ZoneRole::Source).map(|z| observe(z, stream, http))).await;
+    let mirrors = join_all(
+        zones
+            .iter()
+            .filter(|z| z.role == ZoneRole::Mirror)
+            .map(|z| observe(z, stream, http)),
+    )
+    .await;
+    let sources = join_all(
+        zones
+            .iter()
+            .filter(|z| z.role == ZoneRole::Source)
+            .map(|z| observe(z, stream, http)),
+    )
+    .await;
     let source_last_seq = sources.first().and_then(|s| s.last_seq);
 
     let mut by_name: Vec<ZoneStatus> = mirrors.into_iter().chain(sources).collect();
-    for zone in by_name.iter_mut().filter(|z| z.role == role_name(ZoneRole::Mirror)) {
+    for zone in by_name
+        .iter_mut()
+        .filter(|z| z.role == role_name(ZoneRole::Mirror))
+    {
         zone.lag = match (source_last_seq, zone.last_seq) {
             (Some(source), Some(mirror)) => Some(source - mirror),
             _ => None,
@@ -114,12 +132,23 @@ pub async fn read_region(stream: &str, zones: &[ZoneProbe]) -> RegionState {
     }
     let statuses: Vec<ZoneStatus> = zones
         .iter()
-        .filter_map(|z| by_name.iter().position(|s| s.name == z.name).map(|i| by_name.swap_remove(i)))
+        .filter_map(|z| {
+            by_name
+                .iter()
+                .position(|s| s.name == z.name)
+                .map(|i| by_name.swap_remove(i))
+        })
         .collect();
 
-    let mirrors: Vec<&ZoneStatus> = statuses.iter().filter(|z| z.role == role_name(ZoneRole::Mirror)).collect();
+    let mirrors: Vec<&ZoneStatus> = statuses
+        .iter()
+        .filter(|z| z.role == role_name(ZoneRole::Mirror))
+        .collect();
     let summary = RegionSummary {
-        source_zone: zones.iter().find(|z| z.role == ZoneRole::Source).map(|z| z.name.clone()),
+        source_zone: zones
+            .iter()
+            .find(|z| z.role == ZoneRole::Source)
+            .map(|z| z.name.clone()),
         source_last_seq,
         zones: statuses.len(),
         zones_ready: statuses.iter().filter(|z| zone_ready(z)).count(),
@@ -127,7 +156,11 @@ pub async fn read_region(stream: &str, zones: &[ZoneProbe]) -> RegionState {
         mirrors_in_sync: mirrors.iter().filter(|z| in_sync(z)).count(),
         max_lag: mirrors.iter().filter_map(|z| z.lag).max(),
     };
-    RegionState { stream: stream.to_string(), zones: statuses, summary }
+    RegionState {
+        stream: stream.to_string(),
+        zones: statuses,
+        summary,
+    }
 }
 
 fn role_name(role: ZoneRole) -> String {
@@ -148,7 +181,9 @@ async fn observe(zone: &ZoneProbe, stream: &str, http: Option<&reqwest::Client>)
     };
     let monitored = async {
         match http {
-            Some(http) if !zone.monitor_urls.is_empty() => Some(monitor(http, &zone.monitor_urls).await),
+            Some(http) if !zone.monitor_urls.is_empty() => {
+                Some(monitor(http, &zone.monitor_urls).await)
+            }
             _ => None,
         }
     };
@@ -156,7 +191,11 @@ async fn observe(zone: &ZoneProbe, stream: &str, http: Option<&reqwest::Client>)
 
     let mut stream_peers_up = 0;
     match info {
-        Err(e) => status.error = Some(format!("JetStream did not answer stream info for {stream}: {e}")),
+        Err(e) => {
+            status.error = Some(format!(
+                "JetStream did not answer stream info for {stream}: {e}"
+            ))
+        }
         Ok(Err(e)) => status.error = Some(format!("stream info for {stream} failed: {e}")),
         Ok(Ok(None)) => status.error = Some(format!("stream {stream} does not exist in this zone")),
         Ok(Ok(Some(found))) => {
@@ -165,9 +204,14 @@ async fn observe(zone: &ZoneProbe, stream: &str, http: Option<&reqwest::Client>)
             match &info.cluster {
                 Some(cluster) if cluster.leader.is_some() => {
                     status.stream_leader = cluster.leader.clone();
-                    let current = cluster.replicas.iter().filter(|p| p.current && !p.offline).count();
+                    let current = cluster
+                        .replicas
+                        .iter()
+                        .filter(|p| p.current && !p.offline)
+                        .count();
                     status.current_replicas = Some(1 + current as i32);
-                    stream_peers_up = 1 + cluster.replicas.iter().filter(|p| !p.offline).count() as i32;
+                    stream_peers_up =
+                        1 + cluster.replicas.iter().filter(|p| !p.offline).count() as i32;
                 }
                 // Clustered stream without a leader: no replica can serve.
                 Some(cluster) if cluster.name.is_some() => status.current_replicas = Some(0),
@@ -179,7 +223,9 @@ async fn observe(zone: &ZoneProbe, stream: &str, http: Option<&reqwest::Client>)
             }
             if zone.role == ZoneRole::Mirror {
                 match &info.mirror {
-                    None => status.error = Some(format!("stream {stream} in this zone is not a mirror")),
+                    None => {
+                        status.error = Some(format!("stream {stream} in this zone is not a mirror"))
+                    }
                     Some(mirror) => {
                         status.active_millis = mirror.active.map(|a| a.as_millis() as i64);
                         status.error = found.mirror_error().map(|e| e.description).or_else(|| {
@@ -250,9 +296,17 @@ pub enum StateError {
 pub async fn last_seq(js: &Context, stream: &str) -> Result<u64, StateError> {
     match api::stream_info(js, stream).await {
         Ok(Ok(Some(found))) => Ok(found.info.state.last_sequence),
-        Ok(Ok(None)) => Err(StateError::StreamMissing { stream: stream.to_string() }),
-        Ok(Err(e)) => Err(StateError::Api { stream: stream.to_string(), reason: e.to_string() }),
-        Err(e) => Err(StateError::NoAnswer { stream: stream.to_string(), reason: e.to_string() }),
+        Ok(Ok(None)) => Err(StateError::StreamMissing {
+            stream: stream.to_string(),
+        }),
+        Ok(Err(e)) => Err(StateError::Api {
+            stream: stream.to_string(),
+            reason: e.to_string(),
+        }),
+        Err(e) => Err(StateError::NoAnswer {
+            stream: stream.to_string(),
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -276,16 +330,29 @@ pub async fn mirror_view(js: &Context, stream: &str) -> Result<MirrorView, State
                 active: mirror.active,
                 error: found.mirror_error().map(|e| e.description),
             }),
-            None => Err(StateError::Api { stream: stream.to_string(), reason: "the stream is not a mirror".to_string() }),
+            None => Err(StateError::Api {
+                stream: stream.to_string(),
+                reason: "the stream is not a mirror".to_string(),
+            }),
         },
-        Ok(Ok(None)) => Err(StateError::StreamMissing { stream: stream.to_string() }),
-        Ok(Err(e)) => Err(StateError::Api { stream: stream.to_string(), reason: e.to_string() }),
-        Err(e) => Err(StateError::NoAnswer { stream: stream.to_string(), reason: e.to_string() }),
+        Ok(Ok(None)) => Err(StateError::StreamMissing {
+            stream: stream.to_string(),
+        }),
+        Ok(Err(e)) => Err(StateError::Api {
+            stream: stream.to_string(),
+            reason: e.to_string(),
+        }),
+        Err(e) => Err(StateError::NoAnswer {
+            stream: stream.to_string(),
+            reason: e.to_string(),
+        }),
     }
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-#[error("mirrors not in sync after {waited:?}: source last_seq {source_last_seq:?}, mirrors {mirror_last_seqs:?}")]
+#[error(
+    "mirrors not in sync after {waited:?}: source last_seq {source_last_seq:?}, mirrors {mirror_last_seqs:?}"
+)]
 pub struct SyncTimeout {
     pub waited: Duration,
     pub source_last_seq: Option<u64>,
@@ -298,18 +365,34 @@ pub struct SyncTimeout {
 /// is the catch-up time (DESIGN.md fact 3). Each round reads the source first
 /// and the mirrors after, so with producers still writing it ends once the
 /// mirrors have caught up with where the source was, not when writes stop.
-pub async fn wait_until_in_sync(source: &Context, mirrors: &[&Context], stream: &str, timeout: Duration) -> Result<Duration, SyncTimeout> {
+pub async fn wait_until_in_sync(
+    source: &Context,
+    mirrors: &[&Context],
+    stream: &str,
+    timeout: Duration,
+) -> Result<Duration, SyncTimeout> {
     let started = Instant::now();
     loop {
         let source_last_seq = last_seq(source, stream).await.ok();
-        let mirror_last_seqs: Vec<Option<u64>> = join_all(mirrors.iter().map(|m| last_seq(m, stream))).await.into_iter().map(Result::ok).collect();
+        let mirror_last_seqs: Vec<Option<u64>> =
+            join_all(mirrors.iter().map(|m| last_seq(m, stream)))
+                .await
+                .into_iter()
+                .map(Result::ok)
+                .collect();
         if let Some(target) = source_last_seq
-            && mirror_last_seqs.iter().all(|m| m.is_some_and(|m| m >= target))
+            && mirror_last_seqs
+                .iter()
+                .all(|m| m.is_some_and(|m| m >= target))
         {
             return Ok(started.elapsed());
         }
         if started.elapsed() >= timeout {
-            return Err(SyncTimeout { waited: started.elapsed(), source_last_seq, mirror_last_seqs });
+            return Err(SyncTimeout {
+                waited: started.elapsed(),
+                source_last_seq,
+                mirror_last_seqs,
+            });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -32,7 +32,11 @@ pub fn to_conf<T: Serialize>(value: &T) -> Result<String, ConfError> {
     Ok(out)
 }
 
-fn write_entries(out: &mut String, map: &serde_json::Map<String, Value>, depth: usize) -> Result<(), ConfError> {
+fn write_entries(
+    out: &mut String,
+    map: &serde_json::Map<String, Value>,
+    depth: usize,
+) -> Result<(), ConfError> {
     // Sorted here, not by the map, so the output does not change if some other
     // crate turns on serde_json's `preserve_order`.
     let mut keys: Vec<&String> = map.keys().collect();
@@ -104,10 +108,16 @@ pub fn write_string(out: &mut String, s: &str) {
 // (`include`) are directives, so only plain identifiers are written as keys.
 fn check_key(key: &str) -> Result<(), ConfError> {
     let mut chars = key.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && key != "include";
-    if ok { Ok(()) } else { Err(ConfError::Key(key.to_string())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfError::Key(key.to_string()))
+    }
 }
 
 fn indent(out: &mut String, depth: usize) {
@@ -133,6 +143,9 @@ mod tests {
         struct Bad {
             include: i32,
         }
-        assert!(matches!(to_conf(&Bad { include: 1 }), Err(ConfError::Key(_))));
+        assert!(matches!(
+            to_conf(&Bad { include: 1 }),
+            Err(ConfError::Key(_))
+        ));
     }
 }

@@ -7,8 +7,9 @@ pub mod server;
 pub mod stream;
 
 pub use server::{
-    AccountConfig, ClusterConfig, JetStreamConfig, LeafnodeConfig, MAX_MEMORY_STORE, RemoteConfig, ServerAddress, ServerConfig, ServerPlan, UserConfig,
-    ZoneAddresses, ZonePlan, host_port, leaf_url, parse_quantity, server_config,
+    AccountConfig, ClusterConfig, JetStreamConfig, LeafnodeConfig, MAX_MEMORY_STORE, RemoteConfig,
+    ServerAddress, ServerConfig, ServerPlan, UserConfig, ZoneAddresses, ZonePlan, host_port,
+    leaf_url, parse_quantity, server_config,
 };
 pub use stream::{api_prefix, mirror_stream_config, source_stream_config};
 
@@ -43,11 +44,15 @@ impl RegionCredentials {
             // The server takes such a password for a bcrypt hash and would
             // compare the client's plain password against it.
             if is_bcrypt_like(&u.password) {
-                return bad(&format!("the {which} password looks like a bcrypt hash ($2a$NN$...), which nats-server would not treat as a plain password"));
+                return bad(&format!(
+                    "the {which} password looks like a bcrypt hash ($2a$NN$...), which nats-server would not treat as a plain password"
+                ));
             }
         }
         if self.app.user == self.system.user {
-            return bad("the application and system users must differ: a user name may belong to only one account");
+            return bad(
+                "the application and system users must differ: a user name may belong to only one account",
+            );
         }
         Ok(())
     }
@@ -55,7 +60,14 @@ impl RegionCredentials {
 
 fn is_bcrypt_like(p: &str) -> bool {
     let b = p.as_bytes();
-    b.len() >= 7 && b[0] == b'$' && b[1] == b'2' && matches!(b[2], b'a' | b'b' | b'x' | b'y') && b[3] == b'$' && b[4].is_ascii_digit() && b[5].is_ascii_digit() && b[6] == b'$'
+    b.len() >= 7
+        && b[0] == b'$'
+        && b[1] == b'2'
+        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
+        && b[3] == b'$'
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$'
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::stream::{Config, DiscardPolicy, External, RetentionPolicy, Source, StorageType};
+use async_nats::jetstream::stream::{
+    Config, DiscardPolicy, External, RetentionPolicy, Source, StorageType,
+};
 
 use crate::api::{self, RegionMirrorSpec, ZoneSpec};
 
@@ -33,11 +35,18 @@ pub fn source_stream_config(spec: &RegionMirrorSpec) -> Config {
 /// The mirror of the source stream in `zone`, whose source lives in JetStream
 /// domain `source_domain`. A mirror cannot be edited in place: any change to
 /// this config means deleting and recreating the mirror (DESIGN.md fact 5).
-pub fn mirror_stream_config(spec: &RegionMirrorSpec, source_domain: &str, zone: &ZoneSpec) -> Config {
+pub fn mirror_stream_config(
+    spec: &RegionMirrorSpec,
+    source_domain: &str,
+    zone: &ZoneSpec,
+) -> Config {
     Config {
         mirror: Some(Source {
             name: spec.stream.name.clone(),
-            external: Some(External { api_prefix: api_prefix(source_domain), delivery_prefix: None }),
+            external: Some(External {
+                api_prefix: api_prefix(source_domain),
+                delivery_prefix: None,
+            }),
             ..Default::default()
         }),
         ..common(spec, Some(zone.servers))
@@ -46,7 +55,9 @@ pub fn mirror_stream_config(spec: &RegionMirrorSpec, source_domain: &str, zone: 
 
 fn common(spec: &RegionMirrorSpec, zone_servers: Option<i32>) -> Config {
     let s = &spec.stream;
-    let replicas = zone_servers.map_or(s.replicas, |n| s.replicas.min(n)).max(1);
+    let replicas = zone_servers
+        .map_or(s.replicas, |n| s.replicas.min(n))
+        .max(1);
     Config {
         name: s.name.clone(),
         storage: match s.storage {

@@ -30,8 +30,14 @@ pub(crate) fn three_zone_spec() -> RegionMirrorSpec {
 
 pub(crate) fn nasty_credentials() -> RegionCredentials {
     RegionCredentials {
-        app: UserPass { user: "app".into(), password: "p@ss\"w\\or:d $HOME {x} #y //z\n\té%41".into() },
-        system: UserPass { user: "sys".into(), password: "s'y\"s$".into() },
+        app: UserPass {
+            user: "app".into(),
+            password: "p@ss\"w\\or:d $HOME {x} #y //z\n\té%41".into(),
+        },
+        system: UserPass {
+            user: "sys".into(),
+            password: "s'y\"s$".into(),
+        },
     }
 }
 
@@ -48,12 +54,22 @@ fn addresses(spec: &RegionMirrorSpec, zone: &str) -> ZoneAddresses {
                 cluster_port: 6222,
                 monitor_port: 8222,
                 leafnode_port: z.is_source().then_some(7422),
-                leaf_advertise: z.is_source().then(|| format!("r-{zone}-leaf-{i}.ns.svc:7422")),
+                leaf_advertise: z
+                    .is_source()
+                    .then(|| format!("r-{zone}-leaf-{i}.ns.svc:7422")),
                 store_dir: "/data/jetstream".into(),
             })
             .collect(),
-        routes: (0..z.servers).map(|i| format!("nats-route://{}:6222", pod(zone, i))).collect(),
-        leaf_remotes: if z.is_source() { vec![] } else { (0..source.servers).map(|i| format!("{}:7422", pod(&source.name, i))).collect() },
+        routes: (0..z.servers)
+            .map(|i| format!("nats-route://{}:6222", pod(zone, i)))
+            .collect(),
+        leaf_remotes: if z.is_source() {
+            vec![]
+        } else {
+            (0..source.servers)
+                .map(|i| format!("{}:7422", pod(&source.name, i)))
+                .collect()
+        },
     }
 }
 
@@ -68,10 +84,20 @@ fn rendered() -> Vec<(String, String)> {
     }
     let west = spec.zone("west").unwrap();
     let edge = spec.zone("edge").unwrap();
-    let json = |c: &async_nats::jetstream::stream::Config| serde_json::to_string_pretty(c).unwrap() + "\n";
-    files.push(("stream-source.json".into(), json(&source_stream_config(&spec))));
-    files.push(("stream-mirror-west.json".into(), json(&mirror_stream_config(&spec, "east", west))));
-    files.push(("stream-mirror-edge.json".into(), json(&mirror_stream_config(&spec, "east", edge))));
+    let json =
+        |c: &async_nats::jetstream::stream::Config| serde_json::to_string_pretty(c).unwrap() + "\n";
+    files.push((
+        "stream-source.json".into(),
+        json(&source_stream_config(&spec)),
+    ));
+    files.push((
+        "stream-mirror-west.json".into(),
+        json(&mirror_stream_config(&spec, "east", west)),
+    ));
+    files.push((
+        "stream-mirror-edge.json".into(),
+        json(&mirror_stream_config(&spec, "east", edge)),
+    ));
     files
 }
 
@@ -95,7 +121,10 @@ fn generated_files_match_snapshots() {
             stale.push(name);
         }
     }
-    assert!(stale.is_empty(), "snapshots differ: {stale:?}; rerun with UPDATE_SNAPSHOTS=1 if the change is intended");
+    assert!(
+        stale.is_empty(),
+        "snapshots differ: {stale:?}; rerun with UPDATE_SNAPSHOTS=1 if the change is intended"
+    );
 }
 
 #[test]
@@ -106,8 +135,18 @@ fn nats_server_accepts_every_generated_config() {
     for (name, text) in rendered().into_iter().filter(|(n, _)| n.ends_with(".conf")) {
         let path = dir.path().join(&name);
         std::fs::write(&path, text).unwrap();
-        let out = std::process::Command::new(&bin).arg("-t").arg("-c").arg(&path).output().unwrap();
-        assert!(out.status.success(), "nats-server -t refused {name}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new(&bin)
+            .arg("-t")
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nats-server -t refused {name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         checked += 1;
     }
     assert_eq!(checked, 3);
@@ -115,7 +154,12 @@ fn nats_server_accepts_every_generated_config() {
     // The check has teeth: a config the server cannot take fails it.
     let bad = dir.path().join("bad.conf");
     std::fs::write(&bad, "jetstream { sync_interval: \"sometimes\" }\n").unwrap();
-    let out = std::process::Command::new(&bin).arg("-t").arg("-c").arg(&bad).output().unwrap();
+    let out = std::process::Command::new(&bin)
+        .arg("-t")
+        .arg("-c")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }
 
@@ -125,7 +169,12 @@ fn plan_shape() {
     let creds = nasty_credentials();
     let east = ZonePlan::build(&spec, "east", &addresses(&spec, "east"), &creds).unwrap();
     assert_eq!(east.servers.len(), 3);
-    assert!(east.servers.iter().all(|s| s.config.cluster.as_ref().is_some_and(|c| c.name == "east" && c.routes.len() == 3)));
+    assert!(east.servers.iter().all(|s| {
+        s.config
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.name == "east" && c.routes.len() == 3)
+    }));
     let leaf = east.servers[2].config.leafnodes.as_ref().unwrap();
     assert_eq!(leaf.listen.as_deref(), Some("0.0.0.0:7422"));
     assert_eq!(leaf.advertise.as_deref(), Some("r-east-leaf-2.ns.svc:7422"));
@@ -141,11 +190,18 @@ fn plan_shape() {
     assert!(edge.servers[0].config.cluster.is_none());
 
     let src = source_stream_config(&spec);
-    assert_eq!(src.duplicate_window, std::time::Duration::from_secs(60), "clamped to max age");
+    assert_eq!(
+        src.duplicate_window,
+        std::time::Duration::from_secs(60),
+        "clamped to max age"
+    );
     let m = mirror_stream_config(&spec, "east", spec.zone("edge").unwrap());
     assert_eq!(m.num_replicas, 1);
     assert!(m.subjects.is_empty());
-    assert_eq!(m.mirror.unwrap().external.unwrap().api_prefix, "$JS.east.API");
+    assert_eq!(
+        m.mirror.unwrap().external.unwrap().api_prefix,
+        "$JS.east.API"
+    );
 }
 
 #[test]
@@ -154,15 +210,30 @@ fn plan_errors() {
     let creds = nasty_credentials();
     let mut short = addresses(&spec, "east");
     short.servers.pop();
-    assert!(matches!(ZonePlan::build(&spec, "east", &short, &creds), Err(PlanError::ServerCount { .. })));
+    assert!(matches!(
+        ZonePlan::build(&spec, "east", &short, &creds),
+        Err(PlanError::ServerCount { .. })
+    ));
     let mut no_remotes = addresses(&spec, "west");
     no_remotes.leaf_remotes.clear();
-    assert_eq!(ZonePlan::build(&spec, "west", &no_remotes, &creds), Err(PlanError::NoLeafRemotes("west".into())));
-    assert_eq!(ZonePlan::build(&spec, "north", &no_remotes, &creds), Err(PlanError::UnknownZone("north".into())));
+    assert_eq!(
+        ZonePlan::build(&spec, "west", &no_remotes, &creds),
+        Err(PlanError::NoLeafRemotes("west".into()))
+    );
+    assert_eq!(
+        ZonePlan::build(&spec, "north", &no_remotes, &creds),
+        Err(PlanError::UnknownZone("north".into()))
+    );
     let mut hashed = creds.clone();
     hashed.app.password = "$2a$11$abcdefghijklmnopqrstuv".into();
-    assert!(matches!(ZonePlan::build(&spec, "east", &addresses(&spec, "east"), &hashed), Err(PlanError::Credentials(_))));
+    assert!(matches!(
+        ZonePlan::build(&spec, "east", &addresses(&spec, "east"), &hashed),
+        Err(PlanError::Credentials(_))
+    ));
     let mut same = creds.clone();
     same.system.user = "app".into();
-    assert!(matches!(ZonePlan::build(&spec, "east", &addresses(&spec, "east"), &same), Err(PlanError::Credentials(_))));
+    assert!(matches!(
+        ZonePlan::build(&spec, "east", &addresses(&spec, "east"), &same),
+        Err(PlanError::Credentials(_))
+    ));
 }

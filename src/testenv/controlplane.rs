@@ -63,7 +63,9 @@ impl ControlPlane {
         let root = dir.path().to_path_buf();
         let mkdir = |name: &str| {
             let path = root.join(name);
-            std::fs::create_dir_all(&path).map_err(|e| Error::io(format!("create {}", path.display()), e)).map(|()| path)
+            std::fs::create_dir_all(&path)
+                .map_err(|e| Error::io(format!("create {}", path.display()), e))
+                .map(|()| path)
         };
         let logs = mkdir("logs")?;
         let certs = mkdir("certs")?;
@@ -71,7 +73,10 @@ impl ControlPlane {
 
         let token = random_token()?;
         let tokens = root.join("tokens.csv");
-        write(&tokens, &format!("{token},{ADMIN_USER},{ADMIN_USER},\"system:masters\"\n"))?;
+        write(
+            &tokens,
+            &format!("{token},{ADMIN_USER},{ADMIN_USER},\"system:masters\"\n"),
+        )?;
         let sa_key = root.join("service-account.key");
         generate_ec_key(&sa_key).await?;
 
@@ -117,12 +122,26 @@ impl ControlPlane {
             // endpoint lease bookkeeping is needed.
             "--endpoint-reconciler-type=none".to_string(),
         ];
-        let apiserver = Proc::spawn("kube-apiserver", &apiserver_bin, &apiserver_args, logs.join("kube-apiserver.log"))?;
+        let apiserver = Proc::spawn(
+            "kube-apiserver",
+            &apiserver_bin,
+            &apiserver_args,
+            logs.join("kube-apiserver.log"),
+        )?;
 
         let kubeconfig = root.join("kubeconfig");
         write(&kubeconfig, &kubeconfig_yaml(&url, &token))?;
 
-        let mut plane = ControlPlane { controller_manager: None, apiserver, etcd, dir: Some(dir), root, kubeconfig, url, token };
+        let mut plane = ControlPlane {
+            controller_manager: None,
+            apiserver,
+            etcd,
+            dir: Some(dir),
+            root,
+            kubeconfig,
+            url,
+            token,
+        };
         plane.wait_ready().await?;
         if std::env::var_os(KEEP_ENV).is_some() {
             // keep() leaves the directory in place when the guard is dropped.
@@ -135,7 +154,11 @@ impl ControlPlane {
         let client = self.client().await?;
         // kube has no raw GET helper for non-resource paths; an empty resource
         // path with name "readyz" produces exactly `/readyz`.
-        let readyz = || Request::new("").get("readyz", &GetParams::default()).expect("static request builds");
+        let readyz = || {
+            Request::new("")
+                .get("readyz", &GetParams::default())
+                .expect("static request builds")
+        };
         let started = Instant::now();
         let mut last: String;
         loop {
@@ -172,7 +195,8 @@ impl ControlPlane {
         }
         let binary = tools::binary("kube-controller-manager")?;
         let certs = self.root.join("controller-manager-certs");
-        std::fs::create_dir_all(&certs).map_err(|e| Error::io(format!("create {}", certs.display()), e))?;
+        std::fs::create_dir_all(&certs)
+            .map_err(|e| Error::io(format!("create {}", certs.display()), e))?;
         let mut attempt = 1;
         loop {
             let port = free_port()?;
@@ -183,7 +207,10 @@ impl ControlPlane {
                 format!("--cert-dir={}", certs.display()),
                 "--leader-elect=false".to_string(),
                 "--controllers=*".to_string(),
-                format!("--service-account-private-key-file={}", self.root.join("service-account.key").display()),
+                format!(
+                    "--service-account-private-key-file={}",
+                    self.root.join("service-account.key").display()
+                ),
                 "--service-cluster-ip-range=10.0.0.0/24".to_string(),
             ];
             let log = self.root.join("logs/kube-controller-manager.log");
@@ -203,7 +230,8 @@ impl ControlPlane {
     /// Each call builds its own client so it can be used from any tokio runtime.
     pub async fn client(&self) -> Result<Client, Error> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
         Ok(Client::try_from(config)?)
     }
 
@@ -227,16 +255,32 @@ impl ControlPlane {
 
     /// Process ids of the running servers, for tests of the teardown itself.
     pub fn pids(&self) -> Vec<u32> {
-        [Some(&self.etcd), Some(&self.apiserver), self.controller_manager.as_ref()].into_iter().flatten().filter_map(Proc::pid).collect()
+        [
+            Some(&self.etcd),
+            Some(&self.apiserver),
+            self.controller_manager.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(Proc::pid)
+        .collect()
     }
 }
 
 async fn wait_healthz(proc: &mut Proc, port: u16) -> Result<(), Error> {
-    let mut config = kube::Config::new(format!("https://127.0.0.1:{port}").parse().expect("loopback URL parses"));
+    let mut config = kube::Config::new(
+        format!("https://127.0.0.1:{port}")
+            .parse()
+            .expect("loopback URL parses"),
+    );
     // Self-signed serving certificate from --cert-dir.
     config.accept_invalid_certs = true;
     let client = Client::try_from(config)?;
-    let healthz = || Request::new("").get("healthz", &GetParams::default()).expect("static request builds");
+    let healthz = || {
+        Request::new("")
+            .get("healthz", &GetParams::default())
+            .expect("static request builds")
+    };
     let started = Instant::now();
     let mut last: String;
     loop {
@@ -279,7 +323,14 @@ fn random_token() -> Result<String, Error> {
 async fn generate_ec_key(path: &Path) -> Result<(), Error> {
     let openssl = tools::binary("openssl")?;
     let out = tokio::process::Command::new(&openssl)
-        .args(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out"])
+        .args([
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+        ])
         .arg(path)
         .output()
         .await

@@ -23,9 +23,20 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("{name} exited ({status}) during startup; last lines of {}:\n{tail}", log.display())]
-    Exited { name: &'static str, status: String, log: PathBuf, tail: String },
+    Exited {
+        name: &'static str,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("timed out after {after:?} waiting for {what}{}; last lines of {}:\n{tail}", if last.is_empty() { String::new() } else { format!(" (last answer: {last})") }, log.display())]
-    Timeout { what: String, after: Duration, last: String, log: PathBuf, tail: String },
+    Timeout {
+        what: String,
+        after: Duration,
+        last: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("could not read the generated kubeconfig: {0}")]
     Kubeconfig(#[from] kube::config::KubeconfigError),
     #[error(transparent)]
@@ -34,14 +45,19 @@ pub enum Error {
 
 impl Error {
     fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { what: what.into(), source }
+        Error::Io {
+            what: what.into(),
+            source,
+        }
     }
 
     /// A startup that lost a race for a port with some other process; starting
     /// again with fresh ports fixes it.
     fn is_port_clash(&self) -> bool {
         match self {
-            Error::Exited { tail, .. } | Error::Timeout { tail, .. } => tail.contains("address already in use"),
+            Error::Exited { tail, .. } | Error::Timeout { tail, .. } => {
+                tail.contains("address already in use")
+            }
             _ => false,
         }
     }

@@ -28,13 +28,20 @@ pub(crate) fn free_port() -> Result<u16, Error> {
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let handed_out = handed_out.get_or_insert_with(HashSet::new);
     for _ in 0..64 {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| Error::io("bind a probe socket on 127.0.0.1", e))?;
-        let port = listener.local_addr().map_err(|e| Error::io("read the probe socket's port", e))?.port();
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(|e| Error::io("bind a probe socket on 127.0.0.1", e))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| Error::io("read the probe socket's port", e))?
+            .port();
         if handed_out.insert(port) {
             return Ok(port);
         }
     }
-    Err(Error::io("find a free loopback port", std::io::Error::other("64 probes all returned ports already handed out")))
+    Err(Error::io(
+        "find a free loopback port",
+        std::io::Error::other("64 probes all returned ports already handed out"),
+    ))
 }
 
 /// A running server. Its stdout and stderr go to one log file.
@@ -50,9 +57,17 @@ pub(crate) struct Proc {
 }
 
 impl Proc {
-    pub fn spawn(name: &'static str, binary: &Path, args: &[String], log: PathBuf) -> Result<Proc, Error> {
-        let out = File::create(&log).map_err(|e| Error::io(format!("create {}", log.display()), e))?;
-        let err = out.try_clone().map_err(|e| Error::io(format!("reopen {}", log.display()), e))?;
+    pub fn spawn(
+        name: &'static str,
+        binary: &Path,
+        args: &[String],
+        log: PathBuf,
+    ) -> Result<Proc, Error> {
+        let out =
+            File::create(&log).map_err(|e| Error::io(format!("create {}", log.display()), e))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| Error::io(format!("reopen {}", log.display()), e))?;
         let child = Command::new(binary)
             .args(args)
             .stdin(Stdio::null())
@@ -65,14 +80,24 @@ impl Proc {
         // If the watchdog cannot start we still have kill_on_drop; only the
         // abnormal-exit guarantee is lost, which is not worth failing a test for.
         let watchdog = Command::new("sh")
-            .args(["-c", r#"read _ || kill -KILL "$1" 2>/dev/null"#, "natsregion-watchdog", &pid])
+            .args([
+                "-c",
+                r#"read _ || kill -KILL "$1" 2>/dev/null"#,
+                "natsregion-watchdog",
+                &pid,
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .ok();
-        Ok(Proc { name, log, child, watchdog })
+        Ok(Proc {
+            name,
+            log,
+            child,
+            watchdog,
+        })
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -86,7 +111,12 @@ impl Proc {
 
     /// Error for a server that stopped while we were waiting for it.
     pub fn exited_error(&self, status: ExitStatus) -> Error {
-        Error::Exited { name: self.name, status: status.to_string(), log: self.log.clone(), tail: tail(&self.log) }
+        Error::Exited {
+            name: self.name,
+            status: status.to_string(),
+            log: self.log.clone(),
+            tail: tail(&self.log),
+        }
     }
 }
 
@@ -130,7 +160,11 @@ pub(crate) fn tail(path: &Path) -> String {
 
 /// Waits until something accepts TCP connections on `port`, failing early if
 /// `proc` exits.
-pub(crate) async fn wait_for_port(port: u16, proc: &mut Proc, timeout: Duration) -> Result<(), Error> {
+pub(crate) async fn wait_for_port(
+    port: u16,
+    proc: &mut Proc,
+    timeout: Duration,
+) -> Result<(), Error> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let deadline = Instant::now() + timeout;
     loop {

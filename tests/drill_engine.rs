@@ -1,0 +1,294 @@
+//! The drill engine against real local zones: a healthy region passes, and each
+//! kind of broken region fails the claim it should, with the evidence named.
+
+use natsregion::api::{Claim, ClaimResult, DrillPhase, PartitionDrill, RegionMirror, Verdict};
+use natsregion::cli::drill_file;
+use natsregion::cli::local_drill::{LocalDrillOptions, LocalFaults, LocalRuntime, run_loaded};
+use natsregion::drill::engine::{self, EngineOptions, Observer};
+use natsregion::drill::runtime::Runtime;
+use natsregion::local::{LocalRegion, LocalRegionOptions};
+use natsregion::nats::connect::{ConnectSettings, connect};
+
+/// A small, fast region and drill: one server per zone keeps tests quick;
+/// the demo runs three.
+fn spec(steps: Option<&str>, extra_zone: bool) -> (RegionMirror, PartitionDrill) {
+    let steps = steps
+        .map(|s| format!("  steps: [{s}]\n"))
+        .unwrap_or_default();
+    let third = if extra_zone {
+        "    - {name: north, role: mirror, servers: 1}\n"
+    } else {
+        ""
+    };
+    let yaml = format!(
+        r#"
+apiVersion: natsregion.io/v1alpha1
+kind: RegionMirror
+metadata: {{name: t}}
+spec:
+  stream: {{name: EVENTS, subjects: ["events.>"], replicas: 1}}
+  leafnode: {{reconnectIntervalSeconds: 1}}
+  zones:
+    - {{name: a, role: source, servers: 1}}
+    - {{name: b, role: mirror, servers: 1}}
+{third}---
+apiVersion: natsregion.io/v1alpha1
+kind: PartitionDrill
+metadata: {{name: t}}
+spec:
+  regionRef: {{name: t}}
+  fault: {{backend: toxiproxy, holdSeconds: 4, deadlineSeconds: 60}}
+  workload: {{messagesPerPhase: 300, ratePerSecond: 300}}
+  timeouts: {{stepSeconds: 30, catchUpSeconds: 10}}
+{steps}"#
+    );
+    drill_file::parse("test.yaml", &yaml).expect("test drill file is valid")
+}
+
+fn claim(claims: &[ClaimResult], c: Claim) -> &ClaimResult {
+    claims.iter().find(|r| r.claim == c).expect("claim judged")
+}
+
+fn opts() -> LocalDrillOptions {
+    LocalDrillOptions::default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_region_passes_all_four_claims() {
+    let (region, drill) = spec(None, false);
+    let report = run_loaded(&region, &drill, &opts(), true)
+        .await
+        .expect("drill runs");
+    let s = &report.status;
+    assert_eq!(
+        s.verdict,
+        Verdict::Passed,
+        "{}",
+        natsregion::drill::report::table(&report)
+    );
+    assert_eq!(s.phase, DrillPhase::Succeeded);
+    assert_eq!(
+        s.claims
+            .iter()
+            .filter(|c| c.verdict == Verdict::Passed)
+            .count(),
+        4
+    );
+    assert_eq!(
+        (s.totals.attempted, s.totals.acked, s.totals.lost),
+        (1200, 1200, 0)
+    );
+    assert!(s.totals.catch_up_seconds.is_some());
+    assert!(s.faults.iter().all(|f| f.healed_at.is_some()));
+    assert_eq!(report.timeline.partitions.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_without_the_advertise_fix_is_caught_by_the_isolation_proof() {
+    let (region, drill) = spec(
+        Some("produce, partition, produce, heal, wait-for-catch-up, verify"),
+        false,
+    );
+    let report = run_loaded(&region, &drill, &opts(), false)
+        .await
+        .expect("drill runs");
+    let c1 = claim(&report.status.claims, Claim::LocalConsumption);
+    assert_eq!(
+        c1.verdict,
+        Verdict::Failed,
+        "{}",
+        natsregion::drill::report::table(&report)
+    );
+    assert!(c1.message.contains("partition leaked"), "{}", c1.message);
+    assert_eq!(report.status.verdict, Verdict::Failed);
+}
+
+/// Starts a region with streams provisioned by the test, then runs the engine
+/// without provisioning; `tamper` runs at the start of the named step.
+async fn run_custom(
+    region: &RegionMirror,
+    drill: &PartitionDrill,
+    mirror_api: Option<&str>,
+    tamper_at: Option<(&'static str, Tamper)>,
+) -> engine::DrillReport {
+    let faults = LocalFaults::start(drill, true).await.expect("toxiproxy");
+    let local = LocalRegion::start(
+        &region.spec,
+        faults.network(),
+        LocalRegionOptions::default(),
+    )
+    .await
+    .expect("region");
+    let runtime = LocalRuntime::new(local);
+    let zones = runtime.zones();
+    let settings = ConnectSettings::default();
+    for z in &zones {
+        let conn = connect(&z.endpoint, &settings).await.expect("connect");
+        let zone_spec = region.spec.zone(z.name()).expect("zone in spec");
+        let mut config = if zone_spec.is_source() {
+            natsregion::plan::source_stream_config(&region.spec)
+        } else {
+            natsregion::plan::mirror_stream_config(&region.spec, "a", zone_spec)
+        };
+        if let (Some(api), Some(m)) = (mirror_api, config.mirror.as_mut()) {
+            m.external.as_mut().expect("external mirror").api_prefix = api.to_string();
+        }
+        conn.js.create_stream(config).await.expect("stream created");
+    }
+    let observer = TamperObserver {
+        at: tamper_at,
+        source: zones[0].endpoint.clone(),
+    };
+    let opts = EngineOptions {
+        provision: false,
+        ..Default::default()
+    };
+    let report = engine::run(
+        region,
+        drill,
+        &runtime,
+        faults.backend.as_ref(),
+        &observer,
+        opts,
+    )
+    .await;
+    runtime.into_inner().stop().await.expect("region stops");
+    report
+}
+
+type Tamper = fn(&async_nats::jetstream::Context) -> futures::future::BoxFuture<'_, ()>;
+
+struct TamperObserver {
+    at: Option<(&'static str, Tamper)>,
+    source: natsregion::nats::connect::ZoneEndpoint,
+}
+
+impl Observer for TamperObserver {
+    fn step(&self, _index: usize, _total: usize, step: natsregion::api::Step) {
+        let Some((name, tamper)) = self.at else {
+            return;
+        };
+        if step.name() != name {
+            return;
+        }
+        let endpoint = self.source.clone();
+        // The engine calls observers synchronously; the test's tampering is async.
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async move {
+                let conn = connect(&endpoint, &ConnectSettings::default())
+                    .await
+                    .expect("connect");
+                tamper(&conn.js).await;
+            })
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_pointed_at_the_wrong_domain_fails_claim_two() {
+    let (region, drill) = spec(
+        Some("produce, partition, produce, heal, wait-for-catch-up, verify"),
+        false,
+    );
+    let report = run_custom(&region, &drill, Some("$JS.nope.API"), None).await;
+    let c2 = claim(&report.status.claims, Claim::NoLossAfterHeal);
+    assert_eq!(
+        c2.verdict,
+        Verdict::Failed,
+        "{}",
+        natsregion::drill::report::table(&report)
+    );
+    assert!(c2.message.contains("did not catch up"), "{}", c2.message);
+    assert!(c2.message.contains("zone b lost 600"), "{}", c2.message);
+    // The cut broke no live link: claim 1 cannot pass either.
+    assert_eq!(
+        claim(&report.status.claims, Claim::LocalConsumption).verdict,
+        Verdict::Failed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_a_zone_never_got_are_lost_with_their_ids() {
+    let (region, drill) = spec(
+        Some("produce, partition, produce, heal, wait-for-catch-up, verify"),
+        false,
+    );
+    // While zone b is cut off, three messages of the partition phase vanish from
+    // the source before the mirror could copy them: b never delivers them.
+    let tamper: Tamper = |js| {
+        Box::pin(async move {
+            let stream = js.get_stream("EVENTS").await.expect("source stream");
+            for seq in [350, 420, 555] {
+                stream.delete_message(seq).await.expect("message deleted");
+            }
+        })
+    };
+    let report = run_custom(&region, &drill, None, Some(("heal", tamper))).await;
+    let c2 = claim(&report.status.claims, Claim::NoLossAfterHeal);
+    assert_eq!(
+        c2.verdict,
+        Verdict::Failed,
+        "{}",
+        natsregion::drill::report::table(&report)
+    );
+    assert!(c2.message.contains("zone b lost 3"), "{}", c2.message);
+    assert!(c2.message.contains("1-350, 1-420, 1-555"), "{}", c2.message);
+    // The source zone read them live before they were deleted.
+    let a = report
+        .evidence
+        .zones
+        .iter()
+        .find(|z| z.zone == "a")
+        .expect("zone a checked");
+    assert_eq!(a.lost, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_source_stream_is_refused_naming_the_field() {
+    let (region, drill) = spec(None, false);
+    let faults = LocalFaults::start(&drill, true).await.expect("toxiproxy");
+    let local = LocalRegion::start(
+        &region.spec,
+        faults.network(),
+        LocalRegionOptions::default(),
+    )
+    .await
+    .expect("region");
+    let runtime = LocalRuntime::new(local);
+    let opts = EngineOptions {
+        provision: false,
+        ..Default::default()
+    };
+    let report = engine::run(
+        &region,
+        &drill,
+        &runtime,
+        faults.backend.as_ref(),
+        &engine::Silent,
+        opts,
+    )
+    .await;
+    runtime.into_inner().stop().await.expect("region stops");
+    let message = report.status.message.clone().unwrap_or_default();
+    assert_eq!(report.status.phase, DrillPhase::Failed);
+    assert!(
+        message.contains("precondition failed") && message.contains("stream.name"),
+        "{message}"
+    );
+    assert!(
+        report.status.claims.is_empty(),
+        "no verdict on a refused drill"
+    );
+    assert!(report.status.faults.is_empty(), "nothing injected");
+}
+
+#[tokio::test]
+async fn a_bad_file_is_refused_before_anything_starts() {
+    let (mut region, drill) = spec(None, false);
+    region.spec.stream.name = "EVENTS.REGION".into();
+    let err = match run_loaded(&region, &drill, &opts(), true).await {
+        Err(e) => e.to_string(),
+        Ok(r) => r.status.message.unwrap_or_default(),
+    };
+    assert!(err.contains("stream.name must not contain"), "{err}");
+}
