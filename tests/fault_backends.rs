@@ -25,14 +25,35 @@ impl Nats {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join(format!("{name}.conf"));
         let log = dir.path().join(format!("{name}.log"));
-        std::fs::write(&conf, format!("server_name: {name}\nlisten: \"{client}\"\n{extra}\n")).unwrap();
-        let bin = natsregion::tools::binary("nats-server").expect("nats-server built by tools/install.sh");
-        let child =
-            command_in(netns, bin).arg("-c").arg(&conf).arg("-l").arg(&log).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        let server = Nats { child, client, _dir: dir };
+        std::fs::write(
+            &conf,
+            format!("server_name: {name}\nlisten: \"{client}\"\n{extra}\n"),
+        )
+        .unwrap();
+        let bin = natsregion::tools::binary("nats-server")
+            .expect("nats-server built by tools/install.sh");
+        let child = command_in(netns, bin)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-l")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Nats {
+            child,
+            client,
+            _dir: dir,
+        };
         let started = Instant::now();
         while !answers_info(client, Duration::from_millis(500)).await {
-            assert!(started.elapsed() < Duration::from_secs(10), "{name} not up at {client}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{name} not up at {client}; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         server
@@ -51,13 +72,20 @@ impl Drop for Nats {
 }
 
 fn free_loopback() -> SocketAddr {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap()
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// Publish numbered messages on `leaf` every 100 ms until one of them arrives
 /// on `hub_sub` or `within` passes. Returns how long the first one took to
 /// cross. Messages published before this call do not count.
-async fn crossing(leaf: &async_nats::Client, hub_sub: &mut async_nats::Subscriber, within: Duration) -> Option<Duration> {
+async fn crossing(
+    leaf: &async_nats::Client,
+    hub_sub: &mut async_nats::Subscriber,
+    within: Duration,
+) -> Option<Duration> {
     let started = Instant::now();
     let first = rand_id();
     let mut n = 0u64;
@@ -83,7 +111,13 @@ async fn crossing(leaf: &async_nats::Client, hub_sub: &mut async_nats::Subscribe
 }
 
 fn rand_id() -> String {
-    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }
 
 async fn round_trip(client: &async_nats::Client) -> Duration {
@@ -92,7 +126,10 @@ async fn round_trip(client: &async_nats::Client) -> Duration {
     let t = Instant::now();
     client.publish("rt", "x".into()).await.unwrap();
     client.flush().await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), sub.next()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
     t.elapsed()
 }
 
@@ -107,14 +144,26 @@ async fn toxiproxy_cuts_and_restores_client_traffic_and_applies_toxics() {
 
     let client = async_nats::connect(via.to_string()).await.unwrap();
     let mut sub = client.subscribe("greet").await.unwrap();
-    client.publish("greet", "through the proxy".into()).await.unwrap();
-    let msg = tokio::time::timeout(Duration::from_secs(5), sub.next()).await.unwrap().unwrap();
+    client
+        .publish("greet", "through the proxy".into())
+        .await
+        .unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&msg.payload[..], b"through the proxy");
     drop((sub, client));
 
-    let record = backend.cut(std::slice::from_ref(&zone), Duration::from_secs(30)).await.unwrap();
+    let record = backend
+        .cut(std::slice::from_ref(&zone), Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(record.backend, "toxiproxy");
-    assert!(async_nats::connect(via.to_string()).await.is_err(), "connected through a disabled proxy");
+    assert!(
+        async_nats::connect(via.to_string()).await.is_err(),
+        "connected through a disabled proxy"
+    );
     let left = backend.leftovers().await.unwrap();
     assert!(left.iter().any(|l| l.contains("disabled")), "{left:?}");
 
@@ -123,13 +172,27 @@ async fn toxiproxy_cuts_and_restores_client_traffic_and_applies_toxics() {
     let client = async_nats::connect(via.to_string()).await.unwrap();
     let fast = round_trip(&client).await;
 
-    let latency = Toxic { type_: ToxicType::Latency, latency_millis: Some(300), jitter_millis: Some(0), rate_kilobytes_per_second: None };
+    let latency = Toxic {
+        type_: ToxicType::Latency,
+        latency_millis: Some(300),
+        jitter_millis: Some(0),
+        rate_kilobytes_per_second: None,
+    };
     backend.apply_toxics(&zone, &[latency]).await.unwrap();
     let slow = round_trip(&client).await;
-    println!("toxiproxy: round trip {fast:?} without toxics, {slow:?} with 300 ms latency each way");
-    assert!(slow >= Duration::from_millis(600), "latency toxic not applied: {slow:?}");
+    println!(
+        "toxiproxy: round trip {fast:?} without toxics, {slow:?} with 300 ms latency each way"
+    );
+    assert!(
+        slow >= Duration::from_millis(600),
+        "latency toxic not applied: {slow:?}"
+    );
     let left = backend.leftovers().await.unwrap();
-    assert_eq!(left.iter().filter(|l| l.contains("toxic")).count(), 2, "{left:?}");
+    assert_eq!(
+        left.iter().filter(|l| l.contains("toxic")).count(),
+        2,
+        "{left:?}"
+    );
 
     backend.heal(&record).await.unwrap();
     assert!(backend.leftovers().await.unwrap().is_empty());
@@ -148,9 +211,17 @@ async fn leaf_pair(backend: &ToxiproxyBackend, zone: &str) -> LeafPair {
         Some(a) => format!("advertise: \"{a}\""),
         None => String::new(),
     };
-    let hub = Nats::start("hub", None, free_loopback(), &format!("leafnodes {{\n listen: \"{hub_leaf}\"\n {advertise}\n}}")).await;
+    let hub = Nats::start(
+        "hub",
+        None,
+        free_loopback(),
+        &format!("leafnodes {{\n listen: \"{hub_leaf}\"\n {advertise}\n}}"),
+    )
+    .await;
     let route = backend.leaf_route(zone, 0, hub_leaf).await.unwrap();
-    let leaf_conf = format!("leafnodes {{\n reconnect: \"1s\"\n remotes: [ {{ url: \"nats-leaf://{route}\" }} ]\n}}");
+    let leaf_conf = format!(
+        "leafnodes {{\n reconnect: \"1s\"\n remotes: [ {{ url: \"nats-leaf://{route}\" }} ]\n}}"
+    );
     let leaf = Nats::start("leaf", None, free_loopback(), &leaf_conf).await;
     LeafPair { hub, leaf }
 }
@@ -163,13 +234,27 @@ async fn proxy_cut_leaks_through_the_learned_leaf_url_without_the_advertise_fix(
     let (hub, leaf) = (pair.hub.connect().await, pair.leaf.connect().await);
     let mut sub = hub.subscribe("drill.>").await.unwrap();
     hub.flush().await.unwrap();
-    assert!(crossing(&leaf, &mut sub, Duration::from_secs(10)).await.is_some(), "leafnode link never came up");
+    assert!(
+        crossing(&leaf, &mut sub, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "leafnode link never came up"
+    );
 
-    let record = backend.cut(&["b".to_string()], Duration::from_secs(60)).await.unwrap();
+    let record = backend
+        .cut(&["b".to_string()], Duration::from_secs(60))
+        .await
+        .unwrap();
     let leak = crossing(&leaf, &mut sub, Duration::from_secs(10)).await;
     println!("toxiproxy without advertise fix: messages crossed {leak:?} after the cut");
-    assert!(leak.is_some(), "the known leak did not happen: is the hub still advertising its listen address?");
-    assert!(backend.probe("b").await.unwrap(), "probe must see the learned address");
+    assert!(
+        leak.is_some(),
+        "the known leak did not happen: is the hub still advertising its listen address?"
+    );
+    assert!(
+        backend.probe("b").await.unwrap(),
+        "probe must see the learned address"
+    );
 
     backend.heal(&record).await.unwrap();
     assert!(backend.leftovers().await.unwrap().is_empty());
@@ -183,34 +268,56 @@ async fn advertise_fix_holds_the_proxy_cut_heals_and_the_deadline_heals_alone() 
     let (hub, leaf) = (pair.hub.connect().await, pair.leaf.connect().await);
     let mut sub = hub.subscribe("drill.>").await.unwrap();
     hub.flush().await.unwrap();
-    assert!(crossing(&leaf, &mut sub, Duration::from_secs(10)).await.is_some(), "leafnode link never came up");
+    assert!(
+        crossing(&leaf, &mut sub, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "leafnode link never came up"
+    );
     assert!(backend.probe("b").await.unwrap());
 
     // Several reconnect intervals: long enough for the leak to show if it were there.
-    let record = backend.cut(&["b".to_string()], Duration::from_secs(60)).await.unwrap();
+    let record = backend
+        .cut(&["b".to_string()], Duration::from_secs(60))
+        .await
+        .unwrap();
     assert!(!backend.probe("b").await.unwrap());
-    assert_eq!(crossing(&leaf, &mut sub, Duration::from_secs(6)).await, None, "messages crossed the cut");
+    assert_eq!(
+        crossing(&leaf, &mut sub, Duration::from_secs(6)).await,
+        None,
+        "messages crossed the cut"
+    );
     assert!(!backend.probe("b").await.unwrap());
     assert!(!backend.leftovers().await.unwrap().is_empty());
 
     backend.heal(&record).await.unwrap();
     let back = crossing(&leaf, &mut sub, Duration::from_secs(15)).await;
-    println!("toxiproxy with advertise fix: cut held 6 s; messages crossed again {back:?} after the heal");
+    println!(
+        "toxiproxy with advertise fix: cut held 6 s; messages crossed again {back:?} after the heal"
+    );
     assert!(back.is_some(), "the link did not come back after the heal");
     assert!(backend.leftovers().await.unwrap().is_empty());
     assert!(backend.probe("b").await.unwrap());
 
     // Never healed: the deadline removes the fault by itself.
     let cut_at = Instant::now();
-    backend.cut(&["b".to_string()], Duration::from_secs(2)).await.unwrap();
+    backend
+        .cut(&["b".to_string()], Duration::from_secs(2))
+        .await
+        .unwrap();
     assert!(!backend.probe("b").await.unwrap());
     while !backend.leftovers().await.unwrap().is_empty() {
-        assert!(cut_at.elapsed() < Duration::from_secs(8), "deadline did not heal");
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(8),
+            "deadline did not heal"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let healed_after = cut_at.elapsed();
     let back = crossing(&leaf, &mut sub, Duration::from_secs(15)).await;
-    println!("toxiproxy deadline: healed itself {healed_after:?} after a 2 s-deadline cut; messages crossed {back:?} later");
+    println!(
+        "toxiproxy deadline: healed itself {healed_after:?} after a 2 s-deadline cut; messages crossed {back:?} later"
+    );
     assert!(healed_after >= Duration::from_secs(2));
     assert!(back.is_some());
 }
@@ -236,43 +343,81 @@ async fn netns_cut_blocks_the_leafnode_link_but_not_host_clients() {
     assert!(netns_exists(&a_ns) && netns_exists(&b_ns) && link_exists(&bridge));
 
     let hub_leaf = SocketAddr::new(a.ip, 7422);
-    let hub = Nats::start("hub", Some(&a_ns), SocketAddr::new(a.ip, 4222), &format!("leafnodes {{ listen: \"{hub_leaf}\" }}")).await;
+    let hub = Nats::start(
+        "hub",
+        Some(&a_ns),
+        SocketAddr::new(a.ip, 4222),
+        &format!("leafnodes {{ listen: \"{hub_leaf}\" }}"),
+    )
+    .await;
     let route = backend.leaf_route("b", 0, hub_leaf).await.unwrap();
-    let leaf_conf = format!("leafnodes {{\n reconnect: \"1s\"\n remotes: [ {{ url: \"nats-leaf://{route}\" }} ]\n}}");
+    let leaf_conf = format!(
+        "leafnodes {{\n reconnect: \"1s\"\n remotes: [ {{ url: \"nats-leaf://{route}\" }} ]\n}}"
+    );
     let leaf = Nats::start("leaf", Some(&b_ns), SocketAddr::new(b.ip, 4222), &leaf_conf).await;
 
     let (hub_nc, leaf_nc) = (hub.connect().await, leaf.connect().await);
     let mut sub = hub_nc.subscribe("drill.>").await.unwrap();
     hub_nc.flush().await.unwrap();
-    assert!(crossing(&leaf_nc, &mut sub, Duration::from_secs(10)).await.is_some(), "leafnode link never came up");
+    assert!(
+        crossing(&leaf_nc, &mut sub, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "leafnode link never came up"
+    );
     assert!(backend.probe("b").await.unwrap());
 
-    let record = backend.cut(&["b".to_string()], Duration::from_secs(60)).await.unwrap();
+    let record = backend
+        .cut(&["b".to_string()], Duration::from_secs(60))
+        .await
+        .unwrap();
     assert!(!backend.probe("b").await.unwrap());
-    assert_eq!(crossing(&leaf_nc, &mut sub, Duration::from_secs(5)).await, None, "messages crossed the cut");
+    assert_eq!(
+        crossing(&leaf_nc, &mut sub, Duration::from_secs(5)).await,
+        None,
+        "messages crossed the cut"
+    );
     let left = backend.leftovers().await.unwrap();
-    assert!(left.iter().any(|l| l.contains(&record.id) && l.contains("reject")), "{left:?}");
+    assert!(
+        left.iter()
+            .any(|l| l.contains(&record.id) && l.contains("reject")),
+        "{left:?}"
+    );
     // The host's clients of both zones were never cut.
     let mut local = leaf_nc.subscribe("local").await.unwrap();
     leaf_nc.flush().await.unwrap();
     leaf_nc.publish("local", "still here".into()).await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_secs(2), local.next()).await.unwrap().is_some());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), local.next())
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(round_trip(&hub_nc).await < Duration::from_secs(1));
     assert!(async_nats::connect(hub.client.to_string()).await.is_ok());
 
     backend.heal(&record).await.unwrap();
     let back = crossing(&leaf_nc, &mut sub, Duration::from_secs(15)).await;
-    println!("netns ({:?}): cut held 5 s; messages crossed again {back:?} after the heal", backend.packet_filter());
+    println!(
+        "netns ({:?}): cut held 5 s; messages crossed again {back:?} after the heal",
+        backend.packet_filter()
+    );
     assert!(back.is_some(), "the link did not come back after the heal");
     assert!(backend.leftovers().await.unwrap().is_empty());
     assert!(backend.probe("b").await.unwrap());
 
     // Never healed: the deadline removes the rules by itself.
     let cut_at = Instant::now();
-    backend.cut(&["b".to_string()], Duration::from_secs(2)).await.unwrap();
+    backend
+        .cut(&["b".to_string()], Duration::from_secs(2))
+        .await
+        .unwrap();
     assert!(!backend.probe("b").await.unwrap());
     while !backend.leftovers().await.unwrap().is_empty() {
-        assert!(cut_at.elapsed() < Duration::from_secs(8), "deadline did not heal");
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(8),
+            "deadline did not heal"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(cut_at.elapsed() >= Duration::from_secs(2));
@@ -281,7 +426,10 @@ async fn netns_cut_blocks_the_leafnode_link_but_not_host_clients() {
     drop((hub_nc, leaf_nc, sub, local));
     drop((hub, leaf));
     drop(backend);
-    assert!(!netns_exists(&a_ns) && !netns_exists(&b_ns), "namespaces left behind");
+    assert!(
+        !netns_exists(&a_ns) && !netns_exists(&b_ns),
+        "namespaces left behind"
+    );
     assert!(!link_exists(&bridge), "bridge left behind");
 }
 

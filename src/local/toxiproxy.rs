@@ -27,25 +27,49 @@ impl ToxiproxyServer {
         let program = crate::tools::binary("toxiproxy-server")?;
         let mut last = None;
         for _ in 0..START_ATTEMPTS {
-            let dir = tempfile::Builder::new().prefix("natsregion-toxiproxy-").tempdir().map_err(|source| LocalError::Io {
-                what: "cannot create directory in",
-                path: std::env::temp_dir(),
+            let dir = tempfile::Builder::new()
+                .prefix("natsregion-toxiproxy-")
+                .tempdir()
+                .map_err(|source| LocalError::Io {
+                    what: "cannot create directory in",
+                    path: std::env::temp_dir(),
+                    source,
+                })?;
+            let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+            let port = free_port(ip).map_err(|source| LocalError::Io {
+                what: "no free port on",
+                path: "127.0.0.1".into(),
                 source,
             })?;
-            let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-            let port = free_port(ip).map_err(|source| LocalError::Io { what: "no free port on", path: "127.0.0.1".into(), source })?;
             let api = SocketAddr::new(ip, port);
             let spec = ChildSpec {
                 name: format!("toxiproxy-server {api}"),
                 program: program.clone(),
-                args: vec!["-host".into(), ip.to_string().into(), "-port".into(), port.to_string().into()],
+                args: vec![
+                    "-host".into(),
+                    ip.to_string().into(),
+                    "-port".into(),
+                    port.to_string().into(),
+                ],
                 dir: dir.path().to_path_buf(),
                 log: dir.path().join("toxiproxy.log"),
                 netns: None,
             };
             let mut process = ManagedProcess::spawn(&spec)?;
-            match wait_for_http_ok(&mut process, &format!("http://{api}/version"), READY_TIMEOUT).await {
-                Ok(()) => return Ok(Self { process, api, _dir: dir }),
+            match wait_for_http_ok(
+                &mut process,
+                &format!("http://{api}/version"),
+                READY_TIMEOUT,
+            )
+            .await
+            {
+                Ok(()) => {
+                    return Ok(Self {
+                        process,
+                        api,
+                        _dir: dir,
+                    });
+                }
                 // Most likely the port was taken in between: try another.
                 Err(e @ LocalError::Exited { .. }) => last = Some(e),
                 Err(e) => return Err(e),
