@@ -3,6 +3,7 @@
 //! processes) → NATS → observations → verdicts → (status | report).
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod drill;
 pub mod fault;

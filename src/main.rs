@@ -38,6 +38,12 @@ enum Command {
         #[arg(long)]
         keep_dirs: bool,
     },
+    /// Measure the checker, the producer and catch-up after heal; prints figures.
+    Bench {
+        /// Smaller publish counts and one catch-up drill per interval.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -67,6 +73,20 @@ fn main() -> ExitCode {
         Command::Run => {
             tracing::info!("operator controllers are not built yet; exiting cleanly");
             ExitCode::SUCCESS
+        }
+        Command::Bench { quick } => {
+            let opts = natsregion::bench::BenchOptions { quick };
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match runtime.block_on(natsregion::bench::run(&opts)) {
+                Ok(summary) => {
+                    println!("{}", natsregion::bench::table(&summary));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Drill {
             local,

@@ -6,10 +6,10 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
 use kube::runtime::wait::{await_condition, conditions};
@@ -17,8 +17,8 @@ use kube::{Client, Resource, ResourceExt};
 use natsregion::api::conditions::{Desired, upsert};
 use natsregion::api::validate::{self, SpecError, msg};
 use natsregion::api::{
-    DrillPhase, ExternalZone, PartitionDrill, PartitionDrillStatus, RegionMirror, RegionMirrorStatus, Retention, Step, Toxic, ToxicType,
-    ZoneRole,
+    DrillPhase, ExternalZone, PartitionDrill, PartitionDrillStatus, RegionMirror,
+    RegionMirrorStatus, Retention, Step, Toxic, ToxicType, ZoneRole,
 };
 use natsregion::testenv::ControlPlane;
 use serde_json::json;
@@ -27,22 +27,38 @@ const MANAGER: &str = "natsregion";
 
 async fn plane_with_crds() -> (ControlPlane, Client) {
     let started = Instant::now();
-    let plane = ControlPlane::start().await.unwrap_or_else(|e| panic!("control plane: {e}"));
-    eprintln!("control plane ready in {:?} at {}", started.elapsed(), plane.url());
+    let plane = ControlPlane::start()
+        .await
+        .unwrap_or_else(|e| panic!("control plane: {e}"));
+    eprintln!(
+        "control plane ready in {:?} at {}",
+        started.elapsed(),
+        plane.url()
+    );
     let client = plane.client().await.expect("client");
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    for file in ["regionmirrors.natsregion.io.yaml", "partitiondrills.natsregion.io.yaml"] {
+    for file in [
+        "regionmirrors.natsregion.io.yaml",
+        "partitiondrills.natsregion.io.yaml",
+    ] {
         let text = std::fs::read_to_string(dir.join(file)).expect("read checked-in CRD");
         let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&text).expect("CRD parses");
         let name = crd.name_any();
-        crds.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd))
-            .await
-            .unwrap_or_else(|e| panic!("apply {file}: {e}"));
-        tokio::time::timeout(Duration::from_secs(30), await_condition(crds.clone(), &name, conditions::is_crd_established()))
-            .await
-            .unwrap_or_else(|_| panic!("{name} not Established within 30s"))
-            .expect("watch CRD");
+        crds.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply {file}: {e}"));
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{name} not Established within 30s"))
+        .expect("watch CRD");
     }
     (plane, client)
 }
@@ -60,7 +76,10 @@ fn base_region() -> RegionMirror {
 }
 
 fn base_drill() -> PartitionDrill {
-    PartitionDrill::new("east-drill", serde_json::from_value(json!({"regionRef": {"name": "east"}})).expect("drill spec"))
+    PartitionDrill::new(
+        "east-drill",
+        serde_json::from_value(json!({"regionRef": {"name": "east"}})).expect("drill spec"),
+    )
 }
 
 #[tokio::test]
@@ -80,7 +99,10 @@ async fn schema_defaults_and_status_subresource() {
         },
     }))
     .unwrap();
-    let created = raw.create(&PostParams::default(), &region).await.expect("create RegionMirror");
+    let created = raw
+        .create(&PostParams::default(), &region)
+        .await
+        .expect("create RegionMirror");
     let spec = &created.data["spec"];
     assert_eq!(spec["stream"]["replicas"], 3, "{spec}");
     assert_eq!(spec["stream"]["retention"], "Limits");
@@ -102,7 +124,10 @@ async fn schema_defaults_and_status_subresource() {
         "spec": {"regionRef": {"name": "east"}},
     }))
     .unwrap();
-    let created = raw_drills.create(&PostParams::default(), &drill).await.expect("create PartitionDrill");
+    let created = raw_drills
+        .create(&PostParams::default(), &drill)
+        .await
+        .expect("create PartitionDrill");
     let spec = &created.data["spec"];
     assert_eq!(spec["fault"]["backend"], "networkPolicy", "{spec}");
     assert_eq!(spec["fault"]["deadlineSeconds"], 300);
@@ -113,13 +138,19 @@ async fn schema_defaults_and_status_subresource() {
     assert_eq!(spec["temporaryZone"]["name"], "joiner");
     assert_eq!(spec["temporaryZone"]["servers"], 1);
     assert_eq!(spec["historyLimit"], 5);
-    assert!(spec.get("steps").is_none(), "absent steps mean the default sequence: {spec}");
+    assert!(
+        spec.get("steps").is_none(),
+        "absent steps mean the default sequence: {spec}"
+    );
 
     // The typed view of what the server stored must pass our own validation.
     let regions: Api<RegionMirror> = Api::default_namespaced(client.clone());
     let drills: Api<PartitionDrill> = Api::default_namespaced(client.clone());
     let region = regions.get("east").await.expect("typed RegionMirror");
-    let drill = drills.get("east-drill").await.expect("typed PartitionDrill");
+    let drill = drills
+        .get("east-drill")
+        .await
+        .expect("typed PartitionDrill");
     validate::region(&region, None).expect("stored region validates locally");
     validate::drill(&drill, &region).expect("stored drill validates locally");
 
@@ -133,13 +164,29 @@ async fn schema_defaults_and_status_subresource() {
         max_lag: Some(0),
         ..Default::default()
     };
-    let ready = Desired { type_: "Ready", status: true, reason: "InSync", message: "every mirror caught up".into() };
-    upsert(&mut region_status.conditions, ready, region.metadata.generation, now);
+    let ready = Desired {
+        type_: "Ready",
+        status: true,
+        reason: "InSync",
+        message: "every mirror caught up".into(),
+    };
+    upsert(
+        &mut region_status.conditions,
+        ready,
+        region.metadata.generation,
+        now,
+    );
     let after = apply_status(&regions, &region, &region_status).await;
     assert_eq!(after.status.as_ref(), Some(&region_status));
-    assert_eq!(after.metadata.generation, region.metadata.generation, "a status write must not bump generation");
+    assert_eq!(
+        after.metadata.generation, region.metadata.generation,
+        "a status write must not bump generation"
+    );
     assert_eq!(after.metadata.generation, Some(1));
-    assert_ne!(after.metadata.resource_version, region.metadata.resource_version);
+    assert_ne!(
+        after.metadata.resource_version,
+        region.metadata.resource_version
+    );
 
     let drill_status = PartitionDrillStatus {
         observed_generation: drill.metadata.generation,
@@ -160,7 +207,10 @@ async fn schema_defaults_and_status_subresource() {
     let mut edited = after.clone();
     edited.spec.history_limit = 7;
     edited.status = Some(PartitionDrillStatus::default());
-    let replaced = drills.replace("east-drill", &PostParams::default(), &edited).await.expect("replace drill");
+    let replaced = drills
+        .replace("east-drill", &PostParams::default(), &edited)
+        .await
+        .expect("replace drill");
     assert_eq!(replaced.status.as_ref(), Some(&drill_status));
     assert_eq!(replaced.metadata.generation, Some(2));
 
@@ -171,7 +221,10 @@ async fn schema_defaults_and_status_subresource() {
     drop(client);
     drop(plane);
     for pid in pids {
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} survived the drop");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} survived the drop"
+        );
     }
     if std::env::var_os(natsregion::testenv::controlplane::KEEP_ENV).is_none() {
         assert!(!root.exists(), "{} survived the drop", root.display());
@@ -195,21 +248,45 @@ async fn controller_manager_collects_objects_owned_by_a_region() {
         Err(e) => panic!("kube-controller-manager: {e}"),
     }
     let regions: Api<RegionMirror> = Api::default_namespaced(client.clone());
-    let region = regions.create(&PostParams::default(), &base_region()).await.expect("create region");
+    let region = regions
+        .create(&PostParams::default(), &base_region())
+        .await
+        .expect("create region");
     let owner = region.controller_owner_ref(&()).expect("owner reference");
     let config_maps: Api<ConfigMap> = Api::default_namespaced(client.clone());
     let owned = ConfigMap {
-        metadata: ObjectMeta { name: Some("east-owned".into()), owner_references: Some(vec![owner]), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some("east-owned".into()),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
         ..Default::default()
     };
-    config_maps.create(&PostParams::default(), &owned).await.expect("create owned ConfigMap");
-    regions.delete("east", &DeleteParams::background()).await.expect("delete region");
+    config_maps
+        .create(&PostParams::default(), &owned)
+        .await
+        .expect("create owned ConfigMap");
+    regions
+        .delete("east", &DeleteParams::background())
+        .await
+        .expect("delete region");
     let deadline = Instant::now() + Duration::from_secs(45);
-    while config_maps.get_opt("east-owned").await.expect("get ConfigMap").is_some() {
-        assert!(Instant::now() < deadline, "owned ConfigMap still there 45s after its region was deleted");
+    while config_maps
+        .get_opt("east-owned")
+        .await
+        .expect("get ConfigMap")
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "owned ConfigMap still there 45s after its region was deleted"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    eprintln!("owned ConfigMap collected {:?} after start", started.elapsed());
+    eprintln!(
+        "owned ConfigMap collected {:?} after start",
+        started.elapsed()
+    );
     assert_eq!(plane.pids().len(), 3);
 }
 
@@ -220,9 +297,13 @@ where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
-    api.patch_status(&object.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .unwrap_or_else(|e| panic!("status apply on {}: {e}", object.name_any()));
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("status apply on {}: {e}", object.name_any()));
     api.get(&object.name_any()).await.expect("read back")
 }
 
@@ -244,84 +325,138 @@ struct Case {
 
 macro_rules! case {
     ($kind:ident, $msg:ident, $mutate:expr) => {
-        Case { name: stringify!($msg), message: msg::$msg, bad: Bad::$kind($mutate) }
+        Case {
+            name: stringify!($msg),
+            message: msg::$msg,
+            bad: Bad::$kind($mutate),
+        }
     };
 }
 
 /// One mutation per message; each mutation breaks that rule and no other.
 fn cases() -> Vec<Case> {
     vec![
-        case!(Region, ONE_SOURCE, |r| r.spec.zones[0].role = ZoneRole::Mirror),
+        case!(Region, ONE_SOURCE, |r| r.spec.zones[0].role =
+            ZoneRole::Mirror),
         case!(Region, UNIQUE_ZONE_NAMES, |r| {
             // A distinct domain, or the default domain would repeat too.
             r.spec.zones[2].name = "b".into();
             r.spec.zones[2].domain = Some("c".into());
         }),
-        case!(Region, UNIQUE_DOMAINS, |r| r.spec.zones[1].domain = Some("a".into())),
-        case!(Region, LIMITS_RETENTION, |r| r.spec.stream.retention = Retention::WorkQueue),
+        case!(Region, UNIQUE_DOMAINS, |r| r.spec.zones[1].domain =
+            Some("a".into())),
+        case!(Region, LIMITS_RETENTION, |r| r.spec.stream.retention =
+            Retention::WorkQueue),
         case!(Region, REPLICAS_FIT, |r| r.spec.zones[1].servers = 1),
         case!(RegionUpdate, ROLE_IMMUTABLE, |r| {
             r.spec.zones[0].role = ZoneRole::Mirror;
             r.spec.zones[1].role = ZoneRole::Source;
         }),
-        case!(RegionUpdate, STREAM_NAME_IMMUTABLE, |r| r.spec.stream.name = "EVENTS_OTHER".into()),
-        case!(Region, STREAM_NAME, |r| r.spec.stream.name = "EVENTS.REGION".into()),
-        case!(Region, SUBJECTS, |r| r.spec.stream.subjects = vec!["events region".into()]),
+        case!(RegionUpdate, STREAM_NAME_IMMUTABLE, |r| r
+            .spec
+            .stream
+            .name =
+            "EVENTS_OTHER".into()),
+        case!(Region, STREAM_NAME, |r| r.spec.stream.name =
+            "EVENTS.REGION".into()),
+        case!(Region, SUBJECTS, |r| r.spec.stream.subjects =
+            vec!["events region".into()]),
         case!(Region, REPLICAS, |r| r.spec.stream.replicas = 0),
-        case!(Region, MAX_AGE, |r| r.spec.stream.max_age_seconds = Some(-1)),
+        case!(Region, MAX_AGE, |r| r.spec.stream.max_age_seconds =
+            Some(-1)),
         case!(Region, MAX_BYTES, |r| r.spec.stream.max_bytes = Some(-2)),
-        case!(Region, DUPLICATE_WINDOW, |r| r.spec.stream.duplicate_window_seconds = 0),
-        case!(Region, SYNC_INTERVAL, |r| r.spec.stream.sync_interval = "2 minutes".into()),
-        case!(Region, RECONNECT, |r| r.spec.leafnode.reconnect_interval_seconds = 0),
+        case!(Region, DUPLICATE_WINDOW, |r| r
+            .spec
+            .stream
+            .duplicate_window_seconds =
+            0),
+        case!(Region, SYNC_INTERVAL, |r| r.spec.stream.sync_interval =
+            "2 minutes".into()),
+        case!(Region, RECONNECT, |r| r
+            .spec
+            .leafnode
+            .reconnect_interval_seconds = 0),
         case!(Region, EXTERNAL_DOMAIN, |r| {
-            r.spec.zones[2].external = Some(ExternalZone { url: "nats://c.example:4222".into(), credentials_secret: None })
+            r.spec.zones[2].external = Some(ExternalZone {
+                url: "nats://c.example:4222".into(),
+                credentials_secret: None,
+            })
         }),
-        case!(Region, ZONE_NAME, |r| r.spec.zones[1].name = "Zone-B".into()),
+        case!(Region, ZONE_NAME, |r| r.spec.zones[1].name =
+            "Zone-B".into()),
         case!(Region, SERVERS, |r| r.spec.zones[1].servers = 10),
-        case!(Region, DOMAIN, |r| r.spec.zones[1].domain = Some("b.east".into())),
-        case!(Region, STORAGE_SIZE, |r| r.spec.zones[1].storage.size = "1GB".into()),
+        case!(Region, DOMAIN, |r| r.spec.zones[1].domain =
+            Some("b.east".into())),
+        case!(Region, STORAGE_SIZE, |r| r.spec.zones[1].storage.size =
+            "1GB".into()),
         case!(Region, EXTERNAL_URL, |r| {
             r.spec.zones[2].domain = Some("c".into());
-            r.spec.zones[2].external = Some(ExternalZone { url: "http://c.example:4222".into(), credentials_secret: None });
+            r.spec.zones[2].external = Some(ExternalZone {
+                url: "http://c.example:4222".into(),
+                credentials_secret: None,
+            });
         }),
-        case!(Drill, PARTITION_HEALED, |d| d.spec.steps = Some(vec![Step::Produce, Step::Partition, Step::Verify])),
-        case!(Drill, VERIFY_LAST, |d| d.spec.steps = Some(vec![Step::Produce])),
-        case!(Drill, SCHEDULE, |d| d.spec.schedule = Some("0 3 * *".into())),
+        case!(Drill, PARTITION_HEALED, |d| d.spec.steps =
+            Some(vec![Step::Produce, Step::Partition, Step::Verify])),
+        case!(Drill, VERIFY_LAST, |d| d.spec.steps =
+            Some(vec![Step::Produce])),
+        case!(Drill, SCHEDULE, |d| d.spec.schedule =
+            Some("0 3 * *".into())),
         case!(Drill, HISTORY_LIMIT, |d| d.spec.history_limit = 0),
-        case!(Drill, REGION_REF, |d| d.spec.region_ref.name = String::new()),
+        case!(Drill, REGION_REF, |d| d.spec.region_ref.name =
+            String::new()),
         case!(Drill, FAULT_DEADLINE, |d| {
             // Keep the hold below the deadline so only the range rule fires.
             d.spec.fault.deadline_seconds = 5;
             d.spec.fault.hold_seconds = 1;
         }),
         case!(Drill, FAULT_HOLD, |d| d.spec.fault.hold_seconds = 0),
-        case!(Drill, HOLD_BEFORE_DEADLINE, |d| d.spec.fault.hold_seconds = 400),
-        case!(Drill, TOXIC_LATENCY, |d| d.spec.fault.toxics = vec![toxic(ToxicType::Latency)]),
+        case!(Drill, HOLD_BEFORE_DEADLINE, |d| d.spec.fault.hold_seconds =
+            400),
+        case!(Drill, TOXIC_LATENCY, |d| d.spec.fault.toxics =
+            vec![toxic(ToxicType::Latency)]),
         case!(Drill, TOXIC_BANDWIDTH, |d| {
-            d.spec.fault.toxics = vec![Toxic { rate_kilobytes_per_second: Some(0), ..toxic(ToxicType::Bandwidth) }]
+            d.spec.fault.toxics = vec![Toxic {
+                rate_kilobytes_per_second: Some(0),
+                ..toxic(ToxicType::Bandwidth)
+            }]
         }),
         case!(Drill, MESSAGES, |d| d.spec.workload.messages_per_phase = 0),
         case!(Drill, RATE, |d| d.spec.workload.rate_per_second = -1),
         case!(Drill, PAYLOAD, |d| d.spec.workload.payload_bytes = 16),
         case!(Drill, STEP_TIMEOUT, |d| d.spec.timeouts.step_seconds = 1),
-        case!(Drill, CATCH_UP_TIMEOUT, |d| d.spec.timeouts.catch_up_seconds = 0),
+        case!(Drill, CATCH_UP_TIMEOUT, |d| d
+            .spec
+            .timeouts
+            .catch_up_seconds = 0),
         // The temporary zone reuses the zone rules; check they are wired there too.
-        case!(Drill, ZONE_NAME, |d| d.spec.temporary_zone.name = "Joiner".into()),
+        case!(Drill, ZONE_NAME, |d| d.spec.temporary_zone.name =
+            "Joiner".into()),
         case!(Drill, SERVERS, |d| d.spec.temporary_zone.servers = 0),
     ]
 }
 
 fn toxic(type_: ToxicType) -> Toxic {
-    Toxic { type_, latency_millis: None, jitter_millis: None, rate_kilobytes_per_second: None }
+    Toxic {
+        type_,
+        latency_millis: None,
+        jitter_millis: None,
+        rate_kilobytes_per_second: None,
+    }
 }
 
 /// Names of the constants in `validate::msg`, read from the source so that a
 /// new rule without a case here fails this test instead of going unchecked.
 fn message_names() -> BTreeSet<&'static str> {
     let source = include_str!("../src/api/validate.rs");
-    let body = source.split("pub mod msg {").nth(1).expect("validate.rs has `pub mod msg`");
+    let body = source
+        .split("pub mod msg {")
+        .nth(1)
+        .expect("validate.rs has `pub mod msg`");
     let body = &body[..body.find("\n}").expect("end of mod msg")];
-    body.lines().filter_map(|l| l.trim().strip_prefix("pub const ")?.split(':').next()).collect()
+    body.lines()
+        .filter_map(|l| l.trim().strip_prefix("pub const ")?.split(':').next())
+        .collect()
 }
 
 /// All message texts, to check that an error names only the rule we broke.
@@ -330,16 +465,27 @@ fn all_messages() -> Vec<&'static str> {
 }
 
 fn assert_names_only(error: &str, case: &Case, side: &str) {
-    assert!(error.contains(case.message), "{side}: {} was not reported; got: {error}", case.name);
+    assert!(
+        error.contains(case.message),
+        "{side}: {} was not reported; got: {error}",
+        case.name
+    );
     for other in all_messages() {
-        assert!(other == case.message || !error.contains(other), "{side}: breaking {} also broke another rule: {error}", case.name);
+        assert!(
+            other == case.message || !error.contains(other),
+            "{side}: breaking {} also broke another rule: {error}",
+            case.name
+        );
     }
 }
 
 fn local_error(result: Result<(), SpecError>, case: &Case) -> String {
     match result {
         Err(e @ SpecError::Rules { .. }) => e.to_string(),
-        other => panic!("local validator: {} expected a CEL rule error, got {other:?}", case.name),
+        other => panic!(
+            "local validator: {} expected a CEL rule error, got {other:?}",
+            case.name
+        ),
     }
 }
 
@@ -349,7 +495,10 @@ fn api_error(result: Result<impl std::fmt::Debug, kube::Error>, case: &Case) -> 
             assert_eq!(status.code, 422, "{}: {status:?}", case.name);
             status.message
         }
-        other => panic!("API server: {} expected a 422 rejection, got {other:?}", case.name),
+        other => panic!(
+            "API server: {} expected a 422 rejection, got {other:?}",
+            case.name
+        ),
     }
 }
 
@@ -358,40 +507,81 @@ async fn every_cel_message_is_enforced_by_the_api_server_and_locally() {
     let covered: BTreeSet<&str> = cases().iter().map(|c| c.name).collect();
     let declared = message_names();
     let missing: Vec<_> = declared.difference(&covered).copied().collect();
-    assert!(missing.is_empty(), "messages in validate::msg without a bad-object case: {missing:?}");
-    assert_eq!(declared, covered, "reading the message names from validate.rs went wrong");
+    assert!(
+        missing.is_empty(),
+        "messages in validate::msg without a bad-object case: {missing:?}"
+    );
+    assert_eq!(
+        declared, covered,
+        "reading the message names from validate.rs went wrong"
+    );
 
     let (_plane, client) = plane_with_crds().await;
     let regions: Api<RegionMirror> = Api::default_namespaced(client.clone());
     let drills: Api<PartitionDrill> = Api::default_namespaced(client.clone());
-    let dry_run = PostParams { dry_run: true, ..Default::default() };
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
 
     // The starting points are valid on both sides, or the cases prove nothing.
     validate::region(&base_region(), None).expect("base region validates locally");
     validate::drill(&base_drill(), &base_region()).expect("base drill validates locally");
-    let stored = regions.create(&PostParams::default(), &base_region()).await.expect("API server accepts the base region");
-    drills.create(&dry_run, &base_drill()).await.expect("API server accepts the base drill");
+    let stored = regions
+        .create(&PostParams::default(), &base_region())
+        .await
+        .expect("API server accepts the base region");
+    drills
+        .create(&dry_run, &base_drill())
+        .await
+        .expect("API server accepts the base drill");
 
     for case in cases() {
         match case.bad {
             Bad::Region(mutate) => {
                 let mut bad = base_region();
                 mutate(&mut bad);
-                assert_names_only(&local_error(validate::region(&bad, None), &case), &case, "local validator");
-                assert_names_only(&api_error(regions.create(&dry_run, &bad).await, &case), &case, "API server");
+                assert_names_only(
+                    &local_error(validate::region(&bad, None), &case),
+                    &case,
+                    "local validator",
+                );
+                assert_names_only(
+                    &api_error(regions.create(&dry_run, &bad).await, &case),
+                    &case,
+                    "API server",
+                );
             }
             Bad::RegionUpdate(mutate) => {
                 let mut bad = stored.clone();
                 mutate(&mut bad);
-                validate::region(&bad, None).unwrap_or_else(|e| panic!("{}: the new object must be valid by itself: {e}", case.name));
-                assert_names_only(&local_error(validate::region(&bad, Some(&stored)), &case), &case, "local validator");
-                assert_names_only(&api_error(regions.replace("east", &dry_run, &bad).await, &case), &case, "API server");
+                validate::region(&bad, None).unwrap_or_else(|e| {
+                    panic!("{}: the new object must be valid by itself: {e}", case.name)
+                });
+                assert_names_only(
+                    &local_error(validate::region(&bad, Some(&stored)), &case),
+                    &case,
+                    "local validator",
+                );
+                assert_names_only(
+                    &api_error(regions.replace("east", &dry_run, &bad).await, &case),
+                    &case,
+                    "API server",
+                );
             }
             Bad::Drill(mutate) => {
                 let mut bad = base_drill();
                 mutate(&mut bad);
-                assert_names_only(&local_error(validate::drill(&bad, &base_region()), &case), &case, "local validator");
-                assert_names_only(&api_error(drills.create(&dry_run, &bad).await, &case), &case, "API server");
+                assert_names_only(
+                    &local_error(validate::drill(&bad, &base_region()), &case),
+                    &case,
+                    "local validator",
+                );
+                assert_names_only(
+                    &api_error(drills.create(&dry_run, &bad).await, &case),
+                    &case,
+                    "API server",
+                );
             }
         }
     }

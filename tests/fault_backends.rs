@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use natsregion::api::{Toxic, ToxicType};
+use natsregion::fault::netns::PacketFilter;
 use natsregion::fault::toxiproxy::answers_info;
 use natsregion::fault::{FaultBackend, FaultError, NetnsBackend, Network, ToxiproxyBackend};
 use natsregion::local::netns::{NetnsLab, command_in, ip, is_root, link_exists, netns_exists};
@@ -328,14 +329,34 @@ async fn netns_cut_blocks_the_leafnode_link_but_not_host_clients() {
         println!("SKIP netns test: needs root (CI runs as root)");
         return;
     }
-    let backend = match NetnsBackend::new() {
-        Ok(b) => b,
+    match NetnsBackend::new() {
+        Ok(backend) => netns_scenario(backend).await,
+        Err(FaultError::Unsupported { what, .. }) => println!("SKIP netns test: needs {what}"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn netns_cut_with_the_iptables_fallback() {
+    if !is_root() {
+        println!("SKIP netns iptables test: needs root (CI runs as root)");
+        return;
+    }
+    let Some(filter) = PacketFilter::iptables() else {
+        println!("SKIP netns iptables test: no working iptables (apt-get install iptables)");
+        return;
+    };
+    match NetnsBackend::with_filter(filter) {
+        Ok(backend) => netns_scenario(backend).await,
         Err(FaultError::Unsupported { what, .. }) => {
-            println!("SKIP netns test: needs {what}");
-            return;
+            println!("SKIP netns iptables test: needs {what}")
         }
         Err(e) => panic!("{e}"),
-    };
+    }
+}
+
+/// Hub in one namespace, leaf in another: cut, prove, heal, deadline, drop.
+async fn netns_scenario(backend: NetnsBackend) {
     let a = backend.prepare_zone("a").await.unwrap();
     let b = backend.prepare_zone("b").await.unwrap();
     let (a_ns, b_ns) = (a.netns.clone().unwrap(), b.netns.clone().unwrap());

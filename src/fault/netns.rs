@@ -42,18 +42,10 @@ impl PacketFilter {
     /// (`nft` or `iptables`) forces one.
     pub fn detect() -> Result<Self, FaultError> {
         let forced = std::env::var("NATSREGION_PACKET_FILTER").ok();
-        let usable = |program: &str, args: &[&str]| {
-            let path = find_program(program)?;
-            let mut cmd = Command::new(&path);
-            cmd.args(args);
-            run(cmd).ok().map(|_| path)
-        };
-        let nft = || usable("nft", &["list", "tables"]).map(PacketFilter::Nft);
-        let iptables = || usable("iptables", &["-w", "-S", "INPUT"]).map(PacketFilter::Iptables);
         let found = match forced.as_deref() {
-            Some("nft") => nft(),
-            Some("iptables") => iptables(),
-            _ => nft().or_else(iptables),
+            Some("nft") => Self::nft(),
+            Some("iptables") => Self::iptables(),
+            _ => Self::nft().or_else(Self::iptables),
         };
         found.ok_or_else(|| FaultError::Unsupported {
             backend: BACKEND,
@@ -61,11 +53,28 @@ impl PacketFilter {
         })
     }
 
+    /// nftables, if `nft` is installed and the kernel accepts it.
+    pub fn nft() -> Option<Self> {
+        usable("nft", &["list", "tables"]).map(PacketFilter::Nft)
+    }
+
+    /// iptables, if installed and working.
+    pub fn iptables() -> Option<Self> {
+        usable("iptables", &["-w", "-S", "INPUT"]).map(PacketFilter::Iptables)
+    }
+
     fn program(&self) -> &PathBuf {
         match self {
             PacketFilter::Nft(p) | PacketFilter::Iptables(p) => p,
         }
     }
+}
+
+fn usable(program: &str, args: &[&str]) -> Option<PathBuf> {
+    let path = find_program(program)?;
+    let mut cmd = Command::new(&path);
+    cmd.args(args);
+    run(cmd).ok().map(|_| path)
 }
 
 /// Fault backend over per-zone network namespaces.
@@ -113,7 +122,11 @@ impl NetnsBackend {
     /// run it (not root, no `ip`, no working `nft` or `iptables`).
     pub fn new() -> Result<Self, FaultError> {
         NetnsLab::preflight()?;
-        let filter = PacketFilter::detect()?;
+        Self::with_filter(PacketFilter::detect()?)
+    }
+
+    /// Like [`new`](Self::new) with a chosen packet filter.
+    pub fn with_filter(filter: PacketFilter) -> Result<Self, FaultError> {
         let lab = NetnsLab::new()?;
         let n = INSTANCES.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("{TABLE_PREFIX}{:x}_{n:x}", std::process::id());

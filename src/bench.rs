@@ -1,0 +1,533 @@
+//! `natsregion bench`: figures for the drill engine, measured in one run and
+//! printed, never asserted against a clock.
+//!
+//! 1. The checker: messages verified per second and memory per tracked message.
+//! 2. Publishing: the drill's `Producer` against a plain async-nats loop with
+//!    the same ack window, alternating, on the same local 3-server zone.
+//! 3. Catch-up after heal for two leafnode reconnect intervals (real drills).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use crate::api::RegionMirror;
+use crate::cli::drill_file;
+use crate::cli::local_drill::{LocalDrillOptions, run_loaded};
+use crate::drill::checker::{SentLog, check_zone};
+use crate::drill::producer::{Producer, ProducerSettings};
+use crate::drill::record::{MsgId, Read, Sent, payload};
+use crate::fault::DirectNetwork;
+use crate::local::{LocalRegion, LocalRegionOptions};
+use crate::nats::connect::{ConnectSettings, ZoneEndpoint, connect};
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BenchOptions {
+    /// Smaller publish counts and one catch-up drill per interval.
+    pub quick: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BenchError(String);
+
+fn err(what: &str) -> impl Fn(String) -> BenchError + '_ {
+    move |e| BenchError(format!("{what}: {e}"))
+}
+
+/// One checker size.
+#[derive(Clone, Debug)]
+pub struct CheckerFigure {
+    pub messages: usize,
+    pub repeats: usize,
+    pub median_seconds: f64,
+    /// size_of Sent + size_of Read + the checker's 1-byte seen counter.
+    pub bytes_per_message: usize,
+    /// VmHWM after building the records and checking them (KiB).
+    pub peak_rss_kib: Option<u64>,
+    /// VmHWM minus VmRSS before the records were built (KiB).
+    pub rss_growth_kib: Option<u64>,
+}
+
+impl CheckerFigure {
+    pub fn per_second(&self) -> f64 {
+        self.messages as f64 / self.median_seconds.max(f64::MIN_POSITIVE)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PublishFigure {
+    pub messages: u64,
+    pub producer: Vec<f64>,
+    pub plain: Vec<f64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CatchUpRun {
+    pub catch_up_seconds: Option<f64>,
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct CatchUpFigure {
+    pub reconnect_interval_seconds: u32,
+    pub runs: Vec<CatchUpRun>,
+}
+
+/// Everything measured, for the closing table.
+#[derive(Clone, Debug)]
+pub struct BenchSummary {
+    pub checker: Vec<CheckerFigure>,
+    pub publish: Option<PublishFigure>,
+    pub catch_up: Vec<CatchUpFigure>,
+}
+
+/// Median; the mean of the two middle values for an even count.
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// Runs all three benchmarks, printing each figure as it is measured, and
+/// returns them for [`table`]. Every local region it starts is stopped.
+pub async fn run(opts: &BenchOptions) -> Result<BenchSummary, BenchError> {
+    println!("== 1. checker throughput and memory");
+    let checker = checker_bench();
+
+    let n = if opts.quick { 5_000 } else { 20_000 };
+    println!(
+        "== 2. publish rate, {n} messages x 3 alternating rounds, window 256, 128-byte bodies"
+    );
+    let publish = publish_bench(n, 3).await?;
+
+    let runs = if opts.quick { 1 } else { 3 };
+    println!("== 3. catch-up after heal ({runs} drill(s) per reconnect interval)");
+    let mut catch_up = Vec::new();
+    for interval in [1, 3] {
+        catch_up.push(catch_up_bench(interval, runs).await?);
+    }
+    Ok(BenchSummary {
+        checker,
+        publish: Some(publish),
+        catch_up,
+    })
+}
+
+// ---------------------------------------------------------------- checker
+
+/// Records are `Copy`, so they own no heap memory: a tracked message costs
+/// exactly its two fixed-size entries plus the checker's counter byte.
+const fn assert_fixed_size<T: Copy>() {}
+const _: () = assert_fixed_size::<Sent>();
+const _: () = assert_fixed_size::<Read>();
+
+pub fn bytes_per_message() -> usize {
+    std::mem::size_of::<Sent>() + std::mem::size_of::<Read>() + 1
+}
+
+/// A log of `n` acked messages and the reads of a zone that got all of them,
+/// in order, as the engine records them.
+pub fn synthetic(n: usize) -> (SentLog, Vec<Read>) {
+    let mut log = SentLog::new(1);
+    log.entries.reserve_exact(n);
+    let mut reads = Vec::with_capacity(n);
+    for c in 1..=n as u64 {
+        let id = MsgId {
+            writer: 1,
+            counter: c,
+        };
+        let hash = c.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5555;
+        log.entries.push(Sent {
+            id,
+            hash,
+            seq: c,
+            phase: 0,
+        });
+        reads.push(Read {
+            id,
+            hash,
+            stream_seq: c,
+            at_ms: (c / 10) as u32,
+        });
+    }
+    (log, reads)
+}
+
+/// A `VmXXX:  1234 kB` figure of this process, in KiB.
+fn proc_status_kib(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
+/// Resets VmHWM to the current RSS (Linux ≥ 4.0); harmless where unsupported.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn checker_bench() -> Vec<CheckerFigure> {
+    println!(
+        "records are fixed-size (Sent {} B, Read {} B, Copy: no per-message heap), + 1 B/msg seen table = {} B per tracked message",
+        std::mem::size_of::<Sent>(),
+        std::mem::size_of::<Read>(),
+        bytes_per_message()
+    );
+    let mut out = Vec::new();
+    for (n, repeats) in [(10_000, 5), (100_000, 5), (1_000_000, 3)] {
+        let reset = reset_peak_rss();
+        let base = proc_status_kib("VmRSS");
+        let (log, reads) = synthetic(n);
+        let logs = std::slice::from_ref(&log);
+        let mut times = Vec::with_capacity(repeats);
+        for _ in 0..repeats {
+            let start = Instant::now();
+            let check = check_zone("bench", std::hint::black_box(logs), &reads);
+            times.push(start.elapsed().as_secs_f64());
+            // Not a timing assertion: the synthetic zone must come out clean.
+            debug_assert!(check.clean() && check.expected == n as u64);
+            std::hint::black_box(check);
+        }
+        let peak = proc_status_kib("VmHWM");
+        let growth = match (reset, base, peak) {
+            (true, Some(b), Some(p)) => Some(p.saturating_sub(b)),
+            _ => None,
+        };
+        drop((log, reads));
+        let fig = CheckerFigure {
+            messages: n,
+            repeats,
+            median_seconds: median(&times),
+            bytes_per_message: bytes_per_message(),
+            peak_rss_kib: peak,
+            rss_growth_kib: growth,
+        };
+        println!(
+            "  {:>9} msgs: median {:>8.3} ms of {} -> {:>6.1} M msgs/s; records {:>6.1} MiB; peak RSS {} (growth {}, {} B/msg)",
+            n,
+            fig.median_seconds * 1e3,
+            repeats,
+            fig.per_second() / 1e6,
+            (n * fig.bytes_per_message) as f64 / (1024.0 * 1024.0),
+            kib(fig.peak_rss_kib),
+            kib(fig.rss_growth_kib),
+            fig.rss_growth_kib
+                .map(|g| format!("{:.1}", g as f64 * 1024.0 / n as f64))
+                .unwrap_or_else(|| "-".into()),
+        );
+        out.push(fig);
+    }
+    out
+}
+
+fn kib(v: Option<u64>) -> String {
+    match v {
+        Some(k) if k >= 10 * 1024 => format!("{:.1} MiB", k as f64 / 1024.0),
+        Some(k) => format!("{k} KiB"),
+        None => "-".into(),
+    }
+}
+
+// ---------------------------------------------------------------- publish
+
+const PUBLISH_REGION: &str = r#"
+apiVersion: natsregion.io/v1alpha1
+kind: RegionMirror
+metadata: {name: bench}
+spec:
+  stream: {name: BENCH, subjects: ["bench.>"], replicas: 3}
+  zones:
+    - {name: src, role: source, servers: 3}
+"#;
+
+const SUBJECT: &str = "bench.publish";
+const WINDOW: usize = 256;
+const PAYLOAD_BYTES: usize = 128;
+
+async fn publish_bench(n: u64, rounds: usize) -> Result<PublishFigure, BenchError> {
+    let region: RegionMirror = serde_yaml_ng::from_str(PUBLISH_REGION)
+        .map_err(|e| BenchError(format!("bench region: {e}")))?;
+    let local = LocalRegion::start(
+        &region.spec,
+        Arc::new(DirectNetwork),
+        LocalRegionOptions::default(),
+    )
+    .await
+    .map_err(|e| BenchError(format!("local region: {e}")))?;
+    let result = publish_rounds(&local, &region, n, rounds).await;
+    let stopped = local.stop().await;
+    let figure = result?;
+    stopped.map_err(|e| BenchError(format!("stopping the region: {e}")))?;
+    Ok(figure)
+}
+
+async fn publish_rounds(
+    local: &LocalRegion,
+    region: &RegionMirror,
+    n: u64,
+    rounds: usize,
+) -> Result<PublishFigure, BenchError> {
+    let zone = local.source_zone();
+    let app = &local.credentials().app;
+    let endpoint = ZoneEndpoint {
+        zone: zone.name().to_string(),
+        urls: zone.client_urls(),
+        user: Some(app.user.clone()),
+        password: Some(app.password.clone()),
+        domain: Some(zone.domain().to_string()),
+    };
+    let settings = ConnectSettings {
+        client_name: "natsregion-bench".into(),
+        ..Default::default()
+    };
+    let conn = connect(&endpoint, &settings)
+        .await
+        .map_err(|e| err("connect")(e.to_string()))?;
+    conn.js
+        .create_stream(crate::plan::source_stream_config(&region.spec))
+        .await
+        .map_err(|e| err("create stream")(e.to_string()))?;
+    let body = payload(
+        MsgId {
+            writer: 0,
+            counter: 1,
+        },
+        PAYLOAD_BYTES,
+    );
+    // Warm-up: stream leader elected, connection buffers grown.
+    plain_publish(&conn.js, (n / 10).max(500), body.clone()).await?;
+
+    let mut figure = PublishFigure {
+        messages: n,
+        producer: Vec::new(),
+        plain: Vec::new(),
+    };
+    for round in 0..rounds {
+        // Alternate which goes first so drift (store growth) hits both alike.
+        for producer_turn in [round % 2 == 0, round % 2 == 1] {
+            if producer_turn {
+                let producer = Producer::new(
+                    conn.client.clone(),
+                    conn.js.clone(),
+                    // A fresh writer per round: new Nats-Msg-Ids, nothing de-duplicated.
+                    100 + round as u32,
+                    ProducerSettings {
+                        subject: SUBJECT.into(),
+                        payload_bytes: PAYLOAD_BYTES,
+                        rate_per_second: 0,
+                        window: WINDOW,
+                    },
+                );
+                let stats = producer.publish(0, n, &|_| {}).await;
+                if stats.acked != n {
+                    return Err(BenchError(format!(
+                        "producer round {round}: {} of {n} acked ({} failed)",
+                        stats.acked, stats.failed
+                    )));
+                }
+                figure.producer.push(stats.rate());
+            } else {
+                figure
+                    .plain
+                    .push(plain_publish(&conn.js, n, body.clone()).await?);
+            }
+        }
+        println!(
+            "  round {}: producer {:>8.0} msgs/s, plain async-nats {:>8.0} msgs/s",
+            round + 1,
+            figure.producer[round],
+            figure.plain[round]
+        );
+    }
+    let (p, q) = (median(&figure.producer), median(&figure.plain));
+    println!(
+        "  median: producer {p:.0} msgs/s, plain {q:.0} msgs/s, producer/plain {:.2}",
+        p / q
+    );
+    Ok(figure)
+}
+
+/// The baseline: `jetstream::Context::publish` of a fixed body, at most
+/// `WINDOW` PubAcks awaited at once. Returns acked messages per second.
+async fn plain_publish(js: &jetstream::Context, n: u64, body: Bytes) -> Result<f64, BenchError> {
+    let start = Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    let mut acked = 0u64;
+    let settle = |r: Result<jetstream::publish::PublishAck, String>, acked: &mut u64| {
+        r.map(|_| *acked += 1).map_err(err("plain publish ack"))
+    };
+    for _ in 0..n {
+        while in_flight.len() >= WINDOW {
+            if let Some(r) = in_flight.next().await {
+                settle(r, &mut acked)?;
+            }
+        }
+        let ack = js
+            .publish(SUBJECT, body.clone())
+            .await
+            .map_err(|e| err("plain publish")(e.to_string()))?;
+        in_flight.push(async move { ack.await.map_err(|e| e.to_string()) });
+    }
+    while let Some(r) = in_flight.next().await {
+        settle(r, &mut acked)?;
+    }
+    Ok(acked as f64 / start.elapsed().as_secs_f64())
+}
+
+// ---------------------------------------------------------------- catch-up
+
+fn catch_up_drill(interval: u32) -> String {
+    format!(
+        r#"
+apiVersion: natsregion.io/v1alpha1
+kind: RegionMirror
+metadata: {{name: bench}}
+spec:
+  stream: {{name: EVENTS, subjects: ["events.>"], replicas: 1}}
+  leafnode: {{reconnectIntervalSeconds: {interval}}}
+  zones:
+    - {{name: a, role: source, servers: 1}}
+    - {{name: b, role: mirror, servers: 1}}
+---
+apiVersion: natsregion.io/v1alpha1
+kind: PartitionDrill
+metadata: {{name: bench}}
+spec:
+  regionRef: {{name: bench}}
+  fault: {{backend: toxiproxy, holdSeconds: 3, deadlineSeconds: 60}}
+  workload: {{messagesPerPhase: 500, ratePerSecond: 500}}
+  timeouts: {{stepSeconds: 30, catchUpSeconds: 30}}
+  steps: [produce, partition, produce, heal, wait-for-catch-up, verify]
+"#
+    )
+}
+
+async fn catch_up_bench(interval: u32, runs: usize) -> Result<CatchUpFigure, BenchError> {
+    let (region, drill) = drill_file::parse("bench-catch-up.yaml", &catch_up_drill(interval))
+        .map_err(|e| BenchError(format!("bench drill: {e}")))?;
+    let mut figure = CatchUpFigure {
+        reconnect_interval_seconds: interval,
+        runs: Vec::new(),
+    };
+    for i in 0..runs {
+        let report = run_loaded(&region, &drill, &LocalDrillOptions::default(), true)
+            .await
+            .map_err(|e| BenchError(format!("catch-up drill: {e}")))?;
+        let run = CatchUpRun {
+            catch_up_seconds: report.status.totals.catch_up_seconds,
+            verdict: format!("{:?}", report.status.verdict),
+        };
+        println!(
+            "  reconnectInterval {interval}s run {}: catch-up {} ({})",
+            i + 1,
+            secs(run.catch_up_seconds),
+            run.verdict
+        );
+        figure.runs.push(run);
+    }
+    Ok(figure)
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map(|s| format!("{s:.2}s")).unwrap_or_else(|| "-".into())
+}
+
+// ---------------------------------------------------------------- table
+
+/// The closing table of every figure.
+pub fn table(s: &BenchSummary) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "{:<34} {:>14} {:>20}", "benchmark", "median", "note");
+    for c in &s.checker {
+        let _ = writeln!(
+            t,
+            "{:<34} {:>10.2} M/s {:>20}",
+            format!("check_zone {} msgs", c.messages),
+            c.per_second() / 1e6,
+            format!("peak RSS {}", kib(c.peak_rss_kib)),
+        );
+    }
+    if let Some(c) = s.checker.first() {
+        let _ = writeln!(
+            t,
+            "{:<34} {:>12} B {:>20}",
+            "memory per tracked message", c.bytes_per_message, "fixed-size records"
+        );
+    }
+    if let Some(p) = &s.publish {
+        let (a, b) = (median(&p.producer), median(&p.plain));
+        let _ = writeln!(
+            t,
+            "{:<34} {:>8.0} msgs/s {:>20}",
+            format!("publish: drill Producer ({})", p.messages),
+            a,
+            format!("ratio {:.2}", a / b)
+        );
+        let _ = writeln!(
+            t,
+            "{:<34} {:>8.0} msgs/s {:>20}",
+            format!("publish: plain async-nats ({})", p.messages),
+            b,
+            "window 256"
+        );
+    }
+    for c in &s.catch_up {
+        let measured: Vec<f64> = c.runs.iter().filter_map(|r| r.catch_up_seconds).collect();
+        let value = if measured.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.2}s", median(&measured))
+        };
+        let _ = writeln!(
+            t,
+            "{:<34} {:>14} {:>20}",
+            format!("catch-up, reconnect {}s", c.reconnect_interval_seconds),
+            value,
+            format!("{}/{} runs timed", measured.len(), c.runs.len())
+        );
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn a_synthetic_zone_checks_clean() {
+        let (log, reads) = synthetic(1000);
+        let c = check_zone("x", std::slice::from_ref(&log), &reads);
+        assert!(c.clean(), "{c:?}");
+        assert_eq!((c.expected, c.read), (1000, 1000));
+    }
+
+    #[test]
+    fn the_bench_drill_parses() {
+        for interval in [1, 3] {
+            drill_file::parse("t.yaml", &catch_up_drill(interval)).expect("valid");
+        }
+        let r: RegionMirror = serde_yaml_ng::from_str(PUBLISH_REGION).expect("valid");
+        crate::api::validate::region(&r, None).expect("valid region");
+    }
+}
