@@ -35,7 +35,7 @@ unit:
 	cargo test --lib --bins --quiet
 
 integration:
-	cargo test --tests --quiet -- --test-threads=$(CARGO_TEST_THREADS)
+	cargo test --test '*' --quiet -- --test-threads=$(CARGO_TEST_THREADS)
 
 ## crds: regenerate crds/ from the Rust types (a unit test fails when they differ)
 crds:

@@ -347,7 +347,7 @@ fn cases() -> Vec<Case> {
             Some("a".into())),
         case!(Region, LIMITS_RETENTION, |r| r.spec.stream.retention =
             Retention::WorkQueue),
-        case!(Region, REPLICAS_FIT, |r| r.spec.zones[1].servers = 1),
+        case!(Region, REPLICAS_FIT, |r| r.spec.zones[0].servers = 1),
         case!(RegionUpdate, ROLE_IMMUTABLE, |r| {
             r.spec.zones[0].role = ZoneRole::Mirror;
             r.spec.zones[1].role = ZoneRole::Source;
