@@ -9,6 +9,7 @@ pub mod drill;
 pub mod fault;
 pub mod local;
 pub mod nats;
+pub mod operator;
 pub mod plan;
 pub mod testenv;
 pub mod tools;
