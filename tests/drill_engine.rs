@@ -292,3 +292,52 @@ async fn a_bad_file_is_refused_before_anything_starts() {
     };
     assert!(err.contains("stream.name must not contain"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toxics_shape_the_link_for_the_whole_drill_and_leave_nothing_behind() {
+    let (region, mut drill) = spec(
+        Some("produce, partition, produce, heal, wait-for-catch-up, verify"),
+        false,
+    );
+    drill.spec.fault.toxics = vec![natsregion::api::Toxic {
+        type_: natsregion::api::ToxicType::Latency,
+        latency_millis: Some(40),
+        jitter_millis: None,
+        rate_kilobytes_per_second: None,
+    }];
+    let report = run_loaded(&region, &drill, &opts(), true)
+        .await
+        .expect("drill runs");
+    assert_eq!(
+        report.status.verdict,
+        Verdict::Passed,
+        "{}",
+        natsregion::drill::report::table(&report)
+    );
+    let message = report.status.message.unwrap_or_default();
+    assert!(!message.contains("left behind"), "{message}");
+}
+
+/// The network-level cut: zones in network namespaces, nftables rules in the
+/// source zone's namespace. Needs root; CI runs as root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_namespace_cut_passes_all_four_claims() {
+    let (region, mut drill) = spec(None, false);
+    drill.spec.fault.backend = natsregion::api::FaultBackend::NetworkPolicy;
+    let report = match run_loaded(&region, &drill, &opts(), true).await {
+        Err(natsregion::cli::local_drill::LocalDrillError::Fault(
+            natsregion::fault::FaultError::Unsupported { what, .. },
+        )) => {
+            eprintln!("skipped: network namespaces unavailable here ({what})");
+            return;
+        }
+        other => other.expect("drill runs"),
+    };
+    assert_eq!(report.fault_backend, "netns");
+    assert_eq!(
+        report.status.verdict,
+        Verdict::Passed,
+        "{}",
+        natsregion::drill::report::table(&report)
+    );
+}

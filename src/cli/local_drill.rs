@@ -111,8 +111,6 @@ impl Runtime for LocalRuntime {
 /// The fault backend and whatever process it needs, kept alive for the drill.
 pub struct LocalFaults {
     pub backend: Arc<dyn FaultBackend>,
-    /// The same backend, typed, when it is Toxiproxy (for toxics).
-    toxiproxy: Option<Arc<ToxiproxyBackend>>,
     _server: Option<ToxiproxyServer>,
 }
 
@@ -128,8 +126,7 @@ impl LocalFaults {
                 let server = ToxiproxyServer::start().await?;
                 let backend = Arc::new(ToxiproxyBackend::new(server.url(), advertise_fix));
                 Ok(Self {
-                    backend: backend.clone(),
-                    toxiproxy: Some(backend),
+                    backend,
                     _server: Some(server),
                 })
             }
@@ -137,7 +134,6 @@ impl LocalFaults {
                 let backend = crate::fault::netns::NetnsBackend::new()?;
                 Ok(Self {
                     backend: Arc::new(backend),
-                    toxiproxy: None,
                     _server: None,
                 })
             }
@@ -201,14 +197,6 @@ pub async fn run_loaded(
         faults.backend.name()
     );
     let local = LocalRegion::start(&region.spec, faults.network(), region_opts).await?;
-    if !drill.spec.fault.toxics.is_empty()
-        && let Some(tp) = &faults.toxiproxy
-    {
-        for zone in region.spec.mirror_zones() {
-            tp.apply_toxics(&zone.name, &drill.spec.fault.toxics)
-                .await?;
-        }
-    }
     let runtime = LocalRuntime::new(local);
     let progress = opts
         .progress

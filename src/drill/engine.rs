@@ -375,6 +375,9 @@ impl Run<'_> {
                 window: self.opts.publish_window,
             },
         ));
+        self.apply_toxics().await.map_err(|e| {
+            StepError::Precondition(format!("fault.toxics could not be applied: {e}"))
+        })?;
         self.sampler = Some(Sampler::start(
             &source_name,
             self.stream(),
@@ -382,6 +385,19 @@ impl Run<'_> {
             self.epoch,
             self.opts.sample_every,
         ));
+        Ok(())
+    }
+
+    /// Toxics shape the links for the whole drill; a heal removes every
+    /// injected thing, so they are applied again after it.
+    async fn apply_toxics(&self) -> Result<(), crate::fault::FaultError> {
+        let toxics = &self.drill.spec.fault.toxics;
+        if toxics.is_empty() {
+            return Ok(());
+        }
+        for zone in self.cut_zones() {
+            self.backend.apply_toxics(&zone, toxics).await?;
+        }
         Ok(())
     }
 
@@ -722,7 +738,12 @@ impl Run<'_> {
         }
         self.evidence.partitions.push(open.evidence);
         self.observer.status(&self.status);
-        healed.map_err(|e| StepError::Failed(format!("heal failed: {e}")))
+        healed.map_err(|e| StepError::Failed(format!("heal failed: {e}")))?;
+        self.apply_toxics().await.map_err(|e| {
+            StepError::Failed(format!(
+                "fault.toxics could not be applied again after the heal: {e}"
+            ))
+        })
     }
 
     fn acked_in(&self, phases: &[u16]) -> u64 {
@@ -765,11 +786,18 @@ impl Run<'_> {
         if !synced {
             for z in &mirrors {
                 if let Some(zone) = self.zone(z)
-                    && let Ok(Ok(Some(info))) =
-                        crate::nats::api::stream_info(&zone.conn.js, self.stream()).await
-                    && let Some(e) = info.mirror_error()
+                    && let Ok(view) =
+                        crate::nats::state::mirror_view(&zone.conn.js, self.stream()).await
                 {
-                    errors.insert(z.clone(), e.to_string());
+                    let error = match (view.error, view.active) {
+                        (Some(e), _) => e,
+                        (None, None) => "the mirror has never heard from the source".to_string(),
+                        (None, Some(active)) => format!(
+                            "last heard from the source {:.1}s ago",
+                            active.as_secs_f64()
+                        ),
+                    };
+                    errors.insert(z.clone(), error);
                 }
             }
         }
@@ -977,6 +1005,19 @@ impl Run<'_> {
                 .unwrap_or_else(|e| vec![format!("leftovers could not be listed: {e}")]);
             self.evidence.partitions.push(ev);
         }
+        if !self.drill.spec.fault.toxics.is_empty() {
+            for zone in self.cut_zones() {
+                if let Err(e) = self.backend.apply_toxics(&zone, &[]).await {
+                    tracing::error!(zone = %zone, error = %e, "toxics not removed");
+                }
+            }
+        }
+        // Whatever happened above, nothing the backend injected may outlive the drill.
+        let left_behind = self
+            .backend
+            .leftovers()
+            .await
+            .unwrap_or_else(|e| vec![format!("leftovers could not be listed: {e}")]);
         let timeline = match self.sampler.take() {
             Some(s) => s.finish().await,
             None => Timeline::default(),
@@ -1059,6 +1100,15 @@ impl Run<'_> {
                         .join("; ")
                 ),
             ),
+        };
+        let (phase, verdict, message) = if left_behind.is_empty() {
+            (phase, verdict, message)
+        } else {
+            (
+                DrillPhase::Failed,
+                Verdict::Failed,
+                format!("{message}; faults left behind: {}", left_behind.join(", ")),
+            )
         };
         self.status.phase = phase;
         self.status.verdict = verdict;
