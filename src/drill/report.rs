@@ -170,6 +170,9 @@ fn draw(
     zones.sort_by_key(|(name, _)| **name != timeline.source_zone);
     for (i, (zone, series)) in zones.into_iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
+        // Later lines are thinner, so a mirror that tracks the source exactly
+        // still lets the line beneath show.
+        let width = 5u32.saturating_sub(i as u32).max(1);
         let role = if *zone == timeline.source_zone {
             "source"
         } else {
@@ -178,13 +181,29 @@ fn draw(
         chart
             .draw_series(LineSeries::new(
                 series.iter().map(|(t, q)| (secs(*t), *q)),
-                color.stroke_width(2),
+                color.stroke_width(width),
             ))?
             .label(format!("{zone} ({role})"))
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
             });
     }
+    // Step starts along the bottom, so the curves can be read against the drill.
+    let top = max_seq + max_seq / 20 + 1;
+    chart.draw_series(timeline.marks.iter().enumerate().map(|(i, (t, label))| {
+        let y = top / 40 * (1 + (i as u64 % 3));
+        Text::new(
+            label.clone(),
+            (secs(*t), y),
+            ("sans-serif", 11).into_font().color(&BLACK.mix(0.7)),
+        )
+    }))?;
+    chart.draw_series(timeline.marks.iter().map(|(t, _)| {
+        PathElement::new(
+            vec![(secs(*t), 0), (secs(*t), top / 12)],
+            BLACK.mix(0.4).stroke_width(1),
+        )
+    }))?;
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
@@ -209,6 +228,8 @@ mod tests {
         tl.zones
             .insert("b".into(), vec![(0, 0), (1000, 500), (2000, 500)]);
         tl.partitions.push((1000, 1800));
+        tl.marks.push((1000, "partition".into()));
+        tl.marks.push((1800, "heal".into()));
         let svg = timeline_svg(&tl, "demo");
         assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
         assert!(
