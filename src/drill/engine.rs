@@ -323,38 +323,10 @@ impl Run<'_> {
         let accesses = self.runtime.zones();
         let source_name = self.source_name();
         let spec = &self.region.spec;
-        let settings = ConnectSettings {
-            client_name: format!("natsregion-drill-{}", self.drill_name()),
-            ..Default::default()
-        };
         for access in accesses {
-            let conn = connect(&access.endpoint, &settings)
-                .await
-                .map_err(|e| StepError::Precondition(e.to_string()))?;
-            if self.opts.provision {
-                self.provision(&access, &conn).await?;
-            }
-            self.check_stream(&access, &conn).await?;
-            let reader = ZoneReader::start(
-                access.name(),
-                &conn.js,
-                self.stream(),
-                &self.durable(),
-                self.epoch,
-            )
-            .await
-            .map_err(|e| StepError::Precondition(e.to_string()))?;
-            self.watched
-                .lock()
-                .expect("watched")
-                .push((access.name().to_string(), conn.js.clone()));
-            self.zones.push(Zone {
-                access,
-                conn,
-                reader,
-                errors_at_cut: 0,
-                reads_at_cut: 0,
-            });
+            let provision = self.opts.provision;
+            let zone = self.open_zone(access, provision).await?;
+            self.join(zone);
         }
         if self.zone(&source_name).is_none() {
             return Err(StepError::Precondition(format!(
@@ -386,6 +358,47 @@ impl Run<'_> {
             self.opts.sample_every,
         ));
         Ok(())
+    }
+
+    /// Connects to a zone, provisions its stream when asked, checks it, and
+    /// starts its consumer.
+    async fn open_zone(&self, access: ZoneAccess, provision: bool) -> Result<Zone, StepError> {
+        let settings = ConnectSettings {
+            client_name: format!("natsregion-drill-{}", self.drill_name()),
+            ..Default::default()
+        };
+        let conn = connect(&access.endpoint, &settings)
+            .await
+            .map_err(|e| StepError::Precondition(e.to_string()))?;
+        if provision {
+            self.provision(&access, &conn).await?;
+        }
+        self.check_stream(&access, &conn).await?;
+        let reader = ZoneReader::start(
+            access.name(),
+            &conn.js,
+            self.stream(),
+            &self.durable(),
+            self.epoch,
+        )
+        .await
+        .map_err(|e| StepError::Precondition(e.to_string()))?;
+        Ok(Zone {
+            access,
+            conn,
+            reader,
+            errors_at_cut: 0,
+            reads_at_cut: 0,
+        })
+    }
+
+    /// Adds an opened zone to the drill and to the timeline.
+    fn join(&mut self, zone: Zone) {
+        self.watched
+            .lock()
+            .expect("watched")
+            .push((zone.name().to_string(), zone.conn.js.clone()));
+        self.zones.push(zone);
     }
 
     /// Toxics shape the links for the whole drill; a heal removes every
@@ -888,42 +901,15 @@ impl Run<'_> {
         let joined = async {
             let access = self.runtime.add_zone(&spec).await?;
             self.temporary = Some(spec.name.clone());
-            let settings = ConnectSettings {
-                client_name: format!("natsregion-drill-{}", self.drill_name()),
-                ..Default::default()
-            };
-            let conn = connect(&access.endpoint, &settings)
-                .await
-                .map_err(|e| e.to_string())?;
             // The drill owns this zone, so it provisions the mirror even in a cluster.
-            self.provision(&access, &conn)
+            self.open_zone(access, true)
                 .await
-                .map_err(|e| e.to_string())?;
-            let reader = ZoneReader::start(
-                access.name(),
-                &conn.js,
-                self.stream(),
-                &self.durable(),
-                self.epoch,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            Ok::<_, String>(Zone {
-                access,
-                conn,
-                reader,
-                errors_at_cut: 0,
-                reads_at_cut: 0,
-            })
+                .map_err(|e| e.to_string())
         }
         .await;
         match joined {
             Ok(zone) => {
-                self.watched
-                    .lock()
-                    .expect("watched")
-                    .push((zone.name().to_string(), zone.conn.js.clone()));
-                self.zones.push(zone);
+                self.join(zone);
                 if self
                     .wait_reads(
                         std::slice::from_ref(&spec.name),

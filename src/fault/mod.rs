@@ -46,6 +46,27 @@ pub enum FaultError {
     UnknownZone(String),
 }
 
+/// The record of a fault injected at `injected` that must be gone by `injected + deadline`.
+pub fn fault_record(
+    id: String,
+    backend: &str,
+    zones: &[String],
+    injected: jiff::Timestamp,
+    deadline: Duration,
+) -> FaultRecord {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let deadline_at =
+        injected + jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX);
+    FaultRecord {
+        id,
+        backend: backend.to_string(),
+        zones: zones.to_vec(),
+        injected_at: Time(injected),
+        deadline: Time(deadline_at),
+        healed_at: None,
+    }
+}
+
 /// How zones are placed and how mirror zones reach the source zone's leafnode listener.
 pub trait Network: Send + Sync {
     /// Prepare (if needed) and return where a zone's servers run. Called once per

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::task::JoinHandle;
 
 use super::{FaultBackend, FaultError, Network, ZoneHost};
@@ -652,16 +651,7 @@ impl FaultBackend for NetnsBackend {
                 }
                 return Err(e);
             }
-            let deadline_at = injected
-                + jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX);
-            Ok(FaultRecord {
-                id,
-                backend: BACKEND.to_string(),
-                zones: zones.to_vec(),
-                injected_at: Time(injected),
-                deadline: Time(deadline_at),
-                healed_at: None,
-            })
+            Ok(super::fault_record(id, BACKEND, zones, injected, deadline))
         })
     }
 

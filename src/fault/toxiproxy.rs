@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -514,16 +513,13 @@ impl FaultBackend for ToxiproxyBackend {
                     return Err(e);
                 }
             }
-            let deadline_at = injected
-                + jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX);
-            Ok(FaultRecord {
+            Ok(super::fault_record(
                 id,
-                backend: self.name().to_string(),
-                zones: zones.to_vec(),
-                injected_at: Time(injected),
-                deadline: Time(deadline_at),
-                healed_at: None,
-            })
+                self.name(),
+                zones,
+                injected,
+                deadline,
+            ))
         })
     }
 
