@@ -22,18 +22,16 @@ pub fn table(report: &DrillReport) -> String {
     if let Some(m) = &s.message {
         out.push_str(&format!("  {m}\n"));
     }
-    out.push_str(&format!(
-        "\n  {:<3} {:<8} {:<50} {}\n",
-        "#", "verdict", "claim", "why"
-    ));
+    out.push('\n');
     for (i, c) in s.claims.iter().enumerate() {
         let verdict = match c.verdict {
             Verdict::Passed => "PASS",
             Verdict::Failed => "FAIL",
-            Verdict::NotRun => "not run",
+            Verdict::NotRun => "NOT RUN",
         };
+        // The reason goes on its own line: it can be long (ids, figures).
         out.push_str(&format!(
-            "  {:<3} {:<8} {:<50} {}\n",
+            "  {} {:<7} {}\n        {}\n",
             i + 1,
             verdict,
             c.claim.title(),
