@@ -13,3 +13,15 @@ pub mod labels {
     pub const ZONE: &str = "natsregion.io/zone";
     pub const DRILL: &str = "natsregion.io/drill";
 }
+
+pub mod context;
+pub mod error;
+pub mod health;
+pub mod leader;
+pub mod metrics;
+pub mod region;
+pub mod run;
+
+pub use context::{Context, OperatorSettings, ZoneAccess, ZoneUrls};
+pub use error::Error;
+pub use metrics::Metrics;

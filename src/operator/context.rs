@@ -1,0 +1,128 @@
+//! What every controller of the operator shares: the API client, metrics, the
+//! event reporter and the settings given on the command line.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::events::{Recorder, Reporter};
+
+use super::metrics::Metrics;
+use crate::nats::ConnectSettings;
+
+/// Settings of one operator process (flags of `natsregion run`).
+#[derive(Clone)]
+pub struct OperatorSettings {
+    /// Image for managed zones whose spec leaves `image` empty. The CRD
+    /// defaults `image`, so this only matters for objects written without it.
+    pub default_nats_image: String,
+    /// How often a region's status is read again from its zones when nothing
+    /// else triggers a reconcile.
+    pub status_refresh: Duration,
+    /// Watch only this namespace; `None`: every namespace.
+    pub namespace: Option<String>,
+    /// How the operator dials the zones' NATS servers. The deadline is short on
+    /// purpose: a zone that is not up is reported and retried on the next refresh,
+    /// it must not hold a reconcile for long.
+    pub nats_connect: ConnectSettings,
+    /// Where to reach managed zones when the in-cluster Service DNS names do not
+    /// resolve (tests, an operator running outside the cluster). `None`: the
+    /// zone's client Service and pod DNS names.
+    pub zone_access_override: Option<Arc<dyn ZoneAccess>>,
+}
+
+impl Default for OperatorSettings {
+    fn default() -> Self {
+        Self {
+            default_nats_image: crate::api::default_image(),
+            status_refresh: Duration::from_secs(30),
+            namespace: None,
+            nats_connect: ConnectSettings {
+                client_name: "natsregion-operator".to_string(),
+                attempt_timeout: Duration::from_secs(2),
+                deadline: Duration::from_secs(4),
+                request_timeout: Duration::from_secs(5),
+            },
+            zone_access_override: None,
+        }
+    }
+}
+
+impl fmt::Debug for OperatorSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OperatorSettings")
+            .field("default_nats_image", &self.default_nats_image)
+            .field("status_refresh", &self.status_refresh)
+            .field("namespace", &self.namespace)
+            .field("nats_connect", &self.nats_connect)
+            .field("zone_access_override", &self.zone_access_override.is_some())
+            .finish()
+    }
+}
+
+/// A managed zone's addresses as the operator must dial them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ZoneUrls {
+    /// `nats://host:port` client URLs.
+    pub client: Vec<String>,
+    /// `http://host:port` monitoring base URLs, one per server (may be empty).
+    pub monitor: Vec<String>,
+}
+
+/// Overrides how managed zones are reached (see `OperatorSettings::zone_access_override`).
+pub trait ZoneAccess: Send + Sync {
+    /// `None`: use the in-cluster addresses for this zone.
+    fn zone_urls(&self, namespace: &str, region: &str, zone: &str) -> Option<ZoneUrls>;
+}
+
+/// Shared state of the operator's controllers.
+pub struct Context {
+    pub client: kube::Client,
+    pub metrics: Arc<Metrics>,
+    pub reporter: Reporter,
+    pub settings: OperatorSettings,
+    /// One recorder for the process, so repeated events become a series
+    /// instead of new Event objects.
+    pub recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, settings: OperatorSettings, reporter: Reporter) -> Arc<Self> {
+        Arc::new(Self {
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            client,
+            metrics: Arc::new(Metrics::default()),
+            reporter,
+            settings,
+        })
+    }
+
+    /// Addresses of managed zone `zone` of region `region` in `namespace`:
+    /// the override when one answers, else the in-cluster Service and pod names.
+    pub fn zone_urls(&self, namespace: &str, region: &str, zone: &str, servers: i32) -> ZoneUrls {
+        if let Some(urls) = self
+            .settings
+            .zone_access_override
+            .as_ref()
+            .and_then(|o| o.zone_urls(namespace, region, zone))
+        {
+            return urls;
+        }
+        super::region::names::in_cluster_urls(namespace, region, zone, servers)
+    }
+}
+
+/// The reporter for a process: controller name plus the pod name when known.
+pub fn reporter() -> Reporter {
+    Reporter {
+        controller: "natsregion-operator".to_string(),
+        instance: std::env::var("POD_NAME").ok().or_else(hostname_instance),
+    }
+}
+
+fn hostname_instance() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}

@@ -1,0 +1,257 @@
+//! Prometheus metrics of the operator, served on `/metrics`.
+//!
+//! One registry per process. Controllers record through the methods here, so
+//! metric names and label sets are defined in one place.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub controller: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    /// The claim judged (`partition_isolation`, `no_loss`, ...) or `drill` for the whole drill.
+    pub claim: String,
+    /// `passed`, `failed` or `inconclusive`.
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaultLabels {
+    /// Fault backend (`networkpolicy`, `toxiproxy`, ...).
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ZoneLabels {
+    pub namespace: String,
+    pub region: String,
+    pub zone: String,
+}
+
+fn reconcile_histogram() -> Histogram {
+    // 5 ms .. ~20 s: a reconcile that connects to zones takes seconds.
+    Histogram::new(exponential_buckets(0.005, 2.0, 12))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ControllerLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
+    reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
+    drill_verdicts: Family<VerdictLabels, Counter>,
+    faults_injected: Family<FaultLabels, Counter>,
+    faults_healed: Family<FaultLabels, Counter>,
+    mirror_lag: Family<ZoneLabels, Gauge>,
+    leader: Gauge,
+    /// Zones with a lag gauge, per region, so a removed zone's series goes away.
+    lag_zones: Mutex<Vec<ZoneLabels>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("natsregion");
+        let reconciles = Family::<ControllerLabels, Counter>::default();
+        let failures = Family::<FailureLabels, Counter>::default();
+        let reconcile_duration =
+            Family::<ControllerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                reconcile_histogram,
+            );
+        let drill_verdicts = Family::<VerdictLabels, Counter>::default();
+        let faults_injected = Family::<FaultLabels, Counter>::default();
+        let faults_healed = Family::<FaultLabels, Counter>::default();
+        let mirror_lag = Family::<ZoneLabels, Gauge>::default();
+        let leader = Gauge::default();
+        registry.register("reconciles", "Reconciles run", reconciles.clone());
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that failed, by reason",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "drill_verdicts",
+            "Drill claim verdicts",
+            drill_verdicts.clone(),
+        );
+        registry.register(
+            "faults_injected",
+            "Network faults injected by drills",
+            faults_injected.clone(),
+        );
+        registry.register(
+            "faults_healed",
+            "Network faults healed by drills",
+            faults_healed.clone(),
+        );
+        registry.register(
+            "mirror_lag_messages",
+            "Source last sequence minus mirror last sequence, per mirror zone",
+            mirror_lag.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            leader.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            failures,
+            reconcile_duration,
+            drill_verdicts,
+            faults_injected,
+            faults_healed,
+            mirror_lag,
+            leader,
+            lag_zones: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn reconciled(&self, controller: &str, took: Duration) {
+        let labels = ControllerLabels {
+            controller: controller.to_string(),
+        };
+        self.reconciles.get_or_create(&labels).inc();
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn failed(&self, controller: &str, reason: &str) {
+        self.failures
+            .get_or_create(&FailureLabels {
+                controller: controller.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn drill_verdict(&self, claim: &str, verdict: &str) {
+        self.drill_verdicts
+            .get_or_create(&VerdictLabels {
+                claim: claim.to_string(),
+                verdict: verdict.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn fault_injected(&self, backend: &str) {
+        self.faults_injected
+            .get_or_create(&FaultLabels {
+                backend: backend.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn fault_healed(&self, backend: &str) {
+        self.faults_healed
+            .get_or_create(&FaultLabels {
+                backend: backend.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// Sets the lag of every mirror zone of one region; zones not in `lags`
+    /// (removed, or lag unknown) lose their series.
+    pub fn set_region_lag(&self, namespace: &str, region: &str, lags: &[(String, Option<i64>)]) {
+        let mut known = self.lag_zones.lock().expect("lag zones lock");
+        let labels = |zone: &str| ZoneLabels {
+            namespace: namespace.to_string(),
+            region: region.to_string(),
+            zone: zone.to_string(),
+        };
+        known.retain(|l| {
+            let ours = l.namespace == namespace && l.region == region;
+            let keep = !ours || lags.iter().any(|(z, lag)| *z == l.zone && lag.is_some());
+            if !keep {
+                self.mirror_lag.remove(l);
+            }
+            keep
+        });
+        for (zone, lag) in lags {
+            if let Some(lag) = lag {
+                let l = labels(zone);
+                self.mirror_lag.get_or_create(&l).set(*lag);
+                if !known.contains(&l) {
+                    known.push(l);
+                }
+            }
+        }
+    }
+
+    /// Drops a deleted region's series.
+    pub fn forget_region(&self, namespace: &str, region: &str) {
+        self.set_region_lag(namespace, region, &[]);
+    }
+
+    /// The registry in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_every_family_and_drops_removed_zones() {
+        let m = Metrics::default();
+        m.reconciled("regionmirror", Duration::from_millis(12));
+        m.failed("regionmirror", "ZoneUnreachable");
+        m.drill_verdict("no_loss", "passed");
+        m.fault_injected("networkpolicy");
+        m.fault_healed("networkpolicy");
+        m.set_region_lag(
+            "ns",
+            "east",
+            &[("b".into(), Some(5)), ("c".into(), Some(0))],
+        );
+        let text = m.encode();
+        assert!(
+            text.contains("natsregion_reconciles_total{controller=\"regionmirror\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("reason=\"ZoneUnreachable\""), "{text}");
+        assert!(
+            text.contains(
+                "natsregion_mirror_lag_messages{namespace=\"ns\",region=\"east\",zone=\"b\"} 5"
+            ),
+            "{text}"
+        );
+        m.set_region_lag("ns", "east", &[("c".into(), Some(0))]);
+        assert!(!m.encode().contains("zone=\"b\""));
+        m.forget_region("ns", "east");
+        assert!(!m.encode().contains("zone=\"c\""));
+    }
+}

@@ -1,0 +1,74 @@
+//! Names and in-cluster addresses of a region's child objects. One place, so
+//! the builders, the pruning and the NATS dialing agree.
+
+use crate::operator::context::ZoneUrls;
+
+pub const CLIENT_PORT: u16 = 4222;
+pub const CLUSTER_PORT: u16 = 6222;
+pub const MONITOR_PORT: u16 = 8222;
+pub const LEAFNODE_PORT: u16 = 7422;
+
+/// StatefulSet, its headless Service (route DNS) and the PodDisruptionBudget.
+pub fn statefulset(region: &str, zone: &str) -> String {
+    format!("{region}-{zone}")
+}
+pub fn headless_service(region: &str, zone: &str) -> String {
+    statefulset(region, zone)
+}
+pub fn pdb(region: &str, zone: &str) -> String {
+    statefulset(region, zone)
+}
+pub fn client_service(region: &str, zone: &str) -> String {
+    format!("{region}-{zone}-client")
+}
+/// Only the source zone has one: mirror zones dial it.
+pub fn leafnode_service(region: &str, zone: &str) -> String {
+    format!("{region}-{zone}-leaf")
+}
+pub fn config_map(region: &str, zone: &str) -> String {
+    format!("{region}-{zone}-config")
+}
+/// The application credentials the operator generates when the spec names none.
+pub fn generated_credentials(region: &str) -> String {
+    format!("{region}-credentials")
+}
+/// The system account's user; always generated (users never need it).
+pub fn system_credentials(region: &str) -> String {
+    format!("{region}-system-credentials")
+}
+/// Pod `i` of the zone; also its nats `server_name` (unique in the namespace).
+pub fn pod(region: &str, zone: &str, i: i32) -> String {
+    format!("{}-{i}", statefulset(region, zone))
+}
+/// Stable DNS name of pod `i` through the headless Service.
+pub fn pod_host(namespace: &str, region: &str, zone: &str, i: i32) -> String {
+    format!(
+        "{}.{}.{namespace}.svc",
+        pod(region, zone, i),
+        headless_service(region, zone)
+    )
+}
+pub fn client_host(namespace: &str, region: &str, zone: &str) -> String {
+    format!("{}.{namespace}.svc", client_service(region, zone))
+}
+pub fn leafnode_host(namespace: &str, region: &str, zone: &str) -> String {
+    format!("{}.{namespace}.svc", leafnode_service(region, zone))
+}
+
+/// How the operator reaches a managed zone from inside the cluster.
+pub fn in_cluster_urls(namespace: &str, region: &str, zone: &str, servers: i32) -> ZoneUrls {
+    ZoneUrls {
+        client: vec![format!(
+            "nats://{}:{CLIENT_PORT}",
+            client_host(namespace, region, zone)
+        )],
+        monitor: (0..servers.max(0))
+            .map(|i| {
+                format!(
+                    "http://{}:{MONITOR_PORT}",
+                    pod_host(namespace, region, zone, i)
+                )
+            })
+            .collect(),
+    }
+}

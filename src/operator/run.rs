@@ -1,0 +1,140 @@
+//! `natsregion run`: one operator process. Serves health and metrics, waits
+//! for the leader Lease (unless disabled), runs the controllers until SIGTERM
+//! or until leadership is lost, then hands the Lease over.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+
+use super::context::{Context, OperatorSettings, reporter};
+use super::error::{Error, Result};
+use super::health::{self, Health};
+use super::leader::{self, LeaseSettings};
+
+/// Resolves when the controllers must stop (SIGTERM, Ctrl-C, lost leadership,
+/// or a test saying so). Cloneable, so every controller can wait on it.
+pub type Shutdown = Shared<BoxFuture<'static, ()>>;
+
+/// Makes a `Shutdown` out of any future.
+pub fn shutdown_on(fut: impl std::future::Future<Output = ()> + Send + 'static) -> Shutdown {
+    fut.boxed().shared()
+}
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub settings: OperatorSettings,
+    /// `/healthz`, `/readyz` and `/metrics`.
+    pub metrics_addr: SocketAddr,
+    /// `None`: run without leader election (one replica only!).
+    pub leader_election: Option<LeaseSettings>,
+}
+
+/// Runs the operator against the cluster of the current kubeconfig or the
+/// in-cluster service account.
+pub async fn run(opts: RunOptions) -> Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| Error::kube("build a client from the kubeconfig or service account", e))?;
+    let version = client
+        .apiserver_version()
+        .await
+        .map_err(|e| Error::kube("reach the API server", e))?;
+    tracing::info!(
+        server = %version.git_version,
+        settings = ?opts.settings,
+        "connected to the API server"
+    );
+    let ctx = Context::new(client.clone(), opts.settings.clone(), reporter());
+    let health = Arc::new(Health::default());
+    let terminate = shutdown_on(termination_signal());
+
+    let (listener, addr) = health::bind(opts.metrics_addr).await?;
+    tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+    let server = tokio::spawn(health::serve(
+        listener,
+        ctx.metrics.clone(),
+        health.clone(),
+        terminate.clone(),
+    ));
+    health.set_ready(true);
+
+    let result = match opts.leader_election {
+        None => {
+            ctx.metrics.set_leader(true);
+            run_controllers(ctx.clone(), terminate.clone()).await;
+            Ok(())
+        }
+        Some(lease) => match leader::acquire(client, lease, terminate.clone()).await? {
+            None => Ok(()),
+            Some(mut leadership) => {
+                ctx.metrics.set_leader(true);
+                let mut lost = leadership.lost_signal();
+                let stop = shutdown_on({
+                    let terminate = terminate.clone();
+                    async move {
+                        tokio::select! {
+                            _ = terminate => {}
+                            _ = lost.wait_for(|l| *l) => {}
+                        }
+                    }
+                });
+                run_controllers(ctx.clone(), stop).await;
+                ctx.metrics.set_leader(false);
+                let lost = futures::poll!(Box::pin(leadership.lost())).is_ready();
+                if lost {
+                    // Exit non-zero: the pod restarts and queues up for the Lease again
+                    // with fresh state instead of reusing caches from its time as leader.
+                    Err(Error::LeaderElection(
+                        "lost the leader Lease; controllers stopped".to_string(),
+                    ))
+                } else {
+                    leadership.release().await;
+                    Ok(())
+                }
+            }
+        },
+    };
+    health.set_ready(false);
+    let _ = server.await;
+    result
+}
+
+/// Runs every controller until `shutdown`. Tests call this in-process.
+pub async fn run_controllers(ctx: Arc<Context>, shutdown: Shutdown) {
+    let region = super::region::controller(ctx.clone(), shutdown.clone());
+    // ------------------------------------------------------------ DRILL HOOK
+    // When src/operator/drill exists, run its controller beside the region's:
+    //     let drill = crate::operator::drill::controller(ctx.clone(), shutdown.clone());
+    //     futures::join!(region, drill);
+    // (signature: `pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown)`;
+    // pass `shutdown` to `Controller::graceful_shutdown_on`.)
+    // ------------------------------------------------------------------------
+    region.await;
+}
+
+/// SIGTERM (what the kubelet sends) or Ctrl-C.
+async fn termination_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the operator");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("termination requested; stopping controllers");
+}
