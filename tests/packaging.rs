@@ -1,0 +1,730 @@
+//! Packaging: the Helm chart, its CRDs, its values schema, and the example
+//! manifests, checked with the real `helm` from the tools cache and a real
+//! kube-apiserver (testenv::ControlPlane) using server-side dry-run apply.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{Scope, pinned_kind};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, ResourceExt};
+use natsregion::api::validate::{self, msg};
+use natsregion::api::{PartitionDrill, RegionMirror};
+use natsregion::testenv::ControlPlane;
+use serde_json::{Value, json};
+
+const MANAGER: &str = "natsregion-packaging-test";
+/// The release namespace the chart is rendered for.
+const RELEASE_NS: &str = "natsregion-system";
+/// The test API server's version (tools/install.sh KUBERNETES_VERSION). A helm
+/// built with `go install` assumes v1.20 unless told, and the chart needs newer.
+const KUBE_VERSION: &str = "1.37.2";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart() -> PathBuf {
+    root().join("charts/natsregion")
+}
+
+fn helm(args: &[&str]) -> Output {
+    let bin = natsregion::tools::binary("helm").unwrap_or_else(|e| panic!("{e}"));
+    Command::new(&bin)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `helm template` with `--set` pairs; the rendered output or helm's stderr.
+fn template(sets: &[&str]) -> Result<String, String> {
+    let chart = chart();
+    let mut args = vec![
+        "template",
+        "natsregion",
+        chart.to_str().unwrap(),
+        "--namespace",
+        RELEASE_NS,
+        "--kube-version",
+        KUBE_VERSION,
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = helm(&args);
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+/// Every non-empty document of a YAML stream, as JSON values.
+fn documents(yaml: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|doc| Value::deserialize(doc).expect("YAML document parses"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn kind_of(object: &Value) -> &str {
+    object["kind"].as_str().unwrap_or_default()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| kind_of(o) == kind).collect()
+}
+
+// ------------------------------------------------------------- no API server
+
+#[test]
+fn helm_lint_passes() {
+    let chart = chart();
+    for sets in [
+        vec![],
+        vec![
+            "watchNamespace=team-a",
+            "replicas=2",
+            "serviceMonitor.enabled=true",
+        ],
+    ] {
+        let mut args = vec!["lint", "--strict", chart.to_str().unwrap()];
+        for set in &sets {
+            args.extend(["--set", set]);
+        }
+        let out = helm(&args);
+        assert!(
+            out.status.success(),
+            "helm lint {sets:?} failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn chart_crds_are_the_generated_crds() {
+    let names = |dir: &Path| -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let generated = root().join("crds");
+    let shipped = chart().join("crds");
+    assert_eq!(
+        names(&generated),
+        names(&shipped),
+        "charts/natsregion/crds must hold exactly the files of crds/: run `make crds`"
+    );
+    for name in names(&generated) {
+        let a = std::fs::read(generated.join(&name)).unwrap();
+        let b = std::fs::read(shipped.join(&name)).unwrap();
+        assert!(
+            a == b,
+            "charts/natsregion/crds/{name} differs from crds/{name}: run `make crds` and commit both"
+        );
+    }
+}
+
+#[test]
+fn values_schema_rejects_bad_values() {
+    template(&[]).expect("default values render");
+    // (value, what helm's schema error must name)
+    let bad = [
+        (vec!["replicas=two"], "/replicas"),
+        (vec!["replicas=0"], "/replicas"),
+        (vec!["logFormat=xml"], "/logFormat"),
+        (vec!["logLevel=loud"], "/logLevel"),
+        (vec!["replicaCount=2"], "replicaCount"),
+        (vec!["image.pullPolicy=Sometimes"], "/image/pullPolicy"),
+        (vec!["metrics.port=80"], "/metrics/port"),
+        (vec!["watchNamespace=Team_A"], "/watchNamespace"),
+        (
+            vec!["serviceMonitor.enabled=yes"],
+            "/serviceMonitor/enabled",
+        ),
+        (
+            vec!["replicas=2", "leaderElection.enabled=false"],
+            "/leaderElection/enabled",
+        ),
+    ];
+    for (sets, names) in bad {
+        match template(&sets) {
+            Ok(_) => panic!("helm template accepted {sets:?}"),
+            Err(stderr) => assert!(
+                stderr.contains(names),
+                "{sets:?}: the error should name {names}:\n{stderr}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn kind_cluster_and_e2e_match_the_examples() {
+    // Each zone of examples/region.yaml is pinned to a topology zone that a
+    // kind worker carries.
+    let cluster = documents(&read(&root().join("kind/cluster.yaml")));
+    let nodes = cluster[0]["nodes"].as_array().expect("kind nodes");
+    assert_eq!(cluster[0]["networking"]["disableDefaultCNI"], true);
+    let worker_zones: BTreeSet<&str> = nodes
+        .iter()
+        .filter(|n| n["role"] == "worker")
+        .filter_map(|n| n["labels"]["topology.kubernetes.io/zone"].as_str())
+        .collect();
+    assert_eq!(worker_zones.len(), 3, "{nodes:?}");
+    let region = documents(&read(&root().join("examples/region.yaml")));
+    for zone in region[0]["spec"]["zones"].as_array().unwrap() {
+        let topology = zone["scheduling"]["topologyZone"].as_str().unwrap();
+        assert!(
+            worker_zones.contains(topology),
+            "{topology} has no kind worker"
+        );
+    }
+    // The names the e2e script waits on are the examples' names.
+    let script = read(&root().join("kind/e2e.sh"));
+    let drill = documents(&read(&root().join("examples/drill.yaml")));
+    let region_name = region[0]["metadata"]["name"].as_str().unwrap();
+    let drill_name = drill[0]["metadata"]["name"].as_str().unwrap();
+    assert!(script.contains(&format!("\nregion={region_name}\n")));
+    assert!(script.contains(&format!("\ndrill={drill_name}\n")));
+    assert_eq!(drill[0]["spec"]["regionRef"]["name"], region_name);
+}
+
+// ----------------------------------------------------------- real API server
+
+async fn plane() -> (ControlPlane, Client) {
+    let started = Instant::now();
+    let plane = ControlPlane::start()
+        .await
+        .unwrap_or_else(|e| panic!("control plane: {e}"));
+    eprintln!("control plane ready in {:?}", started.elapsed());
+    let client = plane.client().await.expect("client");
+    (plane, client)
+}
+
+/// Installs a CRD for real and waits until it is served.
+async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.name_any();
+    crds.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply CRD {name}: {e}"));
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{name} not Established within 30s"))
+    .expect("watch CRD");
+}
+
+/// The CRDs the Helm way: from the chart's crds/ directory.
+async fn install_chart_crds(client: &Client) {
+    let dir = chart().join("crds");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for file in files {
+        let crd: CustomResourceDefinition =
+            serde_yaml_ng::from_str(&read(&file)).expect("CRD parses");
+        install_crd(client, &crd).await;
+    }
+}
+
+async fn create_namespace(client: &Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+}
+
+/// Server-side apply of one object (dry run unless `for_real`), resolving its
+/// kind through discovery, with strict field validation. Namespaced objects
+/// without a namespace go to `default`.
+async fn apply(
+    client: &Client,
+    object: &Value,
+    for_real: bool,
+) -> Result<DynamicObject, kube::Error> {
+    let api_version = object["apiVersion"].as_str().expect("apiVersion");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, kind_of(object));
+    let (resource, caps) = pinned_kind(client, &gvk)
+        .await
+        .unwrap_or_else(|e| panic!("discover {gvk:?}: {e}"));
+    let api: Api<DynamicObject> = match caps.scope {
+        Scope::Cluster => Api::all_with(client.clone(), &resource),
+        Scope::Namespaced => {
+            let ns = object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default");
+            Api::namespaced_with(client.clone(), ns, &resource)
+        }
+    };
+    let name = object["metadata"]["name"].as_str().expect("metadata.name");
+    // Strict: an unknown or misspelt field is an error, as with kubectl.
+    let mut params = PatchParams::apply(MANAGER).force().validation_strict();
+    if !for_real {
+        params = params.dry_run();
+    }
+    api.patch(name, &params, &Patch::Apply(object)).await
+}
+
+async fn apply_all_dry_run(client: &Client, objects: &[Value], what: &str) {
+    for object in objects {
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        apply(client, object, false).await.unwrap_or_else(|e| {
+            panic!(
+                "{what}: the API server refused {} {name}: {e}",
+                kind_of(object)
+            )
+        });
+    }
+}
+
+/// A stand-in for the Prometheus Operator's CRD, so a ServiceMonitor can be
+/// applied: same group, version, kind and scope; the schema is open.
+fn service_monitor_crd() -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor", "listKind": "ServiceMonitorList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
+        },
+    }))
+    .unwrap()
+}
+
+fn deployment(objects: &[Value]) -> &Value {
+    let found = find(objects, "Deployment");
+    assert_eq!(found.len(), 1, "one Deployment");
+    found[0]
+}
+
+fn args(deployment: &Value) -> Vec<&str> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect()
+}
+
+fn assert_hardened(deployment: &Value) {
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{pod}");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &pod["containers"][0];
+    let sc = &container["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true, "{sc}");
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert!(container["resources"]["requests"]["cpu"].is_string());
+    assert!(container["resources"]["requests"]["memory"].is_string());
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+}
+
+#[tokio::test]
+async fn chart_applies_to_the_api_server() {
+    let (_plane, client) = plane().await;
+    install_chart_crds(&client).await;
+    install_crd(&client, &service_monitor_crd()).await;
+    for ns in [RELEASE_NS, "team-a"] {
+        create_namespace(&client, ns).await;
+    }
+
+    // Default values: cluster-wide RBAC, one replica, leader election on.
+    let objects = documents(&template(&[]).expect("default values render"));
+    apply_all_dry_run(&client, &objects, "default values").await;
+    let kinds: BTreeSet<&str> = objects.iter().map(kind_of).collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "Deployment",
+        ]),
+        "default values render these kinds and no ServiceMonitor"
+    );
+    let deploy = deployment(&objects);
+    assert_hardened(deploy);
+    assert_eq!(deploy["spec"]["replicas"], 1);
+    let a = args(deploy);
+    assert_eq!(a[0], "run");
+    assert!(a.contains(&"--leader-election"), "{a:?}");
+    assert!(a.contains(&"--lease-namespace=natsregion-system"), "{a:?}");
+    assert!(
+        a.contains(&"--default-nats-image=nats:2.14.9-alpine"),
+        "{a:?}"
+    );
+    assert!(a.contains(&"--log-format=json"), "{a:?}");
+    assert!(!a.iter().any(|x| x.starts_with("--namespace")), "{a:?}");
+
+    // Non-default values: one namespace only, two replicas, another image, a ServiceMonitor.
+    let objects = documents(
+        &template(&[
+            "watchNamespace=team-a",
+            "replicas=2",
+            "image.repository=registry.example.com/natsregion",
+            "image.tag=v9.9.9",
+            "serviceMonitor.enabled=true",
+            "logFormat=text",
+            "logLevel=debug",
+            "leaderElection.leaseName=ops-lease",
+        ])
+        .expect("non-default values render"),
+    );
+    apply_all_dry_run(&client, &objects, "non-default values").await;
+    assert!(
+        find(&objects, "ClusterRole").is_empty(),
+        "nothing cluster-wide"
+    );
+    assert!(find(&objects, "ClusterRoleBinding").is_empty());
+    assert_eq!(find(&objects, "ServiceMonitor").len(), 1);
+    let watch_roles: Vec<_> = find(&objects, "Role")
+        .into_iter()
+        .filter(|r| r["metadata"]["namespace"] == "team-a")
+        .collect();
+    assert_eq!(watch_roles.len(), 1, "a Role in the watched namespace");
+    let deploy = deployment(&objects);
+    assert_hardened(deploy);
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example.com/natsregion:v9.9.9"
+    );
+    let a = args(deploy);
+    assert!(a.contains(&"--namespace=team-a"), "{a:?}");
+    assert!(a.contains(&"--lease-name=ops-lease"), "{a:?}");
+    assert!(a.contains(&"--log-format=text"), "{a:?}");
+}
+
+/// The chart's RBAC, installed for real, grants the operator's service account
+/// what the operator uses and nothing more (asked through SubjectAccessReview).
+#[tokio::test]
+async fn chart_rbac_is_least_privilege() {
+    let (_plane, client) = plane().await;
+    install_chart_crds(&client).await;
+    for ns in [RELEASE_NS, "team-a", "team-b"] {
+        create_namespace(&client, ns).await;
+    }
+    let user = format!("system:serviceaccount:{RELEASE_NS}:natsregion");
+    let reviews: Api<SubjectAccessReview> = Api::all(client.clone());
+    let can =
+        |ns: &'static str, group: &'static str, resource: &'static str, verb: &'static str| {
+            let reviews = reviews.clone();
+            let user = user.clone();
+            async move {
+                let (resource, subresource) = match resource.split_once('/') {
+                    Some((r, s)) => (r, Some(s.to_string())),
+                    None => (resource, None),
+                };
+                let review = SubjectAccessReview {
+                    spec: SubjectAccessReviewSpec {
+                        user: Some(user),
+                        groups: Some(vec!["system:serviceaccounts".into()]),
+                        resource_attributes: Some(ResourceAttributes {
+                            namespace: Some(ns.into()),
+                            group: Some(group.into()),
+                            resource: Some(resource.into()),
+                            subresource,
+                            verb: Some(verb.into()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                let answer = reviews
+                    .create(&PostParams::default(), &review)
+                    .await
+                    .expect("SubjectAccessReview");
+                answer.status.map(|s| s.allowed).unwrap_or(false)
+            }
+        };
+
+    // Watch one namespace: the rules hold there and nowhere else.
+    let objects = documents(&template(&["watchNamespace=team-a"]).unwrap());
+    for object in objects.iter().filter(|o| {
+        matches!(
+            kind_of(o),
+            "ServiceAccount" | "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding"
+        )
+    }) {
+        apply(&client, object, true)
+            .await
+            .unwrap_or_else(|e| panic!("apply {}: {e}", kind_of(object)));
+    }
+    let allowed = [
+        ("team-a", "natsregion.io", "regionmirrors", "watch"),
+        ("team-a", "natsregion.io", "partitiondrills", "patch"),
+        ("team-a", "natsregion.io", "regionmirrors/status", "patch"),
+        (
+            "team-a",
+            "natsregion.io",
+            "partitiondrills/finalizers",
+            "update",
+        ),
+        ("team-a", "apps", "statefulsets", "create"),
+        ("team-a", "apps", "deployments", "delete"),
+        ("team-a", "networking.k8s.io", "networkpolicies", "create"),
+        ("team-a", "policy", "poddisruptionbudgets", "patch"),
+        ("team-a", "", "secrets", "get"),
+        ("team-a", "", "pods", "list"),
+        ("team-a", "events.k8s.io", "events", "create"),
+        (RELEASE_NS, "coordination.k8s.io", "leases", "create"),
+    ];
+    let denied = [
+        ("team-b", "natsregion.io", "regionmirrors", "list"),
+        ("team-b", "", "secrets", "get"),
+        ("team-a", "natsregion.io", "regionmirrors", "delete"),
+        ("team-a", "natsregion.io", "regionmirrors", "create"),
+        ("team-a", "", "pods", "delete"),
+        ("team-a", "", "pods/exec", "create"),
+        ("team-a", "", "secrets", "update"),
+        ("team-a", "rbac.authorization.k8s.io", "roles", "create"),
+        ("team-a", "coordination.k8s.io", "leases", "delete"),
+        (RELEASE_NS, "", "secrets", "get"),
+    ];
+    for (ns, group, resource, verb) in allowed {
+        assert!(
+            can(ns, group, resource, verb).await,
+            "the operator needs {verb} {group}/{resource} in {ns}"
+        );
+    }
+    for (ns, group, resource, verb) in denied {
+        assert!(
+            !can(ns, group, resource, verb).await,
+            "the operator must not get {verb} {group}/{resource} in {ns}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------ examples
+
+const EXAMPLES: [&str; 6] = [
+    "region.yaml",
+    "drill.yaml",
+    "drill-scheduled.yaml",
+    "drill-toxiproxy.yaml",
+    "region-external.yaml",
+    "drill-local.yaml",
+];
+
+fn example(name: &str) -> Vec<Value> {
+    documents(&read(&root().join("examples").join(name)))
+}
+
+#[test]
+fn examples_pass_the_local_validator() {
+    let region: RegionMirror = serde_json::from_value(example("region.yaml").remove(0)).unwrap();
+    validate::region(&region, None).expect("region.yaml");
+    let external: RegionMirror =
+        serde_json::from_value(example("region-external.yaml").remove(0)).unwrap();
+    validate::region(&external, None).expect("region-external.yaml");
+    for file in ["drill.yaml", "drill-scheduled.yaml", "drill-toxiproxy.yaml"] {
+        let drill: PartitionDrill = serde_json::from_value(example(file).remove(0)).unwrap();
+        validate::drill(&drill, &region).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let listed: BTreeSet<String> = std::fs::read_dir(root().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let known: BTreeSet<String> = EXAMPLES.iter().map(|s| s.to_string()).collect();
+    assert_eq!(listed, known, "a new example needs adding to EXAMPLES");
+}
+
+type Mutation = fn(&mut Value);
+
+/// A good example made bad: (file, rule broken, how).
+fn broken_examples() -> Vec<(&'static str, &'static str, Mutation)> {
+    vec![
+        // Region-wide rules.
+        ("region.yaml", msg::ONE_SOURCE, |r| {
+            r["spec"]["zones"][0]["role"] = json!("mirror")
+        }),
+        ("region.yaml", msg::UNIQUE_ZONE_NAMES, |r| {
+            r["spec"]["zones"][2]["name"] = json!("west");
+            r["spec"]["zones"][2]["domain"] = json!("north");
+        }),
+        ("region.yaml", msg::UNIQUE_DOMAINS, |r| {
+            r["spec"]["zones"][1]["domain"] = json!("east")
+        }),
+        ("region.yaml", msg::LIMITS_RETENTION, |r| {
+            r["spec"]["stream"]["retention"] = json!("WorkQueue")
+        }),
+        ("region.yaml", msg::REPLICAS_FIT, |r| {
+            r["spec"]["zones"][0]["servers"] = json!(1)
+        }),
+        // Stream fields.
+        ("region.yaml", msg::STREAM_NAME, |r| {
+            r["spec"]["stream"]["name"] = json!("events.qa")
+        }),
+        ("region.yaml", msg::SUBJECTS, |r| {
+            r["spec"]["stream"]["subjects"] = json!(["events qa"])
+        }),
+        ("region.yaml", msg::SYNC_INTERVAL, |r| {
+            r["spec"]["stream"]["syncInterval"] = json!("2 minutes")
+        }),
+        ("region.yaml", msg::RECONNECT, |r| {
+            r["spec"]["leafnode"]["reconnectIntervalSeconds"] = json!(0)
+        }),
+        // Zone fields.
+        ("region.yaml", msg::ZONE_NAME, |r| {
+            r["spec"]["zones"][1]["name"] = json!("West")
+        }),
+        ("region.yaml", msg::SERVERS, |r| {
+            r["spec"]["zones"][1]["servers"] = json!(10)
+        }),
+        ("region.yaml", msg::STORAGE_SIZE, |r| {
+            r["spec"]["zones"][1]["storage"]["size"] = json!("1GB")
+        }),
+        // External zones.
+        ("region-external.yaml", msg::EXTERNAL_DOMAIN, |r| {
+            r["spec"]["zones"][1]
+                .as_object_mut()
+                .unwrap()
+                .remove("domain");
+        }),
+        ("region-external.yaml", msg::EXTERNAL_URL, |r| {
+            r["spec"]["zones"][1]["external"]["url"] = json!("https://nats.dc2.example.com")
+        }),
+        ("region-external.yaml", msg::DOMAIN, |r| {
+            r["spec"]["zones"][1]["domain"] = json!("dc2.eu")
+        }),
+        // Drill steps and faults.
+        ("drill.yaml", msg::PARTITION_HEALED, |d| {
+            d["spec"]["steps"] = json!(["produce", "partition", "produce", "verify"])
+        }),
+        ("drill.yaml", msg::VERIFY_LAST, |d| {
+            d["spec"]["steps"] = json!(["produce"])
+        }),
+        ("drill.yaml", msg::HOLD_BEFORE_DEADLINE, |d| {
+            d["spec"]["fault"]["holdSeconds"] = json!(400)
+        }),
+        ("drill.yaml", msg::FAULT_DEADLINE, |d| {
+            d["spec"]["fault"]["deadlineSeconds"] = json!(7200)
+        }),
+        ("drill.yaml", msg::PAYLOAD, |d| {
+            d["spec"]["workload"]["payloadBytes"] = json!(16)
+        }),
+        ("drill.yaml", msg::CATCH_UP_TIMEOUT, |d| {
+            d["spec"]["timeouts"]["catchUpSeconds"] = json!(0)
+        }),
+        ("drill.yaml", msg::REGION_REF, |d| {
+            d["spec"]["regionRef"]["name"] = json!("")
+        }),
+        // Schedules.
+        ("drill-scheduled.yaml", msg::SCHEDULE, |d| {
+            d["spec"]["schedule"] = json!("0 3 * *")
+        }),
+        ("drill-scheduled.yaml", msg::HISTORY_LIMIT, |d| {
+            d["spec"]["historyLimit"] = json!(0)
+        }),
+        // Toxics.
+        ("drill-toxiproxy.yaml", msg::TOXIC_LATENCY, |d| {
+            d["spec"]["fault"]["toxics"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("latencyMillis");
+        }),
+        ("drill-toxiproxy.yaml", msg::TOXIC_BANDWIDTH, |d| {
+            d["spec"]["fault"]["toxics"][1]["rateKilobytesPerSecond"] = json!(0)
+        }),
+    ]
+}
+
+fn refusal(result: Result<DynamicObject, kube::Error>, what: &str) -> String {
+    match result {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{what}: {status:?}");
+            status.message
+        }
+        other => panic!("{what}: expected a 422 refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn examples_apply_and_broken_examples_are_refused() {
+    let (_plane, client) = plane().await;
+    install_chart_crds(&client).await;
+
+    for file in EXAMPLES {
+        apply_all_dry_run(&client, &example(file), file).await;
+    }
+
+    for (file, message, mutate) in broken_examples() {
+        let mut object = example(file).remove(0);
+        mutate(&mut object);
+        let error = refusal(apply(&client, &object, false).await, file);
+        assert!(
+            error.contains(message),
+            "{file}: expected the message {message:?}, got: {error}"
+        );
+    }
+
+    // Transition rules need a stored object: the region for real, then edits.
+    let region = example("region.yaml").remove(0);
+    apply(&client, &region, true)
+        .await
+        .expect("store region.yaml");
+    let transitions: [(&str, Mutation); 2] = [
+        (msg::ROLE_IMMUTABLE, |r| {
+            r["spec"]["zones"][0]["role"] = json!("mirror");
+            r["spec"]["zones"][1]["role"] = json!("source");
+        }),
+        (msg::STREAM_NAME_IMMUTABLE, |r| {
+            r["spec"]["stream"]["name"] = json!("qa2")
+        }),
+    ];
+    for (message, mutate) in transitions {
+        let mut edited = region.clone();
+        mutate(&mut edited);
+        let error = refusal(apply(&client, &edited, false).await, "edited region.yaml");
+        assert!(
+            error.contains(message),
+            "expected {message:?}, got: {error}"
+        );
+    }
+}
