@@ -12,6 +12,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# ring's C and assembly for the musl target go through musl-gcc.
+ENV CC_x86_64_unknown_linux_musl=musl-gcc \
+    CC_aarch64_unknown_linux_musl=musl-gcc
 # The musl target of this machine's architecture (x86_64 or aarch64).
 RUN echo "$(uname -m)-unknown-linux-musl" > /target \
  && rustup target add "$(cat /target)"

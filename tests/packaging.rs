@@ -728,3 +728,77 @@ async fn examples_apply_and_broken_examples_are_refused() {
         );
     }
 }
+
+// ---------------------------------------------------------------- image build
+
+/// The image build cannot run here (no container engine), so what it relies
+/// on is checked instead: the build context (.dockerignore) holds everything
+/// cargo reads, and the image's user is the one the chart runs as.
+#[test]
+fn dockerfile_build_context_and_user_match_the_crate_and_chart() {
+    let dockerfile = read(&root().join("Dockerfile"));
+    let ignore = read(&root().join(".dockerignore"));
+    let kept: BTreeSet<&str> = ignore
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('!'))
+        .collect();
+    assert_eq!(
+        kept,
+        BTreeSet::from(["Cargo.toml", "Cargo.lock", "src/"]),
+        "the build context is Cargo.toml, Cargo.lock and src/"
+    );
+    // Nothing cargo needs lies outside that context.
+    assert!(
+        !root().join("build.rs").exists(),
+        "a build.rs must be added to .dockerignore"
+    );
+    let manifest = read(&root().join("Cargo.toml"));
+    for key in ["build =", "[[bench]]", "[[example]]", "path = \"../"] {
+        assert!(
+            !manifest.contains(key),
+            "Cargo.toml has {key:?}: check the Docker build context"
+        );
+    }
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(&root().join("src"), &mut files);
+    let src = root().join("src").canonicalize().unwrap();
+    for file in files {
+        let code = read(&file);
+        for (i, _) in code.match_indices("include_") {
+            let rest = &code[i..];
+            let Some(arg) = rest
+                .strip_prefix("include_str!(\"")
+                .or_else(|| rest.strip_prefix("include_bytes!(\""))
+            else {
+                continue;
+            };
+            let target = file.parent().unwrap().join(&arg[..arg.find('"').unwrap()]);
+            let target = target.canonicalize().unwrap_or(target);
+            assert!(
+                target.starts_with(&src),
+                "{} includes {}, outside src/: the Docker build context lacks it",
+                file.display(),
+                target.display()
+            );
+        }
+    }
+    // Builds the crate's binary, statically, into a distroless nonroot image.
+    assert!(dockerfile.contains("--bin natsregion"));
+    assert!(dockerfile.contains("-unknown-linux-musl"));
+    assert!(dockerfile.contains("FROM gcr.io/distroless/static:nonroot"));
+    assert!(dockerfile.contains("USER 65532:65532"));
+    let objects = documents(&template(&[]).unwrap());
+    let pod = &deployment(&objects)["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+    assert_eq!(pod["securityContext"]["runAsGroup"], 65532);
+}
