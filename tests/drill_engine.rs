@@ -110,6 +110,7 @@ async fn run_custom(
     drill: &PartitionDrill,
     mirror_api: Option<&str>,
     tamper_at: Option<(&'static str, Tamper)>,
+    prefill: u64,
 ) -> engine::DrillReport {
     let faults = LocalFaults::start(drill, true).await.expect("toxiproxy");
     let local = LocalRegion::start(
@@ -134,6 +135,16 @@ async fn run_custom(
             m.external.as_mut().expect("external mirror").api_prefix = api.to_string();
         }
         conn.js.create_stream(config).await.expect("stream created");
+        if zone_spec.is_source() {
+            for i in 0..prefill {
+                conn.js
+                    .publish("events.before", format!("before {i}").into())
+                    .await
+                    .expect("publish")
+                    .await
+                    .expect("ack");
+            }
+        }
     }
     let observer = TamperObserver {
         at: tamper_at,
@@ -190,7 +201,7 @@ async fn a_mirror_pointed_at_the_wrong_domain_fails_claim_two() {
         Some("produce, partition, produce, heal, wait-for-catch-up, verify"),
         false,
     );
-    let report = run_custom(&region, &drill, Some("$JS.nope.API"), None).await;
+    let report = run_custom(&region, &drill, Some("$JS.nope.API"), None, 0).await;
     let c2 = claim(&report.status.claims, Claim::NoLossAfterHeal);
     assert_eq!(
         c2.verdict,
@@ -223,7 +234,7 @@ async fn messages_a_zone_never_got_are_lost_with_their_ids() {
             }
         })
     };
-    let report = run_custom(&region, &drill, None, Some(("heal", tamper))).await;
+    let report = run_custom(&region, &drill, None, Some(("heal", tamper)), 0).await;
     let c2 = claim(&report.status.claims, Claim::NoLossAfterHeal);
     assert_eq!(
         c2.verdict,
@@ -340,4 +351,20 @@ async fn a_network_namespace_cut_passes_all_four_claims() {
         "{}",
         natsregion::drill::report::table(&report)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_that_never_synced_is_refused_before_any_fault() {
+    let (region, mut drill) = spec(None, false);
+    drill.spec.timeouts.catch_up_seconds = 3;
+    let report = run_custom(&region, &drill, Some("$JS.nope.API"), None, 20).await;
+    let message = report.status.message.clone().unwrap_or_default();
+    assert_eq!(report.status.phase, DrillPhase::Failed);
+    assert!(
+        message.contains("never in sync")
+            && message.contains("zone b lags 20")
+            && message.contains("zones[].domain"),
+        "{message}"
+    );
+    assert!(report.status.faults.is_empty(), "refused before any fault");
 }

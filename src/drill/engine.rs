@@ -347,6 +347,7 @@ impl Run<'_> {
                 window: self.opts.publish_window,
             },
         ));
+        self.check_mirrors_synced().await?;
         self.apply_toxics().await.map_err(|e| {
             StepError::Precondition(format!("fault.toxics could not be applied: {e}"))
         })?;
@@ -399,6 +400,48 @@ impl Run<'_> {
             .expect("watched")
             .push((zone.name().to_string(), zone.conn.js.clone()));
         self.zones.push(zone);
+    }
+
+    /// A mirror that holds less than the source and never catches up is not a
+    /// region to drill: refuse, naming what to check. (Empty streams pass; a
+    /// mirror that is broken from the start then fails claim 2 instead.)
+    async fn check_mirrors_synced(&self) -> Result<(), StepError> {
+        let source = last_seq(&self.source().conn.js, self.stream())
+            .await
+            .unwrap_or(0);
+        if source == 0 {
+            return Ok(());
+        }
+        let mirrors = self.mirror_names();
+        let (synced, lags) = self.wait_in_sync(&mirrors, self.catch_up_timeout()).await;
+        if synced {
+            return Ok(());
+        }
+        let source_domain = self
+            .region
+            .spec
+            .source_zone()
+            .map(|z| z.domain().to_string())
+            .unwrap_or_default();
+        let mut problems = Vec::new();
+        for (zone, lag) in lags.iter().filter(|(_, lag)| **lag > 0) {
+            let view = match self.zone(zone) {
+                Some(z) => crate::nats::state::mirror_view(&z.conn.js, self.stream())
+                    .await
+                    .ok(),
+                None => None,
+            };
+            let detail = match view {
+                Some(v) if v.active.is_none() => "it has never heard from the source".to_string(),
+                Some(v) => v.error.unwrap_or_else(|| "no error reported".into()),
+                None => "its mirror could not be read".into(),
+            };
+            problems.push(format!("zone {zone} lags {lag} ({detail})"));
+        }
+        Err(StepError::Precondition(format!(
+            "mirrors were never in sync with the source within timeouts.catchUpSeconds: {}; check that the source zone's JetStream domain is {source_domain:?} (zones[].domain) and that its leafnode link is up",
+            problems.join("; ")
+        )))
     }
 
     /// Toxics shape the links for the whole drill; a heal removes every
