@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use crate::api::{FaultRecord, Toxic};
 
 pub mod netns;
+pub mod networkpolicy;
 pub mod toxiproxy;
 
 pub use netns::NetnsBackend;

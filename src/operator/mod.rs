@@ -25,3 +25,4 @@ pub mod run;
 pub use context::{Context, OperatorSettings, ZoneAccess, ZoneUrls};
 pub use error::Error;
 pub use metrics::Metrics;
+pub mod drill;

@@ -104,14 +104,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
 /// Runs every controller until `shutdown`. Tests call this in-process.
 pub async fn run_controllers(ctx: Arc<Context>, shutdown: Shutdown) {
     let region = super::region::controller(ctx.clone(), shutdown.clone());
-    // ------------------------------------------------------------ DRILL HOOK
-    // When src/operator/drill exists, run its controller beside the region's:
-    //     let drill = crate::operator::drill::controller(ctx.clone(), shutdown.clone());
-    //     futures::join!(region, drill);
-    // (signature: `pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown)`;
-    // pass `shutdown` to `Controller::graceful_shutdown_on`.)
-    // ------------------------------------------------------------------------
-    region.await;
+    let drill = super::drill::controller(ctx.clone(), shutdown.clone());
+    futures::join!(region, drill);
 }
 
 /// SIGTERM (what the kubelet sends) or Ctrl-C.

@@ -1,0 +1,554 @@
+//! A network-level cut in a cluster: NetworkPolicies, owned by the drill, that
+//! stop leafnode traffic (port 7422) between the cut zones' pods and the source
+//! zone's pods, in both directions, and nothing else.
+//!
+//! NetworkPolicies can only allow: once a policy selects a pod for a
+//! direction, everything not allowed by some policy is dropped. So each policy
+//! allows every port except 7422 from (or to) anywhere, and 7422 from (or to)
+//! every pod except the other side of the cut. The operator's own connections
+//! (client port 4222) stay open. Two consequences, stated here because no API
+//! shows them:
+//! - the policies only *add* allowances: a namespace whose own policies
+//!   already allow 7422 between the zones cannot be cut this way (the mirror
+//!   frozen proof then fails the drill, which is the honest outcome), and a
+//!   namespace with a default-deny sees the zones' pods opened on every other
+//!   port for the length of the cut;
+//! - leafnode clients from outside the cluster (`ipBlock` peers) are not
+//!   allowed on 7422 during the cut, because CNIs differ on whether an
+//!   `ipBlock` also matches pod addresses and allowing `0.0.0.0/0` could leak
+//!   the cut.
+//!
+//! The data-plane probe cannot be run from the operator: its pod is not in the
+//! zones' network position, and a connection it opens proves nothing about
+//! theirs. [`FaultBackend::probe`] therefore reports
+//! [`FaultError::Unsupported`]; the isolation proof rests on the mirror's last
+//! sequence staying frozen while the cut is on.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use tokio::task::JoinHandle;
+
+use super::{FaultBackend, FaultError, Network, ZoneHost};
+use crate::api::FaultRecord;
+use crate::operator::{FIELD_MANAGER, labels};
+
+/// The leafnode port every zone listens on and dials.
+pub const LEAFNODE_PORT: i32 = 7422;
+/// Label naming the fault a policy belongs to.
+pub const FAULT_LABEL: &str = "natsregion.io/fault";
+/// Kubernetes' own label on every namespace.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// What a cut is about: everything the pure builder needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CutPlan {
+    pub namespace: String,
+    pub region: String,
+    pub drill: String,
+    pub source_zone: String,
+    pub zones: Vec<String>,
+    /// Fault id: names the policies and labels them.
+    pub fault: String,
+    pub owner: Option<OwnerReference>,
+}
+
+/// The two policies of one cut: ingress on the source zone's pods, egress on
+/// the cut zones' pods. Pure; the backend applies what this returns.
+pub fn cut_policies(plan: &CutPlan) -> Vec<NetworkPolicy> {
+    let zone_pods = |zones: &[String], op: &str| LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            labels::REGION.to_string(),
+            plan.region.clone(),
+        )])),
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: labels::ZONE.to_string(),
+            operator: op.to_string(),
+            values: Some(zones.to_vec()),
+        }]),
+    };
+    let source = vec![plan.source_zone.clone()];
+    // Every pod that is not on the other side of the cut: pods of other
+    // regions, this region's other zones, and pods in other namespaces.
+    let everyone_but = |zones: &[String]| {
+        vec![
+            NetworkPolicyPeer {
+                pod_selector: Some(LabelSelector {
+                    match_expressions: Some(vec![LabelSelectorRequirement {
+                        key: labels::REGION.to_string(),
+                        operator: "NotIn".into(),
+                        values: Some(vec![plan.region.clone()]),
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            NetworkPolicyPeer {
+                pod_selector: Some(zone_pods(zones, "NotIn")),
+                ..Default::default()
+            },
+            NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector {
+                    match_expressions: Some(vec![LabelSelectorRequirement {
+                        key: NAMESPACE_NAME_LABEL.to_string(),
+                        operator: "NotIn".into(),
+                        values: Some(vec![plan.namespace.clone()]),
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ]
+    };
+    let leafnode = vec![NetworkPolicyPort {
+        protocol: Some("TCP".into()),
+        port: Some(IntOrString::Int(LEAFNODE_PORT)),
+        end_port: None,
+    }];
+    let meta = |suffix: &str, zones: &[String]| ObjectMeta {
+        name: Some(policy_name(&plan.fault, suffix)),
+        namespace: Some(plan.namespace.clone()),
+        labels: Some(BTreeMap::from([
+            (
+                labels::MANAGED_BY.to_string(),
+                labels::MANAGED_BY_VALUE.to_string(),
+            ),
+            (labels::REGION.to_string(), plan.region.clone()),
+            (labels::DRILL.to_string(), plan.drill.clone()),
+            (FAULT_LABEL.to_string(), label_value(&plan.fault)),
+        ])),
+        annotations: Some(BTreeMap::from([(
+            "natsregion.io/cut-zones".to_string(),
+            zones.join(","),
+        )])),
+        owner_references: plan.owner.clone().map(|o| vec![o]),
+        ..Default::default()
+    };
+    let ingress = NetworkPolicy {
+        metadata: meta("ingress", &plan.zones),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(zone_pods(&source, "In")),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    from: None,
+                    ports: Some(all_ports_but_leafnode()),
+                },
+                NetworkPolicyIngressRule {
+                    from: Some(everyone_but(&plan.zones)),
+                    ports: Some(leafnode.clone()),
+                },
+            ]),
+            egress: None,
+        }),
+    };
+    let egress = NetworkPolicy {
+        metadata: meta("egress", &plan.zones),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(zone_pods(&plan.zones, "In")),
+            policy_types: Some(vec!["Egress".into()]),
+            ingress: None,
+            egress: Some(vec![
+                NetworkPolicyEgressRule {
+                    to: None,
+                    ports: Some(all_ports_but_leafnode()),
+                },
+                NetworkPolicyEgressRule {
+                    to: Some(everyone_but(&source)),
+                    ports: Some(leafnode),
+                },
+            ]),
+        }),
+    };
+    vec![ingress, egress]
+}
+
+/// Every TCP port except the leafnode port, and all of UDP and SCTP (DNS
+/// must keep working for the cut zones).
+fn all_ports_but_leafnode() -> Vec<NetworkPolicyPort> {
+    let range = |protocol: &str, from: i32, to: i32| NetworkPolicyPort {
+        protocol: Some(protocol.into()),
+        port: Some(IntOrString::Int(from)),
+        end_port: Some(to),
+    };
+    vec![
+        range("TCP", 1, LEAFNODE_PORT - 1),
+        range("TCP", LEAFNODE_PORT + 1, 65535),
+        range("UDP", 1, 65535),
+        range("SCTP", 1, 65535),
+    ]
+}
+
+/// `<fault>-<suffix>`, cut to a DNS label (63) so it is valid everywhere.
+pub fn policy_name(fault: &str, suffix: &str) -> String {
+    let keep = 63 - suffix.len() - 1;
+    let base: String = fault.chars().take(keep).collect();
+    format!("{}-{suffix}", base.trim_end_matches('-'))
+}
+
+/// A label value is at most 63 characters.
+fn label_value(s: &str) -> String {
+    let v: String = s.chars().take(63).collect();
+    v.trim_end_matches(['-', '.', '_']).to_string()
+}
+
+/// Where the backend works: the drill's namespace, region and owner.
+#[derive(Clone, Debug)]
+pub struct NetworkPolicyTarget {
+    pub namespace: String,
+    pub region: String,
+    pub drill: String,
+    pub source_zone: String,
+    /// The drill, so the policies go away with it whatever else happens.
+    pub owner: Option<OwnerReference>,
+}
+
+/// Cuts with NetworkPolicies; heals by deleting them. Stateless apart from
+/// deadline timers: a new instance for the same drill heals and lists what an
+/// earlier one (or an earlier process) left.
+pub struct NetworkPolicyBackend {
+    api: Api<NetworkPolicy>,
+    target: NetworkPolicyTarget,
+    faults: AtomicU64,
+    deadlines: Arc<Mutex<BTreeMap<String, JoinHandle<()>>>>,
+}
+
+impl NetworkPolicyBackend {
+    pub fn new(client: kube::Client, target: NetworkPolicyTarget) -> Self {
+        Self {
+            api: Api::namespaced(client, &target.namespace),
+            target,
+            faults: AtomicU64::new(0),
+            deadlines: Arc::default(),
+        }
+    }
+
+    fn selector(&self) -> ListParams {
+        ListParams::default().labels(&format!(
+            "{}={},{}={}",
+            labels::DRILL,
+            label_value(&self.target.drill),
+            labels::MANAGED_BY,
+            labels::MANAGED_BY_VALUE
+        ))
+    }
+
+    /// Every policy this drill owns, by name.
+    pub async fn policies(&self) -> Result<Vec<NetworkPolicy>, FaultError> {
+        self.api
+            .list(&self.selector())
+            .await
+            .map(|l| l.items)
+            .map_err(|e| err("list NetworkPolicies", e))
+    }
+
+    /// Deletes every policy of this drill. Not found counts as deleted.
+    pub async fn delete_all(&self) -> Result<(), FaultError> {
+        delete_all(&self.api, &self.selector()).await
+    }
+}
+
+async fn delete_all(api: &Api<NetworkPolicy>, selector: &ListParams) -> Result<(), FaultError> {
+    let list = api
+        .list(selector)
+        .await
+        .map_err(|e| err("list NetworkPolicies", e))?;
+    let mut first_err = None;
+    for p in list.items {
+        let name = p.metadata.name.unwrap_or_default();
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                first_err.get_or_insert(err(&format!("delete NetworkPolicy {name}"), e));
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+fn err(op: &str, e: impl std::fmt::Display) -> FaultError {
+    FaultError::Command {
+        command: format!("kubernetes: {op}"),
+        message: e.to_string(),
+    }
+}
+
+impl Network for NetworkPolicyBackend {
+    // In a cluster the zones run in their pods; placement and links are the
+    // region controller's business, not the backend's.
+    fn prepare_zone<'a>(&'a self, _zone: &'a str) -> BoxFuture<'a, Result<ZoneHost, FaultError>> {
+        Box::pin(async { Ok(ZoneHost::loopback()) })
+    }
+    fn leaf_route<'a>(
+        &'a self,
+        _zone: &'a str,
+        _source_server: usize,
+        upstream: std::net::SocketAddr,
+    ) -> BoxFuture<'a, Result<std::net::SocketAddr, FaultError>> {
+        Box::pin(async move { Ok(upstream) })
+    }
+    fn leaf_advertise(
+        &self,
+        _source_server: usize,
+        _listen: std::net::SocketAddr,
+    ) -> Option<String> {
+        None
+    }
+}
+
+impl FaultBackend for NetworkPolicyBackend {
+    fn name(&self) -> &'static str {
+        "networkPolicy"
+    }
+
+    fn cut<'a>(
+        &'a self,
+        zones: &'a [String],
+        deadline: Duration,
+    ) -> BoxFuture<'a, Result<FaultRecord, FaultError>> {
+        Box::pin(async move {
+            let n = self.faults.fetch_add(1, Ordering::Relaxed) + 1;
+            let started = jiff::Timestamp::now();
+            let id = format!("{}-cut{}-{}", self.target.drill, n, started.as_second());
+            let plan = CutPlan {
+                namespace: self.target.namespace.clone(),
+                region: self.target.region.clone(),
+                drill: self.target.drill.clone(),
+                source_zone: self.target.source_zone.clone(),
+                zones: zones.to_vec(),
+                fault: id.clone(),
+                owner: self.target.owner.clone(),
+            };
+            // The deadline is armed before the first policy lands.
+            let task = tokio::spawn({
+                let api = self.api.clone();
+                let selector =
+                    ListParams::default().labels(&format!("{FAULT_LABEL}={}", label_value(&id)));
+                let id = id.clone();
+                let deadlines = self.deadlines.clone();
+                async move {
+                    tokio::time::sleep(deadline).await;
+                    tracing::warn!(fault = %id, "fault deadline reached without a heal; deleting its NetworkPolicies");
+                    if let Err(e) = delete_all(&api, &selector).await {
+                        tracing::error!(fault = %id, error = %e, "deadline heal failed");
+                    }
+                    deadlines.lock().expect("deadlines").remove(&id);
+                }
+            });
+            self.deadlines
+                .lock()
+                .expect("deadlines")
+                .insert(id.clone(), task);
+            let pp = PatchParams::apply(FIELD_MANAGER).force();
+            for policy in cut_policies(&plan) {
+                let name = policy.metadata.name.clone().unwrap_or_default();
+                if let Err(e) = self.api.patch(&name, &pp, &Patch::Apply(&policy)).await {
+                    let _ = self.delete_all().await;
+                    if let Some(t) = self.deadlines.lock().expect("deadlines").remove(&id) {
+                        t.abort();
+                    }
+                    return Err(err(&format!("apply NetworkPolicy {name}"), e));
+                }
+            }
+            Ok(super::fault_record(
+                id,
+                self.name(),
+                zones,
+                started,
+                deadline,
+            ))
+        })
+    }
+
+    fn heal<'a>(&'a self, record: &'a FaultRecord) -> BoxFuture<'a, Result<(), FaultError>> {
+        Box::pin(async move {
+            let deleted = self.delete_all().await;
+            if deleted.is_ok()
+                && let Some(t) = self.deadlines.lock().expect("deadlines").remove(&record.id)
+            {
+                t.abort();
+            }
+            deleted
+        })
+    }
+
+    fn probe<'a>(&'a self, _zone: &'a str) -> BoxFuture<'a, Result<bool, FaultError>> {
+        Box::pin(async move {
+            Err(FaultError::Unsupported {
+                backend: "networkPolicy",
+                what: "a probe from inside the zone's network, which the operator's pod is not in; the cut is proven by the mirror's frozen last sequence"
+                    .into(),
+            })
+        })
+    }
+
+    fn leftovers(&self) -> BoxFuture<'_, Result<Vec<String>, FaultError>> {
+        Box::pin(async move {
+            Ok(self
+                .policies()
+                .await?
+                .into_iter()
+                .map(|p| {
+                    format!(
+                        "NetworkPolicy {}/{}",
+                        p.metadata.namespace.unwrap_or_default(),
+                        p.metadata.name.unwrap_or_default()
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> CutPlan {
+        CutPlan {
+            namespace: "ns".into(),
+            region: "east".into(),
+            drill: "d".into(),
+            source_zone: "a".into(),
+            zones: vec!["b".into(), "c".into()],
+            fault: "d-cut1-1700000000".into(),
+            owner: None,
+        }
+    }
+
+    fn ports(p: &[NetworkPolicyPort]) -> Vec<(String, i32, Option<i32>)> {
+        p.iter()
+            .map(|p| {
+                let port = match p.port {
+                    Some(IntOrString::Int(n)) => n,
+                    _ => panic!("numeric ports only"),
+                };
+                (p.protocol.clone().unwrap_or_default(), port, p.end_port)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ingress_on_source_pods_refuses_only_leafnodes_from_the_cut_zones() {
+        let policies = cut_policies(&plan());
+        let ingress = &policies[0];
+        assert_eq!(
+            ingress.metadata.name.as_deref(),
+            Some("d-cut1-1700000000-ingress")
+        );
+        let spec = ingress.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.policy_types.as_deref(),
+            Some(&["Ingress".to_string()][..])
+        );
+        let sel = spec.pod_selector.as_ref().unwrap();
+        assert_eq!(sel.match_labels.as_ref().unwrap()[labels::REGION], "east");
+        let req = &sel.match_expressions.as_ref().unwrap()[0];
+        assert_eq!(
+            (req.key.as_str(), req.operator.as_str(), req.values.clone()),
+            (labels::ZONE, "In", Some(vec!["a".to_string()]))
+        );
+        let rules = spec.ingress.as_ref().unwrap();
+        // Rule 1: every port but 7422 from anywhere: the client port stays open.
+        assert!(rules[0].from.is_none());
+        let open = ports(rules[0].ports.as_ref().unwrap());
+        assert!(open.contains(&("TCP".into(), 1, Some(7421))));
+        assert!(open.contains(&("TCP".into(), 7423, Some(65535))));
+        assert!(
+            open.iter()
+                .filter(|(p, _, _)| p == "TCP")
+                .all(|(_, from, to)| !(*from..=to.unwrap_or(*from)).contains(&7422))
+        );
+        assert!(
+            open.iter()
+                .any(|(p, from, to)| p == "TCP" && (*from..=to.unwrap()).contains(&4222))
+        );
+        // Rule 2: 7422 only from pods outside the cut zones.
+        assert_eq!(
+            ports(rules[1].ports.as_ref().unwrap()),
+            vec![("TCP".into(), 7422, None)]
+        );
+        let peers = rules[1].from.as_ref().unwrap();
+        let zone_peer = peers[1].pod_selector.as_ref().unwrap();
+        let req = &zone_peer.match_expressions.as_ref().unwrap()[0];
+        assert_eq!(req.operator, "NotIn");
+        assert_eq!(req.values, Some(vec!["b".to_string(), "c".to_string()]));
+        assert!(peers.iter().all(|p| p.ip_block.is_none()));
+    }
+
+    #[test]
+    fn egress_on_cut_zone_pods_refuses_only_leafnodes_to_the_source() {
+        let policies = cut_policies(&plan());
+        let egress = &policies[1];
+        let spec = egress.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.policy_types.as_deref(),
+            Some(&["Egress".to_string()][..])
+        );
+        let req = &spec
+            .pod_selector
+            .as_ref()
+            .unwrap()
+            .match_expressions
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(req.operator, "In");
+        assert_eq!(req.values, Some(vec!["b".to_string(), "c".to_string()]));
+        let rules = spec.egress.as_ref().unwrap();
+        assert!(rules[0].to.is_none());
+        assert!(ports(rules[0].ports.as_ref().unwrap()).contains(&("UDP".into(), 1, Some(65535))));
+        let peers = rules[1].to.as_ref().unwrap();
+        let req = &peers[1]
+            .pod_selector
+            .as_ref()
+            .unwrap()
+            .match_expressions
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(
+            (req.operator.as_str(), req.values.clone()),
+            ("NotIn", Some(vec!["a".to_string()]))
+        );
+    }
+
+    #[test]
+    fn policies_are_labelled_for_the_drill_and_owned_by_it() {
+        let mut p = plan();
+        p.owner = Some(OwnerReference {
+            api_version: "natsregion.io/v1alpha1".into(),
+            kind: "PartitionDrill".into(),
+            name: "d".into(),
+            uid: "u".into(),
+            ..Default::default()
+        });
+        for policy in cut_policies(&p) {
+            let l = policy.metadata.labels.as_ref().unwrap();
+            assert_eq!(l[labels::DRILL], "d");
+            assert_eq!(l[FAULT_LABEL], "d-cut1-1700000000");
+            assert_eq!(
+                policy.metadata.owner_references.as_ref().unwrap()[0].uid,
+                "u"
+            );
+        }
+    }
+
+    #[test]
+    fn long_names_stay_valid() {
+        let name = policy_name(&"x".repeat(100), "ingress");
+        assert!(name.len() <= 63, "{name}");
+        assert!(name.ends_with("-ingress"));
+    }
+}

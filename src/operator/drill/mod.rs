@@ -1,0 +1,754 @@
+//! The PartitionDrill controller: runs the drill engine against the
+//! referenced RegionMirror as a task owned by this process (one per drill,
+//! keyed by uid), reports progress into the drill's status, and makes sure no
+//! fault outlives the drill: not on success, failure, abort, deletion of the
+//! drill or the region, a passed deadline, or an operator restart.
+//!
+//! Reconcile never blocks on a drill: it starts the task, signals it (abort),
+//! or, when the status says a drill is running but no task runs here (the
+//! operator restarted), heals every fault recorded in the status and marks
+//! the drill Aborted.
+
+pub mod runtime;
+pub mod status;
+pub mod toxiproxy;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use self::runtime::{KubeRuntime, KubernetesZones, TemporaryZones, zone_accesses};
+use self::status::{Carried, StatusSink, push_history};
+use self::toxiproxy::{ClusterToxiproxy, ToxiproxyTarget};
+use super::context::Context;
+use super::error::{Error, Result};
+use super::run::Shutdown;
+use crate::api::{
+    DrillPhase, FaultBackend as BackendKind, FaultRecord, PartitionDrill, PartitionDrillStatus,
+    RegionMirror, Verdict,
+};
+use crate::drill::engine::{self, EngineOptions};
+use crate::fault::FaultBackend;
+use crate::fault::networkpolicy::{NetworkPolicyBackend, NetworkPolicyTarget};
+
+/// Added before the first fault, removed once every fault is healed.
+pub const FINALIZER: &str = "natsregion.io/heal";
+/// `"true"` aborts a running drill: its faults are healed and it ends Aborted.
+pub const ABORT_ANNOTATION: &str = "natsregion.io/abort";
+/// The status message of a drill found running after an operator restart.
+pub const RESTARTED: &str = "operator restarted during the drill; faults healed";
+const CONTROLLER: &str = "partitiondrill";
+
+/// Settings of the drill controller (beyond the operator's).
+#[derive(Clone)]
+pub struct DrillSettings {
+    /// Use this Toxiproxy (API URL and proxy prefix) for `toxiproxy` drills
+    /// instead of the per-region one the operator deploys.
+    pub toxiproxy: Option<ToxiproxyTarget>,
+    /// Where temporary zones run; `None`: StatefulSets in the cluster.
+    pub temporary_zones: Option<Arc<dyn TemporaryZones>>,
+    /// Least time between two progress writes of one drill's status. Fault
+    /// injections and heals are written at once regardless.
+    pub status_every: Duration,
+    /// How often a running drill checks that its region still exists.
+    pub region_check_every: Duration,
+}
+
+impl Default for DrillSettings {
+    fn default() -> Self {
+        let toxiproxy = match (
+            std::env::var("NATSREGION_TOXIPROXY_URL"),
+            std::env::var("NATSREGION_TOXIPROXY_PREFIX"),
+        ) {
+            (Ok(api), Ok(prefix)) if !api.is_empty() => Some(ToxiproxyTarget { api, prefix }),
+            _ => None,
+        };
+        Self {
+            toxiproxy,
+            temporary_zones: None,
+            status_every: Duration::from_secs(2),
+            region_check_every: Duration::from_secs(2),
+        }
+    }
+}
+
+impl std::fmt::Debug for DrillSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DrillSettings")
+            .field("toxiproxy", &self.toxiproxy)
+            .field("temporary_zones", &self.temporary_zones.is_some())
+            .field("status_every", &self.status_every)
+            .finish()
+    }
+}
+
+/// A drill task running in this process.
+struct Running {
+    handle: JoinHandle<()>,
+    abort: watch::Sender<bool>,
+}
+
+/// The controller's state. Dropping it (the controller stopped or was
+/// dropped) aborts every drill task it started, like a process exit would.
+struct Shared {
+    ctx: Arc<Context>,
+    settings: DrillSettings,
+    tasks: Mutex<HashMap<String, Running>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        for (_, r) in self.tasks.lock().expect("tasks").drain() {
+            r.handle.abort();
+        }
+    }
+}
+
+/// Runs the PartitionDrill controller until `shutdown`.
+pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown) {
+    controller_with(ctx, DrillSettings::default(), shutdown).await
+}
+
+/// Like [`controller`] with explicit settings (tests, `natsregion run` flags).
+pub async fn controller_with(ctx: Arc<Context>, settings: DrillSettings, shutdown: Shutdown) {
+    let drills: Api<PartitionDrill> = match &ctx.settings.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    tracing::info!(?settings, "starting the PartitionDrill controller");
+    let shared = Arc::new(Shared {
+        ctx,
+        settings,
+        tasks: Mutex::new(HashMap::new()),
+    });
+    Controller::new(drills, watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, shared)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "drill reconcile");
+            }
+        })
+        .await;
+}
+
+fn error_policy(drill: Arc<PartitionDrill>, error: &Error, shared: Arc<Shared>) -> Action {
+    shared.ctx.metrics.failed(CONTROLLER, error.reason());
+    tracing::warn!(drill = %drill.name_any(), error = %error, "drill reconcile failed");
+    if error.is_permanent() {
+        Action::await_change()
+    } else {
+        Action::requeue(Duration::from_secs(5))
+    }
+}
+
+fn uid(drill: &PartitionDrill) -> Result<String> {
+    drill.uid().ok_or(Error::MissingField("metadata.uid"))
+}
+
+fn namespace(drill: &PartitionDrill) -> Result<String> {
+    drill
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))
+}
+
+fn owner(drill: &PartitionDrill) -> Option<OwnerReference> {
+    drill.controller_owner_ref(&())
+}
+
+fn unhealed(status: Option<&PartitionDrillStatus>) -> Vec<FaultRecord> {
+    status
+        .map(|s| {
+            s.faults
+                .iter()
+                .filter(|f| f.healed_at.is_none())
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn reconcile(drill: Arc<PartitionDrill>, shared: Arc<Shared>) -> Result<Action> {
+    let started = std::time::Instant::now();
+    let out = reconcile_inner(&drill, &shared).await;
+    shared.ctx.metrics.reconciled(CONTROLLER, started.elapsed());
+    out
+}
+
+async fn reconcile_inner(drill: &PartitionDrill, shared: &Arc<Shared>) -> Result<Action> {
+    let uid = uid(drill)?;
+    let ns = namespace(drill)?;
+    let api: Api<PartitionDrill> = Api::namespaced(shared.ctx.client.clone(), &ns);
+    let name = drill.name_any();
+
+    // A task of this process: signal it, or collect it once it is done.
+    let running = {
+        let mut tasks = shared.tasks.lock().expect("tasks");
+        let done = tasks.get(&uid).is_some_and(|r| r.handle.is_finished());
+        if done {
+            tasks.remove(&uid);
+        }
+        tasks.get(&uid).map(|r| r.abort.clone())
+    };
+    let deleting = drill.metadata.deletion_timestamp.is_some();
+    let abort_asked = drill
+        .annotations()
+        .get(ABORT_ANNOTATION)
+        .is_some_and(|v| v == "true");
+    if let Some(abort) = running {
+        if deleting || abort_asked {
+            let _ = abort.send(true);
+            return Ok(Action::requeue(Duration::from_secs(1)));
+        }
+        // The task writes status as it goes; look again soon to collect it
+        // (and drop the finalizer) once it ends.
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+
+    let status = drill.status.as_ref();
+    let phase = status.map(|s| s.phase).unwrap_or_default();
+
+    // Nothing runs here, but the status says a drill is running (or faults
+    // are open): this process restarted, or a task died. Heal first.
+    let open = unhealed(status);
+    if matches!(phase, DrillPhase::Running | DrillPhase::Healing) || !open.is_empty() {
+        heal_orphan(shared, drill, &api, &open).await?;
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+
+    if deleting {
+        remove_finalizer(&api, drill).await?;
+        return Ok(Action::await_change());
+    }
+    if has_finalizer(drill) && (phase.is_finished() || status.is_none()) {
+        remove_finalizer(&api, drill).await?;
+    }
+
+    if abort_asked {
+        if !phase.is_finished() {
+            let mut s = status.cloned().unwrap_or_default();
+            s.phase = DrillPhase::Aborted;
+            s.verdict = Verdict::NotRun;
+            s.message = Some("aborted before it started".into());
+            s.finished_at = Some(Time(jiff::Timestamp::now()));
+            status::apply(&api, &name, &s)
+                .await
+                .map_err(|e| Error::kube(format!("write status of drill {name}"), e))?;
+        }
+        return Ok(Action::await_change());
+    }
+
+    let now = jiff::Timestamp::now();
+    let scheduled_at = if phase.is_finished() {
+        match next_run(drill)? {
+            None => return Ok(Action::await_change()),
+            Some(next) if next > now => {
+                let wait = (next - now)
+                    .total(jiff::Unit::Second)
+                    .unwrap_or(60.0)
+                    .clamp(1.0, 3600.0);
+                return Ok(Action::requeue(Duration::from_secs_f64(wait)));
+            }
+            Some(_) => Some(now),
+        }
+    } else {
+        drill.spec.schedule.as_ref().map(|_| now)
+    };
+
+    start(shared, drill, &api, scheduled_at).await?;
+    Ok(Action::requeue(Duration::from_secs(2)))
+}
+
+/// When a finished drill should run again: the first schedule time after its
+/// last run (or its creation). `None` without a schedule.
+pub fn next_run(drill: &PartitionDrill) -> Result<Option<jiff::Timestamp>> {
+    let Some(schedule) = &drill.spec.schedule else {
+        return Ok(None);
+    };
+    let cron: croner::Cron = schedule.parse().map_err(|e| Error::Other {
+        reason: "InvalidSchedule",
+        message: format!("spec.schedule {schedule:?}: {e}"),
+        permanent: true,
+    })?;
+    let status = drill.status.as_ref();
+    let after = status
+        .and_then(|s| s.last_schedule_time.clone().or(s.started_at.clone()))
+        .or_else(|| drill.metadata.creation_timestamp.clone())
+        .map(|t| t.0)
+        .unwrap_or_else(jiff::Timestamp::now);
+    let after = after.to_zoned(jiff::tz::TimeZone::UTC);
+    let next = cron
+        .find_next_occurrence(&after, false)
+        .map_err(|e| Error::Other {
+            reason: "InvalidSchedule",
+            message: format!("spec.schedule {schedule:?}: {e}"),
+            permanent: true,
+        })?;
+    Ok(Some(next.timestamp()))
+}
+
+fn has_finalizer(drill: &PartitionDrill) -> bool {
+    drill.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+async fn set_finalizers(
+    api: &Api<PartitionDrill>,
+    drill: &PartitionDrill,
+    finalizers: Vec<String>,
+) -> Result<()> {
+    let name = drill.name_any();
+    // resourceVersion makes this a compare-and-swap: a concurrent change
+    // makes it fail and the next reconcile sees the new list.
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": drill.resource_version(),
+        }
+    });
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube(format!("update finalizers of drill {name}"), e)),
+    }
+}
+
+async fn add_finalizer(api: &Api<PartitionDrill>, drill: &PartitionDrill) -> Result<()> {
+    if has_finalizer(drill) {
+        return Ok(());
+    }
+    let mut f = drill.finalizers().to_vec();
+    f.push(FINALIZER.to_string());
+    set_finalizers(api, drill, f).await
+}
+
+async fn remove_finalizer(api: &Api<PartitionDrill>, drill: &PartitionDrill) -> Result<()> {
+    if !has_finalizer(drill) {
+        return Ok(());
+    }
+    let f = drill
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    set_finalizers(api, drill, f).await
+}
+
+/// The backend that removes (or injects) faults of `kind` for `drill`.
+fn backend(
+    client: &kube::Client,
+    settings: &DrillSettings,
+    kind: BackendKind,
+    drill: &PartitionDrill,
+    region: &str,
+    source_zone: &str,
+) -> Result<Arc<dyn FaultBackend>> {
+    let ns = namespace(drill)?;
+    Ok(match kind {
+        BackendKind::NetworkPolicy => Arc::new(NetworkPolicyBackend::new(
+            client.clone(),
+            NetworkPolicyTarget {
+                namespace: ns,
+                region: region.to_string(),
+                drill: drill.name_any(),
+                source_zone: source_zone.to_string(),
+                owner: owner(drill),
+            },
+        )),
+        BackendKind::Toxiproxy => Arc::new(ClusterToxiproxy::new(
+            settings
+                .toxiproxy
+                .clone()
+                .unwrap_or_else(|| ToxiproxyTarget::in_cluster(&ns, region)),
+        )),
+    })
+}
+
+fn backend_kind(name: &str) -> BackendKind {
+    if name.eq_ignore_ascii_case("toxiproxy") {
+        BackendKind::Toxiproxy
+    } else {
+        BackendKind::NetworkPolicy
+    }
+}
+
+/// A drill with open faults and no task here: heal every open fault through
+/// its backend, then mark the drill Aborted.
+async fn heal_orphan(
+    shared: &Shared,
+    drill: &PartitionDrill,
+    api: &Api<PartitionDrill>,
+    open: &[FaultRecord],
+) -> Result<()> {
+    let name = drill.name_any();
+    let mut status = drill.status.clone().unwrap_or_default();
+    tracing::warn!(drill = %name, faults = open.len(), "drill was running without a task in this process; healing its faults");
+    if !open.is_empty() && status.phase != DrillPhase::Healing {
+        status.phase = DrillPhase::Healing;
+        status.message = Some("operator restarted during the drill; healing faults".into());
+        status::apply(api, &name, &status)
+            .await
+            .map_err(|e| Error::kube(format!("write status of drill {name}"), e))?;
+    }
+    let region = drill.spec.region_ref.name.clone();
+    let mut failed = Vec::new();
+    for record in open {
+        // The source zone only matters for cutting, not for healing.
+        let b = backend(
+            &shared.ctx.client,
+            &shared.settings,
+            backend_kind(&record.backend),
+            drill,
+            &region,
+            "",
+        )?;
+        match b.heal(record).await {
+            Ok(()) => {
+                shared.ctx.metrics.fault_healed(b.name());
+                if let Some(f) = status.faults.iter_mut().find(|f| f.id == record.id) {
+                    f.healed_at = Some(Time(jiff::Timestamp::now()));
+                }
+            }
+            Err(e) => failed.push(format!("{}: {e}", record.id)),
+        }
+    }
+    if !failed.is_empty() {
+        status.message = Some(format!(
+            "operator restarted during the drill; healing failed, retrying: {}",
+            failed.join("; ")
+        ));
+        let _ = status::apply(api, &name, &status).await;
+        return Err(Error::Other {
+            reason: "HealFailed",
+            message: failed.join("; "),
+            permanent: false,
+        });
+    }
+    if status.phase.is_finished() {
+        // Faults open on a finished drill (a heal that failed at the end):
+        // healed now, the verdict stands.
+    } else {
+        status.phase = DrillPhase::Aborted;
+        status.verdict = Verdict::NotRun;
+        status.message = Some(RESTARTED.to_string());
+        status.finished_at = Some(Time(jiff::Timestamp::now()));
+        let mut history = std::mem::take(&mut status.history);
+        push_history(&mut history, &status, drill.spec.history_limit);
+        status.history = history;
+    }
+    status::apply(api, &name, &status)
+        .await
+        .map_err(|e| Error::kube(format!("write status of drill {name}"), e))
+}
+
+/// Starts a run as a task of this process.
+async fn start(
+    shared: &Arc<Shared>,
+    drill: &PartitionDrill,
+    api: &Api<PartitionDrill>,
+    scheduled_at: Option<jiff::Timestamp>,
+) -> Result<()> {
+    add_finalizer(api, drill).await?;
+    let uid = uid(drill)?;
+    let name = drill.name_any();
+    let previous = drill.status.clone().unwrap_or_default();
+    let carried = Carried {
+        last_schedule_time: scheduled_at
+            .map(Time)
+            .or(previous.last_schedule_time.clone()),
+        history: previous.history.clone(),
+    };
+    // Running from the first moment, so a restart during setup heals (nothing).
+    let first = PartitionDrillStatus {
+        observed_generation: drill.metadata.generation,
+        phase: DrillPhase::Running,
+        started_at: Some(Time(jiff::Timestamp::now())),
+        message: Some("connecting to the region's zones".into()),
+        ..Default::default()
+    };
+    status::apply(api, &name, &carried.merge(first))
+        .await
+        .map_err(|e| Error::kube(format!("write status of drill {name}"), e))?;
+    let (abort_tx, abort_rx) = watch::channel(false);
+    let job = DrillJob {
+        ctx: shared.ctx.clone(),
+        settings: shared.settings.clone(),
+        drill: drill.clone(),
+        api: api.clone(),
+        carried,
+        abort_tx: abort_tx.clone(),
+        abort_rx,
+    };
+    let handle = tokio::spawn(job.run());
+    shared.tasks.lock().expect("tasks").insert(
+        uid,
+        Running {
+            handle,
+            abort: abort_tx,
+        },
+    );
+    tracing::info!(drill = %name, "drill started");
+    Ok(())
+}
+
+struct DrillJob {
+    ctx: Arc<Context>,
+    settings: DrillSettings,
+    drill: PartitionDrill,
+    api: Api<PartitionDrill>,
+    carried: Carried,
+    abort_tx: watch::Sender<bool>,
+    abort_rx: watch::Receiver<bool>,
+}
+
+/// Aborts a task when dropped, so helpers die with the drill task.
+struct AbortOnDrop(JoinHandle<()>);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl DrillJob {
+    async fn run(self) {
+        let name = self.drill.name_any();
+        let ns = self.drill.namespace().unwrap_or_default();
+        let regions: Api<RegionMirror> = Api::namespaced(self.ctx.client.clone(), &ns);
+        let region_name = self.drill.spec.region_ref.name.clone();
+        let (sink, writer) = StatusSink::new(
+            self.api.clone(),
+            name.clone(),
+            self.carried.clone(),
+            self.settings.status_every,
+        );
+        let writer = tokio::spawn(writer);
+        let report = match self.prepare(&regions, &region_name).await {
+            Err(message) => {
+                let mut s = PartitionDrillStatus {
+                    observed_generation: self.drill.metadata.generation,
+                    phase: DrillPhase::Failed,
+                    verdict: Verdict::Failed,
+                    message: Some(format!("precondition failed: {message}")),
+                    started_at: Some(Time(jiff::Timestamp::now())),
+                    finished_at: Some(Time(jiff::Timestamp::now())),
+                    ..Default::default()
+                };
+                s.observed_generation = self.drill.metadata.generation;
+                s
+            }
+            Ok((region, runtime, backend)) => {
+                // Deletion of the region aborts the drill (its faults are healed).
+                let watchdog = AbortOnDrop(tokio::spawn({
+                    let regions = regions.clone();
+                    let abort = self.abort_tx.clone();
+                    let every = self.settings.region_check_every;
+                    let region_name = region_name.clone();
+                    async move {
+                        loop {
+                            tokio::time::sleep(every).await;
+                            let gone = match regions.get_opt(&region_name).await {
+                                Ok(None) => true,
+                                Ok(Some(r)) => r.metadata.deletion_timestamp.is_some(),
+                                Err(_) => false,
+                            };
+                            if gone {
+                                tracing::warn!(region = %region_name, "region deleted during the drill; aborting it");
+                                let _ = abort.send(true);
+                                return;
+                            }
+                        }
+                    }
+                }));
+                let opts = EngineOptions {
+                    provision: false,
+                    abort: Some(self.abort_rx.clone()),
+                    ..Default::default()
+                };
+                let counted = Counted {
+                    inner: backend.as_ref(),
+                    metrics: &self.ctx.metrics,
+                };
+                let report =
+                    engine::run(&region, &self.drill, &runtime, &counted, &sink, opts).await;
+                drop(watchdog);
+                let mut s = report.status;
+                if s.phase == DrillPhase::Aborted
+                    && regions.get_opt(&region_name).await.ok().flatten().is_none()
+                {
+                    s.message = Some(format!(
+                        "region {region_name} was deleted during the drill; faults healed"
+                    ));
+                }
+                for c in &s.claims {
+                    self.ctx
+                        .metrics
+                        .drill_verdict(claim_label(c.claim), verdict_label(c.verdict));
+                }
+                self.ctx
+                    .metrics
+                    .drill_verdict("drill", verdict_label(s.verdict));
+                s
+            }
+        };
+        let mut carried = self.carried.clone();
+        push_history(&mut carried.history, &report, self.drill.spec.history_limit);
+        let finished = carried.merge(report);
+        // The last word, after every progress write.
+        sink.send(finished.clone(), true);
+        drop(sink);
+        let _ = writer.await;
+        // And once more directly: the writer swallows errors after retries.
+        if let Err(e) = status::apply(&self.api, &name, &finished).await {
+            tracing::error!(drill = %name, error = %e, "final drill status not written");
+        }
+        tracing::info!(drill = %name, phase = ?finished.phase, verdict = ?finished.verdict, "drill finished");
+    }
+
+    async fn prepare(
+        &self,
+        regions: &Api<RegionMirror>,
+        region_name: &str,
+    ) -> Result<(RegionMirror, KubeRuntime, Arc<dyn FaultBackend>), String> {
+        let region = regions
+            .get_opt(region_name)
+            .await
+            .map_err(|e| format!("cannot read RegionMirror {region_name}: {e}"))?
+            .ok_or_else(|| {
+                format!(
+                    "RegionMirror {region_name} (spec.regionRef.name) does not exist in namespace {}",
+                    self.drill.namespace().unwrap_or_default()
+                )
+            })?;
+        let zones = zone_accesses(&self.ctx, &region)
+            .await
+            .map_err(|e| e.to_string())?;
+        let temporary = self
+            .settings
+            .temporary_zones
+            .clone()
+            .unwrap_or_else(|| Arc::new(KubernetesZones));
+        let source = region
+            .spec
+            .source_zone()
+            .map(|z| z.name.clone())
+            .unwrap_or_default();
+        let backend = backend(
+            &self.ctx.client,
+            &self.settings,
+            self.drill.spec.fault.backend,
+            &self.drill,
+            region_name,
+            &source,
+        )
+        .map_err(|e| e.to_string())?;
+        let runtime = KubeRuntime::new(region.clone(), self.drill.clone(), zones, temporary);
+        Ok((region, runtime, backend))
+    }
+}
+
+fn claim_label(c: crate::api::Claim) -> &'static str {
+    use crate::api::Claim;
+    match c {
+        Claim::LocalConsumption => "local_consumption",
+        Claim::NoLossAfterHeal => "no_loss_after_heal",
+        Claim::IndependentProgress => "independent_progress",
+        Claim::ZoneJoin => "zone_join",
+    }
+}
+
+fn verdict_label(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Passed => "passed",
+        Verdict::Failed => "failed",
+        Verdict::NotRun => "inconclusive",
+    }
+}
+
+/// Counts injected and healed faults in the metrics, around any backend.
+struct Counted<'a> {
+    inner: &'a dyn FaultBackend,
+    metrics: &'a crate::operator::metrics::Metrics,
+}
+
+impl crate::fault::Network for Counted<'_> {
+    fn prepare_zone<'a>(
+        &'a self,
+        zone: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<crate::fault::ZoneHost, crate::fault::FaultError>>
+    {
+        self.inner.prepare_zone(zone)
+    }
+    fn leaf_route<'a>(
+        &'a self,
+        zone: &'a str,
+        source_server: usize,
+        upstream: std::net::SocketAddr,
+    ) -> futures::future::BoxFuture<'a, Result<std::net::SocketAddr, crate::fault::FaultError>>
+    {
+        self.inner.leaf_route(zone, source_server, upstream)
+    }
+    fn leaf_advertise(&self, source_server: usize, listen: std::net::SocketAddr) -> Option<String> {
+        self.inner.leaf_advertise(source_server, listen)
+    }
+}
+
+impl FaultBackend for Counted<'_> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn cut<'a>(
+        &'a self,
+        zones: &'a [String],
+        deadline: Duration,
+    ) -> futures::future::BoxFuture<'a, Result<FaultRecord, crate::fault::FaultError>> {
+        Box::pin(async move {
+            let r = self.inner.cut(zones, deadline).await;
+            if r.is_ok() {
+                self.metrics.fault_injected(self.inner.name());
+            }
+            r
+        })
+    }
+    fn heal<'a>(
+        &'a self,
+        record: &'a FaultRecord,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::fault::FaultError>> {
+        Box::pin(async move {
+            let r = self.inner.heal(record).await;
+            if r.is_ok() {
+                self.metrics.fault_healed(self.inner.name());
+            }
+            r
+        })
+    }
+    fn probe<'a>(
+        &'a self,
+        zone: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<bool, crate::fault::FaultError>> {
+        self.inner.probe(zone)
+    }
+    fn leftovers(
+        &self,
+    ) -> futures::future::BoxFuture<'_, Result<Vec<String>, crate::fault::FaultError>> {
+        self.inner.leftovers()
+    }
+    fn apply_toxics<'a>(
+        &'a self,
+        zone: &'a str,
+        toxics: &'a [crate::api::Toxic],
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::fault::FaultError>> {
+        self.inner.apply_toxics(zone, toxics)
+    }
+}

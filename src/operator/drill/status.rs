@@ -1,0 +1,236 @@
+//! Drill status on the API server: Server-Side Apply on `/status` with the
+//! operator's one field manager, throttled while the drill runs, immediate
+//! when a fault is injected or healed.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use tokio::sync::mpsc;
+
+use crate::api::{DrillRun, PartitionDrill, PartitionDrillStatus, Verdict};
+use crate::drill::engine::{Observer, Progress};
+use crate::operator::FIELD_MANAGER;
+
+/// Writes `status` as the whole status this manager owns.
+pub async fn apply(
+    api: &Api<PartitionDrill>,
+    name: &str,
+    status: &PartitionDrillStatus,
+) -> Result<(), kube::Error> {
+    let body = serde_json::json!({
+        "apiVersion": "natsregion.io/v1alpha1",
+        "kind": "PartitionDrill",
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map(drop)
+}
+
+/// What every write of one run carries besides the engine's status: the
+/// schedule bookkeeping and the history, which the engine knows nothing of.
+#[derive(Clone, Debug, Default)]
+pub struct Carried {
+    pub last_schedule_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    pub history: Vec<DrillRun>,
+}
+
+impl Carried {
+    pub fn merge(&self, mut status: PartitionDrillStatus) -> PartitionDrillStatus {
+        status.last_schedule_time = self.last_schedule_time.clone();
+        status.history = self.history.clone();
+        status
+    }
+}
+
+/// Appends the finished run to `history`, newest last, at most `limit` long.
+pub fn push_history(history: &mut Vec<DrillRun>, status: &PartitionDrillStatus, limit: i32) {
+    let Some(started_at) = status.started_at.clone() else {
+        return;
+    };
+    history.push(DrillRun {
+        started_at,
+        finished_at: status.finished_at.clone(),
+        phase: status.phase,
+        verdict: status.verdict,
+        failed_claims: status
+            .claims
+            .iter()
+            .filter(|c| c.verdict == Verdict::Failed)
+            .map(|c| c.claim)
+            .collect(),
+    });
+    let limit = limit.max(1) as usize;
+    if history.len() > limit {
+        history.drain(..history.len() - limit);
+    }
+}
+
+struct Update {
+    status: PartitionDrillStatus,
+    urgent: bool,
+}
+
+/// The engine's observer: hands statuses to a writer task. A status whose
+/// fault records changed (injected or healed) is urgent and written at once;
+/// others at most every `every`.
+pub struct StatusSink {
+    tx: mpsc::UnboundedSender<Update>,
+    last: Mutex<Last>,
+}
+
+#[derive(Default)]
+struct Last {
+    /// (faults, healed faults) of the last status seen.
+    faults: (usize, usize),
+    status: Option<PartitionDrillStatus>,
+}
+
+fn fault_key(s: &PartitionDrillStatus) -> (usize, usize) {
+    (
+        s.faults.len(),
+        s.faults.iter().filter(|f| f.healed_at.is_some()).count(),
+    )
+}
+
+impl StatusSink {
+    /// The sink and the writer's future; the writer ends (after a last
+    /// flush) when the sink is dropped.
+    pub fn new(
+        api: Api<PartitionDrill>,
+        name: String,
+        carried: Carried,
+        every: Duration,
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sink = Self {
+            tx,
+            last: Mutex::new(Last::default()),
+        };
+        (sink, writer(api, name, carried, every, rx))
+    }
+
+    /// Send a status now, urgent or not.
+    pub fn send(&self, status: PartitionDrillStatus, urgent: bool) {
+        let mut last = self.last.lock().expect("last");
+        last.faults = fault_key(&status);
+        last.status = Some(status.clone());
+        let _ = self.tx.send(Update { status, urgent });
+    }
+}
+
+impl Observer for StatusSink {
+    fn status(&self, status: &PartitionDrillStatus) {
+        let urgent = fault_key(status) != self.last.lock().expect("last").faults;
+        self.send(status.clone(), urgent);
+    }
+
+    fn progress(&self, progress: &Progress) {
+        // Live totals between steps, so `kubectl get -o yaml` shows traffic moving.
+        let status = {
+            let last = self.last.lock().expect("last");
+            let Some(mut s) = last.status.clone() else {
+                return;
+            };
+            s.totals.attempted = progress.attempted as i64;
+            s.totals.acked = progress.acked as i64;
+            s.totals.read = progress.reads.iter().map(|(_, n)| *n as i64).sum();
+            s
+        };
+        let mut last = self.last.lock().expect("last");
+        last.status = Some(status.clone());
+        let _ = self.tx.send(Update {
+            status,
+            urgent: false,
+        });
+    }
+}
+
+async fn writer(
+    api: Api<PartitionDrill>,
+    name: String,
+    carried: Carried,
+    every: Duration,
+    mut rx: mpsc::UnboundedReceiver<Update>,
+) {
+    let mut pending: Option<PartitionDrillStatus> = None;
+    let mut last_write: Option<Instant> = None;
+    loop {
+        let due = match (&pending, last_write) {
+            (Some(_), Some(t)) => Some(t + every),
+            (Some(_), None) => Some(Instant::now()),
+            (None, _) => None,
+        };
+        let update = match due {
+            Some(due) => tokio::select! {
+                u = rx.recv() => u.map(Some),
+                _ = tokio::time::sleep_until(due.into()) => Some(None),
+            },
+            None => rx.recv().await.map(Some),
+        };
+        let write_now = match update {
+            // Channel closed: flush and stop.
+            None => {
+                if let Some(s) = pending.take() {
+                    write(&api, &name, &carried.merge(s)).await;
+                }
+                return;
+            }
+            Some(Some(Update { status, urgent })) => {
+                pending = Some(status);
+                urgent || last_write.is_none_or(|t| t.elapsed() >= every)
+            }
+            // The throttle interval passed.
+            Some(None) => true,
+        };
+        if write_now && let Some(s) = pending.take() {
+            write(&api, &name, &carried.merge(s)).await;
+            last_write = Some(Instant::now());
+        }
+    }
+}
+
+async fn write(api: &Api<PartitionDrill>, name: &str, status: &PartitionDrillStatus) {
+    // A failed write is retried with the next one; faults are also healed by
+    // the engine itself, so a lost progress write is not a safety problem.
+    for attempt in 0..3 {
+        match apply(api, name, status).await {
+            Ok(()) => return,
+            Err(kube::Error::Api(s)) if s.code == 404 => return,
+            Err(e) => {
+                tracing::warn!(drill = %name, attempt, error = %e, "drill status write failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::DrillPhase;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    #[test]
+    fn history_keeps_the_newest_runs() {
+        let mut h = Vec::new();
+        for i in 0..7 {
+            let s = PartitionDrillStatus {
+                started_at: Some(Time(jiff::Timestamp::from_second(i).unwrap())),
+                phase: DrillPhase::Succeeded,
+                verdict: Verdict::Passed,
+                ..Default::default()
+            };
+            push_history(&mut h, &s, 5);
+        }
+        assert_eq!(h.len(), 5);
+        assert_eq!(h[0].started_at.0.as_second(), 2);
+        assert_eq!(h[4].started_at.0.as_second(), 6);
+    }
+}

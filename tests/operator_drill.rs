@@ -1,0 +1,634 @@
+//! The PartitionDrill controller against a real kube-apiserver
+//! (testenv::ControlPlane), real local nats-server zones that the RegionMirror
+//! names as `external`, and a real toxiproxy-server whose proxies carry the
+//! mirror zones' leafnode links. The operator only knows the Toxiproxy API URL
+//! and the proxy prefix, as it would in a cluster.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, ResourceExt};
+use natsregion::api::{Claim, DrillPhase, PartitionDrill, RegionMirror, Verdict};
+use natsregion::cli::local_drill::LocalRuntime;
+use natsregion::drill::runtime::Runtime;
+use natsregion::fault::FaultBackend;
+use natsregion::fault::networkpolicy::{
+    FAULT_LABEL, NetworkPolicyBackend, NetworkPolicyTarget, cut_policies,
+};
+use natsregion::fault::toxiproxy::ToxiproxyBackend;
+use natsregion::local::toxiproxy::ToxiproxyServer;
+use natsregion::local::{LocalRegion, LocalRegionOptions, generate_credentials};
+use natsregion::nats::connect::{ConnectSettings, connect};
+use natsregion::operator::context::{Context, OperatorSettings, reporter};
+use natsregion::operator::drill::runtime::LocalZones;
+use natsregion::operator::drill::toxiproxy::ToxiproxyTarget;
+use natsregion::operator::drill::{DrillSettings, FINALIZER, RESTARTED, controller_with};
+use natsregion::operator::labels;
+use natsregion::operator::run::shutdown_on;
+use natsregion::testenv::ControlPlane;
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+const NS: &str = "default";
+const MANAGER: &str = "natsregion";
+
+async fn plane_with_crds() -> (ControlPlane, Client) {
+    let plane = ControlPlane::start()
+        .await
+        .unwrap_or_else(|e| panic!("control plane: {e}"));
+    let client = plane.client().await.expect("client");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    for file in [
+        "regionmirrors.natsregion.io.yaml",
+        "partitiondrills.natsregion.io.yaml",
+    ] {
+        let text = std::fs::read_to_string(dir.join(file)).expect("read checked-in CRD");
+        let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&text).expect("CRD parses");
+        let name = crd.name_any();
+        crds.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply {file}: {e}"));
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{name} not Established within 30s"))
+        .expect("watch CRD");
+    }
+    (plane, client)
+}
+
+/// Local zones a (source) and b (mirror), 1 server each, leafnode links
+/// through toxiproxy proxies named `<prefix>-<zone>-s<n>`; the RegionMirror
+/// names them as external zones; the credentials Secret and the streams are
+/// created here.
+struct World {
+    client: Client,
+    toxiproxy: ToxiproxyServer,
+    prefix: String,
+    runtime: Arc<LocalRuntime>,
+    region: String,
+}
+
+impl World {
+    async fn start(client: Client, region: &str, mirror_api: Option<&str>) -> World {
+        let toxiproxy = ToxiproxyServer::start().await.expect("toxiproxy-server");
+        let prefix = format!("t-{region}");
+        let network = Arc::new(ToxiproxyBackend::with_prefix(
+            toxiproxy.url(),
+            true,
+            &prefix,
+        ));
+        let local_spec = json!({
+            "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
+            "leafnode": {"reconnectIntervalSeconds": 1},
+            "zones": [
+                {"name": "a", "role": "source", "servers": 1},
+                {"name": "b", "role": "mirror", "servers": 1},
+            ],
+        });
+        let local_spec: natsregion::api::RegionMirrorSpec =
+            serde_json::from_value(local_spec).expect("spec");
+        let credentials = generate_credentials().expect("credentials");
+        let local = LocalRegion::start(
+            &local_spec,
+            network,
+            LocalRegionOptions {
+                credentials: Some(credentials.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("local region");
+        let runtime = Arc::new(LocalRuntime::new(local));
+        let zones = runtime.zones();
+        let url = |z: &str| {
+            zones
+                .iter()
+                .find(|a| a.name() == z)
+                .expect("zone")
+                .endpoint
+                .urls[0]
+                .clone()
+        };
+        // Streams, as the region controller would provision them.
+        for z in &zones {
+            let conn = connect(&z.endpoint, &ConnectSettings::default())
+                .await
+                .expect("connect");
+            let zone_spec = local_spec.zone(z.name()).expect("zone");
+            let mut config = if zone_spec.is_source() {
+                natsregion::plan::source_stream_config(&local_spec)
+            } else {
+                natsregion::plan::mirror_stream_config(&local_spec, "a", zone_spec)
+            };
+            if let (Some(api), Some(m)) = (mirror_api, config.mirror.as_mut()) {
+                m.external.as_mut().expect("external mirror").api_prefix = api.to_string();
+            }
+            conn.js.create_stream(config).await.expect("stream created");
+        }
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(format!("{region}-credentials")),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([
+                (
+                    "user".to_string(),
+                    ByteString(credentials.app.user.clone().into_bytes()),
+                ),
+                (
+                    "password".to_string(),
+                    ByteString(credentials.app.password.clone().into_bytes()),
+                ),
+            ])),
+            ..Default::default()
+        };
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("secret");
+        let cr = json!({
+            "apiVersion": "natsregion.io/v1alpha1",
+            "kind": "RegionMirror",
+            "metadata": {"name": region},
+            "spec": {
+                "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
+                "leafnode": {"reconnectIntervalSeconds": 1},
+                "zones": [
+                    {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a")}},
+                    {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b")}},
+                ],
+            },
+        });
+        let cr: RegionMirror = serde_json::from_value(cr).expect("region");
+        Api::<RegionMirror>::namespaced(client.clone(), NS)
+            .create(&PostParams::default(), &cr)
+            .await
+            .expect("region created");
+        World {
+            client,
+            toxiproxy,
+            prefix,
+            runtime,
+            region: region.to_string(),
+        }
+    }
+
+    fn settings(&self) -> DrillSettings {
+        DrillSettings {
+            toxiproxy: Some(ToxiproxyTarget {
+                api: self.toxiproxy.url(),
+                prefix: self.prefix.clone(),
+            }),
+            temporary_zones: Some(Arc::new(LocalZones(self.runtime.clone()))),
+            status_every: Duration::from_millis(500),
+            ..Default::default()
+        }
+    }
+
+    /// `(proxy, enabled)` for every proxy of this world.
+    async fn proxies(&self) -> BTreeMap<String, bool> {
+        let all: serde_json::Value = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("{}/proxies", self.toxiproxy.url()))
+            .send()
+            .await
+            .expect("toxiproxy API")
+            .json()
+            .await
+            .expect("proxies JSON");
+        all.as_object()
+            .expect("object")
+            .iter()
+            .filter(|(k, _)| k.starts_with(&self.prefix))
+            .map(|(k, v)| (k.clone(), v["enabled"].as_bool().unwrap_or(false)))
+            .collect()
+    }
+
+    async fn create_drill(&self, name: &str, spec: serde_json::Value) -> Api<PartitionDrill> {
+        let drills: Api<PartitionDrill> = Api::namespaced(self.client.clone(), NS);
+        let mut spec = spec;
+        spec["regionRef"] = json!({"name": self.region});
+        let drill: PartitionDrill = serde_json::from_value(json!({
+            "apiVersion": "natsregion.io/v1alpha1",
+            "kind": "PartitionDrill",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .expect("drill");
+        drills
+            .create(&PostParams::default(), &drill)
+            .await
+            .expect("drill created");
+        drills
+    }
+}
+
+/// The drill controller in this process; abort the handle to "kill" it.
+fn start_operator(client: &Client, settings: DrillSettings) -> JoinHandle<()> {
+    let ctx = Context::new(
+        client.clone(),
+        OperatorSettings {
+            namespace: Some(NS.to_string()),
+            ..Default::default()
+        },
+        reporter(),
+    );
+    tokio::spawn(controller_with(
+        ctx,
+        settings,
+        shutdown_on(futures::future::pending()),
+    ))
+}
+
+async fn kill(operator: JoinHandle<()>) {
+    operator.abort();
+    let _ = operator.await;
+}
+
+fn small_drill(hold: i32, steps: Option<&str>) -> serde_json::Value {
+    let mut spec = json!({
+        "fault": {"backend": "toxiproxy", "holdSeconds": hold, "deadlineSeconds": 120},
+        "workload": {"messagesPerPhase": 300, "ratePerSecond": 300},
+        "timeouts": {"stepSeconds": 30, "catchUpSeconds": 10},
+    });
+    if let Some(steps) = steps {
+        spec["steps"] = json!(steps.split(',').map(str::trim).collect::<Vec<_>>());
+    }
+    spec
+}
+
+/// Polls the drill until `done` holds; panics with the last status after `limit`.
+async fn wait_for(
+    drills: &Api<PartitionDrill>,
+    name: &str,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&PartitionDrill) -> bool,
+) -> PartitionDrill {
+    let start = Instant::now();
+    loop {
+        let d = drills.get(name).await.expect("get drill");
+        if done(&d) {
+            return d;
+        }
+        if start.elapsed() > limit {
+            panic!(
+                "drill {name}: {what} not reached after {limit:?}; status: {}",
+                serde_json::to_string_pretty(&d.status).unwrap()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn finished(d: &PartitionDrill) -> bool {
+    d.status.as_ref().is_some_and(|s| s.phase.is_finished())
+        && !d.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+fn cut_on(d: &PartitionDrill) -> bool {
+    d.status
+        .as_ref()
+        .is_some_and(|s| s.faults.iter().any(|f| f.healed_at.is_none()))
+}
+
+fn show(d: &PartitionDrill) -> String {
+    serde_json::to_string_pretty(&d.status).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drills_end_with_verdicts_in_status() {
+    let (_plane, client) = plane_with_crds().await;
+    let good = World::start(client.clone(), "east", None).await;
+    let broken = World::start(client.clone(), "west", Some("$JS.nope.API")).await;
+
+    // One operator per world: each knows one Toxiproxy prefix.
+    let operator = start_operator(&client, good.settings());
+    let started = Instant::now();
+    let drills = good.create_drill("east-drill", small_drill(3, None)).await;
+    let d = wait_for(
+        &drills,
+        "east-drill",
+        Duration::from_secs(120),
+        "the end",
+        finished,
+    )
+    .await;
+    eprintln!("healthy drill took {:?}", started.elapsed());
+    let s = d.status.as_ref().unwrap();
+    assert_eq!(s.phase, DrillPhase::Succeeded, "{}", show(&d));
+    assert_eq!(s.verdict, Verdict::Passed, "{}", show(&d));
+    assert_eq!(s.claims.len(), 4, "{}", show(&d));
+    assert!(
+        s.claims
+            .iter()
+            .all(|c| c.verdict == Verdict::Passed && !c.evidence.is_empty())
+    );
+    assert_eq!(
+        (s.totals.attempted, s.totals.acked, s.totals.lost),
+        (1200, 1200, 0)
+    );
+    assert!(!s.faults.is_empty() && s.faults.iter().all(|f| f.healed_at.is_some()));
+    assert_eq!(s.history.len(), 1);
+    assert_eq!(s.current_step.as_deref(), Some("verify"));
+    assert!(
+        good.proxies().await.values().all(|e| *e),
+        "{:?}",
+        good.proxies().await
+    );
+    // The temporary zone was removed after the drill.
+    assert!(good.runtime.zones().iter().all(|z| z.name() != "joiner"));
+    kill(operator).await;
+
+    let operator = start_operator(&client, broken.settings());
+    let drills = broken
+        .create_drill(
+            "west-drill",
+            small_drill(
+                3,
+                Some("produce, partition, produce, heal, wait-for-catch-up, verify"),
+            ),
+        )
+        .await;
+    let d = wait_for(
+        &drills,
+        "west-drill",
+        Duration::from_secs(120),
+        "the end",
+        finished,
+    )
+    .await;
+    let s = d.status.as_ref().unwrap();
+    assert_eq!(s.phase, DrillPhase::Failed, "{}", show(&d));
+    let c2 = s
+        .claims
+        .iter()
+        .find(|c| c.claim == Claim::NoLossAfterHeal)
+        .expect("claim 2 judged");
+    assert_eq!(c2.verdict, Verdict::Failed, "{}", show(&d));
+    assert!(c2.message.contains("did not catch up"), "{}", c2.message);
+    assert!(broken.proxies().await.values().all(|e| *e));
+    kill(operator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_heals_and_a_deleted_drill_heals_first() {
+    let (_plane, client) = plane_with_crds().await;
+    let world = World::start(client.clone(), "east", None).await;
+    let steps = Some("produce, partition, produce, heal, wait-for-catch-up, verify");
+
+    // Kill the operator while the partition is on.
+    let operator = start_operator(&client, world.settings());
+    let drills = world.create_drill("killed", small_drill(60, steps)).await;
+    let d = wait_for(&drills, "killed", Duration::from_secs(60), "a cut", cut_on).await;
+    assert!(
+        d.finalizers().iter().any(|f| f == FINALIZER),
+        "finalizer before the first fault"
+    );
+    kill(operator).await;
+    let proxies = world.proxies().await;
+    assert!(
+        proxies
+            .iter()
+            .any(|(p, enabled)| p.contains("-b-") && !enabled),
+        "the cut outlives the killed operator: {proxies:?}"
+    );
+    let restarted = Instant::now();
+    let operator = start_operator(&client, world.settings());
+    let d = wait_for(&drills, "killed", Duration::from_secs(30), "Aborted", |d| {
+        d.status
+            .as_ref()
+            .is_some_and(|s| s.phase == DrillPhase::Aborted)
+    })
+    .await;
+    eprintln!("restarted operator healed in {:?}", restarted.elapsed());
+    let s = d.status.as_ref().unwrap();
+    assert_eq!(s.message.as_deref(), Some(RESTARTED));
+    assert!(
+        s.faults.iter().all(|f| f.healed_at.is_some()),
+        "{}",
+        show(&d)
+    );
+    let proxies = world.proxies().await;
+    assert!(proxies.values().all(|e| *e), "{proxies:?}");
+    wait_for(
+        &drills,
+        "killed",
+        Duration::from_secs(10),
+        "finalizer removed",
+        finished,
+    )
+    .await;
+
+    // Delete a drill in the middle of its partition.
+    let drills = world.create_drill("deleted", small_drill(60, steps)).await;
+    wait_for(&drills, "deleted", Duration::from_secs(60), "a cut", cut_on).await;
+    assert!(
+        world
+            .proxies()
+            .await
+            .iter()
+            .any(|(p, e)| p.contains("-b-") && !e)
+    );
+    drills
+        .delete("deleted", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let start = Instant::now();
+    loop {
+        match drills.get_opt("deleted").await.expect("get") {
+            None => break,
+            Some(d) => assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "drill not gone: {}",
+                show(&d)
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let proxies = world.proxies().await;
+    assert!(
+        proxies.values().all(|e| *e),
+        "healed before it went: {proxies:?}"
+    );
+    kill(operator).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
+    let (_plane, client) = plane_with_crds().await;
+    // Pods with the labels zone pods carry (no kubelet: they stay Pending,
+    // which is enough to check what the selectors pick).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    for (name, region, zone) in [
+        ("east-a-0", "east", "a"),
+        ("east-b-0", "east", "b"),
+        ("east-c-0", "east", "c"),
+        ("west-b-0", "west", "b"),
+    ] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {labels::REGION: region, labels::ZONE: zone}},
+            "spec": {"containers": [{"name": "nats", "image": "nats"}]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("pod");
+    }
+    let backend = NetworkPolicyBackend::new(
+        client.clone(),
+        NetworkPolicyTarget {
+            namespace: NS.into(),
+            region: "east".into(),
+            drill: "np".into(),
+            source_zone: "a".into(),
+            owner: None,
+        },
+    );
+    let record = backend
+        .cut(&["b".to_string()], Duration::from_secs(60))
+        .await
+        .expect("cut applies");
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), NS);
+    let applied = policies
+        .list(&ListParams::default().labels(&format!("{}=np", labels::DRILL)))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(applied.len(), 2);
+    assert!(applied.iter().all(|p| p.labels().contains_key(FAULT_LABEL)));
+    // The API server kept what the builder made (nothing dropped or defaulted away).
+    let built = cut_policies(&natsregion::fault::networkpolicy::CutPlan {
+        namespace: NS.into(),
+        region: "east".into(),
+        drill: "np".into(),
+        source_zone: "a".into(),
+        zones: vec!["b".into()],
+        fault: record.id.clone(),
+        owner: None,
+    });
+    for b in &built {
+        let a = applied
+            .iter()
+            .find(|a| a.metadata.name == b.metadata.name)
+            .expect("applied by name");
+        assert_eq!(a.spec, b.spec);
+    }
+    let select = |sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector| {
+        let pods = pods.clone();
+        let selector: kube::core::Selector = sel.clone().try_into().expect("selector");
+        async move {
+            let mut names: Vec<String> = pods
+                .list(&ListParams::default().labels_from(&selector))
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .map(|p| p.name_any())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    let ingress = applied
+        .iter()
+        .find(|p| p.name_any().ends_with("-ingress"))
+        .unwrap()
+        .spec
+        .clone()
+        .unwrap();
+    assert_eq!(
+        select(ingress.pod_selector.as_ref().unwrap()).await,
+        ["east-a-0"]
+    );
+    let leaf_rule = &ingress.ingress.as_ref().unwrap()[1];
+    assert_eq!(
+        leaf_rule.ports.as_ref().unwrap()[0].port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(7422))
+    );
+    let mut allowed = Vec::new();
+    for peer in leaf_rule.from.as_ref().unwrap() {
+        if let (Some(sel), None) = (&peer.pod_selector, &peer.namespace_selector) {
+            allowed.extend(select(sel).await);
+        }
+    }
+    allowed.sort();
+    allowed.dedup();
+    assert_eq!(
+        allowed,
+        ["east-a-0", "east-c-0", "west-b-0"],
+        "7422 stays open to every pod but the cut zone's"
+    );
+    let egress = applied
+        .iter()
+        .find(|p| p.name_any().ends_with("-egress"))
+        .unwrap()
+        .spec
+        .clone()
+        .unwrap();
+    assert_eq!(
+        select(egress.pod_selector.as_ref().unwrap()).await,
+        ["east-b-0"]
+    );
+    let client_port_open = ingress.ingress.as_ref().unwrap()[0]
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|p| {
+            matches!(p.port, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(from)) if from <= 4222)
+                && p.end_port.is_some_and(|to| to >= 4222)
+                && p.protocol.as_deref() == Some("TCP")
+        });
+    assert!(client_port_open, "the operator's client port stays open");
+    assert_eq!(backend.leftovers().await.unwrap().len(), 2);
+    assert!(
+        backend.probe("b").await.is_err(),
+        "not observable from the operator"
+    );
+
+    // A fresh backend (a restarted operator) heals what the first one cut.
+    let fresh = NetworkPolicyBackend::new(
+        client.clone(),
+        NetworkPolicyTarget {
+            namespace: NS.into(),
+            region: "east".into(),
+            drill: "np".into(),
+            source_zone: String::new(),
+            owner: None,
+        },
+    );
+    fresh.heal(&record).await.expect("heal");
+    assert!(fresh.leftovers().await.unwrap().is_empty());
+    assert!(
+        policies
+            .list(&ListParams::default().labels(&format!("{}=np", labels::DRILL)))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    backend
+        .heal(&record)
+        .await
+        .expect("a second heal is harmless");
+}
