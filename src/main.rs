@@ -1,7 +1,9 @@
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -22,8 +24,8 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Run the operator against the cluster in the current kubeconfig.
-    Run,
+    /// Run the operator against the cluster in the current kubeconfig (or in-cluster).
+    Run(RunArgs),
     /// Run a partition drill.
     Drill {
         /// Run every zone as local nats-server processes (no Kubernetes).
@@ -46,15 +48,100 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: every namespace).
+    #[arg(long, env = "NATSREGION_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Hold a Lease before reconciling, so only one replica acts (`--leader-election=false` to turn off).
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the Lease (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    #[arg(long, default_value = "natsregion-operator")]
+    lease_name: String,
+    /// NATS image for zones whose spec leaves `image` empty.
+    #[arg(long, default_value_t = natsregion::api::default_image())]
+    default_nats_image: String,
+    /// Seconds between two reads of a steady region's state.
+    #[arg(long, default_value_t = 30)]
+    status_refresh_seconds: u64,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "natsregion=info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn run_operator(args: RunArgs) -> ExitCode {
+    use natsregion::operator::leader::LeaseSettings;
+    use natsregion::operator::run::{RunOptions, run};
+    let settings = natsregion::operator::OperatorSettings {
+        default_nats_image: args.default_nats_image,
+        status_refresh: Duration::from_secs(args.status_refresh_seconds.max(1)),
+        namespace: args.namespace.clone(),
+        ..Default::default()
+    };
+    let leader_election = args.leader_election.then(|| {
+        let namespace = args
+            .lease_namespace
+            .or_else(|| {
+                std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            })
+            .or(args.namespace)
+            .unwrap_or_else(|| "default".to_string());
+        let reporter = natsregion::operator::context::reporter();
+        let identity = format!(
+            "{}-{}",
+            reporter
+                .instance
+                .unwrap_or_else(|| "natsregion".to_string()),
+            std::process::id()
+        );
+        LeaseSettings::new(namespace, args.lease_name, identity)
+    });
+    let opts = RunOptions {
+        settings,
+        metrics_addr: args.metrics_addr,
+        leader_election,
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, reason = e.reason(), "operator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "natsregion=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_tracing(match &cli.command {
+        Command::Run(args) => args.log_format,
+        _ => LogFormat::Text,
+    });
     match cli.command {
         Command::Crd { dir: None } => {
             print!("{}", natsregion::api::crds_yaml());
@@ -70,10 +157,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run => {
-            tracing::info!("operator controllers are not built yet; exiting cleanly");
-            ExitCode::SUCCESS
-        }
+        Command::Run(args) => run_operator(args),
         Command::Bench { quick } => {
             let opts = natsregion::bench::BenchOptions { quick };
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");

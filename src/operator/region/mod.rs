@@ -1,12 +1,352 @@
-//! The RegionMirror controller.
+//! The RegionMirror controller: observe → validate → build (pure, `children`)
+//! → apply (SSA, `apply`) → provision streams (`streams`) → report (`status`).
+//!
+//! Children are watched (`owns`), so drift and deletions are corrected at once;
+//! a steady region is otherwise looked at every `status_refresh` and only
+//! written to when something changed.
 
+pub mod apply;
+pub mod children;
+pub mod credentials;
 pub mod names;
+pub mod status;
+pub mod streams;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use futures::StreamExt;
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+use crate::api::{RegionMirror, RegionMirrorStatus, ZoneStatus, validate};
+use crate::nats::{ConnectError, ZoneProbe, read_region};
 use crate::operator::context::Context;
+use crate::operator::error::{Error, Result};
 use crate::operator::run::Shutdown;
+use crate::operator::{FIELD_MANAGER, labels};
+use streams::{Connected, StreamsState};
 
-pub async fn controller(_ctx: Arc<Context>, shutdown: Shutdown) {
-    shutdown.await;
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "regionmirror";
+
+struct RegionCtx {
+    ctx: Arc<Context>,
+    /// Consecutive failures per region (`ns/name`), for the backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the RegionMirror controller until `shutdown`.
+pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown) {
+    let client = ctx.client.clone();
+    let ns = ctx.settings.namespace.clone();
+    let ns = ns.as_deref();
+    // Only the operator's own objects are cached, not every Service in the cluster.
+    let children = watcher::Config::default().labels(&format!(
+        "{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGED_BY_VALUE
+    ));
+    let state = Arc::new(RegionCtx {
+        ctx: ctx.clone(),
+        failures: Mutex::default(),
+    });
+    Controller::new(api::<RegionMirror>(&client, ns), watcher::Config::default())
+        .owns(api::<StatefulSet>(&client, ns), children.clone())
+        .owns(api::<ConfigMap>(&client, ns), children.clone())
+        .owns(api::<Service>(&client, ns), children.clone())
+        .owns(api::<PodDisruptionBudget>(&client, ns), children.clone())
+        .owns(api::<Secret>(&client, ns), children)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, state)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(region = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+fn key(region: &RegionMirror) -> String {
+    format!(
+        "{}/{}",
+        region.namespace().unwrap_or_default(),
+        region.name_any()
+    )
+}
+
+async fn reconcile(region: Arc<RegionMirror>, rc: Arc<RegionCtx>) -> Result<Action> {
+    if region.metadata.deletion_timestamp.is_some() {
+        // Children go with the region through their owner references.
+        let ctx = &rc.ctx;
+        ctx.metrics
+            .forget_region(&region.namespace().unwrap_or_default(), &region.name_any());
+        return Ok(Action::await_change());
+    }
+    let started = Instant::now();
+    let result = reconcile_region(&region, &rc.ctx).await;
+    let ctx = &rc.ctx;
+    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
+    tracing::info!(region = %key(&region), took_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "reconcile");
+    match &result {
+        Ok(_) => {
+            rc.failures
+                .lock()
+                .expect("failures lock")
+                .remove(&key(&region));
+        }
+        Err(e) => {
+            ctx.metrics.failed(CONTROLLER, e.reason());
+            tracing::warn!(region = %key(&region), reason = e.reason(), error = %e, "reconcile failed");
+            warn(ctx, &region, e.reason(), &e.to_string()).await;
+            let old = region.status.clone().unwrap_or_default();
+            let new = status::failed(&region, &old, e, now());
+            if new != old
+                && let Err(write) = write_status(ctx, &region, &new).await
+            {
+                tracing::warn!(region = %key(&region), error = %write, "cannot write the failure into the status");
+            }
+        }
+    }
+    result
+}
+
+fn error_policy(region: Arc<RegionMirror>, error: &Error, rc: Arc<RegionCtx>) -> Action {
+    if error.is_permanent() {
+        // Retrying the same spec fails the same way: wait for it to change.
+        return Action::await_change();
+    }
+    let mut failures = rc.failures.lock().expect("failures lock");
+    let n = failures.entry(key(&region)).or_insert(0);
+    *n += 1;
+    Action::requeue(Error::backoff(*n))
+}
+
+/// Seconds precision, as the API server stores condition times: a time read
+/// back then compares equal to the one written.
+fn now() -> jiff::Timestamp {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
+async fn warn(ctx: &Context, region: &RegionMirror, reason: &str, note: &str) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason.to_string(),
+        // Events notes are limited to 1 kB.
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &region.object_ref(&())).await {
+        tracing::warn!(region = %key(region), error = %e, "cannot publish a Warning Event");
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    region: &RegionMirror,
+    status: &RegionMirrorStatus,
+) -> Result<()> {
+    let ns = region
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<RegionMirror> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = serde_json::json!({
+        "apiVersion": RegionMirror::api_version(&()),
+        "kind": RegionMirror::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &region.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|e| {
+        Error::kube(
+            format!("write the status of RegionMirror {}", key(region)),
+            e,
+        )
+    })?;
+    Ok(())
+}
+
+/// A connect failure in words that do not change from one attempt to the next
+/// (no elapsed time, no attempt count), so a steady failure writes no status.
+fn stable_connect_message(e: &ConnectError) -> String {
+    match e {
+        ConnectError::Unreachable { urls, last, .. } => {
+            format!("no server answered at {} ({last})", urls.join(", "))
+        }
+        ConnectError::NoJetStream { reason, .. } => {
+            format!("connected, but JetStream did not answer ({reason})")
+        }
+        other => other.to_string(),
+    }
+}
+
+async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action> {
+    validate::region(region, None)?;
+    let ns = region
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = region.name_any();
+    let uid = region.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let client = &ctx.client;
+
+    // Build and apply.
+    let creds = credentials::ensure(client, region).await?;
+    let image = if region.spec.image.is_empty() {
+        ctx.settings.default_nats_image.as_str()
+    } else {
+        region.spec.image.as_str()
+    };
+    let children = children::region_children(region, image, &creds.refs)?;
+    let mut ready_replicas: HashMap<String, i32> = HashMap::new();
+    for zone in &children {
+        let sts = apply::apply_zone(client, zone).await?;
+        let ready = sts.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        ready_replicas.insert(zone.zone.clone(), ready);
+    }
+    let pruned = apply::prune(
+        client,
+        &ns,
+        &name,
+        &uid,
+        &children::desired_names(&children),
+    )
+    .await?;
+    if !pruned.is_empty() {
+        tracing::info!(region = %key(region), deleted = ?pruned, "deleted objects of zones no longer in the spec");
+    }
+
+    // Observe: connect to every zone whose servers are ready.
+    let mut external_users = HashMap::new();
+    for zone in region.spec.zones.iter().filter(|z| z.external.is_some()) {
+        let user = credentials::for_external_zone(client, region, zone, &creds.app).await?;
+        external_users.insert(zone.name.clone(), user);
+    }
+    let attempts = region.spec.zones.iter().map(|zone| {
+        let ready_replicas = &ready_replicas;
+        let external_users = &external_users;
+        let creds = &creds;
+        let ns = &ns;
+        let name = &name;
+        async move {
+            let (urls, monitor, user) = match &zone.external {
+                Some(ext) => (vec![ext.url.clone()], vec![], &external_users[&zone.name]),
+                None => {
+                    let ready = ready_replicas.get(&zone.name).copied().unwrap_or(0);
+                    if ready < zone.servers {
+                        return (
+                            zone,
+                            Err("waiting for the servers to become ready".to_string()),
+                        );
+                    }
+                    let urls = ctx.zone_urls(ns, name, &zone.name, zone.servers);
+                    (urls.client, urls.monitor, &creds.app)
+                }
+            };
+            match streams::connect_zone(&ctx.settings.nats_connect, zone, urls, user).await {
+                Ok(client) => (
+                    zone,
+                    Ok(Connected {
+                        zone: zone.clone(),
+                        client,
+                        monitor,
+                    }),
+                ),
+                Err(Error::Connect(e)) => (zone, Err(stable_connect_message(&e))),
+                Err(e) => (zone, Err(e.to_string())),
+            }
+        }
+    });
+    let mut connected = Vec::new();
+    let mut unreachable: HashMap<String, String> = HashMap::new();
+    for (zone, outcome) in join_all(attempts).await {
+        match outcome {
+            Ok(c) => connected.push(c),
+            Err(message) => {
+                unreachable.insert(zone.name.clone(), message);
+            }
+        }
+    }
+
+    // Streams, then what the zones look like.
+    let (streams_state, errors) = streams::provision(&region.spec, &connected).await;
+    for e in &errors {
+        ctx.metrics.failed(CONTROLLER, e.reason());
+        warn(ctx, region, e.reason(), &e.to_string()).await;
+    }
+    if let StreamsState::NeedsRecreate(message) = &streams_state {
+        warn(ctx, region, "MirrorNeedsRecreate", message).await;
+    }
+    let probes: Vec<ZoneProbe> = connected
+        .iter()
+        .map(|c| ZoneProbe::new(&c.zone, &c.client, c.monitor.clone()))
+        .collect();
+    let state = read_region(&region.spec.stream.name, &probes).await;
+    let zones: Vec<ZoneStatus> = region
+        .spec
+        .zones
+        .iter()
+        .map(|zone| {
+            let mut z = state
+                .zone(&zone.name)
+                .cloned()
+                .unwrap_or_else(|| ZoneStatus {
+                    name: zone.name.clone(),
+                    role: if zone.is_source() { "source" } else { "mirror" }.to_string(),
+                    domain: zone.domain().to_string(),
+                    servers: zone.servers,
+                    error: unreachable.get(&zone.name).cloned(),
+                    ..Default::default()
+                });
+            // Managed zones: the StatefulSet's count of ready pods is what the
+            // kubelet's probes (/healthz?js-enabled-only=true) say.
+            if let Some(ready) = ready_replicas.get(&zone.name) {
+                z.ready_servers = *ready;
+            }
+            z
+        })
+        .collect();
+    for c in connected {
+        // Close at once; a connection per refresh is cheap and keeps no state
+        // that could go stale between reconciles.
+        drop(c.client);
+    }
+
+    let lags: Vec<(String, Option<i64>)> = zones
+        .iter()
+        .filter(|z| z.role == "mirror")
+        .map(|z| (z.name.clone(), z.lag))
+        .collect();
+    ctx.metrics.set_region_lag(&ns, &name, &lags);
+
+    let old = region.status.clone().unwrap_or_default();
+    let new = status::observed(region, &old, zones, &streams_state, now());
+    if new != old {
+        write_status(ctx, region, &new).await?;
+    }
+    Ok(Action::requeue(ctx.settings.status_refresh))
 }

@@ -1,0 +1,543 @@
+//! Pure builders: a RegionMirror to the Kubernetes objects of its managed
+//! zones. No I/O; the reconciler applies what these return with Server-Side
+//! Apply, and the tests compare the cluster with them.
+//!
+//! Credentials never appear in a ConfigMap: the server configuration refers to
+//! environment variables (`$NATS_APP_PASSWORD`), which the StatefulSet fills
+//! from the credentials Secrets. nats-server parses an environment value as
+//! configuration, so each variable the config names is the Secret value in
+//! double quotes (built with Kubernetes' `$(VAR)` expansion): a password such
+//! as `12k` or `yes` then stays a string instead of becoming a number or a bool.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::names::{self, CLIENT_PORT, CLUSTER_PORT, LEAFNODE_PORT, MONITOR_PORT};
+use crate::api::{RegionMirror, ZoneRole, ZoneSpec};
+use crate::operator::error::{Error, Result};
+use crate::operator::labels;
+use crate::plan::{RegionCredentials, ServerAddress, UserPass, ZoneAddresses, ZonePlan, leaf_url};
+
+/// Pod template annotation carrying a hash of the zone's configuration: a
+/// changed config changes the template, and the StatefulSet rolls its pods.
+pub const CONFIG_HASH: &str = "natsregion.io/config-hash";
+/// Where the JetStream volume is mounted and the store lives.
+pub const DATA_DIR: &str = "/data";
+pub const STORE_DIR: &str = "/data/jetstream";
+pub const CONFIG_DIR: &str = "/etc/nats-config";
+
+/// Environment variables the server configuration refers to.
+pub mod env {
+    pub const APP_USER: &str = "NATS_APP_USER";
+    pub const APP_PASSWORD: &str = "NATS_APP_PASSWORD";
+    pub const SYS_USER: &str = "NATS_SYS_USER";
+    pub const SYS_PASSWORD: &str = "NATS_SYS_PASSWORD";
+    /// `NATS_LEAF_URL_<k>`: the k-th leafnode remote URL, credentials included.
+    pub const LEAF_URL: &str = "NATS_LEAF_URL_";
+    /// Suffix of the raw Secret values; the unsuffixed names are quoted.
+    pub const RAW: &str = "_RAW";
+}
+
+/// The Secrets (keys `user` and `password`) the zone's servers take their users from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretRefs {
+    pub app: String,
+    pub system: String,
+}
+
+/// Every object of one managed zone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZoneChildren {
+    pub zone: String,
+    pub config_map: ConfigMap,
+    pub headless: Service,
+    pub client: Service,
+    /// Source zone only.
+    pub leafnode: Option<Service>,
+    pub statefulset: StatefulSet,
+    pub pdb: PodDisruptionBudget,
+}
+
+/// Labels on every object of a region (zone-level objects add the zone).
+pub fn region_labels(region: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            labels::MANAGED_BY.to_string(),
+            labels::MANAGED_BY_VALUE.to_string(),
+        ),
+        (labels::NAME.to_string(), "nats".to_string()),
+        (labels::REGION.to_string(), region.to_string()),
+    ])
+}
+
+pub fn zone_labels(region: &str, zone: &str) -> BTreeMap<String, String> {
+    let mut l = region_labels(region);
+    l.insert(labels::ZONE.to_string(), zone.to_string());
+    l
+}
+
+/// The pods of a zone (the StatefulSet, PDB and Service selectors).
+pub fn selector(region: &str, zone: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::NAME.to_string(), "nats".to_string()),
+        (labels::REGION.to_string(), region.to_string()),
+        (labels::ZONE.to_string(), zone.to_string()),
+    ])
+}
+
+fn owner(region: &RegionMirror) -> Result<OwnerReference> {
+    region
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingField("metadata.uid"))
+}
+
+fn meta(
+    region: &RegionMirror,
+    name: String,
+    labels: BTreeMap<String, String>,
+) -> Result<ObjectMeta> {
+    Ok(ObjectMeta {
+        name: Some(name),
+        namespace: region.namespace(),
+        labels: Some(labels),
+        owner_references: Some(vec![owner(region)?]),
+        ..Default::default()
+    })
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+    serde_json::from_value(value).expect("builder JSON matches the k8s-openapi type")
+}
+
+/// The objects of every managed zone, in spec order. External zones get none.
+pub fn region_children(
+    region: &RegionMirror,
+    image: &str,
+    secrets: &SecretRefs,
+) -> Result<Vec<ZoneChildren>> {
+    region
+        .spec
+        .zones
+        .iter()
+        .filter(|z| z.external.is_none())
+        .map(|z| zone_children(region, z, image, secrets))
+        .collect()
+}
+
+/// Addressing of a managed zone in the cluster: servers bind every interface,
+/// peers find each other through the headless Service, mirror zones dial the
+/// source zone's leafnode Service, and the source advertises that Service
+/// (DESIGN.md fact 1: never its pods' own addresses, which would bypass a cut).
+pub fn zone_addresses(region: &RegionMirror, zone: &ZoneSpec) -> ZoneAddresses {
+    let ns = region.namespace().unwrap_or_default();
+    let name = region.name_any();
+    let source = region.spec.source_zone();
+    let servers = (0..zone.servers.max(0))
+        .map(|i| ServerAddress {
+            name: names::pod(&name, &zone.name, i),
+            host: "0.0.0.0".to_string(),
+            client_port: CLIENT_PORT,
+            cluster_port: CLUSTER_PORT,
+            monitor_port: MONITOR_PORT,
+            leafnode_port: zone.is_source().then_some(LEAFNODE_PORT),
+            leaf_advertise: zone.is_source().then(|| {
+                format!(
+                    "{}:{LEAFNODE_PORT}",
+                    names::leafnode_host(&ns, &name, &zone.name)
+                )
+            }),
+            store_dir: STORE_DIR.to_string(),
+        })
+        .collect();
+    let routes = (0..zone.servers.max(0))
+        .map(|i| {
+            format!(
+                "nats-route://{}:{CLUSTER_PORT}",
+                names::pod_host(&ns, &name, &zone.name, i)
+            )
+        })
+        .collect();
+    // A managed mirror zone can only dial a managed source zone: an external
+    // source's leafnode address is not known (planning then fails with NoLeafRemotes).
+    let leaf_remotes = match source {
+        Some(s) if !zone.is_source() && s.external.is_none() => vec![format!(
+            "{}:{LEAFNODE_PORT}",
+            names::leafnode_host(&ns, &name, &s.name)
+        )],
+        _ => vec![],
+    };
+    ZoneAddresses {
+        servers,
+        routes,
+        leaf_remotes,
+    }
+}
+
+fn placeholder(var: &str) -> String {
+    format!("__natsregion_env_{var}__")
+}
+
+/// Credentials that render as unique markers, replaced by `$VAR` references.
+fn placeholder_credentials() -> RegionCredentials {
+    RegionCredentials {
+        app: UserPass {
+            user: placeholder(env::APP_USER),
+            password: placeholder(env::APP_PASSWORD),
+        },
+        system: UserPass {
+            user: placeholder(env::SYS_USER),
+            password: placeholder(env::SYS_PASSWORD),
+        },
+    }
+}
+
+/// One configuration file per server (`<pod>.conf`), credentials as `$VAR`.
+pub fn config_files(
+    region: &RegionMirror,
+    zone: &ZoneSpec,
+) -> Result<(BTreeMap<String, String>, ZoneAddresses)> {
+    let addresses = zone_addresses(region, zone);
+    let creds = placeholder_credentials();
+    let plan = ZonePlan::build(&region.spec, &zone.name, &addresses, &creds).map_err(|source| {
+        Error::Plan {
+            zone: zone.name.clone(),
+            source,
+        }
+    })?;
+    let files = plan
+        .servers
+        .iter()
+        .map(|server| {
+            let mut text = server.render();
+            for (k, addr) in addresses.leaf_remotes.iter().enumerate() {
+                let quoted = format!("\"{}\"", leaf_url(&creds.app, addr));
+                text = text.replace(&quoted, &format!("${}{k}", env::LEAF_URL));
+            }
+            for var in [
+                env::APP_USER,
+                env::APP_PASSWORD,
+                env::SYS_USER,
+                env::SYS_PASSWORD,
+            ] {
+                text = text.replace(&format!("\"{}\"", placeholder(var)), &format!("${var}"));
+            }
+            debug_assert!(!text.contains("__natsregion_env_"), "{text}");
+            (format!("{}.conf", server.address.name), text)
+        })
+        .collect();
+    Ok((files, addresses))
+}
+
+/// Hash of the rendered configuration (hex xxh3), for the pod template annotation.
+pub fn config_hash(files: &BTreeMap<String, String>) -> String {
+    let mut all = String::new();
+    for (name, text) in files {
+        all.push_str(name);
+        all.push('\0');
+        all.push_str(text);
+        all.push('\0');
+    }
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(all.as_bytes()))
+}
+
+pub fn zone_children(
+    region: &RegionMirror,
+    zone: &ZoneSpec,
+    image: &str,
+    secrets: &SecretRefs,
+) -> Result<ZoneChildren> {
+    let name = region.name_any();
+    let z = zone.name.as_str();
+    let (files, addresses) = config_files(region, zone)?;
+    let hash = config_hash(&files);
+    let zl = zone_labels(&name, z);
+    let sel = selector(&name, z);
+
+    let config_map = ConfigMap {
+        metadata: meta(region, names::config_map(&name, z), zl.clone())?,
+        data: Some(files),
+        ..Default::default()
+    };
+
+    let mut headless: Service = typed(json!({
+        "spec": {
+            "clusterIP": "None",
+            // Routes must resolve before a server is ready: a zone's servers
+            // only become ready once they have formed their cluster.
+            "publishNotReadyAddresses": true,
+            "selector": sel,
+            "ports": [
+                {"name": "client", "port": CLIENT_PORT},
+                {"name": "cluster", "port": CLUSTER_PORT},
+                {"name": "monitor", "port": MONITOR_PORT},
+            ],
+        }
+    }));
+    headless.metadata = meta(region, names::headless_service(&name, z), zl.clone())?;
+
+    let mut client: Service = typed(json!({
+        "spec": {
+            "selector": sel,
+            "ports": [{"name": "client", "port": CLIENT_PORT}],
+        }
+    }));
+    client.metadata = meta(region, names::client_service(&name, z), zl.clone())?;
+
+    let leafnode = if zone.is_source() {
+        let mut svc: Service = typed(json!({
+            "spec": {
+                "selector": sel,
+                "ports": [{"name": "leafnodes", "port": LEAFNODE_PORT}],
+            }
+        }));
+        svc.metadata = meta(region, names::leafnode_service(&name, z), zl.clone())?;
+        Some(svc)
+    } else {
+        None
+    };
+
+    let statefulset = statefulset(region, zone, image, secrets, &addresses, &hash)?;
+
+    let mut pdb: PodDisruptionBudget = typed(json!({
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": sel},
+        }
+    }));
+    pdb.metadata = meta(region, names::pdb(&name, z), zl)?;
+
+    Ok(ZoneChildren {
+        zone: zone.name.clone(),
+        config_map,
+        headless,
+        client,
+        leafnode,
+        statefulset,
+        pdb,
+    })
+}
+
+fn secret_env(var: &str, secret: &str, key: &str) -> serde_json::Value {
+    json!({"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+}
+
+fn statefulset(
+    region: &RegionMirror,
+    zone: &ZoneSpec,
+    image: &str,
+    secrets: &SecretRefs,
+    addresses: &ZoneAddresses,
+    config_hash: &str,
+) -> Result<StatefulSet> {
+    let name = region.name_any();
+    let z = zone.name.as_str();
+    let sel = selector(&name, z);
+    let mut pod_labels = zone_labels(&name, z);
+    pod_labels.extend(sel.clone());
+
+    let raw = |v: &str| format!("{v}{}", env::RAW);
+    let mut envs = vec![
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+        secret_env(&raw(env::APP_USER), &secrets.app, "user"),
+        secret_env(&raw(env::APP_PASSWORD), &secrets.app, "password"),
+        secret_env(&raw(env::SYS_USER), &secrets.system, "user"),
+        secret_env(&raw(env::SYS_PASSWORD), &secrets.system, "password"),
+    ];
+    for var in [
+        env::APP_USER,
+        env::APP_PASSWORD,
+        env::SYS_USER,
+        env::SYS_PASSWORD,
+    ] {
+        envs.push(json!({"name": var, "value": format!("\"$({})\"", raw(var))}));
+    }
+    for (k, addr) in addresses.leaf_remotes.iter().enumerate() {
+        envs.push(json!({
+            "name": format!("{}{k}", env::LEAF_URL),
+            "value": format!(
+                "\"nats-leaf://$({}):$({})@{addr}\"",
+                raw(env::APP_USER),
+                raw(env::APP_PASSWORD)
+            ),
+        }));
+    }
+
+    let mut ports = vec![
+        json!({"name": "client", "containerPort": CLIENT_PORT}),
+        json!({"name": "cluster", "containerPort": CLUSTER_PORT}),
+        json!({"name": "monitor", "containerPort": MONITOR_PORT}),
+    ];
+    if zone.role == ZoneRole::Source {
+        ports.push(json!({"name": "leafnodes", "containerPort": LEAFNODE_PORT}));
+    }
+    let health = |period: i32, failures: i32| {
+        json!({
+            "httpGet": {"path": "/healthz?js-enabled-only=true", "port": MONITOR_PORT},
+            "periodSeconds": period,
+            "timeoutSeconds": 5,
+            "failureThreshold": failures,
+        })
+    };
+
+    let mut node_selector = zone.scheduling.node_selector.clone();
+    if let Some(tz) = &zone.scheduling.topology_zone {
+        node_selector.insert("topology.kubernetes.io/zone".to_string(), tz.clone());
+    }
+    let mut pvc = json!({
+        "metadata": {"name": "data", "labels": zone_labels(&name, z)},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": zone.storage.size}},
+        }
+    });
+    if let Some(class) = &zone.storage.class_name {
+        pvc["spec"]["storageClassName"] = json!(class);
+    }
+
+    let mut pod_spec = json!({
+        // Lame duck mode lasts up to 2 minutes by default; leave it the time to
+        // move clients and stream leaders away before the kill.
+        "terminationGracePeriodSeconds": 60,
+        "topologySpreadConstraints": [{
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": sel},
+        }],
+        "containers": [{
+            "name": "nats",
+            "image": image,
+            // nats-server is PID 1, so the preStop hook can signal it by pid.
+            "command": ["nats-server"],
+            "args": ["--config", format!("{CONFIG_DIR}/$(POD_NAME).conf")],
+            "env": envs,
+            "ports": ports,
+            "readinessProbe": health(5, 3),
+            "livenessProbe": health(10, 30),
+            "lifecycle": {"preStop": {"exec": {"command": ["nats-server", "--signal", "ldm=1"]}}},
+            "volumeMounts": [
+                {"name": "config", "mountPath": CONFIG_DIR},
+                {"name": "data", "mountPath": DATA_DIR},
+            ],
+        }],
+        "volumes": [{"name": "config", "configMap": {"name": names::config_map(&name, z)}}],
+    });
+    if !node_selector.is_empty() {
+        pod_spec["nodeSelector"] = json!(node_selector);
+    }
+
+    let mut sts: StatefulSet = typed(json!({
+        "spec": {
+            "replicas": zone.servers,
+            "serviceName": names::headless_service(&name, z),
+            // Every server must start for the zone to elect a JetStream leader,
+            // and a pod is only ready after that: ordered start would deadlock.
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": sel},
+            "persistentVolumeClaimRetentionPolicy": {
+                // A zone removed from the spec is gone with its data (a mirror
+                // zone added back copies the history again); scaling keeps it.
+                "whenDeleted": "Delete",
+                "whenScaled": "Retain",
+            },
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {CONFIG_HASH: config_hash},
+                },
+                "spec": pod_spec,
+            },
+            "volumeClaimTemplates": [pvc],
+        }
+    }));
+    sts.metadata = meta(region, names::statefulset(&name, z), zone_labels(&name, z))?;
+    Ok(sts)
+}
+
+/// A credentials Secret with a fresh random password. Applied only when the
+/// Secret does not exist: the password is generated once and never rotated.
+pub fn generated_secret(
+    region: &RegionMirror,
+    name: String,
+    user: &str,
+    password: String,
+) -> Result<Secret> {
+    Ok(Secret {
+        metadata: meta(region, name, region_labels(&region.name_any()))?,
+        string_data: Some(BTreeMap::from([
+            ("user".to_string(), user.to_string()),
+            ("password".to_string(), password),
+        ])),
+        type_: Some("Opaque".to_string()),
+        ..Default::default()
+    })
+}
+
+/// A password of `len` letters and digits, starting with a letter, from the OS RNG.
+pub fn random_password(len: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(len);
+    let mut f = std::fs::File::open("/dev/urandom")?;
+    let mut byte = [0u8; 1];
+    while out.len() < len {
+        f.read_exact(&mut byte)?;
+        // Rejection sampling: 248 = 4 * 62, so every symbol is equally likely.
+        if byte[0] >= 248 {
+            continue;
+        }
+        let c = ALPHABET[byte[0] as usize % ALPHABET.len()];
+        if out.is_empty() && !c.is_ascii_alphabetic() {
+            continue;
+        }
+        out.push(c as char);
+    }
+    Ok(out)
+}
+
+/// Names of every object `region_children` returns, by kind, for pruning.
+pub fn desired_names(children: &[ZoneChildren]) -> BTreeMap<&'static str, Vec<String>> {
+    let mut m: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for c in children {
+        let mut push = |kind: &'static str, meta: &ObjectMeta| {
+            m.entry(kind)
+                .or_default()
+                .push(meta.name.clone().unwrap_or_default())
+        };
+        push("ConfigMap", &c.config_map.metadata);
+        push("Service", &c.headless.metadata);
+        push("Service", &c.client.metadata);
+        if let Some(l) = &c.leafnode {
+            push("Service", &l.metadata);
+        }
+        push("StatefulSet", &c.statefulset.metadata);
+        push("PodDisruptionBudget", &c.pdb.metadata);
+    }
+    m
+}
+
+/// Checks a user-provided credential for use in the servers' configuration:
+/// it goes unencoded into the leafnode URL and into a double-quoted value.
+pub fn check_credential(value: &str) -> std::result::Result<(), String> {
+    if value.is_empty() {
+        return Err("is empty".to_string());
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')))
+    {
+        return Err(format!(
+            "contains {bad:?}: use only letters, digits, '-', '.', '_' and '~' (the value goes into the leafnode URL unencoded)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,241 @@
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::*;
+use crate::api::RegionMirror;
+
+fn region(zones: serde_json::Value) -> RegionMirror {
+    let mut r = RegionMirror::new(
+        "east",
+        serde_json::from_value(json!({
+            "stream": {"name": "EVENTS", "subjects": ["events.>"]},
+            "zones": zones,
+        }))
+        .unwrap(),
+    );
+    r.metadata.namespace = Some("ns1".into());
+    r.metadata.uid = Some("uid-1".into());
+    r
+}
+
+fn three() -> RegionMirror {
+    region(json!([
+        {"name": "a", "role": "source"},
+        {"name": "b", "role": "mirror", "servers": 1,
+         "storage": {"size": "5Gi", "className": "fast"},
+         "scheduling": {"nodeSelector": {"disk": "ssd"}, "topologyZone": "eu-1b"}},
+        {"name": "c", "role": "mirror"},
+    ]))
+}
+
+fn secrets() -> SecretRefs {
+    SecretRefs {
+        app: "east-credentials".into(),
+        system: "east-system-credentials".into(),
+    }
+}
+
+#[test]
+fn every_managed_zone_gets_its_objects_with_labels_and_owner() {
+    let r = three();
+    let children = region_children(&r, "nats:test", &secrets()).unwrap();
+    assert_eq!(children.len(), 3);
+    let names = desired_names(&children);
+    assert_eq!(
+        names["Service"],
+        vec![
+            "east-a",
+            "east-a-client",
+            "east-a-leaf",
+            "east-b",
+            "east-b-client",
+            "east-c",
+            "east-c-client"
+        ]
+    );
+    assert_eq!(names["StatefulSet"], vec!["east-a", "east-b", "east-c"]);
+    assert_eq!(
+        names["ConfigMap"],
+        vec!["east-a-config", "east-b-config", "east-c-config"]
+    );
+    assert_eq!(
+        names["PodDisruptionBudget"],
+        vec!["east-a", "east-b", "east-c"]
+    );
+    for c in &children {
+        for meta in [
+            &c.config_map.metadata,
+            &c.headless.metadata,
+            &c.client.metadata,
+            &c.statefulset.metadata,
+            &c.pdb.metadata,
+        ] {
+            let l = meta.labels.as_ref().unwrap();
+            assert_eq!(l[crate::operator::labels::REGION], "east");
+            assert_eq!(l[crate::operator::labels::ZONE], c.zone);
+            assert_eq!(l[crate::operator::labels::MANAGED_BY], "natsregion");
+            let owner = &meta.owner_references.as_ref().unwrap()[0];
+            assert_eq!(
+                (owner.kind.as_str(), owner.uid.as_str()),
+                ("RegionMirror", "uid-1")
+            );
+            assert_eq!(owner.controller, Some(true));
+            assert_eq!(meta.namespace.as_deref(), Some("ns1"));
+        }
+    }
+}
+
+#[test]
+fn statefulset_follows_the_zone_spec() {
+    let r = three();
+    let b = zone_children(&r, r.spec.zone("b").unwrap(), "nats:test", &secrets()).unwrap();
+    let sts = serde_json::to_value(&b.statefulset).unwrap();
+    let spec = &sts["spec"];
+    assert_eq!(spec["replicas"], 1);
+    assert_eq!(spec["serviceName"], "east-b");
+    assert_eq!(spec["podManagementPolicy"], "Parallel");
+    let vct = &spec["volumeClaimTemplates"][0]["spec"];
+    assert_eq!(vct["resources"]["requests"]["storage"], "5Gi");
+    assert_eq!(vct["storageClassName"], "fast");
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["nodeSelector"]["disk"], "ssd");
+    assert_eq!(pod["nodeSelector"]["topology.kubernetes.io/zone"], "eu-1b");
+    let c = &pod["containers"][0];
+    assert_eq!(c["image"], "nats:test");
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["path"],
+        "/healthz?js-enabled-only=true"
+    );
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], 8222);
+    assert_eq!(
+        c["lifecycle"]["preStop"]["exec"]["command"],
+        json!(["nats-server", "--signal", "ldm=1"])
+    );
+    let env: BTreeMap<String, serde_json::Value> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e.clone()))
+        .collect();
+    assert_eq!(
+        env["NATS_APP_PASSWORD_RAW"]["valueFrom"]["secretKeyRef"]["name"],
+        "east-credentials"
+    );
+    assert_eq!(
+        env["NATS_LEAF_URL_0"]["value"],
+        "\"nats-leaf://$(NATS_APP_USER_RAW):$(NATS_APP_PASSWORD_RAW)@east-a-leaf.ns1.svc:7422\""
+    );
+    assert!(b.leafnode.is_none());
+    assert_eq!(
+        serde_json::to_value(&b.pdb).unwrap()["spec"]["maxUnavailable"],
+        1
+    );
+}
+
+#[test]
+fn configs_hold_no_secret_and_name_the_pods() {
+    let r = three();
+    let (files, _) = config_files(&r, r.spec.zone("a").unwrap()).unwrap();
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        vec!["east-a-0.conf", "east-a-1.conf", "east-a-2.conf"]
+    );
+    let a0 = &files["east-a-0.conf"];
+    assert!(a0.contains("password: $NATS_APP_PASSWORD"), "{a0}");
+    assert!(
+        a0.contains("nats-route://east-a-1.east-a.ns1.svc:6222"),
+        "{a0}"
+    );
+    assert!(
+        a0.contains("\"east-a-leaf.ns1.svc:7422\""),
+        "advertise: {a0}"
+    );
+    let (files, _) = config_files(&r, r.spec.zone("c").unwrap()).unwrap();
+    assert!(files["east-c-0.conf"].contains("$NATS_LEAF_URL_0"));
+}
+
+#[test]
+fn config_hash_moves_with_the_config_only() {
+    let r = three();
+    let zone = r.spec.zone("a").unwrap().clone();
+    let a = zone_children(&r, &zone, "nats:1", &secrets()).unwrap();
+    let same = zone_children(&r, &zone, "nats:2", &secrets()).unwrap();
+    let mut changed = r.clone();
+    changed.spec.stream.sync_interval = "always".into();
+    let b = zone_children(&changed, &zone, "nats:1", &secrets()).unwrap();
+    let hash = |c: &ZoneChildren| {
+        c.statefulset
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[CONFIG_HASH]
+            .clone()
+    };
+    assert_eq!(hash(&a), hash(&same));
+    assert_ne!(hash(&a), hash(&b));
+}
+
+#[test]
+fn external_zones_get_no_objects() {
+    let r = region(json!([
+        {"name": "a", "role": "source", "domain": "a", "external": {"url": "nats://x:4222"}},
+        {"name": "b", "role": "mirror", "domain": "b", "external": {"url": "nats://y:4222"}},
+    ]));
+    assert!(region_children(&r, "nats", &secrets()).unwrap().is_empty());
+    // A managed mirror of an external source has no leafnode address to dial.
+    let r = region(json!([
+        {"name": "a", "role": "source", "domain": "a", "external": {"url": "nats://x:4222"}},
+        {"name": "b", "role": "mirror"},
+    ]));
+    let e = region_children(&r, "nats", &secrets()).unwrap_err();
+    assert_eq!(e.reason(), "InvalidConfiguration");
+    assert!(e.is_permanent());
+}
+
+#[test]
+fn the_rendered_config_is_valid_for_nats_server() {
+    let bin = crate::tools::binary("nats-server").expect("nats-server (tools/install.sh nats)");
+    let r = three();
+    let dir = tempfile::tempdir().unwrap();
+    for zone in ["a", "c"] {
+        let (files, _) = config_files(&r, r.spec.zone(zone).unwrap()).unwrap();
+        let path = dir.path().join("server.conf");
+        std::fs::write(&path, &files[&format!("east-{zone}-0.conf")]).unwrap();
+        let out = std::process::Command::new(&bin)
+            .arg("-c")
+            .arg(&path)
+            .arg("-t")
+            .env("NATS_APP_USER", "\"app\"")
+            .env("NATS_APP_PASSWORD", "\"12k\"")
+            .env("NATS_SYS_USER", "\"sys\"")
+            .env("NATS_SYS_PASSWORD", "\"yes\"")
+            .env(
+                "NATS_LEAF_URL_0",
+                "\"nats-leaf://app:12k@east-a-leaf.ns1.svc:7422\"",
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "zone {zone}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn generated_passwords_and_credential_checks() {
+    let p = random_password(24).unwrap();
+    assert_eq!(p.len(), 24);
+    assert!(p.chars().next().unwrap().is_ascii_alphabetic());
+    assert!(check_credential(&p).is_ok());
+    assert!(check_credential("a b").is_err());
+    assert!(check_credential("p@ss").is_err());
+    assert!(check_credential("").is_err());
+}

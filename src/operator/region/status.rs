@@ -1,0 +1,309 @@
+//! The RegionMirror status, computed (purely) from what was observed. The
+//! reconciler writes it only when it differs from the stored one, so every
+//! field here must be stable while the region is steady.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+use super::streams::StreamsState;
+use crate::api::conditions::{self, Desired};
+use crate::api::{RegionMirror, RegionMirrorStatus, ZoneStatus};
+use crate::nats::state::in_sync;
+use crate::operator::error::Error;
+
+pub const READY: &str = "Ready";
+pub const ZONES_READY: &str = "ZonesReady";
+pub const STREAMS_READY: &str = "StreamsReady";
+pub const MIRRORS_IN_SYNC: &str = "MirrorsInSync";
+
+/// Below this, `activeMillis` is heartbeat noise and is not reported; above, it
+/// is reported in 10 s steps. Either way a steady region writes no status.
+const ACTIVE_REPORT_MILLIS: i64 = 30_000;
+
+/// Makes a zone's observation stable between two reads of a steady zone.
+pub fn normalize(mut zone: ZoneStatus) -> ZoneStatus {
+    zone.active_millis = zone
+        .active_millis
+        .filter(|a| *a >= ACTIVE_REPORT_MILLIS)
+        .map(|a| a - a % 10_000);
+    zone
+}
+
+fn zone_servers_ready(z: &ZoneStatus) -> bool {
+    z.ready_servers >= z.servers
+}
+
+/// The status for a region whose children were applied and whose zones were
+/// observed (`zones` in spec order, one per zone).
+pub fn observed(
+    region: &RegionMirror,
+    old: &RegionMirrorStatus,
+    zones: Vec<ZoneStatus>,
+    streams: &StreamsState,
+    now: jiff::Timestamp,
+) -> RegionMirrorStatus {
+    let generation = region.metadata.generation;
+    let mut status = old.clone();
+    status.observed_generation = generation;
+    status.source_zone = region.spec.source_zone().map(|z| z.name.clone());
+    let zones: Vec<ZoneStatus> = zones.into_iter().map(normalize).collect();
+
+    let ready: Vec<&ZoneStatus> = zones.iter().filter(|z| zone_servers_ready(z)).collect();
+    let not_ready: Vec<String> = zones
+        .iter()
+        .filter(|z| !zone_servers_ready(z))
+        .map(|z| match &z.error {
+            Some(e) => format!(
+                "zone {}: {}/{} servers ready ({e})",
+                z.name, z.ready_servers, z.servers
+            ),
+            None => format!(
+                "zone {}: {}/{} servers ready",
+                z.name, z.ready_servers, z.servers
+            ),
+        })
+        .collect();
+    let mirrors: Vec<&ZoneStatus> = zones.iter().filter(|z| z.role == "mirror").collect();
+    let synced = mirrors.iter().filter(|z| in_sync(z)).count();
+    status.zones_ready = Some(format!("{}/{}", ready.len(), zones.len()));
+    status.mirrors_in_sync = Some(format!("{synced}/{}", mirrors.len()));
+    status.max_lag = mirrors.iter().filter_map(|z| z.lag).max();
+
+    let mut conds = std::mem::take(&mut status.conditions);
+    let zones_ok = not_ready.is_empty();
+    let set = |conds: &mut Vec<Condition>, type_, ok: bool, reason, message: String| {
+        conditions::upsert(
+            conds,
+            Desired {
+                type_,
+                status: ok,
+                reason,
+                message,
+            },
+            generation,
+            now,
+        )
+    };
+    set(
+        &mut conds,
+        ZONES_READY,
+        zones_ok,
+        if zones_ok {
+            "AllZonesReady"
+        } else {
+            "ZonesNotReady"
+        },
+        if zones_ok {
+            format!("{0}/{0} zones have all their servers ready", zones.len())
+        } else {
+            not_ready.join("; ")
+        },
+    );
+    let (streams_ok, streams_reason, streams_message) = match streams {
+        StreamsState::Ready => (
+            true,
+            "StreamsProvisioned",
+            format!(
+                "stream {} exists in the source zone and is mirrored in every mirror zone",
+                region.spec.stream.name
+            ),
+        ),
+        StreamsState::Waiting(m) => (false, "WaitingForZones", m.clone()),
+        StreamsState::NeedsRecreate(m) => (false, "MirrorNeedsRecreate", m.clone()),
+        StreamsState::Failed { reason, message } => (false, *reason, message.clone()),
+    };
+    set(
+        &mut conds,
+        STREAMS_READY,
+        streams_ok,
+        streams_reason,
+        streams_message,
+    );
+    let lagging: Vec<String> = mirrors
+        .iter()
+        .filter(|z| !in_sync(z))
+        .map(|z| match (&z.lag, &z.error) {
+            (_, Some(e)) => format!("zone {}: {e}", z.name),
+            (Some(lag), None) => format!("zone {}: {lag} messages behind", z.name),
+            (None, None) => format!("zone {}: lag unknown", z.name),
+        })
+        .collect();
+    let sync_ok = lagging.is_empty();
+    set(
+        &mut conds,
+        MIRRORS_IN_SYNC,
+        sync_ok,
+        if mirrors.is_empty() {
+            "NoMirrors"
+        } else if sync_ok {
+            "InSync"
+        } else {
+            "MirrorsBehind"
+        },
+        if sync_ok {
+            format!(
+                "{synced}/{} mirrors hold every message of the source",
+                mirrors.len()
+            )
+        } else {
+            lagging.join("; ")
+        },
+    );
+    let (ready_ok, ready_reason, ready_message) = if !zones_ok {
+        (
+            false,
+            "ZonesNotReady",
+            "not every zone is ready: see ZonesReady".to_string(),
+        )
+    } else if !streams_ok {
+        (
+            false,
+            streams_reason,
+            "streams are not provisioned: see StreamsReady".to_string(),
+        )
+    } else if !sync_ok {
+        (
+            false,
+            "MirrorsBehind",
+            "not every mirror is in sync: see MirrorsInSync".to_string(),
+        )
+    } else {
+        (
+            true,
+            "RegionReady",
+            "every zone is ready and every mirror in sync".to_string(),
+        )
+    };
+    set(&mut conds, READY, ready_ok, ready_reason, ready_message);
+    status.conditions = conds;
+    status.zones = zones;
+    status
+}
+
+/// The status after a reconcile failed before the zones could be observed:
+/// Ready is False with the error; the rest keeps its last observed value.
+pub fn failed(
+    region: &RegionMirror,
+    old: &RegionMirrorStatus,
+    error: &Error,
+    now: jiff::Timestamp,
+) -> RegionMirrorStatus {
+    let mut status = old.clone();
+    status.observed_generation = region.metadata.generation;
+    conditions::upsert(
+        &mut status.conditions,
+        Desired {
+            type_: READY,
+            status: false,
+            reason: error.reason(),
+            message: error.to_string(),
+        },
+        region.metadata.generation,
+        now,
+    );
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn region() -> RegionMirror {
+        let mut r = RegionMirror::new(
+            "east",
+            serde_json::from_value(json!({
+                "stream": {"name": "EVENTS", "subjects": ["e.>"]},
+                "zones": [{"name": "a", "role": "source"}, {"name": "b", "role": "mirror"}],
+            }))
+            .unwrap(),
+        );
+        r.metadata.generation = Some(3);
+        r
+    }
+
+    fn zone(name: &str, role: &str, ready: i32, lag: Option<i64>) -> ZoneStatus {
+        ZoneStatus {
+            name: name.into(),
+            role: role.into(),
+            domain: name.into(),
+            servers: 3,
+            ready_servers: ready,
+            last_seq: Some(10),
+            lag,
+            active_millis: Some(1_234),
+            ..Default::default()
+        }
+    }
+
+    fn cond<'a>(s: &'a RegionMirrorStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn steady_observations_give_the_same_status() {
+        let r = region();
+        let t0 = jiff::Timestamp::from_second(1_000).unwrap();
+        let t1 = jiff::Timestamp::from_second(2_000).unwrap();
+        let zones = || {
+            vec![
+                zone("a", "source", 3, None),
+                zone("b", "mirror", 3, Some(0)),
+            ]
+        };
+        let s0 = observed(&r, &Default::default(), zones(), &StreamsState::Ready, t0);
+        let mut again = zones();
+        again[1].active_millis = Some(4_321);
+        let s1 = observed(&r, &s0, again, &StreamsState::Ready, t1);
+        assert_eq!(s0, s1);
+        assert_eq!(cond(&s1, READY).status, "True");
+        assert_eq!(cond(&s1, READY).observed_generation, Some(3));
+        assert_eq!(s1.zones_ready.as_deref(), Some("2/2"));
+        assert_eq!(s1.mirrors_in_sync.as_deref(), Some("1/1"));
+        assert_eq!(s1.max_lag, Some(0));
+        assert_eq!(s1.zones[1].active_millis, None);
+    }
+
+    #[test]
+    fn conditions_follow_readiness_and_lag() {
+        let r = region();
+        let t0 = jiff::Timestamp::from_second(1_000).unwrap();
+        let t1 = jiff::Timestamp::from_second(2_000).unwrap();
+        let s0 = observed(
+            &r,
+            &Default::default(),
+            vec![zone("a", "source", 3, None), zone("b", "mirror", 1, None)],
+            &StreamsState::Waiting("waiting for zone(s) b".into()),
+            t0,
+        );
+        assert_eq!(cond(&s0, ZONES_READY).status, "False");
+        assert!(
+            cond(&s0, ZONES_READY)
+                .message
+                .contains("zone b: 1/3 servers ready")
+        );
+        assert_eq!(cond(&s0, STREAMS_READY).reason, "WaitingForZones");
+        assert_eq!(cond(&s0, READY).reason, "ZonesNotReady");
+        let s1 = observed(
+            &r,
+            &s0,
+            vec![
+                zone("a", "source", 3, None),
+                zone("b", "mirror", 3, Some(7)),
+            ],
+            &StreamsState::Ready,
+            t1,
+        );
+        assert_eq!(cond(&s1, ZONES_READY).status, "True");
+        assert_eq!(cond(&s1, ZONES_READY).last_transition_time.0, t1);
+        assert_eq!(cond(&s1, MIRRORS_IN_SYNC).status, "False");
+        assert!(
+            cond(&s1, MIRRORS_IN_SYNC)
+                .message
+                .contains("7 messages behind")
+        );
+        // MirrorsInSync was False before too: its transition time stays.
+        assert_eq!(cond(&s1, MIRRORS_IN_SYNC).last_transition_time.0, t0);
+        assert_eq!(s1.max_lag, Some(7));
+        assert_eq!(cond(&s1, READY).reason, "MirrorsBehind");
+    }
+}
