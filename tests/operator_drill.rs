@@ -30,7 +30,9 @@ use natsregion::nats::connect::{ConnectSettings, connect};
 use natsregion::operator::context::{Context, OperatorSettings, reporter};
 use natsregion::operator::drill::runtime::LocalZones;
 use natsregion::operator::drill::toxiproxy::ToxiproxyTarget;
-use natsregion::operator::drill::{DrillSettings, FINALIZER, RESTARTED, controller_with};
+use natsregion::operator::drill::{
+    ABORT_ANNOTATION, DrillSettings, FINALIZER, RESTARTED, controller_with,
+};
 use natsregion::operator::labels;
 use natsregion::operator::run::shutdown_on;
 use natsregion::testenv::ControlPlane;
@@ -470,6 +472,73 @@ async fn a_restarted_operator_heals_and_a_deleted_drill_heals_first() {
         proxies.values().all(|e| *e),
         "healed before it went: {proxies:?}"
     );
+
+    // The abort annotation in the middle of a partition.
+    let drills = world.create_drill("aborted", small_drill(60, steps)).await;
+    wait_for(&drills, "aborted", Duration::from_secs(60), "a cut", cut_on).await;
+    drills
+        .patch(
+            "aborted",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {ABORT_ANNOTATION: "true"}}})),
+        )
+        .await
+        .expect("annotate");
+    let d = wait_for(
+        &drills,
+        "aborted",
+        Duration::from_secs(30),
+        "the end",
+        finished,
+    )
+    .await;
+    let s = d.status.as_ref().unwrap();
+    assert_eq!(s.phase, DrillPhase::Aborted, "{}", show(&d));
+    assert!(
+        s.faults.iter().all(|f| f.healed_at.is_some()),
+        "{}",
+        show(&d)
+    );
+    assert!(world.proxies().await.values().all(|e| *e));
+
+    // Deleting the region in the middle of a partition aborts and heals.
+    let drills = world.create_drill("orphaned", small_drill(60, steps)).await;
+    wait_for(
+        &drills,
+        "orphaned",
+        Duration::from_secs(60),
+        "a cut",
+        cut_on,
+    )
+    .await;
+    Api::<RegionMirror>::namespaced(client.clone(), NS)
+        .delete(&world.region, &DeleteParams::default())
+        .await
+        .expect("delete region");
+    let d = wait_for(
+        &drills,
+        "orphaned",
+        Duration::from_secs(30),
+        "the end",
+        finished,
+    )
+    .await;
+    let s = d.status.as_ref().unwrap();
+    assert_eq!(s.phase, DrillPhase::Aborted, "{}", show(&d));
+    assert!(
+        s.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("was deleted"),
+        "{}",
+        show(&d)
+    );
+    assert!(
+        s.faults.iter().all(|f| f.healed_at.is_some()),
+        "{}",
+        show(&d)
+    );
+    assert!(world.proxies().await.values().all(|e| *e));
     kill(operator).await;
 }
 

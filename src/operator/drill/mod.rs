@@ -752,3 +752,44 @@ impl FaultBackend for Counted<'_> {
         self.inner.apply_toxics(zone, toxics)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drill(schedule: Option<&str>, last: Option<&str>) -> PartitionDrill {
+        let mut d: PartitionDrill = serde_json::from_value(serde_json::json!({
+            "apiVersion": "natsregion.io/v1alpha1",
+            "kind": "PartitionDrill",
+            "metadata": {"name": "d", "creationTimestamp": "2026-01-01T00:00:30Z"},
+            "spec": {"regionRef": {"name": "r"}, "schedule": schedule},
+        }))
+        .unwrap();
+        d.status = last.map(|t| PartitionDrillStatus {
+            last_schedule_time: Some(Time(t.parse().unwrap())),
+            phase: DrillPhase::Succeeded,
+            ..Default::default()
+        });
+        d
+    }
+
+    #[test]
+    fn the_next_run_follows_the_last_scheduled_one() {
+        assert_eq!(next_run(&drill(None, None)).unwrap(), None);
+        let next = next_run(&drill(Some("*/15 * * * *"), None))
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.to_string(), "2026-01-01T00:15:00Z");
+        let next = next_run(&drill(Some("0 3 * * *"), Some("2026-01-01T03:00:00Z")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.to_string(), "2026-01-02T03:00:00Z");
+    }
+
+    #[test]
+    fn a_bad_schedule_waits_for_a_fix() {
+        let e = next_run(&drill(Some("99 * * * *"), None)).unwrap_err();
+        assert!(e.is_permanent());
+        assert_eq!(e.reason(), "InvalidSchedule");
+    }
+}
