@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -28,7 +29,7 @@ use natsregion::local::toxiproxy::ToxiproxyServer;
 use natsregion::local::{LocalRegion, LocalRegionOptions, generate_credentials};
 use natsregion::nats::connect::{ConnectSettings, connect};
 use natsregion::operator::context::{Context, OperatorSettings, reporter};
-use natsregion::operator::drill::runtime::LocalZones;
+use natsregion::operator::drill::runtime::{KubernetesZones, LocalZones, TemporaryZones};
 use natsregion::operator::drill::toxiproxy::ToxiproxyTarget;
 use natsregion::operator::drill::{
     ABORT_ANNOTATION, DrillSettings, FINALIZER, RESTARTED, controller_with,
@@ -700,4 +701,60 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
         .heal(&record)
         .await
         .expect("a second heal is harmless");
+
+    // Temporary zones in a cluster: the region controller's builders, labelled
+    // with and owned by the drill. No kubelet here, so the servers never get
+    // ready and the start is cut short; what was applied must still go.
+    let region: RegionMirror = serde_json::from_value(json!({
+        "apiVersion": "natsregion.io/v1alpha1",
+        "kind": "RegionMirror",
+        "metadata": {"name": "east"},
+        "spec": {
+            "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
+            "zones": [
+                {"name": "a", "role": "source", "servers": 1},
+                {"name": "b", "role": "mirror", "servers": 1},
+            ],
+        },
+    }))
+    .unwrap();
+    let region = Api::<RegionMirror>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &region)
+        .await
+        .expect("region");
+    let drill: PartitionDrill = serde_json::from_value(json!({
+        "apiVersion": "natsregion.io/v1alpha1",
+        "kind": "PartitionDrill",
+        "metadata": {"name": "joins"},
+        "spec": {"regionRef": {"name": "east"}},
+    }))
+    .unwrap();
+    let drill = Api::<PartitionDrill>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &drill)
+        .await
+        .expect("drill");
+    let ctx = Context::new(client.clone(), OperatorSettings::default(), reporter());
+    let zones = KubernetesZones::new(ctx);
+    let joiner: natsregion::api::ZoneSpec =
+        serde_json::from_value(json!({"name": "joiner", "role": "mirror", "servers": 1})).unwrap();
+    let started =
+        tokio::time::timeout(Duration::from_secs(3), zones.add(&region, &drill, &joiner)).await;
+    assert!(started.is_err(), "no kubelet: the zone never gets ready");
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    let sts = sets.get("east-joiner").await.expect("StatefulSet applied");
+    assert_eq!(sts.labels()[labels::DRILL], "joins");
+    assert_eq!(sts.owner_references()[0].uid, drill.uid().unwrap());
+    zones
+        .remove(&region, &drill, "joiner")
+        .await
+        .expect("removed");
+    assert!(sets.get_opt("east-joiner").await.unwrap().is_none());
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), NS);
+    assert!(
+        services
+            .get_opt("east-joiner-client")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

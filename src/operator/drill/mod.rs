@@ -584,6 +584,12 @@ impl DrillJob {
                     engine::run(&region, &self.drill, &runtime, &counted, &sink, opts).await;
                 drop(watchdog);
                 let mut s = report.status;
+                if !self.drill.spec.temporary_zone.keep {
+                    let failed = runtime.remove_leftovers().await;
+                    if !failed.is_empty() {
+                        tracing::warn!(drill = %name, ?failed, "temporary zones not removed");
+                    }
+                }
                 if s.phase == DrillPhase::Aborted
                     && regions.get_opt(&region_name).await.ok().flatten().is_none()
                 {
@@ -638,7 +644,7 @@ impl DrillJob {
             .settings
             .temporary_zones
             .clone()
-            .unwrap_or_else(|| Arc::new(KubernetesZones));
+            .unwrap_or_else(|| Arc::new(KubernetesZones::new(self.ctx.clone())));
         let source = region
             .spec
             .source_zone()

@@ -3,17 +3,25 @@
 //! zones from a [`TemporaryZones`] provider the drill owns.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams};
+use kube::{Resource, ResourceExt};
 
 use crate::api::{PartitionDrill, RegionMirror, ZoneSpec};
 use crate::drill::runtime::{Runtime, ZoneAccess};
 use crate::nats::connect::ZoneEndpoint;
 use crate::operator::context::Context;
 use crate::operator::error::{Error, Result};
-use crate::operator::region::names;
+use crate::operator::labels;
+use crate::operator::region::children::{self, SecretRefs, ZoneChildren};
+use crate::operator::region::{apply, credentials, names};
+use crate::plan::UserPass;
 
 /// Starts and removes the zone a drill adds for claim 4. The zone belongs to
 /// the drill, not to the RegionMirror (GitOps owns that one).
@@ -58,36 +66,142 @@ impl TemporaryZones for LocalZones {
     }
 }
 
-/// Temporary zones as StatefulSets built by the region controller's builders.
-///
-/// Not wired yet: the region controller's builders take a whole region and
-/// its credentials; a drill-owned zone needs them to build one extra mirror
-/// zone (StatefulSet, Services, ConfigMap) owned by the drill. Until then the
-/// step reports this, and claim 4 fails with the reason instead of passing.
-pub struct KubernetesZones;
+/// Temporary zones as StatefulSets (with their Services, ConfigMap and
+/// PodDisruptionBudget) built by the region controller's builders, labelled
+/// with the drill and owned by it: the region controller leaves them alone
+/// and they go with the drill if nothing else removes them.
+pub struct KubernetesZones {
+    pub ctx: Arc<Context>,
+    /// How often to look at the StatefulSet while its servers start.
+    pub poll: Duration,
+}
+
+impl KubernetesZones {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self {
+            ctx,
+            poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The objects of drill-owned zone `zone`: the region's builders, relabelled
+/// and re-owned. Pure.
+pub fn temporary_zone_children(
+    region: &RegionMirror,
+    drill: &PartitionDrill,
+    zone: &ZoneSpec,
+    image: &str,
+    secrets: &SecretRefs,
+) -> Result<ZoneChildren> {
+    let mut with_zone = region.clone();
+    with_zone.spec.zones.push(zone.clone());
+    let mut c = children::zone_children(&with_zone, zone, image, secrets)?;
+    let owner = drill
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingField("metadata.uid"))?;
+    let drill_name = drill.name_any();
+    let fix = |meta: &mut ObjectMeta| {
+        meta.owner_references = Some(vec![owner.clone()]);
+        meta.labels
+            .get_or_insert_with(Default::default)
+            .insert(labels::DRILL.to_string(), drill_name.clone());
+    };
+    fix(&mut c.config_map.metadata);
+    fix(&mut c.headless.metadata);
+    fix(&mut c.client.metadata);
+    if let Some(l) = c.leafnode.as_mut() {
+        fix(&mut l.metadata);
+    }
+    fix(&mut c.statefulset.metadata);
+    fix(&mut c.pdb.metadata);
+    Ok(c)
+}
 
 impl TemporaryZones for KubernetesZones {
     fn add<'a>(
         &'a self,
-        _region: &'a RegionMirror,
-        _drill: &'a PartitionDrill,
+        region: &'a RegionMirror,
+        drill: &'a PartitionDrill,
         zone: &'a ZoneSpec,
     ) -> BoxFuture<'a, Result<ZoneAccess, String>> {
         Box::pin(async move {
-            Err(format!(
-                "temporary zone {}: starting a drill-owned StatefulSet zone is not implemented in this operator build",
-                zone.name
-            ))
+            let ctx = &self.ctx;
+            let ns = region.namespace().unwrap_or_default();
+            let name = region.name_any();
+            let creds = credentials::ensure(&ctx.client, region)
+                .await
+                .map_err(|e| e.to_string())?;
+            let image = if region.spec.image.is_empty() {
+                ctx.settings.default_nats_image.as_str()
+            } else {
+                region.spec.image.as_str()
+            };
+            let c = temporary_zone_children(region, drill, zone, image, &creds.refs)
+                .map_err(|e| e.to_string())?;
+            apply::apply_zone(&ctx.client, &c)
+                .await
+                .map_err(|e| e.to_string())?;
+            // The engine's step timeout bounds this wait.
+            let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+            let sts_name = names::statefulset(&name, &zone.name);
+            loop {
+                let ready = sts
+                    .get_opt(&sts_name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .and_then(|s| s.status)
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0);
+                if ready >= zone.servers {
+                    break;
+                }
+                tokio::time::sleep(self.poll).await;
+            }
+            let urls = ctx.zone_urls(&ns, &name, &zone.name, zone.servers).client;
+            Ok(access(zone, urls, &creds.app))
         })
     }
 
     fn remove<'a>(
         &'a self,
-        _region: &'a RegionMirror,
+        region: &'a RegionMirror,
         _drill: &'a PartitionDrill,
-        _zone: &'a str,
+        zone: &'a str,
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async { Ok(()) })
+        Box::pin(async move {
+            let client = &self.ctx.client;
+            let ns = region.namespace().unwrap_or_default();
+            let r = region.name_any();
+            let dp = DeleteParams::background();
+            let gone = |e: kube::Error| match e {
+                kube::Error::Api(s) if s.code == 404 => Ok(()),
+                e => Err(e.to_string()),
+            };
+            let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+            sts.delete(&names::statefulset(&r, zone), &dp)
+                .await
+                .map(drop)
+                .or_else(gone)?;
+            let pdb: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+            pdb.delete(&names::pdb(&r, zone), &dp)
+                .await
+                .map(drop)
+                .or_else(gone)?;
+            let svc: Api<Service> = Api::namespaced(client.clone(), &ns);
+            for s in [
+                names::headless_service(&r, zone),
+                names::client_service(&r, zone),
+            ] {
+                svc.delete(&s, &dp).await.map(drop).or_else(gone)?;
+            }
+            let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+            cm.delete(&names::config_map(&r, zone), &dp)
+                .await
+                .map(drop)
+                .or_else(gone)?;
+            Ok(())
+        })
     }
 }
 
@@ -97,6 +211,9 @@ pub struct KubeRuntime {
     drill: PartitionDrill,
     temporary: Arc<dyn TemporaryZones>,
     zones: Mutex<Vec<ZoneAccess>>,
+    /// Temporary zones asked for and not removed yet (a start the engine
+    /// gave up on included).
+    started: Mutex<Vec<String>>,
 }
 
 impl KubeRuntime {
@@ -111,7 +228,21 @@ impl KubeRuntime {
             drill,
             temporary,
             zones: Mutex::new(zones),
+            started: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Removes temporary zones the engine did not (a start that timed out,
+    /// an aborted drill). Returns what could not be removed.
+    pub async fn remove_leftovers(&self) -> Vec<String> {
+        let names = self.started.lock().expect("started").clone();
+        let mut failed = Vec::new();
+        for name in names {
+            if let Err(e) = self.remove_zone(&name).await {
+                failed.push(format!("{name}: {e}"));
+            }
+        }
+        failed
     }
 }
 
@@ -122,6 +253,10 @@ impl Runtime for KubeRuntime {
 
     fn add_zone<'a>(&'a self, zone: &'a ZoneSpec) -> BoxFuture<'a, Result<ZoneAccess, String>> {
         Box::pin(async move {
+            self.started
+                .lock()
+                .expect("started")
+                .push(zone.name.clone());
             let access = self.temporary.add(&self.region, &self.drill, zone).await?;
             self.zones.lock().expect("zones").push(access.clone());
             Ok(access)
@@ -142,122 +277,102 @@ impl Runtime for KubeRuntime {
     }
 }
 
-/// `user` and `password` of a Secret.
-pub async fn read_user_pass(
-    client: &kube::Client,
-    namespace: &str,
-    secret: &str,
-    field: &'static str,
-) -> Result<(String, String)> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let s = api
-        .get_opt(secret)
-        .await
-        .map_err(|e| Error::kube(format!("read Secret {namespace}/{secret}"), e))?
-        .ok_or_else(|| Error::CredentialsMissing {
-            namespace: namespace.to_string(),
-            secret: secret.to_string(),
-            field,
-            hint: "",
-        })?;
-    let key = |k: &str| -> Result<String> {
-        let bytes = s
-            .data
-            .as_ref()
-            .and_then(|d| d.get(k))
-            .map(|b| b.0.clone())
-            .or_else(|| {
-                s.string_data
-                    .as_ref()
-                    .and_then(|d| d.get(k))
-                    .map(|v| v.clone().into_bytes())
-            })
-            .ok_or_else(|| Error::CredentialsInvalid {
-                secret: secret.to_string(),
-                field,
-                reason: format!("has no key {k:?}"),
-            })?;
-        String::from_utf8(bytes).map_err(|_| Error::CredentialsInvalid {
-            secret: secret.to_string(),
-            field,
-            reason: format!("key {k:?} is not UTF-8"),
-        })
-    };
-    Ok((key("user")?, key("password")?))
-}
-
 /// How the drill reaches every zone of `region`: `external.url` for external
 /// zones, the client Service (or the context's override) for managed ones;
-/// the zone's own Secret when it names one, else the region's.
+/// the zone's own Secret when it names one, else the region's (read the way
+/// the region controller reads them).
 pub async fn zone_accesses(ctx: &Context, region: &RegionMirror) -> Result<Vec<ZoneAccess>> {
     let namespace = region
         .metadata
         .namespace
         .clone()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = region
-        .metadata
-        .name
-        .clone()
-        .ok_or(Error::MissingField("metadata.name"))?;
-    let region_secret = region
-        .spec
-        .credentials
-        .as_ref()
-        .map(|c| c.secret_name.clone())
-        .unwrap_or_else(|| names::generated_credentials(&name));
-    let mut region_creds = None;
+    let name = region.name_any();
+    let creds = credentials::ensure(&ctx.client, region).await?;
     let mut out = Vec::new();
     for zone in &region.spec.zones {
-        let (urls, creds) = match &zone.external {
-            Some(ext) => {
-                let creds = match &ext.credentials_secret {
-                    Some(s) => Some(
-                        read_user_pass(
-                            &ctx.client,
-                            &namespace,
-                            s,
-                            "spec.zones[].external.credentialsSecret",
-                        )
-                        .await?,
-                    ),
-                    None => None,
-                };
-                (vec![ext.url.clone()], creds)
-            }
+        let (urls, user) = match &zone.external {
+            Some(ext) => (
+                vec![ext.url.clone()],
+                credentials::for_external_zone(&ctx.client, region, zone, &creds.app).await?,
+            ),
             None => (
                 ctx.zone_urls(&namespace, &name, &zone.name, zone.servers)
                     .client,
-                None,
+                creds.app.clone(),
             ),
         };
-        let (user, password) = match creds {
-            Some(c) => c,
-            None => {
-                if region_creds.is_none() {
-                    region_creds = Some(
-                        read_user_pass(
-                            &ctx.client,
-                            &namespace,
-                            &region_secret,
-                            "spec.credentials.secretName",
-                        )
-                        .await?,
-                    );
-                }
-                region_creds.clone().expect("just read")
-            }
-        };
-        out.push(ZoneAccess {
-            role: zone.role,
-            endpoint: ZoneEndpoint {
-                zone: zone.name.clone(),
-                urls,
-                user: Some(user),
-                password: Some(password),
-                domain: Some(zone.domain().to_string()),
-            },
-        });
+        out.push(access(zone, urls, &user));
     }
     Ok(out)
+}
+
+fn access(zone: &ZoneSpec, urls: Vec<String>, user: &UserPass) -> ZoneAccess {
+    ZoneAccess {
+        role: zone.role,
+        endpoint: ZoneEndpoint {
+            zone: zone.name.clone(),
+            urls,
+            user: Some(user.user.clone()),
+            password: Some(user.password.clone()),
+            domain: Some(zone.domain().to_string()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_temporary_zone_is_built_by_the_region_builders_and_owned_by_the_drill() {
+        let mut region: RegionMirror = serde_json::from_value(serde_json::json!({
+            "apiVersion": "natsregion.io/v1alpha1",
+            "kind": "RegionMirror",
+            "metadata": {"name": "east", "namespace": "ns", "uid": "region-uid"},
+            "spec": {
+                "stream": {"name": "EVENTS", "subjects": ["events.>"]},
+                "zones": [{"name": "a", "role": "source"}, {"name": "b", "role": "mirror"}],
+            },
+        }))
+        .unwrap();
+        region.metadata.namespace = Some("ns".into());
+        let drill: PartitionDrill = serde_json::from_value(serde_json::json!({
+            "apiVersion": "natsregion.io/v1alpha1",
+            "kind": "PartitionDrill",
+            "metadata": {"name": "d", "namespace": "ns", "uid": "drill-uid"},
+            "spec": {"regionRef": {"name": "east"}},
+        }))
+        .unwrap();
+        let zone = ZoneSpec {
+            name: "joiner".into(),
+            role: crate::api::ZoneRole::Mirror,
+            servers: 1,
+            storage: Default::default(),
+            scheduling: Default::default(),
+            domain: None,
+            external: None,
+        };
+        let secrets = SecretRefs {
+            app: "east-credentials".into(),
+            system: "east-system-credentials".into(),
+        };
+        let c = temporary_zone_children(&region, &drill, &zone, "nats:2.14", &secrets).unwrap();
+        assert_eq!(c.statefulset.metadata.name.as_deref(), Some("east-joiner"));
+        assert!(c.leafnode.is_none(), "a mirror zone dials the source");
+        for meta in [
+            &c.statefulset.metadata,
+            &c.config_map.metadata,
+            &c.client.metadata,
+            &c.headless.metadata,
+            &c.pdb.metadata,
+        ] {
+            assert_eq!(meta.labels.as_ref().unwrap()[labels::DRILL], "d");
+            let owners = meta.owner_references.as_ref().unwrap();
+            assert_eq!(owners.len(), 1);
+            assert_eq!(owners[0].uid, "drill-uid");
+        }
+        // The region controller's pruning never selects drill-labelled objects.
+        assert!(apply::children_selector("east").contains(&format!("!{}", labels::DRILL)));
+    }
 }
