@@ -392,7 +392,7 @@ async fn chart_applies_to_the_api_server() {
     assert_eq!(deploy["spec"]["replicas"], 1);
     let a = args(deploy);
     assert_eq!(a[0], "run");
-    assert!(a.contains(&"--leader-election"), "{a:?}");
+    assert!(a.contains(&"--leader-election=true"), "{a:?}");
     assert!(a.contains(&"--lease-namespace=natsregion-system"), "{a:?}");
     assert!(
         a.contains(&"--default-nats-image=nats:2.14.9-alpine"),
@@ -801,4 +801,272 @@ fn dockerfile_build_context_and_user_match_the_crate_and_chart() {
     let pod = &deployment(&objects)["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsUser"], 65532);
     assert_eq!(pod["securityContext"]["runAsGroup"], 65532);
+}
+
+// ------------------------------------------------------- the operator itself
+
+/// A kubeconfig for `token` against the test API server.
+fn kubeconfig(url: &str, token: &str) -> String {
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": {"server": url, "insecure-skip-tls-verify": true}}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "operator", "namespace": "default"}}],
+        "current-context": "test",
+    });
+    serde_yaml_ng::to_string(&config).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn http_status(url: &str) -> Option<u16> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    client
+        .get(url)
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// Polls `check` every 250 ms until it holds or `limit` passes.
+async fn eventually<F, Fut>(limit: Duration, what: &str, log: &Path, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < limit,
+            "{what} not seen within {limit:?}; operator log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!("{what}: {:?}", started.elapsed());
+}
+
+/// The operator binary started exactly as the chart's Deployment starts it
+/// (its args, its environment) under the chart's ServiceAccount with the
+/// chart's RBAC installed for real: the flags parse, the probes answer on the
+/// chart's paths, it takes the Lease the chart grants, it reconciles the
+/// examples, it logs JSON, and the API server never refuses it anything.
+#[tokio::test]
+async fn operator_runs_with_the_chart_args_and_rbac() {
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+
+    let (plane, client) = plane().await;
+    install_chart_crds(&client).await;
+    create_namespace(&client, RELEASE_NS).await;
+    let objects = documents(&template(&[]).unwrap());
+    for object in objects.iter().filter(|o| {
+        matches!(
+            kind_of(o),
+            "ServiceAccount" | "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding"
+        )
+    }) {
+        apply(&client, object, true)
+            .await
+            .unwrap_or_else(|e| panic!("apply {}: {e}", kind_of(object)));
+    }
+    let deploy = deployment(&objects);
+    let pod = &deploy["spec"]["template"]["spec"];
+    let account = pod["serviceAccountName"].as_str().unwrap();
+    let token = Api::<ServiceAccount>::namespaced(client.clone(), RELEASE_NS)
+        .create_token_request(
+            account,
+            &PostParams::default(),
+            &TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    expiration_seconds: Some(3600),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("token for the chart's ServiceAccount")
+        .status
+        .expect("token status")
+        .token
+        .expect("token");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kubeconfig");
+    std::fs::write(&config, kubeconfig(plane.url(), &token)).unwrap();
+    let log = dir.path().join("operator.log");
+
+    // The container's args and env, with the pod's downward-API values filled in
+    // and the metrics port moved to a free loopback port.
+    let port = free_port();
+    let container = &pod["containers"][0];
+    let mut args: Vec<String> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    for arg in args.iter_mut() {
+        if arg.starts_with("--metrics-addr=") {
+            *arg = format!("--metrics-addr=127.0.0.1:{port}");
+        }
+    }
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_natsregion"));
+    command
+        .args(&args)
+        .env_clear()
+        .env("KUBECONFIG", &config)
+        .stdout(std::fs::File::create(dir.path().join("operator.out")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true);
+    for var in container["env"].as_array().unwrap() {
+        let name = var["name"].as_str().unwrap();
+        let value = match var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+            Some("metadata.name") => "natsregion-7d9f-abcde".to_string(),
+            Some("metadata.namespace") => RELEASE_NS.to_string(),
+            Some(other) => panic!("unexpected fieldRef {other}"),
+            None => var["value"].as_str().unwrap().to_string(),
+        };
+        command.env(name, value);
+    }
+    let mut operator = command.spawn().expect("start the operator");
+
+    // Probes, on the chart's paths and port name.
+    let base = format!("http://127.0.0.1:{port}");
+    let probe = |probe: &str| {
+        let path = container[probe]["httpGet"]["path"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(container[probe]["httpGet"]["port"], "metrics");
+        format!("{base}{path}")
+    };
+    for url in [
+        probe("livenessProbe"),
+        probe("readinessProbe"),
+        format!("{base}/metrics"),
+    ] {
+        eventually(Duration::from_secs(60), &url, &log, || {
+            let url = url.clone();
+            async move { http_status(&url).await == Some(200) }
+        })
+        .await;
+    }
+
+    // The Lease the chart's Role allows, held by this pod.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), RELEASE_NS);
+    let lease_name = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--lease-name="))
+        .unwrap()
+        .to_string();
+    eventually(Duration::from_secs(60), "the leader Lease", &log, || {
+        let leases = leases.clone();
+        let lease_name = lease_name.clone();
+        async move {
+            leases
+                .get_opt(&lease_name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|l| l.spec?.holder_identity)
+                .is_some_and(|h| h.starts_with("natsregion-7d9f-abcde"))
+        }
+    })
+    .await;
+
+    // The examples are reconciled: a StatefulSet per zone, a status on the
+    // drill; region-external.yaml's Secret does not exist, which the operator
+    // reports with a Warning Event (so events.k8s.io is exercised too).
+    for file in ["region.yaml", "drill.yaml", "region-external.yaml"] {
+        apply(&client, &example(file).remove(0), true)
+            .await
+            .unwrap_or_else(|e| panic!("create {file}: {e}"));
+    }
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
+    eventually(
+        Duration::from_secs(90),
+        "a StatefulSet per zone",
+        &log,
+        || {
+            let statefulsets = statefulsets.clone();
+            async move {
+                let names: BTreeSet<String> = statefulsets
+                    .list(&Default::default())
+                    .await
+                    .map(|l| l.items.iter().map(|s| s.name_any()).collect())
+                    .unwrap_or_default();
+                ["qa-east", "qa-west", "qa-north"]
+                    .iter()
+                    .all(|n| names.contains(*n))
+            }
+        },
+    )
+    .await;
+    let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), "default");
+    eventually(
+        Duration::from_secs(90),
+        "a status on the drill",
+        &log,
+        || {
+            let drills = drills.clone();
+            async move {
+                drills
+                    .get("qa-drill")
+                    .await
+                    .is_ok_and(|d| d.status.is_some_and(|s| s.observed_generation.is_some()))
+            }
+        },
+    )
+    .await;
+    // The Warning Event went through (events.k8s.io: create, patch).
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    eventually(Duration::from_secs(60), "a Warning Event", &log, || {
+        let events = events.clone();
+        async move {
+            events.list(&Default::default()).await.is_ok_and(|l| {
+                l.items
+                    .iter()
+                    .any(|e| e.type_.as_deref() == Some("Warning"))
+            })
+        }
+    })
+    .await;
+    // A few more reconciles (status writes, retries) before reading the log.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        operator.try_wait().unwrap().is_none(),
+        "the operator exited; log:\n{}",
+        read(&log)
+    );
+    operator.start_kill().unwrap();
+    let _ = operator.wait().await;
+
+    let text = read(&log);
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "logFormat json, but this line is not JSON: {line}"
+        );
+        let lower = line.to_lowercase();
+        assert!(
+            !lower.contains("forbidden") && !lower.contains("\"code\":403"),
+            "the chart's RBAC refused the operator something: {line}"
+        );
+    }
 }
