@@ -864,6 +864,17 @@ where
 /// examples, it logs JSON, and the API server never refuses it anything.
 #[tokio::test]
 async fn operator_runs_with_the_chart_args_and_rbac() {
+    run_operator_as_the_chart_does(&[], "default").await;
+}
+
+/// The same with `watchNamespace`: only Roles in that namespace, and regions
+/// elsewhere are left alone.
+#[tokio::test]
+async fn operator_watching_one_namespace_runs_with_roles_only() {
+    run_operator_as_the_chart_does(&["watchNamespace=team-a"], "team-a").await;
+}
+
+async fn run_operator_as_the_chart_does(sets: &[&str], ns: &'static str) {
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     use k8s_openapi::api::coordination::v1::Lease;
@@ -872,7 +883,10 @@ async fn operator_runs_with_the_chart_args_and_rbac() {
     let (plane, client) = plane().await;
     install_chart_crds(&client).await;
     create_namespace(&client, RELEASE_NS).await;
-    let objects = documents(&template(&[]).unwrap());
+    if ns != "default" {
+        create_namespace(&client, ns).await;
+    }
+    let objects = documents(&template(sets).unwrap());
     for object in objects.iter().filter(|o| {
         matches!(
             kind_of(o),
@@ -993,11 +1007,22 @@ async fn operator_runs_with_the_chart_args_and_rbac() {
     // drill; region-external.yaml's Secret does not exist, which the operator
     // reports with a Warning Event (so events.k8s.io is exercised too).
     for file in ["region.yaml", "drill.yaml", "region-external.yaml"] {
-        apply(&client, &example(file).remove(0), true)
+        let mut object = example(file).remove(0);
+        object["metadata"]["namespace"] = json!(ns);
+        apply(&client, &object, true)
             .await
             .unwrap_or_else(|e| panic!("create {file}: {e}"));
     }
-    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), "default");
+    // A region outside the watched namespace, which must be left alone.
+    let elsewhere = (ns != "default").then_some("default");
+    if let Some(other) = elsewhere {
+        let mut object = example("region.yaml").remove(0);
+        object["metadata"]["namespace"] = json!(other);
+        apply(&client, &object, true)
+            .await
+            .expect("create region.yaml elsewhere");
+    }
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     eventually(
         Duration::from_secs(90),
         "a StatefulSet per zone",
@@ -1017,7 +1042,7 @@ async fn operator_runs_with_the_chart_args_and_rbac() {
         },
     )
     .await;
-    let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), "default");
+    let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), ns);
     eventually(
         Duration::from_secs(90),
         "a status on the drill",
@@ -1034,8 +1059,7 @@ async fn operator_runs_with_the_chart_args_and_rbac() {
     )
     .await;
     // The Warning Event went through (events.k8s.io: create, patch).
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(client.clone(), "default");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
     eventually(Duration::from_secs(60), "a Warning Event", &log, || {
         let events = events.clone();
         async move {
@@ -1054,6 +1078,16 @@ async fn operator_runs_with_the_chart_args_and_rbac() {
         "the operator exited; log:\n{}",
         read(&log)
     );
+    if let Some(other) = elsewhere {
+        let untouched = Api::<StatefulSet>::namespaced(client.clone(), other)
+            .list(&Default::default())
+            .await
+            .expect("list StatefulSets");
+        assert!(
+            untouched.items.is_empty(),
+            "the operator reconciled a region outside {ns}"
+        );
+    }
     operator.start_kill().unwrap();
     let _ = operator.wait().await;
 
