@@ -106,14 +106,20 @@ install_shellcheck() {
   if command -v shellcheck >/dev/null 2>&1 \
     && shellcheck --version | grep -x >/dev/null "version: $SHELLCHECK_VERSION"; then
     found=$(command -v shellcheck)
-  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-    && apt-cache policy shellcheck 2>/dev/null | grep "$SHELLCHECK_VERSION-" >/dev/null; then
-    say "installing shellcheck $SHELLCHECK_VERSION (Debian)"
+  elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    # The Debian revision of the pinned release, if this release's lists have it
+    # (a fresh machine has no lists until `apt-get update`).
+    debian_revision() { apt-cache policy shellcheck 2>/dev/null | grep -o "$SHELLCHECK_VERSION-[^ ]*" | head -n1; }
     export DEBIAN_FRONTEND=noninteractive
-    local pkg; pkg="shellcheck=$(apt-cache policy shellcheck | grep -o "$SHELLCHECK_VERSION-[^ ]*" | head -n1)"
-    if apt-get install -y -q --no-install-recommends "$pkg" >&2 \
-      || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "$pkg" >&2; }; then
-      found=/usr/bin/shellcheck
+    local revision; revision=$(debian_revision)
+    if [ -z "$revision" ]; then
+      apt-get update -q >&2 || true
+      revision=$(debian_revision)
+    fi
+    if [ -n "$revision" ]; then
+      say "installing shellcheck $revision (Debian)"
+      apt-get install -y -q --no-install-recommends "shellcheck=$revision" >&2 \
+        && found=/usr/bin/shellcheck
     fi
   fi
   if [ -z "$found" ]; then
