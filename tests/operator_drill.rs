@@ -360,6 +360,21 @@ async fn drills_end_with_verdicts_in_status() {
     );
     // The temporary zone was removed after the drill.
     assert!(good.runtime.zones().iter().all(|z| z.name() != "joiner"));
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("east-drill"))
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r == "DrillStarted")
+            && reasons.iter().any(|r| r == "DrillSucceeded"),
+        "{reasons:?}"
+    );
     kill(operator).await;
 
     let operator = start_operator(&client, broken.settings());
@@ -757,4 +772,47 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
             .unwrap()
             .is_none()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_drill_runs_again_and_keeps_bounded_history() {
+    let (_plane, client) = plane_with_crds().await;
+    let world = World::start(client.clone(), "east", None).await;
+    let operator = start_operator(&client, world.settings());
+    let mut spec = small_drill(3, Some("verify"));
+    spec["schedule"] = json!("* * * * *");
+    spec["historyLimit"] = json!(1);
+    let drills = world.create_drill("cron", spec).await;
+    let d = wait_for(
+        &drills,
+        "cron",
+        Duration::from_secs(60),
+        "the first run",
+        finished,
+    )
+    .await;
+    let s = d.status.clone().unwrap();
+    let first = s.last_schedule_time.clone().expect("lastScheduleTime");
+    assert_eq!(s.history.len(), 1, "{}", show(&d));
+    // The next minute boundary starts the second run.
+    let d = wait_for(
+        &drills,
+        "cron",
+        Duration::from_secs(90),
+        "the second run",
+        |d| {
+            finished(d)
+                && d.status
+                    .as_ref()
+                    .and_then(|s| s.last_schedule_time.as_ref())
+                    .is_some_and(|t| *t != first)
+        },
+    )
+    .await;
+    let s = d.status.as_ref().unwrap();
+    let second = s.last_schedule_time.as_ref().unwrap();
+    assert_eq!(second.0.as_second() % 60, 0, "on the minute: {second:?}");
+    assert_eq!(s.history.len(), 1, "historyLimit holds: {}", show(&d));
+    assert!(s.history[0].started_at.0 >= second.0, "{}", show(&d));
+    kill(operator).await;
 }

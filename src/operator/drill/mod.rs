@@ -21,6 +21,7 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
@@ -436,6 +437,18 @@ async fn heal_orphan(
             permanent: false,
         });
     }
+    event(
+        &shared.ctx,
+        drill,
+        EventType::Warning,
+        "FaultsHealed",
+        "Heal",
+        format!(
+            "{} fault(s) left open by an interrupted drill were removed",
+            open.len()
+        ),
+    )
+    .await;
     if status.phase.is_finished() {
         // Faults open on a finished drill (a heal that failed at the end):
         // healed now, the verdict stands.
@@ -500,6 +513,18 @@ async fn start(
         },
     );
     tracing::info!(drill = %name, "drill started");
+    event(
+        &shared.ctx,
+        drill,
+        EventType::Normal,
+        "DrillStarted",
+        "Run",
+        format!(
+            "drill against region {} started",
+            drill.spec.region_ref.name
+        ),
+    )
+    .await;
     Ok(())
 }
 
@@ -620,6 +645,20 @@ impl DrillJob {
             tracing::error!(drill = %name, error = %e, "final drill status not written");
         }
         tracing::info!(drill = %name, phase = ?finished.phase, verdict = ?finished.verdict, "drill finished");
+        let (type_, reason) = match finished.phase {
+            DrillPhase::Succeeded => (EventType::Normal, "DrillSucceeded"),
+            DrillPhase::Aborted => (EventType::Warning, "DrillAborted"),
+            _ => (EventType::Warning, "DrillFailed"),
+        };
+        event(
+            &self.ctx,
+            &self.drill,
+            type_,
+            reason,
+            "Run",
+            finished.message.clone().unwrap_or_default(),
+        )
+        .await;
     }
 
     async fn prepare(
@@ -650,6 +689,11 @@ impl DrillJob {
             .source_zone()
             .map(|z| z.name.clone())
             .unwrap_or_default();
+        if self.drill.spec.fault.backend == BackendKind::Toxiproxy
+            && self.settings.toxiproxy.is_none()
+        {
+            toxiproxy::ensure(&self.ctx.client, &region, Duration::from_secs(120)).await?;
+        }
         let backend = backend(
             &self.ctx.client,
             &self.settings,
@@ -661,6 +705,27 @@ impl DrillJob {
         .map_err(|e| e.to_string())?;
         let runtime = KubeRuntime::new(region.clone(), self.drill.clone(), zones, temporary);
         Ok((region, runtime, backend))
+    }
+}
+
+async fn event(
+    ctx: &Context,
+    drill: &PartitionDrill,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.to_string(),
+        // Event notes are limited to 1 kB.
+        note: Some(note.chars().take(1000).collect()),
+        action: action.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &drill.object_ref(&())).await {
+        tracing::warn!(drill = %drill.name_any(), error = %e, "cannot publish an Event");
     }
 }
 

@@ -7,11 +7,21 @@
 //! only the cut is done here, because `ToxiproxyBackend` cuts the proxies it
 //! created itself and this process did not create them.
 //!
-//! In a cluster the operator also deploys a Toxiproxy per region on demand
-//! ([`deployment`], [`service`]). What is missing there: the region
-//! controller's config builder does not yet point mirror zones' leafnode
-//! remotes at the proxies (nor create them), so a `toxiproxy` drill against a
-//! managed zone fails its cut with "no proxies for zone ..." until it does.
+//! In a cluster, without an override, the operator deploys a Toxiproxy per
+//! region on demand ([`ensure`]: Deployment + Service owned by the region, and
+//! one proxy per mirror zone, `<region>-<zone>-s0` listening on
+//! [`proxy_port`] and dialing the source zone's leafnode Service).
+//!
+//! What is missing for that to cut anything: the region controller's config
+//! builder (`region::children::zone_addresses`) still points mirror zones'
+//! leafnode remotes at the source's leafnode Service, not at
+//! `<region>-toxiproxy.<ns>.svc:<proxy_port>`, and the source advertises that
+//! Service, which a remote would redial around a cut (DESIGN.md fact 1); it
+//! must advertise an address that does not bypass the proxy. Until both
+//! change, a `toxiproxy` drill against managed zones cuts proxies nobody
+//! uses: the mirror keeps moving and claim 1 fails with "partition leaked",
+//! which is the honest verdict. External zones wired through a Toxiproxy of
+//! their own work today (give the operator its URL and prefix).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -28,10 +38,13 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
+use crate::api::RegionMirror;
 use crate::api::{FaultRecord, Toxic};
 use crate::fault::toxiproxy::{ToxiproxyBackend, answers_info};
 use crate::fault::{FaultBackend, FaultError, Network, ZoneHost};
 use crate::operator::labels;
+use crate::operator::region::names;
+use kube::{Resource, ResourceExt};
 
 /// Image of the per-region Toxiproxy.
 pub const TOXIPROXY_IMAGE: &str = "ghcr.io/shopify/toxiproxy:2.12.0";
@@ -119,9 +132,73 @@ pub fn deployment(namespace: &str, region: &str, owner: Option<OwnerReference>) 
     }
 }
 
-/// The Service in front of it: the API, and one port per proxy added later.
-pub fn service(namespace: &str, region: &str, owner: Option<OwnerReference>) -> Service {
+/// First port of the proxies in the per-region Toxiproxy; mirror zone `k`
+/// (in spec order, counting mirror zones only) listens on `PROXY_BASE_PORT + k`.
+pub const PROXY_BASE_PORT: i32 = 17422;
+
+/// One proxy of the per-region Toxiproxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxySpec {
+    pub name: String,
+    pub zone: String,
+    pub port: i32,
+    /// `host:port` of the source zone's leafnode Service.
+    pub upstream: String,
+}
+
+/// The port mirror zone `zone` of `region` dials through the proxy.
+pub fn proxy_port(region: &RegionMirror, zone: &str) -> Option<i32> {
+    region
+        .spec
+        .mirror_zones()
+        .position(|z| z.name == zone)
+        .map(|k| PROXY_BASE_PORT + k as i32)
+}
+
+/// The proxies of the per-region Toxiproxy: one per managed mirror zone.
+pub fn proxies(region: &RegionMirror) -> Vec<ProxySpec> {
+    let ns = region.namespace().unwrap_or_default();
+    let name = region.name_any();
+    let Some(source) = region.spec.source_zone() else {
+        return Vec::new();
+    };
+    region
+        .spec
+        .mirror_zones()
+        .filter(|z| z.external.is_none())
+        .filter_map(|z| {
+            Some(ProxySpec {
+                name: format!("{name}-{}-s0", z.name),
+                zone: z.name.clone(),
+                port: proxy_port(region, &z.name)?,
+                upstream: format!(
+                    "{}:{}",
+                    names::leafnode_host(&ns, &name, &source.name),
+                    names::LEAFNODE_PORT
+                ),
+            })
+        })
+        .collect()
+}
+
+/// The Service in front of it: the API, and one port per proxy.
+pub fn service(
+    namespace: &str,
+    region: &str,
+    proxies: &[ProxySpec],
+    owner: Option<OwnerReference>,
+) -> Service {
     let labels = toxiproxy_labels(region);
+    let mut ports = vec![ServicePort {
+        name: Some("api".into()),
+        port: TOXIPROXY_API_PORT,
+        ..Default::default()
+    }];
+    ports.extend(proxies.iter().map(|p| ServicePort {
+        name: Some(format!("leaf-{}", p.port)),
+        port: p.port,
+        ..Default::default()
+    }));
     Service {
         metadata: ObjectMeta {
             name: Some(toxiproxy_name(region)),
@@ -132,15 +209,84 @@ pub fn service(namespace: &str, region: &str, owner: Option<OwnerReference>) -> 
         },
         spec: Some(ServiceSpec {
             selector: Some(labels),
-            ports: Some(vec![ServicePort {
-                name: Some("api".into()),
-                port: TOXIPROXY_API_PORT,
-                ..Default::default()
-            }]),
+            ports: Some(ports),
             ..Default::default()
         }),
         ..Default::default()
     }
+}
+
+/// Deploys the region's Toxiproxy (owned by the region) if it is not there,
+/// waits up to `wait` for it to answer, and creates the proxies it lacks.
+pub async fn ensure(
+    client: &kube::Client,
+    region: &RegionMirror,
+    wait: Duration,
+) -> Result<ToxiproxyTarget, String> {
+    let ns = region.namespace().unwrap_or_default();
+    let name = region.name_any();
+    let owner = region.controller_owner_ref(&());
+    let plan = proxies(region);
+    apply(client, &deployment(&ns, &name, owner.clone())).await?;
+    apply(client, &service(&ns, &name, &plan, owner)).await?;
+    let target = ToxiproxyTarget::in_cluster(&ns, &name);
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("reqwest client without TLS builds");
+    let started = std::time::Instant::now();
+    loop {
+        match http.get(format!("{}/version", target.api)).send().await {
+            Ok(r) if r.status().is_success() => break,
+            other => {
+                if started.elapsed() >= wait {
+                    return Err(format!(
+                        "Toxiproxy {} did not answer within {wait:?} ({})",
+                        target.api,
+                        match other {
+                            Ok(r) => format!("HTTP {}", r.status()),
+                            Err(e) => e.to_string(),
+                        }
+                    ));
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+    for p in &plan {
+        let body = json!({
+            "name": p.name,
+            "listen": format!("0.0.0.0:{}", p.port),
+            "upstream": p.upstream,
+            "enabled": true,
+        });
+        let resp = http
+            .post(format!("{}/proxies", target.api))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("create proxy {}: {e}", p.name))?;
+        // 409: it exists already (an earlier drill made it).
+        if !resp.status().is_success() && resp.status().as_u16() != 409 {
+            return Err(format!("create proxy {}: HTTP {}", p.name, resp.status()));
+        }
+    }
+    Ok(target)
+}
+
+async fn apply<K>(client: &kube::Client, obj: &K) -> Result<(), String>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    crate::operator::region::apply::apply(client, obj)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Deserialize)]
@@ -422,7 +568,7 @@ mod tests {
                 .unwrap()
                 .starts_with("ghcr.io/shopify/toxiproxy")
         );
-        let s = service("ns", "east", None);
+        let s = service("ns", "east", &[], None);
         assert_eq!(
             s.spec.as_ref().unwrap().selector,
             d.spec.selector.match_labels
@@ -431,6 +577,43 @@ mod tests {
             ToxiproxyTarget::in_cluster("ns", "east").api,
             "http://east-toxiproxy.ns.svc:8474"
         );
+    }
+
+    #[test]
+    fn each_managed_mirror_zone_gets_a_proxy_to_the_source_leafnode_service() {
+        let region: RegionMirror = serde_json::from_value(serde_json::json!({
+            "apiVersion": "natsregion.io/v1alpha1",
+            "kind": "RegionMirror",
+            "metadata": {"name": "east", "namespace": "ns"},
+            "spec": {
+                "stream": {"name": "EVENTS", "subjects": ["events.>"]},
+                "zones": [
+                    {"name": "b", "role": "mirror"},
+                    {"name": "a", "role": "source"},
+                    {"name": "c", "role": "mirror"},
+                    {"name": "x", "role": "mirror", "domain": "x", "external": {"url": "nats://x:4222"}},
+                ],
+            },
+        }))
+        .unwrap();
+        let p = proxies(&region);
+        assert_eq!(
+            p.iter()
+                .map(|p| (p.name.as_str(), p.port))
+                .collect::<Vec<_>>(),
+            [("east-b-s0", 17422), ("east-c-s0", 17423)]
+        );
+        assert!(p.iter().all(|p| p.upstream == "east-a-leaf.ns.svc:7422"));
+        let svc = service("ns", "east", &p, None);
+        let ports: Vec<i32> = svc
+            .spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .iter()
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(ports, [8474, 17422, 17423]);
     }
 
     #[test]
