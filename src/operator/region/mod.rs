@@ -106,7 +106,7 @@ async fn reconcile(region: Arc<RegionMirror>, rc: Arc<RegionCtx>) -> Result<Acti
     let result = reconcile_region(&region, &rc.ctx).await;
     let ctx = &rc.ctx;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
-    tracing::info!(region = %key(&region), took_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "reconcile");
+    tracing::debug!(region = %key(&region), took_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "reconcile");
     match &result {
         Ok(_) => {
             rc.failures
@@ -258,10 +258,7 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
                 None => {
                     let ready = ready_replicas.get(&zone.name).copied().unwrap_or(0);
                     if ready < zone.servers {
-                        return (
-                            zone,
-                            Err("waiting for the servers to become ready".to_string()),
-                        );
+                        return (zone, Err(None));
                     }
                     let urls = ctx.zone_urls(ns, name, &zone.name, zone.servers);
                     (urls.client, urls.monitor, &creds.app)
@@ -276,27 +273,60 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
                         monitor,
                     }),
                 ),
-                Err(Error::Connect(e)) => (zone, Err(stable_connect_message(&e))),
-                Err(e) => (zone, Err(e.to_string())),
+                Err(e) => {
+                    let message = match &e {
+                        Error::Connect(inner) => {
+                            format!("zone {}: {}", zone.name, stable_connect_message(inner))
+                        }
+                        other => other.to_string(),
+                    };
+                    (zone, Err(Some((e.reason(), message))))
+                }
             }
         }
     });
     let mut connected = Vec::new();
     let mut unreachable: HashMap<String, String> = HashMap::new();
+    // Zones whose servers are up (or that are external) but could not be dialed.
+    let mut dial_failures: Vec<(&'static str, String)> = Vec::new();
     for (zone, outcome) in join_all(attempts).await {
         match outcome {
             Ok(c) => connected.push(c),
-            Err(message) => {
-                unreachable.insert(zone.name.clone(), message);
+            Err(None) => {
+                unreachable.insert(
+                    zone.name.clone(),
+                    "waiting for the servers to become ready".to_string(),
+                );
+            }
+            Err(Some((reason, message))) => {
+                unreachable.insert(zone.name.clone(), message.clone());
+                dial_failures.push((reason, message));
             }
         }
     }
 
     // Streams, then what the zones look like.
-    let (streams_state, errors) = streams::provision(&region.spec, &connected).await;
+    let (mut streams_state, errors) = streams::provision(&region.spec, &connected).await;
     for e in &errors {
         ctx.metrics.failed(CONTROLLER, e.reason());
         warn(ctx, region, e.reason(), &e.to_string()).await;
+    }
+    if let Some((reason, _)) = dial_failures.first() {
+        for (reason, message) in &dial_failures {
+            ctx.metrics.failed(CONTROLLER, reason);
+            warn(ctx, region, reason, message).await;
+        }
+        // A zone that should answer and does not is a failure, not a wait.
+        if !matches!(streams_state, StreamsState::Failed { .. }) {
+            streams_state = StreamsState::Failed {
+                reason,
+                message: dial_failures
+                    .iter()
+                    .map(|(_, m)| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
+        }
     }
     if let StreamsState::NeedsRecreate(message) = &streams_state {
         warn(ctx, region, "MirrorNeedsRecreate", message).await;

@@ -1,0 +1,648 @@
+//! The RegionMirror controller, run in-process against a real kube-apiserver
+//! (testenv::ControlPlane) and, for external zones, real local nats-server
+//! zones.
+//!
+//! No kubelet runs here: StatefulSets never get pods. Where a test needs a
+//! zone's servers to be "ready", it plays the kubelet and the StatefulSet
+//! controller by writing `readyReplicas` into the StatefulSet's status
+//! subresource, which is exactly what the operator reads.
+//!
+//! `NATSREGION_QUIET_SECONDS` lengthens the quiet period of the "a steady
+//! region writes nothing" check (default 20 s; the issue's minute is 60).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, Resource, ResourceExt};
+use natsregion::api::RegionMirror;
+use natsregion::fault::DirectNetwork;
+use natsregion::local::{LocalRegion, LocalRegionOptions};
+use natsregion::operator::context::{Context, OperatorSettings, reporter};
+use natsregion::operator::region::apply::children_selector;
+use natsregion::operator::region::children::{self, SecretRefs};
+use natsregion::operator::region::{self, names, status};
+use natsregion::operator::run::shutdown_on;
+use natsregion::testenv::ControlPlane;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+const MANAGER: &str = "natsregion";
+const IMAGE: &str = "nats:2.14.9-alpine";
+
+async fn plane_with_crds() -> (ControlPlane, Client) {
+    let plane = ControlPlane::start()
+        .await
+        .unwrap_or_else(|e| panic!("control plane: {e}"));
+    let client = plane.client().await.expect("client");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let text = std::fs::read_to_string(dir.join("regionmirrors.natsregion.io.yaml")).unwrap();
+    let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&text).unwrap();
+    let name = crd.name_any();
+    crds.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply CRD");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("CRD Established within 30s")
+    .expect("watch CRD");
+    (plane, client)
+}
+
+/// The controller, in this process, until the returned sender is dropped.
+fn start_operator(client: &Client, ns: &str) -> (Arc<Context>, oneshot::Sender<()>) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "natsregion=warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let settings = OperatorSettings {
+        namespace: Some(ns.to_string()),
+        // Short, so the quiet period sees several refreshes.
+        status_refresh: Duration::from_secs(3),
+        ..Default::default()
+    };
+    let ctx = Context::new(client.clone(), settings, reporter());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown = shutdown_on(async move {
+        let _ = stopped.await;
+    });
+    tokio::spawn(region::controller(ctx.clone(), shutdown));
+    (ctx, stop)
+}
+
+async fn wait_for<T>(
+    what: &str,
+    within: Duration,
+    mut f: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) if start.elapsed() > within => {
+                panic!("{what} not reached within {within:?}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+fn condition<'a>(r: &'a RegionMirror, type_: &str) -> Option<&'a Condition> {
+    r.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+fn cond_is(r: &RegionMirror, type_: &str, status: &str) -> Result<(), String> {
+    match condition(r, type_) {
+        Some(c) if c.status == status => Ok(()),
+        other => Err(format!("{type_} is {other:?}; status {:?}", r.status)),
+    }
+}
+
+async fn names_of<K>(client: &Client, ns: &str, region: &str) -> BTreeSet<String>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    api.list_metadata(&ListParams::default().labels(&children_selector(region)))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|o| o.name_any())
+        .collect()
+}
+
+/// Every child (kind/name → resourceVersion) of a region.
+async fn child_versions(client: &Client, ns: &str, region: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let sel = ListParams::default().labels(&children_selector(region));
+    macro_rules! collect {
+        ($k:ty, $kind:literal) => {
+            for o in Api::<$k>::namespaced(client.clone(), ns)
+                .list_metadata(&sel)
+                .await
+                .unwrap()
+                .items
+            {
+                out.insert(
+                    format!("{}/{}", $kind, o.name_any()),
+                    o.resource_version().unwrap_or_default(),
+                );
+            }
+        };
+    }
+    collect!(ConfigMap, "ConfigMap");
+    collect!(Service, "Service");
+    collect!(StatefulSet, "StatefulSet");
+    collect!(PodDisruptionBudget, "PodDisruptionBudget");
+    for s in ["east-credentials", "east-system-credentials"] {
+        if let Ok(secret) = Api::<Secret>::namespaced(client.clone(), ns).get(s).await {
+            out.insert(
+                format!("Secret/{s}"),
+                secret.resource_version().unwrap_or_default(),
+            );
+        }
+    }
+    out
+}
+
+fn managed_region() -> RegionMirror {
+    RegionMirror::new(
+        "east",
+        serde_json::from_value(json!({
+            "image": IMAGE,
+            "stream": {"name": "EVENTS", "subjects": ["events.>"]},
+            "zones": [
+                {"name": "a", "role": "source"},
+                {"name": "b", "role": "mirror"},
+                {"name": "c", "role": "mirror", "servers": 1,
+                 "storage": {"size": "2Gi", "className": "fast"}},
+            ],
+        }))
+        .unwrap(),
+    )
+}
+
+/// Plays the kubelet: the StatefulSet now reports `ready` ready pods.
+async fn set_ready(client: &Client, ns: &str, sts: &str, replicas: i32, ready: i32) {
+    Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .patch_status(
+            sts,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "replicas": replicas, "readyReplicas": ready, "availableReplicas": ready,
+                "currentReplicas": replicas, "updatedReplicas": replicas,
+            }})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("patch status of {sts}: {e}"));
+}
+
+#[tokio::test]
+async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
+    let started = Instant::now();
+    let (_plane, client) = plane_with_crds().await;
+    let ns = "default";
+    let (ctx, _stop) = start_operator(&client, ns);
+    let regions: Api<RegionMirror> = Api::namespaced(client.clone(), ns);
+    let t_create = Instant::now();
+    regions
+        .create(&PostParams::default(), &managed_region())
+        .await
+        .expect("create region");
+
+    // 1. Exactly the builders' objects, with labels and owner references.
+    let stored = wait_for("status written", Duration::from_secs(30), async || {
+        let r = regions.get("east").await.map_err(|e| e.to_string())?;
+        cond_is(&r, status::READY, "False")?;
+        Ok(r)
+    })
+    .await;
+    let first_status = t_create.elapsed();
+    let expected = children::region_children(
+        &stored,
+        IMAGE,
+        &SecretRefs {
+            app: names::generated_credentials("east"),
+            system: names::system_credentials("east"),
+        },
+    )
+    .unwrap();
+    let want = children::desired_names(&expected);
+    let as_set = |k: &str| want[k].iter().cloned().collect::<BTreeSet<_>>();
+    assert_eq!(
+        names_of::<ConfigMap>(&client, ns, "east").await,
+        as_set("ConfigMap")
+    );
+    assert_eq!(
+        names_of::<Service>(&client, ns, "east").await,
+        as_set("Service")
+    );
+    assert_eq!(
+        names_of::<StatefulSet>(&client, ns, "east").await,
+        as_set("StatefulSet")
+    );
+    assert_eq!(
+        names_of::<PodDisruptionBudget>(&client, ns, "east").await,
+        as_set("PodDisruptionBudget")
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let svcs: Api<Service> = Api::namespaced(client.clone(), ns);
+    for zone in &expected {
+        let cm = cms.get(&zone.config_map.name_any()).await.unwrap();
+        assert_eq!(
+            cm.data, zone.config_map.data,
+            "config of zone {}",
+            zone.zone
+        );
+        let sts = stss.get(&zone.statefulset.name_any()).await.unwrap();
+        for (got, want) in [
+            (&sts.metadata, &zone.statefulset.metadata),
+            (&cm.metadata, &zone.config_map.metadata),
+        ] {
+            assert_eq!(got.owner_references, want.owner_references);
+            for (k, v) in want.labels.as_ref().unwrap() {
+                assert_eq!(got.labels.as_ref().unwrap().get(k), Some(v), "label {k}");
+            }
+        }
+        assert_eq!(
+            sts.spec.template.metadata.as_ref().unwrap().annotations,
+            zone.statefulset
+                .spec
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+        );
+        assert_eq!(sts.spec.replicas, zone.statefulset.spec.replicas);
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let password = secrets.get("east-credentials").await.unwrap().data.unwrap()["password"].clone();
+    let r = regions.get("east").await.unwrap();
+    assert_eq!(
+        r.status.as_ref().unwrap().zones_ready.as_deref(),
+        Some("0/3")
+    );
+    cond_is(&r, status::ZONES_READY, "False").unwrap();
+    eprintln!("first status {first_status:?} after create");
+
+    // 2. Drift: deleted children come back, a foreign edit is reverted.
+    cms.delete("east-b-config", &DeleteParams::default())
+        .await
+        .unwrap();
+    svcs.delete("east-a-client", &DeleteParams::default())
+        .await
+        .unwrap();
+    stss.patch(
+        "east-a",
+        &PatchParams::apply("someone-else").force(),
+        &Patch::Apply(
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "spec": {"replicas": 5}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let t_drift = Instant::now();
+    wait_for(
+        "deleted children recreated, drift undone",
+        Duration::from_secs(20),
+        async || {
+            cms.get("east-b-config").await.map_err(|e| e.to_string())?;
+            svcs.get("east-a-client").await.map_err(|e| e.to_string())?;
+            let sts = stss.get("east-a").await.map_err(|e| e.to_string())?;
+            (sts.spec.replicas == Some(3))
+                .then_some(())
+                .ok_or("replicas still 5".to_string())
+        },
+    )
+    .await;
+    eprintln!("drift corrected in {:?}", t_drift.elapsed());
+
+    // 3. Readiness (the test plays the kubelet): ZonesReady follows readyReplicas.
+    set_ready(&client, ns, "east-a", 3, 3).await;
+    set_ready(&client, ns, "east-b", 3, 1).await;
+    set_ready(&client, ns, "east-c", 1, 1).await;
+    let r = wait_for("zone b reported 1/3", Duration::from_secs(20), async || {
+        let r = regions.get("east").await.map_err(|e| e.to_string())?;
+        let c = condition(&r, status::ZONES_READY).ok_or("no ZonesReady")?;
+        c.message
+            .contains("zone b: 1/3 servers ready")
+            .then_some(r.clone())
+            .ok_or(c.message.clone())
+    })
+    .await;
+    assert_eq!(
+        r.status.as_ref().unwrap().zones_ready.as_deref(),
+        Some("2/3")
+    );
+    set_ready(&client, ns, "east-b", 3, 3).await;
+    let r = wait_for("ZonesReady True", Duration::from_secs(20), async || {
+        let r = regions.get("east").await.map_err(|e| e.to_string())?;
+        cond_is(&r, status::ZONES_READY, "True")?;
+        cond_is(&r, status::STREAMS_READY, "False")?;
+        Ok(r)
+    })
+    .await;
+    // Ready servers but no NATS behind the Service names (no pods): reported, not hidden.
+    let streams = condition(&r, status::STREAMS_READY).unwrap();
+    assert_eq!(streams.reason, "ZoneUnreachable", "{:#?}", r.status);
+    assert!(
+        streams.message.contains("east-a-client.default.svc:4222"),
+        "{streams:?}"
+    );
+    cond_is(&r, status::READY, "False").unwrap();
+    assert_eq!(
+        r.status.as_ref().unwrap().observed_generation,
+        r.metadata.generation
+    );
+
+    // 4. Steady: nothing is written for a while, although it is refreshed every 3 s.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let quiet: u64 = std::env::var("NATSREGION_QUIET_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let before_region = regions.get("east").await.unwrap().resource_version();
+    let before = child_versions(&client, ns, "east").await;
+    let reconciles_before = ctx.metrics.encode();
+    tokio::time::sleep(Duration::from_secs(quiet)).await;
+    assert_eq!(
+        regions.get("east").await.unwrap().resource_version(),
+        before_region,
+        "region written while steady"
+    );
+    assert_eq!(
+        child_versions(&client, ns, "east").await,
+        before,
+        "children written while steady"
+    );
+    assert_ne!(
+        ctx.metrics.encode(),
+        reconciles_before,
+        "the region was reconciled meanwhile"
+    );
+    let after = secrets.get("east-credentials").await.unwrap().data.unwrap()["password"].clone();
+    assert_eq!(after, password, "generated password never rotates");
+
+    // 5. A zone removed from the spec loses its objects; the others stay.
+    regions
+        .patch(
+            "east",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(json!([{"op": "remove", "path": "/spec/zones/2"}])).unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "zone c objects deleted",
+        Duration::from_secs(20),
+        async || {
+            let left: Vec<String> = names_of::<Service>(&client, ns, "east")
+                .await
+                .into_iter()
+                .chain(names_of::<StatefulSet>(&client, ns, "east").await)
+                .chain(names_of::<ConfigMap>(&client, ns, "east").await)
+                .chain(names_of::<PodDisruptionBudget>(&client, ns, "east").await)
+                .filter(|n| n.starts_with("east-c"))
+                .collect();
+            left.is_empty()
+                .then_some(())
+                .ok_or(format!("left: {left:?}"))
+        },
+    )
+    .await;
+    assert!(stss.get("east-b").await.is_ok());
+
+    // 6. A credentials Secret that does not exist: an actionable condition and a Warning Event.
+    let mut west = managed_region();
+    west.metadata.name = Some("west".into());
+    west.spec.credentials =
+        Some(serde_json::from_value(json!({"secretName": "no-such-secret"})).unwrap());
+    regions.create(&PostParams::default(), &west).await.unwrap();
+    let r = wait_for("west Ready False", Duration::from_secs(20), async || {
+        let r = regions.get("west").await.map_err(|e| e.to_string())?;
+        cond_is(&r, status::READY, "False")?;
+        Ok(r)
+    })
+    .await;
+    let ready = condition(&r, status::READY).unwrap();
+    assert_eq!(ready.reason, "CredentialsMissing");
+    assert!(
+        ready
+            .message
+            .contains("Secret no-such-secret (spec.credentials.secretName) was not found"),
+        "{}",
+        ready.message
+    );
+    assert!(
+        ready
+            .message
+            .contains("create it with keys `user` and `password`"),
+        "{}",
+        ready.message
+    );
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    wait_for(
+        "Warning Event for west",
+        Duration::from_secs(10),
+        async || {
+            let list = events
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .iter()
+                .find(|e| {
+                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("west")
+                        && e.type_.as_deref() == Some("Warning")
+                        && e.reason.as_deref() == Some("CredentialsMissing")
+                })
+                .map(|_| ())
+                .ok_or(format!("{} events, none for west", list.items.len()))
+        },
+    )
+    .await;
+    assert!(
+        names_of::<StatefulSet>(&client, ns, "west")
+            .await
+            .is_empty()
+    );
+    // Creating the Secret fixes it (retried with backoff, no change to the region needed).
+    secrets
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: ObjectMeta {
+                    name: Some("no-such-secret".into()),
+                    ..Default::default()
+                },
+                data: Some(BTreeMap::from([
+                    ("user".to_string(), ByteString(b"app".to_vec())),
+                    ("password".to_string(), ByteString(b"s3cret-pw".to_vec())),
+                ])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "west objects once the Secret exists",
+        Duration::from_secs(30),
+        async || {
+            let n = names_of::<StatefulSet>(&client, ns, "west").await.len();
+            (n == 3).then_some(()).ok_or(format!("{n} StatefulSets"))
+        },
+    )
+    .await;
+
+    let metrics = ctx.metrics.encode();
+    assert!(metrics.contains("natsregion_reconcile_failures_total{controller=\"regionmirror\",reason=\"CredentialsMissing\"}"), "{metrics}");
+    eprintln!("managed-zone test took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn external_zones_get_streams_and_report_lag() {
+    let started = Instant::now();
+    let (plane, local) = tokio::join!(plane_with_crds(), async {
+        let spec = serde_json::from_value(json!({
+            "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
+            "leafnode": {"reconnectIntervalSeconds": 1},
+            "zones": [
+                {"name": "a", "role": "source", "servers": 1},
+                {"name": "b", "role": "mirror", "servers": 1},
+            ],
+        }))
+        .unwrap();
+        LocalRegion::start(
+            &spec,
+            Arc::new(DirectNetwork),
+            LocalRegionOptions::default(),
+        )
+        .await
+        .expect("local region")
+    });
+    let (_plane, client) = plane;
+    let ns = "default";
+    let creds = local.credentials().clone();
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: ObjectMeta {
+                    name: Some("ext-creds".into()),
+                    ..Default::default()
+                },
+                data: Some(BTreeMap::from([
+                    (
+                        "user".to_string(),
+                        ByteString(creds.app.user.clone().into_bytes()),
+                    ),
+                    (
+                        "password".to_string(),
+                        ByteString(creds.app.password.clone().into_bytes()),
+                    ),
+                ])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let url = |z: &str| local.zone(z).unwrap().client_urls()[0].clone();
+    let region = RegionMirror::new(
+        "ext",
+        serde_json::from_value(json!({
+            "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
+            "credentials": {"secretName": "ext-creds"},
+            "zones": [
+                {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a")}},
+                {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b")}},
+            ],
+        }))
+        .unwrap(),
+    );
+    let (ctx, _stop) = start_operator(&client, ns);
+    let regions: Api<RegionMirror> = Api::namespaced(client.clone(), ns);
+    let t0 = Instant::now();
+    regions
+        .create(&PostParams::default(), &region)
+        .await
+        .unwrap();
+    wait_for("streams provisioned", Duration::from_secs(40), async || {
+        let r = regions.get("ext").await.map_err(|e| e.to_string())?;
+        cond_is(&r, status::STREAMS_READY, "True")?;
+        cond_is(&r, status::ZONES_READY, "True")
+    })
+    .await;
+    eprintln!("external region provisioned in {:?}", t0.elapsed());
+    // No objects for external zones.
+    assert!(names_of::<StatefulSet>(&client, ns, "ext").await.is_empty());
+    assert!(names_of::<Service>(&client, ns, "ext").await.is_empty());
+
+    let nc = async_nats::ConnectOptions::with_user_and_password(
+        creds.app.user.clone(),
+        creds.app.password.clone(),
+    )
+    .connect(url("a"))
+    .await
+    .unwrap();
+    let js = async_nats::jetstream::new(nc);
+    for i in 0..50 {
+        js.publish(format!("events.{i}"), "x".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let r = wait_for(
+        "mirror in sync after 50 messages",
+        Duration::from_secs(30),
+        async || {
+            let r = regions.get("ext").await.map_err(|e| e.to_string())?;
+            let s = r.status.clone().unwrap_or_default();
+            let b = s.zones.iter().find(|z| z.name == "b").ok_or("no zone b")?;
+            if b.last_seq != Some(50) {
+                return Err(format!("zone b last_seq {:?}", b.last_seq));
+            }
+            cond_is(&r, status::MIRRORS_IN_SYNC, "True")?;
+            cond_is(&r, status::READY, "True")?;
+            Ok(r)
+        },
+    )
+    .await;
+    let s = r.status.unwrap();
+    assert_eq!(s.max_lag, Some(0));
+    assert_eq!(s.mirrors_in_sync.as_deref(), Some("1/1"));
+    assert_eq!(s.zones_ready.as_deref(), Some("2/2"));
+    assert_eq!(s.source_zone.as_deref(), Some("a"));
+    let a = s.zones.iter().find(|z| z.name == "a").unwrap();
+    assert_eq!(a.last_seq, Some(50));
+    assert_eq!(s.zones.iter().find(|z| z.name == "b").unwrap().lag, Some(0));
+    let metrics = ctx.metrics.encode();
+    assert!(
+        metrics.contains(
+            "natsregion_mirror_lag_messages{namespace=\"default\",region=\"ext\",zone=\"b\"} 0"
+        ),
+        "{metrics}"
+    );
+    // Steady and in sync: the status is not rewritten.
+    let rv = regions.get("ext").await.unwrap().resource_version();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        regions.get("ext").await.unwrap().resource_version(),
+        rv,
+        "status rewritten while in sync"
+    );
+    eprintln!("external-zone test took {:?}", started.elapsed());
+}
