@@ -30,7 +30,7 @@ use natsregion::local::{LocalRegion, LocalRegionOptions, generate_credentials};
 use natsregion::nats::connect::{ConnectSettings, connect};
 use natsregion::operator::context::{Context, OperatorSettings, reporter};
 use natsregion::operator::drill::runtime::{KubernetesZones, LocalZones, TemporaryZones};
-use natsregion::operator::drill::toxiproxy::ToxiproxyTarget;
+use natsregion::operator::drill::toxiproxy::{ClusterToxiproxy, ToxiproxyTarget};
 use natsregion::operator::drill::{
     ABORT_ANNOTATION, DrillSettings, FINALIZER, RESTARTED, controller_with,
 };
@@ -413,6 +413,35 @@ async fn a_restarted_operator_heals_and_a_deleted_drill_heals_first() {
     let (_plane, client) = plane_with_crds().await;
     let world = World::start(client.clone(), "east", None).await;
     let steps = Some("produce, partition, produce, heal, wait-for-catch-up, verify");
+
+    // A fault goes at its deadline even when nobody heals it.
+    let cutter = ClusterToxiproxy::new(ToxiproxyTarget {
+        api: world.toxiproxy.url(),
+        prefix: world.prefix.clone(),
+    });
+    cutter
+        .cut(&["b".to_string()], Duration::from_secs(1))
+        .await
+        .expect("cut by name");
+    assert!(
+        world
+            .proxies()
+            .await
+            .iter()
+            .any(|(p, e)| p.contains("-b-") && !e)
+    );
+    assert!(
+        !cutter.probe("b").await.expect("probe"),
+        "the proxy refuses"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let proxies = world.proxies().await;
+    assert!(proxies.values().all(|e| *e), "deadline heal: {proxies:?}");
+    assert!(
+        cutter.probe("b").await.expect("probe"),
+        "the proxy answers again"
+    );
+    drop(cutter);
 
     // Kill the operator while the partition is on.
     let operator = start_operator(&client, world.settings());

@@ -206,7 +206,16 @@ async fn reconcile_inner(drill: &PartitionDrill, shared: &Arc<Shared>) -> Result
         .get(ABORT_ANNOTATION)
         .is_some_and(|v| v == "true");
     if let Some(abort) = running {
-        if deleting || abort_asked {
+        // A fault past its deadline was removed by its backend's timer; the
+        // drill cannot go on believing the partition holds.
+        let now = jiff::Timestamp::now();
+        let overdue = unhealed(drill.status.as_ref())
+            .iter()
+            .any(|f| f.deadline.0 < now - jiff::SignedDuration::from_secs(5));
+        if overdue {
+            tracing::warn!(drill = %drill.name_any(), "a fault is past its deadline; aborting the drill");
+        }
+        if deleting || abort_asked || overdue {
             let _ = abort.send(true);
             return Ok(Action::requeue(Duration::from_secs(1)));
         }
@@ -449,6 +458,10 @@ async fn heal_orphan(
         ),
     )
     .await;
+    // A temporary zone the interrupted run may have started.
+    if !status.phase.is_finished() && !drill.spec.temporary_zone.keep {
+        remove_temporary_zone(shared, drill).await;
+    }
     if status.phase.is_finished() {
         // Faults open on a finished drill (a heal that failed at the end):
         // healed now, the verdict stands.
@@ -464,6 +477,24 @@ async fn heal_orphan(
     status::apply(api, &name, &status)
         .await
         .map_err(|e| Error::kube(format!("write status of drill {name}"), e))
+}
+
+/// Best effort: the zone's objects are owned by the drill, so they go with
+/// it at the latest.
+async fn remove_temporary_zone(shared: &Shared, drill: &PartitionDrill) {
+    let ns = drill.namespace().unwrap_or_default();
+    let regions: Api<RegionMirror> = Api::namespaced(shared.ctx.client.clone(), &ns);
+    let Ok(Some(region)) = regions.get_opt(&drill.spec.region_ref.name).await else {
+        return;
+    };
+    let zones: Arc<dyn TemporaryZones> = match &shared.settings.temporary_zones {
+        Some(z) => z.clone(),
+        None => Arc::new(KubernetesZones::new(shared.ctx.clone())),
+    };
+    let zone = &drill.spec.temporary_zone.name;
+    if let Err(e) = zones.remove(&region, drill, zone).await {
+        tracing::debug!(drill = %drill.name_any(), zone = %zone, error = %e, "no temporary zone removed");
+    }
 }
 
 /// Starts a run as a task of this process.
