@@ -646,3 +646,90 @@ async fn external_zones_get_streams_and_report_lag() {
     );
     eprintln!("external-zone test took {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn leader_lease_is_exclusive_and_health_endpoints_answer() {
+    use natsregion::operator::health::{self, Health};
+    use natsregion::operator::leader::{self, LeaseSettings};
+
+    let plane = ControlPlane::start()
+        .await
+        .unwrap_or_else(|e| panic!("control plane: {e}"));
+    let client = plane.client().await.expect("client");
+    let settings = |id: &str| LeaseSettings {
+        lease_duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_secs(2),
+        renew_every: Duration::from_millis(500),
+        ..LeaseSettings::new("default".into(), "natsregion-test".into(), id.into())
+    };
+    let never = std::future::pending::<()>;
+
+    // One replica leads; the other waits as long as the leader renews.
+    let first = leader::acquire(client.clone(), settings("one"), never())
+        .await
+        .unwrap()
+        .expect("first replica leads");
+    let second = tokio::spawn(leader::acquire(client.clone(), settings("two"), never()));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!second.is_finished(), "two replicas led at once");
+    // A graceful stop hands the Lease over without waiting for it to expire.
+    let t = Instant::now();
+    first.release().await;
+    let mut second = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("second replica leads after the release")
+        .unwrap()
+        .unwrap()
+        .expect("leadership");
+    eprintln!("Lease handed over in {:?}", t.elapsed());
+    // A third candidate taking the Lease by force makes the second step down.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "default");
+    leases
+        .patch(
+            "natsregion-test",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"holderIdentity": "intruder"}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), second.lost())
+        .await
+        .expect("the second replica notices it lost the Lease");
+
+    // Health and metrics on one port.
+    let health_state = Arc::new(Health::default());
+    let metrics = Arc::new(natsregion::operator::Metrics::default());
+    metrics.reconciled("regionmirror", Duration::from_millis(3));
+    let (listener, addr) = health::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(health::serve(
+        listener,
+        metrics,
+        health_state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let http = http.clone();
+        let url = format!("http://{addr}{path}");
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await.0, 200);
+    assert_eq!(get("/readyz").await.0, 503);
+    health_state.set_ready(true);
+    assert_eq!(get("/readyz").await.0, 200);
+    let (code, body) = get("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("natsregion_reconciles_total{controller=\"regionmirror\"} 1"),
+        "{body}"
+    );
+    drop(stop);
+    server.await.unwrap().unwrap();
+}

@@ -239,3 +239,19 @@ fn generated_passwords_and_credential_checks() {
     assert!(check_credential("p@ss").is_err());
     assert!(check_credential("").is_err());
 }
+
+#[test]
+fn adding_a_zone_changes_nothing_producers_use() {
+    let before = three();
+    let mut after = three();
+    after
+        .spec
+        .zones
+        .push(serde_json::from_value(json!({"name": "d", "role": "mirror"})).unwrap());
+    let old = region_children(&before, "nats:test", &secrets()).unwrap();
+    let new = region_children(&after, "nats:test", &secrets()).unwrap();
+    assert_eq!(new.len(), 4);
+    // Every existing zone's objects are identical: no roll, no Service change.
+    assert_eq!(old[..], new[..3]);
+    assert_eq!(new[3].zone, "d");
+}
