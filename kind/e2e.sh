@@ -7,6 +7,9 @@
 #   kind/e2e.sh                 # needs docker, kind, kubectl, helm
 #   KEEP_CLUSTER=1 kind/e2e.sh  # leave the cluster up afterwards
 #
+# A cluster this script creates is deleted on exit (unless KEEP_CLUSTER=1);
+# an existing cluster of the same name is reused and left running.
+#
 # Environment: CLUSTER_NAME (natsregion), IMAGE (natsregion:e2e),
 # CALICO_VERSION (v3.29.3), KIND_NODE_IMAGE (kind's default),
 # OPERATOR_NAMESPACE (natsregion-system), NAMESPACE (default),
@@ -32,18 +35,21 @@ for tool in docker kind kubectl helm; do
 done
 
 k() { kubectl --context "$context" "$@"; }
+# No `grep -q` after a pipe: its early exit can fail the pipe under pipefail.
+cluster_exists() { kind get clusters 2>/dev/null | grep -x "$cluster" >/dev/null; }
+created=0
 
 cleanup() {
   local status=$?
-  if [ "$status" -ne 0 ] && kind get clusters 2>/dev/null | grep -qx "$cluster"; then
+  if [ "$status" -ne 0 ] && cluster_exists; then
     say "failed ($status); operator logs and objects follow"
     k -n "$operator_ns" logs deploy/natsregion --tail=200 || true
     k -n "$ns" get regionmirrors,partitiondrills,statefulsets,pods,networkpolicies -o wide || true
   fi
-  if [ "${KEEP_CLUSTER:-0}" = 1 ]; then
-    say "keeping cluster $cluster (kind delete cluster --name $cluster)"
-  else
+  if [ "$created" = 1 ] && [ "${KEEP_CLUSTER:-0}" != 1 ]; then
     kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
+  elif cluster_exists; then
+    say "cluster $cluster left running (kind delete cluster --name $cluster)"
   fi
   exit "$status"
 }
@@ -52,8 +58,11 @@ trap cleanup EXIT
 # 1. Cluster with Calico (kindnet does not enforce NetworkPolicy).
 node_image=()
 if [ -n "${KIND_NODE_IMAGE:-}" ]; then node_image=(--image "$KIND_NODE_IMAGE"); fi
-if ! kind get clusters 2>/dev/null | grep -qx "$cluster"; then
+if cluster_exists; then
+  say "reusing cluster $cluster (not deleted afterwards)"
+else
   say "creating cluster $cluster"
+  created=1
   kind create cluster --name "$cluster" --config "$root/kind/cluster.yaml" "${node_image[@]}"
 fi
 say "installing Calico $calico_version"
@@ -92,7 +101,7 @@ k -n "$ns" apply -f "$root/examples/drill.yaml"
 deadline=$((SECONDS + drill_timeout))
 phase=
 while :; do
-  phase=$(k -n "$ns" get partitiondrill "$drill" -o jsonpath='{.status.phase}')
+  phase=$(k -n "$ns" get partitiondrill "$drill" -o jsonpath='{.status.phase}' || true)
   case $phase in
     Succeeded|Failed|Aborted) break ;;
   esac
@@ -101,7 +110,7 @@ while :; do
     k -n "$ns" get partitiondrill "$drill" -o yaml
     exit 1
   fi
-  step=$(k -n "$ns" get partitiondrill "$drill" -o jsonpath='{.status.currentStep}')
+  step=$(k -n "$ns" get partitiondrill "$drill" -o jsonpath='{.status.currentStep}' || true)
   say "drill ${phase:-Pending}${step:+ ($step)}"
   sleep 10
 done

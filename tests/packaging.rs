@@ -1104,3 +1104,123 @@ async fn run_operator_as_the_chart_does(sets: &[&str], ns: &'static str) {
         );
     }
 }
+
+// ------------------------------------------------------------ kind/e2e.sh flow
+
+/// Runs kind/e2e.sh with stand-ins for docker, kind, kubectl and helm that
+/// record their arguments; `claims` is what the drill's status reports.
+/// Returns the exit code and the recorded calls, one per line.
+fn run_e2e_with_stubs(phase: &str, verdict: &str, claims: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let calls = dir.path().join("calls");
+    let state = dir.path().join("cluster-exists");
+    let claim_lines: String = claims
+        .iter()
+        .map(|(claim, verdict)| format!("{claim}\\t{verdict}\\tfine\\n"))
+        .collect();
+    let stub = |name: &str, body: &str| {
+        let path = bin.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/usr/bin/env bash\necho \"{name} $*\" >> '{}'\n{body}\nexit 0\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let state = state.display();
+    stub(
+        "kind",
+        &format!(
+            r#"case "$1 $2" in
+  "get clusters") [ -e '{state}' ] && echo natsregion ;;
+  "create cluster") touch '{state}' ;;
+  "delete cluster") rm -f '{state}' ;;
+esac"#
+        ),
+    );
+    stub("docker", "");
+    stub("helm", "");
+    stub(
+        "kubectl",
+        &format!(
+            r#"case "$*" in
+  *"{{.status.phase}}"*) printf %s '{phase}' ;;
+  *"{{.status.verdict}}"*) printf %s '{verdict}' ;;
+  *"{{range .status.claims"*) printf '{claim_lines}' ;;
+esac"#
+        ),
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = Command::new("bash")
+        .arg(root().join("kind/e2e.sh"))
+        .env("PATH", path)
+        .env_remove("KEEP_CLUSTER")
+        .output()
+        .expect("run kind/e2e.sh");
+    let calls = std::fs::read_to_string(&calls).unwrap_or_default();
+    (out.status.code().unwrap_or(-1), calls)
+}
+
+const ALL_PASSED: [(&str, &str); 4] = [
+    ("local-consumption", "Passed"),
+    ("no-loss-after-heal", "Passed"),
+    ("independent-progress", "Passed"),
+    ("zone-join", "Passed"),
+];
+
+#[test]
+fn e2e_script_runs_the_documented_steps_and_judges_the_claims() {
+    let (code, calls) = run_e2e_with_stubs("Succeeded", "Passed", &ALL_PASSED);
+    assert_eq!(code, 0, "all four claims passed; calls:\n{calls}");
+    let root = root().display().to_string();
+    let expected = [
+        format!("kind create cluster --name natsregion --config {root}/kind/cluster.yaml"),
+        "calico.yaml".to_string(),
+        format!("docker build -t natsregion:e2e {root}"),
+        "kind load docker-image natsregion:e2e --name natsregion".to_string(),
+        format!("helm upgrade --install natsregion {root}/charts/natsregion"),
+        format!("apply -f {root}/examples/region.yaml"),
+        "wait --for=condition=Ready regionmirror/qa".to_string(),
+        format!("apply -f {root}/examples/drill.yaml"),
+        "kind delete cluster --name natsregion".to_string(),
+    ];
+    let mut at = 0;
+    for step in &expected {
+        let found = calls[at..]
+            .find(step.as_str())
+            .unwrap_or_else(|| panic!("{step:?} missing or out of order in:\n{calls}"));
+        at += found;
+    }
+    // The values the script installs the chart with pass the chart's schema.
+    let helm_line = calls.lines().find(|l| l.starts_with("helm ")).unwrap();
+    let words: Vec<&str> = helm_line.split_whitespace().collect();
+    let sets: Vec<&str> = words
+        .windows(2)
+        .filter(|w| w[0] == "--set")
+        .map(|w| w[1])
+        .collect();
+    assert!(sets.contains(&"image.pullPolicy=Never"), "{sets:?}");
+    template(&sets).unwrap_or_else(|e| panic!("e2e.sh's helm values {sets:?}: {e}"));
+
+    // Anything short of four passed claims fails the run, and the cluster goes anyway.
+    let mut one_failed = ALL_PASSED;
+    one_failed[1].1 = "Failed";
+    for (phase, verdict, claims) in [
+        ("Failed", "Failed", &one_failed[..]),
+        ("Succeeded", "Passed", &ALL_PASSED[..3]),
+        ("Aborted", "NotRun", &[][..]),
+    ] {
+        let (code, calls) = run_e2e_with_stubs(phase, verdict, claims);
+        assert_ne!(code, 0, "{phase} {verdict} {claims:?} must fail the run");
+        assert!(
+            calls.contains("kind delete cluster --name natsregion"),
+            "the cluster is deleted on failure too:\n{calls}"
+        );
+    }
+}
