@@ -644,6 +644,56 @@ async fn external_zones_get_streams_and_report_lag() {
         rv,
         "status rewritten while in sync"
     );
+
+    // A change the server cannot apply in place (storage type) is reported, the
+    // streams are left alone, and nothing loops.
+    regions
+        .patch(
+            "ext",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"stream": {"storage": "Memory"}}})),
+        )
+        .await
+        .unwrap();
+    let r = wait_for("StreamNeedsRecreate", Duration::from_secs(20), async || {
+        let r = regions.get("ext").await.map_err(|e| e.to_string())?;
+        let c = condition(&r, status::STREAMS_READY).ok_or("no StreamsReady")?;
+        (c.reason == "StreamNeedsRecreate" && c.observed_generation == Some(2))
+            .then_some(r.clone())
+            .ok_or(format!("{c:?}"))
+    })
+    .await;
+    let c = condition(&r, status::STREAMS_READY).unwrap();
+    assert_eq!(c.status, "False");
+    assert!(c.message.contains("delete stream EVENTS"), "{}", c.message);
+    cond_is(&r, status::READY, "False").unwrap();
+    let rv = r.resource_version();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        regions.get("ext").await.unwrap().resource_version(),
+        rv,
+        "status rewritten while waiting for a recreate"
+    );
+    for zone in ["a", "b"] {
+        let nc = async_nats::ConnectOptions::with_user_and_password(
+            creds.app.user.clone(),
+            creds.app.password.clone(),
+        )
+        .connect(url(zone))
+        .await
+        .unwrap();
+        let mut stream = async_nats::jetstream::new(nc)
+            .get_stream("EVENTS")
+            .await
+            .unwrap();
+        let info = stream.info().await.unwrap();
+        assert_eq!(
+            info.config.storage,
+            async_nats::jetstream::stream::StorageType::File,
+            "zone {zone} untouched"
+        );
+        assert_eq!(info.state.messages, 50, "zone {zone} keeps its messages");
+    }
     eprintln!("external-zone test took {:?}", started.elapsed());
 }
 

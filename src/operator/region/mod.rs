@@ -329,7 +329,7 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
         }
     }
     if let StreamsState::NeedsRecreate(message) = &streams_state {
-        warn(ctx, region, "MirrorNeedsRecreate", message).await;
+        warn(ctx, region, "StreamNeedsRecreate", message).await;
     }
     let probes: Vec<ZoneProbe> = connected
         .iter()

@@ -108,7 +108,7 @@ pub fn observed(
             ),
         ),
         StreamsState::Waiting(m) => (false, "WaitingForZones", m.clone()),
-        StreamsState::NeedsRecreate(m) => (false, "MirrorNeedsRecreate", m.clone()),
+        StreamsState::NeedsRecreate(m) => (false, "StreamNeedsRecreate", m.clone()),
         StreamsState::Failed { reason, message } => (false, *reason, message.clone()),
     };
     set(

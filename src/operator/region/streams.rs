@@ -43,7 +43,8 @@ pub enum StreamsState {
     Ready,
     /// Some zone is not reachable yet; nothing failed.
     Waiting(String),
-    /// A mirror's settings changed in a way that needs delete and recreate.
+    /// The source's or a mirror's settings changed in a way the server cannot
+    /// apply in place: the stream must be deleted and created again.
     NeedsRecreate(String),
     /// Provisioning failed; `reason` is the error's.
     Failed {
@@ -83,6 +84,13 @@ pub async fn provision(
     )
     .await
     {
+        Ok(Outcome::NeedsRecreate { reason }) => {
+            recreate.push(format!(
+                "source zone {}: {reason}; to apply the change, delete stream {} there and let the operator create it again (its messages are lost, and every mirror must then be recreated too)",
+                source.zone.name, spec.stream.name
+            ));
+            true
+        }
         Ok(outcome) => {
             log_outcome(&source.zone.name, &spec.stream.name, &outcome);
             true
