@@ -25,8 +25,9 @@ use serde_json::{Value, json};
 const MANAGER: &str = "natsregion-packaging-test";
 /// The release namespace the chart is rendered for.
 const RELEASE_NS: &str = "natsregion-system";
-/// The test API server's version (tools/install.sh KUBERNETES_VERSION). A helm
-/// built with `go install` assumes v1.20 unless told, and the chart needs newer.
+/// The test API server's Kubernetes version (tools/install.sh
+/// KUBERNETES_VERSION), for `helm template`'s capabilities: a helm built with
+/// `go install` otherwise assumes v1.20.
 const KUBE_VERSION: &str = "1.37.2";
 
 fn root() -> PathBuf {
@@ -1223,4 +1224,158 @@ fn e2e_script_runs_the_documented_steps_and_judges_the_claims() {
             "the cluster is deleted on failure too:\n{calls}"
         );
     }
+}
+
+// ------------------------------------------------------ helm install for real
+
+/// `helm` against the test API server, with its own config and cache dirs.
+fn helm_on(plane: &ControlPlane, home: &Path, args: &[&str]) -> Output {
+    let bin = natsregion::tools::binary("helm").unwrap_or_else(|e| panic!("{e}"));
+    Command::new(&bin)
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(plane.kubeconfig_path())
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()))
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// `helm install`, `upgrade` and `uninstall` against a real API server: Helm
+/// installs the CRDs from crds/ before the templates, the values switch RBAC
+/// from cluster-wide to one namespace, and uninstalling keeps the CRDs (and so
+/// every region and drill), as Helm does.
+#[tokio::test]
+async fn helm_installs_upgrades_and_uninstalls_the_chart() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+
+    let (plane, client) = plane().await;
+    create_namespace(&client, "team-a").await;
+    let home = tempfile::tempdir().unwrap();
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    let started = Instant::now();
+    let install = helm_on(
+        &plane,
+        home.path(),
+        &[
+            "install",
+            "natsregion",
+            chart,
+            "--namespace",
+            RELEASE_NS,
+            "--create-namespace",
+        ],
+    );
+    assert_ok(&install, "helm install");
+    eprintln!("helm install: {:?}", started.elapsed());
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in [
+        "regionmirrors.natsregion.io",
+        "partitiondrills.natsregion.io",
+    ] {
+        let crd = crds
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let shipped: CustomResourceDefinition =
+            serde_yaml_ng::from_str(&read(&chart_path(&format!("crds/{name}.yaml")))).unwrap();
+        // The server fills in defaults elsewhere; the schemas (CEL rules
+        // included) must be exactly the shipped ones.
+        let schemas = |c: &CustomResourceDefinition| -> Vec<_> {
+            c.spec
+                .versions
+                .iter()
+                .map(|v| (v.name.clone(), v.schema.clone()))
+                .collect()
+        };
+        assert_eq!(
+            schemas(&crd),
+            schemas(&shipped),
+            "{name} as installed by helm"
+        );
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), RELEASE_NS);
+    let deployment = deployments.get("natsregion").await.expect("Deployment");
+    assert_eq!(deployment.spec.replicas, Some(1));
+    let cluster_roles: Api<ClusterRole> = Api::all(client.clone());
+    assert!(cluster_roles.get_opt("natsregion").await.unwrap().is_some());
+
+    let upgrade = helm_on(
+        &plane,
+        home.path(),
+        &[
+            "upgrade",
+            "natsregion",
+            chart,
+            "--namespace",
+            RELEASE_NS,
+            "--set",
+            "watchNamespace=team-a",
+            "--set",
+            "replicas=2",
+        ],
+    );
+    assert_ok(&upgrade, "helm upgrade");
+    let deployment = deployments.get("natsregion").await.expect("Deployment");
+    assert_eq!(deployment.spec.replicas, Some(2));
+    assert!(
+        cluster_roles.get_opt("natsregion").await.unwrap().is_none(),
+        "the upgrade to one namespace removes the ClusterRole"
+    );
+    let roles: Api<Role> = Api::namespaced(client.clone(), "team-a");
+    assert!(roles.get_opt("natsregion").await.unwrap().is_some());
+
+    // A bad value fails the install before anything is written.
+    let bad = helm_on(
+        &plane,
+        home.path(),
+        &[
+            "upgrade",
+            "natsregion",
+            chart,
+            "--namespace",
+            RELEASE_NS,
+            "--set",
+            "logFormat=xml",
+        ],
+    );
+    assert!(!bad.status.success(), "logFormat=xml must be refused");
+    assert!(
+        text(&bad.stderr).contains("/logFormat"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    let uninstall = helm_on(
+        &plane,
+        home.path(),
+        &["uninstall", "natsregion", "--namespace", RELEASE_NS],
+    );
+    assert_ok(&uninstall, "helm uninstall");
+    assert!(deployments.get_opt("natsregion").await.unwrap().is_none());
+    assert!(roles.get_opt("natsregion").await.unwrap().is_none());
+    assert!(
+        crds.get_opt("regionmirrors.natsregion.io")
+            .await
+            .unwrap()
+            .is_some(),
+        "Helm keeps CRDs on uninstall"
+    );
+}
+
+fn chart_path(relative: &str) -> PathBuf {
+    chart().join(relative)
 }
