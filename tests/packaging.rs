@@ -868,11 +868,55 @@ async fn operator_runs_with_the_chart_args_and_rbac() {
     run_operator_as_the_chart_does(&[], "default").await;
 }
 
-/// The same with `watchNamespace`: only Roles in that namespace, and regions
-/// elsewhere are left alone.
+/// The same with `watchNamespace` and two replicas: only Roles in that
+/// namespace, regions elsewhere are left alone, and the second replica is
+/// ready but waits for the Lease.
 #[tokio::test]
 async fn operator_watching_one_namespace_runs_with_roles_only() {
-    run_operator_as_the_chart_does(&["watchNamespace=team-a"], "team-a").await;
+    run_operator_as_the_chart_does(&["watchNamespace=team-a", "replicas=2"], "team-a").await;
+}
+
+/// Starts the operator binary with a container's args and env (downward-API
+/// values filled in for `pod_name`), the metrics port moved to a free
+/// loopback port. Returns the process, that port, its log and its args.
+fn spawn_operator(
+    container: &Value,
+    kubeconfig: &Path,
+    dir: &Path,
+    pod_name: &str,
+) -> (tokio::process::Child, u16, PathBuf, Vec<String>) {
+    let port = free_port();
+    let log = dir.join(format!("{pod_name}.log"));
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .map(|a| match a.strip_prefix("--metrics-addr=") {
+            Some(_) => format!("--metrics-addr=127.0.0.1:{port}"),
+            None => a,
+        })
+        .collect();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_natsregion"));
+    command
+        .args(&args)
+        .env_clear()
+        .env("KUBECONFIG", kubeconfig)
+        .stdout(std::fs::File::create(dir.join(format!("{pod_name}.out"))).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true);
+    for var in container["env"].as_array().unwrap() {
+        let name = var["name"].as_str().unwrap();
+        let value = match var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+            Some("metadata.name") => pod_name.to_string(),
+            Some("metadata.namespace") => RELEASE_NS.to_string(),
+            Some(other) => panic!("unexpected fieldRef {other}"),
+            None => var["value"].as_str().unwrap().to_string(),
+        };
+        command.env(name, value);
+    }
+    let child = command.spawn().expect("start the operator");
+    (child, port, log, args)
 }
 
 async fn run_operator_as_the_chart_does(sets: &[&str], ns: &'static str) {
@@ -923,42 +967,12 @@ async fn run_operator_as_the_chart_does(sets: &[&str], ns: &'static str) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("kubeconfig");
     std::fs::write(&config, kubeconfig(plane.url(), &token)).unwrap();
-    let log = dir.path().join("operator.log");
 
     // The container's args and env, with the pod's downward-API values filled in
     // and the metrics port moved to a free loopback port.
-    let port = free_port();
     let container = &pod["containers"][0];
-    let mut args: Vec<String> = container["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
-    for arg in args.iter_mut() {
-        if arg.starts_with("--metrics-addr=") {
-            *arg = format!("--metrics-addr=127.0.0.1:{port}");
-        }
-    }
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_natsregion"));
-    command
-        .args(&args)
-        .env_clear()
-        .env("KUBECONFIG", &config)
-        .stdout(std::fs::File::create(dir.path().join("operator.out")).unwrap())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true);
-    for var in container["env"].as_array().unwrap() {
-        let name = var["name"].as_str().unwrap();
-        let value = match var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-            Some("metadata.name") => "natsregion-7d9f-abcde".to_string(),
-            Some("metadata.namespace") => RELEASE_NS.to_string(),
-            Some(other) => panic!("unexpected fieldRef {other}"),
-            None => var["value"].as_str().unwrap().to_string(),
-        };
-        command.env(name, value);
-    }
-    let mut operator = command.spawn().expect("start the operator");
+    let (mut operator, port, log, args) =
+        spawn_operator(container, &config, dir.path(), "natsregion-7d9f-abcde");
 
     // Probes, on the chart's paths and port name.
     let base = format!("http://127.0.0.1:{port}");
@@ -1003,6 +1017,31 @@ async fn run_operator_as_the_chart_does(sets: &[&str], ns: &'static str) {
         }
     })
     .await;
+
+    // With replicas > 1 the other pods wait for the Lease, and are ready while
+    // they wait (or a rollout would never become Available).
+    let replicas = deploy["spec"]["replicas"].as_i64().unwrap();
+    let mut standbys = Vec::new();
+    for i in 1..replicas {
+        let (standby, port, standby_log, _) = spawn_operator(
+            container,
+            &config,
+            dir.path(),
+            &format!("natsregion-7d9f-standby{i}"),
+        );
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        eventually(
+            Duration::from_secs(60),
+            "a standby's /readyz",
+            &standby_log,
+            || {
+                let url = url.clone();
+                async move { http_status(&url).await == Some(200) }
+            },
+        )
+        .await;
+        standbys.push((standby, standby_log));
+    }
 
     // The examples are reconciled: a StatefulSet per zone, a status on the
     // drill; region-external.yaml's Secret does not exist, which the operator
@@ -1089,10 +1128,38 @@ async fn run_operator_as_the_chart_does(sets: &[&str], ns: &'static str) {
             "the operator reconciled a region outside {ns}"
         );
     }
+    let holder = leases
+        .get(&lease_name)
+        .await
+        .unwrap()
+        .spec
+        .and_then(|s| s.holder_identity)
+        .unwrap_or_default();
+    assert!(
+        holder.starts_with("natsregion-7d9f-abcde"),
+        "the first replica keeps the Lease, not {holder}"
+    );
+    let mut logs = vec![log];
+    for (mut standby, standby_log) in standbys {
+        standby.start_kill().unwrap();
+        let _ = standby.wait().await;
+        assert!(
+            !read(&standby_log).contains("became leader"),
+            "a standby led while the leader was alive"
+        );
+        logs.push(standby_log);
+    }
     operator.start_kill().unwrap();
     let _ = operator.wait().await;
 
-    let text = read(&log);
+    for log in &logs {
+        check_log(log);
+    }
+}
+
+/// Every line is JSON (the chart's logFormat) and none reports a refusal.
+fn check_log(log: &Path) {
+    let text = read(log);
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         assert!(
             serde_json::from_str::<Value>(line).is_ok(),
