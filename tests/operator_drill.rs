@@ -22,7 +22,7 @@ use natsregion::cli::local_drill::LocalRuntime;
 use natsregion::drill::runtime::Runtime;
 use natsregion::fault::FaultBackend;
 use natsregion::fault::networkpolicy::{
-    FAULT_LABEL, NetworkPolicyBackend, NetworkPolicyTarget, cut_policies,
+    FAULT_LABEL, LeafLinks, NetworkPolicyBackend, NetworkPolicyTarget, SystemAccess, cut_policies,
 };
 use natsregion::fault::toxiproxy::ToxiproxyBackend;
 use natsregion::local::toxiproxy::ToxiproxyServer;
@@ -85,6 +85,7 @@ struct World {
     prefix: String,
     runtime: Arc<LocalRuntime>,
     region: String,
+    credentials: natsregion::plan::RegionCredentials,
 }
 
 impl World {
@@ -190,7 +191,29 @@ impl World {
             prefix,
             runtime,
             region: region.to_string(),
+            credentials,
         }
+    }
+
+    /// The zones' servers as their system account sees them.
+    fn links(&self) -> LeafLinks {
+        let zones = self
+            .runtime
+            .zones()
+            .into_iter()
+            .map(|z| {
+                (
+                    z.name().to_string(),
+                    SystemAccess {
+                        urls: z.endpoint.urls.clone(),
+                        user: self.credentials.system.user.clone(),
+                        password: self.credentials.system.password.clone(),
+                        servers: 1,
+                    },
+                )
+            })
+            .collect();
+        LeafLinks { zones }
     }
 
     fn settings(&self) -> DrillSettings {
@@ -414,6 +437,26 @@ async fn a_restarted_operator_heals_and_a_deleted_drill_heals_first() {
     let world = World::start(client.clone(), "east", None).await;
     let steps = Some("produce, partition, produce, heal, wait-for-catch-up, verify");
 
+    // Leafnode links seen and broken through the system account (what the
+    // networkPolicy backend does after its policies land).
+    let links = world.links();
+    let before = links.leafz("b").await.expect("LEAFZ");
+    assert!(links.linked("b").await.unwrap(), "b is linked: {before:?}");
+    assert!(links.kick("b").await.expect("kick") >= 1);
+    let start = Instant::now();
+    let after = loop {
+        let now = links.leafz("b").await.expect("LEAFZ");
+        if now.iter().any(|s| !s.cids.is_empty()) {
+            break now;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "b never redialed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(before[0].cids, after[0].cids, "the old link was closed");
+
     // A fault goes at its deadline even when nobody heals it.
     let cutter = ClusterToxiproxy::new(ToxiproxyTarget {
         api: world.toxiproxy.url(),
@@ -430,6 +473,8 @@ async fn a_restarted_operator_heals_and_a_deleted_drill_heals_first() {
             .iter()
             .any(|(p, e)| p.contains("-b-") && !e)
     );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!links.linked("b").await.unwrap(), "cut: no leafnode link");
     assert!(
         !cutter.probe("b").await.expect("probe"),
         "the proxy refuses"

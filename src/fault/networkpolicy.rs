@@ -18,11 +18,17 @@
 //!   `ipBlock` also matches pod addresses and allowing `0.0.0.0/0` could leak
 //!   the cut.
 //!
-//! The data-plane probe cannot be run from the operator: its pod is not in the
-//! zones' network position, and a connection it opens proves nothing about
-//! theirs. [`FaultBackend::probe`] therefore reports
-//! [`FaultError::Unsupported`]; the isolation proof rests on the mirror's last
-//! sequence staying frozen while the cut is on.
+//! Most CNIs (Calico, Antrea) evaluate a policy when a connection is set up
+//! and let established connections live on. So after the policies land the
+//! backend breaks the cut zones' established leafnode links through each
+//! zone's system account ([`LeafLinks`]); their redials meet the policies.
+//!
+//! The operator's pod is not in the zones' network position, so it cannot
+//! dial across the cut the way a zone would. What it can observe is whether
+//! a zone's servers report a leafnode link: that is the probe when the
+//! backend has system access to the zone. Without it (external zones) the
+//! probe is [`FaultError::Unsupported`] and the isolation proof rests on the
+//! mirror's last sequence staying frozen while the cut is on.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -175,8 +181,9 @@ pub fn cut_policies(plan: &CutPlan) -> Vec<NetworkPolicy> {
     vec![ingress, egress]
 }
 
-/// Every TCP port except the leafnode port, and all of UDP and SCTP (DNS
-/// must keep working for the cut zones).
+/// Every TCP port except the leafnode port, and all of UDP (DNS must keep
+/// working for the cut zones). No SCTP: NATS does not use it and not every
+/// CNI accepts it in a policy.
 fn all_ports_but_leafnode() -> Vec<NetworkPolicyPort> {
     let range = |protocol: &str, from: i32, to: i32| NetworkPolicyPort {
         protocol: Some(protocol.into()),
@@ -187,7 +194,6 @@ fn all_ports_but_leafnode() -> Vec<NetworkPolicyPort> {
         range("TCP", 1, LEAFNODE_PORT - 1),
         range("TCP", LEAFNODE_PORT + 1, 65535),
         range("UDP", 1, 65535),
-        range("SCTP", 1, 65535),
     ]
 }
 
@@ -223,6 +229,7 @@ pub struct NetworkPolicyBackend {
     target: NetworkPolicyTarget,
     faults: AtomicU64,
     deadlines: Arc<Mutex<BTreeMap<String, JoinHandle<()>>>>,
+    links: LeafLinks,
 }
 
 impl NetworkPolicyBackend {
@@ -232,7 +239,15 @@ impl NetworkPolicyBackend {
             target,
             faults: AtomicU64::new(0),
             deadlines: Arc::default(),
+            links: LeafLinks::default(),
         }
+    }
+
+    /// Zones whose leafnode links the backend can see and break through
+    /// their system account (see [`LeafLinks`]).
+    pub fn with_links(mut self, links: LeafLinks) -> Self {
+        self.links = links;
+        self
     }
 
     fn selector(&self) -> ListParams {
@@ -363,6 +378,22 @@ impl FaultBackend for NetworkPolicyBackend {
                     return Err(err(&format!("apply NetworkPolicy {name}"), e));
                 }
             }
+            // Most CNIs apply a policy to new connections only: break the
+            // established leafnode links so their redials meet the policies.
+            for zone in zones {
+                if !self.links.knows(zone) {
+                    tracing::warn!(zone = %zone, "no system access to the zone: its established leafnode links are not broken, the cut may only take effect on reconnect");
+                    continue;
+                }
+                match self.links.kick(zone).await {
+                    Ok(n) => {
+                        tracing::info!(zone = %zone, links = n, "established leafnode links broken")
+                    }
+                    Err(e) => {
+                        tracing::warn!(zone = %zone, error = %e, "could not break the established leafnode links")
+                    }
+                }
+            }
             Ok(super::fault_record(
                 id,
                 self.name(),
@@ -385,11 +416,19 @@ impl FaultBackend for NetworkPolicyBackend {
         })
     }
 
-    fn probe<'a>(&'a self, _zone: &'a str) -> BoxFuture<'a, Result<bool, FaultError>> {
+    /// Whether `zone`'s servers report a leafnode link, as their system
+    /// account sees it. Without system access to the zone there is nothing
+    /// to observe from the operator's pod, which is not in the zone's network
+    /// position: `Unsupported`, and the mirror's frozen last sequence is the
+    /// proof.
+    fn probe<'a>(&'a self, zone: &'a str) -> BoxFuture<'a, Result<bool, FaultError>> {
         Box::pin(async move {
+            if self.links.knows(zone) {
+                return self.links.linked(zone).await;
+            }
             Err(FaultError::Unsupported {
                 backend: "networkPolicy",
-                what: "a probe from inside the zone's network, which the operator's pod is not in; the cut is proven by the mirror's frozen last sequence"
+                what: "system access to the zone to see its leafnode links (a probe from inside the zone's network is not possible from the operator's pod); the cut is proven by the mirror's frozen last sequence"
                     .into(),
             })
         })
@@ -410,6 +449,157 @@ impl FaultBackend for NetworkPolicyBackend {
                 })
                 .collect())
         })
+    }
+}
+
+/// How to reach one zone's servers as the system account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemAccess {
+    /// Client URLs (`nats://host:port`).
+    pub urls: Vec<String>,
+    pub user: String,
+    pub password: String,
+    /// Servers in the zone: how many answers a ping waits for.
+    pub servers: usize,
+}
+
+/// The leafnode links of zones, seen and broken through each zone's system
+/// account: `$SYS.REQ.SERVER.PING.LEAFZ` lists every server's leafnode
+/// connections, `$SYS.REQ.SERVER.<id>.KICK` closes one. A mirror zone's only
+/// leafnode connections are its remotes to the source zone.
+#[derive(Clone, Debug, Default)]
+pub struct LeafLinks {
+    pub zones: BTreeMap<String, SystemAccess>,
+}
+
+/// One server's leafnode connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerLeafs {
+    pub server_id: String,
+    pub server_name: String,
+    /// Connection ids.
+    pub cids: Vec<u64>,
+}
+
+const SYS_TIMEOUT: Duration = Duration::from_millis(1500);
+
+impl LeafLinks {
+    pub fn knows(&self, zone: &str) -> bool {
+        self.zones.contains_key(zone)
+    }
+
+    fn access(&self, zone: &str) -> Result<&SystemAccess, FaultError> {
+        self.zones
+            .get(zone)
+            .ok_or_else(|| FaultError::UnknownZone(zone.to_string()))
+    }
+
+    async fn connect(&self, zone: &str) -> Result<(async_nats::Client, usize), FaultError> {
+        let a = self.access(zone)?;
+        let addrs = a
+            .urls
+            .iter()
+            .map(|u| u.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| nats_err(zone, "parse client URLs", e))?;
+        let client =
+            async_nats::ConnectOptions::with_user_and_password(a.user.clone(), a.password.clone())
+                .name("natsregion-fault")
+                .connection_timeout(Duration::from_secs(3))
+                .connect(addrs)
+                .await
+                .map_err(|e| nats_err(zone, "connect as the system user", e))?;
+        Ok((client, a.servers.max(1)))
+    }
+
+    /// Every server's leafnode connections in `zone`.
+    pub async fn leafz(&self, zone: &str) -> Result<Vec<ServerLeafs>, FaultError> {
+        let (client, servers) = self.connect(zone).await?;
+        let out = leafz(&client, zone, servers).await;
+        drop(client);
+        out
+    }
+
+    /// Whether any server of `zone` has a leafnode connection.
+    pub async fn linked(&self, zone: &str) -> Result<bool, FaultError> {
+        Ok(self.leafz(zone).await?.iter().any(|s| !s.cids.is_empty()))
+    }
+
+    /// Closes every leafnode connection of `zone`; returns how many.
+    pub async fn kick(&self, zone: &str) -> Result<usize, FaultError> {
+        use futures::StreamExt;
+        let (client, servers) = self.connect(zone).await?;
+        let mut kicked = 0;
+        for server in leafz(&client, zone, servers).await? {
+            for cid in server.cids {
+                let subject = format!("$SYS.REQ.SERVER.{}.KICK", server.server_id);
+                let body = serde_json::to_vec(&serde_json::json!({ "cid": cid }))
+                    .expect("JSON serializes");
+                // A reply with an error (the link went by itself) is fine.
+                let inbox = client.new_inbox();
+                let mut sub = client
+                    .subscribe(inbox.clone())
+                    .await
+                    .map_err(|e| nats_err(zone, "subscribe", e))?;
+                client
+                    .publish_with_reply(subject, inbox, body.into())
+                    .await
+                    .map_err(|e| nats_err(zone, "kick", e))?;
+                if tokio::time::timeout(SYS_TIMEOUT, sub.next()).await.is_ok() {
+                    kicked += 1;
+                }
+            }
+        }
+        Ok(kicked)
+    }
+}
+
+async fn leafz(
+    client: &async_nats::Client,
+    zone: &str,
+    servers: usize,
+) -> Result<Vec<ServerLeafs>, FaultError> {
+    use futures::StreamExt;
+    let inbox = client.new_inbox();
+    let mut sub = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| nats_err(zone, "subscribe", e))?;
+    client
+        .publish_with_reply("$SYS.REQ.SERVER.PING.LEAFZ", inbox, "{}".into())
+        .await
+        .map_err(|e| nats_err(zone, "ping LEAFZ", e))?;
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + SYS_TIMEOUT;
+    while out.len() < servers {
+        let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await else {
+            break;
+        };
+        let v: serde_json::Value = serde_json::from_slice(&msg.payload)
+            .map_err(|e| nats_err(zone, "read a LEAFZ answer", e))?;
+        out.push(ServerLeafs {
+            server_id: v["server"]["id"].as_str().unwrap_or_default().to_string(),
+            server_name: v["server"]["name"].as_str().unwrap_or_default().to_string(),
+            cids: v["data"]["leafs"]
+                .as_array()
+                .map(|l| l.iter().filter_map(|x| x["id"].as_u64()).collect())
+                .unwrap_or_default(),
+        });
+    }
+    if out.is_empty() {
+        return Err(nats_err(
+            zone,
+            "ping LEAFZ",
+            "no server answered: is this the system account's user?",
+        ));
+    }
+    Ok(out)
+}
+
+fn nats_err(zone: &str, op: &str, e: impl std::fmt::Display) -> FaultError {
+    FaultError::Command {
+        command: format!("nats: {op} in zone {zone}"),
+        message: e.to_string(),
     }
 }
 

@@ -725,15 +725,35 @@ impl DrillJob {
         {
             toxiproxy::ensure(&self.ctx.client, &region, Duration::from_secs(120)).await?;
         }
-        let backend = backend(
-            &self.ctx.client,
-            &self.settings,
-            self.drill.spec.fault.backend,
-            &self.drill,
-            region_name,
-            &source,
-        )
-        .map_err(|e| e.to_string())?;
+        let backend: Arc<dyn FaultBackend> = match self.drill.spec.fault.backend {
+            BackendKind::NetworkPolicy => {
+                let links = runtime::system_links(&self.ctx, &region)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Arc::new(
+                    NetworkPolicyBackend::new(
+                        self.ctx.client.clone(),
+                        NetworkPolicyTarget {
+                            namespace: self.drill.namespace().unwrap_or_default(),
+                            region: region_name.to_string(),
+                            drill: self.drill.name_any(),
+                            source_zone: source.clone(),
+                            owner: owner(&self.drill),
+                        },
+                    )
+                    .with_links(links),
+                )
+            }
+            kind => backend(
+                &self.ctx.client,
+                &self.settings,
+                kind,
+                &self.drill,
+                region_name,
+                &source,
+            )
+            .map_err(|e| e.to_string())?,
+        };
         let runtime = KubeRuntime::new(region.clone(), self.drill.clone(), zones, temporary);
         Ok((region, runtime, backend))
     }

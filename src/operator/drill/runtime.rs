@@ -15,6 +15,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::{PartitionDrill, RegionMirror, ZoneSpec};
 use crate::drill::runtime::{Runtime, ZoneAccess};
+use crate::fault::networkpolicy::{LeafLinks, SystemAccess};
 use crate::nats::connect::ZoneEndpoint;
 use crate::operator::context::Context;
 use crate::operator::error::{Error, Result};
@@ -305,6 +306,37 @@ pub async fn zone_accesses(ctx: &Context, region: &RegionMirror) -> Result<Vec<Z
         out.push(access(zone, urls, &user));
     }
     Ok(out)
+}
+
+/// System access to every managed zone of `region`, for the networkPolicy
+/// backend to see and break leafnode links (external zones have no system
+/// user the operator knows).
+pub async fn system_links(ctx: &Context, region: &RegionMirror) -> Result<LeafLinks> {
+    let namespace = region
+        .metadata
+        .namespace
+        .clone()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = region.name_any();
+    let creds = credentials::ensure(&ctx.client, region).await?;
+    let zones = region
+        .spec
+        .zones
+        .iter()
+        .filter(|z| z.external.is_none())
+        .map(|z| {
+            (
+                z.name.clone(),
+                SystemAccess {
+                    urls: ctx.zone_urls(&namespace, &name, &z.name, z.servers).client,
+                    user: creds.system.user.clone(),
+                    password: creds.system.password.clone(),
+                    servers: z.servers.max(1) as usize,
+                },
+            )
+        })
+        .collect();
+    Ok(LeafLinks { zones })
 }
 
 fn access(zone: &ZoneSpec, urls: Vec<String>, user: &UserPass) -> ZoneAccess {
