@@ -457,6 +457,36 @@ async fn a_restarted_operator_heals_and_a_deleted_drill_heals_first() {
     };
     assert_ne!(before[0].cids, after[0].cids, "the old link was closed");
 
+    // The networkPolicy backend with system access: policies applied, links
+    // broken. This control plane has no CNI, so nothing enforces the
+    // policies: b redials, and the probe reports the leak.
+    let np = NetworkPolicyBackend::new(
+        client.clone(),
+        NetworkPolicyTarget {
+            namespace: NS.into(),
+            region: world.region.clone(),
+            drill: "leaky".into(),
+            source_zone: "a".into(),
+            owner: None,
+        },
+    )
+    .with_links(world.links());
+    let record = np
+        .cut(&["b".to_string()], Duration::from_secs(60))
+        .await
+        .expect("cut");
+    assert_eq!(np.leftovers().await.unwrap().len(), 2);
+    let start = Instant::now();
+    while !np.probe("b").await.expect("observable with system access") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "an unenforced cut must show as a link"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    np.heal(&record).await.expect("heal");
+    assert!(np.leftovers().await.unwrap().is_empty());
+
     // A fault goes at its deadline even when nobody heals it.
     let cutter = ClusterToxiproxy::new(ToxiproxyTarget {
         api: world.toxiproxy.url(),

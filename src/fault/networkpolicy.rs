@@ -380,17 +380,29 @@ impl FaultBackend for NetworkPolicyBackend {
             }
             // Most CNIs apply a policy to new connections only: break the
             // established leafnode links so their redials meet the policies.
-            for zone in zones {
-                if !self.links.knows(zone) {
-                    tracing::warn!(zone = %zone, "no system access to the zone: its established leafnode links are not broken, the cut may only take effect on reconnect");
-                    continue;
-                }
+            let known: Vec<&String> = zones.iter().filter(|z| self.links.knows(z)).collect();
+            for zone in zones.iter().filter(|z| !self.links.knows(z)) {
+                tracing::warn!(zone = %zone, "no system access to the zone: its established leafnode links are not broken, the cut may only take effect on reconnect");
+            }
+            for zone in &known {
                 match self.links.kick(zone).await {
                     Ok(n) => {
                         tracing::info!(zone = %zone, links = n, "established leafnode links broken")
                     }
                     Err(e) => {
                         tracing::warn!(zone = %zone, error = %e, "could not break the established leafnode links")
+                    }
+                }
+            }
+            // A CNI programs a new policy with some delay; a link redialed
+            // before that is broken once more. One retry only: a cut that
+            // still does not hold is the drill's to find and report.
+            if !known.is_empty() {
+                tokio::time::sleep(RELINK_GRACE).await;
+                for zone in &known {
+                    if self.links.linked(zone).await.unwrap_or(false) {
+                        tracing::warn!(zone = %zone, "leafnode link back right after the cut (policy not programmed yet, or not enforced); breaking it again");
+                        let _ = self.links.kick(zone).await;
                     }
                 }
             }
@@ -482,6 +494,8 @@ pub struct ServerLeafs {
 }
 
 const SYS_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long after breaking the links the cut checks they stayed down.
+const RELINK_GRACE: Duration = Duration::from_secs(2);
 
 impl LeafLinks {
     pub fn knows(&self, zone: &str) -> bool {
