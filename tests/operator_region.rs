@@ -27,7 +27,7 @@ use kube::{Client, Resource, ResourceExt};
 use natsregion::api::RegionMirror;
 use natsregion::fault::DirectNetwork;
 use natsregion::local::{LocalRegion, LocalRegionOptions};
-use natsregion::operator::context::{Context, OperatorSettings, reporter};
+use natsregion::operator::context::{Context, OperatorSettings, ZoneAccess, ZoneUrls, reporter};
 use natsregion::operator::region::apply::children_selector;
 use natsregion::operator::region::children::{self, SecretRefs};
 use natsregion::operator::region::{self, names, status};
@@ -68,7 +68,11 @@ async fn plane_with_crds() -> (ControlPlane, Client) {
 }
 
 /// The controller, in this process, until the returned sender is dropped.
-fn start_operator(client: &Client, ns: &str) -> (Arc<Context>, oneshot::Sender<()>) {
+fn start_operator(
+    client: &Client,
+    ns: &str,
+    zone_access_override: Option<Arc<dyn ZoneAccess>>,
+) -> (Arc<Context>, oneshot::Sender<()>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -80,6 +84,7 @@ fn start_operator(client: &Client, ns: &str) -> (Arc<Context>, oneshot::Sender<(
         namespace: Some(ns.to_string()),
         // Short, so the quiet period sees several refreshes.
         status_refresh: Duration::from_secs(3),
+        zone_access_override,
         ..Default::default()
     };
     let ctx = Context::new(client.clone(), settings, reporter());
@@ -211,7 +216,7 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     let started = Instant::now();
     let (_plane, client) = plane_with_crds().await;
     let ns = "default";
-    let (ctx, _stop) = start_operator(&client, ns);
+    let (ctx, _stop) = start_operator(&client, ns, None);
     let regions: Api<RegionMirror> = Api::namespaced(client.clone(), ns);
     let t_create = Instant::now();
     regions
@@ -509,6 +514,17 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     eprintln!("managed-zone test took {:?}", started.elapsed());
 }
 
+/// Test stand-in for in-cluster DNS: region "mgd"'s zones are the local zones.
+struct LocalAccess(BTreeMap<String, ZoneUrls>);
+
+impl ZoneAccess for LocalAccess {
+    fn zone_urls(&self, _namespace: &str, region: &str, zone: &str) -> Option<ZoneUrls> {
+        (region == "mgd")
+            .then(|| self.0.get(zone).cloned())
+            .flatten()
+    }
+}
+
 #[tokio::test]
 async fn external_zones_get_streams_and_report_lag() {
     let started = Instant::now();
@@ -569,7 +585,24 @@ async fn external_zones_get_streams_and_report_lag() {
         }))
         .unwrap(),
     );
-    let (ctx, _stop) = start_operator(&client, ns);
+    // Managed zones of region "mgd" are reached at the local zones (in a
+    // cluster: their client Services); everything else is as in a cluster.
+    let access = LocalAccess(
+        ["a", "b"]
+            .into_iter()
+            .map(|z| {
+                let zone = local.zone(z).unwrap();
+                (
+                    z.to_string(),
+                    ZoneUrls {
+                        client: zone.client_urls(),
+                        monitor: zone.monitor_urls(),
+                    },
+                )
+            })
+            .collect(),
+    );
+    let (ctx, _stop) = start_operator(&client, ns, Some(Arc::new(access)));
     let regions: Api<RegionMirror> = Api::namespaced(client.clone(), ns);
     let t0 = Instant::now();
     regions
@@ -691,6 +724,92 @@ async fn external_zones_get_streams_and_report_lag() {
         );
         assert_eq!(info.state.messages, 50, "zone {zone} keeps its messages");
     }
+
+    // Managed zones: once the StatefulSets report ready servers (the test plays
+    // the kubelet), streams are provisioned through the zones' client addresses.
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: ObjectMeta {
+                    name: Some(names::generated_credentials("mgd")),
+                    ..Default::default()
+                },
+                data: Some(BTreeMap::from([
+                    (
+                        "user".to_string(),
+                        ByteString(creds.app.user.clone().into_bytes()),
+                    ),
+                    (
+                        "password".to_string(),
+                        ByteString(creds.app.password.clone().into_bytes()),
+                    ),
+                ])),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mgd = RegionMirror::new(
+        "mgd",
+        serde_json::from_value(json!({
+            "stream": {"name": "ORDERS", "subjects": ["orders.>"], "replicas": 1},
+            "zones": [
+                {"name": "a", "role": "source", "servers": 1},
+                {"name": "b", "role": "mirror", "servers": 1},
+            ],
+        }))
+        .unwrap(),
+    );
+    regions.create(&PostParams::default(), &mgd).await.unwrap();
+    let r = wait_for(
+        "mgd waits for its servers",
+        Duration::from_secs(20),
+        async || {
+            let r = regions.get("mgd").await.map_err(|e| e.to_string())?;
+            let c = condition(&r, status::STREAMS_READY).ok_or("no StreamsReady")?;
+            (c.reason == "WaitingForZones")
+                .then_some(r.clone())
+                .ok_or(format!("{c:?}"))
+        },
+    )
+    .await;
+    assert!(r.status.unwrap().zones.iter().all(|z| z.last_seq.is_none()));
+    set_ready(&client, ns, "mgd-a", 1, 1).await;
+    set_ready(&client, ns, "mgd-b", 1, 1).await;
+    let t_ready = Instant::now();
+    wait_for("mgd Ready", Duration::from_secs(30), async || {
+        let r = regions.get("mgd").await.map_err(|e| e.to_string())?;
+        cond_is(&r, status::READY, "True")
+    })
+    .await;
+    eprintln!(
+        "managed zones provisioned and in sync {:?} after ready",
+        t_ready.elapsed()
+    );
+    let nc = async_nats::ConnectOptions::with_user_and_password(
+        creds.app.user.clone(),
+        creds.app.password.clone(),
+    )
+    .connect(url("b"))
+    .await
+    .unwrap();
+    let info = async_nats::jetstream::new(nc)
+        .get_stream("ORDERS")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(
+        info.config
+            .mirror
+            .as_ref()
+            .and_then(|m| m.external.as_ref())
+            .map(|e| e.api_prefix.as_str()),
+        Some("$JS.a.API")
+    );
     eprintln!("external-zone test took {:?}", started.elapsed());
 }
 

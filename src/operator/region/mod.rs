@@ -77,10 +77,18 @@ pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown) {
         .owns(api::<Secret>(&client, ns), children)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, state)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::debug!(region = %obj, "reconciled"),
-                Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+        .for_each(|result| {
+            let ctx = ctx.clone();
+            async move {
+                match result {
+                    Ok((obj, _)) => tracing::debug!(region = %obj, "reconciled"),
+                    // A region that is gone (its children's deletion still
+                    // triggers it): drop its lag series.
+                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => ctx
+                        .metrics
+                        .forget_region(obj.namespace.as_deref().unwrap_or_default(), &obj.name),
+                    Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+                }
             }
         })
         .await;
