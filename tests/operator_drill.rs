@@ -270,6 +270,15 @@ impl World {
 
 /// The drill controller in this process; abort the handle to "kill" it.
 fn start_operator(client: &Client, settings: DrillSettings) -> JoinHandle<()> {
+    start_stoppable(client, settings, futures::future::pending())
+}
+
+/// Like [`start_operator`], stopping in order when `stop` resolves.
+fn start_stoppable(
+    client: &Client,
+    settings: DrillSettings,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
     let ctx = Context::new(
         client.clone(),
         OperatorSettings {
@@ -278,11 +287,7 @@ fn start_operator(client: &Client, settings: DrillSettings) -> JoinHandle<()> {
         },
         reporter(),
     );
-    tokio::spawn(controller_with(
-        ctx,
-        settings,
-        shutdown_on(futures::future::pending()),
-    ))
+    tokio::spawn(controller_with(ctx, settings, shutdown_on(stop)))
 }
 
 async fn kill(operator: JoinHandle<()>) {
@@ -592,6 +597,38 @@ async fn a_restarted_operator_heals_and_a_deleted_drill_heals_first() {
         proxies.values().all(|e| *e),
         "healed before it went: {proxies:?}"
     );
+
+    // An orderly stop (SIGTERM) in the middle of a partition heals first.
+    kill(operator).await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let operator = start_stoppable(&client, world.settings(), async move {
+        let _ = stop_rx.await;
+    });
+    let drills = world.create_drill("stopped", small_drill(60, steps)).await;
+    wait_for(&drills, "stopped", Duration::from_secs(60), "a cut", cut_on).await;
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), operator)
+        .await
+        .expect("the operator stops after healing")
+        .unwrap();
+    let d = drills.get("stopped").await.unwrap();
+    let s = d.status.as_ref().unwrap();
+    assert_eq!(s.phase, DrillPhase::Aborted, "{}", show(&d));
+    assert!(
+        s.faults.iter().all(|f| f.healed_at.is_some()),
+        "{}",
+        show(&d)
+    );
+    assert!(world.proxies().await.values().all(|e| *e));
+    let operator = start_operator(&client, world.settings());
+    wait_for(
+        &drills,
+        "stopped",
+        Duration::from_secs(10),
+        "finalizer removed",
+        finished,
+    )
+    .await;
 
     // The abort annotation in the middle of a partition.
     let drills = world.create_drill("aborted", small_drill(60, steps)).await;
