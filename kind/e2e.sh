@@ -10,7 +10,7 @@
 # A cluster this script creates is deleted on exit (unless KEEP_CLUSTER=1);
 # an existing cluster of the same name is reused and left running.
 #
-# Environment: CLUSTER_NAME (natsregion), IMAGE (natsregion:e2e),
+# Environment: CLUSTER_NAME (natsregion), IMAGE (natsregion:dev),
 # CALICO_VERSION (v3.29.3), KIND_NODE_IMAGE (kind's default),
 # OPERATOR_NAMESPACE (natsregion-system), NAMESPACE (default),
 # REGION_TIMEOUT (600s), DRILL_TIMEOUT (seconds, 1200).
@@ -18,7 +18,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cluster=${CLUSTER_NAME:-natsregion}
-image=${IMAGE:-natsregion:e2e}
+image=${IMAGE:-natsregion:dev}
 calico_version=${CALICO_VERSION:-v3.29.3}
 operator_ns=${OPERATOR_NAMESPACE:-natsregion-system}
 ns=${NAMESPACE:-default}

@@ -1250,8 +1250,8 @@ fn e2e_script_runs_the_documented_steps_and_judges_the_claims() {
     let expected = [
         format!("kind create cluster --name natsregion --config {root}/kind/cluster.yaml"),
         "calico.yaml".to_string(),
-        format!("docker build -t natsregion:e2e {root}"),
-        "kind load docker-image natsregion:e2e --name natsregion".to_string(),
+        format!("docker build -t natsregion:dev {root}"),
+        "kind load docker-image natsregion:dev --name natsregion".to_string(),
         format!("helm upgrade --install natsregion {root}/charts/natsregion"),
         format!("apply -f {root}/examples/region.yaml"),
         "wait --for=condition=Ready regionmirror/qa".to_string(),
