@@ -297,7 +297,10 @@ async fn reconcile_inner(drill: &PartitionDrill, shared: &Arc<Shared>) -> Result
                     .clamp(1.0, 3600.0);
                 return Ok(Action::requeue(Duration::from_secs_f64(wait)));
             }
-            Some(_) => Some(now),
+            // Recorded as the schedule time itself, as CronJobs do: the
+            // latest one due, so times missed while no operator ran are
+            // skipped instead of run one after another.
+            Some(next) => Some(latest_due(drill, now).unwrap_or(next)),
         }
     } else {
         drill.spec.schedule.as_ref().map(|_| now)
@@ -333,6 +336,14 @@ pub fn next_run(drill: &PartitionDrill) -> Result<Option<jiff::Timestamp>> {
             permanent: true,
         })?;
     Ok(Some(next.timestamp()))
+}
+
+/// The latest schedule time at or before `now`.
+fn latest_due(drill: &PartitionDrill, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    let cron: croner::Cron = drill.spec.schedule.as_ref()?.parse().ok()?;
+    cron.find_previous_occurrence(&now.to_zoned(jiff::tz::TimeZone::UTC), true)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 fn has_finalizer(drill: &PartitionDrill) -> bool {
@@ -977,6 +988,17 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(next.to_string(), "2026-01-02T03:00:00Z");
+    }
+
+    #[test]
+    fn missed_runs_collapse_into_the_latest_one() {
+        let d = drill(Some("0 * * * *"), Some("2026-01-01T03:00:00Z"));
+        let now: jiff::Timestamp = "2026-01-03T07:30:00Z".parse().unwrap();
+        assert!(next_run(&d).unwrap().unwrap() < now);
+        assert_eq!(
+            latest_due(&d, now).unwrap().to_string(),
+            "2026-01-03T07:00:00Z"
+        );
     }
 
     #[test]
