@@ -396,7 +396,56 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     let after = secrets.get("east-credentials").await.unwrap().data.unwrap()["password"].clone();
     assert_eq!(after, password, "generated password never rotates");
 
-    // 5. A zone removed from the spec loses its objects; the others stay.
+    // 5. Storage of an existing zone cannot change: said so, and no retry loop.
+    regions
+        .patch(
+            "east",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(json!([
+                    {"op": "replace", "path": "/spec/zones/1/storage/size", "value": "9Gi"}
+                ]))
+                .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    let r = wait_for("StorageImmutable", Duration::from_secs(20), async || {
+        let r = regions.get("east").await.map_err(|e| e.to_string())?;
+        let c = condition(&r, status::READY).ok_or("no Ready")?;
+        (c.reason == "StorageImmutable")
+            .then_some(r.clone())
+            .ok_or(format!("{c:?}"))
+    })
+    .await;
+    assert!(
+        condition(&r, status::READY)
+            .unwrap()
+            .message
+            .contains("zone b: zones[].storage")
+    );
+    let rv = r.resource_version();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        regions.get("east").await.unwrap().resource_version(),
+        rv,
+        "permanent error retried"
+    );
+    regions
+        .patch(
+            "east",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(json!([
+                    {"op": "replace", "path": "/spec/zones/1/storage/size", "value": "1Gi"}
+                ]))
+                .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+
+    // 6. A zone removed from the spec loses its objects; the others stay.
     regions
         .patch(
             "east",
@@ -427,7 +476,7 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     .await;
     assert!(stss.get("east-b").await.is_ok());
 
-    // 6. A credentials Secret that does not exist: an actionable condition and a Warning Event.
+    // 7. A credentials Secret that does not exist: an actionable condition and a Warning Event.
     let mut west = managed_region();
     west.metadata.name = Some("west".into());
     west.spec.credentials =

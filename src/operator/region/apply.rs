@@ -51,9 +51,34 @@ pub async fn apply_zone(client: &kube::Client, c: &ZoneChildren) -> Result<State
     if let Some(l) = &c.leafnode {
         apply(client, l).await?;
     }
-    let sts = apply(client, &c.statefulset).await?;
+    let sts = apply(client, &c.statefulset)
+        .await
+        .map_err(|e| immutable_statefulset(e, &c.zone))?;
     apply(client, &c.pdb).await?;
     Ok(sts)
+}
+
+/// The API server refuses to change a StatefulSet's volume claim templates;
+/// the only spec fields that feed them are the zone's storage size and class.
+fn immutable_statefulset(e: Error, zone: &str) -> Error {
+    match &e {
+        Error::Kube {
+            source: kube::Error::Api(status),
+            ..
+        } if status.code == 422
+            && (status.message.contains("volumeClaimTemplates")
+                || status.message.contains("updates to statefulset spec")) =>
+        {
+            Error::Other {
+                reason: "StorageImmutable",
+                message: format!(
+                    "zone {zone}: zones[].storage (size, className) cannot change once the zone exists, because a StatefulSet's volume claim templates are immutable: put the old value back, or add a zone under a new name with the new storage and then remove this one"
+                ),
+                permanent: true,
+            }
+        }
+        _ => e,
+    }
 }
 
 /// Label selector of the zone-level children of a region. Objects a drill
