@@ -609,6 +609,15 @@ struct DrillJob {
     abort_rx: watch::Receiver<bool>,
 }
 
+/// The region is deleted or being deleted (a read error is not taken as gone).
+async fn region_gone(regions: &Api<RegionMirror>, name: &str) -> bool {
+    match regions.get_opt(name).await {
+        Ok(None) => true,
+        Ok(Some(r)) => r.metadata.deletion_timestamp.is_some(),
+        Err(_) => false,
+    }
+}
+
 /// Aborts a task when dropped, so helpers die with the drill task.
 struct AbortOnDrop(JoinHandle<()>);
 impl Drop for AbortOnDrop {
@@ -631,19 +640,15 @@ impl DrillJob {
         );
         let writer = tokio::spawn(writer);
         let report = match self.prepare(&regions, &region_name).await {
-            Err(message) => {
-                let mut s = PartitionDrillStatus {
-                    observed_generation: self.drill.metadata.generation,
-                    phase: DrillPhase::Failed,
-                    verdict: Verdict::Failed,
-                    message: Some(format!("precondition failed: {message}")),
-                    started_at: Some(Time(jiff::Timestamp::now())),
-                    finished_at: Some(Time(jiff::Timestamp::now())),
-                    ..Default::default()
-                };
-                s.observed_generation = self.drill.metadata.generation;
-                s
-            }
+            Err(message) => PartitionDrillStatus {
+                observed_generation: self.drill.metadata.generation,
+                phase: DrillPhase::Failed,
+                verdict: Verdict::Failed,
+                message: Some(format!("precondition failed: {message}")),
+                started_at: Some(Time(jiff::Timestamp::now())),
+                finished_at: Some(Time(jiff::Timestamp::now())),
+                ..Default::default()
+            },
             Ok((region, runtime, backend)) => {
                 // Deletion of the region aborts the drill (its faults are healed).
                 let watchdog = AbortOnDrop(tokio::spawn({
@@ -654,12 +659,7 @@ impl DrillJob {
                     async move {
                         loop {
                             tokio::time::sleep(every).await;
-                            let gone = match regions.get_opt(&region_name).await {
-                                Ok(None) => true,
-                                Ok(Some(r)) => r.metadata.deletion_timestamp.is_some(),
-                                Err(_) => false,
-                            };
-                            if gone {
+                            if region_gone(&regions, &region_name).await {
                                 tracing::warn!(region = %region_name, "region deleted during the drill; aborting it");
                                 let _ = abort.send(true);
                                 return;
@@ -688,9 +688,7 @@ impl DrillJob {
                         tracing::warn!(drill = %name, ?failed, "temporary zones not removed");
                     }
                 }
-                if s.phase == DrillPhase::Aborted
-                    && regions.get_opt(&region_name).await.ok().flatten().is_none()
-                {
+                if s.phase == DrillPhase::Aborted && region_gone(&regions, &region_name).await {
                     s.message = Some(format!(
                         "region {region_name} was deleted during the drill; faults healed"
                     ));
