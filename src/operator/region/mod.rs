@@ -9,6 +9,7 @@ pub mod apply;
 pub mod children;
 pub mod credentials;
 pub mod names;
+pub mod observe;
 pub mod status;
 pub mod streams;
 
@@ -17,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
-use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -27,13 +27,13 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use crate::api::{RegionMirror, RegionMirrorStatus, ZoneStatus, validate};
-use crate::nats::{ConnectError, ZoneProbe, read_region};
+use crate::api::{RegionMirror, RegionMirrorStatus, validate};
+use crate::nats::{ZoneProbe, read_region};
 use crate::operator::context::Context;
 use crate::operator::error::{Error, Result};
 use crate::operator::run::Shutdown;
 use crate::operator::{FIELD_MANAGER, labels};
-use streams::{Connected, StreamsState};
+use streams::StreamsState;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "regionmirror";
@@ -199,20 +199,6 @@ async fn write_status(
     Ok(())
 }
 
-/// A connect failure in words that do not change from one attempt to the next
-/// (no elapsed time, no attempt count), so a steady failure writes no status.
-fn stable_connect_message(e: &ConnectError) -> String {
-    match e {
-        ConnectError::Unreachable { urls, last, .. } => {
-            format!("no server answered at {} ({last})", urls.join(", "))
-        }
-        ConnectError::NoJetStream { reason, .. } => {
-            format!("connected, but JetStream did not answer ({reason})")
-        }
-        other => other.to_string(),
-    }
-}
-
 async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action> {
     validate::region(region, None)?;
     let ns = region
@@ -248,131 +234,55 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
         tracing::info!(region = %key(region), deleted = ?pruned, "deleted objects of zones no longer in the spec");
     }
 
-    // Observe: connect to every zone whose servers are ready.
+    // Observe: dial every zone that should answer.
     let mut external_users = HashMap::new();
     for zone in region.spec.zones.iter().filter(|z| z.external.is_some()) {
         let user = credentials::for_external_zone(client, region, zone, &creds.app).await?;
         external_users.insert(zone.name.clone(), user);
     }
-    let attempts = region.spec.zones.iter().map(|zone| {
-        let ready_replicas = &ready_replicas;
-        let external_users = &external_users;
-        let creds = &creds;
-        let ns = &ns;
-        let name = &name;
-        async move {
-            let (urls, monitor, user) = match &zone.external {
-                Some(ext) => (vec![ext.url.clone()], vec![], &external_users[&zone.name]),
-                None => {
-                    let ready = ready_replicas.get(&zone.name).copied().unwrap_or(0);
-                    if ready < zone.servers {
-                        return (zone, Err(None));
-                    }
-                    let urls = ctx.zone_urls(ns, name, &zone.name, zone.servers);
-                    (urls.client, urls.monitor, &creds.app)
-                }
-            };
-            match streams::connect_zone(&ctx.settings.nats_connect, zone, urls, user).await {
-                Ok(client) => (
-                    zone,
-                    Ok(Connected {
-                        zone: zone.clone(),
-                        client,
-                        monitor,
-                    }),
-                ),
-                Err(e) => {
-                    let message = match &e {
-                        Error::Connect(inner) => {
-                            format!("zone {}: {}", zone.name, stable_connect_message(inner))
-                        }
-                        other => other.to_string(),
-                    };
-                    (zone, Err(Some((e.reason(), message))))
-                }
-            }
-        }
-    });
-    let mut connected = Vec::new();
-    let mut unreachable: HashMap<String, String> = HashMap::new();
-    // Zones whose servers are up (or that are external) but could not be dialed.
-    let mut dial_failures: Vec<(&'static str, String)> = Vec::new();
-    for (zone, outcome) in join_all(attempts).await {
-        match outcome {
-            Ok(c) => connected.push(c),
-            Err(None) => {
-                unreachable.insert(
-                    zone.name.clone(),
-                    "waiting for the servers to become ready".to_string(),
-                );
-            }
-            Err(Some((reason, message))) => {
-                unreachable.insert(zone.name.clone(), message.clone());
-                dial_failures.push((reason, message));
-            }
-        }
-    }
+    let dialed = observe::dial_zones(ctx, region, &creds, &external_users, &ready_replicas).await;
 
     // Streams, then what the zones look like.
-    let (mut streams_state, errors) = streams::provision(&region.spec, &connected).await;
+    let (mut streams_state, errors) = streams::provision(&region.spec, &dialed.connected).await;
     for e in &errors {
         ctx.metrics.failed(CONTROLLER, e.reason());
         warn(ctx, region, e.reason(), &e.to_string()).await;
     }
-    if let Some((reason, _)) = dial_failures.first() {
-        for (reason, message) in &dial_failures {
-            ctx.metrics.failed(CONTROLLER, reason);
-            warn(ctx, region, reason, message).await;
-        }
-        // A zone that should answer and does not is a failure, not a wait.
-        if !matches!(streams_state, StreamsState::Failed { .. }) {
-            streams_state = StreamsState::Failed {
-                reason,
-                message: dial_failures
-                    .iter()
-                    .map(|(_, m)| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            };
-        }
+    for (reason, message) in &dialed.failures {
+        ctx.metrics.failed(CONTROLLER, reason);
+        warn(ctx, region, reason, message).await;
+    }
+    // A zone that should answer and does not is a failure, not a wait.
+    if let Some((reason, _)) = dialed.failures.first()
+        && !matches!(streams_state, StreamsState::Failed { .. })
+    {
+        streams_state = StreamsState::Failed {
+            reason,
+            message: dialed
+                .failures
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
     }
     if let StreamsState::NeedsRecreate(message) = &streams_state {
         warn(ctx, region, "StreamNeedsRecreate", message).await;
     }
-    let probes: Vec<ZoneProbe> = connected
+    // One connection per zone per refresh, closed when this reconcile ends:
+    // nothing is kept that could go stale between reconciles.
+    let probes: Vec<ZoneProbe> = dialed
+        .connected
         .iter()
         .map(|c| ZoneProbe::new(&c.zone, &c.client, c.monitor.clone()))
         .collect();
     let state = read_region(&region.spec.stream.name, &probes).await;
-    let zones: Vec<ZoneStatus> = region
-        .spec
-        .zones
-        .iter()
-        .map(|zone| {
-            let mut z = state
-                .zone(&zone.name)
-                .cloned()
-                .unwrap_or_else(|| ZoneStatus {
-                    name: zone.name.clone(),
-                    role: if zone.is_source() { "source" } else { "mirror" }.to_string(),
-                    domain: zone.domain().to_string(),
-                    servers: zone.servers,
-                    error: unreachable.get(&zone.name).cloned(),
-                    ..Default::default()
-                });
-            // Managed zones: the StatefulSet's count of ready pods is what the
-            // kubelet's probes (/healthz?js-enabled-only=true) say.
-            if let Some(ready) = ready_replicas.get(&zone.name) {
-                z.ready_servers = *ready;
-            }
-            z
-        })
-        .collect();
-    for c in connected {
-        // Close at once; a connection per refresh is cheap and keeps no state
-        // that could go stale between reconciles.
-        drop(c.client);
-    }
+    let zones = observe::zone_statuses(
+        &region.spec.zones,
+        &state,
+        &dialed.unreachable,
+        &ready_replicas,
+    );
 
     let lags: Vec<(String, Option<i64>)> = zones
         .iter()
