@@ -30,10 +30,10 @@ fmt-check:
 clippy:
 	cargo clippy --all-targets --quiet -- -D warnings
 
-## shellcheck: lint the kind end-to-end scripts (pinned ShellCheck, see tools/install.sh)
+## shellcheck: lint the shell scripts (kind end-to-end, tool install, CI) (pinned ShellCheck, see tools/install.sh)
 shellcheck:
 	tools/install.sh shellcheck >/dev/null
-	shellcheck kind/*.sh
+	shellcheck kind/*.sh tools/install.sh .ci/run
 
 unit:
 	cargo test --lib --bins --quiet

@@ -44,19 +44,25 @@ install_toxiproxy() {
 }
 
 install_k8s() {
-  # go.mod/go.sum in tools/k8s pin every module; -mod=mod lets go fill the
-  # module cache from the proxy without editing the checked-in files.
-  local v="$KUBERNETES_VERSION+$(sha256sum "$here/k8s/go.sum" | cut -c1-12)"
+  # go.mod/go.sum in tools/k8s pin every module; the build only fills the
+  # module cache from the proxy, it never edits the checked-in files.
+  local sum v
+  sum=$(sha256sum "$here/k8s/go.sum" | cut -c1-12)
+  # A module build has no git tree to stamp the version from; without these
+  # the API server reports v0.0.0 and Helm's kubeVersion checks refuse charts.
+  local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+  local kver="-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
   for target in kube-apiserver kube-controller-manager etcd; do
-    have "$target" "$v" && continue
-    local pkg
+    local pkg ldflags=-s
     case $target in
-      kube-apiserver) pkg=k8s.io/kubernetes/cmd/kube-apiserver ;;
-      kube-controller-manager) pkg=k8s.io/kubernetes/cmd/kube-controller-manager ;;
+      kube-apiserver) pkg=k8s.io/kubernetes/cmd/kube-apiserver; ldflags="-s $kver" ;;
+      kube-controller-manager) pkg=k8s.io/kubernetes/cmd/kube-controller-manager; ldflags="-s $kver" ;;
       etcd) pkg=go.etcd.io/etcd/server/v3 ;;
     esac
+    v="$KUBERNETES_VERSION+$sum+$(echo "$ldflags" | sha256sum | cut -c1-8)"
+    have "$target" "$v" && continue
     say "building $target ($KUBERNETES_VERSION module graph; several minutes on 2 cores)"
-    (cd "$here/k8s" && go build -trimpath -ldflags=-s -o "$bin/$target" "$pkg")
+    (cd "$here/k8s" && go build -trimpath -ldflags="$ldflags" -o "$bin/$target" "$pkg")
     mark "$target" "$v"
   done
 }
