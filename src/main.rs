@@ -64,7 +64,7 @@ struct RunArgs {
     lease_namespace: Option<String>,
     #[arg(long, default_value = "natsregion-operator")]
     lease_name: String,
-    /// NATS image for zones whose spec leaves `image` empty.
+    /// NATS image for zones whose spec makes no choice (`image` empty or left at the CRD default).
     #[arg(long, default_value_t = natsregion::api::default_image())]
     default_nats_image: String,
     /// Seconds between two reads of a steady region's state.

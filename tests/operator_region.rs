@@ -475,6 +475,21 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     )
     .await;
     assert!(stss.get("east-b").await.is_ok());
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let removed = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|e| {
+            e.reason.as_deref() == Some("ZoneRemoved") && e.type_.as_deref() == Some("Normal")
+        });
+    let note = removed.and_then(|e| e.note).unwrap_or_default();
+    assert!(
+        note.contains("StatefulSet/east-c"),
+        "ZoneRemoved event: {note:?}"
+    );
 
     // 7. A credentials Secret that does not exist: an actionable condition and a Warning Event.
     let mut west = managed_region();

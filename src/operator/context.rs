@@ -13,8 +13,8 @@ use crate::nats::ConnectSettings;
 /// Settings of one operator process (flags of `natsregion run`).
 #[derive(Clone)]
 pub struct OperatorSettings {
-    /// Image for managed zones whose spec leaves `image` empty. The CRD
-    /// defaults `image`, so this only matters for objects written without it.
+    /// Image for managed zones whose spec makes no choice: `image` empty or
+    /// left at the CRD's default (see `region::effective_image`).
     pub default_nats_image: String,
     /// How often a region's status is read again from its zones when nothing
     /// else triggers a reconcile.

@@ -149,6 +149,18 @@ fn error_policy(region: Arc<RegionMirror>, error: &Error, rc: Arc<RegionCtx>) ->
     Action::requeue(Error::backoff(*n))
 }
 
+/// The image for a region's servers. The CRD fills in `api::default_image()`
+/// when a spec names none, so that value (or an empty one) means "no choice
+/// made" and the operator's `--default-nats-image` applies: a cluster can point
+/// every region at a mirrored registry without editing them.
+pub fn effective_image<'a>(spec_image: &'a str, operator_default: &'a str) -> &'a str {
+    if spec_image.is_empty() || spec_image == crate::api::default_image() {
+        operator_default
+    } else {
+        spec_image
+    }
+}
+
 /// Seconds precision, as the API server stores condition times: a time read
 /// back then compares equal to the one written.
 fn now() -> jiff::Timestamp {
@@ -157,8 +169,12 @@ fn now() -> jiff::Timestamp {
 }
 
 async fn warn(ctx: &Context, region: &RegionMirror, reason: &str, note: &str) {
+    publish(ctx, region, EventType::Warning, reason, note).await
+}
+
+async fn publish(ctx: &Context, region: &RegionMirror, type_: EventType, reason: &str, note: &str) {
     let event = Event {
-        type_: EventType::Warning,
+        type_,
         reason: reason.to_string(),
         // Events notes are limited to 1 kB.
         note: Some(note.chars().take(1000).collect()),
@@ -166,7 +182,7 @@ async fn warn(ctx: &Context, region: &RegionMirror, reason: &str, note: &str) {
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &region.object_ref(&())).await {
-        tracing::warn!(region = %key(region), error = %e, "cannot publish a Warning Event");
+        tracing::warn!(region = %key(region), error = %e, "cannot publish an Event");
     }
 }
 
@@ -210,11 +226,7 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
 
     // Build and apply.
     let creds = credentials::ensure(client, region).await?;
-    let image = if region.spec.image.is_empty() {
-        ctx.settings.default_nats_image.as_str()
-    } else {
-        region.spec.image.as_str()
-    };
+    let image = effective_image(&region.spec.image, &ctx.settings.default_nats_image);
     let children = children::region_children(region, image, &creds.refs)?;
     let mut ready_replicas: HashMap<String, i32> = HashMap::new();
     for zone in &children {
@@ -232,6 +244,11 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
     .await?;
     if !pruned.is_empty() {
         tracing::info!(region = %key(region), deleted = ?pruned, "deleted objects of zones no longer in the spec");
+        let note = format!(
+            "deleted {} of zones no longer in the spec",
+            pruned.join(", ")
+        );
+        publish(ctx, region, EventType::Normal, "ZoneRemoved", &note).await;
     }
 
     // Observe: dial every zone that should answer.
@@ -297,4 +314,26 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
         write_status(ctx, region, &new).await?;
     }
     Ok(Action::requeue(ctx.settings.status_refresh))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::effective_image;
+
+    #[test]
+    fn operator_default_image_applies_when_the_spec_made_no_choice() {
+        let crd_default = crate::api::default_image();
+        assert_eq!(
+            effective_image("", "registry.local/nats:2"),
+            "registry.local/nats:2"
+        );
+        assert_eq!(
+            effective_image(&crd_default, "registry.local/nats:2"),
+            "registry.local/nats:2"
+        );
+        assert_eq!(
+            effective_image("nats:2.14.1", "registry.local/nats:2"),
+            "nats:2.14.1"
+        );
+    }
 }
