@@ -3,11 +3,13 @@
 //! when a fault is injected or healed.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use futures::future::BoxFuture;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::api::{DrillRun, PartitionDrill, PartitionDrillStatus, Verdict};
 use crate::drill::engine::{Observer, Progress};
@@ -108,12 +110,25 @@ impl StatusSink {
         carried: Carried,
         every: Duration,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
+        Self::with_writer(every, move |status| {
+            let api = api.clone();
+            let name = name.clone();
+            let status = carried.merge(status);
+            Box::pin(async move { write(&api, &name, &status).await })
+        })
+    }
+
+    /// The sink with any `write` (tests count the writes).
+    pub fn with_writer(
+        every: Duration,
+        write: impl Fn(PartitionDrillStatus) -> BoxFuture<'static, ()> + Send + 'static,
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::unbounded_channel();
         let sink = Self {
             tx,
             last: Mutex::new(Last::default()),
         };
-        (sink, writer(api, name, carried, every, rx))
+        (sink, writer(write, every, rx))
     }
 
     /// Send a status now, urgent or not.
@@ -153,9 +168,7 @@ impl Observer for StatusSink {
 }
 
 async fn writer(
-    api: Api<PartitionDrill>,
-    name: String,
-    carried: Carried,
+    write: impl Fn(PartitionDrillStatus) -> BoxFuture<'static, ()>,
     every: Duration,
     mut rx: mpsc::UnboundedReceiver<Update>,
 ) {
@@ -170,7 +183,7 @@ async fn writer(
         let update = match due {
             Some(due) => tokio::select! {
                 u = rx.recv() => u.map(Some),
-                _ = tokio::time::sleep_until(due.into()) => Some(None),
+                _ = tokio::time::sleep_until(due) => Some(None),
             },
             None => rx.recv().await.map(Some),
         };
@@ -178,7 +191,7 @@ async fn writer(
             // Channel closed: flush and stop.
             None => {
                 if let Some(s) = pending.take() {
-                    write(&api, &name, &carried.merge(s)).await;
+                    write(s).await;
                 }
                 return;
             }
@@ -190,7 +203,7 @@ async fn writer(
             Some(None) => true,
         };
         if write_now && let Some(s) = pending.take() {
-            write(&api, &name, &carried.merge(s)).await;
+            write(s).await;
             last_write = Some(Instant::now());
         }
     }
@@ -216,6 +229,68 @@ mod tests {
     use super::*;
     use crate::api::DrillPhase;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use std::sync::Mutex;
+
+    fn fault(healed: bool) -> crate::api::FaultRecord {
+        crate::api::FaultRecord {
+            id: "f".into(),
+            backend: "toxiproxy".into(),
+            zones: vec!["b".into()],
+            injected_at: Time(jiff::Timestamp::now()),
+            deadline: Time(jiff::Timestamp::now()),
+            healed_at: healed.then(|| Time(jiff::Timestamp::now())),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_is_throttled_and_faults_are_written_at_once() {
+        use std::sync::Arc;
+        let writes: Arc<Mutex<Vec<(Instant, PartitionDrillStatus)>>> = Arc::default();
+        let (sink, writer) = StatusSink::with_writer(Duration::from_secs(2), {
+            let writes = writes.clone();
+            move |s| {
+                writes.lock().unwrap().push((Instant::now(), s));
+                Box::pin(async {})
+            }
+        });
+        let writer = tokio::spawn(writer);
+        let start = Instant::now();
+        let mut s = PartitionDrillStatus::default();
+        // A burst of progress: the first is written, the rest wait.
+        for i in 0..20 {
+            s.totals.attempted = i;
+            sink.status(&s);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A fault injected: written at once, throttle or not.
+        s.faults.push(fault(false));
+        sink.status(&s);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        {
+            let w = writes.lock().unwrap();
+            assert_eq!(w.len(), 2, "first progress and the fault");
+            assert_eq!(w[1].1.faults.len(), 1);
+            assert!(w[1].0 - start < Duration::from_millis(1100));
+        }
+        // Healed: again at once.
+        s.faults[0] = fault(true);
+        sink.status(&s);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(writes.lock().unwrap().len(), 3);
+        // Progress after that waits for the interval, then the latest goes out.
+        s.totals.attempted = 99;
+        sink.status(&s);
+        sink.status(&s);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        {
+            let w = writes.lock().unwrap();
+            assert_eq!(w.len(), 4);
+            assert_eq!(w[3].1.totals.attempted, 99);
+            assert!(w[3].0 - w[2].0 >= Duration::from_secs(2));
+        }
+        drop(sink);
+        writer.await.unwrap();
+    }
 
     #[test]
     fn history_keeps_the_newest_runs() {
