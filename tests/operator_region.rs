@@ -476,20 +476,29 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     .await;
     assert!(stss.get("east-b").await.is_ok());
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    let removed = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .find(|e| {
-            e.reason.as_deref() == Some("ZoneRemoved") && e.type_.as_deref() == Some("Normal")
-        });
-    let note = removed.and_then(|e| e.note).unwrap_or_default();
-    assert!(
-        note.contains("StatefulSet/east-c"),
-        "ZoneRemoved event: {note:?}"
-    );
+    wait_for(
+        "Normal ZoneRemoved Event",
+        Duration::from_secs(10),
+        async || {
+            let list = events
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let note = list
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some("ZoneRemoved")
+                        && e.type_.as_deref() == Some("Normal")
+                })
+                .and_then(|e| e.note)
+                .unwrap_or_default();
+            note.contains("StatefulSet/east-c")
+                .then_some(())
+                .ok_or(note)
+        },
+    )
+    .await;
 
     // 7. A credentials Secret that does not exist: an actionable condition and a Warning Event.
     let mut west = managed_region();
