@@ -368,3 +368,58 @@ async fn a_mirror_that_never_synced_is_refused_before_any_fault() {
     );
     assert!(report.status.faults.is_empty(), "refused before any fault");
 }
+
+/// Aborts the drill the moment a fault is recorded.
+struct AbortOnFault(tokio::sync::watch::Sender<bool>);
+
+impl Observer for AbortOnFault {
+    fn status(&self, status: &natsregion::api::PartitionDrillStatus) {
+        if status.faults.iter().any(|f| f.healed_at.is_none()) {
+            let _ = self.0.send(true);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_in_the_middle_of_a_partition_heals_it() {
+    let (region, drill) = spec(None, false);
+    let faults = LocalFaults::start(&drill, true).await.expect("toxiproxy");
+    let local = LocalRegion::start(
+        &region.spec,
+        faults.network(),
+        LocalRegionOptions::default(),
+    )
+    .await
+    .expect("region");
+    let runtime = LocalRuntime::new(local);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let observer = AbortOnFault(tx);
+    let opts = EngineOptions {
+        abort: Some(rx),
+        ..Default::default()
+    };
+    let report = engine::run(
+        &region,
+        &drill,
+        &runtime,
+        faults.backend.as_ref(),
+        &observer,
+        opts,
+    )
+    .await;
+    let leftovers = faults.backend.leftovers().await.expect("leftovers listed");
+    runtime.into_inner().stop().await.expect("region stops");
+    assert_eq!(
+        report.status.phase,
+        DrillPhase::Aborted,
+        "{:?}",
+        report.status.message
+    );
+    assert_eq!(report.status.faults.len(), 1);
+    assert!(
+        report.status.faults.iter().all(|f| f.healed_at.is_some()),
+        "{:?}",
+        report.status.faults
+    );
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -179,6 +179,7 @@ pub async fn run(
         next_phase: 0,
         heal_at: None,
         temporary: None,
+        cut_started: None,
     };
     let outcome = run.execute().await;
     run.finish(outcome, started).await
@@ -203,6 +204,8 @@ struct Run<'a> {
     next_phase: u16,
     heal_at: Option<Instant>,
     temporary: Option<String>,
+    /// Zones of the last cut requested from the backend, until it is healed.
+    cut_started: Option<Vec<String>>,
 }
 
 impl Run<'_> {
@@ -672,11 +675,17 @@ impl Run<'_> {
     async fn probe_all(&self, zones: &[String]) -> BTreeMap<String, bool> {
         let mut out = BTreeMap::new();
         for z in zones {
-            // A probe that errors proves nothing either way: count it as reachable.
-            let reachable = self.backend.probe(z).await.unwrap_or_else(|e| {
-                tracing::warn!(zone = %z, error = %e, "probe failed to run");
-                true
-            });
+            let reachable = match self.backend.probe(z).await {
+                Ok(reachable) => reachable,
+                // The backend cannot look from inside this zone: no probe
+                // evidence either way; the frozen mirror sequence still decides.
+                Err(crate::fault::FaultError::Unsupported { .. }) => continue,
+                // A probe that failed to run proves nothing: count it as reachable.
+                Err(e) => {
+                    tracing::warn!(zone = %z, error = %e, "probe failed to run");
+                    true
+                }
+            };
             out.insert(z.clone(), reachable);
         }
         out
@@ -686,6 +695,9 @@ impl Run<'_> {
         let zones = self.cut_zones();
         let (in_sync, _) = self.wait_in_sync(&zones, self.catch_up_timeout()).await;
         let deadline = Duration::from_secs(self.drill.spec.fault.deadline_seconds as u64);
+        // Set before the call: if this step is cancelled (abort, timeout)
+        // while the cut is in flight, `finish` still knows to heal it.
+        self.cut_started = Some(zones.clone());
         let record = self
             .backend
             .cut(&zones, deadline)
@@ -772,6 +784,9 @@ impl Run<'_> {
         ev.reads_during = reads_during;
         ev.errors_during = errors_during;
         let healed = self.backend.heal(&open.record).await;
+        if healed.is_ok() {
+            self.cut_started = None;
+        }
         self.heal_at = Some(Instant::now());
         if let Some(s) = &self.sampler {
             s.partition(
@@ -999,33 +1014,53 @@ impl Run<'_> {
             .collect()
     }
 
+    async fn heal_with_retries(&self, record: &FaultRecord) -> bool {
+        for attempt in 0..3 {
+            match self.backend.heal(record).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::error!(attempt, fault = %record.id, error = %e, "heal after an interrupted drill failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        false
+    }
+
     /// Heals whatever is open, removes the temporary zone, closes consumers,
     /// and writes the verdicts. Runs on every path out of `execute`.
     async fn finish(mut self, outcome: Result<(), StepError>, started: Instant) -> DrillReport {
-        if let Some(open) = self.open.take() {
-            let mut last = None;
-            for attempt in 0..3 {
-                match self.backend.heal(&open.record).await {
-                    Ok(()) => {
-                        last = None;
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::error!(attempt, error = %e, "heal after an interrupted drill failed; retrying");
-                        last = Some(e);
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-            if let Some(f) = self
-                .status
-                .faults
-                .iter_mut()
-                .find(|f| f.id == open.record.id)
-                && last.is_none()
+        // Heal every fault not known to be healed: the open partition, any
+        // record without healedAt, and a cut cancelled before it was recorded.
+        let open = self.open.take();
+        let mut unhealed: Vec<FaultRecord> = self
+            .status
+            .faults
+            .iter()
+            .filter(|f| f.healed_at.is_none())
+            .cloned()
+            .collect();
+        if let Some(zones) = self.cut_started.take()
+            && unhealed.is_empty()
+        {
+            let deadline = Duration::from_secs(self.drill.spec.fault.deadline_seconds as u64);
+            unhealed.push(crate::fault::fault_record(
+                "unrecorded-cut".into(),
+                self.backend.name(),
+                &zones,
+                jiff::Timestamp::now(),
+                deadline,
+            ));
+        }
+        for record in &unhealed {
+            let healed = self.heal_with_retries(record).await;
+            if let Some(f) = self.status.faults.iter_mut().find(|f| f.id == record.id)
+                && healed
             {
                 f.healed_at = Some(Time(jiff::Timestamp::now()));
             }
+        }
+        if let Some(open) = open {
             let mut ev = open.evidence;
             ev.leftovers = self
                 .backend
