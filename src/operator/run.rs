@@ -52,11 +52,15 @@ pub async fn run(opts: RunOptions) -> Result<()> {
 
     let (listener, addr) = health::bind(opts.metrics_addr).await?;
     tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+    // The server stops when run() ends, whatever ended it (SIGTERM or a lost Lease).
+    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(health::serve(
         listener,
         ctx.metrics.clone(),
         health.clone(),
-        terminate.clone(),
+        async move {
+            let _ = server_stopped.await;
+        },
     ));
     health.set_ready(true);
 
@@ -97,6 +101,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
         },
     };
     health.set_ready(false);
+    let _ = server_stop.send(());
     let _ = server.await;
     result
 }
