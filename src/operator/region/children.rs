@@ -32,6 +32,12 @@ pub const DATA_DIR: &str = "/data";
 pub const STORE_DIR: &str = "/data/jetstream";
 pub const CONFIG_DIR: &str = "/etc/nats-config";
 
+/// Lame duck: wait this long before moving clients away, then spread their
+/// disconnects over `LAME_DUCK_DURATION`; the pod's grace period covers both.
+pub const LAME_DUCK_GRACE: &str = "10s";
+pub const LAME_DUCK_DURATION: &str = "30s";
+pub const TERMINATION_GRACE_SECONDS: i64 = 60;
+
 /// Environment variables the server configuration refers to.
 pub mod env {
     pub const APP_USER: &str = "NATS_APP_USER";
@@ -228,6 +234,11 @@ pub fn config_files(
                 text = text.replace(&format!("\"{}\"", placeholder(var)), &format!("${var}"));
             }
             debug_assert!(!text.contains("__natsregion_env_"), "{text}");
+            // Lame duck mode (the preStop hook) must finish within the pod's
+            // termination grace period; the server's default takes 2 minutes.
+            text.push_str(&format!(
+                "lame_duck_grace_period: \"{LAME_DUCK_GRACE}\"\nlame_duck_duration: \"{LAME_DUCK_DURATION}\"\n"
+            ));
             (format!("{}.conf", server.address.name), text)
         })
         .collect();
@@ -401,9 +412,8 @@ fn statefulset(
     }
 
     let mut pod_spec = json!({
-        // Lame duck mode lasts up to 2 minutes by default; leave it the time to
-        // move clients and stream leaders away before the kill.
-        "terminationGracePeriodSeconds": 60,
+        // Lame duck mode (grace + duration, see the config) fits in here.
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         "topologySpreadConstraints": [{
             "maxSkew": 1,
             "topologyKey": "kubernetes.io/hostname",

@@ -151,6 +151,7 @@ fn configs_hold_no_secret_and_name_the_pods() {
         a0.contains("\"east-a-leaf.ns1.svc:7422\""),
         "advertise: {a0}"
     );
+    assert!(a0.contains("lame_duck_duration: \"30s\""), "{a0}");
     let (files, _) = config_files(&r, r.spec.zone("c").unwrap()).unwrap();
     assert!(files["east-c-0.conf"].contains("$NATS_LEAF_URL_0"));
 }
