@@ -971,4 +971,92 @@ async fn leader_lease_is_exclusive_and_health_endpoints_answer() {
     );
     drop(stop);
     server.await.unwrap().unwrap();
+
+    // The binary: SIGTERM stops it cleanly and hands the Lease over at once.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for file in [
+        "regionmirrors.natsregion.io.yaml",
+        "partitiondrills.natsregion.io.yaml",
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crds")
+            .join(file);
+        let crd: CustomResourceDefinition =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        crds.patch(
+            &crd.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(
+                crds.clone(),
+                &crd.name_any(),
+                conditions::is_crd_established(),
+            ),
+        )
+        .await
+        .expect("CRD Established")
+        .unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_natsregion"))
+        .args([
+            "run",
+            &format!("--metrics-addr=127.0.0.1:{port}"),
+            "--lease-namespace=default",
+            "--lease-name=natsregion-bin",
+            "--log-format=json",
+        ])
+        .env("KUBECONFIG", plane.kubeconfig_path())
+        .env("POD_NAME", "operator-0")
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start natsregion run");
+    wait_for(
+        "operator holds its Lease",
+        Duration::from_secs(30),
+        async || {
+            let lease = leases
+                .get("natsregion-bin")
+                .await
+                .map_err(|e| e.to_string())?;
+            let holder = lease
+                .spec
+                .and_then(|s| s.holder_identity)
+                .unwrap_or_default();
+            holder.starts_with("operator-0").then_some(()).ok_or(holder)
+        },
+    )
+    .await;
+    assert_eq!(get_port(port, "/readyz").await, 200);
+    let pid = operator.id().unwrap() as i32;
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let exit = tokio::time::timeout(Duration::from_secs(10), operator.wait())
+        .await
+        .expect("operator exits within 10 s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let lease = leases.get("natsregion-bin").await.unwrap();
+    assert_eq!(
+        lease.spec.unwrap().holder_identity,
+        None,
+        "Lease released on shutdown"
+    );
+}
+
+async fn get_port(port: u16, path: &str) -> u16 {
+    reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
 }

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
@@ -67,7 +68,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     let result = match opts.leader_election {
         None => {
             ctx.metrics.set_leader(true);
-            run_controllers(ctx.clone(), terminate.clone()).await;
+            run_until_stopped(ctx.clone(), terminate.clone()).await;
             Ok(())
         }
         Some(lease) => match leader::acquire(client, lease, terminate.clone()).await? {
@@ -84,7 +85,8 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                         }
                     }
                 });
-                run_controllers(ctx.clone(), stop).await;
+                run_until_stopped(ctx.clone(), stop).await;
+                tracing::debug!("controllers stopped");
                 ctx.metrics.set_leader(false);
                 let lost = futures::poll!(Box::pin(leadership.lost())).is_ready();
                 if lost {
@@ -95,6 +97,7 @@ pub async fn run(opts: RunOptions) -> Result<()> {
                     ))
                 } else {
                     leadership.release().await;
+                    tracing::info!("leader Lease released");
                     Ok(())
                 }
             }
@@ -103,13 +106,40 @@ pub async fn run(opts: RunOptions) -> Result<()> {
     health.set_ready(false);
     let _ = server_stop.send(());
     let _ = server.await;
+    tracing::debug!("health server stopped");
     result
+}
+
+/// How long controllers may take to stop after the stop signal (a running
+/// drill heals its faults in that time). Below the chart's grace period, so
+/// the Lease is still released before the kubelet kills the pod.
+pub const STOP_LIMIT: Duration = Duration::from_secs(25);
+
+/// `run_controllers`, but returns at most `STOP_LIMIT` after `stop` even if
+/// a controller hangs (kube's watcher, for one, can sit in its backoff when a
+/// CRD is missing), so shutdown always reaches the Lease release.
+async fn run_until_stopped(ctx: Arc<Context>, stop: Shutdown) {
+    let controllers = run_controllers(ctx, stop.clone());
+    tokio::pin!(controllers);
+    tokio::select! {
+        _ = &mut controllers => {}
+        _ = async {
+            stop.await;
+            tokio::time::sleep(STOP_LIMIT).await;
+        } => tracing::warn!(limit = ?STOP_LIMIT, "controllers did not stop in time; exiting anyway"),
+    }
 }
 
 /// Runs every controller until `shutdown`. Tests call this in-process.
 pub async fn run_controllers(ctx: Arc<Context>, shutdown: Shutdown) {
-    let region = super::region::controller(ctx.clone(), shutdown.clone());
-    let drill = super::drill::controller(ctx.clone(), shutdown.clone());
+    let region = async {
+        super::region::controller(ctx.clone(), shutdown.clone()).await;
+        tracing::debug!("RegionMirror controller stopped");
+    };
+    let drill = async {
+        super::drill::controller(ctx.clone(), shutdown.clone()).await;
+        tracing::debug!("PartitionDrill controller stopped");
+    };
     futures::join!(region, drill);
 }
 
