@@ -72,3 +72,22 @@ pub fn in_cluster_urls(namespace: &str, region: &str, zone: &str, servers: i32) 
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_cluster_addresses_use_the_services_and_pod_dns() {
+        let urls = in_cluster_urls("ns1", "east", "b", 2);
+        assert_eq!(urls.client, vec!["nats://east-b-client.ns1.svc:4222"]);
+        assert_eq!(
+            urls.monitor,
+            vec![
+                "http://east-b-0.east-b.ns1.svc:8222",
+                "http://east-b-1.east-b.ns1.svc:8222"
+            ]
+        );
+        assert_eq!(leafnode_host("ns1", "east", "a"), "east-a-leaf.ns1.svc");
+    }
+}
