@@ -30,7 +30,7 @@ use natsregion::local::{LocalRegion, LocalRegionOptions, generate_credentials};
 use natsregion::nats::connect::{ConnectSettings, connect};
 use natsregion::operator::context::{Context, OperatorSettings, reporter};
 use natsregion::operator::drill::runtime::{KubernetesZones, LocalZones, TemporaryZones};
-use natsregion::operator::drill::toxiproxy::{ClusterToxiproxy, ToxiproxyTarget};
+use natsregion::operator::drill::toxiproxy::ToxiproxyTarget;
 use natsregion::operator::drill::{
     ABORT_ANNOTATION, DrillSettings, FINALIZER, RESTARTED, controller_with,
 };
@@ -173,7 +173,8 @@ impl World {
             "metadata": {"name": region},
             "spec": {
                 "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
-                "leafnode": {"reconnectIntervalSeconds": 1},
+                // The zones' links run through `toxiproxy` (wired above).
+                "leafnode": {"reconnectIntervalSeconds": 1, "proxy": "toxiproxy"},
                 "zones": [
                     {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a")}},
                     {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b")}},
@@ -493,10 +494,7 @@ async fn a_restarted_operator_heals_and_a_deleted_drill_heals_first() {
     assert!(np.leftovers().await.unwrap().is_empty());
 
     // A fault goes at its deadline even when nobody heals it.
-    let cutter = ClusterToxiproxy::new(ToxiproxyTarget {
-        api: world.toxiproxy.url(),
-        prefix: world.prefix.clone(),
-    });
+    let cutter = ToxiproxyBackend::adopt(world.toxiproxy.url(), &world.prefix);
     cutter
         .cut(&["b".to_string()], Duration::from_secs(1))
         .await

@@ -141,14 +141,32 @@ pub struct LeafnodeSpec {
     #[serde(default = "default_reconnect")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 60").message(msg::RECONNECT))]
     pub reconnect_interval_seconds: i32,
+    /// `toxiproxy` routes every managed mirror zone's leafnode remote through
+    /// a Toxiproxy the operator deploys for the region (`<region>-toxiproxy`),
+    /// which `toxiproxy` drills need to cut links. Changes the region's wiring
+    /// (the zones' configuration, hence a rolling restart).
+    #[serde(default)]
+    pub proxy: LeafnodeProxy,
 }
 
 impl Default for LeafnodeSpec {
     fn default() -> Self {
         Self {
             reconnect_interval_seconds: default_reconnect(),
+            proxy: LeafnodeProxy::default(),
         }
     }
+}
+
+/// What sits between mirror zones and the source zone's leafnode listener.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum LeafnodeProxy {
+    /// Mirror zones dial the source zone's leafnode Service.
+    #[default]
+    None,
+    /// Mirror zones dial a per-region Toxiproxy, one proxy per source server.
+    Toxiproxy,
 }
 
 fn default_reconnect() -> i32 {

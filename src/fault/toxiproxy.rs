@@ -6,6 +6,11 @@
 //! keeps bound without listening, so nothing else can take it and every
 //! connection to it is refused. `advertise_fix: false` drops that guard and
 //! exists to show the leak.
+//!
+//! [`ToxiproxyBackend::adopt`] drives proxies someone else created (the
+//! operator's region controller, or whoever wired external zones), found by
+//! name, `<prefix>-<zone>-s<n>`: it cuts, heals, probes, lists and shapes them
+//! like its own, and leaves the advertise fix to whoever wired them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -38,6 +43,9 @@ struct Inner {
     /// parallel tests) can share one toxiproxy-server.
     prefix: String,
     advertise_fix: bool,
+    /// The proxies were created elsewhere: `routes` is re-read from the API
+    /// (by name) before each use instead of being remembered.
+    adopted: bool,
     /// Where proxies listen. Loopback unless the zones run elsewhere.
     listen_ip: IpAddr,
     state: Mutex<State>,
@@ -60,8 +68,11 @@ struct State {
 struct Route {
     source_server: usize,
     proxy: String,
-    listen: SocketAddr,
-    upstream: SocketAddr,
+    /// `host:port` to dial the proxy at from this process.
+    listen: String,
+    /// `host:port` the proxy dials.
+    upstream: String,
+    enabled: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +104,30 @@ impl ToxiproxyBackend {
         Self::with_prefix(api, advertise_fix, prefix)
     }
 
+    /// Drives the proxies named `<prefix>-<zone>-s<n>` that already exist at
+    /// `api` (created by another process): the zone and the source server
+    /// index come from the name, and they are looked up again before every
+    /// cut, probe and toxic, so proxies created later are found too. Heal and
+    /// leftovers cover every proxy under the prefix, as for [`new`](Self::new).
+    pub fn adopt(api: impl Into<String>, prefix: impl Into<String>) -> Self {
+        let mut backend = Self::with_prefix(api, true, prefix);
+        Arc::get_mut(&mut backend.inner)
+            .expect("not shared yet")
+            .adopted = true;
+        backend
+    }
+
+    /// Adopted backends: the zones that have proxies now, read from the API.
+    pub async fn zones(&self) -> Result<Vec<String>, FaultError> {
+        self.inner.refresh().await?;
+        let state = self.inner.state.lock().unwrap();
+        Ok(state.routes.keys().cloned().collect())
+    }
+
+    pub fn api(&self) -> &str {
+        &self.inner.api
+    }
+
     /// Like [`new`](Self::new) with a chosen proxy name prefix, so a restarted
     /// process can heal and list the proxies a previous one left.
     pub fn with_prefix(
@@ -112,6 +147,7 @@ impl ToxiproxyBackend {
             http,
             prefix: prefix.into(),
             advertise_fix,
+            adopted: false,
             listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             state: Mutex::new(State::default()),
         };
@@ -129,7 +165,10 @@ impl ToxiproxyBackend {
         let state = self.inner.state.lock().unwrap();
         let mut routes = state.routes.get(zone).cloned().unwrap_or_default();
         routes.sort_by_key(|r| r.source_server);
-        routes.into_iter().map(|r| r.listen).collect()
+        routes
+            .into_iter()
+            .filter_map(|r| r.listen.parse().ok())
+            .collect()
     }
 
     /// Apply `toxics` to both directions of every proxy of `zone`, replacing
@@ -236,13 +275,42 @@ impl Inner {
             .is_some_and(|rest| rest.starts_with('-'))
     }
 
+    /// Adopted: replace `routes` with the proxies the API has under the prefix.
+    async fn refresh(&self) -> Result<(), FaultError> {
+        if !self.adopted {
+            return Ok(());
+        }
+        let mut routes: BTreeMap<String, Vec<Route>> = BTreeMap::new();
+        for p in self.proxies().await? {
+            let Some((zone, source_server)) = parse_proxy_name(&self.prefix, &p.name) else {
+                continue;
+            };
+            let listen = dial_addr(&self.api, &p.listen).unwrap_or(p.listen);
+            routes.entry(zone).or_default().push(Route {
+                source_server,
+                proxy: p.name,
+                listen,
+                upstream: p.upstream,
+                enabled: p.enabled,
+            });
+        }
+        self.state.lock().unwrap().routes = routes;
+        Ok(())
+    }
+
     fn zone_proxies(&self, zone: &str) -> Result<Vec<String>, FaultError> {
         let state = self.state.lock().unwrap();
-        let routes = state
-            .routes
-            .get(zone)
-            .ok_or_else(|| FaultError::UnknownZone(zone.to_string()))?;
-        Ok(routes.iter().map(|r| r.proxy.clone()).collect())
+        match state.routes.get(zone) {
+            Some(routes) => Ok(routes.iter().map(|r| r.proxy.clone()).collect()),
+            None if self.adopted => Err(Self::err(
+                format!("find the proxies of zone {zone}"),
+                format!(
+                    "none named {}-{zone}-s<n> at {}: the zone's leafnode remotes do not run through this Toxiproxy",
+                    self.prefix, self.api
+                ),
+            )),
+            None => Err(FaultError::UnknownZone(zone.to_string())),
+        }
     }
 
     /// Enable every proxy this backend owns, the ones it no longer remembers
@@ -261,6 +329,7 @@ impl Inner {
     }
 
     async fn apply_toxics(&self, zone: &str, toxics: &[Toxic]) -> Result<(), FaultError> {
+        self.refresh().await?;
         for proxy in self.zone_proxies(zone)? {
             self.remove_toxics_of(&proxy).await?;
             for (i, toxic) in toxics.iter().enumerate() {
@@ -330,35 +399,70 @@ impl Inner {
     }
 
     /// Every address `zone` could dial: its proxies, and what the source
-    /// servers advertise (their listen address when nothing was set).
-    fn dialable(&self, zone: &str) -> Result<Vec<SocketAddr>, FaultError> {
+    /// servers advertise (their listen address when nothing was set). Adopted
+    /// proxies: only the proxies, since what the source servers advertise was
+    /// set by whoever wired them (the drill's mirror-frozen proof covers it).
+    fn dialable(&self, zone: &str) -> Result<Vec<String>, FaultError> {
         let state = self.state.lock().unwrap();
         let routes = state
             .routes
             .get(zone)
             .ok_or_else(|| FaultError::UnknownZone(zone.to_string()))?;
-        let mut addrs: Vec<SocketAddr> = routes.iter().map(|r| r.listen).collect();
-        for route in routes {
-            addrs.push(
-                state
-                    .advertised
-                    .get(&route.source_server)
-                    .copied()
-                    .unwrap_or(route.upstream),
-            );
+        let mut addrs: Vec<String> = routes.iter().map(|r| r.listen.clone()).collect();
+        if !self.adopted {
+            for route in routes {
+                addrs.push(
+                    state
+                        .advertised
+                        .get(&route.source_server)
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| route.upstream.clone()),
+                );
+            }
+            // A remote learns every source server's URL, not only the one it dials.
+            addrs.extend(state.advertised.values().map(ToString::to_string));
         }
-        // A remote learns every source server's URL, not only the one it dials.
-        addrs.extend(state.advertised.values().copied());
         addrs.sort();
         addrs.dedup();
         Ok(addrs)
     }
 }
 
+/// `<prefix>-<zone>-s<n>` → `(zone, n)`. Zone names may contain `-`.
+fn parse_proxy_name(prefix: &str, name: &str) -> Option<(String, usize)> {
+    let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;
+    let (zone, n) = rest.rsplit_once("-s")?;
+    if zone.is_empty() || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((zone.to_string(), n.parse().ok()?))
+}
+
+/// Where to dial a proxy listening on `listen` from here: an unspecified
+/// address (`0.0.0.0`, `[::]`) means the host of the API, which may be a name.
+fn dial_addr(api: &str, listen: &str) -> Option<String> {
+    let addr: SocketAddr = listen.parse().ok()?;
+    if !addr.ip().is_unspecified() {
+        return Some(addr.to_string());
+    }
+    let authority = api.split("://").nth(1).unwrap_or(api);
+    let authority = authority.split('/').next()?;
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    (!host.is_empty()).then(|| format!("{host}:{}", addr.port()))
+}
+
 /// True when a NATS server answers at `addr`: the connection opens and the
 /// first line is `INFO`. An enabled proxy whose upstream is gone accepts and
 /// then closes, which must not count as reachable.
 pub async fn answers_info(addr: SocketAddr, timeout: Duration) -> bool {
+    answers_info_at(&addr.to_string(), timeout).await
+}
+
+/// [`answers_info`] at `host:port`; the host may be a DNS name.
+pub async fn answers_info_at(addr: &str, timeout: Duration) -> bool {
     use tokio::io::AsyncReadExt;
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
@@ -396,7 +500,12 @@ impl Network for ToxiproxyBackend {
             };
             let proxy = format!("{}-{zone}-s{source_server}", inner.prefix);
             match existing {
-                Some(route) if route.upstream == upstream => return Ok(route.listen),
+                Some(route) if route.upstream == upstream.to_string() => {
+                    if let Ok(listen) = route.listen.parse() {
+                        return Ok(listen);
+                    }
+                    inner.delete_proxy(&proxy).await?
+                }
                 // The source server moved: a fresh proxy is simpler than an update.
                 Some(_) => inner.delete_proxy(&proxy).await?,
                 None => {}
@@ -408,8 +517,9 @@ impl Network for ToxiproxyBackend {
             routes.push(Route {
                 source_server,
                 proxy,
-                listen,
-                upstream,
+                listen: listen.to_string(),
+                upstream: upstream.to_string(),
+                enabled: true,
             });
             Ok(listen)
         })
@@ -471,16 +581,28 @@ impl FaultBackend for ToxiproxyBackend {
     ) -> BoxFuture<'a, Result<FaultRecord, FaultError>> {
         Box::pin(async move {
             let inner = &self.inner;
+            inner.refresh().await?;
             let mut proxies = Vec::new();
             for zone in zones {
                 proxies.extend(inner.zone_proxies(zone)?);
             }
+            let injected = jiff::Timestamp::now();
             let id = {
                 let mut state = inner.state.lock().unwrap();
                 state.faults += 1;
-                format!("{}-cut{}", inner.prefix, state.faults)
+                // Adopted proxies outlive this process: the time keeps ids of
+                // a restarted one apart from its predecessor's.
+                if inner.adopted {
+                    format!(
+                        "{}-cut{}-{}",
+                        inner.prefix,
+                        state.faults,
+                        injected.as_second()
+                    )
+                } else {
+                    format!("{}-cut{}", inner.prefix, state.faults)
+                }
             };
-            let injected = jiff::Timestamp::now();
             // Arm the deadline before the first proxy goes down, so a failure
             // half way (or a dropped future) still ends in a heal.
             let task = tokio::spawn({
@@ -539,12 +661,23 @@ impl FaultBackend for ToxiproxyBackend {
 
     fn probe<'a>(&'a self, zone: &'a str) -> BoxFuture<'a, Result<bool, FaultError>> {
         Box::pin(async move {
-            let addrs = self.inner.dialable(zone)?;
-            let answers = futures::future::join_all(
-                addrs.into_iter().map(|a| answers_info(a, PROBE_TIMEOUT)),
-            )
-            .await;
-            Ok(answers.into_iter().any(|up| up))
+            let inner = &self.inner;
+            inner.refresh().await?;
+            let addrs = inner.dialable(zone)?;
+            let answers =
+                futures::future::join_all(addrs.iter().map(|a| answers_info_at(a, PROBE_TIMEOUT)))
+                    .await;
+            // An enabled adopted proxy carries the link even where its listen
+            // address cannot be dialed from this process.
+            let enabled = inner.adopted
+                && inner
+                    .state
+                    .lock()
+                    .unwrap()
+                    .routes
+                    .get(zone)
+                    .is_some_and(|rs| rs.iter().any(|r| r.enabled));
+            Ok(enabled || answers.into_iter().any(|up| up))
         })
     }
 
@@ -575,5 +708,38 @@ impl FaultBackend for ToxiproxyBackend {
         toxics: &'a [Toxic],
     ) -> BoxFuture<'a, Result<(), FaultError>> {
         Box::pin(self.inner.apply_toxics(zone, toxics))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adopted_proxy_names_give_zone_and_source_server() {
+        assert_eq!(parse_proxy_name("east", "east-b-s0"), Some(("b".into(), 0)));
+        assert_eq!(
+            parse_proxy_name("east", "east-c-1-s12"),
+            Some(("c-1".into(), 12))
+        );
+        assert_eq!(parse_proxy_name("east", "eastern-b-s0"), None);
+        assert_eq!(parse_proxy_name("east", "east-b-sx"), None);
+        assert_eq!(parse_proxy_name("east", "east--s0"), None);
+    }
+
+    #[test]
+    fn unspecified_listen_addresses_are_dialed_at_the_api_host() {
+        assert_eq!(
+            dial_addr("http://127.0.0.1:8474", "[::]:5000").as_deref(),
+            Some("127.0.0.1:5000")
+        );
+        assert_eq!(
+            dial_addr("http://east-toxiproxy.ns.svc:8474/", "0.0.0.0:17422").as_deref(),
+            Some("east-toxiproxy.ns.svc:17422")
+        );
+        assert_eq!(
+            dial_addr("http://127.0.0.1:8474", "127.0.0.2:5000").as_deref(),
+            Some("127.0.0.2:5000")
+        );
     }
 }

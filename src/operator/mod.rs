@@ -21,6 +21,8 @@ pub mod leader;
 pub mod metrics;
 pub mod region;
 pub mod run;
+/// The region's Toxiproxy (`spec.leafnode.proxy: toxiproxy`).
+pub mod toxiproxy;
 
 pub use context::{Context, OperatorSettings, ZoneAccess, ZoneUrls};
 pub use error::Error;

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use self::runtime::{KubeRuntime, KubernetesZones, TemporaryZones, zone_accesses};
 use self::status::{Carried, StatusSink, push_history};
-use self::toxiproxy::{ClusterToxiproxy, ToxiproxyTarget};
+use self::toxiproxy::ToxiproxyTarget;
 use super::context::Context;
 use super::error::{Error, Result};
 use super::run::Shutdown;
@@ -417,12 +417,13 @@ fn backend(
                 owner: owner(drill),
             },
         )),
-        BackendKind::Toxiproxy => Arc::new(ClusterToxiproxy::new(
+        BackendKind::Toxiproxy => Arc::new(
             settings
                 .toxiproxy
                 .clone()
-                .unwrap_or_else(|| ToxiproxyTarget::in_cluster(&ns, region)),
-        )),
+                .unwrap_or_else(|| ToxiproxyTarget::in_cluster(&ns, region))
+                .backend(),
+        ),
     })
 }
 
@@ -747,6 +748,9 @@ impl DrillJob {
                     self.drill.namespace().unwrap_or_default()
                 )
             })?;
+        if self.drill.spec.fault.backend == BackendKind::Toxiproxy {
+            toxiproxy::precondition(&region)?;
+        }
         let zones = zone_accesses(&self.ctx, &region)
             .await
             .map_err(|e| e.to_string())?;
@@ -760,11 +764,6 @@ impl DrillJob {
             .source_zone()
             .map(|z| z.name.clone())
             .unwrap_or_default();
-        if self.drill.spec.fault.backend == BackendKind::Toxiproxy
-            && self.settings.toxiproxy.is_none()
-        {
-            toxiproxy::ensure(&self.ctx.client, &region, Duration::from_secs(120)).await?;
-        }
         let backend: Arc<dyn FaultBackend> = match self.drill.spec.fault.backend {
             BackendKind::NetworkPolicy => {
                 let links = runtime::system_links(&self.ctx, &region)
@@ -794,6 +793,20 @@ impl DrillJob {
             )
             .map_err(|e| e.to_string())?,
         };
+        if self.drill.spec.fault.backend == BackendKind::Toxiproxy {
+            let target = self.settings.toxiproxy.clone().unwrap_or_else(|| {
+                ToxiproxyTarget::in_cluster(
+                    &self.drill.namespace().unwrap_or_default(),
+                    region_name,
+                )
+            });
+            let cut: Vec<String> = if self.drill.spec.fault.zones.is_empty() {
+                region.spec.mirror_zones().map(|z| z.name.clone()).collect()
+            } else {
+                self.drill.spec.fault.zones.clone()
+            };
+            toxiproxy::proxies_ready(&target, &cut).await?;
+        }
         let runtime = KubeRuntime::new(region.clone(), self.drill.clone(), zones, temporary);
         Ok((region, runtime, backend))
     }

@@ -97,6 +97,9 @@ pub fn temporary_zone_children(
 ) -> Result<ZoneChildren> {
     let mut with_zone = region.clone();
     with_zone.spec.zones.push(zone.clone());
+    // The region's Toxiproxy has no proxy for a drill's zone: it dials the
+    // source's leafnode Service directly.
+    with_zone.spec.leafnode.proxy = crate::api::LeafnodeProxy::None;
     let mut c = children::zone_children(&with_zone, zone, image, secrets)?;
     let owner = drill
         .controller_owner_ref(&())

@@ -140,6 +140,9 @@ pub fn region_children(
 /// peers find each other through the headless Service, mirror zones dial the
 /// source zone's leafnode Service, and the source advertises that Service
 /// (DESIGN.md fact 1: never its pods' own addresses, which would bypass a cut).
+/// With `leafnode.proxy: toxiproxy` mirror zones dial the region's Toxiproxy
+/// instead and the source advertises a refused port on it
+/// (`crate::operator::toxiproxy`).
 pub fn zone_addresses(region: &RegionMirror, zone: &ZoneSpec) -> ZoneAddresses {
     let ns = region.namespace().unwrap_or_default();
     let name = region.name_any();
@@ -153,10 +156,13 @@ pub fn zone_addresses(region: &RegionMirror, zone: &ZoneSpec) -> ZoneAddresses {
             monitor_port: MONITOR_PORT,
             leafnode_port: zone.is_source().then_some(LEAFNODE_PORT),
             leaf_advertise: zone.is_source().then(|| {
-                format!(
-                    "{}:{LEAFNODE_PORT}",
-                    names::leafnode_host(&ns, &name, &zone.name)
-                )
+                // Through a proxy: an address that refuses (see `toxiproxy`).
+                crate::operator::toxiproxy::source_advertise(region).unwrap_or_else(|| {
+                    format!(
+                        "{}:{LEAFNODE_PORT}",
+                        names::leafnode_host(&ns, &name, &zone.name)
+                    )
+                })
             }),
             store_dir: STORE_DIR.to_string(),
         })
@@ -172,10 +178,15 @@ pub fn zone_addresses(region: &RegionMirror, zone: &ZoneSpec) -> ZoneAddresses {
     // A managed mirror zone can only dial a managed source zone: an external
     // source's leafnode address is not known (planning then fails with NoLeafRemotes).
     let leaf_remotes = match source {
-        Some(s) if !zone.is_source() && s.external.is_none() => vec![format!(
-            "{}:{LEAFNODE_PORT}",
-            names::leafnode_host(&ns, &name, &s.name)
-        )],
+        // `leafnode.proxy: toxiproxy`: one proxy per source server.
+        Some(s) if !zone.is_source() && s.external.is_none() => {
+            crate::operator::toxiproxy::leaf_remotes(region, zone).unwrap_or_else(|| {
+                vec![format!(
+                    "{}:{LEAFNODE_PORT}",
+                    names::leafnode_host(&ns, &name, &s.name)
+                )]
+            })
+        }
         _ => vec![],
     };
     ZoneAddresses {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams};
@@ -74,6 +74,8 @@ pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown) {
         .owns(api::<ConfigMap>(&client, ns), children.clone())
         .owns(api::<Service>(&client, ns), children.clone())
         .owns(api::<PodDisruptionBudget>(&client, ns), children.clone())
+        // The Toxiproxy of `leafnode.proxy: toxiproxy`: ready → sync its proxies.
+        .owns(api::<Deployment>(&client, ns), children.clone())
         .owns(api::<Secret>(&client, ns), children)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, state)
@@ -233,6 +235,9 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
         let sts = apply::apply_zone(client, zone).await?;
         let ready = sts.status.and_then(|s| s.ready_replicas).unwrap_or(0);
         ready_replicas.insert(zone.zone.clone(), ready);
+    }
+    if let Some(problem) = crate::operator::toxiproxy::reconcile(client, region).await? {
+        warn(ctx, region, "ToxiproxyNotSynced", &problem).await;
     }
     let pruned = apply::prune(
         client,

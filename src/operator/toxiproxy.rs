@@ -1,0 +1,486 @@
+//! `spec.leafnode.proxy: toxiproxy`: the region's leafnode links run through
+//! a Toxiproxy the region owns (`<region>-toxiproxy`, Deployment + Service),
+//! so a `toxiproxy` drill can cut them by disabling proxies.
+//!
+//! One proxy per (managed mirror zone, source server), named
+//! `<region>-<zone>-s<i>` (what [`ToxiproxyBackend::adopt`] parses), listening
+//! on [`proxy_port`] and dialing that source server's own leafnode address
+//! through the headless Service. Mirror zone remotes list the proxies, one
+//! URL per source server, as they list the source servers without a proxy.
+//!
+//! The source servers advertise [`ADVERTISE_PORT`] on the Toxiproxy Service,
+//! a port no proxy ever listens on (DESIGN.md fact 1: a remote redials what
+//! the hub advertises, around any proxy). A remote that learns it gets a
+//! refused connection and keeps dialing its configured proxies. Advertising a
+//! source server's own proxy address instead would not hold: every source
+//! server has one proxy per mirror zone, and a cut of zone b must not leave b
+//! a path through zone c's proxy.
+//!
+//! Builders are pure; [`sync_proxies`] creates the proxies over the API, and
+//! [`reconcile`] applies (or removes) the objects and syncs.
+//!
+//! [`ToxiproxyBackend::adopt`]: crate::fault::ToxiproxyBackend::adopt
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
+    ServiceSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, DeleteParams};
+use kube::{Resource, ResourceExt};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::region::names::{self, LEAFNODE_PORT};
+use crate::api::{LeafnodeProxy, RegionMirror, ZoneSpec};
+use crate::operator::error::{Error, Result};
+use crate::operator::labels;
+
+/// Image of the per-region Toxiproxy.
+pub const TOXIPROXY_IMAGE: &str = "ghcr.io/shopify/toxiproxy:2.12.0";
+pub const TOXIPROXY_API_PORT: i32 = 8474;
+/// What the source servers advertise: on the Toxiproxy Service, never a proxy.
+pub const ADVERTISE_PORT: i32 = 17421;
+/// Mirror zone `k` (spec order, mirror zones only), source server `i` listens
+/// on `PROXY_BASE_PORT + 10 k + i` (a zone has at most 9 servers).
+pub const PROXY_BASE_PORT: i32 = 17422;
+
+pub fn toxiproxy_name(region: &str) -> String {
+    format!("{region}-toxiproxy")
+}
+
+/// `<region>-toxiproxy.<ns>.svc`.
+pub fn toxiproxy_host(namespace: &str, region: &str) -> String {
+    format!("{}.{namespace}.svc", toxiproxy_name(region))
+}
+
+/// The API URL of the region's Toxiproxy, from inside the cluster.
+pub fn api_url(namespace: &str, region: &str) -> String {
+    format!(
+        "http://{}:{TOXIPROXY_API_PORT}",
+        toxiproxy_host(namespace, region)
+    )
+}
+
+fn enabled(region: &RegionMirror) -> bool {
+    region.spec.leafnode.proxy == LeafnodeProxy::Toxiproxy
+}
+
+/// One proxy of the region's Toxiproxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxySpec {
+    /// `<region>-<zone>-s<source_server>`.
+    pub name: String,
+    pub zone: String,
+    pub source_server: i32,
+    pub port: i32,
+    /// `host:port` of the source server's leafnode listener.
+    pub upstream: String,
+}
+
+/// The port mirror zone `zone` dials to reach source server `i`.
+pub fn proxy_port(region: &RegionMirror, zone: &str, i: i32) -> Option<i32> {
+    region
+        .spec
+        .mirror_zones()
+        .position(|z| z.name == zone)
+        .map(|k| PROXY_BASE_PORT + 10 * k as i32 + i)
+}
+
+/// Every proxy the region needs: none unless `leafnode.proxy` is
+/// `toxiproxy`, and only between managed mirror zones and a managed source.
+pub fn proxies(region: &RegionMirror) -> Vec<ProxySpec> {
+    let ns = region.namespace().unwrap_or_default();
+    let name = region.name_any();
+    let Some(source) = region.spec.source_zone() else {
+        return Vec::new();
+    };
+    if !enabled(region) || source.external.is_some() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for zone in region.spec.mirror_zones().filter(|z| z.external.is_none()) {
+        for i in 0..source.servers.max(0) {
+            let Some(port) = proxy_port(region, &zone.name, i) else {
+                continue;
+            };
+            out.push(ProxySpec {
+                name: format!("{name}-{}-s{i}", zone.name),
+                zone: zone.name.clone(),
+                source_server: i,
+                port,
+                upstream: format!(
+                    "{}:{LEAFNODE_PORT}",
+                    names::pod_host(&ns, &name, &source.name, i)
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// Leafnode remotes (`host:port`, source server order) of mirror zone `zone`
+/// through the proxy; `None` when the zone does not dial through one.
+pub fn leaf_remotes(region: &RegionMirror, zone: &ZoneSpec) -> Option<Vec<String>> {
+    let host = toxiproxy_host(&region.namespace().unwrap_or_default(), &region.name_any());
+    let remotes: Vec<String> = proxies(region)
+        .into_iter()
+        .filter(|p| p.zone == zone.name)
+        .map(|p| format!("{host}:{}", p.port))
+        .collect();
+    (!remotes.is_empty()).then_some(remotes)
+}
+
+/// What the source servers advertise as their leafnode URL when the links run
+/// through the proxy; `None` otherwise.
+pub fn source_advertise(region: &RegionMirror) -> Option<String> {
+    if proxies(region).is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{}:{ADVERTISE_PORT}",
+        toxiproxy_host(&region.namespace().unwrap_or_default(), &region.name_any())
+    ))
+}
+
+fn toxiproxy_labels(region: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::NAME.to_string(), "toxiproxy".to_string()),
+        (labels::REGION.to_string(), region.to_string()),
+        (
+            labels::MANAGED_BY.to_string(),
+            labels::MANAGED_BY_VALUE.to_string(),
+        ),
+    ])
+}
+
+fn object_meta(namespace: &str, region: &str, owner: Option<OwnerReference>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(toxiproxy_name(region)),
+        namespace: Some(namespace.to_string()),
+        labels: Some(toxiproxy_labels(region)),
+        owner_references: owner.map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+/// The region's Toxiproxy Deployment: one replica. Proxies live in memory, so
+/// a restarted pod has none until the region controller creates them again.
+pub fn deployment(namespace: &str, region: &str, owner: Option<OwnerReference>) -> Deployment {
+    let labels = toxiproxy_labels(region);
+    Deployment {
+        metadata: object_meta(namespace, region, owner),
+        spec: DeploymentSpec {
+            replicas: Some(1),
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: "toxiproxy".into(),
+                        image: Some(TOXIPROXY_IMAGE.into()),
+                        args: Some(vec![
+                            "-host=0.0.0.0".into(),
+                            format!("-port={TOXIPROXY_API_PORT}"),
+                        ]),
+                        ports: Some(vec![ContainerPort {
+                            name: Some("api".into()),
+                            container_port: TOXIPROXY_API_PORT,
+                            ..Default::default()
+                        }]),
+                        readiness_probe: Some(Probe {
+                            http_get: Some(HTTPGetAction {
+                                path: Some("/version".into()),
+                                port: IntOrString::Int(TOXIPROXY_API_PORT),
+                                ..Default::default()
+                            }),
+                            period_seconds: Some(5),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// The Service in front of it: the API, the refused advertise port, and one
+/// port per proxy.
+pub fn service(
+    namespace: &str,
+    region: &str,
+    proxies: &[ProxySpec],
+    owner: Option<OwnerReference>,
+) -> Service {
+    let port = |name: String, port: i32| ServicePort {
+        name: Some(name),
+        port,
+        target_port: Some(IntOrString::Int(port)),
+        ..Default::default()
+    };
+    let mut ports = vec![
+        port("api".into(), TOXIPROXY_API_PORT),
+        // Nothing listens behind it: a learned leafnode URL that is refused.
+        port("leaf-advertise".into(), ADVERTISE_PORT),
+    ];
+    ports.extend(
+        proxies
+            .iter()
+            .map(|p| port(format!("leaf-{}", p.port), p.port)),
+    );
+    Service {
+        metadata: object_meta(namespace, region, owner),
+        spec: Some(ServiceSpec {
+            selector: Some(toxiproxy_labels(region)),
+            ports: Some(ports),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ProxyInfo {
+    listen: String,
+    upstream: String,
+}
+
+fn port_of(listen: &str) -> Option<i32> {
+    listen.rsplit_once(':')?.1.parse().ok()
+}
+
+/// Makes the proxies at `api` under `<prefix>-` match `plan`: creates the
+/// missing ones, recreates those whose port or upstream changed, deletes the
+/// rest. Never enables or disables one that is right: a drill may hold it cut.
+/// Returns what it did, for the log.
+pub async fn sync_proxies(
+    http: &reqwest::Client,
+    api: &str,
+    prefix: &str,
+    plan: &[ProxySpec],
+) -> std::result::Result<Vec<String>, String> {
+    let api = api.trim_end_matches('/');
+    let check = |op: String, r: reqwest::Result<reqwest::Response>| match r {
+        Ok(r) if r.status().is_success() => Ok(r),
+        Ok(r) => Err(format!("{op}: HTTP {}", r.status())),
+        Err(e) => Err(format!("{op}: {e}")),
+    };
+    let resp = check(
+        format!("list proxies at {api}"),
+        http.get(format!("{api}/proxies")).send().await,
+    )?;
+    let existing: BTreeMap<String, ProxyInfo> = resp
+        .json()
+        .await
+        .map_err(|e| format!("list proxies at {api}: {e}"))?;
+    let is_current = |name: &str| {
+        existing.get(name).is_some_and(|p| {
+            plan.iter().any(|want| {
+                want.name == name
+                    && port_of(&p.listen) == Some(want.port)
+                    && p.upstream == want.upstream
+            })
+        })
+    };
+    let ours = format!("{prefix}-");
+    let mut done = Vec::new();
+    for name in existing.keys() {
+        if name.starts_with(&ours) && !is_current(name) {
+            check(
+                format!("delete proxy {name}"),
+                http.delete(format!("{api}/proxies/{name}")).send().await,
+            )?;
+            done.push(format!("deleted {name}"));
+        }
+    }
+    for want in plan.iter().filter(|w| !is_current(&w.name)) {
+        let body = json!({
+            "name": want.name,
+            "listen": format!("0.0.0.0:{}", want.port),
+            "upstream": want.upstream,
+            "enabled": true,
+        });
+        check(
+            format!("create proxy {}", want.name),
+            http.post(format!("{api}/proxies")).json(&body).send().await,
+        )?;
+        done.push(format!("created {}", want.name));
+    }
+    Ok(done)
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("reqwest client without TLS builds")
+}
+
+/// With `leafnode.proxy: toxiproxy`: applies the Toxiproxy Deployment and
+/// Service and syncs the proxies. Without: deletes them if the region owns
+/// them. A Toxiproxy that does not answer before its pod is ready is not a
+/// failure (the mirror zones just cannot link until it does); one that is
+/// ready and still cannot be synced returns the problem, for an Event.
+pub async fn reconcile(client: &kube::Client, region: &RegionMirror) -> Result<Option<String>> {
+    let ns = region
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = region.name_any();
+    if !enabled(region) {
+        remove(client, &ns, region).await?;
+        return Ok(None);
+    }
+    let owner = region
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingField("metadata.uid"))?;
+    let plan = proxies(region);
+    let stored =
+        super::region::apply::apply(client, &deployment(&ns, &name, Some(owner.clone()))).await?;
+    super::region::apply::apply(client, &service(&ns, &name, &plan, Some(owner))).await?;
+    let ready = stored.status.and_then(|s| s.ready_replicas).unwrap_or(0) > 0;
+    match sync_proxies(&http(), &api_url(&ns, &name), &name, &plan).await {
+        Ok(done) => {
+            if !done.is_empty() {
+                tracing::info!(region = %name, ?done, "toxiproxy proxies synced");
+            }
+            Ok(None)
+        }
+        Err(e) if ready => Ok(Some(format!(
+            "the region's Toxiproxy is ready but its proxies cannot be synced, so the mirror zones cannot link: {e}"
+        ))),
+        Err(e) => {
+            tracing::debug!(region = %name, error = %e, "toxiproxy not ready yet");
+            Ok(None)
+        }
+    }
+}
+
+async fn remove(client: &kube::Client, ns: &str, region: &RegionMirror) -> Result<()> {
+    let name = toxiproxy_name(&region.name_any());
+    let uid = region.uid().unwrap_or_default();
+    delete_owned::<Deployment>(client, ns, &name, &uid).await?;
+    delete_owned::<Service>(client, ns, &name, &uid).await
+}
+
+async fn delete_owned<K>(client: &kube::Client, ns: &str, name: &str, uid: &str) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let kind = K::kind(&());
+    let Some(obj) = api
+        .get_metadata_opt(name)
+        .await
+        .map_err(|e| Error::kube(format!("read {kind} {ns}/{name}"), e))?
+    else {
+        return Ok(());
+    };
+    if !obj.owner_references().iter().any(|o| o.uid == uid) {
+        return Ok(());
+    }
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube(format!("delete {kind} {ns}/{name}"), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(proxy: &str) -> RegionMirror {
+        serde_json::from_value(json!({
+            "apiVersion": "natsregion.io/v1alpha1",
+            "kind": "RegionMirror",
+            "metadata": {"name": "east", "namespace": "ns", "uid": "u1"},
+            "spec": {
+                "stream": {"name": "EVENTS", "subjects": ["events.>"]},
+                "leafnode": {"proxy": proxy},
+                "zones": [
+                    {"name": "b", "role": "mirror"},
+                    {"name": "a", "role": "source", "servers": 2},
+                    {"name": "c-1", "role": "mirror"},
+                    {"name": "x", "role": "mirror", "domain": "x", "external": {"url": "nats://x:4222"}},
+                ],
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn one_proxy_per_managed_mirror_zone_and_source_server() {
+        let r = region("toxiproxy");
+        let p = proxies(&r);
+        assert_eq!(
+            p.iter()
+                .map(|p| (p.name.as_str(), p.port, p.upstream.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                ("east-b-s0", 17422, "east-a-0.east-a.ns.svc:7422"),
+                ("east-b-s1", 17423, "east-a-1.east-a.ns.svc:7422"),
+                ("east-c-1-s0", 17432, "east-a-0.east-a.ns.svc:7422"),
+                ("east-c-1-s1", 17433, "east-a-1.east-a.ns.svc:7422"),
+            ]
+        );
+        let svc = service("ns", "east", &p, None);
+        let ports: Vec<i32> = svc
+            .spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(ports, [8474, ADVERTISE_PORT, 17422, 17423, 17432, 17433]);
+        assert!(
+            !p.iter().any(|p| p.port == ADVERTISE_PORT),
+            "nothing listens behind the advertised port"
+        );
+        let d = deployment("ns", "east", None);
+        assert_eq!(svc.spec.unwrap().selector, d.spec.selector.match_labels);
+        assert!(proxies(&region("none")).is_empty());
+    }
+
+    #[test]
+    fn remotes_point_at_the_proxy_and_the_advertise_does_not_bypass_it() {
+        let r = region("toxiproxy");
+        let b = r.spec.zone("b").unwrap();
+        assert_eq!(
+            leaf_remotes(&r, b).unwrap(),
+            ["east-toxiproxy.ns.svc:17422", "east-toxiproxy.ns.svc:17423"]
+        );
+        // A drill's temporary zone has no proxy: it dials the source directly.
+        let mut joiner = b.clone();
+        joiner.name = "joiner".into();
+        assert_eq!(leaf_remotes(&r, &joiner), None);
+        assert_eq!(
+            source_advertise(&r).unwrap(),
+            format!("east-toxiproxy.ns.svc:{ADVERTISE_PORT}")
+        );
+        let r = region("none");
+        assert_eq!(leaf_remotes(&r, r.spec.zone("b").unwrap()), None);
+        assert_eq!(source_advertise(&r), None);
+    }
+}
