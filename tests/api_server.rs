@@ -7,12 +7,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Resource, ResourceExt};
 use natsregion::api::conditions::{Desired, upsert};
 use natsregion::api::validate::{self, SpecError, msg};
@@ -26,41 +24,9 @@ use serde_json::json;
 const MANAGER: &str = "natsregion";
 
 async fn plane_with_crds() -> (ControlPlane, Client) {
-    let started = Instant::now();
-    let plane = ControlPlane::start()
+    ControlPlane::start_with_crds()
         .await
-        .unwrap_or_else(|e| panic!("control plane: {e}"));
-    eprintln!(
-        "control plane ready in {:?} at {}",
-        started.elapsed(),
-        plane.url()
-    );
-    let client = plane.client().await.expect("client");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    for file in [
-        "regionmirrors.natsregion.io.yaml",
-        "partitiondrills.natsregion.io.yaml",
-    ] {
-        let text = std::fs::read_to_string(dir.join(file)).expect("read checked-in CRD");
-        let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&text).expect("CRD parses");
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("apply {file}: {e}"));
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("{name} not Established within 30s"))
-        .expect("watch CRD");
-    }
-    (plane, client)
+        .unwrap_or_else(|e| panic!("control plane with CRDs: {e}"))
 }
 
 fn base_region() -> RegionMirror {

@@ -12,10 +12,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use natsregion::api::{Claim, DrillPhase, PartitionDrill, RegionMirror, Verdict};
 use natsregion::cli::local_drill::LocalRuntime;
@@ -41,38 +39,11 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 const NS: &str = "default";
-const MANAGER: &str = "natsregion";
 
 async fn plane_with_crds() -> (ControlPlane, Client) {
-    let plane = ControlPlane::start()
+    ControlPlane::start_with_crds()
         .await
-        .unwrap_or_else(|e| panic!("control plane: {e}"));
-    let client = plane.client().await.expect("client");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    for file in [
-        "regionmirrors.natsregion.io.yaml",
-        "partitiondrills.natsregion.io.yaml",
-    ] {
-        let text = std::fs::read_to_string(dir.join(file)).expect("read checked-in CRD");
-        let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&text).expect("CRD parses");
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("apply {file}: {e}"));
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("{name} not Established within 30s"))
-        .expect("watch CRD");
-    }
-    (plane, client)
+        .unwrap_or_else(|e| panic!("control plane with CRDs: {e}"))
 }
 
 /// Local zones a (source) and b (mirror), 1 server each, leafnode links

@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
 use natsregion::api::{DrillPhase, PartitionDrill, RegionMirror, Toxic, ToxicType};
 use natsregion::fault::{FaultBackend, ToxiproxyBackend};
@@ -27,35 +25,9 @@ use serde_json::json;
 const NS: &str = "default";
 
 async fn plane_with_crds() -> (ControlPlane, Client) {
-    let plane = ControlPlane::start()
+    ControlPlane::start_with_crds()
         .await
-        .unwrap_or_else(|e| panic!("control plane: {e}"));
-    let client = plane.client().await.expect("client");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    for file in [
-        "regionmirrors.natsregion.io.yaml",
-        "partitiondrills.natsregion.io.yaml",
-    ] {
-        let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&text).unwrap();
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply("natsregion").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .expect("apply CRD");
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .expect("CRD Established within 30s")
-        .expect("watch CRD");
-    }
-    (plane, client)
+        .unwrap_or_else(|e| panic!("control plane with CRDs: {e}"))
 }
 
 async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Result<T, String>) -> T {

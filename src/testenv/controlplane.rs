@@ -228,6 +228,14 @@ impl ControlPlane {
 
     /// A new client for this API server, authenticated as [`ADMIN_USER`].
     /// Each call builds its own client so it can be used from any tokio runtime.
+    /// A control plane with both natsregion CRDs installed and served.
+    pub async fn start_with_crds() -> Result<(ControlPlane, Client), Error> {
+        let plane = ControlPlane::start().await?;
+        let client = plane.client().await?;
+        super::install_natsregion_crds(&client).await?;
+        Ok((plane, client))
+    }
+
     pub async fn client(&self) -> Result<Client, Error> {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
         let config =

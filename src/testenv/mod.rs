@@ -41,6 +41,8 @@ pub enum Error {
     Kubeconfig(#[from] kube::config::KubeconfigError),
     #[error(transparent)]
     Kube(#[from] kube::Error),
+    #[error("CRD {name} could not be installed: {reason}")]
+    CrdNotEstablished { name: String, reason: String },
 }
 
 impl Error {
@@ -61,4 +63,52 @@ impl Error {
             _ => false,
         }
     }
+}
+
+/// Server-side applies `crd` and waits until the API server serves it.
+pub async fn install_crd(
+    client: &kube::Client,
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Result<(), Error> {
+    use kube::ResourceExt;
+    use kube::api::{Api, Patch, PatchParams};
+    use kube::runtime::wait::{await_condition, conditions};
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    let name = crd.name_any();
+    crds.patch(
+        &name,
+        &PatchParams::apply(crate::operator::FIELD_MANAGER).force(),
+        &Patch::Apply(crd),
+    )
+    .await?;
+    match tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Error::CrdNotEstablished {
+            name,
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(Error::CrdNotEstablished {
+            name,
+            reason: "not Established within 30s".into(),
+        }),
+    }
+}
+
+/// Installs both natsregion CRDs exactly as `crds/` holds them (the unit test
+/// `checked_in_crds_match_the_rust_types` keeps the two identical).
+pub async fn install_natsregion_crds(client: &kube::Client) -> Result<(), Error> {
+    for (file, yaml) in crate::api::crd_files() {
+        let crd = serde_yaml_ng::from_str(&yaml).map_err(|e| Error::CrdNotEstablished {
+            name: file.to_string(),
+            reason: e.to_string(),
+        })?;
+        install_crd(client, &crd).await?;
+    }
+    Ok(())
 }
