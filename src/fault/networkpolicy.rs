@@ -47,7 +47,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use tokio::task::JoinHandle;
 
-use super::{FaultBackend, FaultError, Network, ZoneHost};
+use super::{DirectNetwork, FaultBackend, FaultError, Network, ZoneHost};
 use crate::api::FaultRecord;
 use crate::operator::{FIELD_MANAGER, labels};
 
@@ -301,26 +301,26 @@ fn err(op: &str, e: impl std::fmt::Display) -> FaultError {
     }
 }
 
+// In a cluster the zones run in their pods; placement and links are the
+// region controller's business, so this backend places nothing itself.
 impl Network for NetworkPolicyBackend {
-    // In a cluster the zones run in their pods; placement and links are the
-    // region controller's business, not the backend's.
-    fn prepare_zone<'a>(&'a self, _zone: &'a str) -> BoxFuture<'a, Result<ZoneHost, FaultError>> {
-        Box::pin(async { Ok(ZoneHost::loopback()) })
+    fn prepare_zone<'a>(&'a self, zone: &'a str) -> BoxFuture<'a, Result<ZoneHost, FaultError>> {
+        DirectNetwork.prepare_zone(zone)
     }
     fn leaf_route<'a>(
         &'a self,
-        _zone: &'a str,
-        _source_server: usize,
+        zone: &'a str,
+        source_server: usize,
         upstream: std::net::SocketAddr,
     ) -> BoxFuture<'a, Result<std::net::SocketAddr, FaultError>> {
-        Box::pin(async move { Ok(upstream) })
+        Box::pin(async move {
+            DirectNetwork
+                .leaf_route(zone, source_server, upstream)
+                .await
+        })
     }
-    fn leaf_advertise(
-        &self,
-        _source_server: usize,
-        _listen: std::net::SocketAddr,
-    ) -> Option<String> {
-        None
+    fn leaf_advertise(&self, source_server: usize, listen: std::net::SocketAddr) -> Option<String> {
+        DirectNetwork.leaf_advertise(source_server, listen)
     }
 }
 
