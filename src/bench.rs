@@ -5,6 +5,11 @@
 //! 2. Publishing: the drill's `Producer` against a plain async-nats loop with
 //!    the same ack window, alternating, on the same local 3-server zone.
 //! 3. Catch-up after heal for two leafnode reconnect intervals (real drills).
+//!
+//! `natsregion bench operator` (module [`operator`]) measures the operator
+//! under N RegionMirrors against a real API server instead.
+
+pub mod operator;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -169,6 +174,11 @@ pub fn synthetic(n: usize) -> (SentLog, Vec<Read>) {
 /// A `VmXXX:  1234 kB` figure of this process, in KiB.
 fn proc_status_kib(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_field_kib(&status, key)
+}
+
+/// The `key:  1234 kB` figure of a `/proc/<pid>/status` text, in KiB.
+fn status_field_kib(status: &str, key: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
