@@ -21,9 +21,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::{ServiceCIDR, ServiceCIDRSpec};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -300,30 +298,6 @@ fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
 
 // ------------------------------------------------------------ the cluster
 
-async fn install_crds(client: &Client) -> Result<(), BenchError> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for (file, yaml) in crate::api::crd_files() {
-        let crd: CustomResourceDefinition =
-            serde_yaml_ng::from_str(&yaml).map_err(|e| BenchError(format!("{file}: {e}")))?;
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .map_err(|e| BenchError(format!("apply CRD {name}: {e}")))?;
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .map_err(|_| BenchError(format!("{name} not Established within 60 s")))?
-        .map_err(|e| BenchError(format!("watch CRD {name}: {e}")))?;
-    }
-    Ok(())
-}
-
 /// The test API server's service range is a /24 (254 ClusterIPs), and every
 /// region takes 4 (3 client Services and the leafnode one): a second range is
 /// added as a ServiceCIDR, marked Ready here as kube-controller-manager would
@@ -530,7 +504,9 @@ pub async fn run(opts: &OperatorBenchOptions) -> Result<OperatorFigures, BenchEr
         "control plane ready in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    install_crds(&client).await?;
+    crate::testenv::install_natsregion_crds(&client)
+        .await
+        .map_err(|e| BenchError(e.to_string()))?;
     widen_service_ips(&client).await?;
     Api::<Namespace>::all(client.clone())
         .create(
