@@ -103,6 +103,22 @@ async fn a_proxy_without_the_advertise_fix_is_caught_by_the_isolation_proof() {
     assert_eq!(report.status.verdict, Verdict::Failed);
 }
 
+/// The drill's fault backend and a region of local zones wired through it.
+async fn start_region(
+    region: &RegionMirror,
+    drill: &PartitionDrill,
+) -> (LocalFaults, LocalRuntime) {
+    let faults = LocalFaults::start(drill, true).await.expect("toxiproxy");
+    let local = LocalRegion::start(
+        &region.spec,
+        faults.network(),
+        LocalRegionOptions::default(),
+    )
+    .await
+    .expect("region");
+    (faults, LocalRuntime::new(local))
+}
+
 /// Starts a region with streams provisioned by the test, then runs the engine
 /// without provisioning; `tamper` runs at the start of the named step.
 async fn run_custom(
@@ -112,15 +128,7 @@ async fn run_custom(
     tamper_at: Option<(&'static str, Tamper)>,
     prefill: u64,
 ) -> engine::DrillReport {
-    let faults = LocalFaults::start(drill, true).await.expect("toxiproxy");
-    let local = LocalRegion::start(
-        &region.spec,
-        faults.network(),
-        LocalRegionOptions::default(),
-    )
-    .await
-    .expect("region");
-    let runtime = LocalRuntime::new(local);
+    let (faults, runtime) = start_region(region, drill).await;
     let zones = runtime.zones();
     let settings = ConnectSettings::default();
     for z in &zones {
@@ -257,15 +265,7 @@ async fn messages_a_zone_never_got_are_lost_with_their_ids() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_source_stream_is_refused_naming_the_field() {
     let (region, drill) = spec(None, false);
-    let faults = LocalFaults::start(&drill, true).await.expect("toxiproxy");
-    let local = LocalRegion::start(
-        &region.spec,
-        faults.network(),
-        LocalRegionOptions::default(),
-    )
-    .await
-    .expect("region");
-    let runtime = LocalRuntime::new(local);
+    let (faults, runtime) = start_region(&region, &drill).await;
     let opts = EngineOptions {
         provision: false,
         ..Default::default()
@@ -383,15 +383,7 @@ impl Observer for AbortOnFault {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abort_in_the_middle_of_a_partition_heals_it() {
     let (region, drill) = spec(None, false);
-    let faults = LocalFaults::start(&drill, true).await.expect("toxiproxy");
-    let local = LocalRegion::start(
-        &region.spec,
-        faults.network(),
-        LocalRegionOptions::default(),
-    )
-    .await
-    .expect("region");
-    let runtime = LocalRuntime::new(local);
+    let (faults, runtime) = start_region(&region, &drill).await;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let observer = AbortOnFault(tx);
     let opts = EngineOptions {
