@@ -292,10 +292,11 @@ pub enum StateError {
     NoAnswer { stream: String, reason: String },
 }
 
-/// The stream's last sequence in the zone behind `js`.
-pub async fn last_seq(js: &Context, stream: &str) -> Result<u64, StateError> {
+/// Stream info for `stream` in the zone behind `js`, with every way of not
+/// getting it as a `StateError`.
+async fn stream_info(js: &Context, stream: &str) -> Result<api::StreamInfo, StateError> {
     match api::stream_info(js, stream).await {
-        Ok(Ok(Some(found))) => Ok(found.info.state.last_sequence),
+        Ok(Ok(Some(found))) => Ok(found),
         Ok(Ok(None)) => Err(StateError::StreamMissing {
             stream: stream.to_string(),
         }),
@@ -308,6 +309,11 @@ pub async fn last_seq(js: &Context, stream: &str) -> Result<u64, StateError> {
             reason: e.to_string(),
         }),
     }
+}
+
+/// The stream's last sequence in the zone behind `js`.
+pub async fn last_seq(js: &Context, stream: &str) -> Result<u64, StateError> {
+    Ok(stream_info(js, stream).await?.info.state.last_sequence)
 }
 
 /// One mirror as its own zone sees it.
@@ -323,28 +329,16 @@ pub struct MirrorView {
 /// The mirror stream `stream` in the zone behind `js`; `StateError::Api` when
 /// the stream there is not a mirror.
 pub async fn mirror_view(js: &Context, stream: &str) -> Result<MirrorView, StateError> {
-    match api::stream_info(js, stream).await {
-        Ok(Ok(Some(found))) => match &found.info.mirror {
-            Some(mirror) => Ok(MirrorView {
-                last_seq: found.info.state.last_sequence,
-                active: mirror.active,
-                error: found.mirror_error().map(|e| e.description),
-            }),
-            None => Err(StateError::Api {
-                stream: stream.to_string(),
-                reason: "the stream is not a mirror".to_string(),
-            }),
-        },
-        Ok(Ok(None)) => Err(StateError::StreamMissing {
-            stream: stream.to_string(),
+    let found = stream_info(js, stream).await?;
+    match &found.info.mirror {
+        Some(mirror) => Ok(MirrorView {
+            last_seq: found.info.state.last_sequence,
+            active: mirror.active,
+            error: found.mirror_error().map(|e| e.description),
         }),
-        Ok(Err(e)) => Err(StateError::Api {
+        None => Err(StateError::Api {
             stream: stream.to_string(),
-            reason: e.to_string(),
-        }),
-        Err(e) => Err(StateError::NoAnswer {
-            stream: stream.to_string(),
-            reason: e.to_string(),
+            reason: "the stream is not a mirror".to_string(),
         }),
     }
 }
