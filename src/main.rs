@@ -39,6 +39,10 @@ enum Command {
         /// Keep the zones' configs, logs and stores for a post-mortem.
         #[arg(long)]
         keep_dirs: bool,
+        /// Run the drill N times on one region and print the pass rate and
+        /// the catch-up distribution (--report then holds the summary).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        repeat: u32,
     },
     /// Measure the checker, the producer and catch-up after heal; prints figures.
     #[command(args_conflicts_with_subcommands = true)]
@@ -227,6 +231,7 @@ fn main() -> ExitCode {
             file,
             report,
             keep_dirs,
+            repeat,
         } => {
             if !local {
                 eprintln!(
@@ -239,12 +244,18 @@ fn main() -> ExitCode {
                 report,
                 keep_dirs,
                 progress: true,
+                repeat,
             };
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             match runtime.block_on(natsregion::cli::local_drill::run(&opts)) {
-                Ok(report) => {
-                    println!("{}", natsregion::drill::report::table(&report));
-                    if report.passed() {
+                Ok(reports) => {
+                    if let [report] = reports.as_slice() {
+                        println!("{}", natsregion::drill::report::table(report));
+                    } else {
+                        let summary = natsregion::drill::campaign::CampaignSummary::of(&reports);
+                        println!("{}", summary.table());
+                    }
+                    if reports.iter().all(|r| r.passed()) {
                         ExitCode::SUCCESS
                     } else {
                         ExitCode::from(1)

@@ -74,13 +74,33 @@ async fn a_healthy_region_passes_all_four_claims() {
             .count(),
         4
     );
+    // Five produce phases of 300: produce, pause-consumer, build-backlog, and
+    // one each during the partition and after the join.
     assert_eq!(
         (s.totals.attempted, s.totals.acked, s.totals.lost),
-        (1200, 1200, 0)
+        (1500, 1500, 0)
     );
     assert!(s.totals.catch_up_seconds.is_some());
     assert!(s.faults.iter().all(|f| f.healed_at.is_some()));
     assert_eq!(report.timeline.partitions.len(), 1);
+    // Claim 1 rests on consumption in the cut zone, not only on "no errors":
+    // b drained the 300-message backlog while cut off.
+    let p = &report.evidence.partitions[0];
+    assert_eq!(p.backlog.get("b"), Some(&300), "{p:?}");
+    assert!(p.reads_during["b"] >= 300, "{p:?}");
+    let c1 = claim(&s.claims, Claim::LocalConsumption);
+    assert!(
+        c1.evidence["cutZonesReadDuring"].contains("b: 300 of backlog 300"),
+        "{c1:?}"
+    );
+    // Lag means one thing per cause: the joining zone's backfill is not the cut's.
+    assert!(
+        s.totals.max_lag > 0 && s.totals.max_lag <= 300,
+        "{:?}",
+        s.totals
+    );
+    let run = s.run.as_ref().expect("run scope");
+    assert_eq!(run.first_sequence, run.held_before + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,10 +176,13 @@ async fn run_custom(
     }
     let observer = TamperObserver {
         at: tamper_at,
-        source: zones[0].endpoint.clone(),
+        zones: zones.iter().map(|z| z.endpoint.clone()).collect(),
+        toxiproxy_pid: faults.toxiproxy_pid(),
     };
+    // A fixed writer keeps the ids in these tests' messages predictable.
     let opts = EngineOptions {
         provision: false,
+        writer: Some(1),
         ..Default::default()
     };
     let report = engine::run(
@@ -175,11 +198,19 @@ async fn run_custom(
     report
 }
 
-type Tamper = fn(&async_nats::jetstream::Context) -> futures::future::BoxFuture<'_, ()>;
+/// What a test may tamper with from inside a drill: every zone's JetStream
+/// (by zone name) and the Toxiproxy process.
+struct Scene {
+    zones: std::collections::BTreeMap<String, async_nats::jetstream::Context>,
+    toxiproxy_pid: Option<u32>,
+}
+
+type Tamper = fn(&Scene) -> futures::future::BoxFuture<'_, ()>;
 
 struct TamperObserver {
     at: Option<(&'static str, Tamper)>,
-    source: natsregion::nats::connect::ZoneEndpoint,
+    zones: Vec<natsregion::nats::connect::ZoneEndpoint>,
+    toxiproxy_pid: Option<u32>,
 }
 
 impl Observer for TamperObserver {
@@ -190,16 +221,35 @@ impl Observer for TamperObserver {
         if step.name() != name {
             return;
         }
-        let endpoint = self.source.clone();
+        let (endpoints, toxiproxy_pid) = (self.zones.clone(), self.toxiproxy_pid);
         // The engine calls observers synchronously; the test's tampering is async.
         tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(async move {
-                let conn = connect(&endpoint, &ConnectSettings::default())
-                    .await
-                    .expect("connect");
-                tamper(&conn.js).await;
+                let mut zones = std::collections::BTreeMap::new();
+                for e in &endpoints {
+                    let conn = connect(e, &ConnectSettings::default())
+                        .await
+                        .expect("connect");
+                    zones.insert(e.zone.clone(), conn.js);
+                }
+                tamper(&Scene {
+                    zones,
+                    toxiproxy_pid,
+                })
+                .await;
             })
         });
+    }
+}
+
+/// Deletes stored messages `seqs` from `zone`'s stream.
+async fn delete_stored(scene: &Scene, zone: &str, seqs: &[u64]) {
+    let stream = scene.zones[zone]
+        .get_stream("EVENTS")
+        .await
+        .expect("stream");
+    for &seq in seqs {
+        stream.delete_message(seq).await.expect("message deleted");
     }
 }
 
@@ -234,14 +284,7 @@ async fn messages_a_zone_never_got_are_lost_with_their_ids() {
     );
     // While zone b is cut off, three messages of the partition phase vanish from
     // the source before the mirror could copy them: b never delivers them.
-    let tamper: Tamper = |js| {
-        Box::pin(async move {
-            let stream = js.get_stream("EVENTS").await.expect("source stream");
-            for seq in [350, 420, 555] {
-                stream.delete_message(seq).await.expect("message deleted");
-            }
-        })
-    };
+    let tamper: Tamper = |scene| Box::pin(delete_stored(scene, "a", &[350, 420, 555]));
     let report = run_custom(&region, &drill, None, Some(("heal", tamper)), 0).await;
     let c2 = claim(&report.status.claims, Claim::NoLossAfterHeal);
     assert_eq!(
@@ -260,6 +303,102 @@ async fn messages_a_zone_never_got_are_lost_with_their_ids() {
         .find(|z| z.zone == "a")
         .expect("zone a checked");
     assert_eq!(a.lost, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_removed_from_a_mirrors_storage_after_they_were_read_fail_claim_two() {
+    let (region, drill) = spec(
+        Some("produce, partition, produce, heal, wait-for-catch-up, verify"),
+        false,
+    );
+    // By the verify step zone b's consumer has long read the first phase;
+    // then two of those messages vanish from b's stored stream.
+    let tamper: Tamper = |scene| Box::pin(delete_stored(scene, "b", &[5, 6]));
+    let report = run_custom(&region, &drill, None, Some(("verify", tamper)), 0).await;
+    let table = natsregion::drill::report::table(&report);
+    let c2 = claim(&report.status.claims, Claim::NoLossAfterHeal);
+    assert_eq!(c2.verdict, Verdict::Failed, "{table}");
+    assert!(
+        c2.message.contains("zone b's stored stream lacks 2 of 600")
+            && c2.message.contains("seq 5 (1-5), seq 6 (1-6)"),
+        "{}",
+        c2.message
+    );
+    // What the consumers read was complete: only the audit can see this.
+    assert!(report.evidence.zones.iter().all(|z| z.lost == 0), "{table}");
+    assert_eq!(report.status.totals.stored_missing, 2);
+    let a = report
+        .evidence
+        .stored
+        .iter()
+        .find(|a| a.zone == "a")
+        .expect("source audited");
+    assert!(a.clean(), "{a:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_timeout_still_heals_checks_and_names_lost_ids() {
+    let (region, mut drill) = spec(
+        Some("produce, partition, produce, pause-consumer, heal, wait-for-catch-up, verify"),
+        false,
+    );
+    // pause-consumer first waits for the mirrors, which the cut holds back:
+    // longer than the 5 s step timeout. Three partition-phase messages vanish
+    // from the source before b could copy them.
+    drill.spec.timeouts.step_seconds = 5;
+    let tamper: Tamper = |scene| Box::pin(delete_stored(scene, "a", &[350, 420, 555]));
+    let report = run_custom(&region, &drill, None, Some(("pause-consumer", tamper)), 0).await;
+    let table = natsregion::drill::report::table(&report);
+    let s = &report.status;
+    let message = s.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("step pause-consumer did not finish within 5s"),
+        "{table}"
+    );
+    // The wrap-up healed, measured catch-up and ran the final check.
+    let p = &report.evidence.partitions[0];
+    assert!(p.healed && p.closed_after.is_some(), "{p:?}");
+    assert!(
+        p.mirror_before_heal.contains_key("b"),
+        "observed, not guessed: {p:?}"
+    );
+    assert!(s.faults.iter().all(|f| f.healed_at.is_some()));
+    let c2 = claim(&s.claims, Claim::NoLossAfterHeal);
+    assert_eq!(c2.verdict, Verdict::Failed, "{table}");
+    assert!(c2.message.contains("1-350, 1-420, 1-555"), "{}", c2.message);
+    // No claim quotes a value nobody read.
+    let c1 = claim(&s.claims, Claim::LocalConsumption);
+    assert!(!c1.message.contains("leaked"), "{table}");
+    assert_eq!(s.phase, DrillPhase::Failed, "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heal_that_fails_is_never_recorded_as_healed() {
+    let (region, drill) = spec(
+        Some("produce, partition, produce, heal, wait-for-catch-up, verify"),
+        false,
+    );
+    // The proxy server dies while the cut holds: nothing can re-enable it.
+    let tamper: Tamper = |scene| {
+        Box::pin(async move {
+            let pid = scene.toxiproxy_pid.expect("toxiproxy backend") as i32;
+            // SAFETY: kill(2) on the test's own child process.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        })
+    };
+    let report = run_custom(&region, &drill, None, Some(("heal", tamper)), 0).await;
+    let table = natsregion::drill::report::table(&report);
+    let s = &report.status;
+    assert!(!s.faults.is_empty(), "{table}");
+    assert!(
+        s.faults.iter().all(|f| f.healed_at.is_none()),
+        "a restarted operator must still see the cut as open: {table}"
+    );
+    let p = &report.evidence.partitions[0];
+    assert!(!p.healed && p.heal_error.is_some(), "{p:?}");
+    let c2 = claim(&s.claims, Claim::NoLossAfterHeal);
+    assert!(c2.message.contains("was not healed"), "{}", c2.message);
+    assert_eq!(s.verdict, Verdict::Failed, "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -414,4 +553,100 @@ async fn an_abort_in_the_middle_of_a_partition_heals_it() {
         report.status.faults
     );
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Runs the drill on a region already running, as a scheduled or repeated
+/// drill does.
+async fn run_on(
+    region: &RegionMirror,
+    drill: &PartitionDrill,
+    faults: &LocalFaults,
+    runtime: &LocalRuntime,
+    writer: Option<u32>,
+) -> engine::DrillReport {
+    let opts = EngineOptions {
+        writer,
+        ..Default::default()
+    };
+    engine::run(
+        region,
+        drill,
+        runtime,
+        faults.backend.as_ref(),
+        &engine::Silent,
+        opts,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_back_to_back_on_one_region_each_judge_only_their_own_messages() {
+    let (mut region, drill) = spec(
+        Some(
+            "produce, partition, produce, heal, wait-for-catch-up, add-temporary-zone, produce, verify",
+        ),
+        false,
+    );
+    region.spec.stream.duplicate_window_seconds = 15;
+    let (faults, runtime) = start_region(&region, &drill).await;
+    let first = run_on(&region, &drill, &faults, &runtime, None).await;
+    // Inside the stream's duplicate window of the first run's ids.
+    let second = run_on(&region, &drill, &faults, &runtime, None).await;
+    tokio::time::sleep(std::time::Duration::from_secs(16)).await;
+    let third = run_on(&region, &drill, &faults, &runtime, None).await;
+    runtime.into_inner().stop().await.expect("region stops");
+    let mut held = 0;
+    let mut writers = std::collections::BTreeSet::new();
+    for (i, r) in [&first, &second, &third].into_iter().enumerate() {
+        let table = natsregion::drill::report::table(r);
+        assert_eq!(r.status.verdict, Verdict::Passed, "run {}: {table}", i + 1);
+        let scope = r.status.run.as_ref().expect("run scope");
+        assert!(writers.insert(scope.writer), "each run writes as itself");
+        assert_eq!(
+            scope.held_before,
+            held,
+            "run {} starts after the last",
+            i + 1
+        );
+        // Each run judged exactly its own 900 messages, and saw no other.
+        for z in &r.evidence.zones {
+            assert_eq!((z.expected, z.read, z.foreign), (900, 900, 0), "{z:?}");
+        }
+        let a = r
+            .evidence
+            .stored
+            .iter()
+            .find(|a| a.zone == "a")
+            .expect("audit");
+        assert_eq!(a.before_run, held as u64, "{a:?}");
+        held += 900;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_reuses_a_writer_inside_the_duplicate_window_fails_instead_of_judging_old_messages()
+ {
+    let (region, mut drill) = spec(
+        Some("produce, partition, produce, heal, wait-for-catch-up, verify"),
+        false,
+    );
+    drill.spec.timeouts.step_seconds = 5;
+    let (faults, runtime) = start_region(&region, &drill).await;
+    let first = run_on(&region, &drill, &faults, &runtime, Some(7)).await;
+    let second = run_on(&region, &drill, &faults, &runtime, Some(7)).await;
+    runtime.into_inner().stop().await.expect("region stops");
+    assert_eq!(first.status.verdict, Verdict::Passed);
+    // The stream drops the repeated ids as duplicates and acks the first
+    // run's sequences: nothing of the second run is stored at or after its
+    // start, so its first phase never reaches its consumers (the step times
+    // out) and the final check names the loss instead of passing on old messages.
+    let table = natsregion::drill::report::table(&second);
+    assert_eq!(second.status.verdict, Verdict::Failed, "{table}");
+    let c2 = claim(&second.status.claims, Claim::NoLossAfterHeal);
+    assert_eq!(c2.verdict, Verdict::Failed, "{table}");
+    assert!(
+        c2.message.contains("zone b lost 300 of 300"),
+        "{}",
+        c2.message
+    );
 }

@@ -12,7 +12,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use natsregion::api::{Claim, DrillPhase, PartitionDrill, RegionMirror, Verdict};
@@ -221,6 +221,23 @@ impl World {
             .collect()
     }
 
+    /// Changes the source stream's duplicate window in place.
+    async fn set_duplicate_window(&self, window: Duration) {
+        let source = self
+            .runtime
+            .zones()
+            .into_iter()
+            .find(|z| z.name() == "a")
+            .expect("source zone");
+        let conn = connect(&source.endpoint, &ConnectSettings::default())
+            .await
+            .expect("connect");
+        let mut stream = conn.js.get_stream("EVENTS").await.expect("stream");
+        let mut config = stream.info().await.expect("info").config.clone();
+        config.duplicate_window = window;
+        conn.js.update_stream(config).await.expect("window changed");
+    }
+
     async fn create_drill(&self, name: &str, spec: serde_json::Value) -> Api<PartitionDrill> {
         let drills: Api<PartitionDrill> = Api::namespaced(self.client.clone(), NS);
         let mut spec = spec;
@@ -348,7 +365,7 @@ async fn drills_end_with_verdicts_in_status() {
     );
     assert_eq!(
         (s.totals.attempted, s.totals.acked, s.totals.lost),
-        (1200, 1200, 0)
+        (1500, 1500, 0)
     );
     assert!(!s.faults.is_empty() && s.faults.iter().all(|f| f.healed_at.is_some()));
     assert_eq!(s.history.len(), 1);
@@ -888,41 +905,63 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
 async fn a_scheduled_drill_runs_again_and_keeps_bounded_history() {
     let (_plane, client) = plane_with_crds().await;
     let world = World::start(client.clone(), "east", None).await;
+    // Runs start now and on the next two minute boundaries. A duplicate window
+    // longer than the wait for the second run and shorter than the gap from the
+    // first run's last message to the third run puts run 2 inside the first
+    // run's window and run 3 after it.
+    let to_second = 60 - jiff::Timestamp::now().as_second().rem_euclid(60);
+    let window = Duration::from_secs(to_second as u64 + 20);
+    world.set_duplicate_window(window).await;
     let operator = start_operator(&client, world.settings());
-    let mut spec = small_drill(3, Some("verify"));
+    let mut spec = small_drill(3, None);
     spec["schedule"] = json!("* * * * *");
-    spec["historyLimit"] = json!(1);
+    spec["historyLimit"] = json!(2);
     let drills = world.create_drill("cron", spec).await;
-    let d = wait_for(
-        &drills,
-        "cron",
-        Duration::from_secs(60),
-        "the first run",
-        finished,
-    )
-    .await;
-    let s = d.status.clone().unwrap();
-    let first = s.last_schedule_time.clone().expect("lastScheduleTime");
-    assert_eq!(s.history.len(), 1, "{}", show(&d));
-    // The next minute boundary starts the second run.
-    let d = wait_for(
-        &drills,
-        "cron",
-        Duration::from_secs(90),
-        "the second run",
-        |d| {
+    let mut scopes = Vec::new();
+    let mut last: Option<Time> = None;
+    for run in ["the first run", "the second run", "the third run"] {
+        let d = wait_for(&drills, "cron", Duration::from_secs(100), run, |d| {
             finished(d)
                 && d.status
                     .as_ref()
                     .and_then(|s| s.last_schedule_time.as_ref())
-                    .is_some_and(|t| *t != first)
-        },
-    )
-    .await;
+                    .is_some_and(|t| Some(t) != last.as_ref())
+        })
+        .await;
+        let s = d.status.clone().unwrap();
+        assert_eq!(s.verdict, Verdict::Passed, "{run}: {}", show(&d));
+        // Each run judged its own 1500 messages, none of an earlier run's.
+        assert_eq!(
+            (s.totals.acked, s.totals.lost),
+            (1500, 0),
+            "{run}: {}",
+            show(&d)
+        );
+        let scope = s.run.clone().expect("run scope");
+        if let Some(prev) = scopes.last() {
+            let prev: &natsregion::api::RunScope = prev;
+            assert_ne!(scope.writer, prev.writer, "{run} writes as itself");
+            assert_eq!(
+                scope.held_before,
+                prev.held_before + 1500,
+                "{run}: {}",
+                show(&d)
+            );
+        }
+        if last.is_some() {
+            let at = s.last_schedule_time.as_ref().unwrap();
+            assert_eq!(at.0.as_second() % 60, 0, "on the minute: {at:?}");
+        }
+        last = s.last_schedule_time.clone();
+        scopes.push(scope);
+    }
+    let d = drills.get("cron").await.unwrap();
     let s = d.status.as_ref().unwrap();
-    let second = s.last_schedule_time.as_ref().unwrap();
-    assert_eq!(second.0.as_second() % 60, 0, "on the minute: {second:?}");
-    assert_eq!(s.history.len(), 1, "historyLimit holds: {}", show(&d));
-    assert!(s.history[0].started_at.0 >= second.0, "{}", show(&d));
+    assert_eq!(s.history.len(), 2, "historyLimit holds: {}", show(&d));
+    assert!(
+        s.history.iter().all(|h| h.verdict == Verdict::Passed),
+        "{}",
+        show(&d)
+    );
     kill(operator).await;
 }

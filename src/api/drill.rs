@@ -205,6 +205,10 @@ pub enum Step {
     WaitForCatchUp,
     /// Pause one zone's consumer for a phase of traffic and watch the others.
     PauseConsumer,
+    /// Pause the consumers of the zones the next partition cuts and publish
+    /// one phase: they resume once the cut holds, so claim 1 watches them
+    /// drain a backlog while cut off instead of resting on "no errors".
+    BuildBacklog,
     /// Start a new zone mid-drill and watch it backfill and follow.
     AddTemporaryZone,
     /// Drain every consumer and judge the four claims.
@@ -213,9 +217,10 @@ pub enum Step {
 
 impl Step {
     /// The sequence that checks all four claims.
-    pub const DEFAULT: [Step; 9] = [
+    pub const DEFAULT: [Step; 10] = [
         Step::Produce,
         Step::PauseConsumer,
+        Step::BuildBacklog,
         Step::Partition,
         Step::Produce,
         Step::Heal,
@@ -232,6 +237,7 @@ impl Step {
             Step::Heal => "heal",
             Step::WaitForCatchUp => "wait-for-catch-up",
             Step::PauseConsumer => "pause-consumer",
+            Step::BuildBacklog => "build-backlog",
             Step::AddTemporaryZone => "add-temporary-zone",
             Step::Verify => "verify",
         }
@@ -317,13 +323,17 @@ pub enum DrillPhase {
     Succeeded,
     Failed,
     Aborted,
+    /// The drill itself could not finish (zones did not answer within the
+    /// retry budget, a step timed out): nothing failed about the region
+    /// unless a claim says so.
+    Errored,
 }
 
 impl DrillPhase {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            DrillPhase::Succeeded | DrillPhase::Failed | DrillPhase::Aborted
+            DrillPhase::Succeeded | DrillPhase::Failed | DrillPhase::Aborted | DrillPhase::Errored
         )
     }
 }
@@ -334,6 +344,9 @@ pub enum Verdict {
     NotRun,
     Passed,
     Failed,
+    /// Evidence was missing (not observed, or the drill could not finish):
+    /// neither a pass nor a fault of the region.
+    Inconclusive,
 }
 
 /// The four claims a drill judges.
@@ -411,9 +424,35 @@ pub struct DrillTotals {
     pub duplicated: i64,
     /// Mirror sequences whose id or hash differ from the source's (holes included).
     pub reordered: i64,
+    /// Acked messages absent from a zone's stored stream (the audit), summed
+    /// over zones; a message read and later lost from storage counts here.
+    #[serde(default)]
+    pub stored_missing: i64,
+    /// Stored messages whose id, sequence or payload differ from what was
+    /// acked, or that nobody acked (the audit), summed over zones.
+    #[serde(default)]
+    pub stored_altered: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up_seconds: Option<f64>,
+    /// Largest `source - mirror` of a mirror while a partition cut it off.
     pub max_lag: i64,
+    /// Largest lag of the joining zone while it backfilled history: a
+    /// different cause, so never mixed into `maxLag`.
+    #[serde(default)]
+    pub max_backfill_lag: i64,
+}
+
+/// What one run of a drill owns, so runs on one region never judge each
+/// other's messages.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunScope {
+    /// Writer id of this run's producer (in every payload and `Nats-Msg-Id`).
+    pub writer: i64,
+    /// First source sequence this run's consumers and checks look at.
+    pub first_sequence: i64,
+    /// Messages the source stream held before this run (earlier runs, other traffic).
+    pub held_before: i64,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -456,6 +495,8 @@ pub struct PartitionDrillStatus {
     pub faults: Vec<FaultRecord>,
     #[serde(default)]
     pub totals: DrillTotals,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunScope>,
     /// The zones' JetStream `sync_interval` when the drill ran: acked writes
     /// newer than this may not survive a power loss.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -41,6 +41,8 @@ pub struct LocalDrillOptions {
     pub keep_dirs: bool,
     /// Show the live progress line.
     pub progress: bool,
+    /// Runs of the drill on the one region (0 counts as 1).
+    pub repeat: u32,
 }
 
 /// A [`LocalRegion`] seen through the engine's runtime seam.
@@ -140,6 +142,11 @@ impl LocalFaults {
         }
     }
 
+    /// The Toxiproxy server's process id, when this backend runs one.
+    pub fn toxiproxy_pid(&self) -> Option<u32> {
+        self._server.as_ref().map(ToxiproxyServer::pid)
+    }
+
     pub fn network(&self) -> Arc<dyn Network> {
         // Every backend is also the network that places and links the zones.
         let backend = self.backend.clone();
@@ -170,10 +177,11 @@ impl Network for AsNetwork {
     }
 }
 
-/// Runs a drill file end to end. Returns the report; the caller decides the exit code.
-pub async fn run(opts: &LocalDrillOptions) -> Result<DrillReport, LocalDrillError> {
+/// Runs a drill file end to end, `opts.repeat` times on one region. Returns
+/// the reports; the caller decides the exit code.
+pub async fn run(opts: &LocalDrillOptions) -> Result<Vec<DrillReport>, LocalDrillError> {
     let (region, drill) = drill_file::load(&opts.file)?;
-    run_loaded(&region, &drill, opts, true).await
+    run_campaign(&region, &drill, opts, true).await
 }
 
 /// Like [`run`] with objects already loaded; `advertise_fix: false` reproduces
@@ -184,6 +192,23 @@ pub async fn run_loaded(
     opts: &LocalDrillOptions,
     advertise_fix: bool,
 ) -> Result<DrillReport, LocalDrillError> {
+    let one = LocalDrillOptions {
+        repeat: 1,
+        ..opts.clone()
+    };
+    let mut reports = run_campaign(region, drill, &one, advertise_fix).await?;
+    Ok(reports.remove(0))
+}
+
+/// Starts the region once and runs the drill `opts.repeat` times on it, each
+/// run with its own writer and first sequence. Stops early on Ctrl-C.
+pub async fn run_campaign(
+    region: &RegionMirror,
+    drill: &PartitionDrill,
+    opts: &LocalDrillOptions,
+    advertise_fix: bool,
+) -> Result<Vec<DrillReport>, LocalDrillError> {
+    let runs = opts.repeat.max(1);
     let faults = LocalFaults::start(drill, advertise_fix).await?;
     let region_opts = LocalRegionOptions {
         keep_dirs: opts.keep_dirs,
@@ -198,9 +223,6 @@ pub async fn run_loaded(
     );
     let local = LocalRegion::start(&region.spec, faults.network(), region_opts).await?;
     let runtime = LocalRuntime::new(local);
-    let progress = opts
-        .progress
-        .then(|| TerminalProgress::new(drill.spec.steps().len()));
     let (abort_tx, abort_rx) = tokio::sync::watch::channel(false);
     // Ctrl-C aborts the drill; the engine heals before it returns.
     let ctrl_c = tokio::spawn(async move {
@@ -209,35 +231,81 @@ pub async fn run_loaded(
             let _ = abort_tx.send(true);
         }
     });
-    let observer: &dyn engine::Observer = match &progress {
-        Some(p) => p,
-        None => &engine::Silent,
-    };
-    let engine_opts = EngineOptions {
-        abort: Some(abort_rx),
-        ..Default::default()
-    };
-    let report = engine::run(
-        region,
-        drill,
-        &runtime,
-        faults.backend.as_ref(),
-        observer,
-        engine_opts,
-    )
-    .await;
-    ctrl_c.abort();
-    if let Some(p) = &progress {
-        p.finish();
+    let mut reports = Vec::new();
+    for i in 1..=runs {
+        let progress = opts
+            .progress
+            .then(|| TerminalProgress::new(drill.spec.steps().len()));
+        let observer: &dyn engine::Observer = match &progress {
+            Some(p) => p,
+            None => &engine::Silent,
+        };
+        let engine_opts = EngineOptions {
+            abort: Some(abort_rx.clone()),
+            ..Default::default()
+        };
+        let report = engine::run(
+            region,
+            drill,
+            &runtime,
+            faults.backend.as_ref(),
+            observer,
+            engine_opts,
+        )
+        .await;
+        if let Some(p) = &progress {
+            p.finish();
+        }
+        if runs > 1 {
+            let s = &report.status;
+            eprintln!(
+                "run {i}/{runs}: {:?} / {:?}, catch-up {}, {:.1}s{}",
+                s.phase,
+                s.verdict,
+                s.totals
+                    .catch_up_seconds
+                    .map_or("-".to_string(), |c| format!("{c:.2}s")),
+                report.wall_seconds,
+                match s.verdict {
+                    crate::api::Verdict::Passed => String::new(),
+                    _ => format!(": {}", s.message.as_deref().unwrap_or("-")),
+                }
+            );
+        }
+        reports.push(report);
+        if *abort_rx.borrow() {
+            break;
+        }
     }
+    ctrl_c.abort();
     if let Err(e) = runtime.into_inner().stop().await {
         tracing::warn!(error = %e, "region did not stop cleanly; its processes were killed");
     }
     if let Some(path) = &opts.report {
-        let svg = report::write(&report, path)?;
-        eprintln!("report: {} and {}", path.display(), svg.display());
+        write_reports(&reports, path)?;
     }
-    Ok(report)
+    Ok(reports)
+}
+
+/// One run: its report at `path`. Several: each run's report beside it
+/// (`x.run1.json`, ...) and the campaign summary at `path`.
+fn write_reports(reports: &[DrillReport], path: &Path) -> Result<(), LocalDrillError> {
+    if let [one] = reports {
+        let svg = report::write(one, path)?;
+        eprintln!("report: {} and {}", path.display(), svg.display());
+        return Ok(());
+    }
+    for (i, r) in reports.iter().enumerate() {
+        report::write(r, &path.with_extension(format!("run{}.json", i + 1)))?;
+    }
+    let summary = crate::drill::campaign::CampaignSummary::of(reports);
+    report::write_json(&summary, path)?;
+    eprintln!(
+        "campaign summary: {} (runs beside it as {})",
+        path.display(),
+        path.with_extension("runN.json").display()
+    );
+    Ok(())
 }
 
 /// Default report path when none is given: `out/<drill>.json`.

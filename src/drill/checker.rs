@@ -1,7 +1,8 @@
 //! Judges what the producer and the consumers recorded, and nothing else:
 //! lost = acked − read, duplicated = an id read more than once by one durable
 //! consumer, reordered = a zone's stream sequence n does not carry the id and
-//! hash the source acked at sequence n (holes show up as lost).
+//! hash the source acked at sequence n (holes show up as lost). Messages of
+//! other writers (earlier runs, other traffic) are counted, never judged.
 
 use super::record::{MsgId, Read, Sent};
 
@@ -55,12 +56,20 @@ pub struct ZoneCheck {
     pub read: u64,
     pub lost: u64,
     pub lost_ids: Vec<String>,
+    /// `lost` split by where the holes sit among the acked messages (in
+    /// publish order): before the first one read, between reads, after the
+    /// last one read. Nothing read at all counts as prefix.
+    pub lost_prefix: u64,
+    pub lost_middle: u64,
+    pub lost_suffix: u64,
     pub duplicated: u64,
     pub duplicated_ids: Vec<String>,
     pub reordered: u64,
     pub reordered_examples: Vec<Mismatch>,
-    /// Read, but never attempted by any writer.
+    /// Carries this run's writer id, but that message was never attempted.
     pub unexpected: u64,
+    /// Written by another writer (an earlier run, other traffic): not judged.
+    pub foreign: u64,
     /// Read although its publish got no PubAck (it did reach the stream).
     pub recovered: u64,
 }
@@ -92,7 +101,11 @@ pub fn check_zone(zone: &str, logs: &[SentLog], reads: &[Read]) -> ZoneCheck {
             .enumerate()
             .find_map(|(i, l)| l.get(r.id).map(|s| (i, s)));
         let Some((log, sent)) = found else {
-            out.unexpected += 1;
+            if logs.iter().any(|l| l.writer == r.id.writer) {
+                out.unexpected += 1;
+            } else {
+                out.foreign += 1;
+            }
             continue;
         };
         let slot = &mut seen[log][(r.id.counter - 1) as usize];
@@ -120,12 +133,22 @@ pub fn check_zone(zone: &str, logs: &[SentLog], reads: &[Read]) -> ZoneCheck {
         });
     }
     for (log, counts) in logs.iter().zip(&seen) {
-        for (sent, &count) in log.entries.iter().zip(counts) {
+        let read_acked = |(s, c): &(&Sent, &u8)| s.acked() && **c > 0;
+        let pairs = || log.entries.iter().zip(counts);
+        let first_read = pairs().position(|p| read_acked(&p));
+        let last_read = pairs().rposition(|p| read_acked(&p));
+        for (i, (sent, &count)) in pairs().enumerate() {
             if sent.acked() {
                 out.expected += 1;
                 if count == 0 {
                     out.lost += 1;
                     push_example(&mut out.lost_ids, || sent.id.to_string());
+                    match (first_read, last_read) {
+                        (Some(f), _) if i < f => out.lost_prefix += 1,
+                        (_, Some(l)) if i > l => out.lost_suffix += 1,
+                        (Some(_), Some(_)) => out.lost_middle += 1,
+                        _ => out.lost_prefix += 1,
+                    }
                 }
             }
         }
@@ -195,6 +218,38 @@ mod tests {
     }
 
     #[test]
+    fn loss_is_split_into_prefix_middle_and_suffix() {
+        let l = log(10);
+        let mut reads = reads_of(&l);
+        reads.retain(|r| ![1, 2, 5, 9, 10].contains(&r.id.counter));
+        let c = check_zone("b", std::slice::from_ref(&l), &reads);
+        assert_eq!(
+            (c.lost, c.lost_prefix, c.lost_middle, c.lost_suffix),
+            (5, 2, 1, 2)
+        );
+        let none = check_zone("b", std::slice::from_ref(&l), &[]);
+        assert_eq!((none.lost, none.lost_prefix), (10, 10));
+    }
+
+    #[test]
+    fn other_writers_are_foreign_not_unexpected() {
+        let l = log(3);
+        let mut reads = reads_of(&l);
+        reads.push(Read {
+            id: MsgId {
+                writer: 2,
+                counter: 1,
+            },
+            hash: 0,
+            stream_seq: 4,
+            at_ms: 0,
+        });
+        let c = check_zone("a", std::slice::from_ref(&l), &reads);
+        assert_eq!((c.foreign, c.unexpected), (1, 0));
+        assert!(c.clean(), "{c:?}");
+    }
+
+    #[test]
     fn an_id_read_twice_is_duplicated() {
         let l = log(5);
         let mut reads = reads_of(&l);
@@ -241,8 +296,8 @@ mod tests {
         reads[2].stream_seq = 3;
         reads.push(Read {
             id: MsgId {
-                writer: 9,
-                counter: 1,
+                writer: 1,
+                counter: 9,
             },
             hash: 0,
             stream_seq: 4,

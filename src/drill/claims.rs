@@ -5,19 +5,21 @@ use std::collections::BTreeMap;
 
 use crate::api::{Claim, ClaimResult, Verdict};
 
+use super::audit::StoredAuditResult;
 use super::checker::ZoneCheck;
 use super::consumer::Position;
 use super::producer::ProducerIdentity;
 
-/// What one partition (cut → heal) showed.
+/// What one partition (cut → heal) showed. A figure that could not be read
+/// is absent (never 0), and a claim resting on it is inconclusive.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PartitionEvidence {
     pub zones: Vec<String>,
     /// Every cut mirror had the source's last sequence before the cut: the cut broke a live link.
     pub in_sync_before_cut: bool,
-    pub source_at_cut: u64,
-    pub source_before_heal: u64,
+    pub source_at_cut: Option<u64>,
+    pub source_before_heal: Option<u64>,
     pub mirror_at_cut: BTreeMap<String, u64>,
     pub mirror_before_heal: BTreeMap<String, u64>,
     /// `true`: the zone could still open a leafnode connection to the source.
@@ -27,6 +29,9 @@ pub struct PartitionEvidence {
     /// Acked during the partition, and how many of those the source zone's consumer read before the heal.
     pub acked_during: u64,
     pub source_read_during: u64,
+    /// Messages each cut zone's consumer had stored but not yet read when the
+    /// cut landed (the build-backlog step): what it must drain while cut off.
+    pub backlog: BTreeMap<String, u64>,
     /// Messages each zone's consumer read while cut off (it serves what it has).
     pub reads_during: BTreeMap<String, u64>,
     /// Fetch or ack errors of each zone's consumer while the partition was on.
@@ -34,6 +39,11 @@ pub struct PartitionEvidence {
     /// Fault objects still present after the heal.
     pub leftovers: Vec<String>,
     pub healed: bool,
+    /// Why the heal failed, when it did.
+    pub heal_error: Option<String>,
+    /// Set when no heal step closed this partition: the drill was
+    /// interrupted (the reason) and the wrap-up healed it.
+    pub closed_after: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -81,18 +91,33 @@ pub struct Evidence {
     pub join: Option<JoinEvidence>,
     /// Per-zone findings of the final check; empty when verify did not run.
     pub zones: Vec<ZoneCheck>,
+    /// Why the steps stopped before the end, if they did; the wrap-up still
+    /// healed, waited for catch-up and checked.
+    pub interrupted: Option<String>,
+    /// Each zone's stored stream read back by the final check.
+    pub stored: Vec<StoredAuditResult>,
+    /// Zones whose stored stream could not be read back, and why.
+    pub stored_errors: BTreeMap<String, String>,
 }
 
+/// Failures decide; without any, missing evidence makes the claim
+/// inconclusive rather than passed.
 fn result(
     claim: Claim,
     failures: Vec<String>,
+    missing: Vec<String>,
     pass: String,
     evidence: BTreeMap<String, String>,
 ) -> ClaimResult {
-    let (verdict, message) = if failures.is_empty() {
-        (Verdict::Passed, pass)
-    } else {
+    let (verdict, message) = if !failures.is_empty() {
         (Verdict::Failed, failures.join("; "))
+    } else if !missing.is_empty() {
+        (
+            Verdict::Inconclusive,
+            format!("not proven: {}", missing.join("; ")),
+        )
+    } else {
+        (Verdict::Passed, pass)
     };
     ClaimResult {
         claim,
@@ -134,7 +159,9 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
         return not_run(claim, "no partition step ran");
     }
     let mut failures = Vec::new();
+    let mut missing = Vec::new();
     let mut evidence = BTreeMap::new();
+    let seq = |v: Option<&u64>| v.map_or("unread".to_string(), u64::to_string);
     for (i, p) in ev.partitions.iter().enumerate() {
         let tag = |k: &str| {
             if ev.partitions.len() == 1 {
@@ -150,22 +177,43 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
             ));
         }
         for zone in &p.zones {
-            let (at, before) = (p.mirror_at_cut.get(zone), p.mirror_before_heal.get(zone));
-            if at != before {
-                failures.push(format!(
-                    "partition leaked: mirror {zone} last_seq moved {} -> {} while cut off",
-                    at.copied().unwrap_or_default(),
-                    before.copied().unwrap_or_default()
-                ));
+            match (p.mirror_at_cut.get(zone), p.mirror_before_heal.get(zone)) {
+                (Some(at), Some(before)) if at != before => failures.push(format!(
+                    "partition leaked: mirror {zone} last_seq moved {at} -> {before} while cut off"
+                )),
+                (Some(_), Some(_)) => {}
+                (at, _) => missing.push(format!(
+                    "mirror {zone}'s last sequence could not be read {}",
+                    if at.is_none() {
+                        "at the cut"
+                    } else {
+                        "before the heal"
+                    }
+                )),
             }
             if p.probe_at_cut.get(zone) == Some(&true)
                 || p.probe_before_heal.get(zone) == Some(&true)
             {
                 failures.push(format!("partition leaked: a probe from {zone} reached the source's leafnode listener across the cut"));
             }
+            let read = p.reads_during.get(zone).copied().unwrap_or(0);
+            if let Some(&backlog) = p.backlog.get(zone)
+                && read < backlog
+            {
+                failures.push(format!(
+                    "zone {zone}'s consumer read {read} of its {backlog}-message backlog while cut off"
+                ));
+            }
         }
-        if p.source_before_heal <= p.source_at_cut || p.acked_during == 0 {
-            failures.push("no traffic was acked during the partition: put a produce step between partition and heal".to_string());
+        match (p.source_at_cut, p.source_before_heal) {
+            (Some(at), Some(before)) if before <= at || p.acked_during == 0 => {
+                failures.push("no traffic was acked during the partition: put a produce step between partition and heal".to_string());
+            }
+            (Some(_), Some(_)) => {}
+            _ => missing.push(
+                "the source's last sequence could not be read at the cut and before the heal"
+                    .to_string(),
+            ),
         }
         if p.source_read_during < p.acked_during {
             failures.push(format!(
@@ -184,7 +232,11 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
         evidence.insert(tag("heldSeconds"), format!("{:.1}", p.held_seconds));
         evidence.insert(
             tag("sourceLastSeq"),
-            format!("{} -> {}", p.source_at_cut, p.source_before_heal),
+            format!(
+                "{} -> {}",
+                seq(p.source_at_cut.as_ref()),
+                seq(p.source_before_heal.as_ref())
+            ),
         );
         evidence.insert(
             tag("mirrorLastSeq"),
@@ -193,8 +245,8 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
                 .map(|z| {
                     format!(
                         "{z}: {} -> {}",
-                        p.mirror_at_cut.get(z).unwrap_or(&0),
-                        p.mirror_before_heal.get(z).unwrap_or(&0)
+                        seq(p.mirror_at_cut.get(z)),
+                        seq(p.mirror_before_heal.get(z))
                     )
                 })
                 .collect::<Vec<_>>()
@@ -212,32 +264,60 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
             tag("sourceReadDuring"),
             format!("{}/{}", p.source_read_during, p.acked_during),
         );
+        evidence.insert(
+            tag("cutZonesReadDuring"),
+            p.zones
+                .iter()
+                .map(|z| {
+                    let read = p.reads_during.get(z).copied().unwrap_or(0);
+                    match p.backlog.get(z) {
+                        Some(b) => format!("{z}: {read} of backlog {b}"),
+                        None => format!("{z}: {read} (no backlog built)"),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
         evidence.insert(tag("readsDuring"), show(&p.reads_during));
         evidence.insert(tag("errorsDuring"), show(&p.errors_during));
+        if let Some(why) = &p.closed_after {
+            evidence.insert(tag("closedAfter"), why.clone());
+        }
     }
-    result(
-        claim,
-        failures,
-        "the cut held (mirror sequences frozen, probes refused) and every zone kept consuming without errors".to_string(),
-        evidence,
-    )
+    let drained = ev
+        .partitions
+        .iter()
+        .all(|p| p.zones.iter().all(|z| p.backlog.contains_key(z)));
+    let pass = if drained {
+        "the cut held (mirror sequences frozen, probes refused) and every zone kept consuming without errors, the cut zones draining their backlog"
+    } else {
+        "the cut held (mirror sequences frozen, probes refused) and every zone kept consuming without errors (no build-backlog step: the cut zones had nothing new to read)"
+    };
+    result(claim, failures, missing, pass.to_string(), evidence)
 }
 
 fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
     let claim = Claim::NoLossAfterHeal;
-    if ev.partitions.is_empty() {
+    // Without a partition there is no heal to judge, but a loss the final
+    // check found is still a loss.
+    if ev.partitions.is_empty() && ev.zones.is_empty() && ev.stored.is_empty() {
         return not_run(
             claim,
             "no partition step ran, so there was no heal to judge",
         );
     }
     let mut failures = Vec::new();
+    let mut missing = Vec::new();
     let mut evidence = BTreeMap::new();
     for p in &ev.partitions {
         if !p.healed {
             failures.push(format!(
-                "the partition of {:?} was not healed by a heal step",
-                p.zones
+                "the partition of {:?} was not healed{}",
+                p.zones,
+                p.heal_error
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
             ));
         }
         if !p.leftovers.is_empty() {
@@ -248,9 +328,8 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
         }
     }
     match &ev.catch_up {
-        None => {
-            failures.push("no wait-for-catch-up step ran: catch-up was not measured".to_string())
-        }
+        None if ev.partitions.is_empty() => {}
+        None => missing.push("catch-up was not measured".to_string()),
         Some(c) => {
             evidence.insert(
                 "reconnectIntervalSeconds".into(),
@@ -274,15 +353,18 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
         }
     }
     if ev.zones.is_empty() {
-        failures.push("no verify step ran: nothing was checked for loss".to_string());
+        missing.push("the final check did not run: nothing was checked for loss".to_string());
     }
     for z in &ev.zones {
         if z.lost > 0 {
             failures.push(format!(
-                "zone {} lost {} of {} acked messages (ids {})",
+                "zone {} lost {} of {} acked messages (prefix {}, middle {}, suffix {}; ids {})",
                 z.zone,
                 z.lost,
                 z.expected,
+                z.lost_prefix,
+                z.lost_middle,
+                z.lost_suffix,
                 z.lost_ids.join(", ")
             ));
         }
@@ -317,10 +399,72 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
         evidence.insert(
             format!("zone.{}", z.zone),
             format!(
-                "expected={} read={} lost={} duplicated={} reordered={} recovered={}",
-                z.expected, z.read, z.lost, z.duplicated, z.reordered, z.recovered
+                "expected={} read={} lost={} duplicated={} reordered={} recovered={} foreign={}",
+                z.expected, z.read, z.lost, z.duplicated, z.reordered, z.recovered, z.foreign
             ),
         );
+    }
+    for a in &ev.stored {
+        if a.missing > 0 {
+            failures.push(format!(
+                "zone {}'s stored stream lacks {} of {} acked messages (prefix {}, middle {}, suffix {}; {})",
+                a.zone,
+                a.missing,
+                a.expected,
+                a.missing_prefix,
+                a.missing_middle,
+                a.missing_suffix,
+                a.missing_examples.join(", ")
+            ));
+        }
+        if a.altered > 0 {
+            let first = a.altered_examples.first().map(|m| {
+                format!(
+                    "; first at seq {}: expected {}, stored {}",
+                    m.stream_seq,
+                    m.expected.as_deref().unwrap_or("nothing"),
+                    m.got
+                )
+            });
+            failures.push(format!(
+                "zone {}'s stored stream holds {} messages that differ from what was acked{}",
+                a.zone,
+                a.altered,
+                first.unwrap_or_default()
+            ));
+        }
+        if a.added > 0 {
+            failures.push(format!(
+                "zone {}'s stored stream holds {} messages of this run that were never published or are stored twice ({})",
+                a.zone,
+                a.added,
+                a.added_examples.join(", ")
+            ));
+        }
+        evidence.insert(
+            format!("stored.{}", a.zone),
+            format!(
+                "seq {}..{} ({} messages, {} before this run): expected={} missing={} altered={} added={} recovered={} foreign={}",
+                a.first_seq,
+                a.last_seq,
+                a.messages,
+                a.before_run,
+                a.expected,
+                a.missing,
+                a.altered,
+                a.added,
+                a.recovered,
+                a.foreign
+            ),
+        );
+    }
+    for (zone, e) in &ev.stored_errors {
+        missing.push(format!(
+            "zone {zone}'s stored stream could not be read back ({e})"
+        ));
+    }
+    if !ev.zones.is_empty() && ev.stored.is_empty() && ev.stored_errors.is_empty() {
+        missing.push("the stored streams were not audited".to_string());
     }
     let catch_up = ev
         .catch_up
@@ -331,7 +475,10 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
     result(
         claim,
         failures,
-        format!("nothing lost, duplicated or reordered; mirrors caught up{catch_up}"),
+        missing,
+        format!(
+            "nothing lost, duplicated or reordered in what consumers read or what every zone stores; mirrors caught up{catch_up}"
+        ),
         evidence,
     )
 }
@@ -347,8 +494,9 @@ fn independent_progress(ev: &Evidence) -> ClaimResult {
     else {
         return result(
             claim,
+            Vec::new(),
             vec![format!(
-                "no consumer position was read for the paused zone {}",
+                "no consumer position could be read for the paused zone {}",
                 p.paused_zone
             )],
             String::new(),
@@ -400,6 +548,7 @@ fn independent_progress(ev: &Evidence) -> ClaimResult {
     result(
         claim,
         failures,
+        Vec::new(),
         format!(
             "with {} paused, every other zone acked all {} new messages",
             p.paused_zone, p.published
@@ -414,6 +563,7 @@ fn zone_join(ev: &Evidence) -> ClaimResult {
         return not_run(claim, "no add-temporary-zone step ran");
     };
     let mut failures = Vec::new();
+    let mut missing = Vec::new();
     let mut evidence = BTreeMap::new();
     if let Some(e) = &j.error {
         failures.push(format!("zone {} could not join: {e}", j.zone));
@@ -442,7 +592,7 @@ fn zone_join(ev: &Evidence) -> ClaimResult {
                 ),
             );
         }
-        _ => failures.push("the producer's identity was not recorded around the join".to_string()),
+        _ => missing.push("the producer's identity was not recorded around the join".to_string()),
     }
     match ev.zones.iter().find(|z| z.zone == j.zone) {
         Some(z) if z.clean() => {
@@ -456,13 +606,15 @@ fn zone_join(ev: &Evidence) -> ClaimResult {
             j.zone, z.lost, z.duplicated, z.reordered
         )),
         None if ev.zones.is_empty() => {
-            failures.push("no verify step ran after the join".to_string())
+            missing.push("the final check did not run after the join".to_string())
         }
-        None => failures.push(format!("zone {} was not checked", j.zone)),
+        None if j.error.is_some() => {}
+        None => missing.push(format!("zone {} was not checked", j.zone)),
     }
     result(
         claim,
         failures,
+        missing,
         format!(
             "{} backfilled the whole history and followed new traffic; the producer was untouched",
             j.zone
@@ -494,8 +646,8 @@ mod tests {
             partitions: vec![PartitionEvidence {
                 zones,
                 in_sync_before_cut: true,
-                source_at_cut: 100,
-                source_before_heal: 200,
+                source_at_cut: Some(100),
+                source_before_heal: Some(200),
                 mirror_at_cut: one(100),
                 mirror_before_heal: one(100),
                 probe_at_cut: no.clone(),
@@ -503,10 +655,13 @@ mod tests {
                 held_seconds: 8.0,
                 acked_during: 100,
                 source_read_during: 100,
-                reads_during: one(0),
+                backlog: one(100),
+                reads_during: one(100),
                 errors_during: BTreeMap::from([("a".into(), 0), ("b".into(), 0)]),
                 leftovers: vec![],
                 healed: true,
+                heal_error: None,
+                closed_after: None,
             }],
             catch_up: Some(CatchUpEvidence {
                 seconds: Some(3.2),
@@ -538,6 +693,17 @@ mod tests {
                     ..Default::default()
                 })
                 .collect(),
+            interrupted: None,
+            stored: ["a", "b", "joiner"]
+                .iter()
+                .map(|z| StoredAuditResult {
+                    zone: z.to_string(),
+                    expected: 300,
+                    stored_from_run: 300,
+                    ..Default::default()
+                })
+                .collect(),
+            stored_errors: BTreeMap::new(),
         }
     }
 
@@ -613,6 +779,84 @@ mod tests {
             .unwrap()
             .connects = 2;
         assert_eq!(judge(&ev)[3].verdict, Verdict::Failed);
+    }
+
+    #[test]
+    fn an_unread_mirror_sequence_is_inconclusive_never_a_leak_from_zero() {
+        let mut ev = healthy();
+        ev.partitions[0].mirror_before_heal.clear();
+        let c = &judge(&ev)[0];
+        assert_eq!(c.verdict, Verdict::Inconclusive, "{}", c.message);
+        assert!(!c.message.contains("leaked"), "{}", c.message);
+        assert!(c.message.contains("before the heal"), "{}", c.message);
+        assert!(c.evidence["mirrorLastSeq"].contains("unread"));
+    }
+
+    #[test]
+    fn a_cut_zone_that_does_not_drain_its_backlog_fails_claim_one() {
+        let mut ev = healthy();
+        ev.partitions[0].reads_during.insert("b".into(), 10);
+        let c = &judge(&ev)[0];
+        assert_eq!(c.verdict, Verdict::Failed);
+        assert!(
+            c.message.contains("read 10 of its 100-message backlog"),
+            "{}",
+            c.message
+        );
+    }
+
+    #[test]
+    fn a_hole_in_a_stored_stream_fails_claim_two_naming_the_sequence() {
+        let mut ev = healthy();
+        ev.stored[1].missing = 2;
+        ev.stored[1].missing_middle = 2;
+        ev.stored[1].missing_examples = vec!["seq 5 (1-5)".into(), "seq 6 (1-6)".into()];
+        let c = &judge(&ev)[1];
+        assert_eq!(c.verdict, Verdict::Failed);
+        assert!(
+            c.message.contains("zone b's stored stream lacks 2 of 300")
+                && c.message.contains("seq 5 (1-5), seq 6 (1-6)"),
+            "{}",
+            c.message
+        );
+    }
+
+    #[test]
+    fn a_stored_stream_that_cannot_be_read_is_inconclusive() {
+        let mut ev = healthy();
+        ev.stored.remove(1);
+        ev.stored_errors.insert("b".into(), "timed out".into());
+        let c = &judge(&ev)[1];
+        assert_eq!(c.verdict, Verdict::Inconclusive, "{}", c.message);
+    }
+
+    #[test]
+    fn a_failed_heal_names_its_error() {
+        let mut ev = healthy();
+        ev.partitions[0].healed = false;
+        ev.partitions[0].heal_error = Some("toxiproxy: connection refused".into());
+        let c = &judge(&ev)[1];
+        assert_eq!(c.verdict, Verdict::Failed);
+        assert!(c.message.contains("connection refused"), "{}", c.message);
+    }
+
+    #[test]
+    fn a_check_that_never_ran_is_inconclusive_not_failed() {
+        let mut ev = healthy();
+        ev.zones.clear();
+        ev.catch_up = None;
+        let v = verdicts(&ev);
+        assert_eq!(v[1], Verdict::Inconclusive);
+        assert_eq!(v[3], Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn a_loss_found_without_any_partition_still_fails_claim_two() {
+        let mut ev = healthy();
+        ev.partitions.clear();
+        ev.catch_up = None;
+        ev.zones[0].lost = 3;
+        assert_eq!(judge(&ev)[1].verdict, Verdict::Failed);
     }
 
     #[test]

@@ -54,12 +54,15 @@ pub struct ConsumerError {
 }
 
 impl ZoneReader {
-    /// Creates (or binds to) durable `durable` delivering the whole stream and starts reading.
+    /// Creates (or binds to) durable `durable` delivering the stream from
+    /// `first_seq` (the run's own first sequence: earlier runs' messages are
+    /// not this run's to judge) and starts reading.
     pub async fn start(
         zone: &str,
         js: &jetstream::Context,
         stream_name: &str,
         durable: &str,
+        first_seq: u64,
         epoch: Instant,
     ) -> Result<Self, ConsumerError> {
         let err = |message: String| ConsumerError {
@@ -75,7 +78,9 @@ impl ZoneReader {
         let config = pull::Config {
             durable_name: Some(durable.to_string()),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: first_seq.max(1),
+            },
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 20_000,
             // A crashed drill leaves no consumer behind for long.

@@ -9,20 +9,22 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::watch;
 
 use crate::api::{
-    Claim, DrillPhase, DrillTotals, FaultRecord, PartitionDrill, PartitionDrillStatus,
-    RegionMirror, Retention, Step, Verdict, ZoneRole, ZoneSpec, ZoneStorage,
+    ClaimResult, DrillPhase, DrillTotals, FaultRecord, PartitionDrill, PartitionDrillStatus,
+    RegionMirror, Retention, RunScope, Step, Verdict, ZoneRole, ZoneSpec, ZoneStorage,
 };
 use crate::fault::FaultBackend;
 use crate::nats::connect::{ConnectSettings, ZoneClient, connect};
 
+use super::audit::audit_zone;
 use super::checker::{SentLog, ZoneCheck, check_zone};
 use super::claims::{
     CatchUpEvidence, Evidence, JoinEvidence, PartitionEvidence, PauseEvidence, judge,
 };
 use super::consumer::{Position, ZoneReader};
 use super::producer::{PhaseStats, Producer, ProducerSettings};
+use super::retry::{Backoff, Exhausted, Retried, retry};
 use super::runtime::{Runtime, ZoneAccess};
-use super::timeline::{Sampler, Timeline, Watched};
+use super::timeline::{LagByCause, LagCause, Sampler, Timeline, Watched};
 use crate::nats::state::last_seq;
 
 /// Live figures for a progress display.
@@ -58,6 +60,12 @@ pub struct EngineOptions {
     pub abort: Option<watch::Receiver<bool>>,
     /// Producer's in-flight PubAck window.
     pub publish_window: usize,
+    /// This run's writer id; `None` derives one from the drill's uid (or
+    /// name) and the run's start, so no two runs share `Nats-Msg-Id`s.
+    pub writer: Option<u32>,
+    /// How long a transient JetStream error is retried before the drill ends
+    /// as inconclusive.
+    pub retry: Backoff,
 }
 
 impl Default for EngineOptions {
@@ -67,8 +75,23 @@ impl Default for EngineOptions {
             sample_every: Duration::from_millis(250),
             abort: None,
             publish_window: 256,
+            writer: None,
+            retry: Backoff::JETSTREAM,
         }
     }
+}
+
+/// A writer id for one run: stable for the same drill and start instant,
+/// different across runs (never 0, which no payload carries).
+pub fn run_writer(drill: &PartitionDrill, started: jiff::Timestamp) -> u32 {
+    let who = drill
+        .metadata
+        .uid
+        .as_deref()
+        .or(drill.metadata.name.as_deref())
+        .unwrap_or("drill");
+    let h = xxhash_rust::xxh3::xxh3_64(format!("{who}/{}", started.as_nanosecond()).as_bytes());
+    ((h ^ (h >> 32)) as u32).max(1)
 }
 
 /// One produce phase.
@@ -94,6 +117,8 @@ pub struct DrillReport {
     pub phases: Vec<PhaseRecord>,
     pub producer: Option<ProducerSettings>,
     pub timeline: Timeline,
+    /// Largest lag per zone and cause (cut off, backfilling, steady).
+    pub lag: BTreeMap<String, LagByCause>,
     pub wall_seconds: f64,
 }
 
@@ -113,6 +138,21 @@ enum StepError {
     Timeout { step: &'static str, seconds: i32 },
     #[error("aborted")]
     Aborted,
+    /// Zones stopped answering within the retry budget: the drill could not
+    /// finish, which says nothing about the region's claims.
+    #[error("the zones did not answer: {0}")]
+    Unreachable(Exhausted),
+}
+
+impl StepError {
+    /// A retried call ended: permanent errors are preconditions, a spent
+    /// budget means the zones did not answer.
+    fn from_retried<E: std::fmt::Display>(r: Retried<E>, context: impl Fn(E) -> String) -> Self {
+        match r {
+            Retried::Permanent(e) => StepError::Precondition(context(e)),
+            Retried::Exhausted(e) => StepError::Unreachable(e),
+        }
+    }
 }
 
 struct Zone {
@@ -154,6 +194,8 @@ pub async fn run(
     opts: EngineOptions,
 ) -> DrillReport {
     let started = Instant::now();
+    let started_at = jiff::Timestamp::now();
+    let writer = opts.writer.unwrap_or_else(|| run_writer(drill, started_at));
     let mut run = Run {
         region,
         drill,
@@ -165,10 +207,13 @@ pub async fn run(
         status: PartitionDrillStatus {
             observed_generation: drill.metadata.generation,
             phase: DrillPhase::Running,
-            started_at: Some(Time(jiff::Timestamp::now())),
+            started_at: Some(Time(started_at)),
             sync_interval: Some(region.spec.stream.sync_interval.clone()),
             ..Default::default()
         },
+        writer,
+        first_seq: 1,
+        backlog_zones: Vec::new(),
         zones: Vec::new(),
         producer: None,
         sampler: None,
@@ -182,6 +227,7 @@ pub async fn run(
         cut_started: None,
     };
     let outcome = run.execute().await;
+    run.conclude(&outcome).await;
     run.finish(outcome, started).await
 }
 
@@ -206,6 +252,11 @@ struct Run<'a> {
     temporary: Option<String>,
     /// Zones of the last cut requested from the backend, until it is healed.
     cut_started: Option<Vec<String>>,
+    /// This run's producer id and the first source sequence it owns.
+    writer: u32,
+    first_seq: u64,
+    /// Zones whose consumers the build-backlog step paused until the next cut.
+    backlog_zones: Vec<String>,
 }
 
 impl Run<'_> {
@@ -326,15 +377,28 @@ impl Run<'_> {
         let accesses = self.runtime.zones();
         let source_name = self.source_name();
         let spec = &self.region.spec;
+        let mut connected = Vec::new();
         for access in accesses {
-            let provision = self.opts.provision;
-            let zone = self.open_zone(access, provision).await?;
-            self.join(zone);
+            let conn = self.connect_zone(&access, self.opts.provision).await?;
+            connected.push((access, conn));
         }
-        if self.zone(&source_name).is_none() {
+        let Some((_, source)) = connected.iter().find(|(a, _)| a.name() == source_name) else {
             return Err(StepError::Precondition(format!(
                 "the runtime has no source zone {source_name}"
             )));
+        };
+        // The run owns what comes after the source's last sequence now:
+        // earlier runs' messages are not judged, only counted.
+        let held = self.read_last_seq(&source.js, "source").await?;
+        self.first_seq = held + 1;
+        self.status.run = Some(RunScope {
+            writer: i64::from(self.writer),
+            first_sequence: self.first_seq as i64,
+            held_before: held as i64,
+        });
+        for (access, conn) in connected {
+            let zone = self.start_zone(access, conn).await?;
+            self.join(zone);
         }
         let source = self.source();
         let subject = producer_subject(&spec.stream.subjects);
@@ -342,7 +406,7 @@ impl Run<'_> {
         self.producer = Some(Producer::new(
             source.conn.client.clone(),
             source.conn.js.clone(),
-            1,
+            self.writer,
             ProducerSettings {
                 subject,
                 payload_bytes: workload.payload_bytes as usize,
@@ -364,9 +428,24 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Connects to a zone, provisions its stream when asked, checks it, and
-    /// starts its consumer.
-    async fn open_zone(&self, access: ZoneAccess, provision: bool) -> Result<Zone, StepError> {
+    /// The stream's last sequence in a zone, retried while the zone is slow.
+    async fn read_last_seq(
+        &self,
+        js: &async_nats::jetstream::Context,
+        zone: &str,
+    ) -> Result<u64, StepError> {
+        let what = format!("stream info of {} in the {zone} zone", self.stream());
+        retry(&what, self.opts.retry, || last_seq(js, self.stream()))
+            .await
+            .map_err(|r| StepError::from_retried(r, |e| format!("zone {zone}: {e}")))
+    }
+
+    /// Connects to a zone, provisions its stream when asked, and checks it.
+    async fn connect_zone(
+        &self,
+        access: &ZoneAccess,
+        provision: bool,
+    ) -> Result<ZoneClient, StepError> {
         let settings = ConnectSettings {
             client_name: format!("natsregion-drill-{}", self.drill_name()),
             ..Default::default()
@@ -375,18 +454,28 @@ impl Run<'_> {
             .await
             .map_err(|e| StepError::Precondition(e.to_string()))?;
         if provision {
-            self.provision(&access, &conn).await?;
+            self.provision(access, &conn).await?;
         }
-        self.check_stream(&access, &conn).await?;
-        let reader = ZoneReader::start(
-            access.name(),
-            &conn.js,
-            self.stream(),
-            &self.durable(),
-            self.epoch,
-        )
+        self.check_stream(access, &conn).await?;
+        Ok(conn)
+    }
+
+    /// Starts a connected zone's consumer at the run's first sequence.
+    async fn start_zone(&self, access: ZoneAccess, conn: ZoneClient) -> Result<Zone, StepError> {
+        let what = format!("consumer {} in zone {}", self.durable(), access.name());
+        let durable = self.durable();
+        let reader = retry(&what, self.opts.retry, || {
+            ZoneReader::start(
+                access.name(),
+                &conn.js,
+                self.stream(),
+                &durable,
+                self.first_seq,
+                self.epoch,
+            )
+        })
         .await
-        .map_err(|e| StepError::Precondition(e.to_string()))?;
+        .map_err(|r| StepError::from_retried(r, |e| e.to_string()))?;
         Ok(Zone {
             access,
             conn,
@@ -394,6 +483,11 @@ impl Run<'_> {
             errors_at_cut: 0,
             reads_at_cut: 0,
         })
+    }
+
+    async fn open_zone(&self, access: ZoneAccess, provision: bool) -> Result<Zone, StepError> {
+        let conn = self.connect_zone(&access, provision).await?;
+        self.start_zone(access, conn).await
     }
 
     /// Adds an opened zone to the drill and to the timeline.
@@ -482,20 +576,26 @@ impl Run<'_> {
     async fn provision(&self, access: &ZoneAccess, conn: &ZoneClient) -> Result<(), StepError> {
         use crate::nats::provision::{Outcome, ensure_mirror, ensure_source_stream};
         let spec = &self.region.spec;
+        let what = format!("provisioning {} in zone {}", self.stream(), access.name());
+        // Both are idempotent (they look before they create), so a request
+        // that timed out after the server acted is safe to send again.
         let outcome = if access.role == ZoneRole::Source {
             let servers = spec.source_zone().map(|z| z.servers as usize).unwrap_or(0);
-            ensure_source_stream(&conn.js, &crate::plan::source_stream_config(spec), servers).await
+            let config = crate::plan::source_stream_config(spec);
+            retry(&what, self.opts.retry, || {
+                ensure_source_stream(&conn.js, &config, servers)
+            })
+            .await
         } else {
             let source = spec.source_zone().expect("validated: one source");
             let zone = spec
                 .zone(access.name())
                 .cloned()
                 .unwrap_or_else(|| self.temporary_zone_spec());
-            ensure_mirror(
-                &conn.js,
-                &crate::plan::mirror_stream_config(spec, source.domain(), &zone),
-                zone.servers as usize,
-            )
+            let config = crate::plan::mirror_stream_config(spec, source.domain(), &zone);
+            retry(&what, self.opts.retry, || {
+                ensure_mirror(&conn.js, &config, zone.servers as usize)
+            })
             .await
         };
         match outcome {
@@ -504,10 +604,9 @@ impl Run<'_> {
                 access.name()
             ))),
             Ok(_) => Ok(()),
-            Err(e) => Err(StepError::Precondition(format!(
-                "zone {}: {e}",
-                access.name()
-            ))),
+            Err(r) => Err(StepError::from_retried(r, |e| {
+                format!("zone {}: {e}", access.name())
+            })),
         }
     }
 
@@ -516,14 +615,18 @@ impl Run<'_> {
     async fn check_stream(&self, access: &ZoneAccess, conn: &ZoneClient) -> Result<(), StepError> {
         let name = self.stream();
         let zone = access.name();
-        let mut stream = conn.js.get_stream(name).await.map_err(|e| {
-            StepError::Precondition(format!("stream {name} is missing in zone {zone} ({e}): the region has not provisioned it; check stream.name"))
+        let what = format!("stream info of {name} in zone {zone}");
+        let found = retry(&what, self.opts.retry, || {
+            crate::nats::state::stream_config(&conn.js, name)
+        })
+        .await
+        .map_err(|r| {
+            StepError::from_retried(r, |e| match e {
+                crate::nats::state::StateError::StreamMissing { .. } => format!("stream {name} is missing in zone {zone}: the region has not provisioned it; check stream.name"),
+                e => format!("zone {zone}: {e}"),
+            })
         })?;
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| StepError::Precondition(format!("zone {zone}: stream info: {e}")))?;
-        let config = &info.config;
+        let config = &found;
         if access.role == ZoneRole::Source {
             if config.retention != async_nats::jetstream::stream::RetentionPolicy::Limits {
                 return Err(StepError::Precondition(format!(
@@ -560,6 +663,7 @@ impl Run<'_> {
             Step::Heal => self.heal().await,
             Step::WaitForCatchUp => self.wait_for_catch_up().await,
             Step::PauseConsumer => self.pause_consumer(index).await,
+            Step::BuildBacklog => self.build_backlog(index).await,
             Step::AddTemporaryZone => self.add_temporary_zone().await,
             Step::Verify => self.verify().await,
         }
@@ -691,6 +795,24 @@ impl Run<'_> {
         out
     }
 
+    /// Pauses the consumers of the zones the next partition cuts and
+    /// publishes a phase their mirrors store: the partition resumes them once
+    /// the cut holds, so they have something to consume while cut off.
+    async fn build_backlog(&mut self, index: usize) -> Result<(), StepError> {
+        let zones = self.cut_zones();
+        for name in &zones {
+            self.zone(name)
+                .ok_or_else(|| StepError::Failed(format!("no zone {name} to build a backlog in")))?
+                .reader
+                .pause()
+                .await;
+        }
+        self.backlog_zones = zones.clone();
+        self.produce(index, Step::BuildBacklog).await?;
+        self.wait_in_sync(&zones, self.catch_up_timeout()).await;
+        Ok(())
+    }
+
     async fn partition(&mut self) -> Result<(), StepError> {
         let zones = self.cut_zones();
         let (in_sync, _) = self.wait_in_sync(&zones, self.catch_up_timeout()).await;
@@ -709,19 +831,22 @@ impl Run<'_> {
         // Frames already in flight when the cut landed may still arrive; let them.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let seqs = self.last_seqs().await;
-        let source_at_cut = seqs
-            .get(&self.source_name())
-            .copied()
-            .flatten()
-            .unwrap_or(0);
-        let mirror_at_cut = zones
-            .iter()
-            .map(|z| (z.clone(), seqs.get(z).copied().flatten().unwrap_or(0)))
-            .collect();
+        let source_at_cut = seqs.get(&self.source_name()).copied().flatten();
+        let mirror_at_cut = observed(&zones, &seqs);
         let probe_at_cut = self.probe_all(&zones).await;
+        let acked = self.acked();
+        let mut backlog = BTreeMap::new();
         for z in &mut self.zones {
             z.errors_at_cut = z.errors();
             z.reads_at_cut = z.reader.read_count();
+            if self.backlog_zones.iter().any(|b| b == z.name()) {
+                backlog.insert(z.name().to_string(), acked.saturating_sub(z.reads_at_cut));
+            }
+        }
+        for name in std::mem::take(&mut self.backlog_zones) {
+            if let Some(z) = self.zone(&name) {
+                z.reader.resume();
+            }
         }
         self.open = Some(OpenFault {
             record,
@@ -732,6 +857,7 @@ impl Run<'_> {
                 source_at_cut,
                 mirror_at_cut,
                 probe_at_cut,
+                backlog,
                 ..Default::default()
             },
             phases: Vec::new(),
@@ -744,10 +870,19 @@ impl Run<'_> {
             return Err(StepError::Failed("heal without an open partition".into()));
         };
         let hold = Duration::from_secs(self.drill.spec.fault.hold_seconds as u64);
+        tokio::time::sleep_until((open.cut_at + hold).into()).await;
+        self.close_partition(None).await
+    }
+
+    /// Observes the open partition one last time, heals it and proves the
+    /// heal. `closed_after` names the interruption when no heal step got here.
+    async fn close_partition(&mut self, closed_after: Option<String>) -> Result<(), StepError> {
+        let Some(open) = self.open.as_ref() else {
+            return Ok(());
+        };
         let cut_at = open.cut_at;
         let phases = open.phases.clone();
         let zones = open.evidence.zones.clone();
-        tokio::time::sleep_until((cut_at + hold).into()).await;
         let acked_during = self.acked_in(&phases);
         // Give the source consumer a moment to read the last partition-phase messages.
         let source = self.source_name();
@@ -772,40 +907,45 @@ impl Run<'_> {
             .collect();
         let mut open = self.open.take().expect("checked above");
         let ev = &mut open.evidence;
-        ev.source_before_heal = seqs.get(&source).copied().flatten().unwrap_or(0);
-        ev.mirror_before_heal = zones
-            .iter()
-            .map(|z| (z.clone(), seqs.get(z).copied().flatten().unwrap_or(0)))
-            .collect();
+        ev.source_before_heal = seqs.get(&source).copied().flatten();
+        ev.mirror_before_heal = observed(&zones, &seqs);
         ev.probe_before_heal = probe_before_heal;
         ev.held_seconds = cut_at.elapsed().as_secs_f64();
         ev.acked_during = acked_during;
         ev.source_read_during = source_read_during;
         ev.reads_during = reads_during;
         ev.errors_during = errors_during;
+        ev.closed_after = closed_after;
         let healed = self.backend.heal(&open.record).await;
-        if healed.is_ok() {
-            self.cut_started = None;
-        }
         self.heal_at = Some(Instant::now());
         if let Some(s) = &self.sampler {
-            s.partition(
+            let (cut_ms, heal_ms) = (
                 cut_at.duration_since(self.epoch).as_millis() as u32,
                 self.ms(),
             );
+            s.partition(cut_ms, heal_ms);
+            for z in &zones {
+                s.window(z, LagCause::CutOff, cut_ms, heal_ms);
+            }
         }
         ev.healed = healed.is_ok();
+        ev.heal_error = healed.as_ref().err().map(|e| e.to_string());
         ev.leftovers = match self.backend.leftovers().await {
             Ok(l) => l,
             Err(e) => vec![format!("leftovers could not be listed: {e}")],
         };
-        if let Some(f) = self
-            .status
-            .faults
-            .iter_mut()
-            .find(|f| f.id == open.record.id)
-        {
-            f.healed_at = Some(Time(jiff::Timestamp::now()));
+        // Only a heal that succeeded is recorded as one: a restarted operator
+        // heals every fault without healedAt, and must not skip this one.
+        if healed.is_ok() {
+            self.cut_started = None;
+            if let Some(f) = self
+                .status
+                .faults
+                .iter_mut()
+                .find(|f| f.id == open.record.id)
+            {
+                f.healed_at = Some(Time(jiff::Timestamp::now()));
+            }
         }
         self.evidence.partitions.push(open.evidence);
         self.observer.status(&self.status);
@@ -870,6 +1010,13 @@ impl Run<'_> {
                     };
                     errors.insert(z.clone(), error);
                 }
+            }
+        }
+        // Lag until the mirrors caught up is still the cut's doing.
+        if let (Some(s), Some(last)) = (&self.sampler, self.evidence.partitions.last()) {
+            let heal_ms = from.duration_since(self.epoch).as_millis() as u32;
+            for z in &last.zones {
+                s.window(z, LagCause::CutOff, heal_ms, self.ms());
             }
         }
         self.evidence.catch_up = Some(CatchUpEvidence {
@@ -956,6 +1103,7 @@ impl Run<'_> {
             ..Default::default()
         };
         let started = Instant::now();
+        let joined_ms = self.ms();
         let joined = async {
             let access = self.runtime.add_zone(&spec).await?;
             self.temporary = Some(spec.name.clone());
@@ -978,6 +1126,9 @@ impl Run<'_> {
                 {
                     join.backfill_seconds = Some(started.elapsed().as_secs_f64());
                 }
+                if let Some(s) = &self.sampler {
+                    s.window(&spec.name, LagCause::Backfill, joined_ms, self.ms());
+                }
             }
             Err(e) => join.error = Some(e),
         }
@@ -998,7 +1149,82 @@ impl Run<'_> {
             join.producer_after = self.producer.as_ref().map(|p| p.identity());
         }
         self.evidence.zones = self.check_all();
+        self.audit_all().await;
         Ok(())
+    }
+
+    /// Reads every zone's stored stream itself, independent of what its
+    /// consumer read: storage that lost acked messages after they were read
+    /// fails claim 2 here, not nowhere.
+    async fn audit_all(&mut self) {
+        // A snapshot: the guard of the live log cannot be held across reads,
+        // and the producer is done by now.
+        let log = self.producer().log().lock().expect("log").clone();
+        let limit = self.step_timeout() + self.catch_up_timeout();
+        let (stream, from) = (self.stream(), self.first_seq);
+        let log = &log;
+        let audits = self.zones.iter().map(|z| async move {
+            let found = audit_zone(z.name(), &z.conn.js, stream, from, log, limit).await;
+            (z.name().to_string(), found)
+        });
+        let mut stored = Vec::new();
+        let mut errors = BTreeMap::new();
+        for (zone, found) in futures::future::join_all(audits).await {
+            match found {
+                Ok(a) => stored.push(a),
+                Err(e) => {
+                    errors.insert(zone, e.to_string());
+                }
+            }
+        }
+        self.evidence.stored = stored;
+        self.evidence.stored_errors = errors;
+    }
+
+    /// Whatever stopped the steps, the run still heals, waits for catch-up and
+    /// checks, so a loss is named with its ids in every report that can name
+    /// it. Each part is bounded by the drill's own timeouts.
+    async fn conclude(&mut self, outcome: &Result<(), StepError>) {
+        let Err(stopped) = outcome else { return };
+        // Before the producer exists nothing was published: nothing to check.
+        if self.producer.is_none() {
+            return;
+        }
+        let why = stopped.to_string();
+        self.evidence.interrupted = Some(why.clone());
+        for z in &self.zones {
+            z.reader.resume();
+        }
+        if self.open.is_some() {
+            let limit = self.step_timeout();
+            let closing = self.close_partition(Some(why.clone()));
+            if let Err(e) = tokio::time::timeout(limit, closing)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StepError::Failed("closing the partition timed out".into()))
+                })
+            {
+                tracing::warn!(error = %e, "closing the partition after an interruption failed");
+            }
+        }
+        let answering = self
+            .last_seqs()
+            .await
+            .get(&self.source_name())
+            .is_some_and(Option::is_some);
+        if !answering {
+            self.evidence.interrupted = Some(format!(
+                "{why}; the source zone did not answer afterwards, so nothing more was checked"
+            ));
+            return;
+        }
+        let limit = self.catch_up_timeout() + Duration::from_secs(5);
+        if !self.evidence.partitions.is_empty() && self.evidence.catch_up.is_none() {
+            let _ = tokio::time::timeout(limit, self.wait_for_catch_up()).await;
+        }
+        if self.evidence.zones.is_empty() {
+            let _ = tokio::time::timeout(limit + self.step_timeout(), self.verify()).await;
+        }
     }
 
     fn check_all(&self) -> Vec<ZoneCheck> {
@@ -1101,11 +1327,13 @@ impl Run<'_> {
         {
             tracing::warn!(zone = %name, error = %e, "temporary zone not removed");
         }
-        let claims = if matches!(outcome, Err(StepError::Precondition(_))) {
-            Vec::new()
-        } else {
+        let judged = self.producer.is_some() && !matches!(outcome, Err(StepError::Precondition(_)));
+        let claims = if judged {
             judge(&self.evidence)
+        } else {
+            Vec::new()
         };
+        let lag = timeline.lag_by_cause();
         let checks = &self.evidence.zones;
         let (attempted, acked) = sent.unwrap_or_default();
         self.status.totals = DrillTotals {
@@ -1115,56 +1343,23 @@ impl Run<'_> {
             lost: checks.iter().map(|c| c.lost as i64).sum(),
             duplicated: checks.iter().map(|c| c.duplicated as i64).sum(),
             reordered: checks.iter().map(|c| c.reordered as i64).sum(),
+            stored_missing: self.evidence.stored.iter().map(|a| a.missing as i64).sum(),
+            stored_altered: self
+                .evidence
+                .stored
+                .iter()
+                .map(|a| (a.altered + a.added) as i64)
+                .sum(),
             catch_up_seconds: self
                 .evidence
                 .catch_up
                 .as_ref()
                 .and_then(|c| c.seconds)
                 .map(|s| (s * 100.0).round() / 100.0),
-            max_lag: timeline.max_lag() as i64,
+            max_lag: lag.values().map(|l| l.cut_off).max().unwrap_or(0) as i64,
+            max_backfill_lag: lag.values().map(|l| l.backfill).max().unwrap_or(0) as i64,
         };
-        let failed: Vec<Claim> = claims
-            .iter()
-            .filter(|c| c.verdict == Verdict::Failed)
-            .map(|c| c.claim)
-            .collect();
-        let (phase, verdict, message) = match &outcome {
-            Err(StepError::Aborted) => (
-                DrillPhase::Aborted,
-                Verdict::NotRun,
-                "aborted; faults healed".to_string(),
-            ),
-            Err(e @ StepError::Precondition(_)) => {
-                (DrillPhase::Failed, Verdict::Failed, e.to_string())
-            }
-            Err(e) => (
-                DrillPhase::Failed,
-                Verdict::Failed,
-                format!("{e}; faults healed"),
-            ),
-            Ok(()) if failed.is_empty() && claims.iter().any(|c| c.verdict == Verdict::Passed) => (
-                DrillPhase::Succeeded,
-                Verdict::Passed,
-                "every claim that ran held".to_string(),
-            ),
-            Ok(()) if failed.is_empty() => (
-                DrillPhase::Succeeded,
-                Verdict::NotRun,
-                "no claim was exercised by these steps".to_string(),
-            ),
-            Ok(()) => (
-                DrillPhase::Failed,
-                Verdict::Failed,
-                format!(
-                    "claims failed: {}",
-                    failed
-                        .iter()
-                        .map(|c| c.title())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-            ),
-        };
+        let (phase, verdict, message) = overall(&outcome, &claims);
         let (phase, verdict, message) = if left_behind.is_empty() {
             (phase, verdict, message)
         } else {
@@ -1189,9 +1384,78 @@ impl Run<'_> {
             phases: self.phases,
             producer,
             timeline,
+            lag,
             wall_seconds: started.elapsed().as_secs_f64(),
         }
     }
+}
+
+/// The drill's phase, verdict and message from how the steps ended and what
+/// the claims found. A claim that failed is a finding about the region
+/// whatever stopped the steps; a drill that could not finish is inconclusive,
+/// never failed on its own account.
+fn overall(
+    outcome: &Result<(), StepError>,
+    claims: &[ClaimResult],
+) -> (DrillPhase, Verdict, String) {
+    let titles = |v: Verdict| {
+        claims
+            .iter()
+            .filter(|c| c.verdict == v)
+            .map(|c| c.claim.title())
+            .collect::<Vec<_>>()
+    };
+    let failed = titles(Verdict::Failed);
+    let unproven = titles(Verdict::Inconclusive);
+    let failed_msg = || format!("claims failed: {}", failed.join("; "));
+    match outcome {
+        Err(e @ StepError::Precondition(_)) => (DrillPhase::Failed, Verdict::Failed, e.to_string()),
+        Err(StepError::Aborted) if failed.is_empty() => (
+            DrillPhase::Aborted,
+            Verdict::NotRun,
+            "aborted; faults healed".to_string(),
+        ),
+        Err(StepError::Aborted) => (
+            DrillPhase::Aborted,
+            Verdict::Failed,
+            format!("aborted; faults healed; {}", failed_msg()),
+        ),
+        Err(e) if failed.is_empty() => (
+            DrillPhase::Errored,
+            Verdict::Inconclusive,
+            format!("drill error: {e}; faults healed; no claim failed on the evidence gathered"),
+        ),
+        Err(e) => (
+            DrillPhase::Failed,
+            Verdict::Failed,
+            format!("{e}; faults healed; {}", failed_msg()),
+        ),
+        Ok(()) if !failed.is_empty() => (DrillPhase::Failed, Verdict::Failed, failed_msg()),
+        Ok(()) if !unproven.is_empty() => (
+            DrillPhase::Errored,
+            Verdict::Inconclusive,
+            format!("claims not proven: {}", unproven.join("; ")),
+        ),
+        Ok(()) if claims.iter().any(|c| c.verdict == Verdict::Passed) => (
+            DrillPhase::Succeeded,
+            Verdict::Passed,
+            "every claim that ran held".to_string(),
+        ),
+        Ok(()) => (
+            DrillPhase::Succeeded,
+            Verdict::NotRun,
+            "no claim was exercised by these steps".to_string(),
+        ),
+    }
+}
+
+/// The zones of `zones` whose last sequence was read: a value that was not
+/// observed is absent, never 0.
+fn observed(zones: &[String], seqs: &BTreeMap<String, Option<u64>>) -> BTreeMap<String, u64> {
+    zones
+        .iter()
+        .filter_map(|z| Some((z.clone(), seqs.get(z).copied().flatten()?)))
+        .collect()
 }
 
 /// A concrete subject under the stream's first subject filter: `events.>`

@@ -2,6 +2,7 @@
 //! Kubernetes; a runtime gives access to zones and a fault backend cuts them.
 
 pub mod audit;
+pub mod campaign;
 pub mod checker;
 pub mod claims;
 pub mod consumer;
@@ -9,5 +10,6 @@ pub mod engine;
 pub mod producer;
 pub mod record;
 pub mod report;
+pub mod retry;
 pub mod runtime;
 pub mod timeline;

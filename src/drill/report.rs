@@ -28,6 +28,7 @@ pub fn table(report: &DrillReport) -> String {
             Verdict::Passed => "PASS",
             Verdict::Failed => "FAIL",
             Verdict::NotRun => "NOT RUN",
+            Verdict::Inconclusive => "UNKNOWN",
         };
         // The reason goes on its own line: it can be long (ids, figures).
         out.push_str(&format!(
@@ -40,14 +41,17 @@ pub fn table(report: &DrillReport) -> String {
     }
     let t = &s.totals;
     out.push_str(&format!(
-        "\n  attempted {}  acked {}  read {}  lost {}  duplicated {}  reordered {}  max lag {}  catch-up {}  sync_interval {}\n",
+        "\n  attempted {}  acked {}  read {}  lost {}  duplicated {}  reordered {}  stored missing {}  stored altered {}  max lag cut off {}  backfill {}  catch-up {}  sync_interval {}\n",
         t.attempted,
         t.acked,
         t.read,
         t.lost,
         t.duplicated,
         t.reordered,
+        t.stored_missing,
+        t.stored_altered,
         t.max_lag,
+        t.max_backfill_lag,
         t.catch_up_seconds.map(|c| format!("{c:.2}s")).unwrap_or_else(|| "-".into()),
         s.sync_interval.as_deref().unwrap_or("-"),
     ));
@@ -79,15 +83,20 @@ fn write_err(path: &Path, e: impl std::fmt::Display) -> ReportError {
 
 /// Writes the JSON report to `path` and the timeline SVG beside it (`.svg`).
 pub fn write(report: &DrillReport, path: &Path) -> Result<std::path::PathBuf, ReportError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
-    }
-    let json = serde_json::to_string_pretty(report).map_err(|e| write_err(path, e))?;
-    std::fs::write(path, json).map_err(|e| write_err(path, e))?;
+    write_json(report, path)?;
     let svg = path.with_extension("svg");
     std::fs::write(&svg, timeline_svg(&report.timeline, &report.drill))
         .map_err(|e| write_err(&svg, e))?;
     Ok(svg)
+}
+
+/// Any serializable document as pretty JSON at `path`, its directory created.
+pub fn write_json(doc: &impl serde::Serialize, path: &Path) -> Result<(), ReportError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
+    }
+    let json = serde_json::to_string_pretty(doc).map_err(|e| write_err(path, e))?;
+    std::fs::write(path, json).map_err(|e| write_err(path, e))
 }
 
 const PALETTE: [RGBColor; 6] = [

@@ -22,31 +22,65 @@ pub struct Timeline {
     pub partitions: Vec<(u32, u32)>,
     /// Named moments (step starts) for the picture.
     pub marks: Vec<(u32, String)>,
+    /// When a zone lagged for a known reason: `(zone, cause, from_ms, to_ms)`.
+    pub windows: Vec<(String, LagCause, u32, u32)>,
+}
+
+/// Why a mirror is behind the source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LagCause {
+    /// A partition cut it off (until it caught up after the heal).
+    CutOff,
+    /// It joined mid-drill and is copying the history.
+    Backfill,
+}
+
+/// Largest lag of one zone, by cause; `steady` is replication delay outside
+/// any window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LagByCause {
+    pub cut_off: u64,
+    pub backfill: u64,
+    pub steady: u64,
 }
 
 impl Timeline {
-    /// Largest `source − mirror` over samples taken at the same tick.
-    pub fn max_lag(&self) -> u64 {
+    /// Largest `source − mirror` per mirror zone and cause, over samples taken
+    /// at the same tick, so a drill's "max lag" means one thing.
+    pub fn lag_by_cause(&self) -> BTreeMap<String, LagByCause> {
+        let mut out = BTreeMap::new();
         let Some(source) = self.zones.get(&self.source_zone) else {
-            return 0;
+            return out;
         };
-        let mut max = 0;
         for (zone, series) in &self.zones {
             if *zone == self.source_zone {
                 continue;
             }
-            // Both series are sampled on the same ticks; join on time.
+            let lag: &mut LagByCause = out.entry(zone.clone()).or_default();
             let mut src = source.iter().peekable();
             for &(t, seq) in series {
                 while src.next_if(|&&(ts, _)| ts < t).is_some() {}
-                if let Some(&&(ts, s)) = src.peek()
-                    && ts == t
-                {
-                    max = max.max(s.saturating_sub(seq));
+                let Some(&&(ts, s)) = src.peek() else { break };
+                if ts != t {
+                    continue;
                 }
+                let behind = s.saturating_sub(seq);
+                let cause = self
+                    .windows
+                    .iter()
+                    .find(|(z, _, from, to)| z == zone && (*from..=*to).contains(&t))
+                    .map(|w| w.1);
+                let slot = match cause {
+                    Some(LagCause::CutOff) => &mut lag.cut_off,
+                    Some(LagCause::Backfill) => &mut lag.backfill,
+                    None => &mut lag.steady,
+                };
+                *slot = (*slot).max(behind);
             }
         }
-        max
+        out
     }
 }
 
@@ -118,6 +152,15 @@ impl Sampler {
             .push((cut_ms, heal_ms));
     }
 
+    pub fn window(&self, zone: &str, cause: LagCause, from_ms: u32, to_ms: u32) {
+        self.timeline.lock().expect("timeline").windows.push((
+            zone.to_string(),
+            cause,
+            from_ms,
+            to_ms,
+        ));
+    }
+
     pub fn snapshot(&self) -> Timeline {
         self.timeline.lock().expect("timeline").clone()
     }
@@ -134,16 +177,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn max_lag_joins_samples_on_time() {
+    fn lag_is_split_by_cause() {
         let mut tl = Timeline {
             source_zone: "a".into(),
             ..Default::default()
         };
+        tl.zones.insert(
+            "a".into(),
+            vec![(0, 10), (250, 100), (500, 200), (750, 3000), (1000, 3000)],
+        );
+        tl.zones.insert(
+            "b".into(),
+            vec![(0, 5), (250, 100), (500, 100), (750, 3000), (1000, 3000)],
+        );
         tl.zones
-            .insert("a".into(), vec![(0, 0), (250, 100), (500, 200), (750, 300)]);
-        tl.zones
-            .insert("b".into(), vec![(0, 0), (250, 100), (500, 100), (750, 300)]);
-        tl.zones.insert("c".into(), vec![(500, 150)]);
-        assert_eq!(tl.max_lag(), 100);
+            .insert("joiner".into(), vec![(750, 0), (1000, 3000)]);
+        tl.windows.push(("b".into(), LagCause::CutOff, 250, 600));
+        tl.windows
+            .push(("joiner".into(), LagCause::Backfill, 700, 1000));
+        let lag = tl.lag_by_cause();
+        assert_eq!(
+            lag["b"],
+            LagByCause {
+                cut_off: 100,
+                backfill: 0,
+                steady: 5
+            }
+        );
+        assert_eq!(lag["joiner"].backfill, 3000);
+        assert_eq!(lag["joiner"].cut_off, 0);
     }
 }

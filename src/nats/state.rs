@@ -316,6 +316,14 @@ pub async fn last_seq(js: &Context, stream: &str) -> Result<u64, StateError> {
     Ok(stream_info(js, stream).await?.info.state.last_sequence)
 }
 
+/// The stream's configuration in the zone behind `js`.
+pub async fn stream_config(
+    js: &Context,
+    stream: &str,
+) -> Result<async_nats::jetstream::stream::Config, StateError> {
+    Ok(stream_info(js, stream).await?.info.config)
+}
+
 /// One mirror as its own zone sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MirrorView {

@@ -720,6 +720,7 @@ impl DrillJob {
         let (type_, reason) = match finished.phase {
             DrillPhase::Succeeded => (EventType::Normal, "DrillSucceeded"),
             DrillPhase::Aborted => (EventType::Warning, "DrillAborted"),
+            DrillPhase::Errored => (EventType::Warning, "DrillErrored"),
             _ => (EventType::Warning, "DrillFailed"),
         };
         event(
@@ -887,7 +888,8 @@ fn verdict_label(v: Verdict) -> &'static str {
     match v {
         Verdict::Passed => "passed",
         Verdict::Failed => "failed",
-        Verdict::NotRun => "inconclusive",
+        Verdict::NotRun => "not_run",
+        Verdict::Inconclusive => "inconclusive",
     }
 }
 

@@ -87,14 +87,17 @@ impl KubernetesZones {
 }
 
 /// The objects of drill-owned zone `zone`: the region's builders, relabelled
-/// and re-owned. Pure.
+/// and re-owned, with the image the region's own zones run (the operator's
+/// `--default-nats-image` unless the spec chose one). Pure.
 pub fn temporary_zone_children(
     region: &RegionMirror,
     drill: &PartitionDrill,
     zone: &ZoneSpec,
-    image: &str,
+    operator_default_image: &str,
     secrets: &SecretRefs,
 ) -> Result<ZoneChildren> {
+    let image =
+        crate::operator::region::effective_image(&region.spec.image, operator_default_image);
     let mut with_zone = region.clone();
     with_zone.spec.zones.push(zone.clone());
     // The region's Toxiproxy has no proxy for a drill's zone: it dials the
@@ -136,13 +139,14 @@ impl TemporaryZones for KubernetesZones {
             let creds = credentials::ensure(&ctx.client, region)
                 .await
                 .map_err(|e| e.to_string())?;
-            let image = if region.spec.image.is_empty() {
-                ctx.settings.default_nats_image.as_str()
-            } else {
-                region.spec.image.as_str()
-            };
-            let c = temporary_zone_children(region, drill, zone, image, &creds.refs)
-                .map_err(|e| e.to_string())?;
+            let c = temporary_zone_children(
+                region,
+                drill,
+                zone,
+                &ctx.settings.default_nats_image,
+                &creds.refs,
+            )
+            .map_err(|e| e.to_string())?;
             apply::apply_zone(&ctx.client, &c)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -392,8 +396,28 @@ mod tests {
             app: "east-credentials".into(),
             system: "east-system-credentials".into(),
         };
-        let c = temporary_zone_children(&region, &drill, &zone, "nats:2.14", &secrets).unwrap();
+        let c = temporary_zone_children(&region, &drill, &zone, "mirror.local/nats:2.14", &secrets)
+            .unwrap();
         assert_eq!(c.statefulset.metadata.name.as_deref(), Some("east-joiner"));
+        // The spec kept the CRD's default image, so the operator's default applies,
+        // as it does for the region's own zones.
+        let images: Vec<_> = c
+            .statefulset
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .map(|p| {
+                p.containers
+                    .iter()
+                    .filter_map(|c| c.image.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            images.iter().any(|i| i == "mirror.local/nats:2.14"),
+            "{images:?}"
+        );
         assert!(c.leafnode.is_none(), "a mirror zone dials the source");
         for meta in [
             &c.statefulset.metadata,
