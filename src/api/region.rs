@@ -1,5 +1,5 @@
 //! `RegionMirror`: one NATS region made of zones, each zone its own cluster,
-//! wired with leafnodes and JetStream domains (see DESIGN.md).
+//! wired with leafnodes and JetStream domains (see docs/architecture.md).
 
 use std::collections::BTreeMap;
 

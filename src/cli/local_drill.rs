@@ -185,7 +185,7 @@ pub async fn run(opts: &LocalDrillOptions) -> Result<Vec<DrillReport>, LocalDril
 }
 
 /// Like [`run`] with objects already loaded; `advertise_fix: false` reproduces
-/// the proxy leak of DESIGN.md fact 1 (for tests that must see it caught).
+/// the proxy leak of docs/architecture.md fact 2 (for tests that must see it caught).
 pub async fn run_loaded(
     region: &RegionMirror,
     drill: &PartitionDrill,

@@ -86,7 +86,7 @@ pub trait Network: Send + Sync {
     /// What source server `source_server` advertises as its leafnode URL
     /// (`host:port`), or `None` to let it advertise its listen address.
     /// Remotes learn this address and redial it, so a proxy-based backend must
-    /// advertise something that does not bypass the proxy (DESIGN.md, fact 1).
+    /// advertise something that does not bypass the proxy (docs/architecture.md, fact 2).
     fn leaf_advertise(&self, source_server: usize, listen: SocketAddr) -> Option<String>;
 }
 

@@ -1,7 +1,7 @@
 //! Leafnode links routed through Toxiproxy; a cut disables the proxies.
 //!
 //! A proxy cut alone does not hold: the remote learns the hub's own leafnode
-//! URL from INFO and redials it directly (DESIGN.md, fact 1). So the hub must
+//! URL from INFO and redials it directly (docs/architecture.md, fact 2). So the hub must
 //! advertise an address that leads nowhere: a loopback port that this backend
 //! keeps bound without listening, so nothing else can take it and every
 //! connection to it is refused. `advertise_fix: false` drops that guard and

@@ -107,7 +107,7 @@ pub enum ProvisionError {
     },
 }
 
-/// Checks a stream name the way the server does (DESIGN.md fact 4), so the
+/// Checks a stream name the way the server does (docs/architecture.md fact 5), so the
 /// refusal names the field instead of surfacing a server error.
 pub fn check_stream_name(field: &'static str, name: &str) -> Result<(), ProvisionError> {
     let bad = name.is_empty()

@@ -2,7 +2,7 @@
 //!
 //! A mirror's lag is computed from both sides (source last sequence minus
 //! mirror last sequence): the server's own mirror `lag` stays 0 while the
-//! mirror is cut off (DESIGN.md fact 2), so it is never used. `active` and the
+//! mirror is cut off (docs/architecture.md fact 3), so it is never used. `active` and the
 //! mirror's `error` are reported next to it, because a lag of 0 says nothing
 //! about whether the mirror can still hear the source.
 
@@ -364,7 +364,7 @@ pub struct SyncTimeout {
 
 /// Waits until every mirror's last sequence has reached the source's, and
 /// returns how long that took from the call. Called right after a heal, this
-/// is the catch-up time (DESIGN.md fact 3). Each round reads the source first
+/// is the catch-up time (docs/architecture.md fact 4). Each round reads the source first
 /// and the mirrors after, so with producers still writing it ends once the
 /// mirrors have caught up with where the source was, not when writes stop.
 pub async fn wait_until_in_sync(

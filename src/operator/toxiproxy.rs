@@ -9,7 +9,7 @@
 //! URL per source server, as they list the source servers without a proxy.
 //!
 //! The source servers advertise [`ADVERTISE_PORT`] on the Toxiproxy Service,
-//! a port no proxy ever listens on (DESIGN.md fact 1: a remote redials what
+//! a port no proxy ever listens on (docs/architecture.md fact 2: a remote redials what
 //! the hub advertises, around any proxy). A remote that learns it gets a
 //! refused connection and keeps dialing its configured proxies. Advertising a
 //! source server's own proxy address instead would not hold: every source

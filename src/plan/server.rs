@@ -28,7 +28,7 @@ pub struct ServerAddress {
     /// Leafnode listener; used (and required) in the source zone only.
     pub leafnode_port: Option<u16>,
     /// Leafnode URL (`host:port`) the source server advertises instead of its
-    /// listen address (DESIGN.md fact 1). Source zone only.
+    /// listen address (docs/architecture.md fact 2). Source zone only.
     pub leaf_advertise: Option<String>,
     pub store_dir: String,
 }

@@ -10,7 +10,7 @@ use async_nats::jetstream::stream::{
 use crate::api::{self, RegionMirrorSpec, ZoneSpec};
 
 /// The `external.api` of a mirror whose source lives in JetStream domain
-/// `domain`: a subject prefix, never a URL (DESIGN.md).
+/// `domain`: a subject prefix, never a URL (docs/architecture.md, fact 1).
 pub fn api_prefix(domain: &str) -> String {
     format!("$JS.{domain}.API")
 }
@@ -34,7 +34,7 @@ pub fn source_stream_config(spec: &RegionMirrorSpec) -> Config {
 
 /// The mirror of the source stream in `zone`, whose source lives in JetStream
 /// domain `source_domain`. A mirror cannot be edited in place: any change to
-/// this config means deleting and recreating the mirror (DESIGN.md fact 5).
+/// this config means deleting and recreating the mirror (docs/architecture.md fact 6).
 pub fn mirror_stream_config(
     spec: &RegionMirrorSpec,
     source_domain: &str,

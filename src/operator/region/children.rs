@@ -139,7 +139,7 @@ pub fn region_children(
 /// Addressing of a managed zone in the cluster: servers bind every interface,
 /// peers find each other through the headless Service, mirror zones dial the
 /// source zone's leafnode Service, and the source advertises that Service
-/// (DESIGN.md fact 1: never its pods' own addresses, which would bypass a cut).
+/// (docs/architecture.md fact 2: never its pods' own addresses, which would bypass a cut).
 /// With `leafnode.proxy: toxiproxy` mirror zones dial the region's Toxiproxy
 /// instead and the source advertises a refused port on it
 /// (`crate::operator::toxiproxy`).
