@@ -7,7 +7,7 @@ export PATH := $(NATSREGION_TOOLS_BIN):$(PATH)
 # Two cores: keep rustc and the test harness from oversubscribing them.
 CARGO_TEST_THREADS ?= 2
 
-.PHONY: demo test tools tools-demo fmt-check clippy shellcheck unit integration crds clean-tools
+.PHONY: demo test tools tools-demo node-tools images fmt-check clippy shellcheck unit integration crds clean-tools
 
 ## demo: build what the quick start needs and run a real local drill (3 zones, all four claims)
 demo: tools-demo
@@ -23,6 +23,17 @@ tools-demo:
 tools:
 	tools/install.sh all
 	@if [ "$$(id -u)" = 0 ]; then tools/install.sh netfilter || true; fi
+	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory node-tools; \
+	else echo "make: not root: skipping the one-node cluster's tools and images; the cluster tests (tests/cluster.rs) will skip"; fi
+
+## node-tools: what the one-node cluster tests need (root): containerd, kubelet, ..., and the images they run
+node-tools:
+	tools/install.sh node
+	$(MAKE) --no-print-directory images
+
+## images: OCI image tarballs (operator, nats, toxiproxy, pause, coredns, resolve) from local static builds
+images:
+	tools/images.sh >/dev/null
 
 fmt-check:
 	cargo fmt --all -- --check
@@ -33,7 +44,7 @@ clippy:
 ## shellcheck: lint the shell scripts (kind end-to-end, tool install, CI) (pinned ShellCheck, see tools/install.sh)
 shellcheck:
 	tools/install.sh shellcheck >/dev/null
-	shellcheck kind/*.sh tools/install.sh .ci/run
+	shellcheck kind/*.sh tools/*.sh .ci/run
 
 unit:
 	cargo test --lib --bins --quiet

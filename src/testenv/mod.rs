@@ -2,15 +2,17 @@
 //! kube-controller-manager) started from the binaries `tools/install.sh k8s`
 //! builds. Used by the integration tests and the benchmark subcommand, which
 //! need the API server's own CEL, defaulting and subresource behaviour rather
-//! than an imitation of it.
+//! than an imitation of it. [`node`] adds a kubelet, a container runtime and
+//! the rest of a one-node cluster, for tests whose pods must really run.
 
 pub mod controlplane;
+pub mod node;
 mod process;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use controlplane::ControlPlane;
+pub use controlplane::{ControlPlane, ControlPlaneOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -43,6 +45,11 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("CRD {name} could not be installed: {reason}")]
     CrdNotEstablished { name: String, reason: String },
+    /// This machine cannot run it (not root, a tool missing); tests skip.
+    #[error("unsupported here: {0}")]
+    Unsupported(String),
+    #[error("`{command}` failed: {output}")]
+    Command { command: String, output: String },
 }
 
 impl Error {

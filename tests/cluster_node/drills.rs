@@ -1,0 +1,297 @@
+//! PartitionDrills run by the operator pod: the networkPolicy backend with
+//! kube-router enforcing (and without it: the leak must be caught), the
+//! toxiproxy backend, and the operator killed while a cut is in place.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::Api;
+use kube::api::ListParams;
+use natsregion::testenv::node::apply_all;
+use serde_json::Value;
+
+use crate::operator;
+use crate::scenarios::{Cluster, NS};
+use crate::util::{Outcome, delete, drill_resource, err, example, get_json, secs, wait_for};
+
+const DRILL_TIMEOUT: Duration = Duration::from_secs(420);
+const TERMINAL: [&str; 4] = ["Succeeded", "Failed", "Aborted", "Errored"];
+
+/// An example drill under another name, in the test namespace.
+fn drill_manifest(file: &str, name: &str) -> Value {
+    let mut d = example(file);
+    d["metadata"]["name"] = name.into();
+    d["metadata"]["namespace"] = NS.into();
+    d
+}
+
+/// Applies `drill`, waits for a terminal phase, returns the object and the
+/// wall time from apply to verdict.
+async fn run_drill(c: &Cluster<'_>, drill: Value) -> Outcome<(Value, Duration)> {
+    let name = drill["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    apply_all(&c.client, &[drill]).await.map_err(err)?;
+    let client = c.client.clone();
+    wait_for(&format!("drill {name} to finish"), DRILL_TIMEOUT, || {
+        let (client, name) = (client.clone(), name.clone());
+        async move {
+            let d = get_json(&client, NS, &drill_resource(), &name)
+                .await?
+                .ok_or("drill gone")?;
+            let phase = d["status"]["phase"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            Ok(if TERMINAL.contains(&phase.as_str()) {
+                Ok(d)
+            } else {
+                Err(format!("phase {phase} step {}", d["status"]["currentStep"]))
+            })
+        }
+    })
+    .await
+}
+
+fn claims(d: &Value) -> Vec<(String, String, String)> {
+    d["status"]["claims"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["claim"].as_str().unwrap_or_default().to_string(),
+                c["verdict"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn describe(d: &Value) -> String {
+    let s = &d["status"];
+    let mut out = format!(
+        "phase {} verdict {} message {}",
+        s["phase"], s["verdict"], s["message"]
+    );
+    for (claim, verdict, message) in claims(d) {
+        out.push_str(&format!("\n    {claim}: {verdict}: {message}"));
+    }
+    out
+}
+
+fn expect_all_passed(d: &Value) -> Outcome {
+    let all = claims(d);
+    if d["status"]["phase"] == "Succeeded"
+        && all.len() == 4
+        && all.iter().all(|(_, v, _)| v == "Passed")
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "drill did not pass all four claims: {}",
+            describe(d)
+        ))
+    }
+}
+
+async fn remove_drill(c: &Cluster<'_>, name: &str) -> Outcome {
+    delete(&c.client, NS, &drill_resource(), name).await?;
+    let client = c.client.clone();
+    wait_for(
+        &format!("drill {name} deleted"),
+        Duration::from_secs(120),
+        || {
+            let client = client.clone();
+            let name = name.to_string();
+            async move {
+                Ok(
+                    match get_json(&client, NS, &drill_resource(), &name).await? {
+                        None => Ok(()),
+                        Some(_) => Err("still there".to_string()),
+                    },
+                )
+            }
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// examples/drill.yaml as is: all four claims with kube-router enforcing.
+pub async fn network_policy(c: &mut Cluster<'_>) -> Outcome {
+    let name = "qa-drill";
+    let (d, took) = run_drill(c, drill_manifest("drill.yaml", name)).await?;
+    println!("drill {name}: {}", describe(&d));
+    expect_all_passed(&d)?;
+    c.figure(format!(
+        "networkPolicy drill: apply -> verdict {}, catch-up {}s, max lag {}",
+        secs(took),
+        d["status"]["totals"]["catchUpSeconds"],
+        d["status"]["totals"]["maxLag"]
+    ));
+    remove_drill(c, name).await
+}
+
+/// The same drill with the policy agent stopped: the NetworkPolicies are
+/// created but nothing enforces them, and the drill must say so (claim 1).
+pub async fn without_policy_agent(c: &mut Cluster<'_>) -> Outcome {
+    let name = "qa-drill-no-agent";
+    c.node.stop_policy_agent();
+    let outcome = run_drill(c, drill_manifest("drill.yaml", name)).await;
+    c.node.start_policy_agent().map_err(err)?;
+    let (d, took) = outcome?;
+    println!("drill {name}: {}", describe(&d));
+    let claim1 = claims(&d)
+        .into_iter()
+        .find(|(claim, _, _)| claim == "local-consumption");
+    match claim1 {
+        Some((_, verdict, message)) if verdict == "Failed" => {
+            c.figure(format!(
+                "drill without kube-router: claim 1 Failed after {}: {message}",
+                secs(took)
+            ));
+        }
+        other => {
+            return Err(format!(
+                "claim 1 without a policy agent: {other:?}; {}",
+                describe(&d)
+            ));
+        }
+    }
+    remove_drill(c, name).await
+}
+
+/// examples/drill-toxiproxy.yaml on the region with `leafnode.proxy: toxiproxy`.
+pub async fn toxiproxy(c: &mut Cluster<'_>) -> Outcome {
+    let name = "qa-degraded-link";
+    let (d, took) = run_drill(c, drill_manifest("drill-toxiproxy.yaml", name)).await?;
+    println!("drill {name}: {}", describe(&d));
+    expect_all_passed(&d)?;
+    c.figure(format!(
+        "toxiproxy drill (80 ms latency, 512 KB/s): apply -> verdict {}, catch-up {}s",
+        secs(took),
+        d["status"]["totals"]["catchUpSeconds"]
+    ));
+    remove_drill(c, name).await
+}
+
+/// The operator pod force-deleted while its drill holds a cut: the restarted
+/// operator (the Deployment's new pod) must remove the cut by its deadline.
+pub async fn operator_killed_during_cut(c: &mut Cluster<'_>) -> Outcome {
+    let name = "qa-drill-killed";
+    let mut drill = drill_manifest("drill.yaml", name);
+    drill["spec"]["fault"]["holdSeconds"] = 60.into();
+    drill["spec"]["fault"]["deadlineSeconds"] = 90.into();
+    apply_all(&c.client, &[drill]).await.map_err(err)?;
+    let client = c.client.clone();
+    let (fault, _) = wait_for("the drill's cut in place", Duration::from_secs(240), || {
+        let client = client.clone();
+        async move {
+            let d = get_json(&client, NS, &drill_resource(), name)
+                .await?
+                .ok_or("drill gone")?;
+            let open = d["status"]["faults"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|f| f["healedAt"].is_null())
+                .cloned();
+            Ok(open.ok_or_else(|| {
+                format!(
+                    "phase {} step {}",
+                    d["status"]["phase"], d["status"]["currentStep"]
+                )
+            }))
+        }
+    })
+    .await?;
+    let policies: Api<NetworkPolicy> = Api::namespaced(c.client.clone(), NS);
+    let in_place = policies
+        .list(&ListParams::default())
+        .await
+        .map_err(err)?
+        .items
+        .len();
+    if in_place == 0 {
+        return Err("the drill recorded a cut but no NetworkPolicy exists".into());
+    }
+    let deadline: jiff::Timestamp = fault["deadline"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or(format!("fault without a deadline: {fault}"))?;
+    let killed_at = jiff::Timestamp::now();
+    let pod = operator::force_delete(c).await?;
+    let budget = (deadline - killed_at)
+        .total(jiff::Unit::Second)
+        .map_err(err)?
+        .max(0.0);
+    let (_, gone_after) = wait_for(
+        "the cut's NetworkPolicies removed",
+        Duration::from_secs_f64(budget) + Duration::from_secs(5),
+        || {
+            let policies = policies.clone();
+            async move {
+                let n = policies
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(err)?
+                    .items
+                    .len();
+                Ok(if n == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{n} NetworkPolicies left"))
+                })
+            }
+        },
+    )
+    .await?;
+    let healed_at = jiff::Timestamp::now();
+    if healed_at > deadline + jiff::SignedDuration::from_secs(2) {
+        return Err(format!(
+            "cut removed at {healed_at}, after its deadline {deadline}"
+        ));
+    }
+    let started = Instant::now();
+    let (d, _) = wait_for(&format!("drill {name} to finish"), DRILL_TIMEOUT, || {
+        let client = client.clone();
+        async move {
+            let d = get_json(&client, NS, &drill_resource(), name)
+                .await?
+                .ok_or("drill gone")?;
+            let phase = d["status"]["phase"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            Ok(if TERMINAL.contains(&phase.as_str()) {
+                Ok(d)
+            } else {
+                Err(phase)
+            })
+        }
+    })
+    .await?;
+    println!(
+        "drill {name} after the operator pod {pod} was force-deleted: {}",
+        describe(&d)
+    );
+    c.figure(format!(
+        "operator pod force-deleted during a cut: cut gone {} later ({}s before its deadline); drill {} after another {}: {}",
+        secs(gone_after),
+        (deadline - healed_at).total(jiff::Unit::Second).map_err(err)?.round(),
+        d["status"]["phase"],
+        secs(started.elapsed()),
+        d["status"]["message"]
+    ));
+    if d["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        return Err("the drill's status does not say what happened".into());
+    }
+    operator::ready_pod(c, Duration::from_secs(120)).await?;
+    remove_drill(c, name).await
+}

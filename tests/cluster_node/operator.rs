@@ -1,0 +1,105 @@
+//! The operator as a pod: README step 3, `helm install` of charts/natsregion
+//! with the locally assembled image `natsregion:dev`.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams};
+
+use crate::scenarios::{Cluster, OPERATOR_NS};
+use crate::util::{Outcome, err, helm, secs, wait_for};
+
+pub const SELECTOR: &str = "app.kubernetes.io/name=natsregion";
+
+pub async fn helm_install(c: &mut Cluster<'_>) -> Outcome {
+    let started = Instant::now();
+    helm(
+        c.node,
+        &[
+            "install",
+            "natsregion",
+            "charts/natsregion",
+            "--namespace",
+            OPERATOR_NS,
+            "--create-namespace",
+            "--set",
+            "image.repository=natsregion",
+            "--set",
+            "image.tag=dev",
+            "--set",
+            "image.pullPolicy=Never",
+            "--wait",
+            "--timeout",
+            "180s",
+        ],
+    )?;
+    c.figure(format!("helm install --wait: {}", secs(started.elapsed())));
+    let pod = ready_pod(c, Duration::from_secs(60)).await?;
+    // What the chart promises, as the kubelet ran it.
+    let spec = pod.spec.as_ref().ok_or("operator pod has no spec")?;
+    let container = &spec.containers[0];
+    let sc = container
+        .security_context
+        .as_ref()
+        .ok_or("no container securityContext")?;
+    if sc.read_only_root_filesystem != Some(true) {
+        return Err("operator container root filesystem is not read-only".into());
+    }
+    let pod_sc = spec
+        .security_context
+        .as_ref()
+        .ok_or("no pod securityContext")?;
+    if pod_sc.run_as_non_root != Some(true) || pod_sc.run_as_user == Some(0) {
+        return Err(format!("operator pod may run as root: {pod_sc:?}"));
+    }
+    let status = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
+    let restarts = status
+        .and_then(|s| s.first())
+        .map_or(0, |s| s.restart_count);
+    if restarts > 0 {
+        return Err(format!("operator container restarted {restarts} times"));
+    }
+    Ok(())
+}
+
+/// The operator pod once it is Ready (readiness probe passed).
+pub async fn ready_pod(c: &Cluster<'_>, timeout: Duration) -> Outcome<Pod> {
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), OPERATOR_NS);
+    let (pod, _) = wait_for("the operator pod Ready", timeout, || {
+        let pods = pods.clone();
+        async move {
+            let list = pods
+                .list(&ListParams::default().labels(SELECTOR))
+                .await
+                .map_err(err)?;
+            let ready = list.items.into_iter().find(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        })
+            });
+            Ok(ready.ok_or_else(|| "no Ready operator pod".to_string()))
+        }
+    })
+    .await?;
+    Ok(pod)
+}
+
+/// Deletes the operator pod with no grace period, as `kubectl delete pod
+/// --force --grace-period=0` does; returns its name.
+pub async fn force_delete(c: &Cluster<'_>) -> Outcome<String> {
+    let pod = ready_pod(c, Duration::from_secs(10)).await?;
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), OPERATOR_NS);
+    pods.delete(&name, &DeleteParams::default().grace_period(0))
+        .await
+        .map_err(err)?;
+    Ok(name)
+}

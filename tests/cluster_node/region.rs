@@ -1,0 +1,288 @@
+//! The example region on the node: README step 4's `kubectl apply -f
+//! examples/region.yaml`, Ready from real readiness, then checked twice: by
+//! its status and by connecting to its pods.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Api;
+use kube::api::ListParams;
+use natsregion::operator::region::names;
+use natsregion::testenv::node::apply_all;
+use serde_json::Value;
+
+use crate::scenarios::{Cluster, NS, REGION};
+use crate::util::{Outcome, err, example, get_json, is_ready, region_resource, secs, wait_for};
+
+pub const ZONES: [&str; 3] = ["east", "west", "north"];
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// examples/region.yaml, adapted where one node forces it: the node is in
+/// topology zone `zone-a` only, so the mirror zones' pins to `zone-b` and
+/// `zone-c` are dropped (their pods would never schedule); east keeps its pin.
+pub fn region_manifest() -> Value {
+    let mut region = example("region.yaml");
+    region["metadata"]["namespace"] = NS.into();
+    for zone in region["spec"]["zones"].as_array_mut().expect("zones") {
+        if zone["name"] != "east" {
+            zone.as_object_mut().expect("zone").remove("scheduling");
+        }
+    }
+    region
+}
+
+pub async fn ready_and_in_sync(c: &mut Cluster<'_>) -> Outcome {
+    let applied = Instant::now();
+    apply_all(&c.client, &[region_manifest()])
+        .await
+        .map_err(err)?;
+    let took = wait_region_ready(c, READY_TIMEOUT).await?;
+    c.figure(format!("region apply -> Ready: {}", secs(took)));
+    let _ = applied;
+
+    let pods = zone_pods(c).await?;
+    for zone in ZONES {
+        let running = pods.get(zone).map_or(0, |p| p.len());
+        if running != 3 {
+            return Err(format!("zone {zone}: {running} ready pods Running, want 3"));
+        }
+    }
+    let region = get_json(&c.client, NS, &region_resource(), REGION)
+        .await?
+        .ok_or("region gone")?;
+    let s = &region["status"];
+    if s["zonesReady"] != "3/3" || s["mirrorsInSync"] != "2/2" {
+        return Err(format!(
+            "status says zones {} mirrors {}",
+            s["zonesReady"], s["mirrorsInSync"]
+        ));
+    }
+
+    // Independently of the operator: publish into the source's pods and read
+    // each mirror's stream from its own pods.
+    let conns = connect_zones(c).await?;
+    let source = &conns["east"];
+    let stream = "qa";
+    for i in 0..5 {
+        source
+            .publish(format!("events.qa.check.{i}"), "hello".into())
+            .await
+            .map_err(err)?
+            .await
+            .map_err(err)?;
+    }
+    let want = last_seq(source, stream).await?;
+    let started = Instant::now();
+    for zone in ["west", "north"] {
+        let js = &conns[zone];
+        wait_for(
+            &format!("mirror {zone} at {want}"),
+            Duration::from_secs(30),
+            || async {
+                let got = last_seq(js, stream).await?;
+                Ok(if got == want {
+                    Ok(())
+                } else {
+                    Err(format!("last_seq {got}"))
+                })
+            },
+        )
+        .await?;
+    }
+    c.figure(format!(
+        "5 messages published to east's pods, in both mirrors' pods after {}",
+        secs(started.elapsed())
+    ));
+    Ok(())
+}
+
+pub async fn wait_region_ready(c: &Cluster<'_>, timeout: Duration) -> Outcome<Duration> {
+    let client = c.client.clone();
+    let (_, took) = wait_for("RegionMirror qa Ready", timeout, || {
+        let client = client.clone();
+        async move {
+            let r = get_json(&client, NS, &region_resource(), REGION).await?;
+            Ok(match r {
+                Some(r) if is_ready(&r) && r["status"]["mirrorsInSync"] == "2/2" => Ok(()),
+                Some(r) => Err(format!(
+                    "status {}",
+                    serde_json::to_string(&r["status"]["conditions"]).unwrap_or_default()
+                )),
+                None => Err("not found".into()),
+            })
+        }
+    })
+    .await?;
+    Ok(took)
+}
+
+/// Ready, Running pods of each zone, by zone.
+pub async fn zone_pods(c: &Cluster<'_>) -> Outcome<BTreeMap<String, Vec<Pod>>> {
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), NS);
+    let mut out: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
+    for pod in pods.list(&ListParams::default()).await.map_err(err)?.items {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let Some(zone) = ZONES
+            .iter()
+            .find(|z| name.starts_with(&format!("{}-", names::statefulset(REGION, z))))
+        else {
+            continue;
+        };
+        let running = pod.status.as_ref().is_some_and(|s| {
+            s.phase.as_deref() == Some("Running")
+                && s.conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+        if running {
+            out.entry(zone.to_string()).or_default().push(pod);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn credentials(c: &Cluster<'_>) -> Outcome<(String, String)> {
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), NS);
+    let s = secrets
+        .get(&names::generated_credentials(REGION))
+        .await
+        .map_err(err)?;
+    let data = s.data.unwrap_or_default();
+    let field = |k: &str| {
+        data.get(k)
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .ok_or(format!("secret has no {k}"))
+    };
+    Ok((field("user")?, field("password")?))
+}
+
+/// A JetStream context per zone, dialled at one of its pods' IPs from the
+/// host (the pod bridge is routed there).
+pub async fn connect_zones(
+    c: &Cluster<'_>,
+) -> Outcome<BTreeMap<String, async_nats::jetstream::Context>> {
+    let (user, password) = credentials(c).await?;
+    let pods = zone_pods(c).await?;
+    let mut out = BTreeMap::new();
+    for zone in ZONES {
+        let ip = pods
+            .get(zone)
+            .and_then(|p| p.first())
+            .and_then(|p| p.status.as_ref()?.pod_ip.clone())
+            .ok_or(format!("zone {zone} has no pod IP"))?;
+        let client =
+            async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
+                .ignore_discovered_servers()
+                .connect(format!("{ip}:{}", names::CLIENT_PORT))
+                .await
+                .map_err(|e| format!("connect to zone {zone} at {ip}: {e}"))?;
+        out.insert(
+            zone.to_string(),
+            async_nats::jetstream::with_domain(client, zone),
+        );
+    }
+    Ok(out)
+}
+
+pub async fn last_seq(js: &async_nats::jetstream::Context, stream: &str) -> Outcome<u64> {
+    let mut s = js.get_stream(stream).await.map_err(err)?;
+    Ok(s.info().await.map_err(err)?.state.last_sequence)
+}
+
+/// Deleting the RegionMirror removes everything it made: workloads, their
+/// pods and volumes, Services, ConfigMaps, Secrets, budgets, policies.
+pub async fn deleted_leaves_nothing(c: &mut Cluster<'_>) -> Outcome {
+    use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+    use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Service};
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+
+    let started = Instant::now();
+    crate::util::delete(&c.client, NS, &region_resource(), REGION).await?;
+    let client = c.client.clone();
+    let (_, took) = wait_for(
+        "everything of region qa gone",
+        Duration::from_secs(240),
+        || {
+            let client = client.clone();
+            async move {
+                let ns = |c: &kube::Client| c.clone();
+                let mut left = Vec::new();
+                let named = |kind: &str, names: Vec<String>, left: &mut Vec<String>| {
+                    for n in names
+                        .into_iter()
+                        .filter(|n| n.starts_with(&format!("{REGION}-")))
+                    {
+                        left.push(format!("{kind} {n}"));
+                    }
+                };
+                macro_rules! names_of {
+                    ($t:ty) => {
+                        Api::<$t>::namespaced(ns(&client), NS)
+                            .list(&ListParams::default())
+                            .await
+                            .map_err(err)?
+                            .items
+                            .into_iter()
+                            .filter_map(|o| o.metadata.name)
+                            .collect::<Vec<_>>()
+                    };
+                }
+                named("StatefulSet", names_of!(StatefulSet), &mut left);
+                named("Deployment", names_of!(Deployment), &mut left);
+                named("Pod", names_of!(Pod), &mut left);
+                named("Service", names_of!(Service), &mut left);
+                named("ConfigMap", names_of!(ConfigMap), &mut left);
+                named("Secret", names_of!(Secret), &mut left);
+                named(
+                    "PodDisruptionBudget",
+                    names_of!(PodDisruptionBudget),
+                    &mut left,
+                );
+                named(
+                    "PersistentVolumeClaim",
+                    names_of!(PersistentVolumeClaim),
+                    &mut left,
+                );
+                for p in names_of!(NetworkPolicy) {
+                    left.push(format!("NetworkPolicy {p}"));
+                }
+                let pvs = Api::<PersistentVolume>::all(ns(&client))
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(err)?
+                    .items;
+                for pv in pvs {
+                    let claim = pv
+                        .spec
+                        .and_then(|s| s.claim_ref)
+                        .and_then(|r| r.name)
+                        .unwrap_or_default();
+                    if claim.contains(&format!("-{REGION}-")) {
+                        left.push(format!("PersistentVolume for {claim}"));
+                    }
+                }
+                if get_json(&client, NS, &region_resource(), REGION)
+                    .await?
+                    .is_some()
+                {
+                    left.push("the RegionMirror itself".into());
+                }
+                Ok(if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(left.join(", "))
+                })
+            }
+        },
+    )
+    .await?;
+    let _ = started;
+    c.figure(format!(
+        "RegionMirror deleted: all its objects, pods and volumes gone after {}",
+        secs(took)
+    ));
+    Ok(())
+}
