@@ -12,7 +12,7 @@
 pub mod operator;
 
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_nats::jetstream;
@@ -23,9 +23,9 @@ use futures::stream::FuturesUnordered;
 use crate::api::RegionMirror;
 use crate::cli::drill_file;
 use crate::cli::local_drill::{LocalDrillOptions, run_loaded};
-use crate::drill::checker::{SentLog, check_zone};
+use crate::drill::checker::{SentLog, ZoneTally};
 use crate::drill::producer::{Producer, ProducerSettings};
-use crate::drill::record::{MsgId, Read, Sent, payload};
+use crate::drill::record::{MsgId, Read, hash, payload};
 use crate::fault::DirectNetwork;
 use crate::local::{LocalRegion, LocalRegionOptions};
 use crate::nats::connect::{ConnectSettings, ZoneEndpoint, connect};
@@ -50,8 +50,8 @@ pub struct CheckerFigure {
     pub messages: usize,
     pub repeats: usize,
     pub median_seconds: f64,
-    /// size_of Sent + size_of Read + the checker's 1-byte seen counter.
-    pub bytes_per_message: usize,
+    /// Heap bytes the producer's log and one zone's tally hold per message.
+    pub bytes_per_message: f64,
     /// VmHWM after building the records and checking them (KiB).
     pub peak_rss_kib: Option<u64>,
     /// VmHWM minus VmRSS before the records were built (KiB).
@@ -133,42 +133,28 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchSummary, BenchError> {
 
 // ---------------------------------------------------------------- checker
 
-/// Records are `Copy`, so they own no heap memory: a tracked message costs
-/// exactly its two fixed-size entries plus the checker's counter byte.
-const fn assert_fixed_size<T: Copy>() {}
-const _: () = assert_fixed_size::<Sent>();
-const _: () = assert_fixed_size::<Read>();
+/// Payload size of the synthetic history (the drill's default).
+const CHECK_PAYLOAD: usize = 128;
 
-pub fn bytes_per_message() -> usize {
-    std::mem::size_of::<Sent>() + std::mem::size_of::<Read>() + 1
+/// A log of `n` acked messages, as the producer records them.
+pub fn synthetic(n: usize) -> SentLog {
+    let mut log = SentLog::new(1, CHECK_PAYLOAD);
+    for c in 1..=n as u64 {
+        log.attempt(0);
+        log.settle(c, Some(c));
+    }
+    log
 }
 
-/// A log of `n` acked messages and the reads of a zone that got all of them,
-/// in order, as the engine records them.
-pub fn synthetic(n: usize) -> (SentLog, Vec<Read>) {
-    let mut log = SentLog::new(1);
-    log.entries.reserve_exact(n);
-    let mut reads = Vec::with_capacity(n);
-    for c in 1..=n as u64 {
-        let id = MsgId {
-            writer: 1,
-            counter: c,
-        };
-        let hash = c.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5555;
-        log.entries.push(Sent {
-            id,
-            hash,
-            seq: c,
-            phase: 0,
-        });
-        reads.push(Read {
-            id,
-            hash,
-            stream_seq: c,
-            at_ms: (c / 10) as u32,
-        });
-    }
-    (log, reads)
+/// The reads of a zone that got every message of `log`, in order, produced
+/// one at a time as a consumer would (nothing per read is kept).
+pub fn reads_of(log: &SentLog) -> impl Iterator<Item = Read> + '_ {
+    log.iter().map(|(id, seq)| Read {
+        id,
+        hash: hash(&payload(id, CHECK_PAYLOAD)),
+        stream_seq: seq,
+        at_ms: (seq / 10) as u32,
+    })
 }
 
 /// A `VmXXX:  1234 kB` figure of this process, in KiB.
@@ -192,21 +178,23 @@ fn reset_peak_rss() -> bool {
 
 fn checker_bench() -> Vec<CheckerFigure> {
     println!(
-        "records are fixed-size (Sent {} B, Read {} B, Copy: no per-message heap), + 1 B/msg seen table = {} B per tracked message",
-        std::mem::size_of::<Sent>(),
-        std::mem::size_of::<Read>(),
-        bytes_per_message()
+        "streaming: the producer's log keeps 1 bit per message (+ a run per failed publish), each zone's tally 2 bits; reads are judged as they arrive"
     );
     let mut out = Vec::new();
     for (n, repeats) in [(10_000, 5), (100_000, 5), (1_000_000, 3)] {
         let reset = reset_peak_rss();
         let base = proc_status_kib("VmRSS");
-        let (log, reads) = synthetic(n);
-        let logs = std::slice::from_ref(&log);
+        let log = synthetic(n);
         let mut times = Vec::with_capacity(repeats);
+        let mut held = 0;
         for _ in 0..repeats {
             let start = Instant::now();
-            let check = check_zone("bench", std::hint::black_box(logs), &reads);
+            let mut tally = ZoneTally::new("bench");
+            for r in reads_of(&log) {
+                tally.observe(std::hint::black_box(&log), r);
+            }
+            held = log.heap_bytes() + tally.heap_bytes();
+            let check = tally.finish(&log);
             times.push(start.elapsed().as_secs_f64());
             // Not a timing assertion: the synthetic zone must come out clean.
             debug_assert!(check.clean() && check.expected == n as u64);
@@ -217,12 +205,12 @@ fn checker_bench() -> Vec<CheckerFigure> {
             (true, Some(b), Some(p)) => Some(p.saturating_sub(b)),
             _ => None,
         };
-        drop((log, reads));
+        drop(log);
         let fig = CheckerFigure {
             messages: n,
             repeats,
             median_seconds: median(&times),
-            bytes_per_message: bytes_per_message(),
+            bytes_per_message: held as f64 / n as f64,
             peak_rss_kib: peak,
             rss_growth_kib: growth,
         };
@@ -232,7 +220,7 @@ fn checker_bench() -> Vec<CheckerFigure> {
             fig.median_seconds * 1e3,
             repeats,
             fig.per_second() / 1e6,
-            (n * fig.bytes_per_message) as f64 / (1024.0 * 1024.0),
+            n as f64 * fig.bytes_per_message / (1024.0 * 1024.0),
             kib(fig.peak_rss_kib),
             kib(fig.rss_growth_kib),
             fig.rss_growth_kib
@@ -334,7 +322,7 @@ async fn publish_rounds(
                     conn.client.clone(),
                     conn.js.clone(),
                     // A fresh writer per round: new Nats-Msg-Ids, nothing de-duplicated.
-                    100 + round as u32,
+                    Arc::new(Mutex::new(SentLog::new(100 + round as u32, PAYLOAD_BYTES))),
                     ProducerSettings {
                         subject: SUBJECT.into(),
                         payload_bytes: PAYLOAD_BYTES,
@@ -474,8 +462,8 @@ pub fn table(s: &BenchSummary) -> String {
     if let Some(c) = s.checker.first() {
         let _ = writeln!(
             t,
-            "{:<34} {:>12} B {:>20}",
-            "memory per tracked message", c.bytes_per_message, "fixed-size records"
+            "{:<34} {:>12.2} B {:>20}",
+            "memory per tracked message", c.bytes_per_message, "log + one zone's tally"
         );
     }
     if let Some(p) = &s.publish {
@@ -526,8 +514,18 @@ mod tests {
 
     #[test]
     fn a_synthetic_zone_checks_clean() {
-        let (log, reads) = synthetic(1000);
-        let c = check_zone("x", std::slice::from_ref(&log), &reads);
+        let log = synthetic(1000);
+        let mut tally = ZoneTally::new("x");
+        for r in reads_of(&log) {
+            tally.observe(&log, r);
+        }
+        // One bit per message in the log, two in the tally: well under 4 B.
+        assert!(
+            log.heap_bytes() + tally.heap_bytes() < 1000,
+            "{}",
+            log.heap_bytes()
+        );
+        let c = tally.finish(&log);
         assert!(c.clean(), "{c:?}");
         assert_eq!((c.expected, c.read), (1000, 1000));
     }

@@ -62,7 +62,7 @@ fn producer(zone: &ZoneClient) -> Producer {
     Producer::new(
         zone.client.clone(),
         zone.js.clone(),
-        WRITER,
+        Arc::new(std::sync::Mutex::new(SentLog::new(WRITER, 128))),
         ProducerSettings {
             subject: "events.audit".into(),
             payload_bytes: 128,
@@ -120,7 +120,10 @@ async fn messages_removed_from_the_mirrors_storage_are_named_there_only() {
     // One early, one in the middle, and the run's very last message.
     let victims: Vec<(u64, String)> = [0usize, 1234, 1999]
         .iter()
-        .map(|&i| (log.entries[i].seq, log.entries[i].id.to_string()))
+        .map(|&i| {
+            let (id, seq) = log.iter().nth(i).expect("published");
+            (seq, id.to_string())
+        })
         .collect();
     let mirror = b.js.get_stream(STREAM).await.expect("mirror stream");
     for (seq, _) in &victims {

@@ -101,7 +101,7 @@ impl<'a> StoredAudit<'a> {
     pub fn new(zone: &str, from_seq: u64, log: &'a SentLog) -> Self {
         Self {
             log,
-            seen: vec![0; log.entries.len().div_ceil(64)],
+            seen: vec![0; (log.attempted() as usize).div_ceil(64)],
             out: StoredAuditResult {
                 zone: zone.to_string(),
                 from_seq,
@@ -160,7 +160,7 @@ impl<'a> StoredAudit<'a> {
         push(&mut self.out.altered_examples, || StoredMismatch {
             stream_seq,
             expected: acked_at(log, stream_seq),
-            got: describe(id, sent, got),
+            got: describe(id, &sent, got),
         });
     }
 
@@ -177,32 +177,30 @@ impl<'a> StoredAudit<'a> {
         out.last_seq = state.last_seq;
         // The reader skips what lies below `from_seq`; the count says what it held.
         out.before_run = below_from.max(state.messages.saturating_sub(out.stored_from_run));
-        let is_seen = |i: usize| seen[i / 64] & (1 << (i % 64)) != 0;
-        let owed = |s: &Sent| s.acked() && s.seq >= out.from_seq;
+        let is_seen = |id: MsgId| {
+            let i = (id.counter - 1) as usize;
+            seen[i / 64] & (1 << (i % 64)) != 0
+        };
+        let from = out.from_seq;
+        let owed = || log.iter().filter(move |&(_, seq)| seq != 0 && seq >= from);
         let mut found: Option<(u64, u64)> = None;
-        for (i, s) in log.entries.iter().enumerate() {
-            if owed(s) && is_seen(i) {
-                found =
-                    Some(found.map_or((s.seq, s.seq), |(lo, hi)| (lo.min(s.seq), hi.max(s.seq))));
+        for (id, seq) in owed() {
+            if is_seen(id) {
+                found = Some(found.map_or((seq, seq), |(lo, hi)| (lo.min(seq), hi.max(seq))));
             }
         }
-        for (i, s) in log.entries.iter().enumerate() {
-            if !owed(s) {
-                continue;
-            }
+        for (id, seq) in owed() {
             out.expected += 1;
-            if is_seen(i) {
+            if is_seen(id) {
                 continue;
             }
             out.missing += 1;
             match found {
-                Some((_, hi)) if s.seq > hi => out.missing_suffix += 1,
-                Some((lo, _)) if s.seq > lo => out.missing_middle += 1,
+                Some((_, hi)) if seq > hi => out.missing_suffix += 1,
+                Some((lo, _)) if seq > lo => out.missing_middle += 1,
                 _ => out.missing_prefix += 1,
             }
-            push(&mut out.missing_examples, || {
-                format!("seq {} ({})", s.seq, s.id)
-            });
+            push(&mut out.missing_examples, || format!("seq {seq} ({id})"));
         }
         out
     }
@@ -228,12 +226,9 @@ fn describe(id: MsgId, sent: &Sent, got_hash: u64) -> String {
     s
 }
 
-/// Linear, but only ever run for the capped examples.
 fn acked_at(log: &SentLog, seq: u64) -> Option<String> {
-    log.entries
-        .iter()
-        .find(|s| s.seq == seq)
-        .map(|s| format!("{} (hash {:016x})", s.id, s.hash))
+    log.acked_at(seq)
+        .map(|id| format!("{id} (hash {:016x})", log.hash_of(id)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -381,14 +376,15 @@ mod tests {
 
     /// `n` messages of writer 1, acked at `offset + counter`.
     fn log(n: u64, offset: u64) -> SentLog {
-        let mut l = SentLog::new(1);
+        log_unacked(n, offset, &[])
+    }
+
+    /// Like [`log`], with the publishes of `unacked` never acked.
+    fn log_unacked(n: u64, offset: u64, unacked: &[u64]) -> SentLog {
+        let mut l = SentLog::new(1, LEN);
         for c in 1..=n {
-            l.entries.push(Sent {
-                id: id(c),
-                hash: hash(&payload(id(c), LEN)),
-                seq: offset + c,
-                phase: 0,
-            });
+            l.attempt(0);
+            l.settle(c, (!unacked.contains(&c)).then_some(offset + c));
         }
         l
     }
@@ -405,13 +401,13 @@ mod tests {
     fn audit_all_but(l: &SentLog, from_seq: u64, skip: &[u64]) -> StoredAuditResult {
         let mut a = StoredAudit::new("z", from_seq, l);
         let mut stored = 0;
-        for s in &l.entries {
-            if !skip.contains(&s.seq) {
-                a.observe(s.seq, &payload(s.id, LEN));
+        for (id, seq) in l.iter() {
+            if !skip.contains(&seq) {
+                a.observe(seq, &payload(id, LEN));
                 stored += 1;
             }
         }
-        let last = l.entries.last().map_or(0, |s| s.seq);
+        let last = l.iter().last().map_or(0, |(_, seq)| seq);
         a.finish(state(stored, from_seq, last))
     }
 
@@ -556,8 +552,7 @@ mod tests {
 
     #[test]
     fn stored_without_an_ack_is_recovered_not_a_failure() {
-        let mut l = log(3, 0);
-        l.entries[2].seq = 0;
+        let l = log_unacked(3, 0, &[3]);
         let mut a = StoredAudit::new("z", 1, &l);
         for c in 1..=3 {
             a.observe(c, &payload(id(c), LEN));
@@ -575,8 +570,8 @@ mod tests {
         // Earlier traffic at 1..=50 (30 still stored), the run from 51.
         let l = log(10, 50);
         let mut a = StoredAudit::new("z", 51, &l);
-        for s in &l.entries {
-            a.observe(s.seq, &payload(s.id, LEN));
+        for (id, seq) in l.iter() {
+            a.observe(seq, &payload(id, LEN));
         }
         let r = a.finish(state(40, 21, 60));
         assert!(r.clean(), "{r:?}");
@@ -586,8 +581,8 @@ mod tests {
         for seq in 21..=50 {
             a.observe(seq, &payload(id(seq), LEN));
         }
-        for s in &l.entries {
-            a.observe(s.seq, &payload(s.id, LEN));
+        for (id, seq) in l.iter() {
+            a.observe(seq, &payload(id, LEN));
         }
         let r = a.finish(state(40, 21, 60));
         assert!(r.clean(), "{r:?}");

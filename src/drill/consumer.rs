@@ -11,6 +11,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::checker::{SentLog, ZoneTally};
 use super::record::{Read, hash, parse_id};
 
 /// A consumer's position as the server sees it.
@@ -35,7 +36,7 @@ pub struct ZoneReader {
     consumer: jetstream::consumer::PullConsumer,
     stream: jetstream::stream::Stream,
     durable: String,
-    reads: Arc<Mutex<Vec<Read>>>,
+    tally: Arc<Mutex<ZoneTally>>,
     stats: Arc<ReaderStats>,
     paused: watch::Sender<bool>,
     /// `true` while the read loop is parked by a pause (no batch in hand).
@@ -56,13 +57,15 @@ pub struct ConsumerError {
 impl ZoneReader {
     /// Creates (or binds to) durable `durable` delivering the stream from
     /// `first_seq` (the run's own first sequence: earlier runs' messages are
-    /// not this run's to judge) and starts reading.
+    /// not this run's to judge) and starts reading, judging each read against
+    /// `log` as it arrives.
     pub async fn start(
         zone: &str,
         js: &jetstream::Context,
         stream_name: &str,
         durable: &str,
         first_seq: u64,
+        log: Arc<Mutex<SentLog>>,
         epoch: Instant,
     ) -> Result<Self, ConsumerError> {
         let err = |message: String| ConsumerError {
@@ -98,7 +101,7 @@ impl ZoneReader {
             consumer,
             stream,
             durable: durable.to_string(),
-            reads: Arc::new(Mutex::new(Vec::new())),
+            tally: Arc::new(Mutex::new(ZoneTally::new(zone))),
             stats: Arc::new(ReaderStats::default()),
             paused,
             idle,
@@ -107,7 +110,10 @@ impl ZoneReader {
         };
         reader.task = Some(tokio::spawn(read_loop(
             reader.consumer.clone(),
-            reader.reads.clone(),
+            Judge {
+                log,
+                tally: reader.tally.clone(),
+            },
             reader.stats.clone(),
             paused_rx,
             idle_tx,
@@ -141,14 +147,9 @@ impl ZoneReader {
         &self.stats
     }
 
-    /// Copy of everything read so far.
-    pub fn reads(&self) -> Vec<Read> {
-        self.reads.lock().expect("reads").clone()
-    }
-
-    /// Run `f` over the reads without copying them.
-    pub fn with_reads<T>(&self, f: impl FnOnce(&[Read]) -> T) -> T {
-        f(&self.reads.lock().expect("reads"))
+    /// Run `f` over what this zone's reads showed so far.
+    pub fn with_tally<T>(&self, f: impl FnOnce(&ZoneTally) -> T) -> T {
+        f(&self.tally.lock().expect("tally"))
     }
 
     /// Ack floor and pending counts as the server sees them.
@@ -182,9 +183,23 @@ impl Drop for ZoneReader {
     }
 }
 
+/// Where each read is judged: against the run's log, into the zone's tally.
+struct Judge {
+    log: Arc<Mutex<SentLog>>,
+    tally: Arc<Mutex<ZoneTally>>,
+}
+
+impl Judge {
+    fn read(&self, read: Read) {
+        // Lock order: log, then tally (the producer takes only the log).
+        let log = self.log.lock().expect("log");
+        self.tally.lock().expect("tally").observe(&log, read);
+    }
+}
+
 async fn read_loop(
     consumer: jetstream::consumer::PullConsumer,
-    reads: Arc<Mutex<Vec<Read>>>,
+    judge: Judge,
     stats: Arc<ReaderStats>,
     mut paused: watch::Receiver<bool>,
     idle: watch::Sender<bool>,
@@ -239,7 +254,7 @@ async fn read_loop(
             };
             match msg.ack().await {
                 Ok(()) => {
-                    reads.lock().expect("reads").push(read);
+                    judge.read(read);
                     stats.reads.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => fail(&stats.ack_errors, e.to_string()),

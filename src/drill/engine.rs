@@ -16,7 +16,7 @@ use crate::fault::FaultBackend;
 use crate::nats::connect::{ConnectSettings, ZoneClient, connect};
 
 use super::audit::audit_zone;
-use super::checker::{SentLog, ZoneCheck, check_zone};
+use super::checker::{SentLog, ZoneCheck};
 use super::claims::{
     CatchUpEvidence, Evidence, JoinEvidence, PartitionEvidence, PauseEvidence, judge,
 };
@@ -214,6 +214,10 @@ pub async fn run(
         writer,
         first_seq: 1,
         backlog_zones: Vec::new(),
+        log: Arc::new(Mutex::new(SentLog::new(
+            writer,
+            drill.spec.workload.payload_bytes as usize,
+        ))),
         zones: Vec::new(),
         producer: None,
         sampler: None,
@@ -257,6 +261,8 @@ struct Run<'a> {
     first_seq: u64,
     /// Zones whose consumers the build-backlog step paused until the next cut.
     backlog_zones: Vec<String>,
+    /// Every attempt and PubAck of this run; consumers judge reads against it.
+    log: Arc<Mutex<SentLog>>,
 }
 
 impl Run<'_> {
@@ -293,10 +299,7 @@ impl Run<'_> {
     }
 
     fn acked(&self) -> u64 {
-        self.producer
-            .as_ref()
-            .map(|p| p.log().lock().expect("log").acked())
-            .unwrap_or(0)
+        self.log.lock().expect("log").acked()
     }
 
     fn step_timeout(&self) -> Duration {
@@ -406,7 +409,7 @@ impl Run<'_> {
         self.producer = Some(Producer::new(
             source.conn.client.clone(),
             source.conn.js.clone(),
-            self.writer,
+            self.log.clone(),
             ProducerSettings {
                 subject,
                 payload_bytes: workload.payload_bytes as usize,
@@ -471,6 +474,7 @@ impl Run<'_> {
                 self.stream(),
                 &durable,
                 self.first_seq,
+                self.log.clone(),
                 self.epoch,
             )
         })
@@ -958,35 +962,14 @@ impl Run<'_> {
     }
 
     fn acked_in(&self, phases: &[u16]) -> u64 {
-        let log = self.producer().log();
-        let log = log.lock().expect("log");
-        log.entries
-            .iter()
-            .filter(|s| s.acked() && phases.contains(&s.phase))
-            .count() as u64
+        self.log.lock().expect("log").acked_in(phases)
     }
 
     /// How many acked messages of `phases` zone `zone` has read.
     fn read_in(&self, zone: &str, phases: &[u16]) -> u64 {
-        let log = self.producer().log();
-        let log = log.lock().expect("log");
-        let wanted: Vec<bool> = log
-            .entries
-            .iter()
-            .map(|s| s.acked() && phases.contains(&s.phase))
-            .collect();
         let Some(z) = self.zone(zone) else { return 0 };
-        z.reader.with_reads(|reads| {
-            let mut seen = vec![false; wanted.len()];
-            for r in reads {
-                if let Some(i) = (r.id.counter as usize).checked_sub(1)
-                    && i < seen.len()
-                {
-                    seen[i] = wanted[i];
-                }
-            }
-            seen.iter().filter(|s| **s).count() as u64
-        })
+        let log = self.log.lock().expect("log");
+        z.reader.with_tally(|t| t.read_acked_in(&log, phases))
     }
 
     async fn wait_for_catch_up(&mut self) -> Result<(), StepError> {
@@ -1159,7 +1142,7 @@ impl Run<'_> {
     async fn audit_all(&mut self) {
         // A snapshot: the guard of the live log cannot be held across reads,
         // and the producer is done by now.
-        let log = self.producer().log().lock().expect("log").clone();
+        let log = self.log.lock().expect("log").clone();
         let limit = self.step_timeout() + self.catch_up_timeout();
         let (stream, from) = (self.stream(), self.first_seq);
         let log = &log;
@@ -1228,15 +1211,11 @@ impl Run<'_> {
     }
 
     fn check_all(&self) -> Vec<ZoneCheck> {
-        let log = self.producer().log();
-        let log = log.lock().expect("log");
-        let logs: &[SentLog] = std::slice::from_ref(&log);
+        let mut log = self.log.lock().expect("log");
+        log.abandon_unsettled();
         self.zones
             .iter()
-            .map(|z| {
-                z.reader
-                    .with_reads(|reads| check_zone(z.name(), logs, reads))
-            })
+            .map(|z| z.reader.with_tally(|t| t.clone().finish(&log)))
             .collect()
     }
 

@@ -12,4 +12,5 @@ pub mod record;
 pub mod report;
 pub mod retry;
 pub mod runtime;
+pub mod sent;
 pub mod timeline;

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use super::checker::SentLog;
-use super::record::{MsgId, Sent, hash, msg_id_header, payload};
+use super::record::{msg_id_header, payload};
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -59,23 +59,23 @@ pub struct Producer {
     client: async_nats::Client,
     js: jetstream::Context,
     settings: ProducerSettings,
-    writer: u32,
     log: Arc<Mutex<SentLog>>,
 }
 
 impl Producer {
+    /// Publishes under `log`'s writer id with `log`'s payload size, recording
+    /// every attempt and PubAck there (the zones' consumers judge against it).
     pub fn new(
         client: async_nats::Client,
         js: jetstream::Context,
-        writer: u32,
+        log: Arc<Mutex<SentLog>>,
         settings: ProducerSettings,
     ) -> Self {
         Self {
             client,
             js,
             settings,
-            writer,
-            log: Arc::new(Mutex::new(SentLog::new(writer))),
+            log,
         }
     }
 
@@ -112,6 +112,7 @@ impl Producer {
     ) -> PhaseStats {
         let start = Instant::now();
         let mut stats = PhaseStats::default();
+        self.log.lock().expect("producer log").abandon_unsettled();
         let mut in_flight = FuturesUnordered::new();
         let interval = (self.settings.rate_per_second > 0)
             .then(|| Duration::from_secs_f64(1.0 / self.settings.rate_per_second as f64));
@@ -131,21 +132,9 @@ impl Producer {
                     self.settle(done, &mut stats);
                 }
             }
-            let (index, id, body) = {
-                let mut log = self.log.lock().expect("producer log");
-                let id = MsgId {
-                    writer: self.writer,
-                    counter: log.entries.len() as u64 + 1,
-                };
-                let body = payload(id, self.settings.payload_bytes);
-                log.entries.push(Sent {
-                    id,
-                    hash: hash(&body),
-                    seq: 0,
-                    phase,
-                });
-                (log.entries.len() - 1, id, body)
-            };
+            let id = self.log.lock().expect("producer log").attempt(phase);
+            let body = payload(id, self.settings.payload_bytes);
+            let index = id.counter;
             stats.attempted += 1;
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Msg-Id", msg_id_header(id).as_str());
@@ -174,13 +163,15 @@ impl Producer {
         stats
     }
 
-    fn settle(&self, (index, result): (usize, Result<u64, String>), stats: &mut PhaseStats) {
+    fn settle(&self, (counter, result): (u64, Result<u64, String>), stats: &mut PhaseStats) {
+        let mut log = self.log.lock().expect("producer log");
         match result {
             Ok(seq) => {
-                self.log.lock().expect("producer log").entries[index].seq = seq;
+                log.settle(counter, Some(seq));
                 stats.acked += 1;
             }
             Err(e) => {
+                log.settle(counter, None);
                 tracing::debug!(error = %e, "publish not acked");
                 stats.failed += 1;
             }
