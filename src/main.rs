@@ -26,11 +26,15 @@ enum Command {
     },
     /// Run the operator against the cluster in the current kubeconfig (or in-cluster).
     Run(RunArgs),
-    /// Run a partition drill.
+    /// Run a partition drill: in the cluster of the current kubeconfig (through
+    /// the operator there), or with --local on local nats-server processes.
     Drill {
         /// Run every zone as local nats-server processes (no Kubernetes).
         #[arg(long)]
         local: bool,
+        /// Namespace for a cluster drill whose file names none (default: the kubeconfig's).
+        #[arg(long)]
+        namespace: Option<String>,
         /// YAML file with a RegionMirror and a PartitionDrill.
         file: PathBuf,
         /// Write the full report as JSON here (a timeline SVG is written beside it).
@@ -43,6 +47,10 @@ enum Command {
         /// the catch-up distribution (--report then holds the summary).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10000))]
         repeat: u32,
+        /// Write JUnit XML here: one test case per claim (failure message =
+        /// the claim's reason), one suite per run.
+        #[arg(long)]
+        junit: Option<PathBuf>,
     },
     /// Measure the checker, the producer and catch-up after heal; prints figures.
     #[command(args_conflicts_with_subcommands = true)]
@@ -160,6 +168,45 @@ fn run_operator(args: RunArgs) -> ExitCode {
     }
 }
 
+/// `natsregion drill FILE`: exit 0 when every claim passed, 1 when the drill
+/// ran and did not pass, 2 when it could not be run or followed.
+fn cluster_drill(
+    file: PathBuf,
+    report: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    namespace: Option<String>,
+) -> ExitCode {
+    use natsregion::cli::cluster_drill::{ClusterDrillOptions, run};
+    let opts = ClusterDrillOptions {
+        file,
+        namespace,
+        report,
+        junit,
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let outcome = runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("no cluster in the current kubeconfig: {e}"))?;
+        run(client, &opts).await.map_err(|e| e.to_string())
+    });
+    match outcome {
+        Ok(o) => {
+            println!("{}", o.table());
+            if o.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(match &cli.command {
@@ -232,12 +279,15 @@ fn main() -> ExitCode {
             report,
             keep_dirs,
             repeat,
+            junit,
+            namespace,
         } => {
             if !local {
-                eprintln!(
-                    "only --local drills run from the command line; apply a PartitionDrill to run one in a cluster"
-                );
-                return ExitCode::from(2);
+                if keep_dirs || repeat > 1 {
+                    eprintln!("--keep-dirs and --repeat are for --local drills");
+                    return ExitCode::from(2);
+                }
+                return cluster_drill(file, report, junit, namespace);
             }
             let opts = natsregion::cli::local_drill::LocalDrillOptions {
                 file,
@@ -245,6 +295,7 @@ fn main() -> ExitCode {
                 keep_dirs,
                 progress: true,
                 repeat,
+                junit,
             };
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             match runtime.block_on(natsregion::cli::local_drill::run(&opts)) {

@@ -56,9 +56,22 @@ fn opts() -> LocalDrillOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_region_passes_all_four_claims() {
     let (region, drill) = spec(None, false);
-    let report = run_loaded(&region, &drill, &opts(), true)
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("ci/junit.xml");
+    let with_junit = LocalDrillOptions {
+        junit: Some(junit.clone()),
+        ..opts()
+    };
+    let report = run_loaded(&region, &drill, &with_junit, true)
         .await
         .expect("drill runs");
+    // The CI view of the run: four passing test cases.
+    let cases = junit_cases(&std::fs::read_to_string(&junit).expect("junit written"));
+    assert_eq!(cases.len(), 4, "{cases:?}");
+    assert!(
+        cases.iter().all(|(_, outcome)| outcome.is_none()),
+        "{cases:?}"
+    );
     let s = &report.status;
     assert_eq!(
         s.verdict,
@@ -274,6 +287,58 @@ async fn a_mirror_pointed_at_the_wrong_domain_fails_claim_two() {
         claim(&report.status.claims, Claim::LocalConsumption).verdict,
         Verdict::Failed
     );
+    // In JUnit: claims 1 and 2 fail with their reasons, 3 and 4 were not run.
+    let xml = natsregion::cli::junit::render(&natsregion::cli::junit::suites(
+        std::slice::from_ref(&report),
+    ))
+    .expect("junit");
+    let cases = junit_cases(&xml);
+    assert_eq!(cases.len(), 4, "{xml}");
+    assert_eq!(
+        cases[1].1,
+        Some(("failure".to_string(), c2.message.clone())),
+        "{xml}"
+    );
+    assert_eq!(cases[0].1.as_ref().map(|o| o.0.as_str()), Some("failure"));
+    assert!(
+        cases[2..]
+            .iter()
+            .all(|(_, o)| o.as_ref().is_some_and(|o| o.0 == "skipped")),
+        "{xml}"
+    );
+}
+
+/// Test cases of a JUnit document, parsed back: (name, None when it passed,
+/// else (failure | error | skipped, message)).
+fn junit_cases(xml: &str) -> Vec<(String, Option<(String, String)>)> {
+    use quick_xml::events::Event;
+    let attr = |e: &quick_xml::events::BytesStart<'_>, key: &str| {
+        e.attributes()
+            .map(|a| a.expect("attribute"))
+            .find(|a| a.key.into_inner() == key)
+            .map(|a| {
+                a.normalized_value(quick_xml::XmlVersion::Explicit1_0)
+                    .expect("value")
+                    .to_string()
+            })
+    };
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut cases = Vec::new();
+    loop {
+        match reader.read_event().expect("well-formed JUnit XML") {
+            Event::Eof => return cases,
+            Event::Start(e) | Event::Empty(e) => match e.name().into_inner() {
+                "testcase" => cases.push((attr(&e, "name").expect("name"), None)),
+                kind @ ("failure" | "error" | "skipped") => {
+                    let case: &mut (String, Option<(String, String)>) =
+                        cases.last_mut().expect("inside a testcase");
+                    case.1 = Some((kind.to_string(), attr(&e, "message").unwrap_or_default()));
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

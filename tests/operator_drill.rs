@@ -325,6 +325,110 @@ fn finished(d: &PartitionDrill) -> bool {
         && !d.finalizers().iter().any(|f| f == FINALIZER)
 }
 
+/// The report ConfigMap `status.report` names, decoded: (JSON, SVG).
+async fn stored_report(client: &Client, d: &PartitionDrill) -> (serde_json::Value, String) {
+    use natsregion::operator::drill::reports;
+    let s = d.status.as_ref().expect("status");
+    let name = s
+        .report
+        .as_deref()
+        .unwrap_or_else(|| panic!("no report: {}", show(d)));
+    assert_eq!(
+        s.history.last().and_then(|h| h.report.as_deref()),
+        Some(name)
+    );
+    let cm = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), NS)
+        .get(name)
+        .await
+        .expect("report ConfigMap");
+    assert_eq!(
+        cm.owner_references()[0].uid,
+        d.uid().unwrap(),
+        "owned by the drill"
+    );
+    let stored = reports::decode(&cm).expect("decodes");
+    assert!(stored.truncated.is_none());
+    (
+        serde_json::from_slice(&stored.json).expect("report JSON"),
+        stored.svg.expect("timeline SVG"),
+    )
+}
+
+/// `kubectl wait --for=condition=<type_>=<status>`: watches the drill until
+/// the condition says so (and was written for the current generation).
+async fn wait_condition(
+    drills: &Api<PartitionDrill>,
+    name: &str,
+    type_: &'static str,
+    status: &'static str,
+    seconds: u64,
+) -> PartitionDrill {
+    let cond = move |d: Option<&PartitionDrill>| {
+        d.is_some_and(|d| {
+            d.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == type_
+                        && c.status == status
+                        && c.observed_generation == d.metadata.generation
+                })
+            })
+        })
+    };
+    match tokio::time::timeout(
+        Duration::from_secs(seconds),
+        kube::runtime::wait::await_condition(drills.clone(), name, cond),
+    )
+    .await
+    {
+        Ok(Ok(Some(d))) => d,
+        other => {
+            let d = drills.get(name).await.expect("get drill");
+            panic!(
+                "drill {name}: condition {type_}={status} not reached in {seconds}s ({:?}); status: {}",
+                other.map(|r| r.map(|_| ())),
+                show(&d)
+            )
+        }
+    }
+}
+
+fn expect_conditions(d: &PartitionDrill, want: &[(&str, &str)]) {
+    let s = d.status.as_ref().expect("status");
+    for (type_, status) in want {
+        let c = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == *type_)
+            .unwrap_or_else(|| panic!("no {type_} condition: {}", show(d)));
+        assert_eq!(c.status, *status, "{type_}: {}", show(d));
+        assert_eq!(c.observed_generation, d.metadata.generation);
+        assert!(!c.reason.is_empty() && !c.message.is_empty(), "{c:?}");
+    }
+}
+
+/// The drill as `kubectl get` prints it: the server's Table (printer
+/// columns), as column name to cell.
+async fn table_row(client: &Client, name: &str) -> serde_json::Map<String, serde_json::Value> {
+    let req = http::Request::get(format!(
+        "/apis/natsregion.io/v1alpha1/namespaces/{NS}/partitiondrills/{name}"
+    ))
+    .header(
+        "accept",
+        "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+    )
+    .body(Vec::new())
+    .unwrap();
+    let table: serde_json::Value =
+        serde_json::from_str(&client.request_text(req).await.expect("Table")).unwrap();
+    let names = table["columnDefinitions"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string());
+    let cells = table["rows"][0]["cells"].as_array().expect("cells").clone();
+    names.zip(cells).collect()
+}
+
 fn cut_on(d: &PartitionDrill) -> bool {
     d.status
         .as_ref()
@@ -345,6 +449,22 @@ async fn drills_end_with_verdicts_in_status() {
     let operator = start_operator(&client, good.settings());
     let started = Instant::now();
     let drills = good.create_drill("east-drill", small_drill(3, None)).await;
+    // What `kubectl wait --for=condition=X partitiondrill/east-drill` does.
+    wait_condition(&drills, "east-drill", "Reconciling", "True", 60).await;
+    let d = wait_condition(&drills, "east-drill", "Succeeded", "True", 120).await;
+    eprintln!("healthy drill took {:?}", started.elapsed());
+    expect_conditions(
+        &d,
+        &[
+            ("Reconciling", "False"),
+            ("Completed", "True"),
+            ("Failed", "False"),
+            ("Stalled", "False"),
+        ],
+    );
+    let row = table_row(&client, "east-drill").await;
+    assert_eq!(row["Claims"], "4/4", "{row:?}");
+    assert!(row["Catch-up"].is_number(), "{row:?}");
     let d = wait_for(
         &drills,
         "east-drill",
@@ -353,7 +473,25 @@ async fn drills_end_with_verdicts_in_status() {
         finished,
     )
     .await;
-    eprintln!("healthy drill took {:?}", started.elapsed());
+    // Conditions are written only when they change: a finished drill rests.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = drills.get("east-drill").await.unwrap();
+    assert_eq!(again.resource_version(), d.resource_version());
+    // The run's full report and timeline, kept in a ConfigMap the drill owns.
+    let (report, svg) = stored_report(&client, &d).await;
+    assert_eq!(report["status"]["verdict"], "Passed", "{report}");
+    assert_eq!(report["status"]["claimsPassed"], "4/4");
+    assert_eq!(report["drill"], "east-drill");
+    assert!(
+        report["timeline"]["zones"]["b"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert!(
+        svg.starts_with("<svg") && svg.contains("b (mirror)"),
+        "{}",
+        &svg[..80]
+    );
     let s = d.status.as_ref().unwrap();
     assert_eq!(s.phase, DrillPhase::Succeeded, "{}", show(&d));
     assert_eq!(s.verdict, Verdict::Passed, "{}", show(&d));
@@ -404,6 +542,21 @@ async fn drills_end_with_verdicts_in_status() {
             ),
         )
         .await;
+    // A failing drill: `kubectl wait --for=condition=Failed` returns.
+    let d = wait_condition(&drills, "west-drill", "Failed", "True", 120).await;
+    expect_conditions(
+        &d,
+        &[
+            ("Completed", "True"),
+            ("Succeeded", "False"),
+            ("Stalled", "True"),
+        ],
+    );
+    assert_eq!(
+        table_row(&client, "west-drill").await["Claims"],
+        "0/4",
+        "claims 1 and 2 failed, 3 and 4 not run"
+    );
     let d = wait_for(
         &drills,
         "west-drill",
@@ -414,6 +567,8 @@ async fn drills_end_with_verdicts_in_status() {
     .await;
     let s = d.status.as_ref().unwrap();
     assert_eq!(s.phase, DrillPhase::Failed, "{}", show(&d));
+    let (report, _) = stored_report(&client, &d).await;
+    assert_eq!(report["status"]["verdict"], "Failed", "{report}");
     let c2 = s
         .claims
         .iter()
@@ -958,10 +1113,123 @@ async fn a_scheduled_drill_runs_again_and_keeps_bounded_history() {
     let d = drills.get("cron").await.unwrap();
     let s = d.status.as_ref().unwrap();
     assert_eq!(s.history.len(), 2, "historyLimit holds: {}", show(&d));
+    // The stored reports are bounded the same way, and are the history's.
+    let kept: Vec<String> = natsregion::operator::drill::reports::list(&client, NS, "cron")
+        .await
+        .unwrap()
+        .iter()
+        .map(|cm| cm.name_any())
+        .collect();
+    let named: Vec<String> = s.history.iter().filter_map(|h| h.report.clone()).collect();
+    assert_eq!(kept, named, "{}", show(&d));
     assert!(
         s.history.iter().all(|h| h.verdict == Verdict::Passed),
         "{}",
         show(&d)
     );
+    kill(operator).await;
+}
+
+/// A drill file as a user writes it: the region and the drill, as YAML.
+fn drill_file(dir: &std::path::Path, region: &RegionMirror, drill: &str) -> std::path::PathBuf {
+    let region = RegionMirror::new(&region.name_any(), region.spec.clone());
+    let mut spec = small_drill(
+        3,
+        Some("produce, partition, produce, heal, wait-for-catch-up, verify"),
+    );
+    spec["regionRef"] = json!({"name": region.name_any()});
+    let drill: PartitionDrill = serde_json::from_value(json!({
+        "apiVersion": "natsregion.io/v1alpha1",
+        "kind": "PartitionDrill",
+        "metadata": {"name": drill},
+        "spec": spec,
+    }))
+    .unwrap();
+    let path = dir.join(format!("{}.yaml", drill.name_any()));
+    let text = format!(
+        "---\n{}---\n{}",
+        serde_yaml_ng::to_string(&region).unwrap(),
+        serde_yaml_ng::to_string(&drill).unwrap()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// (test cases, failures) of a JUnit file.
+fn junit_counts(path: &std::path::Path) -> (usize, usize) {
+    use quick_xml::events::Event;
+    let xml = std::fs::read_to_string(path).expect("junit written");
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let (mut cases, mut failures) = (0, 0);
+    loop {
+        match reader.read_event().expect("well-formed JUnit XML") {
+            Event::Eof => return (cases, failures),
+            Event::Start(e) | Event::Empty(e) => match e.name().into_inner() {
+                "testcase" => cases += 1,
+                "failure" => failures += 1,
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn natsregion_drill_runs_a_file_in_the_cluster_and_ends_with_its_verdict() {
+    use natsregion::cli::cluster_drill::{ClusterDrillOptions, run};
+    let (_plane, client) = plane_with_crds().await;
+    let good = World::start(client.clone(), "east", None).await;
+    let broken = World::start(client.clone(), "west", Some("$JS.nope.API")).await;
+    let regions: Api<RegionMirror> = Api::namespaced(client.clone(), NS);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = |file: std::path::PathBuf, out: &str| ClusterDrillOptions {
+        file,
+        namespace: Some(NS.to_string()),
+        report: Some(dir.path().join(format!("out/{out}.json"))),
+        junit: Some(dir.path().join(format!("out/{out}.xml"))),
+        progress: false,
+        timeout: Duration::from_secs(180),
+        poll: Duration::from_millis(200),
+    };
+
+    let operator = start_operator(&client, good.settings());
+    let file = drill_file(dir.path(), &regions.get("east").await.unwrap(), "ci");
+    let started = Instant::now();
+    let outcome = run(client.clone(), &opts(file.clone(), "pass"))
+        .await
+        .expect("the drill runs");
+    eprintln!("cluster drill through the CLI took {:?}", started.elapsed());
+    assert!(outcome.passed(), "{}", outcome.table());
+    assert!(outcome.table().contains("PASS"), "{}", outcome.table());
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out/pass.json")).expect("report written"),
+    )
+    .unwrap();
+    assert_eq!(report["status"]["verdict"], "Passed", "{report}");
+    assert!(report["evidence"].is_object() && report["timeline"].is_object());
+    let svg = std::fs::read_to_string(dir.path().join("out/pass.svg")).expect("svg written");
+    assert!(svg.starts_with("<svg"));
+    assert_eq!(junit_counts(&dir.path().join("out/pass.xml")), (4, 0));
+    // Again: the finished drill is replaced, and this is a run of its own.
+    let again = run(client.clone(), &opts(file, "again"))
+        .await
+        .expect("runs again");
+    assert!(again.passed(), "{}", again.table());
+    assert_ne!(
+        again.status.run.as_ref().map(|r| r.writer),
+        outcome.status.run.as_ref().map(|r| r.writer)
+    );
+    kill(operator).await;
+
+    let operator = start_operator(&client, broken.settings());
+    let file = drill_file(dir.path(), &regions.get("west").await.unwrap(), "ci-broken");
+    let outcome = run(client.clone(), &opts(file, "fail"))
+        .await
+        .expect("the drill runs");
+    assert!(!outcome.passed(), "{}", outcome.table());
+    assert!(outcome.table().contains("FAIL"), "{}", outcome.table());
+    let (cases, failures) = junit_counts(&dir.path().join("out/fail.xml"));
+    assert_eq!(cases, 4);
+    assert!(failures >= 1, "claim 2 fails");
     kill(operator).await;
 }

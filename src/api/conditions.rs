@@ -16,6 +16,31 @@ pub struct Desired<'a> {
     pub message: String,
 }
 
+/// A condition's status. Most conditions are decided either way; some (a
+/// drill's outcome while it runs) are not decided yet, which is `Unknown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    True,
+    False,
+    Unknown,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::True => TRUE,
+            State::False => FALSE,
+            State::Unknown => UNKNOWN,
+        }
+    }
+}
+
+impl From<bool> for State {
+    fn from(b: bool) -> Self {
+        if b { State::True } else { State::False }
+    }
+}
+
 /// Merge `desired` into `existing`, keeping `lastTransitionTime` when the
 /// status did not change.
 pub fn upsert(
@@ -24,22 +49,43 @@ pub fn upsert(
     generation: Option<i64>,
     now: jiff::Timestamp,
 ) {
-    let status = if desired.status { TRUE } else { FALSE };
-    match existing.iter_mut().find(|c| c.type_ == desired.type_) {
+    upsert_state(
+        existing,
+        desired.type_,
+        desired.status.into(),
+        desired.reason,
+        desired.message,
+        generation,
+        now,
+    )
+}
+
+/// [`upsert`] for a condition that may be `Unknown`.
+pub fn upsert_state(
+    existing: &mut Vec<Condition>,
+    type_: &str,
+    state: State,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) {
+    let status = state.as_str();
+    match existing.iter_mut().find(|c| c.type_ == type_) {
         Some(c) => {
             if c.status != status {
                 c.last_transition_time = Time(now);
             }
             c.status = status.to_string();
-            c.reason = desired.reason.to_string();
-            c.message = desired.message;
+            c.reason = reason.to_string();
+            c.message = message;
             c.observed_generation = generation;
         }
         None => existing.push(Condition {
-            type_: desired.type_.to_string(),
+            type_: type_.to_string(),
             status: status.to_string(),
-            reason: desired.reason.to_string(),
-            message: desired.message,
+            reason: reason.to_string(),
+            message,
             observed_generation: generation,
             last_transition_time: Time(now),
         }),

@@ -24,6 +24,8 @@ use super::validate::msg;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.currentStep"}"#,
     printcolumn = r#"{"name":"Verdict","type":"string","jsonPath":".status.verdict"}"#,
+    printcolumn = r#"{"name":"Claims","type":"string","description":"claims passed / judged","jsonPath":".status.claimsPassed"}"#,
+    printcolumn = r#"{"name":"Catch-up","type":"number","description":"seconds the mirrors took to catch up after the heal","jsonPath":".status.totals.catchUpSeconds"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(
@@ -465,6 +467,9 @@ pub struct DrillRun {
     pub verdict: Verdict,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_claims: Vec<Claim>,
+    /// ConfigMap holding this run's report and timeline (see `status.report`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -491,6 +496,14 @@ pub struct PartitionDrillStatus {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub claims: Vec<ClaimResult>,
+    /// Claims passed out of those judged (`4/4`), filled by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims_passed: Option<String>,
+    /// ConfigMap (owned by the drill) with this run's full JSON report
+    /// (`report.json`) and timeline (`timeline.svg`), gzipped as `*.gz` in
+    /// `binaryData` when large.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultRecord>,
     #[serde(default)]

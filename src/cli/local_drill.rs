@@ -30,6 +30,8 @@ pub enum LocalDrillError {
     Region(#[from] crate::local::LocalError),
     #[error(transparent)]
     Report(#[from] report::ReportError),
+    #[error(transparent)]
+    Junit(#[from] super::junit::JunitError),
 }
 
 /// What to run and where to write.
@@ -43,6 +45,8 @@ pub struct LocalDrillOptions {
     pub progress: bool,
     /// Runs of the drill on the one region (0 counts as 1).
     pub repeat: u32,
+    /// Write JUnit XML here (one test case per claim, one suite per run).
+    pub junit: Option<PathBuf>,
 }
 
 /// A [`LocalRegion`] seen through the engine's runtime seam.
@@ -283,6 +287,10 @@ pub async fn run_campaign(
     }
     if let Some(path) = &opts.report {
         write_reports(&reports, path)?;
+    }
+    if let Some(path) = &opts.junit {
+        super::junit::write(&super::junit::suites(&reports), path)?;
+        eprintln!("junit: {}", path.display());
     }
     Ok(reports)
 }

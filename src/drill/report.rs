@@ -13,11 +13,39 @@ use super::timeline::Timeline;
 
 /// The verdict table printed at the end of a drill.
 pub fn table(report: &DrillReport) -> String {
-    let s = &report.status;
+    let mut out = status_table(
+        &report.drill,
+        &report.region,
+        &report.fault_backend,
+        &report.status,
+        report.wall_seconds,
+    );
+    for p in &report.phases {
+        out.push_str(&format!(
+            "  phase {:<18} {:>7} acked in {:>6.2}s ({:>8.0}/s){}\n",
+            p.step,
+            p.stats.acked,
+            p.stats.seconds,
+            p.stats.rate(),
+            if p.partitioned { "  [partitioned]" } else { "" }
+        ));
+    }
+    out
+}
+
+/// The verdict table from a status alone (a drill followed in a cluster,
+/// whose report may not be readable).
+pub fn status_table(
+    drill: &str,
+    region: &str,
+    backend: &str,
+    s: &crate::api::PartitionDrillStatus,
+    wall_seconds: f64,
+) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "drill {} on region {} ({} backend): {:?} / {:?} in {:.1}s\n",
-        report.drill, report.region, report.fault_backend, s.phase, s.verdict, report.wall_seconds
+        "drill {drill} on region {region} ({backend} backend): {:?} / {:?} in {wall_seconds:.1}s\n",
+        s.phase, s.verdict
     ));
     if let Some(m) = &s.message {
         out.push_str(&format!("  {m}\n"));
@@ -55,16 +83,6 @@ pub fn table(report: &DrillReport) -> String {
         t.catch_up_seconds.map(|c| format!("{c:.2}s")).unwrap_or_else(|| "-".into()),
         s.sync_interval.as_deref().unwrap_or("-"),
     ));
-    for p in &report.phases {
-        out.push_str(&format!(
-            "  phase {:<18} {:>7} acked in {:>6.2}s ({:>8.0}/s){}\n",
-            p.step,
-            p.stats.acked,
-            p.stats.seconds,
-            p.stats.rate(),
-            if p.partitioned { "  [partitioned]" } else { "" }
-        ));
-    }
     out
 }
 

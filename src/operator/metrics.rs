@@ -60,6 +60,7 @@ pub struct Metrics {
     faults_healed: Family<FaultLabels, Counter>,
     mirror_lag: Family<ZoneLabels, Gauge>,
     leader: Gauge,
+    catch_up: Histogram,
     /// Zones with a lag gauge, per region, so a removed zone's series goes away.
     lag_zones: Mutex<Vec<ZoneLabels>>,
 }
@@ -78,6 +79,8 @@ impl Default for Metrics {
         let faults_healed = Family::<FaultLabels, Counter>::default();
         let mirror_lag = Family::<ZoneLabels, Gauge>::default();
         let leader = Gauge::default();
+        // 0.25 s .. ~4 min: a mirror redials within its reconnect interval.
+        let catch_up = Histogram::new(exponential_buckets(0.25, 2.0, 11));
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
             "reconcile_failures",
@@ -110,6 +113,11 @@ impl Default for Metrics {
             mirror_lag.clone(),
         );
         registry.register(
+            "drill_catch_up_seconds",
+            "Time the mirrors took to catch up after a drill's heal",
+            catch_up.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica holds the leader Lease",
             leader.clone(),
@@ -124,6 +132,7 @@ impl Default for Metrics {
             faults_healed,
             mirror_lag,
             leader,
+            catch_up,
             lag_zones: Mutex::new(Vec::new()),
         }
     }
@@ -156,6 +165,11 @@ impl Metrics {
                 verdict: verdict.to_string(),
             })
             .inc();
+    }
+
+    /// A drill's measured catch-up (runs that measured none record nothing).
+    pub fn drill_catch_up(&self, seconds: f64) {
+        self.catch_up.observe(seconds);
     }
 
     pub fn fault_injected(&self, backend: &str) {

@@ -9,6 +9,8 @@
 //! operator restarted), heals every fault recorded in the status and marks
 //! the drill Aborted.
 
+pub mod conditions;
+pub mod reports;
 pub mod runtime;
 pub mod status;
 pub mod toxiproxy;
@@ -279,6 +281,7 @@ async fn reconcile_inner(drill: &PartitionDrill, shared: &Arc<Shared>) -> Result
             s.verdict = Verdict::NotRun;
             s.message = Some("aborted before it started".into());
             s.finished_at = Some(Time(jiff::Timestamp::now()));
+            conditions::update(&mut s, drill.metadata.generation, jiff::Timestamp::now());
             status::apply(&api, &name, &s)
                 .await
                 .map_err(|e| Error::kube(format!("write status of drill {name}"), e))?;
@@ -449,6 +452,11 @@ async fn heal_orphan(
     if !open.is_empty() && status.phase != DrillPhase::Healing {
         status.phase = DrillPhase::Healing;
         status.message = Some("operator restarted during the drill; healing faults".into());
+        conditions::update(
+            &mut status,
+            drill.metadata.generation,
+            jiff::Timestamp::now(),
+        );
         status::apply(api, &name, &status)
             .await
             .map_err(|e| Error::kube(format!("write status of drill {name}"), e))?;
@@ -514,6 +522,11 @@ async fn heal_orphan(
         let mut history = std::mem::take(&mut status.history);
         push_history(&mut history, &status, drill.spec.history_limit);
         status.history = history;
+        conditions::update(
+            &mut status,
+            drill.metadata.generation,
+            jiff::Timestamp::now(),
+        );
     }
     status::apply(api, &name, &status)
         .await
@@ -549,19 +562,26 @@ async fn start(
     let uid = uid(drill)?;
     let name = drill.name_any();
     let previous = drill.status.clone().unwrap_or_default();
+    // Running from the first moment, so a restart during setup heals (nothing).
+    let mut first = PartitionDrillStatus {
+        observed_generation: drill.metadata.generation,
+        conditions: previous.conditions.clone(),
+        phase: DrillPhase::Running,
+        started_at: Some(Time(jiff::Timestamp::now())),
+        message: Some("connecting to the region's zones".into()),
+        ..Default::default()
+    };
+    conditions::update(
+        &mut first,
+        drill.metadata.generation,
+        jiff::Timestamp::now(),
+    );
     let carried = Carried {
         last_schedule_time: scheduled_at
             .map(Time)
             .or(previous.last_schedule_time.clone()),
         history: previous.history.clone(),
-    };
-    // Running from the first moment, so a restart during setup heals (nothing).
-    let first = PartitionDrillStatus {
-        observed_generation: drill.metadata.generation,
-        phase: DrillPhase::Running,
-        started_at: Some(Time(jiff::Timestamp::now())),
-        message: Some("connecting to the region's zones".into()),
-        ..Default::default()
+        conditions: first.conditions.clone(),
     };
     status::apply(api, &name, &carried.merge(first))
         .await
@@ -640,16 +660,19 @@ impl DrillJob {
             self.settings.status_every,
         );
         let writer = tokio::spawn(writer);
-        let report = match self.prepare(&regions, &region_name).await {
-            Err(message) => PartitionDrillStatus {
-                observed_generation: self.drill.metadata.generation,
-                phase: DrillPhase::Failed,
-                verdict: Verdict::Failed,
-                message: Some(format!("precondition failed: {message}")),
-                started_at: Some(Time(jiff::Timestamp::now())),
-                finished_at: Some(Time(jiff::Timestamp::now())),
-                ..Default::default()
-            },
+        let (report, full) = match self.prepare(&regions, &region_name).await {
+            Err(message) => (
+                PartitionDrillStatus {
+                    observed_generation: self.drill.metadata.generation,
+                    phase: DrillPhase::Failed,
+                    verdict: Verdict::Failed,
+                    message: Some(format!("precondition failed: {message}")),
+                    started_at: Some(Time(jiff::Timestamp::now())),
+                    finished_at: Some(Time(jiff::Timestamp::now())),
+                    ..Default::default()
+                },
+                None,
+            ),
             Ok((region, runtime, backend)) => {
                 // Deletion of the region aborts the drill (its faults are healed).
                 let watchdog = AbortOnDrop(tokio::spawn({
@@ -680,7 +703,7 @@ impl DrillJob {
                 let report =
                     engine::run(&region, &self.drill, &runtime, &counted, &sink, opts).await;
                 drop(watchdog);
-                let mut s = report.status;
+                let mut s = report.status.clone();
                 let aborted = *self.abort_rx.borrow();
                 heal_after_engine(&mut s, &counted, aborted).await;
                 if !self.drill.spec.temporary_zone.keep {
@@ -702,12 +725,44 @@ impl DrillJob {
                 self.ctx
                     .metrics
                     .drill_verdict("drill", verdict_label(s.verdict));
-                s
+                if let Some(c) = s.totals.catch_up_seconds {
+                    self.ctx.metrics.drill_catch_up(c);
+                }
+                (s, Some(report))
             }
         };
+        let mut report = report;
+        let started = report.started_at.as_ref().map(|t| t.0);
+        if let (Some(_), Some(started)) = (&full, started) {
+            report.report = Some(reports::name(&name, started));
+        }
         let mut carried = self.carried.clone();
         push_history(&mut carried.history, &report, self.drill.spec.history_limit);
-        let finished = carried.merge(report);
+        let mut finished = carried.merge(report);
+        conditions::update(
+            &mut finished,
+            self.drill.metadata.generation,
+            jiff::Timestamp::now(),
+        );
+        if let (Some(full), Some(started), Some(cm)) = (full, started, finished.report.clone()) {
+            // Stored before the status names it, and holding the final status.
+            let mut full = full;
+            full.status = finished.clone();
+            let svg = crate::drill::report::timeline_svg(&full.timeline, &full.drill);
+            let stored = match serde_json::to_value(&full) {
+                Ok(json) => {
+                    reports::store(&self.ctx.client, &self.drill, &cm, started, &json, &svg).await
+                }
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = stored {
+                tracing::error!(drill = %name, error = %e, "drill report not stored");
+                finished.report = None;
+                if let Some(h) = finished.history.last_mut() {
+                    h.report = None;
+                }
+            }
+        }
         // The last word, after every progress write.
         sink.send(finished.clone(), true);
         drop(sink);

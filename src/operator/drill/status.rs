@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use tokio::sync::mpsc;
@@ -41,12 +42,18 @@ pub async fn apply(
 pub struct Carried {
     pub last_schedule_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     pub history: Vec<DrillRun>,
+    /// The conditions set when the run started; they change again only when
+    /// it ends (see [`super::conditions`]), so progress writes carry them as
+    /// they are.
+    pub conditions: Vec<Condition>,
 }
 
 impl Carried {
     pub fn merge(&self, mut status: PartitionDrillStatus) -> PartitionDrillStatus {
         status.last_schedule_time = self.last_schedule_time.clone();
         status.history = self.history.clone();
+        status.conditions = self.conditions.clone();
+        status.claims_passed = super::conditions::claims_passed(&status);
         status
     }
 }
@@ -67,6 +74,7 @@ pub fn push_history(history: &mut Vec<DrillRun>, status: &PartitionDrillStatus, 
             .filter(|c| c.verdict == Verdict::Failed)
             .map(|c| c.claim)
             .collect(),
+        report: status.report.clone(),
     });
     let limit = limit.max(1) as usize;
     if history.len() > limit {
