@@ -22,6 +22,7 @@ tools-demo:
 
 tools:
 	tools/install.sh all
+	tools/install.sh promtool
 	@if [ "$$(id -u)" = 0 ]; then tools/install.sh netfilter || true; fi
 	@if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory node-tools; \
 	else echo "make: not root: skipping the one-node cluster's tools and images; the cluster tests (tests/cluster.rs) will skip"; fi

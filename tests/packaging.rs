@@ -96,6 +96,160 @@ fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 // ------------------------------------------------------------- no API server
 
+/// The rendered monitoring objects: (PrometheusRule, dashboard JSON).
+fn monitoring(sets: &[&str]) -> (Option<Value>, Option<Value>) {
+    let objects = documents(&template(sets).expect("renders"));
+    let rule = find(&objects, "PrometheusRule")
+        .first()
+        .map(|v| (*v).clone());
+    let dashboard = find(&objects, "ConfigMap").first().map(|cm| {
+        serde_json::from_str(
+            cm["data"]["natsregion.json"]
+                .as_str()
+                .expect("dashboard key"),
+        )
+        .expect("dashboard is JSON")
+    });
+    (rule, dashboard)
+}
+
+/// Every `natsregion_*` name in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("natsregion_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        out.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// Series names the operator exports, from its own registry's exposition.
+fn exported_series() -> BTreeSet<String> {
+    let metrics = natsregion::operator::metrics::Metrics::default();
+    // Touch every family once so each appears in the exposition.
+    metrics.reconciled("c", Duration::from_millis(1));
+    metrics.failed("c", "r");
+    metrics.drill_verdict("drill", "passed");
+    metrics.fault_injected("b");
+    metrics.fault_healed("b");
+    metrics.drill_catch_up(1.0);
+    metrics.set_region_lag("ns", "r", &[("z".to_string(), Some(1))]);
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .collect()
+}
+
+/// `promtool check rules` on `groups` (a Prometheus rules file's content).
+fn promtool_check(groups: &Value, what: &str) {
+    let promtool = natsregion::tools::binary("promtool").unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yaml");
+    std::fs::write(&file, serde_yaml_ng::to_string(groups).unwrap()).unwrap();
+    let out = Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", promtool.display()));
+    assert!(
+        out.status.success(),
+        "promtool check rules ({what}) failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn monitoring_is_off_by_default_and_its_rules_and_dashboard_are_valid() {
+    assert_eq!(monitoring(&[]), (None, None), "both off by default");
+    let (rule, dashboard) = monitoring(&[
+        "prometheusRule.enabled=true",
+        "grafanaDashboard.enabled=true",
+        "prometheusRule.labels.release=kps",
+    ]);
+    let rule = rule.expect("a PrometheusRule");
+    assert_eq!(rule["metadata"]["labels"]["release"], "kps");
+    promtool_check(&rule["spec"], "the chart's PrometheusRule");
+    let exported = exported_series();
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let alerts: BTreeSet<&str> = rules.iter().filter_map(|r| r["alert"].as_str()).collect();
+    assert_eq!(
+        alerts,
+        BTreeSet::from([
+            "NatsRegionDrillFailed",
+            "NatsRegionFaultOpenPastDeadline",
+            "NatsRegionMirrorLagHigh",
+            "NatsRegionReconcileErrors",
+        ])
+    );
+    for r in rules {
+        for name in metric_names(r["expr"].as_str().unwrap()) {
+            assert!(
+                exported.contains(&name),
+                "rule uses {name}, not exported: {exported:?}"
+            );
+        }
+    }
+
+    // The dashboard: Grafana's JSON model, every panel placed and queried,
+    // every query valid PromQL (checked by promtool as recording rules, with
+    // Grafana's interval variables filled in) over series the operator exports.
+    let d = dashboard.expect("a dashboard");
+    assert_eq!(d["uid"], "natsregion");
+    assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(d["schemaVersion"].as_u64().is_some());
+    let panels = d["panels"].as_array().expect("panels");
+    let ids: BTreeSet<u64> = panels
+        .iter()
+        .map(|p| p["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), panels.len(), "panel ids are unique");
+    let mut records = Vec::new();
+    let mut used = BTreeSet::new();
+    for p in panels {
+        let title = p["title"].as_str().expect("title");
+        for k in ["x", "y", "w", "h"] {
+            assert!(p["gridPos"][k].is_u64(), "{title}: gridPos.{k}");
+        }
+        let targets = p["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title}: no query");
+        for t in targets {
+            let expr = t["expr"].as_str().expect("expr");
+            for name in metric_names(expr) {
+                assert!(
+                    exported.contains(&name),
+                    "{title} uses {name}, not exported"
+                );
+                used.insert(name);
+            }
+            let expr = expr
+                .replace("$__rate_interval", "5m")
+                .replace("$__range", "6h");
+            records.push(json!({"record": format!("dashboard:panel{}:{}", p["id"], records.len()), "expr": expr}));
+        }
+    }
+    for wanted in [
+        "natsregion_mirror_lag_messages",
+        "natsregion_drill_catch_up_seconds_bucket",
+        "natsregion_drill_verdicts_total",
+        "natsregion_faults_injected_total",
+        "natsregion_reconcile_failures_total",
+    ] {
+        assert!(used.contains(wanted), "the dashboard shows {wanted}");
+    }
+    promtool_check(
+        &json!({"groups": [{"name": "dashboard", "rules": records}]}),
+        "the dashboard's queries",
+    );
+}
+
 #[test]
 fn helm_lint_passes() {
     let chart = chart();
@@ -105,6 +259,8 @@ fn helm_lint_passes() {
             "watchNamespace=team-a",
             "replicas=2",
             "serviceMonitor.enabled=true",
+            "prometheusRule.enabled=true",
+            "grafanaDashboard.enabled=true",
         ],
     ] {
         let mut args = vec!["lint", "--strict", chart.to_str().unwrap()];
@@ -314,14 +470,18 @@ async fn apply_all_dry_run(client: &Client, objects: &[Value], what: &str) {
 /// A stand-in for the Prometheus Operator's CRD, so a ServiceMonitor can be
 /// applied: same group, version, kind and scope; the schema is open.
 fn service_monitor_crd() -> CustomResourceDefinition {
+    prometheus_operator_crd("ServiceMonitor", "servicemonitors")
+}
+
+fn prometheus_operator_crd(kind: &str, plural: &str) -> CustomResourceDefinition {
     serde_json::from_value(json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "metadata": {"name": format!("{plural}.monitoring.coreos.com")},
         "spec": {
             "group": "monitoring.coreos.com",
             "scope": "Namespaced",
-            "names": {"kind": "ServiceMonitor", "plural": "servicemonitors", "singular": "servicemonitor", "listKind": "ServiceMonitorList"},
+            "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(), "listKind": format!("{kind}List")},
             "versions": [{"name": "v1", "served": true, "storage": true,
                 "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
         },
@@ -367,6 +527,11 @@ async fn chart_applies_to_the_api_server() {
     let (_plane, client) = plane().await;
     install_chart_crds(&client).await;
     install_crd(&client, &service_monitor_crd()).await;
+    install_crd(
+        &client,
+        &prometheus_operator_crd("PrometheusRule", "prometheusrules"),
+    )
+    .await;
     for ns in [RELEASE_NS, "team-a"] {
         create_namespace(&client, ns).await;
     }
@@ -410,6 +575,8 @@ async fn chart_applies_to_the_api_server() {
             "image.repository=registry.example.com/natsregion",
             "image.tag=v9.9.9",
             "serviceMonitor.enabled=true",
+            "prometheusRule.enabled=true",
+            "grafanaDashboard.enabled=true",
             "logFormat=text",
             "logLevel=debug",
             "leaderElection.leaseName=ops-lease",
@@ -423,6 +590,12 @@ async fn chart_applies_to_the_api_server() {
     );
     assert!(find(&objects, "ClusterRoleBinding").is_empty());
     assert_eq!(find(&objects, "ServiceMonitor").len(), 1);
+    assert_eq!(find(&objects, "PrometheusRule").len(), 1);
+    assert_eq!(
+        find(&objects, "ConfigMap").len(),
+        1,
+        "the Grafana dashboard"
+    );
     let watch_roles: Vec<_> = find(&objects, "Role")
         .into_iter()
         .filter(|r| r["metadata"]["namespace"] == "team-a")

@@ -2,7 +2,7 @@
 # Installs the pinned servers the tests and the demo start, into a cache outside
 # the clone, and reuses what is already there. Prints the bin directory last.
 #
-#   tools/install.sh [nats|toxiproxy|k8s|helm|netfilter|shellcheck|node|all]   (default: all)
+#   tools/install.sh [nats|toxiproxy|k8s|helm|promtool|netfilter|shellcheck|node|all]   (default: all)
 #
 # Everything comes from the Go module proxy (Debian packages where noted);
 # nothing is downloaded as a prebuilt binary. A tool is rebuilt only when its
@@ -19,6 +19,7 @@ NATS_SERVER_VERSION=v2.14.9
 TOXIPROXY_VERSION=v2.12.0
 KUBERNETES_VERSION=v1.37.2   # must match tools/k8s/go.mod and k8s-openapi's feature
 HELM_VERSION=v3.19.5
+PROMETHEUS_VERSION=v0.316.0   # the Go module version of Prometheus 3.16.0 (promtool checks the chart's rules)
 CONTAINERD_VERSION=v2.4.2
 CNI_PLUGINS_VERSION=v1.10.0
 COREDNS_VERSION=v1.15.0
@@ -91,6 +92,15 @@ k8s_build() {
 
 install_k8s() {
   k8s_build kube-apiserver kube-controller-manager etcd
+}
+
+# promtool from the Prometheus module (its Go module versions are v0.3xx.y
+# for Prometheus 3.xx.y). A large module graph: many minutes on 2 cores.
+install_promtool() {
+  have promtool "$PROMETHEUS_VERSION" && return
+  say "building promtool $PROMETHEUS_VERSION (Prometheus module graph; many minutes on 2 cores)"
+  GOBIN="$bin" timed promtool go install "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+  mark promtool "$PROMETHEUS_VERSION"
 }
 
 install_helm() {
@@ -260,10 +270,11 @@ case $what in
   toxiproxy) install_toxiproxy ;;
   k8s) install_k8s ;;
   helm) install_helm ;;
+  promtool) install_promtool ;;
   netfilter) install_netfilter ;;
   shellcheck) install_shellcheck ;;
   node) install_node ;;
   all) install_nats; install_toxiproxy; install_helm; install_k8s ;;
-  *) echo "usage: $0 [nats|toxiproxy|k8s|helm|netfilter|shellcheck|node|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [nats|toxiproxy|k8s|helm|promtool|netfilter|shellcheck|node|all]" >&2; exit 2 ;;
 esac
 echo "$bin"
