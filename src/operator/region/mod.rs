@@ -15,7 +15,7 @@ pub mod streams;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -318,12 +318,72 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
     if new != old {
         write_status(ctx, region, &new).await?;
     }
-    Ok(Action::requeue(ctx.settings.status_refresh))
+    let warned = !errors.is_empty() || !dialed.failures.is_empty();
+    Ok(Action::requeue(next_look(
+        &new,
+        warned,
+        ctx.settings.status_refresh,
+    )))
 }
+
+/// How long until a region is observed again. Mirrors behind with every zone
+/// answering is usually a region still converging: a mirror created in this
+/// very pass has not heard from its source yet (no `mirror.active`), and
+/// waiting a whole status refresh left that stale "never heard" status up for
+/// 30 s. A pass that warned (a zone or stream failing) keeps the refresh, so
+/// a broken region is not hammered and its Events not repeated every 3 s.
+fn next_look(status: &RegionMirrorStatus, warned: bool, refresh: Duration) -> Duration {
+    let converging = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == status::READY && c.status == "False" && c.reason == "MirrorsBehind");
+    if converging && !warned {
+        refresh.min(SETTLING_REFRESH)
+    } else {
+        refresh
+    }
+}
+
+const SETTLING_REFRESH: Duration = Duration::from_secs(3);
 
 #[cfg(test)]
 mod tests {
-    use super::effective_image;
+    use super::{RegionMirrorStatus, SETTLING_REFRESH, effective_image, next_look, status};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use std::time::Duration;
+
+    fn with_ready(ready: &str, reason: &str) -> RegionMirrorStatus {
+        RegionMirrorStatus {
+            conditions: vec![Condition {
+                type_: status::READY.into(),
+                status: ready.into(),
+                reason: reason.into(),
+                message: String::new(),
+                last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: None,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_converging_region_is_looked_at_again_soon_a_settled_or_failing_one_is_not() {
+        let refresh = Duration::from_secs(30);
+        let behind = with_ready("False", "MirrorsBehind");
+        assert_eq!(next_look(&behind, false, refresh), SETTLING_REFRESH);
+        assert_eq!(next_look(&behind, true, refresh), refresh);
+        assert_eq!(
+            next_look(&with_ready("True", "RegionReady"), false, refresh),
+            refresh
+        );
+        assert_eq!(
+            next_look(&with_ready("False", "ZonesNotReady"), false, refresh),
+            refresh
+        );
+        // A refresh shorter than the settling interval stays as configured.
+        let quick = Duration::from_secs(1);
+        assert_eq!(next_look(&behind, false, quick), quick);
+    }
 
     #[test]
     fn operator_default_image_applies_when_the_spec_made_no_choice() {

@@ -73,9 +73,33 @@ pub fn in_cluster_urls(namespace: &str, region: &str, zone: &str, servers: i32) 
     }
 }
 
+/// Why a managed zone may be unreachable from where the operator runs: the
+/// zones' addresses above are in-cluster DNS names, which an operator started
+/// outside the cluster (`natsregion run` on a laptop against kind) cannot
+/// resolve. `None` inside a pod (the kubelet sets `KUBERNETES_SERVICE_HOST`).
+pub fn outside_cluster_hint() -> Option<&'static str> {
+    outside_cluster_hint_for(std::env::var_os("KUBERNETES_SERVICE_HOST").is_some())
+}
+
+fn outside_cluster_hint_for(in_pod: bool) -> Option<&'static str> {
+    (!in_pod).then_some(
+        "the operator runs outside the cluster (KUBERNETES_SERVICE_HOST is unset) and reaches \
+         managed zones only at in-cluster DNS names (<service>.<namespace>.svc); run it in the \
+         cluster (helm install charts/natsregion)",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outside_a_pod_the_operator_says_why_managed_zones_are_unreachable() {
+        assert!(outside_cluster_hint_for(true).is_none());
+        let hint = outside_cluster_hint_for(false).expect("a hint outside a pod");
+        assert!(hint.contains("outside the cluster"), "{hint}");
+        assert!(hint.contains(".svc"), "{hint}");
+    }
 
     #[test]
     fn in_cluster_addresses_use_the_services_and_pod_dns() {

@@ -71,12 +71,20 @@ pub async fn dial_zones(
                 );
             }
             Some(Err(e)) => {
-                let message = match &e {
+                let mut message = match &e {
                     Error::Connect(inner) => {
                         format!("zone {}: {}", zone.name, stable_connect_message(inner))
                     }
                     other => other.to_string(),
                 };
+                // Only the in-cluster names can be the problem; a test's
+                // override dials addresses that work from anywhere.
+                if zone.external.is_none()
+                    && ctx.settings.zone_access_override.is_none()
+                    && let Some(hint) = super::names::outside_cluster_hint()
+                {
+                    message = format!("{message}; {hint}");
+                }
                 out.unreachable.insert(zone.name.clone(), message.clone());
                 out.failures.push((e.reason(), message));
             }

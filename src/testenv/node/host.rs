@@ -217,9 +217,18 @@ fn restore_iptables(before: &Snapshot) {
             let key = format!("{save}/{table}");
             let old = before.iptables.get(&key);
             let is_new = |l: &String| old.is_none_or(|o| !o.contains(l));
+            // Rules in new chains go with their chain's flush; only the jumps
+            // into them from the built-in chains need deleting one by one
+            // (and those parse back reliably, unlike some kube-router rules).
             let rules: Vec<&String> = lines
                 .iter()
                 .filter(|l| l.starts_with("-A ") && is_new(l))
+                .filter(|l| {
+                    l[3..]
+                        .split_whitespace()
+                        .next()
+                        .is_some_and(is_builtin_chain)
+                })
                 .collect();
             let chains: Vec<String> = lines
                 .iter()
