@@ -93,7 +93,7 @@ impl ReadCounts {
 pub struct ZoneTally {
     counts: ReadCounts,
     out: ZoneCheck,
-    deferred: Vec<Read>,
+    deferred: std::collections::VecDeque<Read>,
 }
 
 impl ZoneTally {
@@ -114,6 +114,15 @@ impl ZoneTally {
 
     /// Judges one read against what `log` knows now.
     pub fn observe(&mut self, log: &SentLog, r: Read) {
+        // Reads wait in publish order for PubAcks that settle in about that
+        // order: judge those that settled meanwhile, so the queue stays short.
+        while let Some(first) = self.deferred.front()
+            && log.settled(first.id.counter) != Settled::InFlight
+        {
+            let first = self.deferred.pop_front().expect("front exists");
+            let settled = log.settled(first.id.counter);
+            self.judge_first(log, first, settled);
+        }
         self.out.read += 1;
         if r.id.writer != log.writer {
             self.out.foreign += 1;
@@ -132,7 +141,7 @@ impl ZoneTally {
             return;
         }
         match log.settled(r.id.counter) {
-            Settled::InFlight => self.deferred.push(r),
+            Settled::InFlight => self.deferred.push_back(r),
             settled => self.judge_first(log, r, settled),
         }
     }
