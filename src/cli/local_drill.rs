@@ -282,8 +282,16 @@ pub async fn run_campaign(
         }
     }
     ctrl_c.abort();
-    if let Err(e) = runtime.into_inner().stop().await {
+    let local = runtime.into_inner();
+    let kept = opts.keep_dirs.then(|| local.dir().to_path_buf());
+    if let Err(e) = local.stop().await {
         tracing::warn!(error = %e, "region did not stop cleanly; its processes were killed");
+    }
+    if let Some(dir) = kept {
+        eprintln!(
+            "kept the zones' configs, logs and stores in {}",
+            dir.display()
+        );
     }
     if let Some(path) = &opts.report {
         write_reports(&reports, path)?;

@@ -130,10 +130,12 @@ const PALETTE: [RGBColor; 6] = [
 pub fn timeline_svg(timeline: &Timeline, title: &str) -> String {
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (960, 480)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (960, 760)).into_drawing_area();
+        let (top, bottom) = root.split_vertically(480);
         // Drawing into a String cannot fail for I/O reasons; a plotting error
         // leaves an empty picture rather than failing the drill.
-        let _ = draw(&root, timeline, title);
+        let _ = draw(&top, timeline, title);
+        let _ = draw_lag(&bottom, timeline);
         let _ = root.present();
     }
     svg
@@ -213,9 +215,12 @@ fn draw(
                 PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
             });
     }
-    // Step starts along the bottom, so the curves can be read against the drill.
+    // Step starts along the bottom, so the curves can be read against the
+    // drill. The heal step starts by holding the cut, so its start is not the
+    // heal: the moment the fault was removed is marked instead.
     let top = max_seq + max_seq / 20 + 1;
-    chart.draw_series(timeline.marks.iter().enumerate().map(|(i, (t, label))| {
+    let marks = marks(timeline);
+    chart.draw_series(marks.iter().enumerate().map(|(i, (t, label))| {
         let y = top / 40 * (1 + (i as u64 % 3));
         Text::new(
             label.clone(),
@@ -223,7 +228,7 @@ fn draw(
             ("sans-serif", 11).into_font().color(&BLACK.mix(0.7)),
         )
     }))?;
-    chart.draw_series(timeline.marks.iter().map(|(t, _)| {
+    chart.draw_series(marks.iter().map(|(t, _)| {
         PathElement::new(
             vec![(secs(*t), 0), (secs(*t), top / 12)],
             BLACK.mix(0.4).stroke_width(1),
@@ -235,6 +240,92 @@ fn draw(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
+    Ok(())
+}
+
+/// Step starts, with each heal step's start replaced by the moment its
+/// partition was actually healed (the end of the partition window).
+fn marks(timeline: &Timeline) -> Vec<(u32, String)> {
+    let mut out: Vec<(u32, String)> = timeline
+        .marks
+        .iter()
+        .filter(|(_, label)| label != "heal")
+        .cloned()
+        .collect();
+    out.extend(
+        timeline
+            .partitions
+            .iter()
+            .map(|(_, heal)| (*heal, "healed".to_string())),
+    );
+    out.sort_by_key(|(t, _)| *t);
+    out
+}
+
+/// The lag panel: `source − mirror` per mirror zone, partitions shaded.
+fn draw_lag(
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    timeline: &Timeline,
+) -> Result<(), Box<dyn std::error::Error>> {
+    root.fill(&WHITE)?;
+    let lags = timeline.lag_series();
+    let end_ms = timeline
+        .zones
+        .values()
+        .flat_map(|s| s.last())
+        .map(|(t, _)| *t)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let max_lag = lags
+        .values()
+        .flat_map(|s| s.iter().map(|(_, l)| *l))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let top = max_lag + max_lag / 10 + 1;
+    let secs = |ms: u32| ms as f64 / 1000.0;
+    let mut chart = ChartBuilder::on(root)
+        .caption("lag per mirror zone (source − mirror)", ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0f64..secs(end_ms), 0u64..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since drill start")
+        .y_desc("messages behind")
+        .draw()?;
+    chart.draw_series(timeline.partitions.iter().map(|(cut, heal)| {
+        Rectangle::new(
+            [(secs(*cut), 0), (secs(*heal), top)],
+            RGBColor(255, 200, 200).mix(0.5).filled(),
+        )
+    }))?;
+    // The same colours as the upper panel: the source took the first.
+    let mut names: Vec<&String> = timeline.zones.keys().collect();
+    names.sort_by_key(|name| **name != timeline.source_zone);
+    for (zone, series) in &lags {
+        let i = names.iter().position(|n| *n == zone).unwrap_or(0);
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(
+                series.iter().map(|(t, l)| (secs(*t), *l)),
+                color.stroke_width(2),
+            ))?
+            .label(zone.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+    }
+    if !lags.is_empty() {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+    }
     Ok(())
 }
 
@@ -259,6 +350,23 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
         assert!(
             svg.contains("a (source)") && svg.contains("b (mirror)") && svg.contains("partition")
+        );
+        assert!(svg.contains("lag per mirror zone"), "the lag panel");
+    }
+
+    #[test]
+    fn the_heal_is_marked_where_it_happened() {
+        let tl = Timeline {
+            partitions: vec![(1000, 9500)],
+            marks: vec![(1000, "partition".into()), (4000, "heal".into())],
+            ..Default::default()
+        };
+        assert_eq!(
+            marks(&tl),
+            vec![
+                (1000, "partition".to_string()),
+                (9500, "healed".to_string())
+            ]
         );
     }
 }

@@ -51,26 +51,13 @@ impl Timeline {
     /// at the same tick, so a drill's "max lag" means one thing.
     pub fn lag_by_cause(&self) -> BTreeMap<String, LagByCause> {
         let mut out = BTreeMap::new();
-        let Some(source) = self.zones.get(&self.source_zone) else {
-            return out;
-        };
-        for (zone, series) in &self.zones {
-            if *zone == self.source_zone {
-                continue;
-            }
+        for (zone, series) in self.lag_series() {
             let lag: &mut LagByCause = out.entry(zone.clone()).or_default();
-            let mut src = source.iter().peekable();
-            for &(t, seq) in series {
-                while src.next_if(|&&(ts, _)| ts < t).is_some() {}
-                let Some(&&(ts, s)) = src.peek() else { break };
-                if ts != t {
-                    continue;
-                }
-                let behind = s.saturating_sub(seq);
+            for (t, behind) in series {
                 let cause = self
                     .windows
                     .iter()
-                    .find(|(z, _, from, to)| z == zone && (*from..=*to).contains(&t))
+                    .find(|(z, _, from, to)| *z == zone && (*from..=*to).contains(&t))
                     .map(|w| w.1);
                 let slot = match cause {
                     Some(LagCause::CutOff) => &mut lag.cut_off,
@@ -78,6 +65,30 @@ impl Timeline {
                     None => &mut lag.steady,
                 };
                 *slot = (*slot).max(behind);
+            }
+        }
+        out
+    }
+
+    /// `source − mirror` over time per mirror zone, from samples taken at the
+    /// same tick (the picture's lag panel and [`Self::lag_by_cause`]).
+    pub fn lag_series(&self) -> BTreeMap<String, Series> {
+        let mut out = BTreeMap::new();
+        let Some(source) = self.zones.get(&self.source_zone) else {
+            return out;
+        };
+        for (zone, series) in &self.zones {
+            if *zone == self.source_zone {
+                continue;
+            }
+            let lag: &mut Series = out.entry(zone.clone()).or_default();
+            let mut src = source.iter().peekable();
+            for &(t, seq) in series {
+                while src.next_if(|&&(ts, _)| ts < t).is_some() {}
+                let Some(&&(ts, s)) = src.peek() else { break };
+                if ts == t {
+                    lag.push((t, s.saturating_sub(seq)));
+                }
             }
         }
         out
