@@ -17,7 +17,19 @@ pub const REGION: &str = "qa";
 pub const NS: &str = "default";
 pub const OPERATOR_NS: &str = "natsregion-system";
 /// The scenarios `make test` runs.
-const PROVEN: &[&str] = &["node", "operator", "region"];
+///
+/// Not yet: "toxiproxy drill" fails claim 1 on this node (mirror west's last
+/// sequence moves while the proxies are disabled); see issue 9's note.
+const PROVEN: &[&str] = &[
+    "node",
+    "operator",
+    "region",
+    "networkPolicy drill",
+    "drill without policy agent",
+    "operator killed during cut",
+    "rolling change",
+    "region deleted",
+];
 
 /// What the scenarios share, and the figures they report.
 pub struct Cluster<'a> {
