@@ -1059,9 +1059,11 @@ async fn leader_lease_is_exclusive_and_health_endpoints_answer() {
     let pid = operator.id().unwrap() as i32;
     // SAFETY: plain kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let exit = tokio::time::timeout(Duration::from_secs(10), operator.wait())
+    // The binary gives its controllers at most 25 s to stop; on a loaded
+    // machine an exit can take longer than a quiet one's ~1 s.
+    let exit = tokio::time::timeout(Duration::from_secs(30), operator.wait())
         .await
-        .expect("operator exits within 10 s of SIGTERM")
+        .expect("operator exits within 30 s of SIGTERM")
         .unwrap();
     assert!(exit.success(), "{exit:?}");
     let lease = leases.get("natsregion-bin").await.unwrap();
