@@ -18,8 +18,8 @@ pub const NS: &str = "default";
 pub const OPERATOR_NS: &str = "natsregion-system";
 /// The scenarios `make test` runs.
 ///
-/// Not yet: "toxiproxy drill" fails claim 1 on this node (mirror west's last
-/// sequence moves while the proxies are disabled); see issue 9's note.
+/// Not yet: "toxiproxy drill" failed claim 1 in one of three runs (both
+/// mirrors' last sequence moved while the proxies were disabled).
 const PROVEN: &[&str] = &[
     "node",
     "operator",
