@@ -7,14 +7,14 @@ export PATH := $(NATSREGION_TOOLS_BIN):$(PATH)
 # Two cores: keep rustc and the test harness from oversubscribing them.
 CARGO_TEST_THREADS ?= 2
 
-.PHONY: demo test tools tools-demo node-tools images fmt-check clippy shellcheck unit integration crds clean-tools
+.PHONY: demo test tools tools-demo node-tools images fmt-check clippy shellcheck modcycles unit integration crds clean-tools
 
 ## demo: build what the quick start needs and run a real local drill (3 zones, all four claims)
 demo: tools-demo
 	cargo run --release --quiet -- drill --local examples/drill-local.yaml --report out/demo.json
 
 ## test: install every tool the tests need, then fmt, clippy, unit and integration tests
-test: tools fmt-check clippy shellcheck unit integration
+test: tools fmt-check clippy shellcheck modcycles unit integration
 
 tools-demo:
 	tools/install.sh nats
@@ -46,6 +46,10 @@ clippy:
 shellcheck:
 	tools/install.sh shellcheck >/dev/null
 	shellcheck kind/*.sh tools/*.sh .ci/run
+
+## modcycles: fail on an import cycle between modules of src/ (and print the top-level dependency listing)
+modcycles:
+	python3 tools/modcycles.py src
 
 unit:
 	cargo test --lib --bins --quiet

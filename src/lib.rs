@@ -3,13 +3,16 @@
 //! processes) → NATS → observations → verdicts → (status | report).
 
 pub mod api;
+pub mod backoff;
 pub mod bench;
 pub mod cli;
 pub mod drill;
 pub mod fault;
 pub mod local;
+pub mod meta;
 pub mod nats;
 pub mod operator;
+pub mod password;
 pub mod plan;
 pub mod testenv;
 pub mod tools;

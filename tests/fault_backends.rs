@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use natsregion::api::{Toxic, ToxicType};
 use natsregion::fault::netns::PacketFilter;
+use natsregion::fault::netns::lab::{NetnsLab, command_in, ip, is_root, link_exists, netns_exists};
 use natsregion::fault::toxiproxy::answers_info;
 use natsregion::fault::{FaultBackend, FaultError, NetnsBackend, Network, ToxiproxyBackend};
-use natsregion::local::netns::{NetnsLab, command_in, ip, is_root, link_exists, netns_exists};
 use natsregion::local::toxiproxy::ToxiproxyServer;
 
 /// A nats-server of this test, killed on drop.

@@ -25,6 +25,7 @@ use natsregion::fault::networkpolicy::{
 use natsregion::fault::toxiproxy::ToxiproxyBackend;
 use natsregion::local::toxiproxy::ToxiproxyServer;
 use natsregion::local::{LocalRegion, LocalRegionOptions, generate_credentials};
+use natsregion::meta::labels;
 use natsregion::nats::connect::{ConnectSettings, connect};
 use natsregion::operator::context::{Context, OperatorSettings, reporter};
 use natsregion::operator::drill::runtime::{KubernetesZones, LocalZones, TemporaryZones};
@@ -32,8 +33,7 @@ use natsregion::operator::drill::toxiproxy::ToxiproxyTarget;
 use natsregion::operator::drill::{
     ABORT_ANNOTATION, DrillSettings, FINALIZER, RESTARTED, controller_with,
 };
-use natsregion::operator::labels;
-use natsregion::operator::run::shutdown_on;
+use natsregion::operator::shutdown::shutdown_on;
 use natsregion::testenv::ControlPlane;
 use serde_json::json;
 use tokio::task::JoinHandle;

@@ -31,7 +31,7 @@ use natsregion::operator::context::{Context, OperatorSettings, ZoneAccess, ZoneU
 use natsregion::operator::region::apply::children_selector;
 use natsregion::operator::region::children::{self, SecretRefs};
 use natsregion::operator::region::{self, names, status};
-use natsregion::operator::run::shutdown_on;
+use natsregion::operator::shutdown::shutdown_on;
 use natsregion::testenv::ControlPlane;
 use serde::de::DeserializeOwned;
 use serde_json::json;

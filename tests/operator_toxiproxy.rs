@@ -17,7 +17,7 @@ use natsregion::local::toxiproxy::ToxiproxyServer;
 use natsregion::operator::context::{Context, OperatorSettings, reporter};
 use natsregion::operator::drill::{DrillSettings, controller_with};
 use natsregion::operator::region;
-use natsregion::operator::run::shutdown_on;
+use natsregion::operator::shutdown::shutdown_on;
 use natsregion::operator::toxiproxy::{ADVERTISE_PORT, ProxySpec, sync_proxies};
 use natsregion::testenv::ControlPlane;
 use serde_json::json;

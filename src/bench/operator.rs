@@ -28,7 +28,7 @@ use serde_json::json;
 
 use super::BenchError;
 use crate::api::RegionMirror;
-use crate::operator::labels;
+use crate::meta::labels;
 use crate::operator::region::children::{self, SecretRefs};
 use crate::operator::region::names;
 use crate::testenv::ControlPlane;

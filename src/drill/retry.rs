@@ -5,33 +5,9 @@
 //! region), never as a failed claim.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Exponential backoff bounded by a total budget.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    pub first: Duration,
-    pub max_delay: Duration,
-    /// No new attempt starts after this much time since the first.
-    pub budget: Duration,
-}
-
-impl Backoff {
-    /// For JetStream API calls during setup and steps: with the 5 s request
-    /// timeout, at least 6 attempts over 30 s; the slowest answer seen on a
-    /// loaded 2-core machine was under 10 s.
-    pub const JETSTREAM: Backoff = Backoff {
-        first: Duration::from_millis(250),
-        max_delay: Duration::from_secs(2),
-        budget: Duration::from_secs(30),
-    };
-
-    fn delay(&self, attempt: u32) -> Duration {
-        self.first
-            .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-            .min(self.max_delay)
-    }
-}
+pub use crate::backoff::Backoff;
 
 /// Whether an error may go away by asking again.
 pub trait Transient {
@@ -139,6 +115,7 @@ impl Transient for super::consumer::ConsumerError {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
 
     #[derive(Debug)]
     struct E(bool);
@@ -193,14 +170,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn delays_double_and_cap() {
-        let b = Backoff::JETSTREAM;
-        assert_eq!(b.delay(0), Duration::from_millis(250));
-        assert_eq!(b.delay(2), Duration::from_secs(1));
-        assert_eq!(b.delay(9), Duration::from_secs(2));
     }
 
     #[test]

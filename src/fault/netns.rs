@@ -1,5 +1,5 @@
 //! Network-level cuts for the local runtime: every zone in its own network
-//! namespace ([`crate::local::netns`]); a cut is a packet filter in the
+//! namespace ([`lab`]); a cut is a packet filter in the
 //! source zone's namespace that rejects leafnode traffic to and from the cut
 //! zones' addresses. Addresses learned from INFO lead to the same filtered
 //! ports, so nothing leaks around it, and the host's own clients (the
@@ -14,12 +14,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+pub mod lab;
+
 use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 
 use super::{FaultBackend, FaultError, Network, ZoneHost};
 use crate::api::FaultRecord;
-use crate::local::netns::{NetnsLab, ZoneNs, command_in, find_program, run};
+use lab::{NetnsLab, ZoneNs, command_in, find_program, run};
 
 const BACKEND: &str = "netns";
 /// Every table or chain this backend creates starts with this.
@@ -354,7 +356,7 @@ impl Inner {
 
     fn uninstall(&self, installed: &Installed) -> Result<(), FaultError> {
         let Installed { netns, name } = installed;
-        if !crate::local::netns::netns_exists(netns) {
+        if !lab::netns_exists(netns) {
             return Ok(());
         }
         match &self.filter {

@@ -49,10 +49,12 @@ use tokio::task::JoinHandle;
 
 use super::{DirectNetwork, FaultBackend, FaultError, Network, ZoneHost};
 use crate::api::FaultRecord;
-use crate::operator::{FIELD_MANAGER, labels};
+use crate::meta::{FIELD_MANAGER, labels};
+use crate::plan::ports;
 
-/// The leafnode port every zone listens on and dials.
-pub const LEAFNODE_PORT: i32 = 7422;
+/// The leafnode port as the NetworkPolicy API types it.
+const LEAFNODE_PORT: i32 = ports::LEAFNODE_PORT as i32;
+
 /// Label naming the fault a policy belongs to.
 pub const FAULT_LABEL: &str = "natsregion.io/fault";
 /// Kubernetes' own label on every namespace.

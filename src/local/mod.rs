@@ -3,7 +3,6 @@
 //! builders), so `drill --local`, `make demo` and the integration tests
 //! exercise the real mechanism.
 
-pub mod netns;
 pub mod process;
 pub mod region;
 pub mod toxiproxy;

@@ -295,35 +295,24 @@ async fn wait_for_leafnodes(zone: &LocalZone, timeout: Duration) -> Result<(), L
     Ok(())
 }
 
+fn random_password() -> Result<String, LocalError> {
+    crate::password::random(24).map_err(|source| LocalError::Io {
+        what: "cannot read",
+        path: "/dev/urandom".into(),
+        source,
+    })
+}
+
 /// Fresh random users for a region that runs without Secrets.
 pub fn generate_credentials() -> Result<RegionCredentials, LocalError> {
     Ok(RegionCredentials {
         app: UserPass {
             user: "app".into(),
-            password: random_token(24)?,
+            password: random_password()?,
         },
         system: UserPass {
             user: "sys".into(),
-            password: random_token(24)?,
+            password: random_password()?,
         },
     })
-}
-
-fn random_token(len: usize) -> Result<String, LocalError> {
-    use std::io::Read;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let path = Path::new("/dev/urandom");
-    let mut bytes = vec![0u8; len];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|source| LocalError::Io {
-            what: "cannot read",
-            path: path.to_path_buf(),
-            source,
-        })?;
-    // 256 is 4 * 62 + 8: the slight bias toward the first 8 letters does not matter for a local password.
-    Ok(bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect())
 }

@@ -5,10 +5,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::runtime::events::{Recorder, Reporter};
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use super::metrics::Metrics;
+use super::region::names;
 use crate::nats::ConnectSettings;
+use crate::plan::ports::{CLIENT_PORT, MONITOR_PORT};
 
 /// Settings of one operator process (flags of `natsregion run`).
 #[derive(Clone)]
@@ -69,6 +72,27 @@ pub struct ZoneUrls {
     pub monitor: Vec<String>,
 }
 
+impl ZoneUrls {
+    /// How the operator reaches a managed zone from inside the cluster: the
+    /// client Service and each pod through the headless Service.
+    pub fn in_cluster(namespace: &str, region: &str, zone: &str, servers: i32) -> Self {
+        Self {
+            client: vec![format!(
+                "nats://{}:{CLIENT_PORT}",
+                names::client_host(namespace, region, zone)
+            )],
+            monitor: (0..servers.max(0))
+                .map(|i| {
+                    format!(
+                        "http://{}:{MONITOR_PORT}",
+                        names::pod_host(namespace, region, zone, i)
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Overrides how managed zones are reached (see `OperatorSettings::zone_access_override`).
 pub trait ZoneAccess: Send + Sync {
     /// `None`: use the in-cluster addresses for this zone.
@@ -97,6 +121,36 @@ impl Context {
         })
     }
 
+    /// Publishes an Event about `obj`. A failure to publish is logged, never
+    /// an error of the reconcile that wanted to say something.
+    pub async fn publish_event<K>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            // Event notes are limited to 1 kB.
+            note: Some(note.chars().take(1000).collect()),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(
+                kind = %K::kind(&()),
+                name = %obj.meta().name.as_deref().unwrap_or_default(),
+                error = %e,
+                "cannot publish an Event"
+            );
+        }
+    }
+
     /// Addresses of managed zone `zone` of region `region` in `namespace`:
     /// the override when one answers, else the in-cluster Service and pod names.
     pub fn zone_urls(&self, namespace: &str, region: &str, zone: &str, servers: i32) -> ZoneUrls {
@@ -108,7 +162,7 @@ impl Context {
         {
             return urls;
         }
-        super::region::names::in_cluster_urls(namespace, region, zone, servers)
+        ZoneUrls::in_cluster(namespace, region, zone, servers)
     }
 }
 
@@ -125,4 +179,22 @@ fn hostname_instance() -> Option<String> {
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_cluster_addresses_use_the_services_and_pod_dns() {
+        let urls = ZoneUrls::in_cluster("ns1", "east", "b", 2);
+        assert_eq!(urls.client, vec!["nats://east-b-client.ns1.svc:4222"]);
+        assert_eq!(
+            urls.monitor,
+            vec![
+                "http://east-b-0.east-b.ns1.svc:8222",
+                "http://east-b-1.east-b.ns1.svc:8222"
+            ]
+        );
+    }
 }

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::api::validate::SpecError;
+use crate::backoff::Backoff;
 use crate::nats::{ConnectError, ProvisionError};
 use crate::plan::PlanError;
 
@@ -144,11 +145,9 @@ impl Error {
         }
     }
 
-    /// Backoff after the `failures`-th consecutive failure of one object:
-    /// 5 s doubling to at most 5 minutes.
+    /// Backoff after the `failures`-th consecutive failure of one object.
     pub fn backoff(failures: u32) -> Duration {
-        let secs = 5u64.saturating_mul(1u64 << failures.saturating_sub(1).min(6));
-        Duration::from_secs(secs.min(300))
+        Backoff::RECONCILE.delay(failures.saturating_sub(1))
     }
 }
 

@@ -6,22 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
-
 use super::context::{Context, OperatorSettings, reporter};
 use super::error::{Error, Result};
 use super::health::{self, Health};
 use super::leader::{self, LeaseSettings};
-
-/// Resolves when the controllers must stop (SIGTERM, Ctrl-C, lost leadership,
-/// or a test saying so). Cloneable, so every controller can wait on it.
-pub type Shutdown = Shared<BoxFuture<'static, ()>>;
-
-/// Makes a `Shutdown` out of any future.
-pub fn shutdown_on(fut: impl std::future::Future<Output = ()> + Send + 'static) -> Shutdown {
-    fut.boxed().shared()
-}
+use super::shutdown::{Shutdown, shutdown_on};
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {

@@ -36,10 +36,12 @@ use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::region::names::{self, LEAFNODE_PORT};
+use super::region::names;
+use super::ssa;
 use crate::api::{LeafnodeProxy, RegionMirror, ZoneSpec};
+use crate::meta::labels;
 use crate::operator::error::{Error, Result};
-use crate::operator::labels;
+use crate::plan::ports::LEAFNODE_PORT;
 
 /// Image of the per-region Toxiproxy.
 pub const TOXIPROXY_IMAGE: &str = "ghcr.io/shopify/toxiproxy:2.12.0";
@@ -350,9 +352,8 @@ pub async fn reconcile(client: &kube::Client, region: &RegionMirror) -> Result<O
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
     let plan = proxies(region);
-    let stored =
-        super::region::apply::apply(client, &deployment(&ns, &name, Some(owner.clone()))).await?;
-    super::region::apply::apply(client, &service(&ns, &name, &plan, Some(owner))).await?;
+    let stored = ssa::apply(client, &deployment(&ns, &name, Some(owner.clone()))).await?;
+    ssa::apply(client, &service(&ns, &name, &plan, Some(owner))).await?;
     let ready = stored.status.and_then(|s| s.ready_replicas).unwrap_or(0) > 0;
     match sync_proxies(&http(), &api_url(&ns, &name), &name, &plan).await {
         Ok(done) => {

@@ -3,6 +3,7 @@
 //! the operator's ConfigMaps and the local runtime render the same plans.
 
 pub mod conf;
+pub mod ports;
 pub mod server;
 pub mod stream;
 

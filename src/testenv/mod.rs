@@ -85,7 +85,7 @@ pub async fn install_crd(
     let name = crd.name_any();
     crds.patch(
         &name,
-        &PatchParams::apply(crate::operator::FIELD_MANAGER).force(),
+        &PatchParams::apply(crate::meta::FIELD_MANAGER).force(),
         &Patch::Apply(crd),
     )
     .await?;

@@ -175,7 +175,7 @@ pub async fn connect_zones(
         let client =
             async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
                 .ignore_discovered_servers()
-                .connect(format!("{ip}:{}", names::CLIENT_PORT))
+                .connect(format!("{ip}:{}", natsregion::plan::ports::CLIENT_PORT))
                 .await
                 .map_err(|e| format!("connect to zone {zone} at {ip}: {e}"))?;
         out.insert(

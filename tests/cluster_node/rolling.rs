@@ -47,7 +47,7 @@ pub async fn config_change_under_traffic(c: &mut Cluster<'_>) -> Outcome {
     let client = async_nats::ConnectOptions::with_user_and_password(user, password)
         .ignore_discovered_servers()
         .retry_on_initial_connect()
-        .connect(format!("{ip}:{}", names::CLIENT_PORT))
+        .connect(format!("{ip}:{}", natsregion::plan::ports::CLIENT_PORT))
         .await
         .map_err(err)?;
     let js = jetstream::with_domain(client, "east");

@@ -10,6 +10,7 @@
 //! the drill Aborted.
 
 pub mod conditions;
+pub mod decide;
 pub mod reports;
 pub mod runtime;
 pub mod status;
@@ -23,18 +24,19 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use self::decide::{Next, decide, has_finalizer, unhealed};
 use self::runtime::{KubeRuntime, KubernetesZones, TemporaryZones, zone_accesses};
 use self::status::{Carried, StatusSink, push_history};
 use self::toxiproxy::ToxiproxyTarget;
 use super::context::Context;
 use super::error::{Error, Result};
-use super::run::Shutdown;
+use super::shutdown::Shutdown;
 use crate::api::{
     DrillPhase, FaultBackend as BackendKind, FaultRecord, PartitionDrill, PartitionDrillStatus,
     RegionMirror, Verdict,
@@ -197,18 +199,6 @@ fn owner(drill: &PartitionDrill) -> Option<OwnerReference> {
     drill.controller_owner_ref(&())
 }
 
-fn unhealed(status: Option<&PartitionDrillStatus>) -> Vec<FaultRecord> {
-    status
-        .map(|s| {
-            s.faults
-                .iter()
-                .filter(|f| f.healed_at.is_none())
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 async fn reconcile(drill: Arc<PartitionDrill>, shared: Arc<Shared>) -> Result<Action> {
     let started = std::time::Instant::now();
     let out = reconcile_inner(&drill, &shared).await;
@@ -222,7 +212,7 @@ async fn reconcile_inner(drill: &PartitionDrill, shared: &Arc<Shared>) -> Result
     let api: Api<PartitionDrill> = Api::namespaced(shared.ctx.client.clone(), &ns);
     let name = drill.name_any();
 
-    // A task of this process: signal it, or collect it once it is done.
+    // A task of this process: collect it once it is done.
     let running = {
         let mut tasks = shared.tasks.lock().expect("tasks");
         let done = tasks.get(&uid).is_some_and(|r| r.handle.is_finished());
@@ -231,126 +221,51 @@ async fn reconcile_inner(drill: &PartitionDrill, shared: &Arc<Shared>) -> Result
         }
         tasks.get(&uid).map(|r| r.abort.clone())
     };
-    let deleting = drill.metadata.deletion_timestamp.is_some();
-    let abort_asked = drill
-        .annotations()
-        .get(ABORT_ANNOTATION)
-        .is_some_and(|v| v == "true");
-    if let Some(abort) = running {
-        // A fault past its deadline was removed by its backend's timer; the
-        // drill cannot go on believing the partition holds.
-        let now = jiff::Timestamp::now();
-        let overdue = unhealed(drill.status.as_ref())
-            .iter()
-            .any(|f| f.deadline.0 < now - jiff::SignedDuration::from_secs(5));
-        if overdue {
-            tracing::warn!(drill = %drill.name_any(), "a fault is past its deadline; aborting the drill");
-        }
-        if deleting || abort_asked || overdue {
-            let _ = abort.send(true);
-            return Ok(Action::requeue(Duration::from_secs(1)));
+    let now = jiff::Timestamp::now();
+    let decision = decide(drill, running.is_some(), now)?;
+    if decision.drop_finalizer {
+        remove_finalizer(&api, drill).await?;
+    }
+    match decision.next {
+        Next::StopTask { overdue } => {
+            if overdue {
+                tracing::warn!(drill = %name, "a fault is past its deadline; aborting the drill");
+            }
+            if let Some(abort) = running {
+                let _ = abort.send(true);
+            }
+            Ok(Action::requeue(Duration::from_secs(1)))
         }
         // The task writes status as it goes; look again soon to collect it
         // (and drop the finalizer) once it ends.
-        return Ok(Action::requeue(Duration::from_secs(2)));
-    }
-
-    let status = drill.status.as_ref();
-    let phase = status.map(|s| s.phase).unwrap_or_default();
-
-    // Nothing runs here, but the status says a drill is running (or faults
-    // are open): this process restarted, or a task died. Heal first.
-    let open = unhealed(status);
-    if matches!(phase, DrillPhase::Running | DrillPhase::Healing) || !open.is_empty() {
-        heal_orphan(shared, drill, &api, &open).await?;
-        return Ok(Action::requeue(Duration::from_secs(1)));
-    }
-
-    if deleting {
-        remove_finalizer(&api, drill).await?;
-        return Ok(Action::await_change());
-    }
-    if has_finalizer(drill) && (phase.is_finished() || status.is_none()) {
-        remove_finalizer(&api, drill).await?;
-    }
-
-    if abort_asked {
-        if !phase.is_finished() {
-            let mut s = status.cloned().unwrap_or_default();
+        Next::WatchTask => Ok(Action::requeue(Duration::from_secs(2))),
+        Next::HealOrphan(open) => {
+            heal_orphan(shared, drill, &api, &open).await?;
+            Ok(Action::requeue(Duration::from_secs(1)))
+        }
+        Next::Release => {
+            remove_finalizer(&api, drill).await?;
+            Ok(Action::await_change())
+        }
+        Next::MarkAborted => {
+            let mut s = drill.status.clone().unwrap_or_default();
             s.phase = DrillPhase::Aborted;
             s.verdict = Verdict::NotRun;
             s.message = Some("aborted before it started".into());
-            s.finished_at = Some(Time(jiff::Timestamp::now()));
-            conditions::update(&mut s, drill.metadata.generation, jiff::Timestamp::now());
+            s.finished_at = Some(Time(now));
+            conditions::update(&mut s, drill.metadata.generation, now);
             status::apply(&api, &name, &s)
                 .await
                 .map_err(|e| Error::kube(format!("write status of drill {name}"), e))?;
+            Ok(Action::await_change())
         }
-        return Ok(Action::await_change());
+        Next::Idle => Ok(Action::await_change()),
+        Next::WaitFor(wait) => Ok(Action::requeue(wait)),
+        Next::Start { scheduled_at } => {
+            start(shared, drill, &api, scheduled_at).await?;
+            Ok(Action::requeue(Duration::from_secs(2)))
+        }
     }
-
-    let now = jiff::Timestamp::now();
-    let scheduled_at = if phase.is_finished() {
-        match next_run(drill)? {
-            None => return Ok(Action::await_change()),
-            Some(next) if next > now => {
-                let wait = (next - now)
-                    .total(jiff::Unit::Second)
-                    .unwrap_or(60.0)
-                    .clamp(1.0, 3600.0);
-                return Ok(Action::requeue(Duration::from_secs_f64(wait)));
-            }
-            // Recorded as the schedule time itself, as CronJobs do: the
-            // latest one due, so times missed while no operator ran are
-            // skipped instead of run one after another.
-            Some(next) => Some(latest_due(drill, now).unwrap_or(next)),
-        }
-    } else {
-        drill.spec.schedule.as_ref().map(|_| now)
-    };
-
-    start(shared, drill, &api, scheduled_at).await?;
-    Ok(Action::requeue(Duration::from_secs(2)))
-}
-
-/// When a finished drill should run again: the first schedule time after its
-/// last run (or its creation). `None` without a schedule.
-pub fn next_run(drill: &PartitionDrill) -> Result<Option<jiff::Timestamp>> {
-    let Some(schedule) = &drill.spec.schedule else {
-        return Ok(None);
-    };
-    let cron: croner::Cron = schedule.parse().map_err(|e| Error::Other {
-        reason: "InvalidSchedule",
-        message: format!("spec.schedule {schedule:?}: {e}"),
-        permanent: true,
-    })?;
-    let status = drill.status.as_ref();
-    let after = status
-        .and_then(|s| s.last_schedule_time.clone().or(s.started_at.clone()))
-        .or_else(|| drill.metadata.creation_timestamp.clone())
-        .map(|t| t.0)
-        .unwrap_or_else(jiff::Timestamp::now);
-    let after = after.to_zoned(jiff::tz::TimeZone::UTC);
-    let next = cron
-        .find_next_occurrence(&after, false)
-        .map_err(|e| Error::Other {
-            reason: "InvalidSchedule",
-            message: format!("spec.schedule {schedule:?}: {e}"),
-            permanent: true,
-        })?;
-    Ok(Some(next.timestamp()))
-}
-
-/// The latest schedule time at or before `now`.
-fn latest_due(drill: &PartitionDrill, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
-    let cron: croner::Cron = drill.spec.schedule.as_ref()?.parse().ok()?;
-    cron.find_previous_occurrence(&now.to_zoned(jiff::tz::TimeZone::UTC), true)
-        .ok()
-        .map(|z| z.timestamp())
-}
-
-fn has_finalizer(drill: &PartitionDrill) -> bool {
-    drill.finalizers().iter().any(|f| f == FINALIZER)
 }
 
 async fn set_finalizers(
@@ -916,17 +831,7 @@ async fn event(
     action: &str,
     note: String,
 ) {
-    let ev = Event {
-        type_,
-        reason: reason.to_string(),
-        // Event notes are limited to 1 kB.
-        note: Some(note.chars().take(1000).collect()),
-        action: action.to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &drill.object_ref(&())).await {
-        tracing::warn!(drill = %drill.name_any(), error = %e, "cannot publish an Event");
-    }
+    ctx.publish_event(drill, type_, reason, action, &note).await
 }
 
 fn claim_label(c: crate::api::Claim) -> &'static str {
@@ -1022,57 +927,5 @@ impl FaultBackend for Counted<'_> {
         toxics: &'a [crate::api::Toxic],
     ) -> futures::future::BoxFuture<'a, Result<(), crate::fault::FaultError>> {
         self.inner.apply_toxics(zone, toxics)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn drill(schedule: Option<&str>, last: Option<&str>) -> PartitionDrill {
-        let mut d: PartitionDrill = serde_json::from_value(serde_json::json!({
-            "apiVersion": "natsregion.io/v1alpha1",
-            "kind": "PartitionDrill",
-            "metadata": {"name": "d", "creationTimestamp": "2026-01-01T00:00:30Z"},
-            "spec": {"regionRef": {"name": "r"}, "schedule": schedule},
-        }))
-        .unwrap();
-        d.status = last.map(|t| PartitionDrillStatus {
-            last_schedule_time: Some(Time(t.parse().unwrap())),
-            phase: DrillPhase::Succeeded,
-            ..Default::default()
-        });
-        d
-    }
-
-    #[test]
-    fn the_next_run_follows_the_last_scheduled_one() {
-        assert_eq!(next_run(&drill(None, None)).unwrap(), None);
-        let next = next_run(&drill(Some("*/15 * * * *"), None))
-            .unwrap()
-            .unwrap();
-        assert_eq!(next.to_string(), "2026-01-01T00:15:00Z");
-        let next = next_run(&drill(Some("0 3 * * *"), Some("2026-01-01T03:00:00Z")))
-            .unwrap()
-            .unwrap();
-        assert_eq!(next.to_string(), "2026-01-02T03:00:00Z");
-    }
-
-    #[test]
-    fn missed_runs_collapse_into_the_latest_one() {
-        let d = drill(Some("0 * * * *"), Some("2026-01-01T03:00:00Z"));
-        let now: jiff::Timestamp = "2026-01-03T07:30:00Z".parse().unwrap();
-        assert!(next_run(&d).unwrap().unwrap() < now);
-        assert_eq!(
-            latest_due(&d, now).unwrap().to_string(),
-            "2026-01-03T07:00:00Z"
-        );
-    }
-
-    #[test]
-    fn a_bad_schedule_waits_for_a_fix() {
-        let e = next_run(&drill(Some("99 * * * *"), None)).unwrap_err();
-        assert!(e.is_permanent());
-        assert_eq!(e.reason(), "InvalidSchedule");
     }
 }

@@ -18,7 +18,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Resource, ResourceExt};
 
 use crate::api::PartitionDrill;
-use crate::operator::labels;
+use crate::meta::labels;
 
 pub const JSON_KEY: &str = "report.json";
 pub const SVG_KEY: &str = "timeline.svg";

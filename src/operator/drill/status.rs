@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::api::{DrillRun, PartitionDrill, PartitionDrillStatus, Verdict};
 use crate::drill::engine::{Observer, Progress};
-use crate::operator::FIELD_MANAGER;
+use crate::meta::FIELD_MANAGER;
 
 /// Writes `status` as the whole status this manager owns.
 pub async fn apply(

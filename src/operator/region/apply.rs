@@ -2,45 +2,15 @@
 //! manager, and deleting the children no longer desired.
 
 use std::collections::BTreeMap;
-use std::fmt::Debug;
 
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::children::ZoneChildren;
-use crate::operator::FIELD_MANAGER;
+use crate::meta::labels;
 use crate::operator::error::{Error, Result};
-use crate::operator::labels;
-
-/// Applies `obj` (force: the operator owns every field it sets) and returns
-/// what the API server stored, status included.
-pub async fn apply<K>(client: &kube::Client, obj: &K) -> Result<K>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    let ns = obj
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = obj.name_any();
-    let api: Api<K> = Api::namespaced(client.clone(), &ns);
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(obj),
-    )
-    .await
-    .map_err(|e| Error::kube(format!("apply {} {ns}/{name}", K::kind(&())), e))
-}
+use crate::operator::ssa::{self, apply};
 
 /// Applies every object of a zone; returns the StatefulSet as stored.
 pub async fn apply_zone(client: &kube::Client, c: &ZoneChildren) -> Result<StatefulSet> {
@@ -104,59 +74,30 @@ pub async fn prune(
     uid: &str,
     desired: &BTreeMap<&'static str, Vec<String>>,
 ) -> Result<Vec<String>> {
-    let mut deleted = Vec::new();
+    let selector = children_selector(region);
     let empty = Vec::new();
     let keep = |kind: &str| desired.get(kind).unwrap_or(&empty).clone();
-    deleted
-        .extend(prune_kind::<ConfigMap>(client, namespace, region, uid, &keep("ConfigMap")).await?);
-    deleted.extend(prune_kind::<Service>(client, namespace, region, uid, &keep("Service")).await?);
+    let mut deleted = Vec::new();
     deleted.extend(
-        prune_kind::<StatefulSet>(client, namespace, region, uid, &keep("StatefulSet")).await?,
+        ssa::prune_owned::<ConfigMap>(client, namespace, &selector, uid, &keep("ConfigMap"))
+            .await?,
     );
     deleted.extend(
-        prune_kind::<PodDisruptionBudget>(
+        ssa::prune_owned::<Service>(client, namespace, &selector, uid, &keep("Service")).await?,
+    );
+    deleted.extend(
+        ssa::prune_owned::<StatefulSet>(client, namespace, &selector, uid, &keep("StatefulSet"))
+            .await?,
+    );
+    deleted.extend(
+        ssa::prune_owned::<PodDisruptionBudget>(
             client,
             namespace,
-            region,
+            &selector,
             uid,
             &keep("PodDisruptionBudget"),
         )
         .await?,
     );
-    Ok(deleted)
-}
-
-async fn prune_kind<K>(
-    client: &kube::Client,
-    namespace: &str,
-    region: &str,
-    uid: &str,
-    keep: &[String],
-) -> Result<Vec<String>>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let kind = K::kind(&());
-    let list = api
-        .list_metadata(&ListParams::default().labels(&children_selector(region)))
-        .await
-        .map_err(|e| Error::kube(format!("list {kind}s of region {namespace}/{region}"), e))?;
-    let mut deleted = Vec::new();
-    for obj in list.items {
-        let name = obj.name_any();
-        let ours = obj.owner_references().iter().any(|o| o.uid == uid);
-        if !ours || keep.contains(&name) {
-            continue;
-        }
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => deleted.push(format!("{kind}/{name}")),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(Error::kube(format!("delete {kind} {namespace}/{name}"), e)),
-        }
-    }
     Ok(deleted)
 }

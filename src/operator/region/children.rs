@@ -18,10 +18,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::names::{self, CLIENT_PORT, CLUSTER_PORT, LEAFNODE_PORT, MONITOR_PORT};
+use super::names;
 use crate::api::{RegionMirror, ZoneRole, ZoneSpec};
+use crate::meta::labels;
 use crate::operator::error::{Error, Result};
-use crate::operator::labels;
+use crate::plan::ports::{CLIENT_PORT, CLUSTER_PORT, LEAFNODE_PORT, MONITOR_PORT};
 use crate::plan::{RegionCredentials, ServerAddress, UserPass, ZoneAddresses, ZonePlan, leaf_url};
 
 /// Pod template annotation carrying a hash of the zone's configuration: a
@@ -498,28 +499,6 @@ pub fn generated_secret(
         type_: Some("Opaque".to_string()),
         ..Default::default()
     })
-}
-
-/// A password of `len` letters and digits, starting with a letter, from the OS RNG.
-pub fn random_password(len: usize) -> std::io::Result<String> {
-    use std::io::Read;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut out = String::with_capacity(len);
-    let mut f = std::fs::File::open("/dev/urandom")?;
-    let mut byte = [0u8; 1];
-    while out.len() < len {
-        f.read_exact(&mut byte)?;
-        // Rejection sampling: 248 = 4 * 62, so every symbol is equally likely.
-        if byte[0] >= 248 {
-            continue;
-        }
-        let c = ALPHABET[byte[0] as usize % ALPHABET.len()];
-        if out.is_empty() && !c.is_ascii_alphabetic() {
-            continue;
-        }
-        out.push(c as char);
-    }
-    Ok(out)
 }
 
 /// Names of every object `region_children` returns, by kind, for pruning.

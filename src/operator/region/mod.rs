@@ -23,16 +23,16 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use crate::api::{RegionMirror, RegionMirrorStatus, validate};
+use crate::meta::{FIELD_MANAGER, labels};
 use crate::nats::{ZoneProbe, read_region};
 use crate::operator::context::Context;
 use crate::operator::error::{Error, Result};
-use crate::operator::run::Shutdown;
-use crate::operator::{FIELD_MANAGER, labels};
+use crate::operator::shutdown::Shutdown;
 use streams::StreamsState;
 
 /// Name of this controller in metrics and logs.
@@ -175,17 +175,8 @@ async fn warn(ctx: &Context, region: &RegionMirror, reason: &str, note: &str) {
 }
 
 async fn publish(ctx: &Context, region: &RegionMirror, type_: EventType, reason: &str, note: &str) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        // Events notes are limited to 1 kB.
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &region.object_ref(&())).await {
-        tracing::warn!(region = %key(region), error = %e, "cannot publish an Event");
-    }
+    ctx.publish_event(region, type_, reason, "Reconcile", note)
+        .await
 }
 
 async fn write_status(

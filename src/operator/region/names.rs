@@ -1,13 +1,6 @@
 //! Names and in-cluster addresses of a region's child objects. One place, so
 //! the builders, the pruning and the NATS dialing agree.
 
-use crate::operator::context::ZoneUrls;
-
-pub const CLIENT_PORT: u16 = 4222;
-pub const CLUSTER_PORT: u16 = 6222;
-pub const MONITOR_PORT: u16 = 8222;
-pub const LEAFNODE_PORT: u16 = 7422;
-
 /// StatefulSet, its headless Service (route DNS) and the PodDisruptionBudget.
 pub fn statefulset(region: &str, zone: &str) -> String {
     format!("{region}-{zone}")
@@ -55,24 +48,6 @@ pub fn leafnode_host(namespace: &str, region: &str, zone: &str) -> String {
     format!("{}.{namespace}.svc", leafnode_service(region, zone))
 }
 
-/// How the operator reaches a managed zone from inside the cluster.
-pub fn in_cluster_urls(namespace: &str, region: &str, zone: &str, servers: i32) -> ZoneUrls {
-    ZoneUrls {
-        client: vec![format!(
-            "nats://{}:{CLIENT_PORT}",
-            client_host(namespace, region, zone)
-        )],
-        monitor: (0..servers.max(0))
-            .map(|i| {
-                format!(
-                    "http://{}:{MONITOR_PORT}",
-                    pod_host(namespace, region, zone, i)
-                )
-            })
-            .collect(),
-    }
-}
-
 /// Why a managed zone may be unreachable from where the operator runs: the
 /// zones' addresses above are in-cluster DNS names, which an operator started
 /// outside the cluster (`natsregion run` on a laptop against kind) cannot
@@ -102,16 +77,7 @@ mod tests {
     }
 
     #[test]
-    fn in_cluster_addresses_use_the_services_and_pod_dns() {
-        let urls = in_cluster_urls("ns1", "east", "b", 2);
-        assert_eq!(urls.client, vec!["nats://east-b-client.ns1.svc:4222"]);
-        assert_eq!(
-            urls.monitor,
-            vec![
-                "http://east-b-0.east-b.ns1.svc:8222",
-                "http://east-b-1.east-b.ns1.svc:8222"
-            ]
-        );
+    fn leafnode_host_is_the_leaf_service() {
         assert_eq!(leafnode_host("ns1", "east", "a"), "east-a-leaf.ns1.svc");
     }
 }

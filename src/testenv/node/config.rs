@@ -11,7 +11,7 @@ use super::{CLUSTER_DOMAIN, DNS_IP, NODE_IP, POD_BRIDGE, POD_CIDR, POD_GATEWAY, 
 
 /// containerd 2.x (config version 3) with the CRI plugin for the kubelet.
 pub fn containerd(root: &Path, socket: &Path, cni_bin: &Path, cni_conf: &Path) -> String {
-    let runc = crate::local::netns::find_program("runc")
+    let runc = crate::fault::netns::lab::find_program("runc")
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "runc".into());
     format!(

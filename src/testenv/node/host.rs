@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::super::Error;
-use crate::local::netns::find_program;
+use crate::fault::netns::lab::find_program;
 
 /// Kernel knobs the node's components set (ip forwarding and bridge
 /// netfilter by us; the kubelet's and kube-proxy's own), restored on teardown.

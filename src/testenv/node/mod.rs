@@ -102,7 +102,7 @@ impl Node {
     }
 
     fn binaries() -> Result<Binaries, Error> {
-        if !crate::local::netns::is_root() {
+        if !crate::fault::netns::lab::is_root() {
             return Err(Error::Unsupported(
                 "not root: a node needs to create cgroups, mounts, links and iptables rules".into(),
             ));
@@ -119,7 +119,7 @@ impl Node {
             bin(name)?;
         }
         for program in ["runc", "iptables", "ipset"] {
-            if crate::local::netns::find_program(program).is_none() {
+            if crate::fault::netns::lab::find_program(program).is_none() {
                 return Err(Error::Unsupported(format!(
                     "{program} is not installed (tools/install.sh node installs it as root)"
                 )));

@@ -72,9 +72,9 @@ fn every_managed_zone_gets_its_objects_with_labels_and_owner() {
             &c.pdb.metadata,
         ] {
             let l = meta.labels.as_ref().unwrap();
-            assert_eq!(l[crate::operator::labels::REGION], "east");
-            assert_eq!(l[crate::operator::labels::ZONE], c.zone);
-            assert_eq!(l[crate::operator::labels::MANAGED_BY], "natsregion");
+            assert_eq!(l[crate::meta::labels::REGION], "east");
+            assert_eq!(l[crate::meta::labels::ZONE], c.zone);
+            assert_eq!(l[crate::meta::labels::MANAGED_BY], "natsregion");
             let owner = &meta.owner_references.as_ref().unwrap()[0];
             assert_eq!(
                 (owner.kind.as_str(), owner.uid.as_str()),
@@ -232,7 +232,7 @@ fn the_rendered_config_is_valid_for_nats_server() {
 
 #[test]
 fn generated_passwords_and_credential_checks() {
-    let p = random_password(24).unwrap();
+    let p = crate::password::random(24).unwrap();
     assert_eq!(p.len(), 24);
     assert!(p.chars().next().unwrap().is_ascii_alphabetic());
     assert!(check_credential(&p).is_ok());
