@@ -1,4 +1,4 @@
-//! `natsregion bench`: figures for the drill engine, measured in one run and
+//! `natsregion-bench`: figures for the drill engine, measured in one run and
 //! printed, never asserted against a clock.
 //!
 //! 1. The checker: messages verified per second and memory per tracked message.
@@ -6,7 +6,7 @@
 //!    the same ack window, alternating, on the same local 3-server zone.
 //! 3. Catch-up after heal for two leafnode reconnect intervals (real drills).
 //!
-//! `natsregion bench operator` (module [`operator`]) measures the operator
+//! `natsregion-bench operator` (module [`operator`]) measures the operator
 //! under N RegionMirrors against a real API server instead.
 
 pub mod operator;

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod backoff;
+#[cfg(feature = "testkit")]
 pub mod bench;
 pub mod cli;
 pub mod drill;
@@ -14,5 +15,6 @@ pub mod nats;
 pub mod operator;
 pub mod password;
 pub mod plan;
+#[cfg(feature = "testkit")]
 pub mod testenv;
 pub mod tools;

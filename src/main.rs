@@ -52,32 +52,6 @@ enum Command {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
-    /// Measure the checker, the producer and catch-up after heal; prints figures.
-    #[command(args_conflicts_with_subcommands = true)]
-    Bench {
-        /// Smaller publish counts and one catch-up drill per interval.
-        #[arg(long)]
-        quick: bool,
-        #[command(subcommand)]
-        target: Option<BenchTarget>,
-    },
-}
-
-#[derive(Subcommand)]
-enum BenchTarget {
-    /// The operator (as a subprocess) under N RegionMirrors on a test API server:
-    /// time to children and statuses, peak and idle RSS, writes once steady.
-    Operator {
-        /// RegionMirrors to apply, 3 managed zones each.
-        #[arg(long, default_value_t = 100)]
-        regions: usize,
-        /// Length of the steady period whose API writes are counted.
-        #[arg(long, default_value_t = 60)]
-        quiet_seconds: u64,
-        /// The operator's `--status-refresh-seconds`.
-        #[arg(long, default_value_t = 30)]
-        status_refresh_seconds: u64,
-    },
 }
 
 #[derive(clap::Args)]
@@ -229,50 +203,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => run_operator(args),
-        Command::Bench {
-            target:
-                Some(BenchTarget::Operator {
-                    regions,
-                    quiet_seconds,
-                    status_refresh_seconds,
-                }),
-            ..
-        } => {
-            use natsregion::bench::operator;
-            let opts = operator::OperatorBenchOptions {
-                regions,
-                quiet_seconds,
-                status_refresh_seconds,
-            };
-            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match runtime.block_on(operator::run(&opts)) {
-                Ok(figures) => {
-                    println!("{}", operator::table(&figures));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
-        Command::Bench {
-            quick,
-            target: None,
-        } => {
-            let opts = natsregion::bench::BenchOptions { quick };
-            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match runtime.block_on(natsregion::bench::run(&opts)) {
-                Ok(summary) => {
-                    println!("{}", natsregion::bench::table(&summary));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
         Command::Drill {
             local,
             file,

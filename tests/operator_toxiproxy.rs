@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use natsregion::api::{DrillPhase, PartitionDrill, RegionMirror, Toxic, ToxicType};
+use natsregion::fault::toxiproxy::api::ToxiproxyApi;
 use natsregion::fault::{FaultBackend, ToxiproxyBackend};
 use natsregion::local::toxiproxy::ToxiproxyServer;
 use natsregion::operator::context::{Context, OperatorSettings, reporter};
@@ -261,6 +262,7 @@ async fn adopt_drives_proxies_the_region_controller_created() {
         spec("east-c-1-s0", "c-1", 0, free_port()),
     ];
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let api = ToxiproxyApi::new(&url, Duration::from_secs(5));
     // A stale proxy of the region, and one of somebody else.
     let stale = json!({"name": "east-gone-s0", "listen": "127.0.0.1:0", "upstream": upstream});
     let other = json!({"name": "west-b-s0", "listen": "127.0.0.1:0", "upstream": upstream});
@@ -271,19 +273,14 @@ async fn adopt_drives_proxies_the_region_controller_created() {
             .await
             .unwrap();
     }
-    let done = sync_proxies(&http, &url, "east", &plan)
-        .await
-        .expect("sync");
+    let done = sync_proxies(&api, "east", &plan).await.expect("sync");
     assert_eq!(done.len(), 4, "{done:?}");
     assert!(
         done.contains(&"deleted east-gone-s0".to_string()),
         "{done:?}"
     );
     assert!(
-        sync_proxies(&http, &url, "east", &plan)
-            .await
-            .unwrap()
-            .is_empty(),
+        sync_proxies(&api, "east", &plan).await.unwrap().is_empty(),
         "a second sync changes nothing"
     );
 
@@ -301,12 +298,7 @@ async fn adopt_drives_proxies_the_region_controller_created() {
     assert!(!a.probe("b").await.unwrap(), "the proxies refuse");
     assert!(a.probe("c-1").await.unwrap());
     // The region controller's next sync leaves the cut alone.
-    assert!(
-        sync_proxies(&http, &url, "east", &plan)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(sync_proxies(&api, "east", &plan).await.unwrap().is_empty());
     assert!(!a.probe("b").await.unwrap(), "still cut after a sync");
     let toxics = [Toxic {
         type_: ToxicType::Latency,

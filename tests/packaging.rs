@@ -86,6 +86,23 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
+/// Every `.rs` file under `dir`.
+fn rust_sources(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out
+}
+
 fn kind_of(object: &Value) -> &str {
     object["kind"].as_str().unwrap_or_default()
 }
@@ -908,6 +925,102 @@ async fn examples_apply_and_broken_examples_are_refused() {
 /// The image build cannot run here (no container engine), so what it relies
 /// on is checked instead: the build context (.dockerignore) holds everything
 /// cargo reads, and the image's user is the one the chart runs as.
+/// The shipped binary holds no test environment and no benchmark: both are
+/// compiled only with the `testkit` feature, which the tests turn on (the
+/// dev-dependency on this crate) and the release build never does.
+/// `tools/images.sh` checks the built operator binary itself.
+#[test]
+fn test_environment_and_benchmarks_are_only_in_the_testkit_feature() {
+    let lib = read(&root().join("src/lib.rs"));
+    for module in ["testenv", "bench"] {
+        assert!(
+            lib.contains(&format!("#[cfg(feature = \"testkit\")]\npub mod {module};")),
+            "src/lib.rs must gate `pub mod {module};` behind the testkit feature"
+        );
+    }
+    let manifest: toml_like::Manifest = toml_like::parse(&read(&root().join("Cargo.toml")));
+    assert!(
+        !manifest.default_features.iter().any(|f| f == "testkit"),
+        "testkit must not be a default feature"
+    );
+    assert_eq!(
+        manifest.bench_required_features,
+        ["testkit"],
+        "natsregion-bench is built only with the testkit feature"
+    );
+    // Nothing that ships reaches into them.
+    let files = rust_sources(&root().join("src"));
+    let src = root().join("src");
+    for file in files {
+        let rel = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel.starts_with("testenv")
+            || rel.starts_with("bench")
+            || rel == "bin/natsregion-bench.rs"
+        {
+            continue;
+        }
+        let text = read(&file);
+        for used in [
+            "crate::testenv",
+            "crate::bench",
+            "natsregion::testenv",
+            "natsregion::bench",
+        ] {
+            assert!(
+                !text.contains(used),
+                "src/{rel} uses {used}, which only the testkit feature has"
+            );
+        }
+    }
+}
+
+/// Just enough of Cargo.toml for the test above (no TOML crate for one check).
+mod toml_like {
+    pub struct Manifest {
+        pub default_features: Vec<String>,
+        pub bench_required_features: Vec<String>,
+    }
+
+    fn list(line: &str) -> Vec<String> {
+        line.split_once('=')
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    pub fn parse(text: &str) -> Manifest {
+        let mut section = String::new();
+        let mut bin = String::new();
+        let mut m = Manifest {
+            default_features: Vec::new(),
+            bench_required_features: Vec::new(),
+        };
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line.to_string();
+                bin.clear();
+            } else if section == "[[bin]]" && line.starts_with("name") {
+                bin = list(line).join("");
+            } else if section == "[features]" && line.starts_with("default") {
+                m.default_features = list(line);
+            } else if bin == "natsregion-bench" && line.starts_with("required-features") {
+                m.bench_required_features = list(line);
+            }
+        }
+        m
+    }
+}
+
 #[test]
 fn dockerfile_build_context_and_user_match_the_crate_and_chart() {
     let dockerfile = read(&root().join("Dockerfile"));
@@ -933,18 +1046,7 @@ fn dockerfile_build_context_and_user_match_the_crate_and_chart() {
             "Cargo.toml has {key:?}: check the Docker build context"
         );
     }
-    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                sources(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    sources(&root().join("src"), &mut files);
+    let files = rust_sources(&root().join("src"));
     let src = root().join("src").canonicalize().unwrap();
     for file in files {
         let code = read(&file);

@@ -48,6 +48,13 @@ build_operator() {
     CARGO_PROFILE_RELEASE_INCREMENTAL=true \
     cargo build --release --locked --quiet --target "$target" --bin natsregion)
   operator_bin="$dir/$target/release/natsregion"
+  # The shipped binary is built without the testkit feature: no test
+  # environment or benchmark code may reach it (their module paths would
+  # show in its symbols and panic locations).
+  if grep -q -a -e testenv -e 'natsregion::bench' "$operator_bin"; then
+    say "$operator_bin contains test-environment or benchmark code (is the testkit feature on?)"
+    exit 1
+  fi
 }
 
 # blob FILE: moves FILE into the layout's blobs, prints "digest size".

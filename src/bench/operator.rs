@@ -1,4 +1,4 @@
-//! `natsregion bench operator`: the operator under load, against a real API
+//! `natsregion-bench operator`: the operator under load, against a real API
 //! server (testenv::ControlPlane), run as its own process so its memory can
 //! be read from `/proc/<pid>/status`.
 //!
@@ -57,6 +57,8 @@ pub struct OperatorBenchOptions {
     pub quiet_seconds: u64,
     /// `natsregion run --status-refresh-seconds` of the operator under test.
     pub status_refresh_seconds: u64,
+    /// The `natsregion` binary to run; `None`: the one beside this executable.
+    pub operator: Option<PathBuf>,
 }
 
 impl Default for OperatorBenchOptions {
@@ -65,6 +67,7 @@ impl Default for OperatorBenchOptions {
             regions: 100,
             quiet_seconds: 60,
             status_refresh_seconds: 30,
+            operator: None,
         }
     }
 }
@@ -156,18 +159,35 @@ struct Operator {
     log: PathBuf,
 }
 
+/// The operator binary under test: the shipped `natsregion`, not this one.
+fn operator_binary(chosen: Option<&Path>) -> Result<PathBuf, BenchError> {
+    let path = match chosen {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .map_err(|e| BenchError(format!("current_exe: {e}")))?
+            .with_file_name("natsregion"),
+    };
+    if !path.is_file() {
+        return Err(BenchError(format!(
+            "no operator binary at {}: run `cargo build --release` first, or pass --operator PATH",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
 impl Operator {
     async fn start(
+        exe: &Path,
         kubeconfig: &Path,
         dir: &Path,
         status_refresh_seconds: u64,
     ) -> Result<Operator, BenchError> {
-        let exe = std::env::current_exe().map_err(|e| BenchError(format!("current_exe: {e}")))?;
         let port = free_port()?;
         let log = dir.join("operator.log");
         let stderr = std::fs::File::create(&log)
             .map_err(|e| BenchError(format!("create {}: {e}", log.display())))?;
-        let mut command = tokio::process::Command::new(&exe);
+        let mut command = tokio::process::Command::new(exe);
         command
             .args([
                 "run".to_string(),
@@ -327,7 +347,7 @@ async fn widen_service_ips(client: &Client) -> Result<(), BenchError> {
         &PatchParams::default(),
         &Patch::Merge(json!({"status": {"conditions": [{
             "type": "Ready", "status": "True", "reason": "Bench",
-            "message": "marked ready by natsregion bench operator",
+            "message": "marked ready by natsregion-bench operator",
             "lastTransitionTime": now.to_string(),
         }]}})),
     )
@@ -492,6 +512,7 @@ where
 /// regions, then the figures. Stops the operator (SIGTERM) and the control
 /// plane before returning.
 pub async fn run(opts: &OperatorBenchOptions) -> Result<OperatorFigures, BenchError> {
+    let operator_exe = operator_binary(opts.operator.as_deref())?;
     let started = Instant::now();
     let plane = ControlPlane::start()
         .await
@@ -522,8 +543,13 @@ pub async fn run(opts: &OperatorBenchOptions) -> Result<OperatorFigures, BenchEr
         .tempdir()
         .map_err(|e| BenchError(format!("temporary directory: {e}")))?
         .keep();
-    let mut operator =
-        Operator::start(plane.kubeconfig_path(), &dir, opts.status_refresh_seconds).await?;
+    let mut operator = Operator::start(
+        &operator_exe,
+        plane.kubeconfig_path(),
+        &dir,
+        opts.status_refresh_seconds,
+    )
+    .await?;
     println!(
         "operator pid {} serving metrics on 127.0.0.1:{}; log {}",
         operator.pid,

@@ -19,10 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
+pub mod api;
+
+use self::api::{ProxyInfo, ToxiproxyApi, parse_proxy_name, proxy_name};
 use super::{FaultBackend, FaultError, Network, ZoneHost};
 use crate::api::{FaultRecord, Toxic, ToxicType};
 
@@ -37,8 +39,7 @@ pub struct ToxiproxyBackend {
 }
 
 struct Inner {
-    api: String,
-    http: reqwest::Client,
+    api: ToxiproxyApi,
     /// Starts every proxy name this instance creates, so several drills (or
     /// parallel tests) can share one toxiproxy-server.
     prefix: String,
@@ -75,25 +76,6 @@ struct Route {
     enabled: bool,
 }
 
-#[derive(Debug, Deserialize)]
-struct ProxyInfo {
-    name: String,
-    listen: String,
-    upstream: String,
-    enabled: bool,
-    #[serde(default)]
-    toxics: Vec<ToxicInfo>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ToxicInfo {
-    name: String,
-    #[serde(rename = "type")]
-    type_: String,
-    #[serde(default)]
-    stream: String,
-}
-
 impl ToxiproxyBackend {
     /// `api` is toxiproxy-server's base URL (`http://127.0.0.1:8474`).
     /// `advertise_fix` makes [`Network::leaf_advertise`] return an address that
@@ -125,7 +107,7 @@ impl ToxiproxyBackend {
     }
 
     pub fn api(&self) -> &str {
-        &self.inner.api
+        self.inner.api.base()
     }
 
     /// Like [`new`](Self::new) with a chosen proxy name prefix, so a restarted
@@ -135,16 +117,8 @@ impl ToxiproxyBackend {
         advertise_fix: bool,
         prefix: impl Into<String>,
     ) -> Self {
-        // A proxy from the environment must not sit between us and the API:
-        // it is usually on this machine or next to the zones.
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("reqwest client without TLS builds");
         let inner = Inner {
-            api: api.into().trim_end_matches('/').to_string(),
-            http,
+            api: ToxiproxyApi::new(api, Duration::from_secs(10)),
             prefix: prefix.into(),
             advertise_fix,
             adopted: false,
@@ -184,88 +158,31 @@ impl ToxiproxyBackend {
 }
 
 impl Inner {
-    fn err(op: impl Into<String>, message: impl ToString) -> FaultError {
-        FaultError::Toxiproxy {
-            op: op.into(),
-            message: message.to_string(),
-        }
-    }
-
-    async fn call(
-        &self,
-        op: &str,
-        req: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, FaultError> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| Self::err(op, format!("{} unreachable: {e}", self.api)))?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        Err(Self::err(op, format!("HTTP {status}: {}", body.trim())))
-    }
-
     async fn create_proxy(
         &self,
         name: &str,
         upstream: SocketAddr,
     ) -> Result<SocketAddr, FaultError> {
-        let op = format!("create proxy {name}");
-        let body = json!({
-            "name": name,
-            // Port 0: the server picks a free port, and rebinds that same one
-            // when the proxy is enabled again after a cut.
-            "listen": SocketAddr::new(self.listen_ip, 0).to_string(),
-            "upstream": upstream.to_string(),
-            "enabled": true,
-        });
-        let resp = self
-            .call(
-                &op,
-                self.http.post(format!("{}/proxies", self.api)).json(&body),
-            )
+        // Port 0: the server picks a free port, and rebinds that same one
+        // when the proxy is enabled again after a cut.
+        let listen = SocketAddr::new(self.listen_ip, 0).to_string();
+        let info = self
+            .api
+            .create(name, &listen, &upstream.to_string())
             .await?;
-        let info: ProxyInfo = resp.json().await.map_err(|e| Self::err(&op, e))?;
-        info.listen
-            .parse()
-            .map_err(|e| Self::err(&op, format!("listen address {:?}: {e}", info.listen)))
-    }
-
-    async fn delete_proxy(&self, name: &str) -> Result<(), FaultError> {
-        let op = format!("delete proxy {name}");
-        match self
-            .call(
-                &op,
-                self.http.delete(format!("{}/proxies/{name}", self.api)),
-            )
-            .await
-        {
-            Err(FaultError::Toxiproxy { message, .. }) if message.starts_with("HTTP 404") => Ok(()),
-            other => other.map(drop),
-        }
+        info.listen.parse().map_err(|e| FaultError::Toxiproxy {
+            op: format!("create proxy {name}"),
+            message: format!("listen address {:?}: {e}", info.listen),
+        })
     }
 
     async fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), FaultError> {
-        let op = format!(
-            "{} proxy {name}",
-            if enabled { "enable" } else { "disable" }
-        );
-        let req = self
-            .http
-            .post(format!("{}/proxies/{name}", self.api))
-            .json(&json!({ "enabled": enabled }));
-        self.call(&op, req).await.map(drop)
+        self.api.set_enabled(name, enabled).await
     }
 
+    /// The proxies under this backend's prefix.
     async fn proxies(&self) -> Result<Vec<ProxyInfo>, FaultError> {
-        let op = "list proxies";
-        let resp = self
-            .call(op, self.http.get(format!("{}/proxies", self.api)))
-            .await?;
-        let all: BTreeMap<String, ProxyInfo> = resp.json().await.map_err(|e| Self::err(op, e))?;
+        let all = self.api.proxies().await?;
         Ok(all.into_values().filter(|p| self.owns(&p.name)).collect())
     }
 
@@ -285,7 +202,7 @@ impl Inner {
             let Some((zone, source_server)) = parse_proxy_name(&self.prefix, &p.name) else {
                 continue;
             };
-            let listen = dial_addr(&self.api, &p.listen).unwrap_or(p.listen);
+            let listen = dial_addr(self.api.base(), &p.listen).unwrap_or(p.listen);
             routes.entry(zone).or_default().push(Route {
                 source_server,
                 proxy: p.name,
@@ -302,13 +219,14 @@ impl Inner {
         let state = self.state.lock().unwrap();
         match state.routes.get(zone) {
             Some(routes) => Ok(routes.iter().map(|r| r.proxy.clone()).collect()),
-            None if self.adopted => Err(Self::err(
-                format!("find the proxies of zone {zone}"),
-                format!(
+            None if self.adopted => Err(FaultError::Toxiproxy {
+                op: format!("find the proxies of zone {zone}"),
+                message: format!(
                     "none named {}-{zone}-s<n> at {}: the zone's leafnode remotes do not run through this Toxiproxy",
-                    self.prefix, self.api
+                    self.prefix,
+                    self.api.base()
                 ),
-            )),
+            }),
             None => Err(FaultError::UnknownZone(zone.to_string())),
         }
     }
@@ -347,15 +265,9 @@ impl Inner {
                 // flow control and acks the other): slow both.
                 for stream in ["upstream", "downstream"] {
                     let name = format!("{kind}-{i}-{stream}");
-                    let op = format!("add toxic {name} to {proxy}");
-                    let body = json!({ "name": name, "type": kind, "stream": stream, "toxicity": 1.0, "attributes": attributes });
-                    self.call(
-                        &op,
-                        self.http
-                            .post(format!("{}/proxies/{proxy}/toxics", self.api))
-                            .json(&body),
-                    )
-                    .await?;
+                    self.api
+                        .add_toxic(&proxy, &name, kind, stream, attributes.clone())
+                        .await?;
                 }
             }
         }
@@ -363,25 +275,8 @@ impl Inner {
     }
 
     async fn remove_toxics_of(&self, proxy: &str) -> Result<(), FaultError> {
-        let op = format!("list toxics of {proxy}");
-        let resp = self
-            .call(
-                &op,
-                self.http
-                    .get(format!("{}/proxies/{proxy}/toxics", self.api)),
-            )
-            .await?;
-        let toxics: Vec<ToxicInfo> = resp.json().await.map_err(|e| Self::err(&op, e))?;
-        for toxic in toxics {
-            let op = format!("remove toxic {} from {proxy}", toxic.name);
-            self.call(
-                &op,
-                self.http.delete(format!(
-                    "{}/proxies/{proxy}/toxics/{}",
-                    self.api, toxic.name
-                )),
-            )
-            .await?;
+        for toxic in self.api.toxics(proxy).await? {
+            self.api.remove_toxic(proxy, &toxic.name).await?;
         }
         Ok(())
     }
@@ -426,16 +321,6 @@ impl Inner {
         addrs.dedup();
         Ok(addrs)
     }
-}
-
-/// `<prefix>-<zone>-s<n>` → `(zone, n)`. Zone names may contain `-`.
-fn parse_proxy_name(prefix: &str, name: &str) -> Option<(String, usize)> {
-    let rest = name.strip_prefix(prefix)?.strip_prefix('-')?;
-    let (zone, n) = rest.rsplit_once("-s")?;
-    if zone.is_empty() || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((zone.to_string(), n.parse().ok()?))
 }
 
 /// Where to dial a proxy listening on `listen` from here: an unspecified
@@ -498,16 +383,16 @@ impl Network for ToxiproxyBackend {
                         .cloned()
                 })
             };
-            let proxy = format!("{}-{zone}-s{source_server}", inner.prefix);
+            let proxy = proxy_name(&inner.prefix, zone, source_server);
             match existing {
                 Some(route) if route.upstream == upstream.to_string() => {
                     if let Ok(listen) = route.listen.parse() {
                         return Ok(listen);
                     }
-                    inner.delete_proxy(&proxy).await?
+                    inner.api.delete(&proxy).await?
                 }
                 // The source server moved: a fresh proxy is simpler than an update.
-                Some(_) => inner.delete_proxy(&proxy).await?,
+                Some(_) => inner.api.delete(&proxy).await?,
                 None => {}
             }
             let listen = inner.create_proxy(&proxy, upstream).await?;

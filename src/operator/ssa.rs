@@ -79,3 +79,36 @@ where
     }
     Ok(deleted)
 }
+
+/// Deletes `name` of kind `K` if `owner_uid` owns it; an object someone else
+/// owns, or one already gone, is left as it is.
+pub async fn delete_owned<K>(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    owner_uid: &str,
+) -> Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let kind = K::kind(&());
+    let Some(obj) = api
+        .get_metadata_opt(name)
+        .await
+        .map_err(|e| Error::kube(format!("read {kind} {namespace}/{name}"), e))?
+    else {
+        return Ok(());
+    };
+    if !obj.owner_references().iter().any(|o| o.uid == owner_uid) {
+        return Ok(());
+    }
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube(format!("delete {kind} {namespace}/{name}"), e)),
+    }
+}

@@ -31,14 +31,13 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, DeleteParams};
 use kube::{Resource, ResourceExt};
-use serde::Deserialize;
-use serde_json::json;
 
 use super::region::names;
 use super::ssa;
 use crate::api::{LeafnodeProxy, RegionMirror, ZoneSpec};
+use crate::fault::FaultError;
+use crate::fault::toxiproxy::api::{ToxiproxyApi, proxy_name};
 use crate::meta::labels;
 use crate::operator::error::{Error, Result};
 use crate::plan::ports::LEAFNODE_PORT;
@@ -112,7 +111,7 @@ pub fn proxies(region: &RegionMirror) -> Vec<ProxySpec> {
                 continue;
             };
             out.push(ProxySpec {
-                name: format!("{name}-{}-s{i}", zone.name),
+                name: proxy_name(&name, &zone.name, i as usize),
                 zone: zone.name.clone(),
                 source_server: i,
                 port,
@@ -256,12 +255,6 @@ pub fn service(
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct ProxyInfo {
-    listen: String,
-    upstream: String,
-}
-
 fn port_of(listen: &str) -> Option<i32> {
     listen.rsplit_once(':')?.1.parse().ok()
 }
@@ -271,25 +264,11 @@ fn port_of(listen: &str) -> Option<i32> {
 /// rest. Never enables or disables one that is right: a drill may hold it cut.
 /// Returns what it did, for the log.
 pub async fn sync_proxies(
-    http: &reqwest::Client,
-    api: &str,
+    api: &ToxiproxyApi,
     prefix: &str,
     plan: &[ProxySpec],
-) -> std::result::Result<Vec<String>, String> {
-    let api = api.trim_end_matches('/');
-    let check = |op: String, r: reqwest::Result<reqwest::Response>| match r {
-        Ok(r) if r.status().is_success() => Ok(r),
-        Ok(r) => Err(format!("{op}: HTTP {}", r.status())),
-        Err(e) => Err(format!("{op}: {e}")),
-    };
-    let resp = check(
-        format!("list proxies at {api}"),
-        http.get(format!("{api}/proxies")).send().await,
-    )?;
-    let existing: BTreeMap<String, ProxyInfo> = resp
-        .json()
-        .await
-        .map_err(|e| format!("list proxies at {api}: {e}"))?;
+) -> std::result::Result<Vec<String>, FaultError> {
+    let existing = api.proxies().await?;
     let is_current = |name: &str| {
         existing.get(name).is_some_and(|p| {
             plan.iter().any(|want| {
@@ -303,35 +282,20 @@ pub async fn sync_proxies(
     let mut done = Vec::new();
     for name in existing.keys() {
         if name.starts_with(&ours) && !is_current(name) {
-            check(
-                format!("delete proxy {name}"),
-                http.delete(format!("{api}/proxies/{name}")).send().await,
-            )?;
+            api.delete(name).await?;
             done.push(format!("deleted {name}"));
         }
     }
     for want in plan.iter().filter(|w| !is_current(&w.name)) {
-        let body = json!({
-            "name": want.name,
-            "listen": format!("0.0.0.0:{}", want.port),
-            "upstream": want.upstream,
-            "enabled": true,
-        });
-        check(
-            format!("create proxy {}", want.name),
-            http.post(format!("{api}/proxies")).json(&body).send().await,
-        )?;
+        api.create(
+            &want.name,
+            &format!("0.0.0.0:{}", want.port),
+            &want.upstream,
+        )
+        .await?;
         done.push(format!("created {}", want.name));
     }
     Ok(done)
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("reqwest client without TLS builds")
 }
 
 /// With `leafnode.proxy: toxiproxy`: applies the Toxiproxy Deployment and
@@ -355,7 +319,8 @@ pub async fn reconcile(client: &kube::Client, region: &RegionMirror) -> Result<O
     let stored = ssa::apply(client, &deployment(&ns, &name, Some(owner.clone()))).await?;
     ssa::apply(client, &service(&ns, &name, &plan, Some(owner))).await?;
     let ready = stored.status.and_then(|s| s.ready_replicas).unwrap_or(0) > 0;
-    match sync_proxies(&http(), &api_url(&ns, &name), &name, &plan).await {
+    let api = ToxiproxyApi::new(api_url(&ns, &name), Duration::from_secs(5));
+    match sync_proxies(&api, &name, &plan).await {
         Ok(done) => {
             if !done.is_empty() {
                 tracing::info!(region = %name, ?done, "toxiproxy proxies synced");
@@ -375,38 +340,14 @@ pub async fn reconcile(client: &kube::Client, region: &RegionMirror) -> Result<O
 async fn remove(client: &kube::Client, ns: &str, region: &RegionMirror) -> Result<()> {
     let name = toxiproxy_name(&region.name_any());
     let uid = region.uid().unwrap_or_default();
-    delete_owned::<Deployment>(client, ns, &name, &uid).await?;
-    delete_owned::<Service>(client, ns, &name, &uid).await
-}
-
-async fn delete_owned<K>(client: &kube::Client, ns: &str, name: &str, uid: &str) -> Result<()>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + serde::de::DeserializeOwned
-        + Clone
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let kind = K::kind(&());
-    let Some(obj) = api
-        .get_metadata_opt(name)
-        .await
-        .map_err(|e| Error::kube(format!("read {kind} {ns}/{name}"), e))?
-    else {
-        return Ok(());
-    };
-    if !obj.owner_references().iter().any(|o| o.uid == uid) {
-        return Ok(());
-    }
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::kube(format!("delete {kind} {ns}/{name}"), e)),
-    }
+    ssa::delete_owned::<Deployment>(client, ns, &name, &uid).await?;
+    ssa::delete_owned::<Service>(client, ns, &name, &uid).await
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn region(proxy: &str) -> RegionMirror {

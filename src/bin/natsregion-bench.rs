@@ -1,0 +1,86 @@
+//! `natsregion-bench`: the benchmarks, a binary of their own so the shipped
+//! `natsregion` holds none of them nor the test environment they start
+//! (built only with `--features testkit`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "natsregion-bench",
+    about = "Measure the checker, the producer and catch-up after heal, or the operator; prints figures",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    /// Smaller publish counts and one catch-up drill per interval.
+    #[arg(long)]
+    quick: bool,
+    #[command(subcommand)]
+    target: Option<Target>,
+}
+
+#[derive(Subcommand)]
+enum Target {
+    /// The operator (the `natsregion` binary, as a subprocess) under N
+    /// RegionMirrors on a test API server: time to children and statuses,
+    /// peak and idle RSS, writes once steady.
+    Operator {
+        /// RegionMirrors to apply, 3 managed zones each.
+        #[arg(long, default_value_t = 100)]
+        regions: usize,
+        /// Length of the steady period whose API writes are counted.
+        #[arg(long, default_value_t = 60)]
+        quiet_seconds: u64,
+        /// The operator's `--status-refresh-seconds`.
+        #[arg(long, default_value_t = 30)]
+        status_refresh_seconds: u64,
+        /// The operator binary to measure (default: `natsregion` beside this one;
+        /// `cargo build --release` first).
+        #[arg(long)]
+        operator: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let out = match cli.target {
+        Some(Target::Operator {
+            regions,
+            quiet_seconds,
+            status_refresh_seconds,
+            operator,
+        }) => {
+            use natsregion::bench::operator as bench;
+            let opts = bench::OperatorBenchOptions {
+                regions,
+                quiet_seconds,
+                status_refresh_seconds,
+                operator,
+            };
+            runtime
+                .block_on(bench::run(&opts))
+                .map(|figures| bench::table(&figures))
+                .map_err(|e| e.to_string())
+        }
+        None => {
+            let opts = natsregion::bench::BenchOptions { quick: cli.quick };
+            runtime
+                .block_on(natsregion::bench::run(&opts))
+                .map(|summary| natsregion::bench::table(&summary))
+                .map_err(|e| e.to_string())
+        }
+    };
+    match out {
+        Ok(table) => {
+            println!("{table}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
