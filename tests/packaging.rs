@@ -381,6 +381,15 @@ fn kind_cluster_and_e2e_match_the_examples() {
     assert!(script.contains(&format!("\nregion={region_name}\n")));
     assert!(script.contains(&format!("\ndrill={drill_name}\n")));
     assert_eq!(drill[0]["spec"]["regionRef"]["name"], region_name);
+    // The drill runs through the CLI, from a file of both examples.
+    assert!(
+        script.contains("\"$natsregion\" drill "),
+        "e2e.sh runs natsregion drill"
+    );
+    assert!(script.contains(
+        "cat \"$root/examples/region.yaml\"; echo ---; cat \"$root/examples/drill.yaml\""
+    ));
+    assert!(!script.contains("apply -f \"$root/examples/drill.yaml\""));
 }
 
 // ----------------------------------------------------------- real API server
@@ -1450,19 +1459,72 @@ fn check_log(log: &Path) {
 
 // ------------------------------------------------------------ kind/e2e.sh flow
 
+/// What the stand-in `natsregion drill` ends with: its exit code and the
+/// drill status its JUnit and verdict table are rendered from (with the
+/// product's own writers, so the script reads the real formats).
+struct DrillStub {
+    exit: i32,
+    phase: &'static str,
+    verdict: &'static str,
+    claims: Vec<(&'static str, &'static str, &'static str)>,
+}
+
+impl DrillStub {
+    fn status(&self) -> natsregion::api::PartitionDrillStatus {
+        let claims: Vec<Value> = self
+            .claims
+            .iter()
+            .map(|(claim, verdict, message)| {
+                json!({"claim": claim, "verdict": verdict, "message": message})
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "phase": self.phase,
+            "verdict": self.verdict,
+            "claims": claims,
+        }))
+        .expect("a drill status")
+    }
+}
+
+/// One run of kind/e2e.sh with stand-ins.
+struct E2eRun {
+    code: i32,
+    /// The stand-ins' calls in order, one per line.
+    calls: String,
+    /// The script's stdout and stderr.
+    output: String,
+    /// The drill file the script gave `natsregion drill`.
+    drill_file: Option<String>,
+    out_dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
 /// Runs kind/e2e.sh with stand-ins for docker, kind, kubectl and helm that
-/// record their arguments; `claims` is what the drill's status reports.
-/// Returns the exit code and the recorded calls, one per line.
-fn run_e2e_with_stubs(phase: &str, verdict: &str, claims: &[(&str, &str)]) -> (i32, String) {
+/// record their arguments, and for the natsregion CLI (NATSREGION_BIN) that
+/// records its arguments and kubeconfig, keeps the drill file it was given,
+/// writes `drill`'s JUnit, report and SVG, prints its verdict table and
+/// exits with `drill.exit`.
+fn run_e2e_with_stubs(drill: &DrillStub) -> E2eRun {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let calls = dir.path().join("calls");
     let state = dir.path().join("cluster-exists");
-    let claim_lines: String = claims
-        .iter()
-        .map(|(claim, verdict)| format!("{claim}\\t{verdict}\\tfine\\n"))
-        .collect();
+    let out_dir = dir.path().join("out");
+    let status = drill.status();
+    let suite = natsregion::cli::junit::Suite {
+        name: "qa-drill on qa".into(),
+        status: &status,
+        seconds: 42.0,
+    };
+    let junit = dir.path().join("stub-junit.xml");
+    std::fs::write(&junit, natsregion::cli::junit::render(&[suite]).unwrap()).unwrap();
+    let table = dir.path().join("stub-table.txt");
+    let table_text =
+        natsregion::drill::report::status_table("qa-drill", "qa", "networkpolicy", &status, 42.0);
+    std::fs::write(&table, table_text).unwrap();
+    let seen_file = dir.path().join("drill-file-seen.yaml");
     let stub = |name: &str, body: &str| {
         let path = bin.join(name);
         std::fs::write(
@@ -1482,6 +1544,7 @@ fn run_e2e_with_stubs(phase: &str, verdict: &str, claims: &[(&str, &str)]) -> (i
         &format!(
             r#"case "$1 $2" in
   "get clusters") [ -e '{state}' ] && echo natsregion ;;
+  "get kubeconfig") printf 'apiVersion: v1\nkind: Config\ncurrent-context: kind-%s\n' "${{4:-kind}}" ;;
   "create cluster") touch '{state}' ;;
   "delete cluster") rm -f '{state}' ;;
 esac"#
@@ -1489,39 +1552,95 @@ esac"#
     );
     stub("docker", "");
     stub("helm", "");
+    stub("kubectl", "");
     stub(
-        "kubectl",
+        "natsregion",
         &format!(
-            r#"case "$*" in
-  *"{{.status.phase}}"*) printf %s '{phase}' ;;
-  *"{{.status.verdict}}"*) printf %s '{verdict}' ;;
-  *"{{range .status.claims"*) printf '{claim_lines}' ;;
-esac"#
+            r#"echo "natsregion kubeconfig $(grep current-context "${{KUBECONFIG:-/nonexistent}}")" >> '{calls}'
+[ "$1" = drill ] || exit 2
+cp "$2" '{seen}'
+report= junit=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --report) report=$2; shift ;;
+    --junit) junit=$2; shift ;;
+  esac
+  shift
+done
+[ -n "$report" ] && echo '{{}}' > "$report" && echo '<svg/>' > "${{report%.json}}.svg"
+[ -n "$junit" ] && cp '{junit}' "$junit"
+cat '{table}'
+exit {exit}"#,
+            calls = calls.display(),
+            seen = seen_file.display(),
+            junit = junit.display(),
+            table = table.display(),
+            exit = drill.exit,
         ),
     );
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let out = Command::new("bash")
         .arg(root().join("kind/e2e.sh"))
         .env("PATH", path)
+        .env("NATSREGION_BIN", bin.join("natsregion"))
+        .env("OUT_DIR", &out_dir)
         .env_remove("KEEP_CLUSTER")
+        .env_remove("KUBECONFIG")
         .output()
         .expect("run kind/e2e.sh");
-    let calls = std::fs::read_to_string(&calls).unwrap_or_default();
-    (out.status.code().unwrap_or(-1), calls)
+    E2eRun {
+        code: out.status.code().unwrap_or(-1),
+        calls: std::fs::read_to_string(&calls).unwrap_or_default(),
+        output: format!("{}{}", text(&out.stdout), text(&out.stderr)),
+        drill_file: std::fs::read_to_string(&seen_file).ok(),
+        out_dir,
+        _dir: dir,
+    }
 }
 
-const ALL_PASSED: [(&str, &str); 4] = [
-    ("local-consumption", "Passed"),
-    ("no-loss-after-heal", "Passed"),
-    ("independent-progress", "Passed"),
-    ("zone-join", "Passed"),
+const ALL_PASSED: [(&str, &str, &str); 4] = [
+    (
+        "local-consumption",
+        "Passed",
+        "consumers inside each zone kept up",
+    ),
+    (
+        "no-loss-after-heal",
+        "Passed",
+        "all 3000 acked messages mirrored",
+    ),
+    (
+        "independent-progress",
+        "Passed",
+        "each zone progressed on its own",
+    ),
+    (
+        "zone-join",
+        "Passed",
+        "joiner caught up without producer changes",
+    ),
 ];
+
+fn passed_stub() -> DrillStub {
+    DrillStub {
+        exit: 0,
+        phase: "Succeeded",
+        verdict: "Passed",
+        claims: ALL_PASSED.to_vec(),
+    }
+}
 
 #[test]
 fn e2e_script_runs_the_documented_steps_and_judges_the_claims() {
-    let (code, calls) = run_e2e_with_stubs("Succeeded", "Passed", &ALL_PASSED);
-    assert_eq!(code, 0, "all four claims passed; calls:\n{calls}");
+    let run = run_e2e_with_stubs(&passed_stub());
+    let (code, calls) = (run.code, &run.calls);
+    assert_eq!(
+        code, 0,
+        "all four claims passed; calls:\n{calls}\noutput:\n{}",
+        run.output
+    );
     let root = root().display().to_string();
+    let out = run.out_dir.display();
     let expected = [
         format!("kind create cluster --name natsregion --config {root}/kind/cluster.yaml"),
         "calico.yaml".to_string(),
@@ -1530,7 +1649,9 @@ fn e2e_script_runs_the_documented_steps_and_judges_the_claims() {
         format!("helm upgrade --install natsregion {root}/charts/natsregion"),
         format!("apply -f {root}/examples/region.yaml"),
         "wait --for=condition=Ready regionmirror/qa".to_string(),
-        format!("apply -f {root}/examples/drill.yaml"),
+        "kind get kubeconfig --name natsregion".to_string(),
+        format!("--namespace default --report {out}/e2e.json --junit {out}/e2e.xml"),
+        "natsregion kubeconfig current-context: kind-natsregion".to_string(),
         "kind delete cluster --name natsregion".to_string(),
     ];
     let mut at = 0;
@@ -1539,6 +1660,54 @@ fn e2e_script_runs_the_documented_steps_and_judges_the_claims() {
             .find(step.as_str())
             .unwrap_or_else(|| panic!("{step:?} missing or out of order in:\n{calls}"));
         at += found;
+    }
+    // The drill goes through the CLI only: no kubectl apply of it, no polling.
+    for line in calls.lines().filter(|l| l.starts_with("kubectl ")) {
+        assert!(
+            !line.contains("drill.yaml") && !line.contains("{.status"),
+            "the drill must run through natsregion drill, not kubectl: {line}"
+        );
+    }
+    assert_eq!(
+        calls
+            .lines()
+            .filter(|l| l.starts_with("natsregion drill "))
+            .count(),
+        1,
+        "{calls}"
+    );
+    // The file it got is one the CLI accepts: the examples' region and drill.
+    let file = run
+        .drill_file
+        .as_deref()
+        .expect("natsregion drill got a file");
+    let (region, drill) = natsregion::cli::drill_file::parse("e2e drill file", file)
+        .unwrap_or_else(|e| panic!("the CLI would refuse e2e.sh's drill file: {e}\n{file}"));
+    let region_example = documents(&read(&crate::root().join("examples/region.yaml")));
+    let drill_example = documents(&read(&crate::root().join("examples/drill.yaml")));
+    assert_eq!(
+        serde_json::to_value(&region).unwrap()["spec"],
+        serde_json::to_value(
+            serde_json::from_value::<RegionMirror>(region_example[0].clone()).unwrap()
+        )
+        .unwrap()["spec"]
+    );
+    assert_eq!(
+        serde_json::to_value(&drill).unwrap()["spec"],
+        serde_json::to_value(
+            serde_json::from_value::<PartitionDrill>(drill_example[0].clone()).unwrap()
+        )
+        .unwrap()["spec"]
+    );
+    // The CLI's verdict table and files are what the run leaves.
+    assert!(run.output.contains("PASS"), "{}", run.output);
+    assert!(
+        run.output.contains("passed: all four claims held"),
+        "{}",
+        run.output
+    );
+    for f in ["e2e.json", "e2e.svg", "e2e.xml"] {
+        assert!(run.out_dir.join(f).exists(), "{f} not in {out}");
     }
     // The values the script installs the chart with pass the chart's schema.
     let helm_line = calls.lines().find(|l| l.starts_with("helm ")).unwrap();
@@ -1551,19 +1720,65 @@ fn e2e_script_runs_the_documented_steps_and_judges_the_claims() {
     assert!(sets.contains(&"image.pullPolicy=Never"), "{sets:?}");
     template(&sets).unwrap_or_else(|e| panic!("e2e.sh's helm values {sets:?}: {e}"));
 
-    // Anything short of four passed claims fails the run, and the cluster goes anyway.
-    let mut one_failed = ALL_PASSED;
-    one_failed[1].1 = "Failed";
-    for (phase, verdict, claims) in [
-        ("Failed", "Failed", &one_failed[..]),
-        ("Succeeded", "Passed", &ALL_PASSED[..3]),
-        ("Aborted", "NotRun", &[][..]),
-    ] {
-        let (code, calls) = run_e2e_with_stubs(phase, verdict, claims);
-        assert_ne!(code, 0, "{phase} {verdict} {claims:?} must fail the run");
+    // Anything short of four passed claims fails the run with the reason
+    // shown, and the cluster goes anyway: failed claims (exit 1), a drill the
+    // CLI could not run (exit 2), and a "pass" judging only three claims.
+    let mut one_failed = ALL_PASSED.to_vec();
+    one_failed[1] = (
+        "no-loss-after-heal",
+        "Failed",
+        "17 acked messages missing on west after the heal",
+    );
+    let cases = [
+        (
+            DrillStub {
+                exit: 1,
+                phase: "Failed",
+                verdict: "Failed",
+                claims: one_failed,
+            },
+            vec![
+                "17 acked messages missing on west after the heal",
+                "FAILED: drill qa-drill ran and not every claim passed",
+            ],
+        ),
+        (
+            DrillStub {
+                exit: 2,
+                phase: "Errored",
+                verdict: "NotRun",
+                claims: vec![],
+            },
+            vec!["FAILED: natsregion drill could not run or follow drill qa-drill (exit 2"],
+        ),
+        (
+            DrillStub {
+                claims: ALL_PASSED[..3].to_vec(),
+                ..passed_stub()
+            },
+            vec!["3 claims judged", "expected all four passed"],
+        ),
+    ];
+    for (stub, reasons) in &cases {
+        let run = run_e2e_with_stubs(stub);
+        let what = format!("exit {} {} {:?}", stub.exit, stub.phase, stub.claims);
+        assert_ne!(run.code, 0, "{what} must fail the run:\n{}", run.output);
+        for reason in reasons {
+            assert!(
+                run.output.contains(reason),
+                "{what}: the output should show {reason:?}:\n{}",
+                run.output
+            );
+        }
         assert!(
-            calls.contains("kind delete cluster --name natsregion"),
-            "the cluster is deleted on failure too:\n{calls}"
+            run.calls.contains("kind delete cluster --name natsregion"),
+            "the cluster is deleted on failure too:\n{}",
+            run.calls
+        );
+        assert!(
+            run.calls.contains("logs deploy/natsregion"),
+            "diagnostics on failure:\n{}",
+            run.calls
         );
     }
 }
