@@ -11,7 +11,9 @@ CARGO_TEST_THREADS ?= 2
 
 ## demo: build what the quick start needs and run a real local drill (3 zones, all four claims)
 demo: tools-demo
-	cargo run --release --quiet -- drill --local examples/drill-local.yaml --report out/demo.json
+	@echo "demo: building natsregion (release; the first build compiles every dependency, about 8 minutes on 2 cores; later ones take seconds)"
+	cargo build --release --bin natsregion
+	cargo run --release --quiet --bin natsregion -- drill --local examples/drill-local.yaml --report out/demo.json
 
 ## test: install every tool the tests need, then fmt, clippy, unit and integration tests
 test: tools fmt-check clippy shellcheck modcycles unit integration
