@@ -11,23 +11,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use natsregion::api::conditions::{Desired, upsert};
 use natsregion::api::validate::{self, SpecError, msg};
 use natsregion::api::{
     DrillPhase, ExternalZone, PartitionDrill, PartitionDrillStatus, RegionMirror,
     RegionMirrorStatus, Retention, Step, Toxic, ToxicType, ZoneRole,
 };
-use natsregion::testenv::ControlPlane;
+use natsregion::testenv::support::plane_with_crds;
 use serde_json::json;
 
 const MANAGER: &str = "natsregion";
-
-async fn plane_with_crds() -> (ControlPlane, Client) {
-    ControlPlane::start_with_crds()
-        .await
-        .unwrap_or_else(|e| panic!("control plane with CRDs: {e}"))
-}
 
 fn base_region() -> RegionMirror {
     let spec = json!({

@@ -14,6 +14,7 @@ use natsregion::local::{
     LocalError, LocalRegion, LocalRegionOptions, LocalZone, ZoneOptions, generate_credentials,
 };
 use natsregion::plan::{RegionCredentials, UserPass, mirror_stream_config, source_stream_config};
+use natsregion::testenv::support::poll;
 
 fn spec(zones: serde_json::Value) -> RegionMirrorSpec {
     serde_json::from_value(serde_json::json!({
@@ -42,20 +43,10 @@ async fn wait_for(
     what: &str,
     check: impl Fn(&Info) -> Result<(), String>,
 ) {
-    let start = Instant::now();
-    loop {
-        let verdict = match stream.info().await {
-            Ok(info) => check(info),
-            Err(e) => Err(e.to_string()),
-        };
-        match verdict {
-            Ok(()) => return,
-            Err(e) if start.elapsed() > within => {
-                panic!("{what} not reached within {within:?}: {e}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    poll(what, within, Duration::from_millis(50), async || {
+        check(stream.info().await.map_err(|e| e.to_string())?)
+    })
+    .await
 }
 
 fn last_seq_is(n: u64) -> impl Fn(&Info) -> Result<(), String> {

@@ -34,17 +34,11 @@ use natsregion::operator::drill::{
     ABORT_ANNOTATION, DrillSettings, FINALIZER, RESTARTED, controller_with,
 };
 use natsregion::operator::shutdown::shutdown_on;
-use natsregion::testenv::ControlPlane;
+use natsregion::testenv::support::{eventually, plane_with_crds};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
 const NS: &str = "default";
-
-async fn plane_with_crds() -> (ControlPlane, Client) {
-    ControlPlane::start_with_crds()
-        .await
-        .unwrap_or_else(|e| panic!("control plane with CRDs: {e}"))
-}
 
 /// Local zones a (source) and b (mirror), 1 server each, leafnode links
 /// through toxiproxy proxies named `<prefix>-<zone>-s<n>`; the RegionMirror
@@ -304,20 +298,18 @@ async fn wait_for(
     what: &str,
     done: impl Fn(&PartitionDrill) -> bool,
 ) -> PartitionDrill {
-    let start = Instant::now();
-    loop {
+    eventually(&format!("drill {name}: {what}"), limit, async || {
         let d = drills.get(name).await.expect("get drill");
         if done(&d) {
-            return d;
-        }
-        if start.elapsed() > limit {
-            panic!(
-                "drill {name}: {what} not reached after {limit:?}; status: {}",
+            Ok(d)
+        } else {
+            Err(format!(
+                "status: {}",
                 serde_json::to_string_pretty(&d.status).unwrap()
-            );
+            ))
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 fn finished(d: &PartitionDrill) -> bool {

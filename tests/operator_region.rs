@@ -33,39 +33,13 @@ use natsregion::operator::region::children::{self, SecretRefs};
 use natsregion::operator::region::{self, names, status};
 use natsregion::operator::shutdown::shutdown_on;
 use natsregion::testenv::ControlPlane;
+use natsregion::testenv::support::{eventually, plane_with_crds};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::oneshot;
 
 const MANAGER: &str = "natsregion";
 const IMAGE: &str = "nats:2.14.9-alpine";
-
-async fn plane_with_crds() -> (ControlPlane, Client) {
-    let plane = ControlPlane::start()
-        .await
-        .unwrap_or_else(|e| panic!("control plane: {e}"));
-    let client = plane.client().await.expect("client");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-    let text = std::fs::read_to_string(dir.join("regionmirrors.natsregion.io.yaml")).unwrap();
-    let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&text).unwrap();
-    let name = crd.name_any();
-    crds.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("apply CRD");
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await
-    .expect("CRD Established within 30s")
-    .expect("watch CRD");
-    (plane, client)
-}
 
 /// The controller, in this process, until the returned sender is dropped.
 fn start_operator(
@@ -94,23 +68,6 @@ fn start_operator(
     });
     tokio::spawn(region::controller(ctx.clone(), shutdown));
     (ctx, stop)
-}
-
-async fn wait_for<T>(
-    what: &str,
-    within: Duration,
-    mut f: impl AsyncFnMut() -> Result<T, String>,
-) -> T {
-    let start = Instant::now();
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) if start.elapsed() > within => {
-                panic!("{what} not reached within {within:?}: {e}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
 }
 
 fn condition<'a>(r: &'a RegionMirror, type_: &str) -> Option<&'a Condition> {
@@ -229,7 +186,7 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
         .expect("create region");
 
     // 1. Exactly the builders' objects, with labels and owner references.
-    let stored = wait_for("status written", Duration::from_secs(30), async || {
+    let stored = eventually("status written", Duration::from_secs(30), async || {
         let r = regions.get("east").await.map_err(|e| e.to_string())?;
         cond_is(&r, status::READY, "False")?;
         Ok(r)
@@ -322,7 +279,7 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     .await
     .unwrap();
     let t_drift = Instant::now();
-    wait_for(
+    eventually(
         "deleted children recreated, drift undone",
         Duration::from_secs(20),
         async || {
@@ -341,7 +298,7 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     set_ready(&client, ns, "east-a", 3, 3).await;
     set_ready(&client, ns, "east-b", 3, 1).await;
     set_ready(&client, ns, "east-c", 1, 1).await;
-    wait_for("zone b reported 1/3", Duration::from_secs(20), async || {
+    eventually("zone b reported 1/3", Duration::from_secs(20), async || {
         let r = regions.get("east").await.map_err(|e| e.to_string())?;
         let c = condition(&r, status::ZONES_READY).ok_or("no ZonesReady")?;
         // The three status writes above may be seen one reconcile apart.
@@ -352,7 +309,7 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     })
     .await;
     set_ready(&client, ns, "east-b", 3, 3).await;
-    let r = wait_for("ZonesReady True", Duration::from_secs(20), async || {
+    let r = eventually("ZonesReady True", Duration::from_secs(20), async || {
         let r = regions.get("east").await.map_err(|e| e.to_string())?;
         cond_is(&r, status::ZONES_READY, "True")?;
         cond_is(&r, status::STREAMS_READY, "False")?;
@@ -416,7 +373,7 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
         )
         .await
         .unwrap();
-    let r = wait_for("StorageImmutable", Duration::from_secs(20), async || {
+    let r = eventually("StorageImmutable", Duration::from_secs(20), async || {
         let r = regions.get("east").await.map_err(|e| e.to_string())?;
         let c = condition(&r, status::READY).ok_or("no Ready")?;
         (c.reason == "StorageImmutable")
@@ -462,7 +419,7 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
         )
         .await
         .unwrap();
-    wait_for(
+    eventually(
         "zone c objects deleted",
         Duration::from_secs(20),
         async || {
@@ -482,7 +439,7 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     .await;
     assert!(stss.get("east-b").await.is_ok());
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    wait_for(
+    eventually(
         "Normal ZoneRemoved Event",
         Duration::from_secs(10),
         async || {
@@ -512,7 +469,7 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     west.spec.credentials =
         Some(serde_json::from_value(json!({"secretName": "no-such-secret"})).unwrap());
     regions.create(&PostParams::default(), &west).await.unwrap();
-    let r = wait_for("west Ready False", Duration::from_secs(20), async || {
+    let r = eventually("west Ready False", Duration::from_secs(20), async || {
         let r = regions.get("west").await.map_err(|e| e.to_string())?;
         cond_is(&r, status::READY, "False")?;
         Ok(r)
@@ -535,7 +492,7 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
         ready.message
     );
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    wait_for(
+    eventually(
         "Warning Event for west",
         Duration::from_secs(10),
         async || {
@@ -578,7 +535,7 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
         )
         .await
         .unwrap();
-    wait_for(
+    eventually(
         "west objects once the Secret exists",
         Duration::from_secs(30),
         async || {
@@ -700,7 +657,7 @@ async fn external_zones_get_streams_and_report_lag() {
         .create(&PostParams::default(), &region)
         .await
         .unwrap();
-    wait_for("streams provisioned", Duration::from_secs(40), async || {
+    eventually("streams provisioned", Duration::from_secs(40), async || {
         let r = regions.get("ext").await.map_err(|e| e.to_string())?;
         cond_is(&r, status::STREAMS_READY, "True")?;
         cond_is(&r, status::ZONES_READY, "True")
@@ -726,7 +683,7 @@ async fn external_zones_get_streams_and_report_lag() {
             .await
             .unwrap();
     }
-    let r = wait_for(
+    let r = eventually(
         "mirror in sync after 50 messages",
         Duration::from_secs(30),
         async || {
@@ -776,7 +733,7 @@ async fn external_zones_get_streams_and_report_lag() {
         )
         .await
         .unwrap();
-    let r = wait_for("StreamNeedsRecreate", Duration::from_secs(20), async || {
+    let r = eventually("StreamNeedsRecreate", Duration::from_secs(20), async || {
         let r = regions.get("ext").await.map_err(|e| e.to_string())?;
         let c = condition(&r, status::STREAMS_READY).ok_or("no StreamsReady")?;
         (c.reason == "StreamNeedsRecreate" && c.observed_generation == Some(2))
@@ -853,7 +810,7 @@ async fn external_zones_get_streams_and_report_lag() {
         .unwrap(),
     );
     regions.create(&PostParams::default(), &mgd).await.unwrap();
-    let r = wait_for(
+    let r = eventually(
         "mgd waits for its servers",
         Duration::from_secs(20),
         async || {
@@ -869,7 +826,7 @@ async fn external_zones_get_streams_and_report_lag() {
     set_ready(&client, ns, "mgd-a", 1, 1).await;
     set_ready(&client, ns, "mgd-b", 1, 1).await;
     let t_ready = Instant::now();
-    wait_for("mgd Ready", Duration::from_secs(30), async || {
+    eventually("mgd Ready", Duration::from_secs(30), async || {
         let r = regions.get("mgd").await.map_err(|e| e.to_string())?;
         cond_is(&r, status::READY, "True")
     })
@@ -1039,7 +996,7 @@ async fn leader_lease_is_exclusive_and_health_endpoints_answer() {
         .kill_on_drop(true)
         .spawn()
         .expect("start natsregion run");
-    wait_for(
+    eventually(
         "operator holds its Lease",
         Duration::from_secs(30),
         async || {

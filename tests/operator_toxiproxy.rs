@@ -5,12 +5,12 @@
 //! toxiproxy-server's API) are cut, healed, probed and shaped by
 //! `ToxiproxyBackend::adopt` in another "process".
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
 use natsregion::api::{DrillPhase, PartitionDrill, RegionMirror, Toxic, ToxicType};
 use natsregion::fault::toxiproxy::api::ToxiproxyApi;
 use natsregion::fault::{FaultBackend, ToxiproxyBackend};
@@ -20,29 +20,10 @@ use natsregion::operator::drill::{DrillSettings, controller_with};
 use natsregion::operator::region;
 use natsregion::operator::shutdown::shutdown_on;
 use natsregion::operator::toxiproxy::{ADVERTISE_PORT, ProxySpec, sync_proxies};
-use natsregion::testenv::ControlPlane;
+use natsregion::testenv::support::{eventually, plane_with_crds};
 use serde_json::json;
 
 const NS: &str = "default";
-
-async fn plane_with_crds() -> (ControlPlane, Client) {
-    ControlPlane::start_with_crds()
-        .await
-        .unwrap_or_else(|e| panic!("control plane with CRDs: {e}"))
-}
-
-async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Result<T, String>) -> T {
-    let start = Instant::now();
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) if start.elapsed() > Duration::from_secs(60) => {
-                panic!("{what} not reached within 60s: {e}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
 
 fn leaf_urls(sts: &StatefulSet) -> Vec<String> {
     let c = &sts.spec.template.spec.as_ref().unwrap().containers[0];
@@ -101,13 +82,17 @@ async fn the_region_routes_mirrors_through_its_toxiproxy_and_drills_need_it() {
     let services: Api<Service> = Api::namespaced(client.clone(), NS);
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
-    let d = eventually("the Toxiproxy Deployment", async || {
-        deployments
-            .get_opt("east-toxiproxy")
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("absent".to_string())
-    })
+    let d = eventually(
+        "the Toxiproxy Deployment",
+        Duration::from_secs(60),
+        async || {
+            deployments
+                .get_opt("east-toxiproxy")
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("absent".to_string())
+        },
+    )
     .await;
     assert_eq!(d.owner_references()[0].uid, uid, "owned by the region");
     let svc = services.get("east-toxiproxy").await.expect("Service");
@@ -155,25 +140,29 @@ async fn the_region_routes_mirrors_through_its_toxiproxy_and_drills_need_it() {
         )
         .await
         .unwrap();
-    eventually("direct links without the Toxiproxy", async || {
-        let b = sets.get("east-b").await.map_err(|e| e.to_string())?;
-        let urls = leaf_urls(&b);
-        let gone = deployments
-            .get_opt("east-toxiproxy")
-            .await
-            .map_err(|e| e.to_string())?
-            .is_none()
-            && services
+    eventually(
+        "direct links without the Toxiproxy",
+        Duration::from_secs(60),
+        async || {
+            let b = sets.get("east-b").await.map_err(|e| e.to_string())?;
+            let urls = leaf_urls(&b);
+            let gone = deployments
                 .get_opt("east-toxiproxy")
                 .await
                 .map_err(|e| e.to_string())?
-                .is_none();
-        if gone && urls.len() == 1 && urls[0].ends_with("@east-a-leaf.default.svc:7422\"") {
-            Ok(())
-        } else {
-            Err(format!("gone {gone}, urls {urls:?}"))
-        }
-    })
+                .is_none()
+                && services
+                    .get_opt("east-toxiproxy")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_none();
+            if gone && urls.len() == 1 && urls[0].ends_with("@east-a-leaf.default.svc:7422\"") {
+                Ok(())
+            } else {
+                Err(format!("gone {gone}, urls {urls:?}"))
+            }
+        },
+    )
     .await;
 
     // A toxiproxy drill against it is refused, naming the field.
@@ -186,7 +175,7 @@ async fn the_region_routes_mirrors_through_its_toxiproxy_and_drills_need_it() {
     }))
     .unwrap();
     drills.create(&PostParams::default(), &drill).await.unwrap();
-    let d = eventually("the refusal", async || {
+    let d = eventually("the refusal", Duration::from_secs(60), async || {
         let d = drills.get("cut").await.map_err(|e| e.to_string())?;
         match &d.status {
             Some(s) if s.phase.is_finished() => Ok(d),

@@ -8,6 +8,7 @@
 pub mod controlplane;
 pub mod node;
 mod process;
+pub mod support;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -21,6 +21,7 @@ use crate::nats::connect::ZoneEndpoint;
 use crate::operator::context::Context;
 use crate::operator::error::{Error, Result};
 use crate::operator::region::children::{self, SecretRefs, ZoneChildren};
+use crate::operator::region::validated::ValidatedRegion;
 use crate::operator::region::{apply, credentials, names};
 use crate::plan::UserPass;
 
@@ -289,26 +290,17 @@ impl Runtime for KubeRuntime {
 /// zones, the client Service (or the context's override) for managed ones;
 /// the zone's own Secret when it names one, else the region's (read the way
 /// the region controller reads them).
-pub async fn zone_accesses(ctx: &Context, region: &RegionMirror) -> Result<Vec<ZoneAccess>> {
-    let namespace = region
-        .metadata
-        .namespace
-        .clone()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = region.name_any();
-    let creds = credentials::ensure(&ctx.client, region).await?;
+pub async fn zone_accesses(ctx: &Context, valid: &ValidatedRegion) -> Result<Vec<ZoneAccess>> {
+    let creds = &valid.credentials;
     let mut out = Vec::new();
-    for zone in &region.spec.zones {
+    for zone in &valid.region.spec.zones {
         let (urls, user) = match &zone.external {
             Some(ext) => (
                 vec![ext.url.clone()],
-                credentials::for_external_zone(&ctx.client, region, zone, &creds.app).await?,
+                credentials::for_external_zone(&ctx.client, &valid.region, zone, &creds.app)
+                    .await?,
             ),
-            None => (
-                ctx.zone_urls(&namespace, &name, &zone.name, zone.servers)
-                    .client,
-                creds.app.clone(),
-            ),
+            None => (valid.zone_urls(ctx, zone).client, creds.app.clone()),
         };
         out.push(access(zone, urls, &user));
     }
@@ -318,15 +310,10 @@ pub async fn zone_accesses(ctx: &Context, region: &RegionMirror) -> Result<Vec<Z
 /// System access to every managed zone of `region`, for the networkPolicy
 /// backend to see and break leafnode links (external zones have no system
 /// user the operator knows).
-pub async fn system_links(ctx: &Context, region: &RegionMirror) -> Result<LeafLinks> {
-    let namespace = region
-        .metadata
-        .namespace
-        .clone()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = region.name_any();
-    let creds = credentials::ensure(&ctx.client, region).await?;
-    let zones = region
+pub async fn system_links(ctx: &Context, valid: &ValidatedRegion) -> Result<LeafLinks> {
+    let creds = &valid.credentials;
+    let zones = valid
+        .region
         .spec
         .zones
         .iter()
@@ -335,7 +322,7 @@ pub async fn system_links(ctx: &Context, region: &RegionMirror) -> Result<LeafLi
             (
                 z.name.clone(),
                 SystemAccess {
-                    urls: ctx.zone_urls(&namespace, &name, &z.name, z.servers).client,
+                    urls: valid.zone_urls(ctx, z).client,
                     user: creds.system.user.clone(),
                     password: creds.system.password.clone(),
                     servers: z.servers.max(1) as usize,

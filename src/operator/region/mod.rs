@@ -12,6 +12,7 @@ pub mod names;
 pub mod observe;
 pub mod status;
 pub mod streams;
+pub mod validated;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,7 +28,8 @@ use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use crate::api::{RegionMirror, RegionMirrorStatus, validate};
+use self::validated::ValidatedRegion;
+use crate::api::{RegionMirror, RegionMirrorStatus};
 use crate::meta::{FIELD_MANAGER, labels};
 use crate::nats::{ZoneProbe, read_region};
 use crate::operator::context::Context;
@@ -209,18 +211,13 @@ async fn write_status(
 }
 
 async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action> {
-    validate::region(region, None)?;
-    let ns = region
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = region.name_any();
-    let uid = region.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    let valid = ValidatedRegion::load(ctx, region).await?;
+    let (ns, name, uid) = (&valid.namespace, &valid.name, &valid.uid);
+    let creds = &valid.credentials;
     let client = &ctx.client;
 
     // Build and apply.
-    let creds = credentials::ensure(client, region).await?;
-    let image = effective_image(&region.spec.image, &ctx.settings.default_nats_image);
-    let children = children::region_children(region, image, &creds.refs)?;
+    let children = children::region_children(region, &valid.image, &creds.refs)?;
     let mut ready_replicas: HashMap<String, i32> = HashMap::new();
     for zone in &children {
         let sts = apply::apply_zone(client, zone).await?;
@@ -230,14 +227,7 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
     if let Some(problem) = crate::operator::toxiproxy::reconcile(client, region).await? {
         warn(ctx, region, "ToxiproxyNotSynced", &problem).await;
     }
-    let pruned = apply::prune(
-        client,
-        &ns,
-        &name,
-        &uid,
-        &children::desired_names(&children),
-    )
-    .await?;
+    let pruned = apply::prune(client, ns, name, uid, &children::desired_names(&children)).await?;
     if !pruned.is_empty() {
         tracing::info!(region = %key(region), deleted = ?pruned, "deleted objects of zones no longer in the spec");
         let note = format!(
@@ -253,7 +243,7 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
         let user = credentials::for_external_zone(client, region, zone, &creds.app).await?;
         external_users.insert(zone.name.clone(), user);
     }
-    let dialed = observe::dial_zones(ctx, region, &creds, &external_users, &ready_replicas).await;
+    let dialed = observe::dial_zones(ctx, region, creds, &external_users, &ready_replicas).await;
 
     // Streams, then what the zones look like.
     let (mut streams_state, errors) = streams::provision(&region.spec, &dialed.connected).await;
@@ -302,7 +292,7 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
         .filter(|z| z.role == "mirror")
         .map(|z| (z.name.clone(), z.lag))
         .collect();
-    ctx.metrics.set_region_lag(&ns, &name, &lags);
+    ctx.metrics.set_region_lag(ns, name, &lags);
 
     let old = region.status.clone().unwrap_or_default();
     let new = status::observed(region, &old, zones, &streams_state, now());

@@ -1,0 +1,261 @@
+//! Healing the faults a drill's status records: after the engine (a step cut
+//! short between the cut and the engine's own bookkeeping), and for a drill
+//! found running with no task in this process (an operator restart). One
+//! path, [`heal_records`], through the backend that made each fault, counted
+//! in the metrics.
+
+use super::*;
+
+/// A drill with open faults and no task here: heal every open fault through
+/// its backend, then mark the drill Aborted.
+pub(super) async fn heal_orphan(
+    shared: &Shared,
+    drill: &PartitionDrill,
+    api: &Api<PartitionDrill>,
+    open: &[FaultRecord],
+) -> Result<()> {
+    let name = drill.name_any();
+    let mut status = drill.status.clone().unwrap_or_default();
+    tracing::warn!(drill = %name, faults = open.len(), "drill was running without a task in this process; healing its faults");
+    if !open.is_empty() && status.phase != DrillPhase::Healing {
+        status.phase = DrillPhase::Healing;
+        status.message = Some("operator restarted during the drill; healing faults".into());
+        conditions::update(
+            &mut status,
+            drill.metadata.generation,
+            jiff::Timestamp::now(),
+        );
+        status::apply(api, &name, &status)
+            .await
+            .map_err(|e| Error::kube(format!("write status of drill {name}"), e))?;
+    }
+    let region = drill.spec.region_ref.name.clone();
+    let mut backends: Vec<(BackendKind, Arc<dyn FaultBackend>)> = Vec::new();
+    for record in open {
+        let kind = backend_kind(&record.backend);
+        if !backends.iter().any(|(k, _)| *k == kind) {
+            // The source zone only matters for cutting, not for healing.
+            let b = backend(
+                &shared.ctx.client,
+                &shared.settings,
+                kind,
+                drill,
+                &region,
+                "",
+            )?;
+            backends.push((kind, b));
+        }
+    }
+    let counted: Vec<(BackendKind, Counted<'_>)> = backends
+        .iter()
+        .map(|(kind, b)| {
+            let counted = Counted {
+                inner: b.as_ref(),
+                metrics: &shared.ctx.metrics,
+            };
+            (*kind, counted)
+        })
+        .collect();
+    let failed = heal_records(&mut status, open, |record| {
+        let kind = backend_kind(&record.backend);
+        counted
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, b)| b as &dyn FaultBackend)
+            .expect("a backend for every open fault")
+    })
+    .await;
+    if !failed.is_empty() {
+        status.message = Some(format!(
+            "operator restarted during the drill; healing failed, retrying: {}",
+            failed.join("; ")
+        ));
+        let _ = status::apply(api, &name, &status).await;
+        return Err(Error::Other {
+            reason: "HealFailed",
+            message: failed.join("; "),
+            permanent: false,
+        });
+    }
+    event(
+        &shared.ctx,
+        drill,
+        EventType::Warning,
+        "FaultsHealed",
+        "Heal",
+        format!(
+            "{} fault(s) left open by an interrupted drill were removed",
+            open.len()
+        ),
+    )
+    .await;
+    // A temporary zone the interrupted run may have started.
+    if !status.phase.is_finished() && !drill.spec.temporary_zone.keep {
+        remove_temporary_zone(shared, drill).await;
+    }
+    if status.phase.is_finished() {
+        // Faults open on a finished drill (a heal that failed at the end):
+        // healed now, the verdict stands.
+    } else {
+        status.phase = DrillPhase::Aborted;
+        status.verdict = Verdict::NotRun;
+        status.message = Some(RESTARTED.to_string());
+        status.finished_at = Some(Time(jiff::Timestamp::now()));
+        let mut history = std::mem::take(&mut status.history);
+        push_history(&mut history, &status, drill.spec.history_limit);
+        status.history = history;
+        conditions::update(
+            &mut status,
+            drill.metadata.generation,
+            jiff::Timestamp::now(),
+        );
+    }
+    status::apply(api, &name, &status)
+        .await
+        .map_err(|e| Error::kube(format!("write status of drill {name}"), e))
+}
+
+/// Best effort: the zone's objects are owned by the drill, so they go with
+/// it at the latest.
+pub(super) async fn remove_temporary_zone(shared: &Shared, drill: &PartitionDrill) {
+    let ns = drill.namespace().unwrap_or_default();
+    let regions: Api<RegionMirror> = Api::namespaced(shared.ctx.client.clone(), &ns);
+    let Ok(Some(region)) = regions.get_opt(&drill.spec.region_ref.name).await else {
+        return;
+    };
+    let zones: Arc<dyn TemporaryZones> = match &shared.settings.temporary_zones {
+        Some(z) => z.clone(),
+        None => Arc::new(KubernetesZones::new(shared.ctx.clone())),
+    };
+    let zone = &drill.spec.temporary_zone.name;
+    if let Err(e) = zones.remove(&region, drill, zone).await {
+        tracing::debug!(drill = %drill.name_any(), zone = %zone, error = %e, "no temporary zone removed");
+    }
+}
+
+/// Starts a run as a task of this process.
+pub(super) async fn heal_after_engine(
+    status: &mut PartitionDrillStatus,
+    backend: &dyn FaultBackend,
+    aborted: bool,
+) {
+    let open = unhealed(Some(status));
+    if open.is_empty() {
+        return;
+    }
+    let failed = heal_records(status, &open, |_| backend).await;
+    for failure in &failed {
+        tracing::error!(fault = %failure, "fault still open after the drill; the next reconcile retries");
+    }
+    let clean = failed.is_empty() && backend.leftovers().await.is_ok_and(|l| l.is_empty());
+    if !clean {
+        return;
+    }
+    if aborted {
+        status.phase = DrillPhase::Aborted;
+        status.verdict = Verdict::NotRun;
+        status.message = Some("aborted; faults healed".into());
+    } else if let Some(m) = status.message.as_mut() {
+        m.push_str(" (the operator healed them after the drill)");
+    }
+}
+
+/// The one way the controller heals recorded faults: through the backend
+/// that made each (`backend_of`), one record at a time, going on past failures so one stuck fault cannot keep
+/// the others open. Stamps `healedAt` in `status` for each that went;
+/// returns `<id>: <error>` for the rest.
+pub(super) async fn heal_records<'b>(
+    status: &mut PartitionDrillStatus,
+    open: &[FaultRecord],
+    backend_of: impl Fn(&FaultRecord) -> &'b dyn FaultBackend,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    for record in open {
+        match backend_of(record).heal(record).await {
+            Ok(()) => {
+                if let Some(f) = status.faults.iter_mut().find(|f| f.id == record.id) {
+                    f.healed_at = Some(Time(jiff::Timestamp::now()));
+                }
+            }
+            Err(e) => failed.push(format!("{}: {e}", record.id)),
+        }
+    }
+    failed
+}
+
+/// Counts injected and healed faults in the metrics, around any backend.
+pub(super) struct Counted<'a> {
+    pub(super) inner: &'a dyn FaultBackend,
+    pub(super) metrics: &'a crate::operator::metrics::Metrics,
+}
+
+impl crate::fault::Network for Counted<'_> {
+    fn prepare_zone<'a>(
+        &'a self,
+        zone: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<crate::fault::ZoneHost, crate::fault::FaultError>>
+    {
+        self.inner.prepare_zone(zone)
+    }
+    fn leaf_route<'a>(
+        &'a self,
+        zone: &'a str,
+        source_server: usize,
+        upstream: std::net::SocketAddr,
+    ) -> futures::future::BoxFuture<'a, Result<std::net::SocketAddr, crate::fault::FaultError>>
+    {
+        self.inner.leaf_route(zone, source_server, upstream)
+    }
+    fn leaf_advertise(&self, source_server: usize, listen: std::net::SocketAddr) -> Option<String> {
+        self.inner.leaf_advertise(source_server, listen)
+    }
+}
+
+impl FaultBackend for Counted<'_> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn cut<'a>(
+        &'a self,
+        zones: &'a [String],
+        deadline: Duration,
+    ) -> futures::future::BoxFuture<'a, Result<FaultRecord, crate::fault::FaultError>> {
+        Box::pin(async move {
+            let r = self.inner.cut(zones, deadline).await;
+            if r.is_ok() {
+                self.metrics.fault_injected(self.inner.name());
+            }
+            r
+        })
+    }
+    fn heal<'a>(
+        &'a self,
+        record: &'a FaultRecord,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::fault::FaultError>> {
+        Box::pin(async move {
+            let r = self.inner.heal(record).await;
+            if r.is_ok() {
+                self.metrics.fault_healed(self.inner.name());
+            }
+            r
+        })
+    }
+    fn probe<'a>(
+        &'a self,
+        zone: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<bool, crate::fault::FaultError>> {
+        self.inner.probe(zone)
+    }
+    fn leftovers(
+        &self,
+    ) -> futures::future::BoxFuture<'_, Result<Vec<String>, crate::fault::FaultError>> {
+        self.inner.leftovers()
+    }
+    fn apply_toxics<'a>(
+        &'a self,
+        zone: &'a str,
+        toxics: &'a [crate::api::Toxic],
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::fault::FaultError>> {
+        self.inner.apply_toxics(zone, toxics)
+    }
+}
