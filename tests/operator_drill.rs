@@ -8,11 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use natsregion::api::{Claim, DrillPhase, PartitionDrill, RegionMirror, Verdict};
@@ -33,7 +32,9 @@ use natsregion::operator::drill::toxiproxy::ToxiproxyTarget;
 use natsregion::operator::drill::{
     ABORT_ANNOTATION, DrillSettings, FINALIZER, RESTARTED, controller_with,
 };
+use natsregion::operator::region::validated::ValidatedRegion;
 use natsregion::operator::shutdown::shutdown_on;
+use natsregion::testenv::fixtures;
 use natsregion::testenv::support::{eventually, plane_with_crds};
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -62,16 +63,12 @@ impl World {
             true,
             &prefix,
         ));
-        let local_spec = json!({
-            "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
-            "leafnode": {"reconnectIntervalSeconds": 1},
-            "zones": [
-                {"name": "a", "role": "source", "servers": 1},
-                {"name": "b", "role": "mirror", "servers": 1},
-            ],
-        });
-        let local_spec: natsregion::api::RegionMirrorSpec =
-            serde_json::from_value(local_spec).expect("spec");
+        let mut local_spec = fixtures::events_spec(json!([
+            {"name": "a", "role": "source", "servers": 1},
+            {"name": "b", "role": "mirror", "servers": 1},
+        ]));
+        local_spec["leafnode"] = json!({"reconnectIntervalSeconds": 1});
+        let local_spec = fixtures::region_spec(local_spec);
         let credentials = generate_credentials().expect("credentials");
         let local = LocalRegion::start(
             &local_spec,
@@ -111,42 +108,22 @@ impl World {
             conn.js.create_stream(config).await.expect("stream created");
         }
         let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(format!("{region}-credentials")),
-                ..Default::default()
-            },
-            data: Some(BTreeMap::from([
-                (
-                    "user".to_string(),
-                    ByteString(credentials.app.user.clone().into_bytes()),
-                ),
-                (
-                    "password".to_string(),
-                    ByteString(credentials.app.password.clone().into_bytes()),
-                ),
-            ])),
-            ..Default::default()
-        };
+        let secret = fixtures::credentials_secret(
+            &format!("{region}-credentials"),
+            &credentials.app.user,
+            &credentials.app.password,
+        );
         secrets
             .create(&PostParams::default(), &secret)
             .await
             .expect("secret");
-        let cr = json!({
-            "apiVersion": "natsregion.io/v1alpha1",
-            "kind": "RegionMirror",
-            "metadata": {"name": region},
-            "spec": {
-                "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
-                // The zones' links run through `toxiproxy` (wired above).
-                "leafnode": {"reconnectIntervalSeconds": 1, "proxy": "toxiproxy"},
-                "zones": [
-                    {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a")}},
-                    {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b")}},
-                ],
-            },
-        });
-        let cr: RegionMirror = serde_json::from_value(cr).expect("region");
+        let mut spec = fixtures::events_spec(json!([
+            {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a")}},
+            {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b")}},
+        ]));
+        // The zones' links run through `toxiproxy` (wired above).
+        spec["leafnode"] = json!({"reconnectIntervalSeconds": 1, "proxy": "toxiproxy"});
+        let cr = fixtures::region(region, spec);
         Api::<RegionMirror>::namespaced(client.clone(), NS)
             .create(&PostParams::default(), &cr)
             .await
@@ -234,15 +211,7 @@ impl World {
 
     async fn create_drill(&self, name: &str, spec: serde_json::Value) -> Api<PartitionDrill> {
         let drills: Api<PartitionDrill> = Api::namespaced(self.client.clone(), NS);
-        let mut spec = spec;
-        spec["regionRef"] = json!({"name": self.region});
-        let drill: PartitionDrill = serde_json::from_value(json!({
-            "apiVersion": "natsregion.io/v1alpha1",
-            "kind": "PartitionDrill",
-            "metadata": {"name": name},
-            "spec": spec,
-        }))
-        .expect("drill");
+        let drill = fixtures::drill(name, &self.region, spec);
         drills
             .create(&PostParams::default(), &drill)
             .await
@@ -994,50 +963,39 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
     // Temporary zones in a cluster: the region controller's builders, labelled
     // with and owned by the drill. No kubelet here, so the servers never get
     // ready and the start is cut short; what was applied must still go.
-    let region: RegionMirror = serde_json::from_value(json!({
-        "apiVersion": "natsregion.io/v1alpha1",
-        "kind": "RegionMirror",
-        "metadata": {"name": "east"},
-        "spec": {
-            "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
-            "zones": [
-                {"name": "a", "role": "source", "servers": 1},
-                {"name": "b", "role": "mirror", "servers": 1},
-            ],
-        },
-    }))
-    .unwrap();
+    let region = fixtures::region(
+        "east",
+        fixtures::events_spec(json!([
+            {"name": "a", "role": "source", "servers": 1},
+            {"name": "b", "role": "mirror", "servers": 1},
+        ])),
+    );
     let region = Api::<RegionMirror>::namespaced(client.clone(), NS)
         .create(&PostParams::default(), &region)
         .await
         .expect("region");
-    let drill: PartitionDrill = serde_json::from_value(json!({
-        "apiVersion": "natsregion.io/v1alpha1",
-        "kind": "PartitionDrill",
-        "metadata": {"name": "joins"},
-        "spec": {"regionRef": {"name": "east"}},
-    }))
-    .unwrap();
+    let drill = fixtures::drill("joins", "east", json!({}));
     let drill = Api::<PartitionDrill>::namespaced(client.clone(), NS)
         .create(&PostParams::default(), &drill)
         .await
         .expect("drill");
     let ctx = Context::new(client.clone(), OperatorSettings::default(), reporter());
     let zones = KubernetesZones::new(ctx);
-    let joiner: natsregion::api::ZoneSpec =
-        serde_json::from_value(json!({"name": "joiner", "role": "mirror", "servers": 1})).unwrap();
+    let joiner = fixtures::zone(json!({"name": "joiner", "role": "mirror", "servers": 1}));
+    let valid = ValidatedRegion::load(&zones.ctx, &region)
+        .await
+        .expect("region validated, credentials generated");
     let started =
-        tokio::time::timeout(Duration::from_secs(3), zones.add(&region, &drill, &joiner)).await;
+        tokio::time::timeout(Duration::from_secs(3), zones.add(&valid, &drill, &joiner)).await;
     assert!(started.is_err(), "no kubelet: the zone never gets ready");
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     let sts = sets.get("east-joiner").await.expect("StatefulSet applied");
     assert_eq!(sts.labels()[labels::DRILL], "joins");
     assert_eq!(sts.owner_references()[0].uid, drill.uid().unwrap());
-    zones
-        .remove(&region, &drill, "joiner")
-        .await
-        .expect("removed");
+    zones.remove(&drill, "joiner").await.expect("removed");
     assert!(sets.get_opt("east-joiner").await.unwrap().is_none());
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), NS);
+    assert!(cms.get_opt("east-joiner-config").await.unwrap().is_none());
     let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), NS);
     assert!(
         services
@@ -1123,26 +1081,29 @@ async fn a_scheduled_drill_runs_again_and_keeps_bounded_history() {
 }
 
 /// A drill file as a user writes it: the region and the drill, as YAML.
-fn drill_file(dir: &std::path::Path, region: &RegionMirror, drill: &str) -> std::path::PathBuf {
+/// A drill file for `natsregion drill`: the region and the drill, or (as
+/// the README's CI example, for a region that exists) the drill alone.
+fn drill_file(
+    dir: &std::path::Path,
+    region: &RegionMirror,
+    drill: &str,
+    with_region: bool,
+) -> std::path::PathBuf {
     let region = RegionMirror::new(&region.name_any(), region.spec.clone());
-    let mut spec = small_drill(
+    let spec = small_drill(
         3,
         Some("produce, partition, produce, heal, wait-for-catch-up, verify"),
     );
-    spec["regionRef"] = json!({"name": region.name_any()});
-    let drill: PartitionDrill = serde_json::from_value(json!({
-        "apiVersion": "natsregion.io/v1alpha1",
-        "kind": "PartitionDrill",
-        "metadata": {"name": drill},
-        "spec": spec,
-    }))
-    .unwrap();
+    let drill = fixtures::drill(drill, &region.name_any(), spec);
     let path = dir.join(format!("{}.yaml", drill.name_any()));
-    let text = format!(
-        "---\n{}---\n{}",
-        serde_yaml_ng::to_string(&region).unwrap(),
-        serde_yaml_ng::to_string(&drill).unwrap()
-    );
+    let drill_doc = serde_yaml_ng::to_string(&drill).unwrap();
+    let text = match with_region {
+        true => format!(
+            "---\n{}---\n{drill_doc}",
+            serde_yaml_ng::to_string(&region).unwrap()
+        ),
+        false => drill_doc,
+    };
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -1185,7 +1146,8 @@ async fn natsregion_drill_runs_a_file_in_the_cluster_and_ends_with_its_verdict()
     };
 
     let operator = start_operator(&client, good.settings());
-    let file = drill_file(dir.path(), &regions.get("east").await.unwrap(), "ci");
+    let east = regions.get("east").await.unwrap();
+    let file = drill_file(dir.path(), &east, "ci", true);
     let started = Instant::now();
     let outcome = run(client.clone(), &opts(file.clone(), "pass"))
         .await
@@ -1202,8 +1164,15 @@ async fn natsregion_drill_runs_a_file_in_the_cluster_and_ends_with_its_verdict()
     let svg = std::fs::read_to_string(dir.path().join("out/pass.svg")).expect("svg written");
     assert!(svg.starts_with("<svg"));
     assert_eq!(junit_counts(&dir.path().join("out/pass.xml")), (4, 0));
-    // Again: the finished drill is replaced, and this is a run of its own.
-    let again = run(client.clone(), &opts(file, "again"))
+    // Again, from a file holding the drill alone (the README's CI example):
+    // the finished drill is replaced, and this is a run of its own.
+    let drill_only = drill_file(dir.path(), &east, "ci", false);
+    assert!(
+        !std::fs::read_to_string(&drill_only)
+            .unwrap()
+            .contains("RegionMirror")
+    );
+    let again = run(client.clone(), &opts(drill_only, "again"))
         .await
         .expect("runs again");
     assert!(again.passed(), "{}", again.table());
@@ -1214,7 +1183,12 @@ async fn natsregion_drill_runs_a_file_in_the_cluster_and_ends_with_its_verdict()
     kill(operator).await;
 
     let operator = start_operator(&client, broken.settings());
-    let file = drill_file(dir.path(), &regions.get("west").await.unwrap(), "ci-broken");
+    let file = drill_file(
+        dir.path(),
+        &regions.get("west").await.unwrap(),
+        "ci-broken",
+        true,
+    );
     let outcome = run(client.clone(), &opts(file, "fail"))
         .await
         .expect("the drill runs");
@@ -1224,4 +1198,16 @@ async fn natsregion_drill_runs_a_file_in_the_cluster_and_ends_with_its_verdict()
     assert_eq!(cases, 4);
     assert!(failures >= 1, "claim 2 fails");
     kill(operator).await;
+
+    // A drill alone whose region is nowhere: refused before anything is applied.
+    let mut nowhere = east.clone();
+    nowhere.metadata.name = Some("nowhere".into());
+    let file = drill_file(dir.path(), &nowhere, "ci-nowhere", false);
+    let e = run(client.clone(), &opts(file, "nowhere"))
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("nowhere") && e.contains("apply it first"), "{e}");
+    let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), NS);
+    assert!(drills.get_opt("ci-nowhere").await.unwrap().is_none());
 }

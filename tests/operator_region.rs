@@ -14,13 +14,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Resource, ResourceExt};
@@ -29,10 +28,12 @@ use natsregion::fault::DirectNetwork;
 use natsregion::local::{LocalRegion, LocalRegionOptions};
 use natsregion::operator::context::{Context, OperatorSettings, ZoneAccess, ZoneUrls, reporter};
 use natsregion::operator::region::apply::children_selector;
-use natsregion::operator::region::children::{self, SecretRefs};
+use natsregion::operator::region::children::{self, ChildKind};
+use natsregion::operator::region::validated;
 use natsregion::operator::region::{self, names, status};
 use natsregion::operator::shutdown::shutdown_on;
 use natsregion::testenv::ControlPlane;
+use natsregion::testenv::fixtures;
 use natsregion::testenv::support::{eventually, plane_with_crds};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -137,9 +138,9 @@ async fn child_versions(client: &Client, ns: &str, region: &str) -> BTreeMap<Str
 }
 
 fn managed_region() -> RegionMirror {
-    RegionMirror::new(
+    fixtures::region(
         "east",
-        serde_json::from_value(json!({
+        json!({
             "image": IMAGE,
             "stream": {"name": "EVENTS", "subjects": ["events.>"]},
             "zones": [
@@ -148,8 +149,7 @@ fn managed_region() -> RegionMirror {
                 {"name": "c", "role": "mirror", "servers": 1,
                  "storage": {"size": "2Gi", "className": "fast"}},
             ],
-        }))
-        .unwrap(),
+        }),
     )
 }
 
@@ -193,32 +193,28 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     })
     .await;
     let first_status = t_create.elapsed();
-    let expected = children::region_children(
-        &stored,
-        IMAGE,
-        &SecretRefs {
-            app: names::generated_credentials("east"),
-            system: names::system_credentials("east"),
-        },
-    )
-    .unwrap();
-    let want = children::desired_names(&expected);
-    let as_set = |k: &str| want[k].iter().cloned().collect::<BTreeSet<_>>();
+    let expected = children::region_children(&validated::fixture(&stored, IMAGE)).unwrap();
+    let as_set = |k: ChildKind| {
+        expected
+            .iter()
+            .flat_map(|c| c.names_of(k))
+            .collect::<BTreeSet<_>>()
+    };
     assert_eq!(
         names_of::<ConfigMap>(&client, ns, "east").await,
-        as_set("ConfigMap")
+        as_set(ChildKind::ConfigMap)
     );
     assert_eq!(
         names_of::<Service>(&client, ns, "east").await,
-        as_set("Service")
+        as_set(ChildKind::Service)
     );
     assert_eq!(
         names_of::<StatefulSet>(&client, ns, "east").await,
-        as_set("StatefulSet")
+        as_set(ChildKind::StatefulSet)
     );
     assert_eq!(
         names_of::<PodDisruptionBudget>(&client, ns, "east").await,
-        as_set("PodDisruptionBudget")
+        as_set(ChildKind::PodDisruptionBudget)
     );
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let stss: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
@@ -521,17 +517,7 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     secrets
         .create(
             &PostParams::default(),
-            &Secret {
-                metadata: ObjectMeta {
-                    name: Some("no-such-secret".into()),
-                    ..Default::default()
-                },
-                data: Some(BTreeMap::from([
-                    ("user".to_string(), ByteString(b"app".to_vec())),
-                    ("password".to_string(), ByteString(b"s3cret-pw".to_vec())),
-                ])),
-                ..Default::default()
-            },
+            &fixtures::credentials_secret("no-such-secret", "app", "s3cret-pw"),
         )
         .await
         .unwrap();
@@ -577,15 +563,12 @@ impl ZoneAccess for LocalAccess {
 async fn external_zones_get_streams_and_report_lag() {
     let started = Instant::now();
     let (plane, local) = tokio::join!(plane_with_crds(), async {
-        let spec = serde_json::from_value(json!({
-            "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
-            "leafnode": {"reconnectIntervalSeconds": 1},
-            "zones": [
-                {"name": "a", "role": "source", "servers": 1},
-                {"name": "b", "role": "mirror", "servers": 1},
-            ],
-        }))
-        .unwrap();
+        let mut spec = fixtures::events_spec(json!([
+            {"name": "a", "role": "source", "servers": 1},
+            {"name": "b", "role": "mirror", "servers": 1},
+        ]));
+        spec["leafnode"] = json!({"reconnectIntervalSeconds": 1});
+        let spec = fixtures::region_spec(spec);
         LocalRegion::start(
             &spec,
             Arc::new(DirectNetwork),
@@ -600,38 +583,21 @@ async fn external_zones_get_streams_and_report_lag() {
     Api::<Secret>::namespaced(client.clone(), ns)
         .create(
             &PostParams::default(),
-            &Secret {
-                metadata: ObjectMeta {
-                    name: Some("ext-creds".into()),
-                    ..Default::default()
-                },
-                data: Some(BTreeMap::from([
-                    (
-                        "user".to_string(),
-                        ByteString(creds.app.user.clone().into_bytes()),
-                    ),
-                    (
-                        "password".to_string(),
-                        ByteString(creds.app.password.clone().into_bytes()),
-                    ),
-                ])),
-                ..Default::default()
-            },
+            &fixtures::credentials_secret("ext-creds", &creds.app.user, &creds.app.password),
         )
         .await
         .unwrap();
     let url = |z: &str| local.zone(z).unwrap().client_urls()[0].clone();
-    let region = RegionMirror::new(
+    let region = fixtures::region(
         "ext",
-        serde_json::from_value(json!({
+        json!({
             "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
             "credentials": {"secretName": "ext-creds"},
             "zones": [
                 {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a")}},
                 {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b")}},
             ],
-        }))
-        .unwrap(),
+        }),
     );
     // Managed zones of region "mgd" are reached at the local zones (in a
     // cluster: their client Services); everything else is as in a cluster.
@@ -778,36 +744,23 @@ async fn external_zones_get_streams_and_report_lag() {
     Api::<Secret>::namespaced(client.clone(), ns)
         .create(
             &PostParams::default(),
-            &Secret {
-                metadata: ObjectMeta {
-                    name: Some(names::generated_credentials("mgd")),
-                    ..Default::default()
-                },
-                data: Some(BTreeMap::from([
-                    (
-                        "user".to_string(),
-                        ByteString(creds.app.user.clone().into_bytes()),
-                    ),
-                    (
-                        "password".to_string(),
-                        ByteString(creds.app.password.clone().into_bytes()),
-                    ),
-                ])),
-                ..Default::default()
-            },
+            &fixtures::credentials_secret(
+                &names::generated_credentials("mgd"),
+                &creds.app.user,
+                &creds.app.password,
+            ),
         )
         .await
         .unwrap();
-    let mgd = RegionMirror::new(
+    let mgd = fixtures::region(
         "mgd",
-        serde_json::from_value(json!({
+        json!({
             "stream": {"name": "ORDERS", "subjects": ["orders.>"], "replicas": 1},
             "zones": [
                 {"name": "a", "role": "source", "servers": 1},
                 {"name": "b", "role": "mirror", "servers": 1},
             ],
-        }))
-        .unwrap(),
+        }),
     );
     regions.create(&PostParams::default(), &mgd).await.unwrap();
     let r = eventually(

@@ -20,6 +20,7 @@ use natsregion::operator::drill::{DrillSettings, controller_with};
 use natsregion::operator::region;
 use natsregion::operator::shutdown::shutdown_on;
 use natsregion::operator::toxiproxy::{ADVERTISE_PORT, ProxySpec, sync_proxies};
+use natsregion::testenv::fixtures;
 use natsregion::testenv::support::{eventually, plane_with_crds};
 use serde_json::json;
 
@@ -61,20 +62,12 @@ async fn the_region_routes_mirrors_through_its_toxiproxy_and_drills_need_it() {
     ));
 
     let regions: Api<RegionMirror> = Api::namespaced(client.clone(), NS);
-    let cr: RegionMirror = serde_json::from_value(json!({
-        "apiVersion": "natsregion.io/v1alpha1",
-        "kind": "RegionMirror",
-        "metadata": {"name": "east"},
-        "spec": {
-            "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
-            "leafnode": {"proxy": "toxiproxy"},
-            "zones": [
-                {"name": "a", "role": "source", "servers": 2},
-                {"name": "b", "role": "mirror", "servers": 1},
-            ],
-        },
-    }))
-    .unwrap();
+    let mut spec = fixtures::events_spec(json!([
+        {"name": "a", "role": "source", "servers": 2},
+        {"name": "b", "role": "mirror", "servers": 1},
+    ]));
+    spec["leafnode"] = json!({"proxy": "toxiproxy"});
+    let cr = fixtures::region("east", spec);
     let cr = regions.create(&PostParams::default(), &cr).await.unwrap();
     let uid = cr.uid().unwrap();
 
@@ -167,13 +160,7 @@ async fn the_region_routes_mirrors_through_its_toxiproxy_and_drills_need_it() {
 
     // A toxiproxy drill against it is refused, naming the field.
     let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), NS);
-    let drill: PartitionDrill = serde_json::from_value(json!({
-        "apiVersion": "natsregion.io/v1alpha1",
-        "kind": "PartitionDrill",
-        "metadata": {"name": "cut"},
-        "spec": {"regionRef": {"name": "east"}, "fault": {"backend": "toxiproxy"}},
-    }))
-    .unwrap();
+    let drill = fixtures::drill("cut", "east", json!({"fault": {"backend": "toxiproxy"}}));
     drills.create(&PostParams::default(), &drill).await.unwrap();
     let d = eventually("the refusal", Duration::from_secs(60), async || {
         let d = drills.get("cut").await.map_err(|e| e.to_string())?;

@@ -80,6 +80,13 @@ fn rules_error(kind: &'static str, name: Option<&str>, errors: ValidationErrors)
     }
 }
 
+/// Runs the CRD's CEL rules on a drill: the checks that need no region.
+pub fn drill_rules(drill: &PartitionDrill) -> Result<(), SpecError> {
+    drill
+        .validate_cel()
+        .map_err(|e| rules_error("PartitionDrill", drill.metadata.name.as_deref(), e))
+}
+
 /// Runs the CRD's CEL rules on a region, with `old` for the transition rules.
 pub fn region(region: &RegionMirror, old: Option<&RegionMirror>) -> Result<(), SpecError> {
     let checked = match old {
@@ -91,9 +98,7 @@ pub fn region(region: &RegionMirror, old: Option<&RegionMirror>) -> Result<(), S
 
 /// Runs the CRD's CEL rules on a drill, then the checks that need its region.
 pub fn drill(drill: &PartitionDrill, region: &RegionMirror) -> Result<(), SpecError> {
-    drill
-        .validate_cel()
-        .map_err(|e| rules_error("PartitionDrill", drill.metadata.name.as_deref(), e))?;
+    drill_rules(drill)?;
     let name = drill.metadata.name.clone().unwrap_or_default();
     let fail = |message: String| {
         Err(SpecError::Drill {

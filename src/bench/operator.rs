@@ -29,8 +29,8 @@ use serde_json::json;
 use super::BenchError;
 use crate::api::RegionMirror;
 use crate::meta::labels;
-use crate::operator::region::children::{self, SecretRefs};
-use crate::operator::region::names;
+use crate::operator::region::children::{self, ChildKind};
+use crate::operator::region::validated;
 use crate::testenv::ControlPlane;
 
 const MANAGER: &str = "natsregion-bench";
@@ -138,13 +138,17 @@ pub fn expected_children(
     region: &RegionMirror,
 ) -> Result<BTreeMap<&'static str, Vec<String>>, BenchError> {
     let name = region.name_any();
-    let refs = SecretRefs {
-        app: names::generated_credentials(&name),
-        system: names::system_credentials(&name),
-    };
-    let built = children::region_children(region, &crate::api::default_image(), &refs)
+    let valid = validated::fixture(region, &crate::api::default_image());
+    let built = children::region_children(&valid)
         .map_err(|e| BenchError(format!("build the children of {name}: {e}")))?;
-    let mut out = children::desired_names(&built);
+    let mut out: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for kind in ChildKind::ALL {
+        out.insert(
+            kind.as_str(),
+            built.iter().flat_map(|c| c.names_of(kind)).collect(),
+        );
+    }
+    let refs = valid.credentials.refs;
     out.insert("Secret", vec![refs.app, refs.system]);
     Ok(out)
 }

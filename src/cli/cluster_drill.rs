@@ -4,8 +4,9 @@
 //! writes the report, SVG and JUnit from what the operator stored.
 //!
 //! The region is used as it is when it exists (a CI job must not reshape a
-//! region others rely on); a missing one is created from the file and waited
-//! for. The drill is recreated, so each invocation is one fresh run.
+//! region others rely on), so the file may leave it out; a missing one is
+//! created from the file and waited for. The drill is checked against the
+//! region it will run on, and recreated, so each invocation is one fresh run.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -28,6 +29,16 @@ use super::progress::TerminalProgress;
 pub enum ClusterDrillError {
     #[error(transparent)]
     File(#[from] drill_file::DrillFileError),
+    #[error(
+        "RegionMirror {namespace}/{name} (the drill's regionRef) does not exist: apply it first, or put it in the drill file to have it created"
+    )]
+    MissingRegion { namespace: String, name: String },
+    #[error("the drill does not fit RegionMirror {region} in the cluster: {source}")]
+    DrillDoesNotFit {
+        region: String,
+        #[source]
+        source: crate::api::validate::SpecError,
+    },
     #[error("{what}: {source}")]
     Kube {
         what: String,
@@ -111,18 +122,24 @@ pub async fn run(
     client: Client,
     opts: &ClusterDrillOptions,
 ) -> Result<ClusterOutcome, ClusterDrillError> {
-    let (region, drill) = drill_file::load(&opts.file)?;
+    let drill_file::ClusterDrillFile { region, drill } = drill_file::load_for_cluster(&opts.file)?;
     let ns = drill
         .namespace()
         .or(opts.namespace.clone())
         .unwrap_or_else(|| client.default_namespace().to_string());
-    let region_name = region.name_any();
+    let region_name = drill.spec.region_ref.name.clone();
     let drill_name = drill.name_any();
     let regions: Api<RegionMirror> = Api::namespaced(client.clone(), &ns);
     let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), &ns);
     let started = Instant::now();
 
-    ensure_region(&regions, region, opts).await?;
+    let target = ensure_region(&regions, &ns, &region_name, region, opts).await?;
+    crate::api::validate::drill(&drill, &target).map_err(|source| {
+        ClusterDrillError::DrillDoesNotFit {
+            region: format!("{ns}/{region_name}"),
+            source,
+        }
+    })?;
     let created = recreate_drill(&drills, drill, opts).await?;
     eprintln!("drill {ns}/{drill_name} applied; following it");
     let status = follow(&drills, &created, opts).await?;
@@ -183,20 +200,38 @@ pub async fn run(
     })
 }
 
+/// The region the drill runs on: the cluster's when it exists, else the
+/// file's, created and waited for until Ready.
 async fn ensure_region(
     regions: &Api<RegionMirror>,
-    mut region: RegionMirror,
+    namespace: &str,
+    name: &str,
+    from_file: Option<RegionMirror>,
     opts: &ClusterDrillOptions,
-) -> Result<(), ClusterDrillError> {
-    let name = region.name_any();
+) -> Result<RegionMirror, ClusterDrillError> {
     let existing = regions
-        .get_opt(&name)
+        .get_opt(name)
         .await
         .map_err(kube_err(format!("read RegionMirror {name}")))?;
-    if existing.is_some() {
-        eprintln!("using the existing RegionMirror {name} (the file's copy is not applied)");
-        return Ok(());
-    }
+    let mut region = match (existing, from_file) {
+        (Some(existing), from_file) => {
+            if from_file.is_some() {
+                eprintln!(
+                    "using the existing RegionMirror {name} (the file's copy is not applied)"
+                );
+            } else {
+                eprintln!("using the existing RegionMirror {name}");
+            }
+            return Ok(existing);
+        }
+        (None, None) => {
+            return Err(ClusterDrillError::MissingRegion {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            });
+        }
+        (None, Some(region)) => region,
+    };
     region.metadata.resource_version = None;
     regions
         .create(&PostParams::default(), &region)
@@ -206,14 +241,14 @@ async fn ensure_region(
     let start = Instant::now();
     loop {
         let r = regions
-            .get(&name)
+            .get(name)
             .await
             .map_err(kube_err(format!("read RegionMirror {name}")))?;
         if r.status
             .as_ref()
             .is_some_and(|s| is_true(&s.conditions, "Ready"))
         {
-            return Ok(());
+            return Ok(r);
         }
         if start.elapsed() > opts.timeout {
             return Err(ClusterDrillError::Timeout {

@@ -1,5 +1,7 @@
-//! A local drill file: a multi-document YAML with one RegionMirror and one
-//! PartitionDrill, exactly what a user would `kubectl apply`.
+//! A drill file: a multi-document YAML with one RegionMirror and one
+//! PartitionDrill, exactly what a user would `kubectl apply`. A local drill
+//! needs both; a drill run in a cluster may leave the region out when it
+//! already exists there (the CI case: `natsregion drill examples/drill.yaml`).
 
 use std::path::Path;
 
@@ -33,6 +35,14 @@ pub enum DrillFileError {
         regions: usize,
         drills: usize,
     },
+    #[error(
+        "{path}: needs one PartitionDrill and at most one RegionMirror (leave the region out when it exists in the cluster), found {regions} and {drills}"
+    )]
+    ClusterCount {
+        path: String,
+        regions: usize,
+        drills: usize,
+    },
     #[error(transparent)]
     Invalid(#[from] validate::SpecError),
 }
@@ -47,15 +57,72 @@ struct TypeMeta {
 
 /// Parses and validates a drill file with the CRDs' own rules.
 pub fn load(path: &Path) -> Result<(RegionMirror, PartitionDrill), DrillFileError> {
+    let (p, text) = read(path)?;
+    parse(&p, &text)
+}
+
+fn read(path: &Path) -> Result<(String, String), DrillFileError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| DrillFileError::Read {
         path: p.clone(),
         message: e.to_string(),
     })?;
-    parse(&p, &text)
+    Ok((p, text))
 }
 
 pub fn parse(path: &str, text: &str) -> Result<(RegionMirror, PartitionDrill), DrillFileError> {
+    let (mut regions, mut drills) = documents(path, text)?;
+    if regions.len() != 1 || drills.len() != 1 {
+        return Err(DrillFileError::Count {
+            path: path.into(),
+            regions: regions.len(),
+            drills: drills.len(),
+        });
+    }
+    let (region, drill) = (regions.remove(0), drills.remove(0));
+    validate::region(&region, None)?;
+    validate::drill(&drill, &region)?;
+    Ok((region, drill))
+}
+
+/// A drill file for a cluster run: the drill, and the region when the file
+/// has one (validated here). A drill without its region is validated against
+/// the cluster's copy with [`validate::drill`] once that is read.
+pub struct ClusterDrillFile {
+    pub region: Option<RegionMirror>,
+    pub drill: PartitionDrill,
+}
+
+pub fn load_for_cluster(path: &Path) -> Result<ClusterDrillFile, DrillFileError> {
+    let (p, text) = read(path)?;
+    parse_for_cluster(&p, &text)
+}
+
+pub fn parse_for_cluster(path: &str, text: &str) -> Result<ClusterDrillFile, DrillFileError> {
+    let (mut regions, mut drills) = documents(path, text)?;
+    if regions.len() > 1 || drills.len() != 1 {
+        return Err(DrillFileError::ClusterCount {
+            path: path.into(),
+            regions: regions.len(),
+            drills: drills.len(),
+        });
+    }
+    let drill = drills.remove(0);
+    let region = regions.pop();
+    match &region {
+        Some(region) => {
+            validate::region(region, None)?;
+            validate::drill(&drill, region)?;
+        }
+        // The rules that need no region hold already; the rest wait for it.
+        None => validate::drill_rules(&drill)?,
+    }
+    Ok(ClusterDrillFile { region, drill })
+}
+
+type Documents = (Vec<RegionMirror>, Vec<PartitionDrill>);
+
+fn documents(path: &str, text: &str) -> Result<Documents, DrillFileError> {
     let mut regions = Vec::new();
     let mut drills = Vec::new();
     for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
@@ -89,17 +156,7 @@ pub fn parse(path: &str, text: &str) -> Result<(RegionMirror, PartitionDrill), D
             }
         }
     }
-    if regions.len() != 1 || drills.len() != 1 {
-        return Err(DrillFileError::Count {
-            path: path.into(),
-            regions: regions.len(),
-            drills: drills.len(),
-        });
-    }
-    let (region, drill) = (regions.remove(0), drills.remove(0));
-    validate::region(&region, None)?;
-    validate::drill(&drill, &region)?;
-    Ok((region, drill))
+    Ok((regions, drills))
 }
 
 #[cfg(test)]
@@ -145,6 +202,36 @@ spec:
         );
         let e = parse("x.yaml", &bad).unwrap_err().to_string();
         assert!(e.contains("fault.zones"), "{e}");
+    }
+
+    #[test]
+    fn a_cluster_drill_file_may_leave_the_region_out() {
+        let only_drill = GOOD.split("---").nth(1).unwrap();
+        let file = parse_for_cluster("x.yaml", only_drill).unwrap();
+        assert!(file.region.is_none());
+        assert_eq!(file.drill.spec.region_ref.name, "demo");
+        // Local mode cannot: it has to start the region itself.
+        assert!(matches!(
+            parse("x.yaml", only_drill),
+            Err(DrillFileError::Count {
+                regions: 0,
+                drills: 1,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_cluster_drill_file_with_its_region_checks_them_together() {
+        let bad = GOOD.replace(
+            "regionRef: {name: demo}",
+            "regionRef: {name: demo}\n  fault: {zones: [a]}",
+        );
+        let e = parse_for_cluster("x.yaml", &bad).err().unwrap().to_string();
+        assert!(e.contains("fault.zones"), "{e}");
+        let two = format!("{GOOD}\n---\n{}", GOOD.split("---").next().unwrap());
+        let e = parse_for_cluster("x.yaml", &two).err().unwrap().to_string();
+        assert!(e.contains("at most one RegionMirror"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::plan::ports::{CLIENT_PORT, MONITOR_PORT};
 #[derive(Clone)]
 pub struct OperatorSettings {
     /// Image for managed zones whose spec makes no choice: `image` empty or
-    /// left at the CRD's default (see `region::effective_image`).
+    /// left at the CRD's default (see `region::validated::effective_image`).
     pub default_nats_image: String,
     /// How often a region's status is read again from its zones when nothing
     /// else triggers a reconcile.

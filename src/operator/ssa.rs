@@ -13,15 +13,25 @@ use serde::de::DeserializeOwned;
 use crate::meta::FIELD_MANAGER;
 use crate::operator::error::{Error, Result};
 
+/// A namespaced object kind the operator writes and deletes.
+pub trait Child:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + Debug
+{
+}
+
+impl<K> Child for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + Debug
+{
+}
+
 /// Applies `obj` (force: the operator owns every field it sets) and returns
 /// what the API server stored, status included.
 pub async fn apply<K>(client: &kube::Client, obj: &K) -> Result<K>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Child + Serialize,
 {
     let ns = obj
         .namespace()
@@ -48,10 +58,7 @@ pub async fn prune_owned<K>(
     keep: &[String],
 ) -> Result<Vec<String>>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Child,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let kind = K::kind(&());
@@ -89,10 +96,7 @@ pub async fn delete_owned<K>(
     owner_uid: &str,
 ) -> Result<()>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Child,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let kind = K::kind(&());

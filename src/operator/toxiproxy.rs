@@ -31,15 +31,15 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::{Resource, ResourceExt};
 
 use super::region::names;
+use super::region::validated::ValidatedRegion;
 use super::ssa;
 use crate::api::{LeafnodeProxy, RegionMirror, ZoneSpec};
 use crate::fault::FaultError;
 use crate::fault::toxiproxy::api::{ToxiproxyApi, proxy_name};
 use crate::meta::labels;
-use crate::operator::error::{Error, Result};
+use crate::operator::error::Result;
 use crate::plan::ports::LEAFNODE_PORT;
 
 /// Image of the per-region Toxiproxy.
@@ -95,9 +95,8 @@ pub fn proxy_port(region: &RegionMirror, zone: &str, i: i32) -> Option<i32> {
 
 /// Every proxy the region needs: none unless `leafnode.proxy` is
 /// `toxiproxy`, and only between managed mirror zones and a managed source.
-pub fn proxies(region: &RegionMirror) -> Vec<ProxySpec> {
-    let ns = region.namespace().unwrap_or_default();
-    let name = region.name_any();
+pub fn proxies(valid: &ValidatedRegion) -> Vec<ProxySpec> {
+    let (ns, name, region) = (&valid.namespace, &valid.name, &valid.region);
     let Some(source) = region.spec.source_zone() else {
         return Vec::new();
     };
@@ -111,13 +110,13 @@ pub fn proxies(region: &RegionMirror) -> Vec<ProxySpec> {
                 continue;
             };
             out.push(ProxySpec {
-                name: proxy_name(&name, &zone.name, i as usize),
+                name: proxy_name(name, &zone.name, i as usize),
                 zone: zone.name.clone(),
                 source_server: i,
                 port,
                 upstream: format!(
                     "{}:{LEAFNODE_PORT}",
-                    names::pod_host(&ns, &name, &source.name, i)
+                    names::pod_host(ns, name, &source.name, i)
                 ),
             });
         }
@@ -127,9 +126,9 @@ pub fn proxies(region: &RegionMirror) -> Vec<ProxySpec> {
 
 /// Leafnode remotes (`host:port`, source server order) of mirror zone `zone`
 /// through the proxy; `None` when the zone does not dial through one.
-pub fn leaf_remotes(region: &RegionMirror, zone: &ZoneSpec) -> Option<Vec<String>> {
-    let host = toxiproxy_host(&region.namespace().unwrap_or_default(), &region.name_any());
-    let remotes: Vec<String> = proxies(region)
+pub fn leaf_remotes(valid: &ValidatedRegion, zone: &ZoneSpec) -> Option<Vec<String>> {
+    let host = toxiproxy_host(&valid.namespace, &valid.name);
+    let remotes: Vec<String> = proxies(valid)
         .into_iter()
         .filter(|p| p.zone == zone.name)
         .map(|p| format!("{host}:{}", p.port))
@@ -139,13 +138,13 @@ pub fn leaf_remotes(region: &RegionMirror, zone: &ZoneSpec) -> Option<Vec<String
 
 /// What the source servers advertise as their leafnode URL when the links run
 /// through the proxy; `None` otherwise.
-pub fn source_advertise(region: &RegionMirror) -> Option<String> {
-    if proxies(region).is_empty() {
+pub fn source_advertise(valid: &ValidatedRegion) -> Option<String> {
+    if proxies(valid).is_empty() {
         return None;
     }
     Some(format!(
         "{}:{ADVERTISE_PORT}",
-        toxiproxy_host(&region.namespace().unwrap_or_default(), &region.name_any())
+        toxiproxy_host(&valid.namespace, &valid.name)
     ))
 }
 
@@ -303,24 +302,21 @@ pub async fn sync_proxies(
 /// them. A Toxiproxy that does not answer before its pod is ready is not a
 /// failure (the mirror zones just cannot link until it does); one that is
 /// ready and still cannot be synced returns the problem, for an Event.
-pub async fn reconcile(client: &kube::Client, region: &RegionMirror) -> Result<Option<String>> {
-    let ns = region
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let name = region.name_any();
-    if !enabled(region) {
-        remove(client, &ns, region).await?;
+pub async fn reconcile(client: &kube::Client, valid: &ValidatedRegion) -> Result<Option<String>> {
+    let (ns, name) = (&valid.namespace, &valid.name);
+    if !enabled(&valid.region) {
+        let object = toxiproxy_name(name);
+        ssa::delete_owned::<Deployment>(client, ns, &object, &valid.uid).await?;
+        ssa::delete_owned::<Service>(client, ns, &object, &valid.uid).await?;
         return Ok(None);
     }
-    let owner = region
-        .controller_owner_ref(&())
-        .ok_or(Error::MissingField("metadata.uid"))?;
-    let plan = proxies(region);
-    let stored = ssa::apply(client, &deployment(&ns, &name, Some(owner.clone()))).await?;
-    ssa::apply(client, &service(&ns, &name, &plan, Some(owner))).await?;
+    let owner = valid.owner()?;
+    let plan = proxies(valid);
+    let stored = ssa::apply(client, &deployment(ns, name, Some(owner.clone()))).await?;
+    ssa::apply(client, &service(ns, name, &plan, Some(owner))).await?;
     let ready = stored.status.and_then(|s| s.ready_replicas).unwrap_or(0) > 0;
-    let api = ToxiproxyApi::new(api_url(&ns, &name), Duration::from_secs(5));
-    match sync_proxies(&api, &name, &plan).await {
+    let api = ToxiproxyApi::new(api_url(ns, name), Duration::from_secs(5));
+    match sync_proxies(&api, name, &plan).await {
         Ok(done) => {
             if !done.is_empty() {
                 tracing::info!(region = %name, ?done, "toxiproxy proxies synced");
@@ -337,26 +333,19 @@ pub async fn reconcile(client: &kube::Client, region: &RegionMirror) -> Result<O
     }
 }
 
-async fn remove(client: &kube::Client, ns: &str, region: &RegionMirror) -> Result<()> {
-    let name = toxiproxy_name(&region.name_any());
-    let uid = region.uid().unwrap_or_default();
-    ssa::delete_owned::<Deployment>(client, ns, &name, &uid).await?;
-    ssa::delete_owned::<Service>(client, ns, &name, &uid).await
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
 
-    fn region(proxy: &str) -> RegionMirror {
-        serde_json::from_value(json!({
+    fn region(proxy: &str) -> ValidatedRegion {
+        let region: RegionMirror = serde_json::from_value(json!({
             "apiVersion": "natsregion.io/v1alpha1",
             "kind": "RegionMirror",
             "metadata": {"name": "east", "namespace": "ns", "uid": "u1"},
             "spec": {
-                "stream": {"name": "EVENTS", "subjects": ["events.>"]},
+                "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
                 "leafnode": {"proxy": proxy},
                 "zones": [
                     {"name": "b", "role": "mirror"},
@@ -366,7 +355,8 @@ mod tests {
                 ],
             },
         }))
-        .unwrap()
+        .unwrap();
+        crate::operator::region::validated::fixture(&region, "nats:test")
     }
 
     #[test]
@@ -408,7 +398,7 @@ mod tests {
     #[test]
     fn remotes_point_at_the_proxy_and_the_advertise_does_not_bypass_it() {
         let r = region("toxiproxy");
-        let b = r.spec.zone("b").unwrap();
+        let b = r.region.spec.zone("b").unwrap();
         assert_eq!(
             leaf_remotes(&r, b).unwrap(),
             ["east-toxiproxy.ns.svc:17422", "east-toxiproxy.ns.svc:17423"]
@@ -422,7 +412,7 @@ mod tests {
             format!("east-toxiproxy.ns.svc:{ADVERTISE_PORT}")
         );
         let r = region("none");
-        assert_eq!(leaf_remotes(&r, r.spec.zone("b").unwrap()), None);
+        assert_eq!(leaf_remotes(&r, r.region.spec.zone("b").unwrap()), None);
         assert_eq!(source_advertise(&r), None);
     }
 }

@@ -6,6 +6,7 @@
 //! the rest of a one-node cluster, for tests whose pods must really run.
 
 pub mod controlplane;
+pub mod fixtures;
 pub mod node;
 mod process;
 pub mod support;

@@ -20,14 +20,7 @@ pub(super) async fn heal_orphan(
     if !open.is_empty() && status.phase != DrillPhase::Healing {
         status.phase = DrillPhase::Healing;
         status.message = Some("operator restarted during the drill; healing faults".into());
-        conditions::update(
-            &mut status,
-            drill.metadata.generation,
-            jiff::Timestamp::now(),
-        );
-        status::apply(api, &name, &status)
-            .await
-            .map_err(|e| Error::kube(format!("write status of drill {name}"), e))?;
+        write_status(api, drill, &mut status).await?;
     }
     let region = drill.spec.region_ref.name.clone();
     let mut backends: Vec<(BackendKind, Arc<dyn FaultBackend>)> = Vec::new();
@@ -104,13 +97,19 @@ pub(super) async fn heal_orphan(
         let mut history = std::mem::take(&mut status.history);
         push_history(&mut history, &status, drill.spec.history_limit);
         status.history = history;
-        conditions::update(
-            &mut status,
-            drill.metadata.generation,
-            jiff::Timestamp::now(),
-        );
     }
-    status::apply(api, &name, &status)
+    write_status(api, drill, &mut status).await
+}
+
+/// The conditions brought in line with the phase, then the status written.
+async fn write_status(
+    api: &Api<PartitionDrill>,
+    drill: &PartitionDrill,
+    status: &mut PartitionDrillStatus,
+) -> Result<()> {
+    let name = drill.name_any();
+    conditions::update(status, drill.metadata.generation, jiff::Timestamp::now());
+    status::apply(api, &name, status)
         .await
         .map_err(|e| Error::kube(format!("write status of drill {name}"), e))
 }
@@ -118,17 +117,12 @@ pub(super) async fn heal_orphan(
 /// Best effort: the zone's objects are owned by the drill, so they go with
 /// it at the latest.
 pub(super) async fn remove_temporary_zone(shared: &Shared, drill: &PartitionDrill) {
-    let ns = drill.namespace().unwrap_or_default();
-    let regions: Api<RegionMirror> = Api::namespaced(shared.ctx.client.clone(), &ns);
-    let Ok(Some(region)) = regions.get_opt(&drill.spec.region_ref.name).await else {
-        return;
-    };
     let zones: Arc<dyn TemporaryZones> = match &shared.settings.temporary_zones {
         Some(z) => z.clone(),
         None => Arc::new(KubernetesZones::new(shared.ctx.clone())),
     };
     let zone = &drill.spec.temporary_zone.name;
-    if let Err(e) = zones.remove(&region, drill, zone).await {
+    if let Err(e) = zones.remove(drill, zone).await {
         tracing::debug!(drill = %drill.name_any(), zone = %zone, error = %e, "no temporary zone removed");
     }
 }

@@ -255,7 +255,7 @@ impl DrillJob {
             };
             toxiproxy::proxies_ready(&target, &cut).await?;
         }
-        let runtime = KubeRuntime::new(region.clone(), self.drill.clone(), zones, temporary);
+        let runtime = KubeRuntime::new(valid, self.drill.clone(), zones, temporary);
         Ok((region, runtime, backend))
     }
 }

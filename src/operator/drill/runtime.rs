@@ -7,20 +7,17 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams};
+use kube::api::Api;
 use kube::{Resource, ResourceExt};
 
-use crate::api::{PartitionDrill, RegionMirror, ZoneSpec};
+use crate::api::{PartitionDrill, ZoneSpec};
 use crate::drill::runtime::{Runtime, ZoneAccess};
 use crate::fault::networkpolicy::{LeafLinks, SystemAccess};
 use crate::meta::labels;
 use crate::nats::connect::ZoneEndpoint;
 use crate::operator::context::Context;
 use crate::operator::error::{Error, Result};
-use crate::operator::region::children::{self, SecretRefs, ZoneChildren};
+use crate::operator::region::children::{self, ZoneChildren};
 use crate::operator::region::validated::ValidatedRegion;
 use crate::operator::region::{apply, credentials, names};
 use crate::plan::UserPass;
@@ -30,14 +27,14 @@ use crate::plan::UserPass;
 pub trait TemporaryZones: Send + Sync {
     fn add<'a>(
         &'a self,
-        region: &'a RegionMirror,
+        region: &'a ValidatedRegion,
         drill: &'a PartitionDrill,
         zone: &'a ZoneSpec,
     ) -> BoxFuture<'a, Result<ZoneAccess, String>>;
 
+    /// Needs no region: what goes is found by the drill's labels.
     fn remove<'a>(
         &'a self,
-        region: &'a RegionMirror,
         drill: &'a PartitionDrill,
         zone: &'a str,
     ) -> BoxFuture<'a, Result<(), String>>;
@@ -51,7 +48,7 @@ pub struct LocalZones(pub Arc<dyn Runtime>);
 impl TemporaryZones for LocalZones {
     fn add<'a>(
         &'a self,
-        _region: &'a RegionMirror,
+        _region: &'a ValidatedRegion,
         _drill: &'a PartitionDrill,
         zone: &'a ZoneSpec,
     ) -> BoxFuture<'a, Result<ZoneAccess, String>> {
@@ -60,7 +57,6 @@ impl TemporaryZones for LocalZones {
 
     fn remove<'a>(
         &'a self,
-        _region: &'a RegionMirror,
         _drill: &'a PartitionDrill,
         zone: &'a str,
     ) -> BoxFuture<'a, Result<(), String>> {
@@ -88,72 +84,47 @@ impl KubernetesZones {
 }
 
 /// The objects of drill-owned zone `zone`: the region's builders, relabelled
-/// and re-owned, with the image the region's own zones run (the operator's
-/// `--default-nats-image` unless the spec chose one). Pure.
+/// and re-owned, with the image the region's own zones run. Pure.
 pub fn temporary_zone_children(
-    region: &RegionMirror,
+    valid: &ValidatedRegion,
     drill: &PartitionDrill,
     zone: &ZoneSpec,
-    operator_default_image: &str,
-    secrets: &SecretRefs,
 ) -> Result<ZoneChildren> {
-    let image =
-        crate::operator::region::effective_image(&region.spec.image, operator_default_image);
-    let mut with_zone = region.clone();
-    with_zone.spec.zones.push(zone.clone());
+    let mut with_zone = valid.clone();
+    with_zone.region.spec.zones.push(zone.clone());
     // The region's Toxiproxy has no proxy for a drill's zone: it dials the
     // source's leafnode Service directly.
-    with_zone.spec.leafnode.proxy = crate::api::LeafnodeProxy::None;
-    let mut c = children::zone_children(&with_zone, zone, image, secrets)?;
+    with_zone.region.spec.leafnode.proxy = crate::api::LeafnodeProxy::None;
+    let mut c = children::zone_children(&with_zone, zone)?;
     let owner = drill
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
     let drill_name = drill.name_any();
-    let fix = |meta: &mut ObjectMeta| {
+    for meta in c.metas_mut() {
         meta.owner_references = Some(vec![owner.clone()]);
         meta.labels
             .get_or_insert_with(Default::default)
             .insert(labels::DRILL.to_string(), drill_name.clone());
-    };
-    fix(&mut c.config_map.metadata);
-    fix(&mut c.headless.metadata);
-    fix(&mut c.client.metadata);
-    if let Some(l) = c.leafnode.as_mut() {
-        fix(&mut l.metadata);
     }
-    fix(&mut c.statefulset.metadata);
-    fix(&mut c.pdb.metadata);
     Ok(c)
 }
 
 impl TemporaryZones for KubernetesZones {
     fn add<'a>(
         &'a self,
-        region: &'a RegionMirror,
+        valid: &'a ValidatedRegion,
         drill: &'a PartitionDrill,
         zone: &'a ZoneSpec,
     ) -> BoxFuture<'a, Result<ZoneAccess, String>> {
         Box::pin(async move {
             let ctx = &self.ctx;
-            let ns = region.namespace().unwrap_or_default();
-            let name = region.name_any();
-            let creds = credentials::ensure(&ctx.client, region)
-                .await
-                .map_err(|e| e.to_string())?;
-            let c = temporary_zone_children(
-                region,
-                drill,
-                zone,
-                &ctx.settings.default_nats_image,
-                &creds.refs,
-            )
-            .map_err(|e| e.to_string())?;
+            let c = temporary_zone_children(valid, drill, zone).map_err(|e| e.to_string())?;
             apply::apply_zone(&ctx.client, &c)
                 .await
                 .map_err(|e| e.to_string())?;
             // The engine's step timeout bounds this wait.
-            let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-            let sts_name = names::statefulset(&name, &zone.name);
+            let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &valid.namespace);
+            let sts_name = names::statefulset(&valid.name, &zone.name);
             loop {
                 let ready = sts
                     .get_opt(&sts_name)
@@ -167,56 +138,35 @@ impl TemporaryZones for KubernetesZones {
                 }
                 tokio::time::sleep(self.poll).await;
             }
-            let urls = ctx.zone_urls(&ns, &name, &zone.name, zone.servers).client;
-            Ok(access(zone, urls, &creds.app))
+            let urls = valid.zone_urls(ctx, zone).client;
+            Ok(access(zone, urls, &valid.credentials.app))
         })
     }
 
     fn remove<'a>(
         &'a self,
-        region: &'a RegionMirror,
-        _drill: &'a PartitionDrill,
+        drill: &'a PartitionDrill,
         zone: &'a str,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let client = &self.ctx.client;
-            let ns = region.namespace().unwrap_or_default();
-            let r = region.name_any();
-            let dp = DeleteParams::background();
-            let gone = |e: kube::Error| match e {
-                kube::Error::Api(s) if s.code == 404 => Ok(()),
-                e => Err(e.to_string()),
-            };
-            let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-            sts.delete(&names::statefulset(&r, zone), &dp)
+            let ns = drill.namespace().unwrap_or_default();
+            let uid = drill.uid().unwrap_or_default();
+            let selector = apply::temporary_zone_selector(
+                &drill.spec.region_ref.name,
+                zone,
+                &drill.name_any(),
+            );
+            apply::prune(&self.ctx.client, &ns, &selector, &uid, &[])
                 .await
                 .map(drop)
-                .or_else(gone)?;
-            let pdb: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
-            pdb.delete(&names::pdb(&r, zone), &dp)
-                .await
-                .map(drop)
-                .or_else(gone)?;
-            let svc: Api<Service> = Api::namespaced(client.clone(), &ns);
-            for s in [
-                names::headless_service(&r, zone),
-                names::client_service(&r, zone),
-            ] {
-                svc.delete(&s, &dp).await.map(drop).or_else(gone)?;
-            }
-            let cm: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-            cm.delete(&names::config_map(&r, zone), &dp)
-                .await
-                .map(drop)
-                .or_else(gone)?;
-            Ok(())
+                .map_err(|e| e.to_string())
         })
     }
 }
 
 /// The region's zones as the operator dials them, plus temporary zones.
 pub struct KubeRuntime {
-    region: RegionMirror,
+    region: ValidatedRegion,
     drill: PartitionDrill,
     temporary: Arc<dyn TemporaryZones>,
     zones: Mutex<Vec<ZoneAccess>>,
@@ -227,7 +177,7 @@ pub struct KubeRuntime {
 
 impl KubeRuntime {
     pub fn new(
-        region: RegionMirror,
+        region: ValidatedRegion,
         drill: PartitionDrill,
         zones: Vec<ZoneAccess>,
         temporary: Arc<dyn TemporaryZones>,
@@ -274,9 +224,7 @@ impl Runtime for KubeRuntime {
 
     fn remove_zone<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            self.temporary
-                .remove(&self.region, &self.drill, name)
-                .await?;
+            self.temporary.remove(&self.drill, name).await?;
             self.zones
                 .lock()
                 .expect("zones")
@@ -349,6 +297,7 @@ fn access(zone: &ZoneSpec, urls: Vec<String>, user: &UserPass) -> ZoneAccess {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::RegionMirror;
 
     #[test]
     fn a_temporary_zone_is_built_by_the_region_builders_and_owned_by_the_drill() {
@@ -379,12 +328,8 @@ mod tests {
             domain: None,
             external: None,
         };
-        let secrets = SecretRefs {
-            app: "east-credentials".into(),
-            system: "east-system-credentials".into(),
-        };
-        let c = temporary_zone_children(&region, &drill, &zone, "mirror.local/nats:2.14", &secrets)
-            .unwrap();
+        let valid = crate::operator::region::validated::fixture(&region, "mirror.local/nats:2.14");
+        let c = temporary_zone_children(&valid, &drill, &zone).unwrap();
         assert_eq!(c.statefulset.metadata.name.as_deref(), Some("east-joiner"));
         // The spec kept the CRD's default image, so the operator's default applies,
         // as it does for the region's own zones.
@@ -406,14 +351,15 @@ mod tests {
             "{images:?}"
         );
         assert!(c.leafnode.is_none(), "a mirror zone dials the source");
-        for meta in [
-            &c.statefulset.metadata,
-            &c.config_map.metadata,
-            &c.client.metadata,
-            &c.headless.metadata,
-            &c.pdb.metadata,
-        ] {
-            assert_eq!(meta.labels.as_ref().unwrap()[labels::DRILL], "d");
+        let selector = apply::temporary_zone_selector("east", "joiner", "d");
+        for (_, meta) in c.metas() {
+            let l = meta.labels.as_ref().unwrap();
+            assert_eq!(l[labels::DRILL], "d");
+            // What `remove` deletes is exactly what `add` applied.
+            for term in selector.split(',') {
+                let (k, v) = term.split_once('=').unwrap();
+                assert_eq!(l.get(k).map(String::as_str), Some(v), "{term}");
+            }
             let owners = meta.owner_references.as_ref().unwrap();
             assert_eq!(owners.len(), 1);
             assert_eq!(owners[0].uid, "drill-uid");

@@ -1,13 +1,11 @@
 //! Writing children with Server-Side Apply under the operator's one field
 //! manager, and deleting the children no longer desired.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
-use super::children::ZoneChildren;
+use super::children::{ChildKind, ZoneChildren};
 use crate::meta::labels;
 use crate::operator::error::{Error, Result};
 use crate::operator::ssa::{self, apply};
@@ -65,39 +63,44 @@ pub fn children_selector(region: &str) -> String {
     )
 }
 
-/// Deletes the zone-level children of the region (owned by `uid`) whose names
-/// are not in `desired` (kind → names). Returns `Kind/name` of what went.
+/// Label selector of the objects of a drill's temporary zone.
+pub fn temporary_zone_selector(region: &str, zone: &str, drill: &str) -> String {
+    format!(
+        "{}={},{}={region},{}={zone},{}={drill}",
+        labels::MANAGED_BY,
+        labels::MANAGED_BY_VALUE,
+        labels::REGION,
+        labels::ZONE,
+        labels::DRILL
+    )
+}
+
+/// Deletes the objects matching `selector` and owned by `uid` that are not
+/// among the `applied` zones' objects, of every [`ChildKind`]. Returns
+/// `Kind/name` of what went.
 pub async fn prune(
     client: &kube::Client,
     namespace: &str,
-    region: &str,
+    selector: &str,
     uid: &str,
-    desired: &BTreeMap<&'static str, Vec<String>>,
+    applied: &[ZoneChildren],
 ) -> Result<Vec<String>> {
-    let selector = children_selector(region);
-    let empty = Vec::new();
-    let keep = |kind: &str| desired.get(kind).unwrap_or(&empty).clone();
     let mut deleted = Vec::new();
-    deleted.extend(
-        ssa::prune_owned::<ConfigMap>(client, namespace, &selector, uid, &keep("ConfigMap"))
-            .await?,
-    );
-    deleted.extend(
-        ssa::prune_owned::<Service>(client, namespace, &selector, uid, &keep("Service")).await?,
-    );
-    deleted.extend(
-        ssa::prune_owned::<StatefulSet>(client, namespace, &selector, uid, &keep("StatefulSet"))
-            .await?,
-    );
-    deleted.extend(
-        ssa::prune_owned::<PodDisruptionBudget>(
-            client,
-            namespace,
-            &selector,
-            uid,
-            &keep("PodDisruptionBudget"),
-        )
-        .await?,
-    );
+    for kind in ChildKind::ALL {
+        let keep: Vec<String> = applied.iter().flat_map(|c| c.names_of(kind)).collect();
+        let (ns, sel) = (namespace, selector);
+        deleted.extend(match kind {
+            ChildKind::ConfigMap => {
+                ssa::prune_owned::<ConfigMap>(client, ns, sel, uid, &keep).await?
+            }
+            ChildKind::Service => ssa::prune_owned::<Service>(client, ns, sel, uid, &keep).await?,
+            ChildKind::StatefulSet => {
+                ssa::prune_owned::<StatefulSet>(client, ns, sel, uid, &keep).await?
+            }
+            ChildKind::PodDisruptionBudget => {
+                ssa::prune_owned::<PodDisruptionBudget>(client, ns, sel, uid, &keep).await?
+            }
+        });
+    }
     Ok(deleted)
 }

@@ -1,5 +1,5 @@
-//! Pure builders: a RegionMirror to the Kubernetes objects of its managed
-//! zones. No I/O; the reconciler applies what these return with Server-Side
+//! Pure builders: a validated region to the Kubernetes objects of its
+//! managed zones. No I/O; the reconciler applies what these return with Server-Side
 //! Apply, and the tests compare the cluster with them.
 //!
 //! Credentials never appear in a ConfigMap: the server configuration refers to
@@ -12,15 +12,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::{Resource, ResourceExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::json;
 
 use super::names;
-use crate::api::{RegionMirror, ZoneRole, ZoneSpec};
-use crate::meta::labels;
+use super::object_meta::{meta, selector, zone_labels};
+use super::validated::ValidatedRegion;
+use crate::api::{ZoneRole, ZoneSpec};
 use crate::operator::error::{Error, Result};
 use crate::plan::ports::{CLIENT_PORT, CLUSTER_PORT, LEAFNODE_PORT, MONITOR_PORT};
 use crate::plan::{RegionCredentials, ServerAddress, UserPass, ZoneAddresses, ZonePlan, leaf_url};
@@ -51,13 +51,6 @@ pub mod env {
     pub const RAW: &str = "_RAW";
 }
 
-/// The Secrets (keys `user` and `password`) the zone's servers take their users from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SecretRefs {
-    pub app: String,
-    pub system: String,
-}
-
 /// Every object of one managed zone.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ZoneChildren {
@@ -71,51 +64,73 @@ pub struct ZoneChildren {
     pub pdb: PodDisruptionBudget,
 }
 
-/// Labels on every object of a region (zone-level objects add the zone).
-pub fn region_labels(region: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (
-            labels::MANAGED_BY.to_string(),
-            labels::MANAGED_BY_VALUE.to_string(),
-        ),
-        (labels::NAME.to_string(), "nats".to_string()),
-        (labels::REGION.to_string(), region.to_string()),
-    ])
+/// The kinds a zone's objects come in: what pruning walks, so a kind added
+/// to [`ZoneChildren`] is pruned too (the match in [`ZoneChildren::metas`]
+/// and the prune dispatch are exhaustive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ChildKind {
+    ConfigMap,
+    Service,
+    StatefulSet,
+    PodDisruptionBudget,
 }
 
-pub fn zone_labels(region: &str, zone: &str) -> BTreeMap<String, String> {
-    let mut l = region_labels(region);
-    l.insert(labels::ZONE.to_string(), zone.to_string());
-    l
+impl ChildKind {
+    pub const ALL: [ChildKind; 4] = [
+        ChildKind::ConfigMap,
+        ChildKind::Service,
+        ChildKind::StatefulSet,
+        ChildKind::PodDisruptionBudget,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChildKind::ConfigMap => "ConfigMap",
+            ChildKind::Service => "Service",
+            ChildKind::StatefulSet => "StatefulSet",
+            ChildKind::PodDisruptionBudget => "PodDisruptionBudget",
+        }
+    }
 }
 
-/// The pods of a zone (the StatefulSet, PDB and Service selectors).
-pub fn selector(region: &str, zone: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (labels::NAME.to_string(), "nats".to_string()),
-        (labels::REGION.to_string(), region.to_string()),
-        (labels::ZONE.to_string(), zone.to_string()),
-    ])
-}
+impl ZoneChildren {
+    /// Every object's kind and metadata, in apply order.
+    pub fn metas(&self) -> Vec<(ChildKind, &ObjectMeta)> {
+        let mut out = vec![
+            (ChildKind::ConfigMap, &self.config_map.metadata),
+            (ChildKind::Service, &self.headless.metadata),
+            (ChildKind::Service, &self.client.metadata),
+        ];
+        if let Some(l) = &self.leafnode {
+            out.push((ChildKind::Service, &l.metadata));
+        }
+        out.push((ChildKind::StatefulSet, &self.statefulset.metadata));
+        out.push((ChildKind::PodDisruptionBudget, &self.pdb.metadata));
+        out
+    }
 
-fn owner(region: &RegionMirror) -> Result<OwnerReference> {
-    region
-        .controller_owner_ref(&())
-        .ok_or(Error::MissingField("metadata.uid"))
-}
+    /// The same, to relabel or re-own every object.
+    pub fn metas_mut(&mut self) -> Vec<&mut ObjectMeta> {
+        let mut out = vec![
+            &mut self.config_map.metadata,
+            &mut self.headless.metadata,
+            &mut self.client.metadata,
+        ];
+        if let Some(l) = &mut self.leafnode {
+            out.push(&mut l.metadata);
+        }
+        out.push(&mut self.statefulset.metadata);
+        out.push(&mut self.pdb.metadata);
+        out
+    }
 
-fn meta(
-    region: &RegionMirror,
-    name: String,
-    labels: BTreeMap<String, String>,
-) -> Result<ObjectMeta> {
-    Ok(ObjectMeta {
-        name: Some(name),
-        namespace: region.namespace(),
-        labels: Some(labels),
-        owner_references: Some(vec![owner(region)?]),
-        ..Default::default()
-    })
+    /// Names of this zone's objects of `kind`.
+    pub fn names_of(&self, kind: ChildKind) -> impl Iterator<Item = String> + '_ {
+        self.metas()
+            .into_iter()
+            .filter(move |(k, _)| *k == kind)
+            .map(|(_, m)| m.name.clone().unwrap_or_default())
+    }
 }
 
 fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
@@ -123,17 +138,14 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
 }
 
 /// The objects of every managed zone, in spec order. External zones get none.
-pub fn region_children(
-    region: &RegionMirror,
-    image: &str,
-    secrets: &SecretRefs,
-) -> Result<Vec<ZoneChildren>> {
-    region
+pub fn region_children(valid: &ValidatedRegion) -> Result<Vec<ZoneChildren>> {
+    valid
+        .region
         .spec
         .zones
         .iter()
         .filter(|z| z.external.is_none())
-        .map(|z| zone_children(region, z, image, secrets))
+        .map(|z| zone_children(valid, z))
         .collect()
 }
 
@@ -144,13 +156,12 @@ pub fn region_children(
 /// With `leafnode.proxy: toxiproxy` mirror zones dial the region's Toxiproxy
 /// instead and the source advertises a refused port on it
 /// (`crate::operator::toxiproxy`).
-pub fn zone_addresses(region: &RegionMirror, zone: &ZoneSpec) -> ZoneAddresses {
-    let ns = region.namespace().unwrap_or_default();
-    let name = region.name_any();
-    let source = region.spec.source_zone();
+pub fn zone_addresses(valid: &ValidatedRegion, zone: &ZoneSpec) -> ZoneAddresses {
+    let (ns, name) = (&valid.namespace, &valid.name);
+    let source = valid.source_zone();
     let servers = (0..zone.servers.max(0))
         .map(|i| ServerAddress {
-            name: names::pod(&name, &zone.name, i),
+            name: names::pod(name, &zone.name, i),
             host: "0.0.0.0".to_string(),
             client_port: CLIENT_PORT,
             cluster_port: CLUSTER_PORT,
@@ -158,10 +169,10 @@ pub fn zone_addresses(region: &RegionMirror, zone: &ZoneSpec) -> ZoneAddresses {
             leafnode_port: zone.is_source().then_some(LEAFNODE_PORT),
             leaf_advertise: zone.is_source().then(|| {
                 // Through a proxy: an address that refuses (see `toxiproxy`).
-                crate::operator::toxiproxy::source_advertise(region).unwrap_or_else(|| {
+                crate::operator::toxiproxy::source_advertise(valid).unwrap_or_else(|| {
                     format!(
                         "{}:{LEAFNODE_PORT}",
-                        names::leafnode_host(&ns, &name, &zone.name)
+                        names::leafnode_host(ns, name, &zone.name)
                     )
                 })
             }),
@@ -172,7 +183,7 @@ pub fn zone_addresses(region: &RegionMirror, zone: &ZoneSpec) -> ZoneAddresses {
         .map(|i| {
             format!(
                 "nats-route://{}:{CLUSTER_PORT}",
-                names::pod_host(&ns, &name, &zone.name, i)
+                names::pod_host(ns, name, &zone.name, i)
             )
         })
         .collect();
@@ -181,10 +192,10 @@ pub fn zone_addresses(region: &RegionMirror, zone: &ZoneSpec) -> ZoneAddresses {
     let leaf_remotes = match source {
         // `leafnode.proxy: toxiproxy`: one proxy per source server.
         Some(s) if !zone.is_source() && s.external.is_none() => {
-            crate::operator::toxiproxy::leaf_remotes(region, zone).unwrap_or_else(|| {
+            crate::operator::toxiproxy::leaf_remotes(valid, zone).unwrap_or_else(|| {
                 vec![format!(
                     "{}:{LEAFNODE_PORT}",
-                    names::leafnode_host(&ns, &name, &s.name)
+                    names::leafnode_host(ns, name, &s.name)
                 )]
             })
         }
@@ -217,17 +228,18 @@ fn placeholder_credentials() -> RegionCredentials {
 
 /// One configuration file per server (`<pod>.conf`), credentials as `$VAR`.
 pub fn config_files(
-    region: &RegionMirror,
+    valid: &ValidatedRegion,
     zone: &ZoneSpec,
 ) -> Result<(BTreeMap<String, String>, ZoneAddresses)> {
-    let addresses = zone_addresses(region, zone);
+    let addresses = zone_addresses(valid, zone);
     let creds = placeholder_credentials();
-    let plan = ZonePlan::build(&region.spec, &zone.name, &addresses, &creds).map_err(|source| {
-        Error::Plan {
-            zone: zone.name.clone(),
-            source,
-        }
-    })?;
+    let plan =
+        ZonePlan::build(&valid.region.spec, &zone.name, &addresses, &creds).map_err(|source| {
+            Error::Plan {
+                zone: zone.name.clone(),
+                source,
+            }
+        })?;
     let files = plan
         .servers
         .iter()
@@ -269,15 +281,11 @@ pub fn config_hash(files: &BTreeMap<String, String>) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(all.as_bytes()))
 }
 
-pub fn zone_children(
-    region: &RegionMirror,
-    zone: &ZoneSpec,
-    image: &str,
-    secrets: &SecretRefs,
-) -> Result<ZoneChildren> {
-    let name = region.name_any();
+pub fn zone_children(valid: &ValidatedRegion, zone: &ZoneSpec) -> Result<ZoneChildren> {
+    let region = &valid.region;
+    let name = valid.name.clone();
     let z = zone.name.as_str();
-    let (files, addresses) = config_files(region, zone)?;
+    let (files, addresses) = config_files(valid, zone)?;
     let hash = config_hash(&files);
     let zl = zone_labels(&name, z);
     let sel = selector(&name, z);
@@ -325,7 +333,7 @@ pub fn zone_children(
         None
     };
 
-    let statefulset = statefulset(region, zone, image, secrets, &addresses, &hash)?;
+    let statefulset = statefulset(valid, zone, &addresses, &hash)?;
 
     let mut pdb: PodDisruptionBudget = typed(json!({
         "spec": {
@@ -351,17 +359,15 @@ fn secret_env(var: &str, secret: &str, key: &str) -> serde_json::Value {
 }
 
 fn statefulset(
-    region: &RegionMirror,
+    valid: &ValidatedRegion,
     zone: &ZoneSpec,
-    image: &str,
-    secrets: &SecretRefs,
     addresses: &ZoneAddresses,
     config_hash: &str,
 ) -> Result<StatefulSet> {
-    let name = region.name_any();
+    let (name, image, secrets) = (&valid.name, &valid.image, &valid.credentials.refs);
     let z = zone.name.as_str();
-    let sel = selector(&name, z);
-    let mut pod_labels = zone_labels(&name, z);
+    let sel = selector(name, z);
+    let mut pod_labels = zone_labels(name, z);
     pod_labels.extend(sel.clone());
 
     let raw = |v: &str| format!("{v}{}", env::RAW);
@@ -413,7 +419,7 @@ fn statefulset(
         node_selector.insert("topology.kubernetes.io/zone".to_string(), tz.clone());
     }
     let mut pvc = json!({
-        "metadata": {"name": "data", "labels": zone_labels(&name, z)},
+        "metadata": {"name": "data", "labels": zone_labels(name, z)},
         "spec": {
             "accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": zone.storage.size}},
@@ -448,7 +454,7 @@ fn statefulset(
                 {"name": "data", "mountPath": DATA_DIR},
             ],
         }],
-        "volumes": [{"name": "config", "configMap": {"name": names::config_map(&name, z)}}],
+        "volumes": [{"name": "config", "configMap": {"name": names::config_map(name, z)}}],
     });
     if !node_selector.is_empty() {
         pod_spec["nodeSelector"] = json!(node_selector);
@@ -457,7 +463,7 @@ fn statefulset(
     let mut sts: StatefulSet = typed(json!({
         "spec": {
             "replicas": zone.servers,
-            "serviceName": names::headless_service(&name, z),
+            "serviceName": names::headless_service(name, z),
             // Every server must start for the zone to elect a JetStream leader,
             // and a pod is only ready after that: ordered start would deadlock.
             "podManagementPolicy": "Parallel",
@@ -478,65 +484,12 @@ fn statefulset(
             "volumeClaimTemplates": [pvc],
         }
     }));
-    sts.metadata = meta(region, names::statefulset(&name, z), zone_labels(&name, z))?;
+    sts.metadata = meta(
+        &valid.region,
+        names::statefulset(name, z),
+        zone_labels(name, z),
+    )?;
     Ok(sts)
-}
-
-/// A credentials Secret with a fresh random password. Applied only when the
-/// Secret does not exist: the password is generated once and never rotated.
-pub fn generated_secret(
-    region: &RegionMirror,
-    name: String,
-    user: &str,
-    password: String,
-) -> Result<Secret> {
-    Ok(Secret {
-        metadata: meta(region, name, region_labels(&region.name_any()))?,
-        string_data: Some(BTreeMap::from([
-            ("user".to_string(), user.to_string()),
-            ("password".to_string(), password),
-        ])),
-        type_: Some("Opaque".to_string()),
-        ..Default::default()
-    })
-}
-
-/// Names of every object `region_children` returns, by kind, for pruning.
-pub fn desired_names(children: &[ZoneChildren]) -> BTreeMap<&'static str, Vec<String>> {
-    let mut m: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
-    for c in children {
-        let mut push = |kind: &'static str, meta: &ObjectMeta| {
-            m.entry(kind)
-                .or_default()
-                .push(meta.name.clone().unwrap_or_default())
-        };
-        push("ConfigMap", &c.config_map.metadata);
-        push("Service", &c.headless.metadata);
-        push("Service", &c.client.metadata);
-        if let Some(l) = &c.leafnode {
-            push("Service", &l.metadata);
-        }
-        push("StatefulSet", &c.statefulset.metadata);
-        push("PodDisruptionBudget", &c.pdb.metadata);
-    }
-    m
-}
-
-/// Checks a user-provided credential for use in the servers' configuration:
-/// it goes unencoded into the leafnode URL and into a double-quoted value.
-pub fn check_credential(value: &str) -> std::result::Result<(), String> {
-    if value.is_empty() {
-        return Err("is empty".to_string());
-    }
-    if let Some(bad) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')))
-    {
-        return Err(format!(
-            "contains {bad:?}: use only letters, digits, '-', '.', '_' and '~' (the value goes into the leafnode URL unencoded)"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,16 +1,25 @@
 //! The users the zones' servers accept: the application user from the Secret
 //! the spec names (or one generated once), and a generated system user.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 
-use super::children::{self, SecretRefs};
 use super::names;
+use super::object_meta::{meta, region_labels};
 use crate::api::{RegionMirror, ZoneSpec};
 use crate::meta::FIELD_MANAGER;
 use crate::operator::error::{Error, Result};
 use crate::plan::UserPass;
+
+/// The Secrets (keys `user` and `password`) the zone's servers take their users from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretRefs {
+    pub app: String,
+    pub system: String,
+}
 
 #[derive(Clone, Debug)]
 pub struct Credentials {
@@ -123,7 +132,7 @@ async fn generate_once(
         message: format!("cannot read random bytes for a password: {e}"),
         permanent: false,
     })?;
-    let secret = children::generated_secret(region, name.to_string(), user, password)?;
+    let secret = generated_secret(region, name.to_string(), user, password)?;
     let stored = api
         .patch(
             name,
@@ -159,7 +168,7 @@ fn read(secret: &Secret, name: &str, field: &'static str) -> Result<UserPass> {
             field,
             reason: format!("key {key:?} is not UTF-8 text"),
         })?;
-        children::check_credential(&text).map_err(|reason| Error::CredentialsInvalid {
+        check_credential(&text).map_err(|reason| Error::CredentialsInvalid {
             secret: name.to_string(),
             field,
             reason: format!("key {key:?} {reason}"),
@@ -170,4 +179,56 @@ fn read(secret: &Secret, name: &str, field: &'static str) -> Result<UserPass> {
         user: value("user")?,
         password: value("password")?,
     })
+}
+
+/// A credentials Secret with a fresh random password. Applied only when the
+/// Secret does not exist: the password is generated once and never rotated.
+pub fn generated_secret(
+    region: &RegionMirror,
+    name: String,
+    user: &str,
+    password: String,
+) -> Result<Secret> {
+    Ok(Secret {
+        metadata: meta(region, name, region_labels(&region.name_any()))?,
+        string_data: Some(BTreeMap::from([
+            ("user".to_string(), user.to_string()),
+            ("password".to_string(), password),
+        ])),
+        type_: Some("Opaque".to_string()),
+        ..Default::default()
+    })
+}
+
+/// Checks a user-provided credential for use in the servers' configuration:
+/// it goes unencoded into the leafnode URL and into a double-quoted value.
+pub fn check_credential(value: &str) -> std::result::Result<(), String> {
+    if value.is_empty() {
+        return Err("is empty".to_string());
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')))
+    {
+        return Err(format!(
+            "contains {bad:?}: use only letters, digits, '-', '.', '_' and '~' (the value goes into the leafnode URL unencoded)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_credential;
+
+    #[test]
+    fn generated_passwords_and_credential_checks() {
+        let p = crate::password::random(24).unwrap();
+        assert_eq!(p.len(), 24);
+        assert!(p.chars().next().unwrap().is_ascii_alphabetic());
+        assert!(check_credential(&p).is_ok());
+        assert!(check_credential("a b").is_err());
+        assert!(check_credential("p@ss").is_err());
+        assert!(check_credential("").is_err());
+    }
 }

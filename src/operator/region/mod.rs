@@ -9,6 +9,7 @@ pub mod apply;
 pub mod children;
 pub mod credentials;
 pub mod names;
+pub mod object_meta;
 pub mod observe;
 pub mod status;
 pub mod streams;
@@ -153,18 +154,6 @@ fn error_policy(region: Arc<RegionMirror>, error: &Error, rc: Arc<RegionCtx>) ->
     Action::requeue(Error::backoff(*n))
 }
 
-/// The image for a region's servers. The CRD fills in `api::default_image()`
-/// when a spec names none, so that value (or an empty one) means "no choice
-/// made" and the operator's `--default-nats-image` applies: a cluster can point
-/// every region at a mirrored registry without editing them.
-pub fn effective_image<'a>(spec_image: &'a str, operator_default: &'a str) -> &'a str {
-    if spec_image.is_empty() || spec_image == crate::api::default_image() {
-        operator_default
-    } else {
-        spec_image
-    }
-}
-
 /// Seconds precision, as the API server stores condition times: a time read
 /// back then compares equal to the one written.
 fn now() -> jiff::Timestamp {
@@ -217,17 +206,18 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
     let client = &ctx.client;
 
     // Build and apply.
-    let children = children::region_children(region, &valid.image, &creds.refs)?;
+    let children = children::region_children(&valid)?;
     let mut ready_replicas: HashMap<String, i32> = HashMap::new();
     for zone in &children {
         let sts = apply::apply_zone(client, zone).await?;
         let ready = sts.status.and_then(|s| s.ready_replicas).unwrap_or(0);
         ready_replicas.insert(zone.zone.clone(), ready);
     }
-    if let Some(problem) = crate::operator::toxiproxy::reconcile(client, region).await? {
+    if let Some(problem) = crate::operator::toxiproxy::reconcile(client, &valid).await? {
         warn(ctx, region, "ToxiproxyNotSynced", &problem).await;
     }
-    let pruned = apply::prune(client, ns, name, uid, &children::desired_names(&children)).await?;
+    let selector = apply::children_selector(name);
+    let pruned = apply::prune(client, ns, &selector, uid, &children).await?;
     if !pruned.is_empty() {
         tracing::info!(region = %key(region), deleted = ?pruned, "deleted objects of zones no longer in the spec");
         let note = format!(
@@ -329,7 +319,7 @@ const SETTLING_REFRESH: Duration = Duration::from_secs(3);
 
 #[cfg(test)]
 mod tests {
-    use super::{RegionMirrorStatus, SETTLING_REFRESH, effective_image, next_look, status};
+    use super::{RegionMirrorStatus, SETTLING_REFRESH, next_look, status};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
     use std::time::Duration;
 
@@ -364,22 +354,5 @@ mod tests {
         // A refresh shorter than the settling interval stays as configured.
         let quick = Duration::from_secs(1);
         assert_eq!(next_look(&behind, false, quick), quick);
-    }
-
-    #[test]
-    fn operator_default_image_applies_when_the_spec_made_no_choice() {
-        let crd_default = crate::api::default_image();
-        assert_eq!(
-            effective_image("", "registry.local/nats:2"),
-            "registry.local/nats:2"
-        );
-        assert_eq!(
-            effective_image(&crd_default, "registry.local/nats:2"),
-            "registry.local/nats:2"
-        );
-        assert_eq!(
-            effective_image("nats:2.14.1", "registry.local/nats:2"),
-            "nats:2.14.1"
-        );
     }
 }

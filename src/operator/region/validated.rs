@@ -3,15 +3,16 @@
 //! owner uid, the effective image, the credentials), so none of them derives
 //! them again, or differently.
 
-use kube::ResourceExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
 
 use super::credentials::{self, Credentials};
-use super::effective_image;
 use crate::api::validate;
 use crate::api::{RegionMirror, ZoneSpec};
 use crate::operator::context::{Context, ZoneUrls};
 use crate::operator::error::{Error, Result};
 
+#[derive(Clone, Debug)]
 pub struct ValidatedRegion {
     pub region: RegionMirror,
     pub namespace: String,
@@ -27,29 +28,130 @@ pub struct ValidatedRegion {
 impl ValidatedRegion {
     /// Checks the spec with the CRD's own rules, then reads the credentials.
     pub async fn load(ctx: &Context, region: &RegionMirror) -> Result<Self> {
-        validate::region(region, None)?;
-        let namespace = region
-            .namespace()
-            .ok_or(Error::MissingField("metadata.namespace"))?;
-        let uid = region.uid().ok_or(Error::MissingField("metadata.uid"))?;
+        let (namespace, uid) = identity(region)?;
         let credentials = credentials::ensure(&ctx.client, region).await?;
-        Ok(Self {
+        Ok(Self::assemble(
+            region,
+            namespace,
+            uid,
+            &ctx.settings.default_nats_image,
+            credentials,
+        ))
+    }
+
+    /// The same without the API server: credentials given (tests, benches).
+    pub fn new(
+        region: &RegionMirror,
+        default_image: &str,
+        credentials: Credentials,
+    ) -> Result<Self> {
+        let (namespace, uid) = identity(region)?;
+        Ok(Self::assemble(
+            region,
+            namespace,
+            uid,
+            default_image,
+            credentials,
+        ))
+    }
+
+    fn assemble(
+        region: &RegionMirror,
+        namespace: String,
+        uid: String,
+        default_image: &str,
+        credentials: Credentials,
+    ) -> Self {
+        Self {
             namespace,
             name: region.name_any(),
             uid,
-            image: effective_image(&region.spec.image, &ctx.settings.default_nats_image)
-                .to_string(),
+            image: effective_image(&region.spec.image, default_image).to_string(),
             credentials,
             region: region.clone(),
-        })
+        }
     }
 
     pub fn source_zone(&self) -> Option<&ZoneSpec> {
         self.region.spec.source_zone()
     }
 
+    /// The region's object that owns its children.
+    pub fn owner(&self) -> Result<OwnerReference> {
+        self.region
+            .controller_owner_ref(&())
+            .ok_or(Error::MissingField("metadata.uid"))
+    }
+
     /// How this process dials managed zone `zone`.
     pub fn zone_urls(&self, ctx: &Context, zone: &ZoneSpec) -> ZoneUrls {
         ctx.zone_urls(&self.namespace, &self.name, &zone.name, zone.servers)
+    }
+}
+
+/// The image for a region's servers. The CRD fills in `api::default_image()`
+/// when a spec names none, so that value (or an empty one) means "no choice
+/// made" and the operator's `--default-nats-image` applies: a cluster can point
+/// every region at a mirrored registry without editing them.
+pub fn effective_image<'a>(spec_image: &'a str, operator_default: &'a str) -> &'a str {
+    if spec_image.is_empty() || spec_image == crate::api::default_image() {
+        operator_default
+    } else {
+        spec_image
+    }
+}
+
+/// The rules, then the identity every child's owner reference needs.
+fn identity(region: &RegionMirror) -> Result<(String, String)> {
+    validate::region(region, None)?;
+    let namespace = region
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let uid = region.uid().ok_or(Error::MissingField("metadata.uid"))?;
+    Ok((namespace, uid))
+}
+
+/// A validated region for builder tests and benchmarks: fixed credentials
+/// in the Secrets the operator would generate.
+#[cfg(any(test, feature = "testkit"))]
+pub fn fixture(region: &RegionMirror, default_image: &str) -> ValidatedRegion {
+    use crate::plan::UserPass;
+    let name = region.name_any();
+    let credentials = Credentials {
+        refs: super::credentials::SecretRefs {
+            app: super::names::generated_credentials(&name),
+            system: super::names::system_credentials(&name),
+        },
+        app: UserPass {
+            user: "app".into(),
+            password: "app-secret".into(),
+        },
+        system: UserPass {
+            user: "sys".into(),
+            password: "sys-secret".into(),
+        },
+    };
+    ValidatedRegion::new(region, default_image, credentials).expect("a valid test region")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::effective_image;
+
+    #[test]
+    fn operator_default_image_applies_when_the_spec_made_no_choice() {
+        let crd_default = crate::api::default_image();
+        assert_eq!(
+            effective_image("", "registry.local/nats:2"),
+            "registry.local/nats:2"
+        );
+        assert_eq!(
+            effective_image(&crd_default, "registry.local/nats:2"),
+            "registry.local/nats:2"
+        );
+        assert_eq!(
+            effective_image("nats:2.14.1", "registry.local/nats:2"),
+            "nats:2.14.1"
+        );
     }
 }

@@ -29,21 +29,18 @@ fn three() -> RegionMirror {
     ]))
 }
 
-fn secrets() -> SecretRefs {
-    SecretRefs {
-        app: "east-credentials".into(),
-        system: "east-system-credentials".into(),
-    }
+fn valid(region: &RegionMirror, image: &str) -> ValidatedRegion {
+    crate::operator::region::validated::fixture(region, image)
 }
 
 #[test]
 fn every_managed_zone_gets_its_objects_with_labels_and_owner() {
     let r = three();
-    let children = region_children(&r, "nats:test", &secrets()).unwrap();
+    let children = region_children(&valid(&r, "nats:test")).unwrap();
     assert_eq!(children.len(), 3);
-    let names = desired_names(&children);
+    let names = |kind| -> Vec<String> { children.iter().flat_map(|c| c.names_of(kind)).collect() };
     assert_eq!(
-        names["Service"],
+        names(ChildKind::Service),
         vec![
             "east-a",
             "east-a-client",
@@ -54,23 +51,21 @@ fn every_managed_zone_gets_its_objects_with_labels_and_owner() {
             "east-c-client"
         ]
     );
-    assert_eq!(names["StatefulSet"], vec!["east-a", "east-b", "east-c"]);
     assert_eq!(
-        names["ConfigMap"],
+        names(ChildKind::StatefulSet),
+        vec!["east-a", "east-b", "east-c"]
+    );
+    assert_eq!(
+        names(ChildKind::ConfigMap),
         vec!["east-a-config", "east-b-config", "east-c-config"]
     );
     assert_eq!(
-        names["PodDisruptionBudget"],
+        names(ChildKind::PodDisruptionBudget),
         vec!["east-a", "east-b", "east-c"]
     );
     for c in &children {
-        for meta in [
-            &c.config_map.metadata,
-            &c.headless.metadata,
-            &c.client.metadata,
-            &c.statefulset.metadata,
-            &c.pdb.metadata,
-        ] {
+        for (kind, meta) in c.metas() {
+            assert!(ChildKind::ALL.contains(&kind), "{kind:?} is pruned");
             let l = meta.labels.as_ref().unwrap();
             assert_eq!(l[crate::meta::labels::REGION], "east");
             assert_eq!(l[crate::meta::labels::ZONE], c.zone);
@@ -89,7 +84,7 @@ fn every_managed_zone_gets_its_objects_with_labels_and_owner() {
 #[test]
 fn statefulset_follows_the_zone_spec() {
     let r = three();
-    let b = zone_children(&r, r.spec.zone("b").unwrap(), "nats:test", &secrets()).unwrap();
+    let b = zone_children(&valid(&r, "nats:test"), r.spec.zone("b").unwrap()).unwrap();
     let sts = serde_json::to_value(&b.statefulset).unwrap();
     let spec = &sts["spec"];
     assert_eq!(spec["replicas"], 1);
@@ -136,7 +131,7 @@ fn statefulset_follows_the_zone_spec() {
 #[test]
 fn configs_hold_no_secret_and_name_the_pods() {
     let r = three();
-    let (files, _) = config_files(&r, r.spec.zone("a").unwrap()).unwrap();
+    let (files, _) = config_files(&valid(&r, "nats:test"), r.spec.zone("a").unwrap()).unwrap();
     assert_eq!(
         files.keys().collect::<Vec<_>>(),
         vec!["east-a-0.conf", "east-a-1.conf", "east-a-2.conf"]
@@ -152,7 +147,7 @@ fn configs_hold_no_secret_and_name_the_pods() {
         "advertise: {a0}"
     );
     assert!(a0.contains("lame_duck_duration: \"30s\""), "{a0}");
-    let (files, _) = config_files(&r, r.spec.zone("c").unwrap()).unwrap();
+    let (files, _) = config_files(&valid(&r, "nats:test"), r.spec.zone("c").unwrap()).unwrap();
     assert!(files["east-c-0.conf"].contains("$NATS_LEAF_URL_0"));
 }
 
@@ -160,11 +155,11 @@ fn configs_hold_no_secret_and_name_the_pods() {
 fn config_hash_moves_with_the_config_only() {
     let r = three();
     let zone = r.spec.zone("a").unwrap().clone();
-    let a = zone_children(&r, &zone, "nats:1", &secrets()).unwrap();
-    let same = zone_children(&r, &zone, "nats:2", &secrets()).unwrap();
+    let a = zone_children(&valid(&r, "nats:1"), &zone).unwrap();
+    let same = zone_children(&valid(&r, "nats:2"), &zone).unwrap();
     let mut changed = r.clone();
     changed.spec.stream.sync_interval = "always".into();
-    let b = zone_children(&changed, &zone, "nats:1", &secrets()).unwrap();
+    let b = zone_children(&valid(&changed, "nats:1"), &zone).unwrap();
     let hash = |c: &ZoneChildren| {
         c.statefulset
             .spec
@@ -187,13 +182,13 @@ fn external_zones_get_no_objects() {
         {"name": "a", "role": "source", "domain": "a", "external": {"url": "nats://x:4222"}},
         {"name": "b", "role": "mirror", "domain": "b", "external": {"url": "nats://y:4222"}},
     ]));
-    assert!(region_children(&r, "nats", &secrets()).unwrap().is_empty());
+    assert!(region_children(&valid(&r, "nats")).unwrap().is_empty());
     // A managed mirror of an external source has no leafnode address to dial.
     let r = region(json!([
         {"name": "a", "role": "source", "domain": "a", "external": {"url": "nats://x:4222"}},
         {"name": "b", "role": "mirror"},
     ]));
-    let e = region_children(&r, "nats", &secrets()).unwrap_err();
+    let e = region_children(&valid(&r, "nats")).unwrap_err();
     assert_eq!(e.reason(), "InvalidConfiguration");
     assert!(e.is_permanent());
 }
@@ -204,7 +199,7 @@ fn the_rendered_config_is_valid_for_nats_server() {
     let r = three();
     let dir = tempfile::tempdir().unwrap();
     for zone in ["a", "c"] {
-        let (files, _) = config_files(&r, r.spec.zone(zone).unwrap()).unwrap();
+        let (files, _) = config_files(&valid(&r, "nats:test"), r.spec.zone(zone).unwrap()).unwrap();
         let path = dir.path().join("server.conf");
         std::fs::write(&path, &files[&format!("east-{zone}-0.conf")]).unwrap();
         let out = std::process::Command::new(&bin)
@@ -231,17 +226,6 @@ fn the_rendered_config_is_valid_for_nats_server() {
 }
 
 #[test]
-fn generated_passwords_and_credential_checks() {
-    let p = crate::password::random(24).unwrap();
-    assert_eq!(p.len(), 24);
-    assert!(p.chars().next().unwrap().is_ascii_alphabetic());
-    assert!(check_credential(&p).is_ok());
-    assert!(check_credential("a b").is_err());
-    assert!(check_credential("p@ss").is_err());
-    assert!(check_credential("").is_err());
-}
-
-#[test]
 fn adding_a_zone_changes_nothing_producers_use() {
     let before = three();
     let mut after = three();
@@ -249,8 +233,8 @@ fn adding_a_zone_changes_nothing_producers_use() {
         .spec
         .zones
         .push(serde_json::from_value(json!({"name": "d", "role": "mirror"})).unwrap());
-    let old = region_children(&before, "nats:test", &secrets()).unwrap();
-    let new = region_children(&after, "nats:test", &secrets()).unwrap();
+    let old = region_children(&valid(&before, "nats:test")).unwrap();
+    let new = region_children(&valid(&after, "nats:test")).unwrap();
     assert_eq!(new.len(), 4);
     // Every existing zone's objects are identical: no roll, no Service change.
     assert_eq!(old[..], new[..3]);

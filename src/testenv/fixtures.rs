@@ -1,0 +1,88 @@
+//! Objects for the tests, in the style of Linkerd's `mk_pod`: the envelope
+//! (apiVersion, kind, metadata, `regionRef`) built here once, the spec given
+//! as the JSON a user would write in YAML, so CRD defaults apply as they do
+//! for `kubectl apply` and each test shows only what it is about.
+
+use serde_json::{Value, json};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::api::{PartitionDrill, RegionMirror, RegionMirrorSpec, ZoneSpec};
+
+/// A RegionMirror named `name` (no namespace: the API picks the one it is
+/// created in) with `spec`.
+pub fn region(name: &str, spec: Value) -> RegionMirror {
+    RegionMirror::new(name, region_spec(spec))
+}
+
+/// A region spec from JSON; panics with serde's message on a bad one.
+pub fn region_spec(spec: Value) -> RegionMirrorSpec {
+    serde_json::from_value(spec).expect("test region spec deserializes")
+}
+
+/// The spec most tests need: stream `EVENTS` on `events.>`, one replica
+/// (zones of one server), and `zones`.
+pub fn events_spec(zones: Value) -> Value {
+    json!({
+        "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
+        "zones": zones,
+    })
+}
+
+/// A PartitionDrill named `name` on region `region`; `spec` is the rest of it.
+pub fn drill(name: &str, region: &str, spec: Value) -> PartitionDrill {
+    let mut spec = spec;
+    if spec.is_null() {
+        spec = json!({});
+    }
+    spec["regionRef"] = json!({"name": region});
+    PartitionDrill::new(
+        name,
+        serde_json::from_value(spec).expect("test drill spec deserializes"),
+    )
+}
+
+/// A zone as a spec lists it.
+pub fn zone(spec: Value) -> ZoneSpec {
+    serde_json::from_value(spec).expect("test zone deserializes")
+}
+
+/// A credentials Secret in the format a region's `credentials.secretName`
+/// names (keys `user` and `password`).
+pub fn credentials_secret(name: &str, user: &str, password: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        data: Some(
+            [("user", user), ("password", password)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixtures_fill_the_envelope_and_keep_the_defaults() {
+        let r = region(
+            "east",
+            events_spec(json!([{"name": "a", "role": "source"}, {"name": "b", "role": "mirror"}])),
+        );
+        assert_eq!(r.metadata.name.as_deref(), Some("east"));
+        assert_eq!(r.spec.zones[0].servers, 3);
+        let d = drill("d", "east", json!({"fault": {"holdSeconds": 3}}));
+        assert_eq!(d.spec.region_ref.name, "east");
+        assert_eq!(d.spec.fault.hold_seconds, 3);
+        assert_eq!(drill("d", "east", Value::Null).spec.region_ref.name, "east");
+        assert_eq!(zone(json!({"name": "j", "role": "mirror"})).name, "j");
+    }
+}
