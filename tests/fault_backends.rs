@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use natsregion::api::{Toxic, ToxicType};
+use natsregion::fault::leaflinks::{LeafLinks, SystemAccess};
 use natsregion::fault::netns::PacketFilter;
 use natsregion::fault::netns::lab::{NetnsLab, command_in, ip, is_root, link_exists, netns_exists};
 use natsregion::fault::toxiproxy::answers_info;
@@ -258,6 +259,110 @@ async fn proxy_cut_leaks_through_the_learned_leaf_url_without_the_advertise_fix(
     );
 
     backend.heal(&record).await.unwrap();
+    assert!(backend.leftovers().await.unwrap().is_empty());
+}
+
+/// Accounts as a managed zone has them: clients without credentials land in
+/// the application account, and the system account sees and breaks links.
+const ACCOUNTS: &str = "accounts {\n SYS { users = [{user: sys, password: sys}] }\n APP { users = [{user: app, password: app}] }\n}\nsystem_account: SYS\nno_auth_user: app";
+
+/// What a region switched to `leafnode.proxy: toxiproxy` while its pods roll
+/// can leave: a leaf that dialed the proxy learned the hub's own leafnode
+/// address (the hub did not advertise yet), and when the hub restarts with the
+/// advertise fix the leaf redials the learned address first and stays linked
+/// around the proxy. Disabling the proxies cannot cut that link; breaking the
+/// established links does, and the redial then meets the cut.
+#[tokio::test]
+async fn a_link_around_the_proxy_survives_a_proxy_cut_unless_the_cut_breaks_it() {
+    let tp = ToxiproxyServer::start().await.unwrap();
+    let (hub_client, hub_leaf) = (free_loopback(), free_loopback());
+    let hub_conf = |advertise: &str| {
+        format!("{ACCOUNTS}\nleafnodes {{\n listen: \"{hub_leaf}\"\n {advertise}\n}}")
+    };
+    let old_hub = Nats::start("hub", None, hub_client, &hub_conf("")).await;
+    let leaf_client = free_loopback();
+    let links = LeafLinks {
+        zones: [(
+            "b".to_string(),
+            SystemAccess {
+                urls: vec![format!("nats://{leaf_client}")],
+                user: "sys".into(),
+                password: "sys".into(),
+                servers: 1,
+            },
+        )]
+        .into(),
+    };
+    let backend = ToxiproxyBackend::new(tp.url(), true).with_links(links);
+    // The same proxies, cut without breaking links: what the cut did before.
+    let proxies_only = ToxiproxyBackend::adopt(tp.url(), backend.prefix());
+    let route = backend.leaf_route("b", 0, hub_leaf).await.unwrap();
+    let leaf = Nats::start(
+        "leaf",
+        None,
+        leaf_client,
+        &format!(
+            "{ACCOUNTS}\nleafnodes {{\n reconnect: \"1s\"\n remotes: [ {{ url: \"nats-leaf://app:app@{route}\", account: APP }} ]\n}}"
+        ),
+    )
+    .await;
+    let leaf_conn = leaf.connect().await;
+    let mut sub = old_hub.connect().await.subscribe("drill.>").await.unwrap();
+    assert!(
+        crossing(&leaf_conn, &mut sub, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "leafnode link through the proxy never came up"
+    );
+
+    // The hub restarts, now advertising an address that refuses.
+    drop(sub);
+    drop(old_hub);
+    let advertise = backend.leaf_advertise(0, hub_leaf).expect("advertise fix");
+    let hub = Nats::start(
+        "hub",
+        None,
+        hub_client,
+        &hub_conf(&format!("advertise: \"{advertise}\"")),
+    )
+    .await;
+    let hub_conn = hub.connect().await;
+    let mut sub = hub_conn.subscribe("drill.>").await.unwrap();
+    hub_conn.flush().await.unwrap();
+    assert!(
+        crossing(&leaf_conn, &mut sub, Duration::from_secs(15))
+            .await
+            .is_some(),
+        "the leaf did not relink after the hub restarted"
+    );
+
+    let record = proxies_only
+        .cut(&["b".to_string()], Duration::from_secs(60))
+        .await
+        .unwrap();
+    let leak = crossing(&leaf_conn, &mut sub, Duration::from_secs(6)).await;
+    println!(
+        "proxy cut without breaking links, after the hub's rewiring: messages crossed {leak:?}"
+    );
+    assert!(
+        leak.is_some(),
+        "the link around the proxy was expected to survive a cut that only disables proxies"
+    );
+    proxies_only.heal(&record).await.unwrap();
+
+    let record = backend
+        .cut(&["b".to_string()], Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        crossing(&leaf_conn, &mut sub, Duration::from_secs(6)).await,
+        None,
+        "messages crossed a cut that broke the established links"
+    );
+    backend.heal(&record).await.unwrap();
+    let back = crossing(&leaf_conn, &mut sub, Duration::from_secs(15)).await;
+    println!("proxy cut breaking links: held 6 s; messages crossed again {back:?} after the heal");
+    assert!(back.is_some(), "the link did not come back after the heal");
     assert!(backend.leftovers().await.unwrap().is_empty());
 }
 

@@ -18,8 +18,9 @@ use natsregion::api::{Claim, DrillPhase, PartitionDrill, RegionMirror, Verdict};
 use natsregion::cli::local_drill::LocalRuntime;
 use natsregion::drill::runtime::Runtime;
 use natsregion::fault::FaultBackend;
+use natsregion::fault::leaflinks::{LeafLinks, SystemAccess};
 use natsregion::fault::networkpolicy::{
-    FAULT_LABEL, LeafLinks, NetworkPolicyBackend, NetworkPolicyTarget, SystemAccess, cut_policies,
+    FAULT_LABEL, NetworkPolicyBackend, NetworkPolicyTarget, cut_policies,
 };
 use natsregion::fault::toxiproxy::ToxiproxyBackend;
 use natsregion::local::toxiproxy::ToxiproxyServer;

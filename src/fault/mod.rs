@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 
 use crate::api::{FaultRecord, Toxic};
 
+pub mod leaflinks;
 pub mod netns;
 pub mod networkpolicy;
 pub mod toxiproxy;

@@ -47,6 +47,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use tokio::task::JoinHandle;
 
+use super::leaflinks::LeafLinks;
 use super::{DirectNetwork, FaultBackend, FaultError, Network, ZoneHost};
 use crate::api::FaultRecord;
 use crate::meta::{FIELD_MANAGER, labels};
@@ -382,32 +383,7 @@ impl FaultBackend for NetworkPolicyBackend {
             }
             // Most CNIs apply a policy to new connections only: break the
             // established leafnode links so their redials meet the policies.
-            let known: Vec<&String> = zones.iter().filter(|z| self.links.knows(z)).collect();
-            for zone in zones.iter().filter(|z| !self.links.knows(z)) {
-                tracing::warn!(zone = %zone, "no system access to the zone: its established leafnode links are not broken, the cut may only take effect on reconnect");
-            }
-            for zone in &known {
-                match self.links.kick(zone).await {
-                    Ok(n) => {
-                        tracing::info!(zone = %zone, links = n, "established leafnode links broken")
-                    }
-                    Err(e) => {
-                        tracing::warn!(zone = %zone, error = %e, "could not break the established leafnode links")
-                    }
-                }
-            }
-            // A CNI programs a new policy with some delay; a link redialed
-            // before that is broken once more. One retry only: a cut that
-            // still does not hold is the drill's to find and report.
-            if !known.is_empty() {
-                tokio::time::sleep(RELINK_GRACE).await;
-                for zone in &known {
-                    if self.links.linked(zone).await.unwrap_or(false) {
-                        tracing::warn!(zone = %zone, "leafnode link back right after the cut (policy not programmed yet, or not enforced); breaking it again");
-                        let _ = self.links.kick(zone).await;
-                    }
-                }
-            }
+            self.links.break_established(zones, "NetworkPolicy").await;
             Ok(super::fault_record(
                 id,
                 self.name(),
@@ -463,159 +439,6 @@ impl FaultBackend for NetworkPolicyBackend {
                 })
                 .collect())
         })
-    }
-}
-
-/// How to reach one zone's servers as the system account.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SystemAccess {
-    /// Client URLs (`nats://host:port`).
-    pub urls: Vec<String>,
-    pub user: String,
-    pub password: String,
-    /// Servers in the zone: how many answers a ping waits for.
-    pub servers: usize,
-}
-
-/// The leafnode links of zones, seen and broken through each zone's system
-/// account: `$SYS.REQ.SERVER.PING.LEAFZ` lists every server's leafnode
-/// connections, `$SYS.REQ.SERVER.<id>.KICK` closes one. A mirror zone's only
-/// leafnode connections are its remotes to the source zone.
-#[derive(Clone, Debug, Default)]
-pub struct LeafLinks {
-    pub zones: BTreeMap<String, SystemAccess>,
-}
-
-/// One server's leafnode connections.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerLeafs {
-    pub server_id: String,
-    pub server_name: String,
-    /// Connection ids.
-    pub cids: Vec<u64>,
-}
-
-const SYS_TIMEOUT: Duration = Duration::from_millis(1500);
-/// How long after breaking the links the cut checks they stayed down.
-const RELINK_GRACE: Duration = Duration::from_secs(2);
-
-impl LeafLinks {
-    pub fn knows(&self, zone: &str) -> bool {
-        self.zones.contains_key(zone)
-    }
-
-    fn access(&self, zone: &str) -> Result<&SystemAccess, FaultError> {
-        self.zones
-            .get(zone)
-            .ok_or_else(|| FaultError::UnknownZone(zone.to_string()))
-    }
-
-    async fn connect(&self, zone: &str) -> Result<(async_nats::Client, usize), FaultError> {
-        let a = self.access(zone)?;
-        let addrs = a
-            .urls
-            .iter()
-            .map(|u| u.parse::<async_nats::ServerAddr>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| nats_err(zone, "parse client URLs", e))?;
-        let client =
-            async_nats::ConnectOptions::with_user_and_password(a.user.clone(), a.password.clone())
-                .name("natsregion-fault")
-                .connection_timeout(Duration::from_secs(3))
-                .connect(addrs)
-                .await
-                .map_err(|e| nats_err(zone, "connect as the system user", e))?;
-        Ok((client, a.servers.max(1)))
-    }
-
-    /// Every server's leafnode connections in `zone`.
-    pub async fn leafz(&self, zone: &str) -> Result<Vec<ServerLeafs>, FaultError> {
-        let (client, servers) = self.connect(zone).await?;
-        let out = leafz(&client, zone, servers).await;
-        drop(client);
-        out
-    }
-
-    /// Whether any server of `zone` has a leafnode connection.
-    pub async fn linked(&self, zone: &str) -> Result<bool, FaultError> {
-        Ok(self.leafz(zone).await?.iter().any(|s| !s.cids.is_empty()))
-    }
-
-    /// Closes every leafnode connection of `zone`; returns how many.
-    pub async fn kick(&self, zone: &str) -> Result<usize, FaultError> {
-        use futures::StreamExt;
-        let (client, servers) = self.connect(zone).await?;
-        let mut kicked = 0;
-        for server in leafz(&client, zone, servers).await? {
-            for cid in server.cids {
-                let subject = format!("$SYS.REQ.SERVER.{}.KICK", server.server_id);
-                let body = serde_json::to_vec(&serde_json::json!({ "cid": cid }))
-                    .expect("JSON serializes");
-                // A reply with an error (the link went by itself) is fine.
-                let inbox = client.new_inbox();
-                let mut sub = client
-                    .subscribe(inbox.clone())
-                    .await
-                    .map_err(|e| nats_err(zone, "subscribe", e))?;
-                client
-                    .publish_with_reply(subject, inbox, body.into())
-                    .await
-                    .map_err(|e| nats_err(zone, "kick", e))?;
-                if tokio::time::timeout(SYS_TIMEOUT, sub.next()).await.is_ok() {
-                    kicked += 1;
-                }
-            }
-        }
-        Ok(kicked)
-    }
-}
-
-async fn leafz(
-    client: &async_nats::Client,
-    zone: &str,
-    servers: usize,
-) -> Result<Vec<ServerLeafs>, FaultError> {
-    use futures::StreamExt;
-    let inbox = client.new_inbox();
-    let mut sub = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|e| nats_err(zone, "subscribe", e))?;
-    client
-        .publish_with_reply("$SYS.REQ.SERVER.PING.LEAFZ", inbox, "{}".into())
-        .await
-        .map_err(|e| nats_err(zone, "ping LEAFZ", e))?;
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + SYS_TIMEOUT;
-    while out.len() < servers {
-        let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await else {
-            break;
-        };
-        let v: serde_json::Value = serde_json::from_slice(&msg.payload)
-            .map_err(|e| nats_err(zone, "read a LEAFZ answer", e))?;
-        out.push(ServerLeafs {
-            server_id: v["server"]["id"].as_str().unwrap_or_default().to_string(),
-            server_name: v["server"]["name"].as_str().unwrap_or_default().to_string(),
-            cids: v["data"]["leafs"]
-                .as_array()
-                .map(|l| l.iter().filter_map(|x| x["id"].as_u64()).collect())
-                .unwrap_or_default(),
-        });
-    }
-    if out.is_empty() {
-        return Err(nats_err(
-            zone,
-            "ping LEAFZ",
-            "no server answered: is this the system account's user?",
-        ));
-    }
-    Ok(out)
-}
-
-fn nats_err(zone: &str, op: &str, e: impl std::fmt::Display) -> FaultError {
-    FaultError::Command {
-        command: format!("nats: {op} in zone {zone}"),
-        message: e.to_string(),
     }
 }
 

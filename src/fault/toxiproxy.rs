@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 pub mod api;
 
 use self::api::{ProxyInfo, ToxiproxyApi, parse_proxy_name, proxy_name};
+use super::leaflinks::LeafLinks;
 use super::{FaultBackend, FaultError, Network, ZoneHost};
 use crate::api::{FaultRecord, Toxic, ToxicType};
 
@@ -49,6 +50,8 @@ struct Inner {
     adopted: bool,
     /// Where proxies listen. Loopback unless the zones run elsewhere.
     listen_ip: IpAddr,
+    /// The zones' leafnode links, to break the ones a cut leaves standing.
+    links: LeafLinks,
     state: Mutex<State>,
 }
 
@@ -123,11 +126,21 @@ impl ToxiproxyBackend {
             advertise_fix,
             adopted: false,
             listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            links: LeafLinks::default(),
             state: Mutex::new(State::default()),
         };
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// Breaks the established leafnode links of the cut zones, seen through
+    /// their system account (see [`LeafLinks`]), once the proxies are down:
+    /// a link that bypasses the proxies (one redialed through a URL a hub
+    /// advertised before it was rewired) would survive the cut otherwise.
+    pub fn with_links(mut self, links: LeafLinks) -> Self {
+        Arc::get_mut(&mut self.inner).expect("not shared yet").links = links;
+        self
     }
 
     pub fn prefix(&self) -> &str {
@@ -519,6 +532,11 @@ impl FaultBackend for ToxiproxyBackend {
                     }
                     return Err(e);
                 }
+            }
+            // A disabled proxy closes the links through it; one around it
+            // stays up until broken. Without system access nothing is known.
+            if !inner.links.zones.is_empty() {
+                inner.links.break_established(zones, "toxiproxy").await;
             }
             Ok(super::fault_record(
                 id,

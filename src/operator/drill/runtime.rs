@@ -12,7 +12,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::{PartitionDrill, ZoneSpec};
 use crate::drill::runtime::{Runtime, ZoneAccess};
-use crate::fault::networkpolicy::{LeafLinks, SystemAccess};
+use crate::fault::leaflinks::{LeafLinks, SystemAccess};
 use crate::meta::labels;
 use crate::nats::connect::ZoneEndpoint;
 use crate::operator::context::Context;
