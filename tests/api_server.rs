@@ -344,6 +344,13 @@ fn cases() -> Vec<Case> {
         }),
         case!(Region, ZONE_NAME, |r| r.spec.zones[1].name =
             "Zone-B".into()),
+        case!(Region, REGION_NAME, |r| r.metadata.name =
+            Some("east.prod".into())),
+        case!(Region, NAMES_FIT, |r| {
+            // 20 + 32 characters: each name valid alone, one too many together.
+            r.metadata.name = Some(format!("east-{}", "x".repeat(15)));
+            r.spec.zones[1].name = "b".repeat(32);
+        }),
         case!(Region, SERVERS, |r| r.spec.zones[1].servers = 10),
         case!(Region, DOMAIN, |r| r.spec.zones[1].domain =
             Some("b.east".into())),

@@ -22,6 +22,8 @@ use super::validate::msg;
     shortname = "rmirror",
     category = "natsregion",
     cel,
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message(msg::REGION_NAME),
+    validation = Rule::new("self.spec.zones.all(z, size(self.metadata.name) + size(z.name) <= 51)").message(msg::NAMES_FIT),
     printcolumn = r#"{"name":"Source","type":"string","jsonPath":".status.sourceZone"}"#,
     printcolumn = r#"{"name":"Zones Ready","type":"string","jsonPath":".status.zonesReady"}"#,
     printcolumn = r#"{"name":"In Sync","type":"string","jsonPath":".status.mirrorsInSync"}"#,
@@ -56,6 +58,12 @@ pub struct RegionMirrorSpec {
     #[schemars(length(min = 1, max = 16))]
     pub zones: Vec<ZoneSpec>,
 }
+
+/// The longest region and zone names together: `<region>-<zone>` names the
+/// zone's StatefulSet, whose pods' `controller-revision-hash` label (a label
+/// value, at most 63 characters) is that name, '-' and a 10-character hash.
+/// The CRD rule spells the same number.
+pub const MAX_REGION_AND_ZONE_NAME: usize = 63 - 11 - 1;
 
 pub fn default_image() -> String {
     "nats:2.14.9-alpine".to_string()

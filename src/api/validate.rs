@@ -11,6 +11,8 @@ use super::{PartitionDrill, RegionMirror, Step};
 
 /// Messages of the CEL rules: each says what to change.
 pub mod msg {
+    pub const REGION_NAME: &str = "metadata.name of a RegionMirror names its Services and StatefulSets, so it must be a DNS label: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit";
+    pub const NAMES_FIT: &str = "metadata.name and a zones[].name are too long together: a zone's StatefulSet is named <region>-<zone>, and its pods carry a controller-revision-hash label of that name plus 11 characters, which Kubernetes limits to 63; keep the two names at 51 characters together or fewer (shorten the region or the zone name)";
     pub const ONE_SOURCE: &str = "exactly one zone must have role: source (the zone producers write to); give every other zone role: mirror";
     pub const UNIQUE_ZONE_NAMES: &str = "zones[].name must be unique: rename the repeated zone";
     pub const UNIQUE_DOMAINS: &str = "zones[].domain must be unique across zones (it defaults to the zone name): set a distinct domain on each zone";
@@ -145,6 +147,16 @@ pub fn drill(drill: &PartitionDrill, region: &RegionMirror) -> Result<(), SpecEr
         return fail(format!(
             "temporaryZone.name {:?} is already a zone of the region: choose another name",
             spec.temporary_zone.name
+        ));
+    }
+    if steps.contains(&Step::AddTemporaryZone)
+        && region_name.len() + spec.temporary_zone.name.len()
+            > super::region::MAX_REGION_AND_ZONE_NAME
+    {
+        return fail(format!(
+            "temporaryZone.name {:?} is too long for region {region_name:?}: {}",
+            spec.temporary_zone.name,
+            msg::NAMES_FIT
         ));
     }
     if steps.contains(&Step::Partition) && region.spec.mirror_zones().next().is_none() {

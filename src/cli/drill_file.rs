@@ -235,6 +235,35 @@ spec:
     }
 
     #[test]
+    fn names_too_long_together_are_refused_with_the_limit() {
+        let renamed = |n: usize| {
+            let name = format!("demo{}", "x".repeat(n));
+            GOOD.replace("name: demo}", &format!("name: {name}}}"))
+                .replace(
+                    "metadata: {name: demo}",
+                    &format!("metadata: {{name: {name}}}"),
+                )
+        };
+        // 52 + 1 characters for zone a.
+        let e = parse("x.yaml", &renamed(48)).unwrap_err().to_string();
+        assert!(e.contains(validate::msg::NAMES_FIT), "{e}");
+        // The drill's temporary zone joins the region under the same rule:
+        // 30 + 30 characters, where the region's own zones fit.
+        let long_joiner = renamed(26).replace(
+            "regionRef: {name: demo",
+            &format!(
+                "temporaryZone: {{name: j{}}}\n  regionRef: {{name: demo",
+                "x".repeat(29)
+            ),
+        );
+        let e = parse("x.yaml", &long_joiner).unwrap_err().to_string();
+        assert!(
+            e.contains("temporaryZone.name") && e.contains(validate::msg::NAMES_FIT),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_missing_drill_is_counted() {
         let only_region = GOOD.split("---").next().unwrap();
         assert!(matches!(
