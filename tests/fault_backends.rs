@@ -196,8 +196,21 @@ async fn toxiproxy_cuts_and_restores_client_traffic_and_applies_toxics() {
         "{left:?}"
     );
 
+    // A cut under toxics takes them off before it disables the proxy, while
+    // the link still carries traffic (docs/architecture.md fact 11).
+    let record = backend
+        .cut(std::slice::from_ref(&zone), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let left = backend.leftovers().await.unwrap();
+    assert!(
+        left.iter().any(|l| l.contains("disabled")) && !left.iter().any(|l| l.contains("toxic")),
+        "{left:?}"
+    );
+
     backend.heal(&record).await.unwrap();
     assert!(backend.leftovers().await.unwrap().is_empty());
+    let client = async_nats::connect(via.to_string()).await.unwrap();
     assert!(round_trip(&client).await < Duration::from_millis(300));
 }
 

@@ -1249,13 +1249,17 @@ impl Run<'_> {
             && unhealed.is_empty()
         {
             let deadline = Duration::from_secs(self.drill.spec.fault.deadline_seconds as u64);
-            unhealed.push(crate::fault::fault_record(
+            let record = crate::fault::fault_record(
                 "unrecorded-cut".into(),
                 self.backend.name(),
                 &zones,
                 jiff::Timestamp::now(),
                 deadline,
-            ));
+            );
+            // In the status too: should the heal below fail, the operator's
+            // next reconcile (or a restarted operator) heals what it lists.
+            self.status.faults.push(record.clone());
+            unhealed.push(record);
         }
         for record in &unhealed {
             let healed = self.heal_with_retries(record).await;

@@ -129,15 +129,7 @@ impl LeafLinks {
                 let body = serde_json::to_vec(&serde_json::json!({ "cid": cid }))
                     .expect("JSON serializes");
                 // A reply with an error (the link went by itself) is fine.
-                let inbox = client.new_inbox();
-                let mut sub = client
-                    .subscribe(inbox.clone())
-                    .await
-                    .map_err(|e| nats_err(zone, "subscribe", e))?;
-                client
-                    .publish_with_reply(subject, inbox, body.into())
-                    .await
-                    .map_err(|e| nats_err(zone, "kick", e))?;
+                let mut sub = ask(&client, zone, "kick", subject, body).await?;
                 if tokio::time::timeout(SYS_TIMEOUT, sub.next()).await.is_ok() {
                     kicked += 1;
                 }
@@ -147,21 +139,41 @@ impl LeafLinks {
     }
 }
 
+/// Publishes a system request and returns the subscription its answers come
+/// to (a ping gets one per server, so not `request`).
+async fn ask(
+    client: &async_nats::Client,
+    zone: &str,
+    op: &str,
+    subject: String,
+    body: Vec<u8>,
+) -> Result<async_nats::Subscriber, FaultError> {
+    let inbox = client.new_inbox();
+    let sub = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| nats_err(zone, "subscribe", e))?;
+    client
+        .publish_with_reply(subject, inbox, body.into())
+        .await
+        .map_err(|e| nats_err(zone, op, e))?;
+    Ok(sub)
+}
+
 async fn leafz(
     client: &async_nats::Client,
     zone: &str,
     servers: usize,
 ) -> Result<Vec<ServerLeafs>, FaultError> {
     use futures::StreamExt;
-    let inbox = client.new_inbox();
-    let mut sub = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|e| nats_err(zone, "subscribe", e))?;
-    client
-        .publish_with_reply("$SYS.REQ.SERVER.PING.LEAFZ", inbox, "{}".into())
-        .await
-        .map_err(|e| nats_err(zone, "ping LEAFZ", e))?;
+    let mut sub = ask(
+        client,
+        zone,
+        "ping LEAFZ",
+        "$SYS.REQ.SERVER.PING.LEAFZ".into(),
+        b"{}".to_vec(),
+    )
+    .await?;
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + SYS_TIMEOUT;
     while out.len() < servers {
