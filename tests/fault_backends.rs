@@ -112,6 +112,24 @@ async fn crossing(
     }
 }
 
+/// Asserts that a message from `leaf` reaches `hub_sub` within `within`.
+async fn assert_crosses(
+    leaf: &async_nats::Client,
+    hub_sub: &mut async_nats::Subscriber,
+    within: Duration,
+    what: &str,
+) {
+    assert!(crossing(leaf, hub_sub, within).await.is_some(), "{what}");
+}
+
+/// Cuts zone `b` through `backend`, with a deadline no test reaches.
+async fn cut_b(backend: &impl FaultBackend) -> natsregion::api::FaultRecord {
+    backend
+        .cut(&["b".to_string()], Duration::from_secs(60))
+        .await
+        .unwrap()
+}
+
 fn rand_id() -> String {
     format!(
         "{:x}",
@@ -249,17 +267,15 @@ async fn proxy_cut_leaks_through_the_learned_leaf_url_without_the_advertise_fix(
     let (hub, leaf) = (pair.hub.connect().await, pair.leaf.connect().await);
     let mut sub = hub.subscribe("drill.>").await.unwrap();
     hub.flush().await.unwrap();
-    assert!(
-        crossing(&leaf, &mut sub, Duration::from_secs(10))
-            .await
-            .is_some(),
-        "leafnode link never came up"
-    );
+    assert_crosses(
+        &leaf,
+        &mut sub,
+        Duration::from_secs(10),
+        "leafnode link never came up",
+    )
+    .await;
 
-    let record = backend
-        .cut(&["b".to_string()], Duration::from_secs(60))
-        .await
-        .unwrap();
+    let record = cut_b(&backend).await;
     let leak = crossing(&leaf, &mut sub, Duration::from_secs(10)).await;
     println!("toxiproxy without advertise fix: messages crossed {leak:?} after the cut");
     assert!(
@@ -321,12 +337,13 @@ async fn a_link_around_the_proxy_survives_a_proxy_cut_unless_the_cut_breaks_it()
     .await;
     let leaf_conn = leaf.connect().await;
     let mut sub = old_hub.connect().await.subscribe("drill.>").await.unwrap();
-    assert!(
-        crossing(&leaf_conn, &mut sub, Duration::from_secs(10))
-            .await
-            .is_some(),
-        "leafnode link through the proxy never came up"
-    );
+    assert_crosses(
+        &leaf_conn,
+        &mut sub,
+        Duration::from_secs(10),
+        "leafnode link through the proxy never came up",
+    )
+    .await;
 
     // The hub restarts, now advertising an address that refuses.
     drop(sub);
@@ -342,17 +359,15 @@ async fn a_link_around_the_proxy_survives_a_proxy_cut_unless_the_cut_breaks_it()
     let hub_conn = hub.connect().await;
     let mut sub = hub_conn.subscribe("drill.>").await.unwrap();
     hub_conn.flush().await.unwrap();
-    assert!(
-        crossing(&leaf_conn, &mut sub, Duration::from_secs(15))
-            .await
-            .is_some(),
-        "the leaf did not relink after the hub restarted"
-    );
+    assert_crosses(
+        &leaf_conn,
+        &mut sub,
+        Duration::from_secs(15),
+        "the leaf did not relink after the hub restarted",
+    )
+    .await;
 
-    let record = proxies_only
-        .cut(&["b".to_string()], Duration::from_secs(60))
-        .await
-        .unwrap();
+    let record = cut_b(&proxies_only).await;
     let leak = crossing(&leaf_conn, &mut sub, Duration::from_secs(6)).await;
     println!(
         "proxy cut without breaking links, after the hub's rewiring: messages crossed {leak:?}"
@@ -363,10 +378,7 @@ async fn a_link_around_the_proxy_survives_a_proxy_cut_unless_the_cut_breaks_it()
     );
     proxies_only.heal(&record).await.unwrap();
 
-    let record = backend
-        .cut(&["b".to_string()], Duration::from_secs(60))
-        .await
-        .unwrap();
+    let record = cut_b(&backend).await;
     assert_eq!(
         crossing(&leaf_conn, &mut sub, Duration::from_secs(6)).await,
         None,
@@ -387,19 +399,17 @@ async fn advertise_fix_holds_the_proxy_cut_heals_and_the_deadline_heals_alone() 
     let (hub, leaf) = (pair.hub.connect().await, pair.leaf.connect().await);
     let mut sub = hub.subscribe("drill.>").await.unwrap();
     hub.flush().await.unwrap();
-    assert!(
-        crossing(&leaf, &mut sub, Duration::from_secs(10))
-            .await
-            .is_some(),
-        "leafnode link never came up"
-    );
+    assert_crosses(
+        &leaf,
+        &mut sub,
+        Duration::from_secs(10),
+        "leafnode link never came up",
+    )
+    .await;
     assert!(backend.probe("b").await.unwrap());
 
     // Several reconnect intervals: long enough for the leak to show if it were there.
-    let record = backend
-        .cut(&["b".to_string()], Duration::from_secs(60))
-        .await
-        .unwrap();
+    let record = cut_b(&backend).await;
     assert!(!backend.probe("b").await.unwrap());
     assert_eq!(
         crossing(&leaf, &mut sub, Duration::from_secs(6)).await,
@@ -498,18 +508,16 @@ async fn netns_scenario(backend: NetnsBackend) {
     let (hub_nc, leaf_nc) = (hub.connect().await, leaf.connect().await);
     let mut sub = hub_nc.subscribe("drill.>").await.unwrap();
     hub_nc.flush().await.unwrap();
-    assert!(
-        crossing(&leaf_nc, &mut sub, Duration::from_secs(10))
-            .await
-            .is_some(),
-        "leafnode link never came up"
-    );
+    assert_crosses(
+        &leaf_nc,
+        &mut sub,
+        Duration::from_secs(10),
+        "leafnode link never came up",
+    )
+    .await;
     assert!(backend.probe("b").await.unwrap());
 
-    let record = backend
-        .cut(&["b".to_string()], Duration::from_secs(60))
-        .await
-        .unwrap();
+    let record = cut_b(&backend).await;
     assert!(!backend.probe("b").await.unwrap());
     assert_eq!(
         crossing(&leaf_nc, &mut sub, Duration::from_secs(5)).await,
