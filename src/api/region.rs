@@ -59,12 +59,6 @@ pub struct RegionMirrorSpec {
     pub zones: Vec<ZoneSpec>,
 }
 
-/// The longest region and zone names together: `<region>-<zone>` names the
-/// zone's StatefulSet, whose pods' `controller-revision-hash` label (a label
-/// value, at most 63 characters) is that name, '-' and a 10-character hash.
-/// The CRD rule spells the same number.
-pub const MAX_REGION_AND_ZONE_NAME: usize = 63 - 11 - 1;
-
 pub fn default_image() -> String {
     "nats:2.14.9-alpine".to_string()
 }

@@ -10,6 +10,12 @@ use kube::core::cel::ValidationErrors;
 use super::{PartitionDrill, RegionMirror, Step};
 
 /// Messages of the CEL rules: each says what to change.
+/// The longest region and zone names together: `<region>-<zone>` names the
+/// zone's StatefulSet, whose pods' `controller-revision-hash` label (a label
+/// value, at most 63 characters) is that name, '-' and a 10-character hash.
+/// The CRD rule spells the same number.
+pub const MAX_REGION_AND_ZONE_NAME: usize = 63 - 11 - 1;
+
 pub mod msg {
     pub const REGION_NAME: &str = "metadata.name of a RegionMirror names its Services and StatefulSets, so it must be a DNS label: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit";
     pub const NAMES_FIT: &str = "metadata.name and a zones[].name are too long together: a zone's StatefulSet is named <region>-<zone>, and its pods carry a controller-revision-hash label of that name plus 11 characters, which Kubernetes limits to 63; keep the two names at 51 characters together or fewer (shorten the region or the zone name)";
@@ -150,8 +156,7 @@ pub fn drill(drill: &PartitionDrill, region: &RegionMirror) -> Result<(), SpecEr
         ));
     }
     if steps.contains(&Step::AddTemporaryZone)
-        && region_name.len() + spec.temporary_zone.name.len()
-            > super::region::MAX_REGION_AND_ZONE_NAME
+        && region_name.len() + spec.temporary_zone.name.len() > MAX_REGION_AND_ZONE_NAME
     {
         return fail(format!(
             "temporaryZone.name {:?} is too long for region {region_name:?}: {}",
