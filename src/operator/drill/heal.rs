@@ -35,6 +35,7 @@ pub(super) async fn heal_orphan(
                 drill,
                 &region,
                 "",
+                LeafLinks::default(),
             )?;
             backends.push((kind, b));
         }

@@ -212,41 +212,34 @@ impl DrillJob {
             .source_zone()
             .map(|z| z.name.clone())
             .unwrap_or_default();
+        if self.drill.spec.fault.backend == BackendKind::Toxiproxy {
+            let target = toxiproxy_target(
+                &self.settings,
+                &self.drill.namespace().unwrap_or_default(),
+                region_name,
+            );
+            let cut: Vec<String> = if self.drill.spec.fault.zones.is_empty() {
+                region.spec.mirror_zones().map(|z| z.name.clone()).collect()
+            } else {
+                self.drill.spec.fault.zones.clone()
+            };
+            toxiproxy::proxies_ready(&target, &cut).await?;
+        }
         // Both backends break the links a cut leaves standing, through the
         // zones' system account.
         let links = runtime::system_links(&self.ctx, &valid)
             .await
             .map_err(|e| e.to_string())?;
-        let backend: Arc<dyn FaultBackend> = match self.drill.spec.fault.backend {
-            BackendKind::NetworkPolicy => Arc::new(
-                NetworkPolicyBackend::new(
-                    self.ctx.client.clone(),
-                    NetworkPolicyTarget {
-                        namespace: self.drill.namespace().unwrap_or_default(),
-                        region: region_name.to_string(),
-                        drill: self.drill.name_any(),
-                        source_zone: source.clone(),
-                        owner: owner(&self.drill),
-                    },
-                )
-                .with_links(links),
-            ),
-            BackendKind::Toxiproxy => {
-                let target = self.settings.toxiproxy.clone().unwrap_or_else(|| {
-                    ToxiproxyTarget::in_cluster(
-                        &self.drill.namespace().unwrap_or_default(),
-                        region_name,
-                    )
-                });
-                let cut: Vec<String> = if self.drill.spec.fault.zones.is_empty() {
-                    region.spec.mirror_zones().map(|z| z.name.clone()).collect()
-                } else {
-                    self.drill.spec.fault.zones.clone()
-                };
-                toxiproxy::proxies_ready(&target, &cut).await?;
-                Arc::new(target.backend().with_links(links))
-            }
-        };
+        let backend = backend(
+            &self.ctx.client,
+            &self.settings,
+            self.drill.spec.fault.backend,
+            &self.drill,
+            region_name,
+            &source,
+            links,
+        )
+        .map_err(|e| e.to_string())?;
         let runtime = KubeRuntime::new(valid, self.drill.clone(), zones, temporary);
         Ok((region, runtime, backend))
     }

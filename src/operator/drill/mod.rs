@@ -48,6 +48,7 @@ use crate::api::{
     RegionMirror, Verdict,
 };
 use crate::fault::FaultBackend;
+use crate::fault::leaflinks::LeafLinks;
 use crate::fault::networkpolicy::{NetworkPolicyBackend, NetworkPolicyTarget};
 
 /// Added before the first fault, removed once every fault is healed.
@@ -273,7 +274,9 @@ async fn reconcile_inner(drill: &PartitionDrill, shared: &Arc<Shared>) -> Result
     }
 }
 
-/// The backend that removes (or injects) faults of `kind` for `drill`.
+/// The backend that removes (or injects) faults of `kind` for `drill`;
+/// `links` lets a cut break the leafnode links it leaves standing (a heal
+/// needs none).
 fn backend(
     client: &kube::Client,
     settings: &DrillSettings,
@@ -281,27 +284,37 @@ fn backend(
     drill: &PartitionDrill,
     region: &str,
     source_zone: &str,
+    links: LeafLinks,
 ) -> Result<Arc<dyn FaultBackend>> {
     let ns = namespace(drill)?;
     Ok(match kind {
-        BackendKind::NetworkPolicy => Arc::new(NetworkPolicyBackend::new(
-            client.clone(),
-            NetworkPolicyTarget {
-                namespace: ns,
-                region: region.to_string(),
-                drill: drill.name_any(),
-                source_zone: source_zone.to_string(),
-                owner: owner(drill),
-            },
-        )),
+        BackendKind::NetworkPolicy => Arc::new(
+            NetworkPolicyBackend::new(
+                client.clone(),
+                NetworkPolicyTarget {
+                    namespace: ns,
+                    region: region.to_string(),
+                    drill: drill.name_any(),
+                    source_zone: source_zone.to_string(),
+                    owner: owner(drill),
+                },
+            )
+            .with_links(links),
+        ),
         BackendKind::Toxiproxy => Arc::new(
-            settings
-                .toxiproxy
-                .clone()
-                .unwrap_or_else(|| ToxiproxyTarget::in_cluster(&ns, region))
-                .backend(),
+            toxiproxy_target(settings, &ns, region)
+                .backend()
+                .with_links(links),
         ),
     })
+}
+
+/// The Toxiproxy a drill drives: the configured one, else the region's own.
+fn toxiproxy_target(settings: &DrillSettings, namespace: &str, region: &str) -> ToxiproxyTarget {
+    settings
+        .toxiproxy
+        .clone()
+        .unwrap_or_else(|| ToxiproxyTarget::in_cluster(namespace, region))
 }
 
 fn backend_kind(name: &str) -> BackendKind {

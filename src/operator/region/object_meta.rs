@@ -37,7 +37,8 @@ pub fn selector(region: &str, zone: &str) -> BTreeMap<String, String> {
     ])
 }
 
-fn owner(region: &RegionMirror) -> Result<OwnerReference> {
+/// The region as the controlling owner of its children.
+pub fn owner(region: &RegionMirror) -> Result<OwnerReference> {
     region
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))

@@ -4,7 +4,7 @@
 //! them again, or differently.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 
 use super::credentials::{self, Credentials};
 use crate::api::validate;
@@ -78,9 +78,7 @@ impl ValidatedRegion {
 
     /// The region's object that owns its children.
     pub fn owner(&self) -> Result<OwnerReference> {
-        self.region
-            .controller_owner_ref(&())
-            .ok_or(Error::MissingField("metadata.uid"))
+        super::object_meta::owner(&self.region)
     }
 
     /// How this process dials managed zone `zone`.
