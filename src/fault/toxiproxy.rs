@@ -524,25 +524,34 @@ impl FaultBackend for ToxiproxyBackend {
                 .unwrap()
                 .deadlines
                 .insert(id.clone(), task);
-            // Each proxy's toxics off first, while its links still carry
-            // traffic: a proxy disabled under traffic with toxics in its links
-            // can leave toxiproxy's control API stuck (a toxic blocked sending
-            // to a closed link holds the proxy's toxic lock;
-            // docs/architecture.md fact 11), and then neither this cut nor its
-            // heal gets through. The heal clears toxics anyway and the engine
-            // applies them again.
+            // Every cut proxy's toxics off first, while the links still carry
+            // traffic, then the proxies disabled: a proxy disabled under
+            // traffic with toxics in its links can leave toxiproxy's control
+            // API stuck (a toxic blocked sending to a closed link holds the
+            // proxy's toxic lock; docs/architecture.md fact 11), and then
+            // neither this cut nor its heal gets through. The heal clears
+            // toxics anyway and the engine applies them again.
+            let mut failed = None;
             for proxy in &proxies {
-                let down = match inner.remove_toxics_of(proxy).await {
-                    Ok(()) => inner.set_enabled(proxy, false).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = down {
-                    let _ = inner.enable_all().await;
-                    if let Some(task) = inner.state.lock().unwrap().deadlines.remove(&id) {
-                        task.abort();
-                    }
-                    return Err(e);
+                if let Err(e) = inner.remove_toxics_of(proxy).await {
+                    failed = Some(e);
+                    break;
                 }
+            }
+            if failed.is_none() {
+                for proxy in &proxies {
+                    if let Err(e) = inner.set_enabled(proxy, false).await {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                let _ = inner.enable_all().await;
+                if let Some(task) = inner.state.lock().unwrap().deadlines.remove(&id) {
+                    task.abort();
+                }
+                return Err(e);
             }
             // A disabled proxy closes the links through it; one around it
             // stays up until broken. Without system access nothing is known.
