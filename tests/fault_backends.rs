@@ -451,6 +451,52 @@ async fn advertise_fix_holds_the_proxy_cut_heals_and_the_deadline_heals_alone() 
     assert!(back.is_some());
 }
 
+/// toxiproxy-server answers a disable only once the proxy's accept loop has
+/// returned, and that loop dials the upstream of each client it accepts,
+/// without a timeout. An upstream whose accept queue is full drops SYNs, so
+/// that dial hangs (about two minutes). The cut must still count: the proxy
+/// reads back disabled and its listener is closed.
+#[tokio::test]
+async fn a_cut_whose_disable_waits_behind_a_hanging_upstream_dial_still_holds() {
+    let tp = ToxiproxyServer::start().await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((Ipv4Addr::LOCALHOST, 0).into()).unwrap();
+    let upstream_addr = socket.local_addr().unwrap();
+    // Never accepted: once its queue is full the kernel drops further SYNs
+    // and their connects hang.
+    let _upstream = socket.listen(0).unwrap();
+    let mut queued = Vec::new();
+    while let Ok(c) =
+        std::net::TcpStream::connect_timeout(&upstream_addr, Duration::from_millis(500))
+    {
+        queued.push(c);
+        assert!(queued.len() < 16, "the upstream's queue never filled");
+    }
+    let backend = ToxiproxyBackend::new(tp.url(), true);
+    let zone = "stuck".to_string();
+    let via = backend.leaf_route(&zone, 0, upstream_addr).await.unwrap();
+    // toxiproxy accepts this one and hangs dialing the full upstream.
+    let _client = tokio::net::TcpStream::connect(via).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    let record = backend
+        .cut(std::slice::from_ref(&zone), Duration::from_secs(300))
+        .await
+        .unwrap_or_else(|e| panic!("cut refused after {:?}: {e}", started.elapsed()));
+    println!(
+        "toxiproxy disable behind a hanging upstream dial: cut in place after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(record.backend, "toxiproxy");
+    assert!(
+        tokio::net::TcpStream::connect(via).await.is_err(),
+        "the disabled proxy still accepts"
+    );
+    let left = backend.leftovers().await.unwrap();
+    assert!(left.iter().any(|l| l.contains("disabled")), "{left:?}");
+}
+
 #[tokio::test]
 async fn netns_cut_blocks_the_leafnode_link_but_not_host_clients() {
     if !is_root() {

@@ -248,6 +248,10 @@ pub fn service(
         spec: Some(ServiceSpec {
             selector: Some(toxiproxy_labels(region)),
             ports: Some(ports),
+            // One replica carries every leafnode link of the region: a slow
+            // readiness answer under load must not take it out of the
+            // endpoints, which would be a partition nobody declared.
+            publish_not_ready_addresses: Some(true),
             ..Default::default()
         }),
         ..Default::default()
@@ -391,7 +395,13 @@ mod tests {
             "nothing listens behind the advertised port"
         );
         let d = deployment("ns", "east", None);
-        assert_eq!(svc.spec.unwrap().selector, d.spec.selector.match_labels);
+        let spec = svc.spec.unwrap();
+        assert_eq!(spec.selector, d.spec.selector.match_labels);
+        assert_eq!(
+            spec.publish_not_ready_addresses,
+            Some(true),
+            "a not-ready Toxiproxy must not cut the links it carries"
+        );
         assert!(proxies(&region("none")).is_empty());
     }
 

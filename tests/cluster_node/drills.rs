@@ -11,8 +11,10 @@ use natsregion::testenv::node::apply_all;
 use serde_json::Value;
 
 use crate::operator;
-use crate::scenarios::{Cluster, NS};
-use crate::util::{Outcome, delete, drill_resource, err, example, get_json, secs, wait_for};
+use crate::scenarios::{Cluster, NS, OPERATOR_NS, REGION};
+use crate::util::{
+    Outcome, delete, drill_resource, err, example, get_json, pod_log_lines, secs, wait_for,
+};
 
 const DRILL_TIMEOUT: Duration = Duration::from_secs(420);
 const TERMINAL: [&str; 4] = ["Succeeded", "Failed", "Aborted", "Errored"];
@@ -168,11 +170,28 @@ pub async fn toxiproxy(c: &mut Cluster<'_>) -> Outcome {
     let name = "qa-degraded-link";
     let (d, took) = run_drill(c, drill_manifest("drill-toxiproxy.yaml", name)).await?;
     println!("drill {name}: {}", describe(&d));
+    // What toxiproxy-server did around the cut, pass or fail: a slow answer
+    // to a proxy update (docs/architecture.md fact 11) and its likely cause,
+    // an upstream dial in the proxy's accept loop.
+    let late = pod_log_lines(
+        &c.client,
+        OPERATOR_NS,
+        operator::SELECTOR,
+        "did not answer the update in time",
+    )
+    .await?;
+    let toxiproxy = format!("app.kubernetes.io/name=toxiproxy,natsregion.io/region={REGION}");
+    let dial_failed = pod_log_lines(&c.client, NS, &toxiproxy, "Unable to open connection").await?;
+    for line in late.iter().chain(&dial_failed) {
+        println!("  {line}");
+    }
     expect_all_passed(&d)?;
     c.figure(format!(
-        "toxiproxy drill (80 ms latency, 512 KB/s): apply -> verdict {}, catch-up {}s",
+        "toxiproxy drill (80 ms latency, 512 KB/s): apply -> verdict {}, catch-up {}s; proxy updates answered late {}, upstream dials failed {}",
         secs(took),
-        d["status"]["totals"]["catchUpSeconds"]
+        d["status"]["totals"]["catchUpSeconds"],
+        late.len(),
+        dial_failed.len()
     ));
     remove_drill(c, name).await
 }

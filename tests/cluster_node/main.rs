@@ -76,18 +76,28 @@ async fn one_node_cluster() {
     );
 }
 
-/// Copies the component logs out of the node's directory before it goes.
+/// Copies the logs out of the node's directory before it goes; nested ones
+/// (pod logs) flattened into one name each.
 fn keep_logs(dirs: &[std::path::PathBuf]) {
     let keep = std::env::temp_dir().join("natsregion-cluster-logs");
     let _ = std::fs::remove_dir_all(&keep);
+    let _ = std::fs::create_dir_all(&keep);
     for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        let _ = std::fs::create_dir_all(&keep);
-        for e in entries.filter_map(|e| e.ok()) {
-            let _ = std::fs::copy(e.path(), keep.join(e.file_name()));
+        copy_flat(dir, dir, &keep);
+    }
+    eprintln!("logs kept in {}", keep.display());
+}
+
+fn copy_flat(root: &std::path::Path, dir: &std::path::Path, keep: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        if path.is_dir() {
+            copy_flat(root, &path, keep);
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            let name = rel.to_string_lossy().replace('/', "__");
+            let _ = std::fs::copy(&path, keep.join(name));
         }
     }
-    eprintln!("component logs kept in {}", keep.display());
 }

@@ -4,8 +4,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, LogParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
@@ -125,6 +126,32 @@ pub fn helm(node: &natsregion::testenv::node::Node, args: &[&str]) -> Outcome<St
             String::from_utf8_lossy(&out.stderr)
         ))
     }
+}
+
+/// The lines of the current logs of the pods matching `selector` in `ns`
+/// that contain `needle`, each prefixed with its pod's name.
+pub async fn pod_log_lines(
+    client: &Client,
+    ns: &str,
+    selector: &str,
+    needle: &str,
+) -> Outcome<Vec<String>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut found = Vec::new();
+    for pod in pods
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(err)?
+    {
+        let name = pod.metadata.name.unwrap_or_default();
+        let log = pods.logs(&name, &LogParams::default()).await.map_err(err)?;
+        found.extend(
+            log.lines()
+                .filter(|l| l.contains(needle))
+                .map(|l| format!("{name}: {l}")),
+        );
+    }
+    Ok(found)
 }
 
 pub fn secs(d: Duration) -> String {

@@ -3,12 +3,17 @@
 //! it; the operator's region controller creates the region's proxies with it.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::fault::FaultError;
+
+/// How long [`ToxiproxyApi::set_enabled`] keeps trying: beyond Linux's
+/// connect timeout (about 130 s), the longest a stuck accept loop holds an
+/// update.
+pub const UPDATE_BUDGET: Duration = Duration::from_secs(150);
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct ProxyInfo {
@@ -87,6 +92,11 @@ impl ToxiproxyApi {
             .send()
             .await
             .map_err(|e| Self::err(op, format!("{} unreachable: {e}", self.base)))?;
+        Self::checked(op, resp).await
+    }
+
+    /// The response when its status is a success, its body as the error otherwise.
+    async fn checked(op: &str, resp: reqwest::Response) -> Result<reqwest::Response, FaultError> {
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -146,16 +156,55 @@ impl ToxiproxyApi {
         }
     }
 
+    /// One proxy, by name.
+    pub async fn proxy(&self, name: &str) -> Result<ProxyInfo, FaultError> {
+        self.json(
+            &format!("read proxy {name}"),
+            self.http.get(format!("{}/proxies/{name}", self.base)),
+        )
+        .await
+    }
+
+    /// Enables or disables a proxy, waiting up to [`UPDATE_BUDGET`] for a
+    /// server that is slow to answer. toxiproxy-server answers a disable only
+    /// once the proxy's accept loop has returned, and that loop dials the
+    /// upstream of a client it just accepted without a timeout; the flag
+    /// itself flips (and the listener closes) at once. So a request that
+    /// times out is not a failure until the proxy reads back unchanged.
     pub async fn set_enabled(&self, name: &str, enabled: bool) -> Result<(), FaultError> {
         let op = format!(
             "{} proxy {name}",
             if enabled { "enable" } else { "disable" }
         );
-        let req = self
-            .http
-            .post(format!("{}/proxies/{name}", self.base))
-            .json(&json!({ "enabled": enabled }));
-        self.call(&op, req).await.map(drop)
+        let started = Instant::now();
+        loop {
+            let req = self
+                .http
+                .post(format!("{}/proxies/{name}", self.base))
+                .json(&json!({ "enabled": enabled }));
+            // Not through `call`: an unanswered request is retried here,
+            // an answered refusal is final.
+            let unanswered = match req.send().await {
+                Ok(resp) => return Self::checked(&op, resp).await.map(drop),
+                Err(e) => format!("{} unreachable: {e}", self.base),
+            };
+            match self.proxy(name).await {
+                Ok(p) if p.enabled == enabled => {
+                    tracing::warn!(proxy = name, enabled, after = ?started.elapsed(), "toxiproxy-server did not answer the update in time, but the proxy reads back updated");
+                    return Ok(());
+                }
+                _ if started.elapsed() >= UPDATE_BUDGET => {
+                    return Err(Self::err(
+                        op,
+                        format!(
+                            "{unanswered}; not updated after {:.0}s of retries",
+                            started.elapsed().as_secs_f64()
+                        ),
+                    ));
+                }
+                _ => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
     }
 
     pub async fn toxics(&self, proxy: &str) -> Result<Vec<ToxicInfo>, FaultError> {

@@ -674,8 +674,14 @@ impl Node {
     }
 
     /// All component logs (the control plane's in its own directory).
+    /// Component logs, the control plane's, and the kubelet's pod logs
+    /// (`<namespace>_<pod>_<uid>/<container>/<n>.log`, while the pod exists).
     pub fn log_dirs(&self) -> Vec<PathBuf> {
-        vec![self.root.join("logs"), self.plane().log_dir()]
+        vec![
+            self.root.join("logs"),
+            self.plane().log_dir(),
+            self.root.join("pod-logs"),
+        ]
     }
 
     pub fn pods_ran(&self) -> &PodsRan {
