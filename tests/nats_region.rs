@@ -13,7 +13,9 @@ use natsregion::nats::{
     self, ConnectError, ConnectSettings, Outcome, ProvisionError, ZoneClient, ZoneEndpoint,
     ZoneProbe, ensure_mirror, ensure_source_stream, read_region,
 };
-use natsregion::plan::{mirror_stream_config, source_stream_config};
+use natsregion::plan::{
+    aggregate_stream_config, local_stream_config, mirror_stream_config, source_stream_config,
+};
 
 fn spec(stream: &str, source_servers: i32, mirror_servers: i32, replicas: i32) -> RegionMirrorSpec {
     serde_json::from_value(serde_json::json!({
@@ -391,4 +393,173 @@ async fn broken_setups_are_refused_or_show_in_state() {
     assert_eq!(second.summary.max_lag, Some(N as i64));
     assert_eq!(second.zone("mir").unwrap().ready_servers, 1, "{second:#?}");
     region.stop().await.unwrap();
+}
+
+fn sources_spec() -> RegionMirrorSpec {
+    serde_json::from_value(serde_json::json!({
+        "stream": { "name": "EV", "subjects": ["ev.{zone}.>"], "replicas": 1 },
+        "leafnode": { "reconnectIntervalSeconds": 1 },
+        "zones": [
+            { "name": "a", "role": "source", "servers": 1 },
+            { "name": "b", "role": "mirror", "servers": 1 },
+            { "name": "c", "role": "mirror", "servers": 1 },
+        ],
+    }))
+    .expect("spec")
+}
+
+/// `n` messages to `zone`'s own subject, each with a `Nats-Msg-Id` of its zone and index.
+async fn publish_own(client: &ZoneClient, zone: &str, from: usize, n: usize) {
+    for i in from..from + n {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("{zone}-{i}").as_str());
+        client
+            .js
+            .publish_with_headers(format!("ev.{zone}.x"), headers, format!("{i}").into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    }
+}
+
+/// The aggregate's messages as `Nats-Msg-Id`s, in stream order.
+async fn ids_in(client: &ZoneClient, stream: &str) -> Vec<String> {
+    let stream = client.js.get_stream(stream).await.expect("aggregate");
+    let last = stream.cached_info().state.last_sequence;
+    let mut ids = Vec::new();
+    for seq in 1..=last {
+        if let Ok(m) = stream.get_raw_message(seq).await {
+            let id = m.headers.get("Nats-Msg-Id").map(|v| v.to_string());
+            ids.push(id.unwrap_or_default());
+        }
+    }
+    ids
+}
+
+/// Waits until `zone`'s aggregate holds `want` messages; returns its ids.
+async fn converged(
+    client: &ZoneClient,
+    stream: &str,
+    want: usize,
+    within: Duration,
+) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let ids = ids_in(client, stream).await;
+        if ids.len() >= want || started.elapsed() > within {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Each zone's messages exactly once and in the order they were written.
+fn check_exactly_once_in_order(zone: &str, ids: &[String], per_zone: &[(&str, usize)]) {
+    for (from, n) in per_zone {
+        let seen: Vec<usize> = ids
+            .iter()
+            .filter_map(|id| id.strip_prefix(&format!("{from}-")))
+            .map(|i| i.parse().expect("index"))
+            .collect();
+        assert_eq!(
+            seen,
+            (0..*n).collect::<Vec<_>>(),
+            "aggregate in {zone}: the messages of zone {from} are not each there once in order"
+        );
+    }
+}
+
+/// The sources topology wired by the plan's builders on real leafnode-linked
+/// zones: every zone writes its own subjects, every aggregate converges to
+/// every zone's messages exactly once in order, a source is removed and added
+/// back in place without duplicates, and a source through a wrong domain
+/// never delivers.
+#[tokio::test]
+async fn sources_topology_aggregates_converge_and_are_edited_in_place() {
+    let spec = sources_spec();
+    let region = start(&spec).await;
+    let zones = ["a", "b", "c"];
+    let mut clients = Vec::new();
+    for zone in zones {
+        clients.push(connect(&region, zone).await);
+    }
+    for (zone, client) in zones.iter().zip(&clients) {
+        let z = spec.zone(zone).unwrap();
+        let local = ensure_source_stream(&client.js, &local_stream_config(&spec, z), 1).await;
+        assert_eq!(local, Ok(Outcome::Created), "local stream of {zone}");
+        let aggregate =
+            ensure_source_stream(&client.js, &aggregate_stream_config(&spec, z), 1).await;
+        assert_eq!(aggregate, Ok(Outcome::Created), "aggregate of {zone}");
+    }
+    let written = Instant::now();
+    for (zone, client) in zones.iter().zip(&clients) {
+        publish_own(client, zone, 0, 100).await;
+    }
+    let per_zone = [("a", 100), ("b", 100), ("c", 100)];
+    for (zone, client) in zones.iter().zip(&clients) {
+        let ids = converged(client, "EV", 300, Duration::from_secs(20)).await;
+        check_exactly_once_in_order(zone, &ids, &per_zone);
+    }
+    println!(
+        "sources topology: 3 x 100 messages in all three aggregates {:?} after the first publish",
+        written.elapsed()
+    );
+
+    // Zone c leaves every aggregate, writes, and comes back: an in-place update each way.
+    let mut without_c = spec.clone();
+    without_c.zones.retain(|z| z.name != "c");
+    for (zone, client) in zones.iter().zip(&clients).take(2) {
+        let z = spec.zone(zone).unwrap();
+        let out =
+            ensure_source_stream(&client.js, &aggregate_stream_config(&without_c, z), 1).await;
+        assert!(
+            matches!(out, Ok(Outcome::Updated { .. })),
+            "{zone}: {out:?}"
+        );
+    }
+    publish_own(&clients[2], "c", 100, 50).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        ids_in(&clients[0], "EV").await.len(),
+        300,
+        "a removed source still delivered"
+    );
+    for (zone, client) in zones.iter().zip(&clients).take(2) {
+        let z = spec.zone(zone).unwrap();
+        let out = ensure_source_stream(&client.js, &aggregate_stream_config(&spec, z), 1).await;
+        assert!(
+            matches!(out, Ok(Outcome::Updated { .. })),
+            "{zone}: {out:?}"
+        );
+    }
+    let per_zone = [("a", 100), ("b", 100), ("c", 150)];
+    for (zone, client) in zones.iter().zip(&clients) {
+        let ids = converged(client, "EV", 350, Duration::from_secs(20)).await;
+        assert_eq!(
+            ids.len(),
+            350,
+            "aggregate in {zone}: {} messages",
+            ids.len()
+        );
+        check_exactly_once_in_order(zone, &ids, &per_zone);
+    }
+
+    // A source bound through a domain no zone has delivers nothing.
+    let mut wrong = spec.clone();
+    wrong.zones[2].domain = Some("nowhere".into());
+    let b = spec.zone("b").unwrap();
+    let mut config = aggregate_stream_config(&wrong, b);
+    config.name = "EV_WRONG".into();
+    ensure_source_stream(&clients[1].js, &config, 1)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ids = ids_in(&clients[1], "EV_WRONG").await;
+    assert_eq!(
+        ids.len(),
+        200,
+        "only a's and b's messages: c's source points at domain nowhere"
+    );
+    assert!(!ids.iter().any(|id| id.starts_with("c-")));
 }

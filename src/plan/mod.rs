@@ -12,7 +12,10 @@ pub use server::{
     ServerAddress, ServerConfig, ServerPlan, UserConfig, ZoneAddresses, ZonePlan, host_port,
     leaf_url, parse_quantity, server_config,
 };
-pub use stream::{api_prefix, mirror_stream_config, source_stream_config};
+pub use stream::{
+    ZONE_TOKEN, aggregate_stream_config, api_prefix, local_stream_config, local_stream_name,
+    mirror_stream_config, source_stream_config, zone_subjects,
+};
 
 use serde::{Deserialize, Serialize};
 

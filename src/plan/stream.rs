@@ -1,5 +1,9 @@
-//! The region's stream as async-nats configs: the source stream in the source
-//! zone and one mirror per mirror zone, bound through JetStream domains.
+//! The region's streams as async-nats configs, bound through JetStream
+//! domains. The mirror topology: the source stream in the source zone and one
+//! mirror per mirror zone. The sources topology (every zone writes): a local
+//! stream per zone, capturing that zone's subjects, and in every zone an
+//! aggregate sourcing every zone's local stream (docs/architecture.md, facts
+//! for the `sources` topology).
 
 use std::time::Duration;
 
@@ -18,17 +22,77 @@ pub fn api_prefix(domain: &str) -> String {
 /// The source stream, created in the source zone.
 pub fn source_stream_config(spec: &RegionMirrorSpec) -> Config {
     let servers = spec.source_zone().map(|z| z.servers);
+    Config {
+        subjects: spec.stream.subjects.clone(),
+        duplicate_window: duplicate_window(spec),
+        ..common(spec, servers)
+    }
+}
+
+/// Stands for the zone's name in `stream.subjects` of the sources topology:
+/// streams with the same subjects in every zone would each capture every
+/// zone's publishes, since subject interest crosses the leafnode links.
+pub const ZONE_TOKEN: &str = "{zone}";
+
+/// The subjects `zone`'s local stream captures: `stream.subjects` with
+/// [`ZONE_TOKEN`] replaced by the zone's name.
+pub fn zone_subjects(spec: &RegionMirrorSpec, zone: &ZoneSpec) -> Vec<String> {
+    spec.stream
+        .subjects
+        .iter()
+        .map(|s| s.replace(ZONE_TOKEN, &zone.name))
+        .collect()
+}
+
+/// The name of `zone`'s local stream: `<stream.name>-<zone>`.
+pub fn local_stream_name(spec: &RegionMirrorSpec, zone: &ZoneSpec) -> String {
+    format!("{}-{}", spec.stream.name, zone.name)
+}
+
+/// The sources topology: `zone`'s own writes, in `zone`.
+pub fn local_stream_config(spec: &RegionMirrorSpec, zone: &ZoneSpec) -> Config {
+    Config {
+        name: local_stream_name(spec, zone),
+        subjects: zone_subjects(spec, zone),
+        duplicate_window: duplicate_window(spec),
+        ..common(spec, Some(zone.servers))
+    }
+}
+
+/// The sources topology: the aggregate in `zone`, named `stream.name`,
+/// sourcing every zone's local stream (its own directly, the others through
+/// their domains' API). Unlike a mirror it can be edited in place, so a zone
+/// added or removed is one update. Its duplicate window drops a message a
+/// source delivers twice (sourced messages keep their `Nats-Msg-Id`).
+pub fn aggregate_stream_config(spec: &RegionMirrorSpec, zone: &ZoneSpec) -> Config {
+    let sources = spec
+        .zones
+        .iter()
+        .map(|from| Source {
+            name: local_stream_name(spec, from),
+            external: (from.name != zone.name).then(|| External {
+                api_prefix: api_prefix(from.domain()),
+                delivery_prefix: None,
+            }),
+            ..Default::default()
+        })
+        .collect();
+    Config {
+        sources: Some(sources),
+        duplicate_window: duplicate_window(spec),
+        ..common(spec, Some(zone.servers))
+    }
+}
+
+fn duplicate_window(spec: &RegionMirrorSpec) -> Duration {
     let s = &spec.stream;
     let max_age = Duration::from_secs(s.max_age_seconds.unwrap_or(0).max(0) as u64);
-    let mut duplicate_window = Duration::from_secs(s.duplicate_window_seconds.max(1) as u64);
+    let window = Duration::from_secs(s.duplicate_window_seconds.max(1) as u64);
     // The server refuses a duplicate window longer than the maximum age.
-    if !max_age.is_zero() && duplicate_window > max_age {
-        duplicate_window = max_age;
-    }
-    Config {
-        subjects: s.subjects.clone(),
-        duplicate_window,
-        ..common(spec, servers)
+    if !max_age.is_zero() && window > max_age {
+        max_age
+    } else {
+        window
     }
 }
 

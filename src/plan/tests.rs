@@ -237,3 +237,46 @@ fn plan_errors() {
         Err(PlanError::Credentials(_))
     ));
 }
+
+#[test]
+fn sources_topology_streams_carry_the_zone_and_source_every_zone() {
+    let mut spec = three_zone_spec();
+    spec.stream.subjects = vec!["events.{zone}.>".into(), "audit.{zone}".into()];
+    let west = spec.zone("west").unwrap().clone();
+    let local = local_stream_config(&spec, &west);
+    assert_eq!(local.name, "EVENTS_REGION-west");
+    assert_eq!(local.subjects, ["events.west.>", "audit.west"]);
+    assert_eq!(local.duplicate_window, std::time::Duration::from_secs(60));
+    assert_eq!(local.num_replicas, 3);
+
+    let aggregate = aggregate_stream_config(&spec, &west);
+    assert_eq!(aggregate.name, "EVENTS_REGION");
+    assert!(
+        aggregate.subjects.is_empty(),
+        "an aggregate captures nothing itself"
+    );
+    assert!(aggregate.mirror.is_none());
+    let sources: Vec<(String, Option<String>)> = aggregate
+        .sources
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.name, s.external.map(|e| e.api_prefix)))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            (
+                "EVENTS_REGION-east".to_string(),
+                Some("$JS.east.API".to_string())
+            ),
+            ("EVENTS_REGION-west".to_string(), None),
+            (
+                "EVENTS_REGION-edge".to_string(),
+                Some("$JS.edge.API".to_string())
+            ),
+        ],
+        "its own zone directly, every other through that zone's domain (west's is west_dc)"
+    );
+    let edge = spec.zone("edge").unwrap();
+    assert_eq!(aggregate_stream_config(&spec, edge).num_replicas, 1);
+}
