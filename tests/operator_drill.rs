@@ -118,9 +118,16 @@ impl World {
             .create(&PostParams::default(), &secret)
             .await
             .expect("secret");
+        // The local zones run TLS under a throwaway CA, named for them as external.caSecret.
+        let ca = zones[0].endpoint.ca.clone().expect("TLS on by default");
+        let ca_name = format!("{region}-zones-ca");
+        secrets
+            .create(&PostParams::default(), &fixtures::ca_secret(&ca_name, &ca))
+            .await
+            .expect("CA secret");
         let mut spec = fixtures::events_spec(json!([
-            {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a")}},
-            {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b")}},
+            {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a"), "caSecret": ca_name}},
+            {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b"), "caSecret": ca_name}},
         ]));
         // The zones' links run through `toxiproxy` (wired above).
         spec["leafnode"] = json!({"reconnectIntervalSeconds": 1, "proxy": "toxiproxy"});
@@ -153,6 +160,7 @@ impl World {
                         user: self.credentials.system.user.clone(),
                         password: self.credentials.system.password.clone(),
                         servers: 1,
+                        ca: z.endpoint.ca.clone(),
                     },
                 )
             })
@@ -993,6 +1001,13 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
     let sts = sets.get("east-joiner").await.expect("StatefulSet applied");
     assert_eq!(sts.labels()[labels::DRILL], "joins");
     assert_eq!(sts.owner_references()[0].uid, drill.uid().unwrap());
+    // Its certificate, of the region's CA, owned by the drill like the zone.
+    let cert = Api::<Secret>::namespaced(client.clone(), NS)
+        .get("east-joiner-tls")
+        .await
+        .expect("the temporary zone's certificate");
+    assert_eq!(cert.owner_references()[0].uid, drill.uid().unwrap());
+    assert_eq!(cert.labels()[labels::DRILL], "joins");
     zones.remove(&drill, "joiner").await.expect("removed");
     assert!(sets.get_opt("east-joiner").await.unwrap().is_none());
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), NS);

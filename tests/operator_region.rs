@@ -42,6 +42,23 @@ use tokio::sync::oneshot;
 const MANAGER: &str = "natsregion";
 const IMAGE: &str = "nats:2.14.9-alpine";
 
+/// The application user's connection to a local zone, trusting its CA.
+async fn app_client(
+    url: &str,
+    creds: &natsregion::plan::RegionCredentials,
+    ca: Option<&str>,
+) -> async_nats::Client {
+    let options = async_nats::ConnectOptions::with_user_and_password(
+        creds.app.user.clone(),
+        creds.app.password.clone(),
+    );
+    natsregion::tls::trust_region_ca(options, ca)
+        .unwrap()
+        .connect(url)
+        .await
+        .unwrap()
+}
+
 /// The controller, in this process, until the returned sender is dropped.
 fn start_operator(
     client: &Client,
@@ -193,7 +210,13 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     })
     .await;
     let first_status = t_create.elapsed();
-    let expected = children::region_children(&validated::fixture(&stored, IMAGE)).unwrap();
+    // The builders' objects for what the operator read and generated: the
+    // credentials, the CA and the zones' certificates.
+    let valid = validated::ValidatedRegion::load(&ctx, &stored)
+        .await
+        .expect("the region's Secrets are there");
+    assert_eq!(valid.image, IMAGE);
+    let expected = children::region_children(&valid).unwrap();
     let as_set = |k: ChildKind| {
         expected
             .iter()
@@ -249,6 +272,51 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
         assert_eq!(sts.spec.replicas, zone.statefulset.spec.replicas);
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    // TLS by default: a CA and one certificate per zone, in cert-manager's
+    // format, owned by the region, mounted into the zone's pods.
+    let owner = stored.controller_owner_ref(&()).unwrap();
+    let tls = valid.tls.as_ref().expect("TLS on by default");
+    for (zone, secret) in [
+        ("a", "east-a-tls"),
+        ("b", "east-b-tls"),
+        ("c", "east-c-tls"),
+    ] {
+        let s = secrets.get(secret).await.unwrap();
+        assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
+        assert_eq!(
+            s.metadata.owner_references.as_ref(),
+            Some(&vec![owner.clone()])
+        );
+        let data = s.data.unwrap();
+        let pem = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
+        assert_eq!(pem("ca.crt"), tls.ca);
+        // Trusted under the region's CA for the names the zone is dialed at.
+        let pod = format!("east-{zone}-0.east-{zone}.{ns}.svc");
+        natsregion::tls::verify_server(&tls.ca, &pem("tls.crt"), &pod, jiff::Timestamp::now())
+            .unwrap_or_else(|e| panic!("zone {zone}: {e}"));
+        let sts = stss.get(&format!("east-{zone}")).await.unwrap();
+        let pod_spec = sts.spec.template.spec.unwrap();
+        let volume = pod_spec
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "tls")
+            .unwrap();
+        assert_eq!(volume.secret.unwrap().secret_name.as_deref(), Some(secret));
+    }
+    let leaf = format!("east-a-leaf.{ns}.svc");
+    let source_cert = secrets.get("east-a-tls").await.unwrap().data.unwrap()["tls.crt"]
+        .0
+        .clone();
+    natsregion::tls::verify_server(
+        &tls.ca,
+        &String::from_utf8(source_cert).unwrap(),
+        &leaf,
+        jiff::Timestamp::now(),
+    )
+    .expect("mirror zones verify the source at its leafnode Service");
+    let ca_secret = secrets.get("east-ca").await.unwrap();
+    assert_eq!(ca_secret.metadata.owner_references, Some(vec![owner]));
     let password = secrets.get("east-credentials").await.unwrap().data.unwrap()["password"].clone();
     let r = regions.get("east").await.unwrap();
     assert_eq!(
@@ -544,6 +612,7 @@ impl ZoneAccess for Refused {
         (region == "east").then(|| ZoneUrls {
             client: vec!["nats://127.0.0.1:1".to_string()],
             monitor: vec![],
+            ca: None,
         })
     }
 }
@@ -587,15 +656,25 @@ async fn external_zones_get_streams_and_report_lag() {
         )
         .await
         .unwrap();
+    // The local zones run TLS (tls:// URLs) under a throwaway CA, which the
+    // region names for them as external.caSecret.
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &fixtures::ca_secret("ext-zones-ca", local.ca_pem().expect("TLS on by default")),
+        )
+        .await
+        .unwrap();
     let url = |z: &str| local.zone(z).unwrap().client_urls()[0].clone();
+    assert!(url("a").starts_with("tls://"), "{}", url("a"));
     let region = fixtures::region(
         "ext",
         json!({
             "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
             "credentials": {"secretName": "ext-creds"},
             "zones": [
-                {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a")}},
-                {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b")}},
+                {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a"), "caSecret": "ext-zones-ca"}},
+                {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b"), "caSecret": "ext-zones-ca"}},
             ],
         }),
     );
@@ -611,6 +690,7 @@ async fn external_zones_get_streams_and_report_lag() {
                     ZoneUrls {
                         client: zone.client_urls(),
                         monitor: zone.monitor_urls(),
+                        ca: local.ca_pem().map(str::to_string),
                     },
                 )
             })
@@ -634,13 +714,7 @@ async fn external_zones_get_streams_and_report_lag() {
     assert!(names_of::<StatefulSet>(&client, ns, "ext").await.is_empty());
     assert!(names_of::<Service>(&client, ns, "ext").await.is_empty());
 
-    let nc = async_nats::ConnectOptions::with_user_and_password(
-        creds.app.user.clone(),
-        creds.app.password.clone(),
-    )
-    .connect(url("a"))
-    .await
-    .unwrap();
+    let nc = app_client(&url("a"), &creds, local.ca_pem()).await;
     let js = async_nats::jetstream::new(nc);
     for i in 0..50 {
         js.publish(format!("events.{i}"), "x".into())
@@ -719,13 +793,7 @@ async fn external_zones_get_streams_and_report_lag() {
         "status rewritten while waiting for a recreate"
     );
     for zone in ["a", "b"] {
-        let nc = async_nats::ConnectOptions::with_user_and_password(
-            creds.app.user.clone(),
-            creds.app.password.clone(),
-        )
-        .connect(url(zone))
-        .await
-        .unwrap();
+        let nc = app_client(&url(zone), &creds, local.ca_pem()).await;
         let mut stream = async_nats::jetstream::new(nc)
             .get_stream("EVENTS")
             .await
@@ -788,13 +856,7 @@ async fn external_zones_get_streams_and_report_lag() {
         "managed zones provisioned and in sync {:?} after ready",
         t_ready.elapsed()
     );
-    let nc = async_nats::ConnectOptions::with_user_and_password(
-        creds.app.user.clone(),
-        creds.app.password.clone(),
-    )
-    .connect(url("b"))
-    .await
-    .unwrap();
+    let nc = app_client(&url("b"), &creds, local.ca_pem()).await;
     let info = async_nats::jetstream::new(nc)
         .get_stream("ORDERS")
         .await

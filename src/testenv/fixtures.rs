@@ -67,6 +67,21 @@ pub fn credentials_secret(name: &str, user: &str, password: &str) -> Secret {
     }
 }
 
+/// A Secret holding only a CA certificate (`ca.crt`), as `external.caSecret` reads it.
+pub fn ca_secret(name: &str, ca_pem: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        string_data: Some(std::collections::BTreeMap::from([(
+            crate::tls::CA_KEY.to_string(),
+            ca_pem.to_string(),
+        )])),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

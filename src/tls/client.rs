@@ -25,3 +25,18 @@ pub fn client_config(ca_pem: &str) -> Result<ClientConfig, TlsError> {
             .with_no_client_auth();
     Ok(config)
 }
+
+/// `options` made to require TLS and verify the servers with `ca_pem` alone.
+/// `None` leaves them as they are: plaintext, or for a `tls://` URL the
+/// system's roots (an external zone without a CA Secret).
+pub fn trust_region_ca(
+    options: async_nats::ConnectOptions,
+    ca_pem: Option<&str>,
+) -> Result<async_nats::ConnectOptions, TlsError> {
+    Ok(match ca_pem {
+        Some(ca) => options
+            .require_tls(true)
+            .tls_client_config(client_config(ca)?),
+        None => options,
+    })
+}

@@ -8,7 +8,7 @@ pub mod inspect;
 pub mod issue;
 pub mod pem;
 
-pub use client::client_config;
+pub use client::{client_config, trust_region_ca};
 pub use inspect::{CertInfo, read_cert, verify_server};
 pub use issue::{issue_ca, issue_server};
 
@@ -56,4 +56,19 @@ pub enum TlsError {
     Unusable { what: String, reason: String },
     #[error("certificate for {name:?} is not trusted: {reason}")]
     Untrusted { name: String, reason: String },
+}
+
+/// A CA and a certificate for `localhost` written as `tls.crt`, `tls.key` and
+/// `ca.crt` into `dir`, for tests that have nats-server load a config.
+#[cfg(any(test, feature = "testkit"))]
+pub fn write_test_files(dir: &std::path::Path) -> std::io::Result<()> {
+    let now = jiff::Timestamp::now();
+    let day = std::time::Duration::from_secs(86_400);
+    let ca = issue_ca("natsregion test", now, day).map_err(std::io::Error::other)?;
+    let cert = issue_server(&ca, "test", &["localhost".to_string()], now, day)
+        .map_err(std::io::Error::other)?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(CERT_KEY), &cert.cert)?;
+    std::fs::write(dir.join(KEY_KEY), &cert.key)?;
+    std::fs::write(dir.join(CA_KEY), &ca.cert)
 }

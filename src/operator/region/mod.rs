@@ -6,6 +6,7 @@
 //! written to when something changed.
 
 pub mod apply;
+pub mod certificates;
 pub mod children;
 pub mod credentials;
 pub mod names;
@@ -233,7 +234,7 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
         let user = credentials::for_external_zone(client, region, zone, &creds.app).await?;
         external_users.insert(zone.name.clone(), user);
     }
-    let dialed = observe::dial_zones(ctx, region, creds, &external_users, &ready_replicas).await;
+    let dialed = observe::dial_zones(ctx, &valid, creds, &external_users, &ready_replicas).await;
 
     // Streams, then what the zones look like.
     let (mut streams_state, errors) = streams::provision(&region.spec, &dialed.connected).await;

@@ -198,10 +198,22 @@ fn the_rendered_config_is_valid_for_nats_server() {
     let bin = crate::tools::binary("nats-server").expect("nats-server (tools/install.sh nats)");
     let r = three();
     let dir = tempfile::tempdir().unwrap();
+    // The server loads the mounted certificate files while it checks the config.
+    let tls_dir = dir.path().join("tls");
+    crate::tls::write_test_files(&tls_dir).unwrap();
     for zone in ["a", "c"] {
         let (files, _) = config_files(&valid(&r, "nats:test"), r.spec.zone(zone).unwrap()).unwrap();
         let path = dir.path().join("server.conf");
-        std::fs::write(&path, &files[&format!("east-{zone}-0.conf")]).unwrap();
+        let text = &files[&format!("east-{zone}-0.conf")];
+        assert!(
+            text.contains(super::TLS_DIR),
+            "zone {zone} runs TLS: {text}"
+        );
+        std::fs::write(
+            &path,
+            text.replace(super::TLS_DIR, &tls_dir.to_string_lossy()),
+        )
+        .unwrap();
         let out = std::process::Command::new(&bin)
             .arg("-c")
             .arg(&path)
