@@ -47,6 +47,13 @@ pub const LAME_DUCK_GRACE: &str = "10s";
 pub const LAME_DUCK_DURATION: &str = "30s";
 pub const TERMINATION_GRACE_SECONDS: i64 = 60;
 
+/// The user the servers run as. The official images' nats-server needs no
+/// root and writes only its JetStream store (the data volume, group-owned
+/// through `fsGroup`), so the root filesystem can be read-only.
+pub const NATS_UID: i64 = 1000;
+/// Mode of the mounted certificate files: readable by the servers' group only.
+pub const TLS_FILE_MODE: i32 = 0o440;
+
 /// Environment variables the server configuration refers to.
 pub mod env {
     pub const APP_USER: &str = "NATS_APP_USER";
@@ -446,6 +453,14 @@ fn statefulset(
     let mut pod_spec = json!({
         // Lame duck mode (grace + duration, see the config) fits in here.
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        // Locked down: the Pod Security Standards' `restricted` profile.
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": NATS_UID,
+            "runAsGroup": NATS_UID,
+            "fsGroup": NATS_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "topologySpreadConstraints": [{
             "maxSkew": 1,
             "topologyKey": "kubernetes.io/hostname",
@@ -463,6 +478,11 @@ fn statefulset(
             "readinessProbe": health(5, 3),
             "livenessProbe": health(10, 30),
             "lifecycle": {"preStop": {"exec": {"command": ["nats-server", "--signal", "ldm=1"]}}},
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true,
+                "capabilities": {"drop": ["ALL"]},
+            },
             "volumeMounts": [
                 {"name": "config", "mountPath": CONFIG_DIR},
                 {"name": "data", "mountPath": DATA_DIR},
@@ -478,7 +498,10 @@ fn statefulset(
         pod_spec["volumes"]
             .as_array_mut()
             .expect("volumes is a list")
-            .push(json!({"name": "tls", "secret": {"secretName": cert.secret}}));
+            .push(json!({
+                "name": "tls",
+                "secret": {"secretName": cert.secret, "defaultMode": TLS_FILE_MODE},
+            }));
         pod_spec["containers"][0]["volumeMounts"]
             .as_array_mut()
             .expect("volumeMounts is a list")
