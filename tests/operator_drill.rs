@@ -229,6 +229,61 @@ impl World {
     }
 }
 
+/// A mirror zone that does not trust the source's certificate: the drill
+/// refuses to start and says why, before any fault.
+#[tokio::test]
+async fn a_drill_on_a_region_whose_mirror_distrusts_the_source_refuses_to_start() {
+    let (_plane, client) = plane_with_crds().await;
+    let (region, secrets) = fixtures::region_with_untrusted_mirror(NS, "trust");
+    for s in secrets {
+        Api::<Secret>::namespaced(client.clone(), NS)
+            .create(&PostParams::default(), &s)
+            .await
+            .unwrap();
+    }
+    Api::<RegionMirror>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &region)
+        .await
+        .unwrap();
+    let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), NS);
+    let mut spec = small_drill(3, None);
+    spec["fault"]["backend"] = json!("networkPolicy");
+    drills
+        .create(
+            &PostParams::default(),
+            &fixtures::drill("trust-drill", "trust", spec),
+        )
+        .await
+        .unwrap();
+    let operator = start_operator(&client, DrillSettings::default());
+    let d = wait_for(
+        &drills,
+        "trust-drill",
+        Duration::from_secs(60),
+        "the end",
+        finished,
+    )
+    .await;
+    let s = d.status.as_ref().unwrap();
+    assert_eq!(s.phase, DrillPhase::Failed, "{}", show(&d));
+    let message = s.message.as_deref().unwrap_or_default();
+    assert!(message.starts_with("precondition failed"), "{message}");
+    assert!(
+        message.contains("do not trust the source zone's certificate"),
+        "{message}"
+    );
+    assert!(
+        message.contains("zone b: TLS:") && message.contains("UnknownIssuer"),
+        "{message}"
+    );
+    assert!(
+        s.faults.is_empty(),
+        "no fault before the refusal: {}",
+        show(&d)
+    );
+    kill(operator).await;
+}
+
 /// The drill controller in this process; abort the handle to "kill" it.
 fn start_operator(client: &Client, settings: DrillSettings) -> JoinHandle<()> {
     start_stoppable(client, settings, futures::future::pending())

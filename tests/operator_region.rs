@@ -143,7 +143,15 @@ async fn child_versions(client: &Client, ns: &str, region: &str) -> BTreeMap<Str
     collect!(Service, "Service");
     collect!(StatefulSet, "StatefulSet");
     collect!(PodDisruptionBudget, "PodDisruptionBudget");
-    for s in ["east-credentials", "east-system-credentials"] {
+    // The certificates too: a steady region reissues none.
+    for s in [
+        "east-credentials",
+        "east-system-credentials",
+        "east-ca",
+        "east-a-tls",
+        "east-b-tls",
+        "east-c-tls",
+    ] {
         if let Ok(secret) = Api::<Secret>::namespaced(client.clone(), ns).get(s).await {
             out.insert(
                 format!("Secret/{s}"),
@@ -168,6 +176,73 @@ fn managed_region() -> RegionMirror {
             ],
         }),
     )
+}
+
+/// `tls.mode: Secrets` where mirror zone `b`'s Secret carries a `ca.crt` that
+/// did not sign the source's certificate: every certificate is valid under
+/// `tls.caSecret`, so the region is configured, but b's leafnode link would be
+/// refused; the zone's status names it.
+#[tokio::test]
+async fn a_mirror_that_does_not_trust_the_source_is_named_in_status() {
+    let (_plane, client) = plane_with_crds().await;
+    let ns = "default";
+    let (ctx, _stop) = start_operator(&client, ns, None);
+    let (region, secrets) = fixtures::region_with_untrusted_mirror(ns, "trust");
+    for s in secrets {
+        Api::<Secret>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &s)
+            .await
+            .unwrap();
+    }
+    let regions: Api<RegionMirror> = Api::namespaced(client.clone(), ns);
+    regions
+        .create(&PostParams::default(), &region)
+        .await
+        .unwrap();
+    let status = eventually(
+        "zone b's TLS error in status",
+        Duration::from_secs(30),
+        async || {
+            let r = regions.get("trust").await.map_err(|e| e.to_string())?;
+            let status = r.status.clone().ok_or("no status")?;
+            let b = status
+                .zones
+                .iter()
+                .find(|z| z.name == "b")
+                .ok_or(format!("{status:?}"))?;
+            match &b.error {
+                Some(e) if e.starts_with("TLS: ") => Ok(status),
+                other => Err(format!("zone b error {other:?}")),
+            }
+        },
+    )
+    .await;
+    let b = status.zones.iter().find(|z| z.name == "b").unwrap();
+    let why = b.error.as_deref().unwrap();
+    assert!(why.contains("UnknownIssuer"), "{why}");
+    assert!(why.contains("trust-a-leaf.default.svc"), "{why}");
+    assert!(why.contains("trust-b-cert"), "{why}");
+    let a = status.zones.iter().find(|z| z.name == "a").unwrap();
+    assert!(
+        !a.error.as_deref().unwrap_or_default().contains("TLS"),
+        "{a:?}"
+    );
+    // The zones are configured all the same (the certificates themselves are
+    // valid): the mounted Secrets are the user's.
+    let valid = validated::ValidatedRegion::load(&ctx, &regions.get("trust").await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(valid.untrusted_links().count(), 1);
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get("trust-b")
+        .await
+        .unwrap();
+    let volumes = sts.spec.template.spec.unwrap().volumes.unwrap();
+    let tls = volumes.iter().find(|v| v.name == "tls").unwrap();
+    assert_eq!(
+        tls.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("trust-b-cert")
+    );
 }
 
 /// Plays the kubelet: the StatefulSet now reports `ready` ready pods.

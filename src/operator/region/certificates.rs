@@ -38,6 +38,10 @@ pub struct RegionTls {
     pub issuer: Option<CertKeyPem>,
     /// Per external zone with `external.caSecret`: the CA its URL is verified with.
     pub external_cas: BTreeMap<String, String>,
+    /// Managed mirror zones whose leafnode link cannot trust the source
+    /// zone's certificate, with why: shown as the zone's error, and a drill
+    /// refuses to start on such a region.
+    pub untrusted: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,18 +103,22 @@ pub async fn ensure(client: &kube::Client, region: &RegionMirror) -> Result<Opti
         .iter()
         .filter(|z| z.external.is_none())
         .collect();
-    let (ca, zone_secrets, issuer) = match region.spec.tls.mode {
+    let (ca, zone_secrets, issuer, untrusted) = match region.spec.tls.mode {
         TlsMode::Disabled if external_cas.is_empty() => return Ok(None),
-        TlsMode::Disabled => (String::new(), BTreeMap::new(), None),
+        TlsMode::Disabled => (String::new(), BTreeMap::new(), None, BTreeMap::new()),
         // Only external zones: no server of the region to give a certificate.
-        TlsMode::Generated if managed.is_empty() => (String::new(), BTreeMap::new(), None),
+        TlsMode::Generated if managed.is_empty() => {
+            (String::new(), BTreeMap::new(), None, BTreeMap::new())
+        }
+        // One CA signs and is trusted by every zone: nothing to cross-check.
         TlsMode::Generated => {
             let (ca, zones) = generated(&api, region, &ns, &managed).await?;
-            (ca.cert.clone(), zones, Some(ca))
+            (ca.cert.clone(), zones, Some(ca), BTreeMap::new())
         }
         TlsMode::Secrets => {
-            let (ca, zones) = user_secrets(&api, region, &ns, &managed).await?;
-            (ca, zones, None)
+            let (ca, zones, mounted) = user_secrets(&api, region, &ns, &managed).await?;
+            let untrusted = untrusted_links(region, &ns, &mounted, Timestamp::now());
+            (ca, zones, None, untrusted)
         }
     };
     Ok(Some(RegionTls {
@@ -118,6 +126,7 @@ pub async fn ensure(client: &kube::Client, region: &RegionMirror) -> Result<Opti
         zone_secrets,
         issuer,
         external_cas,
+        untrusted,
     }))
 }
 
@@ -215,7 +224,11 @@ async fn user_secrets(
     region: &RegionMirror,
     ns: &str,
     zones: &[&ZoneSpec],
-) -> Result<(String, BTreeMap<String, ZoneCertificate>)> {
+) -> Result<(
+    String,
+    BTreeMap<String, ZoneCertificate>,
+    BTreeMap<String, Mounted>,
+)> {
     let spec = &region.spec.tls;
     let ca_field = "tls.caSecret";
     let ca_name = spec
@@ -232,6 +245,7 @@ async fn user_secrets(
     let now = Timestamp::now();
     let field = "tls.zoneSecrets[].secretName";
     let mut zone_secrets = BTreeMap::new();
+    let mut mounted = BTreeMap::new();
     for zone in zones {
         let secret = spec
             .zone_secret(&zone.name)
@@ -265,8 +279,66 @@ async fn user_secrets(
             });
         }
         zone_secrets.insert(zone.name.clone(), ZoneCertificate::new(secret, &pair.cert));
+        mounted.insert(
+            zone.name.clone(),
+            Mounted {
+                secret: secret.to_string(),
+                cert: pair.cert,
+                ca: key(&s, secret, CA_KEY, field)?,
+            },
+        );
     }
-    Ok((ca, zone_secrets))
+    Ok((ca, zone_secrets, mounted))
+}
+
+/// What a zone's pods see in their certificate Secret: their certificate and
+/// the CA (`ca.crt`) they verify their peers with.
+#[derive(Clone, Debug)]
+pub struct Mounted {
+    pub secret: String,
+    pub cert: String,
+    pub ca: String,
+}
+
+/// Mirror zones whose leafnode remote would refuse the source's certificate:
+/// each verifies it against its own Secret's `ca.crt` for the host it dials
+/// (the leafnode Service, or the Toxiproxy Service), exactly as nats-server
+/// will. A mismatch would otherwise only show as a mirror that never syncs,
+/// with the reason in the servers' logs. Pure.
+pub fn untrusted_links(
+    region: &RegionMirror,
+    namespace: &str,
+    mounted: &BTreeMap<String, Mounted>,
+    now: Timestamp,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(source) = region.spec.source_zone().filter(|s| s.external.is_none()) else {
+        return out;
+    };
+    let Some(hub) = mounted.get(&source.name) else {
+        return out;
+    };
+    let name = region.name_any();
+    let dialed = if region.spec.leafnode.proxy == LeafnodeProxy::Toxiproxy {
+        names::toxiproxy_host(namespace, &name)
+    } else {
+        names::leafnode_host(namespace, &name, &source.name)
+    };
+    for zone in region.spec.mirror_zones().filter(|z| z.external.is_none()) {
+        let Some(m) = mounted.get(&zone.name) else {
+            continue;
+        };
+        if let Err(e) = tls::verify_server(&m.ca, &hub.cert, &dialed, now) {
+            out.insert(
+                zone.name.clone(),
+                format!(
+                    "TLS: the leafnode link to source zone {} cannot be trusted ({e}): this zone verifies {dialed} with ca.crt of Secret {}, which did not sign tls.crt of Secret {}; give both Secrets the CA of tls.caSecret",
+                    source.name, m.secret, hub.secret
+                ),
+            );
+        }
+    }
+    out
 }
 
 /// A certificate for a drill's temporary zone `zone` (`Generated` only; with
@@ -386,5 +458,59 @@ fn invalid(secret: &str, field: &'static str, e: tls::TlsError) -> Error {
         secret: secret.to_string(),
         field,
         reason: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mirror_whose_ca_did_not_sign_the_source_is_named_with_the_reason() {
+        let region: RegionMirror = serde_json::from_value(serde_json::json!({
+            "apiVersion": "natsregion.io/v1alpha1",
+            "kind": "RegionMirror",
+            "metadata": {"name": "r", "namespace": "ns"},
+            "spec": {
+                "stream": {"name": "S", "subjects": ["s.>"], "replicas": 1},
+                "zones": [
+                    {"name": "a", "role": "source", "servers": 1},
+                    {"name": "b", "role": "mirror", "servers": 1},
+                    {"name": "c", "role": "mirror", "servers": 1},
+                ],
+            },
+        }))
+        .unwrap();
+        let now = Timestamp::now();
+        let (right, wrong) = (
+            tls::issue_ca("right", now, DAY).unwrap(),
+            tls::issue_ca("wrong", now, DAY).unwrap(),
+        );
+        let zone = |z: &ZoneSpec, ca: &CertKeyPem| Mounted {
+            secret: format!("r-{}-cert", z.name),
+            cert: tls::issue_server(&right, &z.name, &zone_names(&region, "ns", z), now, DAY)
+                .unwrap()
+                .cert,
+            ca: ca.cert.clone(),
+        };
+        let spec = &region.spec;
+        let mounted = BTreeMap::from([
+            ("a".to_string(), zone(spec.zone("a").unwrap(), &right)),
+            ("b".to_string(), zone(spec.zone("b").unwrap(), &wrong)),
+            ("c".to_string(), zone(spec.zone("c").unwrap(), &right)),
+        ]);
+        let untrusted = untrusted_links(&region, "ns", &mounted, now);
+        assert_eq!(untrusted.keys().collect::<Vec<_>>(), ["b"], "{untrusted:?}");
+        let why = &untrusted["b"];
+        assert!(why.starts_with("TLS: "), "{why}");
+        assert!(why.contains("UnknownIssuer"), "{why}");
+        assert!(
+            why.contains("r-a-leaf.ns.svc"),
+            "names the host it dials: {why}"
+        );
+        assert!(
+            why.contains("r-b-cert") && why.contains("r-a-cert"),
+            "{why}"
+        );
     }
 }

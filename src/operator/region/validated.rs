@@ -124,6 +124,12 @@ impl ValidatedRegion {
         })
     }
 
+    /// Mirror zones whose link to the source cannot be trusted, with why
+    /// (see `certificates::untrusted_links`).
+    pub fn untrusted_links(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.tls.iter().flat_map(|t| t.untrusted.iter())
+    }
+
     /// How this process dials managed zone `zone`, and the CA it verifies
     /// the servers with.
     pub fn zone_urls(&self, ctx: &Context, zone: &ZoneSpec) -> ZoneUrls {
@@ -200,6 +206,7 @@ pub fn fixture(region: &RegionMirror, default_image: &str) -> ValidatedRegion {
             .collect(),
         issuer: None,
         external_cas: Default::default(),
+        untrusted: Default::default(),
     });
     ValidatedRegion::new(region, default_image, credentials, tls).expect("a valid test region")
 }
