@@ -13,8 +13,11 @@ use natsregion::cli::drill_file;
 use natsregion::cli::local_drill::{LocalFaults, LocalRuntime};
 use natsregion::drill::engine::{self, EngineOptions, Silent};
 use natsregion::drill::runtime::Runtime;
-use natsregion::fault::DirectNetwork;
-use natsregion::local::{LocalRegion, LocalRegionOptions, LocalServer};
+use natsregion::fault::{DirectNetwork, ZoneHost};
+use natsregion::local::{
+    LocalRegion, LocalRegionOptions, LocalServer, LocalZone, ZoneOptions, generate_credentials,
+    zone_tls,
+};
 use natsregion::nats::connect::{ConnectError, ConnectSettings, ZoneEndpoint, connect};
 use natsregion::testenv::tls_probe::{plaintext_attempt, served_certificate};
 
@@ -245,4 +248,62 @@ spec:
     assert_eq!(s.totals.lost, 0, "{:?}", s.totals);
     assert_eq!(s.totals.acked, s.totals.attempted, "{:?}", s.totals);
     runtime.into_inner().stop().await.unwrap();
+}
+
+/// What the operator's trust check (`certificates::untrusted_links`) predicts,
+/// the servers do: a mirror zone whose CA did not sign the source's
+/// certificate never links, and nothing but its log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_that_trusts_another_ca_never_links_to_the_source() {
+    let spec = spec();
+    let creds = generate_credentials().unwrap();
+    let hour = Duration::from_secs(3_600);
+    let now = jiff::Timestamp::now();
+    let right = natsregion::tls::issue_ca("right", now, hour).unwrap();
+    let wrong = natsregion::tls::issue_ca("wrong", now, hour).unwrap();
+    let host = ZoneHost::loopback();
+    let source = LocalZone::start(
+        &spec,
+        "a",
+        &creds,
+        &DirectNetwork,
+        ZoneOptions {
+            tls: Some(zone_tls(&right, "a", &host, hour).unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("source zone");
+    // b's own certificate is of the right CA; only what it trusts is wrong.
+    let mut b_tls = zone_tls(&right, "b", &host, hour).unwrap();
+    b_tls.ca = wrong.cert.clone();
+    let source_cert = std::fs::read_to_string(source.dir().join("tls/tls.crt")).unwrap();
+    let predicted = natsregion::tls::verify_server(&b_tls.ca, &source_cert, "127.0.0.1", now)
+        .expect_err("the check predicts the refusal");
+    let mirror = LocalZone::start(
+        &spec,
+        "b",
+        &creds,
+        &DirectNetwork,
+        ZoneOptions {
+            tls: Some(b_tls),
+            leaf_remotes: source.leafnode_addrs(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the mirror's servers start (the link is what fails)");
+    let leafz = format!("{}/leafz", mirror.servers()[0].monitor_url());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let v: serde_json::Value = reqwest::get(&leafz).await.unwrap().json().await.unwrap();
+        assert_eq!(v["leafnodes"], 0, "linked despite the wrong CA: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let log = std::fs::read_to_string(&mirror.servers()[0].log_path).unwrap();
+    assert!(
+        log.contains("certificate signed by unknown authority"),
+        "the server's own reason, in its log only: {log}"
+    );
+    eprintln!("predicted: {predicted}");
 }
