@@ -513,4 +513,41 @@ mod tests {
             "{why}"
         );
     }
+
+    #[test]
+    fn a_generated_certificate_is_reissued_when_due_renamed_or_of_another_ca() {
+        let mut region = RegionMirror::new(
+            "r",
+            serde_json::from_value(serde_json::json!({
+                "stream": {"name": "S", "subjects": ["s.>"]},
+                "zones": [{"name": "a", "role": "source"}],
+            }))
+            .unwrap(),
+        );
+        region.metadata.uid = Some("uid-r".to_string());
+        let now = Timestamp::now();
+        let ca = tls::issue_ca("r", now, 10 * DAY).unwrap();
+        let names = vec!["*.r-a.ns.svc".to_string(), "r-a-leaf.ns.svc".to_string()];
+        let cert = tls::issue_server(&ca, "a", &names, now, 2 * DAY).unwrap();
+        let secret = certificate_secret(&region, "r-a-tls", &cert, &ca.cert).unwrap();
+        let good = |names: &[String], ca: &str, at: Timestamp| {
+            still_good(&secret, "r-a-tls", ca, names, at, DAY)
+        };
+        assert!(
+            good(&names, &ca.cert, now),
+            "fresh, same names, same CA: kept"
+        );
+        // Within renewBefore of expiry (2 days of life, renewed 1 day before).
+        assert!(!good(
+            &names,
+            &ca.cert,
+            now + Duration::from_secs(86_400 + 60)
+        ));
+        // A name more (the region switched to leafnode.proxy: toxiproxy).
+        let more = [names.clone(), vec!["r-toxiproxy.ns.svc".to_string()]].concat();
+        assert!(!good(&more, &ca.cert, now));
+        // The CA was replaced.
+        let other = tls::issue_ca("r", now, 10 * DAY).unwrap();
+        assert!(!good(&names, &other.cert, now));
+    }
 }
