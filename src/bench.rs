@@ -287,6 +287,7 @@ async fn publish_rounds(
         user: Some(app.user.clone()),
         password: Some(app.password.clone()),
         domain: Some(zone.domain().to_string()),
+        ca: local.ca_pem().map(str::to_string),
     };
     let settings = ConnectSettings {
         client_name: "natsregion-bench".into(),

@@ -17,4 +17,5 @@ pub mod password;
 pub mod plan;
 #[cfg(feature = "testkit")]
 pub mod testenv;
+pub mod tls;
 pub mod tools;

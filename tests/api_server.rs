@@ -16,7 +16,7 @@ use natsregion::api::conditions::{Desired, upsert};
 use natsregion::api::validate::{self, SpecError, msg};
 use natsregion::api::{
     DrillPhase, ExternalZone, PartitionDrill, PartitionDrillStatus, RegionMirror,
-    RegionMirrorStatus, Retention, Step, Toxic, ToxicType, ZoneRole,
+    RegionMirrorStatus, Retention, Step, TlsMode, Toxic, ToxicType, ZoneRole, ZoneTlsSecret,
 };
 use natsregion::testenv::support::plane_with_crds;
 use serde_json::json;
@@ -340,6 +340,7 @@ fn cases() -> Vec<Case> {
             r.spec.zones[2].external = Some(ExternalZone {
                 url: "nats://c.example:4222".into(),
                 credentials_secret: None,
+                ca_secret: None,
             })
         }),
         case!(Region, ZONE_NAME, |r| r.spec.zones[1].name =
@@ -361,8 +362,41 @@ fn cases() -> Vec<Case> {
             r.spec.zones[2].external = Some(ExternalZone {
                 url: "http://c.example:4222".into(),
                 credentials_secret: None,
+                ca_secret: None,
             });
         }),
+        case!(Region, EXTERNAL_CA_NEEDS_TLS, |r| {
+            r.spec.zones[2].domain = Some("c".into());
+            r.spec.zones[2].external = Some(ExternalZone {
+                url: "nats://c.example:4222".into(),
+                credentials_secret: None,
+                ca_secret: Some("c-ca".into()),
+            });
+        }),
+        case!(Region, TLS_ZONE_SECRET_MISSING, |r| {
+            user_secrets(r, &["a", "b"]);
+        }),
+        case!(Region, TLS_ZONE_SECRET_EXTERNAL, |r| {
+            r.spec.zones[2].domain = Some("c".into());
+            r.spec.zones[2].external = Some(ExternalZone {
+                url: "tls://c.example:4222".into(),
+                credentials_secret: None,
+                ca_secret: None,
+            });
+            user_secrets(r, &["a", "b", "c"]);
+        }),
+        case!(Region, TLS_ZONE_SECRET_TWICE, |r| {
+            user_secrets(r, &["a", "b", "c", "a"]);
+        }),
+        case!(Region, TLS_SECRETS_ONLY, |r| r.spec.tls.ca_secret =
+            Some("east-ca".into())),
+        case!(Region, TLS_CA_SECRET, |r| {
+            user_secrets(r, &["a", "b", "c"]);
+            r.spec.tls.ca_secret = None;
+        }),
+        case!(Region, TLS_VALIDITY, |r| r.spec.tls.validity_days = 4000),
+        case!(Region, TLS_RENEW_BEFORE, |r| r.spec.tls.renew_before_days =
+            90),
         case!(Drill, PARTITION_HEALED, |d| d.spec.steps =
             Some(vec![Step::Produce, Step::Partition, Step::Verify])),
         case!(Drill, VERIFY_LAST, |d| d.spec.steps =
@@ -401,6 +435,19 @@ fn cases() -> Vec<Case> {
             "Joiner".into()),
         case!(Drill, SERVERS, |d| d.spec.temporary_zone.servers = 0),
     ]
+}
+
+/// `tls.mode: Secrets` with the CA Secret and one Secret per zone named.
+fn user_secrets(r: &mut RegionMirror, zones: &[&str]) {
+    r.spec.tls.mode = TlsMode::Secrets;
+    r.spec.tls.ca_secret = Some("east-ca".into());
+    r.spec.tls.zone_secrets = zones
+        .iter()
+        .map(|z| ZoneTlsSecret {
+            zone: z.to_string(),
+            secret_name: format!("east-{z}-cert"),
+        })
+        .collect();
 }
 
 fn toxic(type_: ToxicType) -> Toxic {

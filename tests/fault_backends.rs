@@ -318,6 +318,7 @@ async fn a_link_around_the_proxy_survives_a_proxy_cut_unless_the_cut_breaks_it()
                 user: "sys".into(),
                 password: "sys".into(),
                 servers: 1,
+                ca: None,
             },
         )]
         .into(),

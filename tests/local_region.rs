@@ -9,12 +9,14 @@ use async_nats::jetstream::{
     stream::{Info, Stream},
 };
 use natsregion::api::RegionMirrorSpec;
-use natsregion::fault::DirectNetwork;
+use natsregion::fault::{DirectNetwork, ZoneHost};
 use natsregion::local::{
     LocalError, LocalRegion, LocalRegionOptions, LocalZone, ZoneOptions, generate_credentials,
+    zone_tls,
 };
 use natsregion::plan::{RegionCredentials, UserPass, mirror_stream_config, source_stream_config};
 use natsregion::testenv::support::poll;
+use natsregion::tls::{ServerTls, issue_ca};
 
 fn spec(zones: serde_json::Value) -> RegionMirrorSpec {
     serde_json::from_value(serde_json::json!({
@@ -25,14 +27,23 @@ fn spec(zones: serde_json::Value) -> RegionMirrorSpec {
     .unwrap()
 }
 
-async fn connect(urls: Vec<String>, creds: &RegionCredentials) -> jetstream::Context {
-    let client = async_nats::ConnectOptions::with_user_and_password(
+/// A zone's certificate from a throwaway CA, for zones started without a region.
+fn throwaway_tls(zone: &str) -> (ServerTls, String) {
+    let ca = issue_ca("test", jiff::Timestamp::now(), Duration::from_secs(3_600)).unwrap();
+    let tls = zone_tls(&ca, zone, &ZoneHost::loopback(), Duration::from_secs(3_600)).unwrap();
+    (tls, ca.cert)
+}
+
+async fn connect(urls: Vec<String>, creds: &RegionCredentials, ca: &str) -> jetstream::Context {
+    let options = async_nats::ConnectOptions::with_user_and_password(
         creds.app.user.clone(),
         creds.app.password.clone(),
-    )
-    .connect(urls)
-    .await
-    .expect("client connects with the app user");
+    );
+    let client = natsregion::tls::trust_region_ca(options, Some(ca))
+        .unwrap()
+        .connect(urls)
+        .await
+        .expect("client connects with the app user");
     jetstream::new(client)
 }
 
@@ -78,19 +89,23 @@ async fn publish(js: &jetstream::Context, n: usize) {
 async fn three_server_zone_runs_an_r3_file_stream() {
     let spec = spec(serde_json::json!([{ "name": "solo", "role": "source" }]));
     let creds = generate_credentials().unwrap();
+    let (tls, ca) = throwaway_tls("solo");
     let zone = LocalZone::start(
         &spec,
         "solo",
         &creds,
         &DirectNetwork,
-        ZoneOptions::default(),
+        ZoneOptions {
+            tls: Some(tls),
+            ..ZoneOptions::default()
+        },
     )
     .await
     .unwrap();
     assert_eq!(zone.client_urls().len(), 3);
     assert_eq!(zone.leafnode_addrs().len(), 3);
 
-    let js = connect(zone.client_urls(), &creds).await;
+    let js = connect(zone.client_urls(), &creds, &ca).await;
     let mut stream = js
         .create_stream(source_stream_config(&spec))
         .await
@@ -142,13 +157,14 @@ async fn mirror_zone_follows_the_source_and_a_new_zone_joins() {
     let mut region = LocalRegion::start(&spec, Arc::new(DirectNetwork), opts)
         .await
         .unwrap();
+    let ca = region.ca_pem().expect("TLS is on by default").to_string();
 
-    let source_js = connect(region.source_zone().client_urls(), &creds).await;
+    let source_js = connect(region.source_zone().client_urls(), &creds, &ca).await;
     let mut source = source_js
         .create_stream(source_stream_config(&spec))
         .await
         .expect("source stream");
-    let mirror_js = connect(region.zone("mir").unwrap().client_urls(), &creds).await;
+    let mirror_js = connect(region.zone("mir").unwrap().client_urls(), &creds, &ca).await;
     let mut mirror = mirror_js
         .create_stream(mirror_stream_config(
             &spec,
@@ -195,7 +211,7 @@ async fn mirror_zone_follows_the_source_and_a_new_zone_joins() {
     )
     .unwrap();
     let added = region.add_zone(&late).await.unwrap();
-    let late_js = connect(added.client_urls(), &creds).await;
+    let late_js = connect(added.client_urls(), &creds, &ca).await;
     let mut late_mirror = late_js
         .create_stream(mirror_stream_config(region.spec(), "src", &late))
         .await
@@ -301,6 +317,7 @@ async fn a_server_that_exits_fails_the_start_at_once() {
     let creds = generate_credentials().unwrap();
     let opts = ZoneOptions {
         nats_server: Some("/bin/false".into()),
+        tls: Some(throwaway_tls("bad").0),
         start_timeout: Duration::from_secs(20),
         ..Default::default()
     };
@@ -340,17 +357,18 @@ async fn zones_in_network_namespaces_mirror_through_the_bridge() {
     let region = LocalRegion::start(&spec, backend.clone(), LocalRegionOptions::default())
         .await
         .unwrap();
+    let ca = region.ca_pem().expect("TLS is on by default").to_string();
     let (a, b) = (region.source_zone(), region.zone("nsb").unwrap());
     assert!(a.host().netns.is_some() && b.host().netns.is_some() && a.host() != b.host());
     assert!(a.client_urls()[0].contains(&a.host().ip.to_string()));
 
     let creds = region.credentials().clone();
-    let source_js = connect(a.client_urls(), &creds).await;
+    let source_js = connect(a.client_urls(), &creds, &ca).await;
     source_js
         .create_stream(source_stream_config(&spec))
         .await
         .expect("source stream");
-    let mirror_js = connect(b.client_urls(), &creds).await;
+    let mirror_js = connect(b.client_urls(), &creds, &ca).await;
     let mut mirror = mirror_js
         .create_stream(mirror_stream_config(
             &spec,

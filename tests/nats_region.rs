@@ -44,6 +44,7 @@ fn endpoint(region: &LocalRegion, zone: &str) -> ZoneEndpoint {
         user: Some(app.user.clone()),
         password: Some(app.password.clone()),
         domain: Some(z.domain().to_string()),
+        ca: region.ca_pem().map(str::to_string),
     }
 }
 

@@ -118,9 +118,16 @@ impl World {
             .create(&PostParams::default(), &secret)
             .await
             .expect("secret");
+        // The local zones run TLS under a throwaway CA, named for them as external.caSecret.
+        let ca = zones[0].endpoint.ca.clone().expect("TLS on by default");
+        let ca_name = format!("{region}-zones-ca");
+        secrets
+            .create(&PostParams::default(), &fixtures::ca_secret(&ca_name, &ca))
+            .await
+            .expect("CA secret");
         let mut spec = fixtures::events_spec(json!([
-            {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a")}},
-            {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b")}},
+            {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a"), "caSecret": ca_name}},
+            {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b"), "caSecret": ca_name}},
         ]));
         // The zones' links run through `toxiproxy` (wired above).
         spec["leafnode"] = json!({"reconnectIntervalSeconds": 1, "proxy": "toxiproxy"});
@@ -153,6 +160,7 @@ impl World {
                         user: self.credentials.system.user.clone(),
                         password: self.credentials.system.password.clone(),
                         servers: 1,
+                        ca: z.endpoint.ca.clone(),
                     },
                 )
             })
@@ -219,6 +227,61 @@ impl World {
             .expect("drill created");
         drills
     }
+}
+
+/// A mirror zone that does not trust the source's certificate: the drill
+/// refuses to start and says why, before any fault.
+#[tokio::test]
+async fn a_drill_on_a_region_whose_mirror_distrusts_the_source_refuses_to_start() {
+    let (_plane, client) = plane_with_crds().await;
+    let (region, secrets) = fixtures::region_with_untrusted_mirror(NS, "trust");
+    for s in secrets {
+        Api::<Secret>::namespaced(client.clone(), NS)
+            .create(&PostParams::default(), &s)
+            .await
+            .unwrap();
+    }
+    Api::<RegionMirror>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &region)
+        .await
+        .unwrap();
+    let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), NS);
+    let mut spec = small_drill(3, None);
+    spec["fault"]["backend"] = json!("networkPolicy");
+    drills
+        .create(
+            &PostParams::default(),
+            &fixtures::drill("trust-drill", "trust", spec),
+        )
+        .await
+        .unwrap();
+    let operator = start_operator(&client, DrillSettings::default());
+    let d = wait_for(
+        &drills,
+        "trust-drill",
+        Duration::from_secs(60),
+        "the end",
+        finished,
+    )
+    .await;
+    let s = d.status.as_ref().unwrap();
+    assert_eq!(s.phase, DrillPhase::Failed, "{}", show(&d));
+    let message = s.message.as_deref().unwrap_or_default();
+    assert!(message.starts_with("precondition failed"), "{message}");
+    assert!(
+        message.contains("do not trust the source zone's certificate"),
+        "{message}"
+    );
+    assert!(
+        message.contains("zone b: TLS:") && message.contains("UnknownIssuer"),
+        "{message}"
+    );
+    assert!(
+        s.faults.is_empty(),
+        "no fault before the refusal: {}",
+        show(&d)
+    );
+    kill(operator).await;
 }
 
 /// The drill controller in this process; abort the handle to "kill" it.
@@ -993,6 +1056,13 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
     let sts = sets.get("east-joiner").await.expect("StatefulSet applied");
     assert_eq!(sts.labels()[labels::DRILL], "joins");
     assert_eq!(sts.owner_references()[0].uid, drill.uid().unwrap());
+    // Its certificate, of the region's CA, owned by the drill like the zone.
+    let cert = Api::<Secret>::namespaced(client.clone(), NS)
+        .get("east-joiner-tls")
+        .await
+        .expect("the temporary zone's certificate");
+    assert_eq!(cert.owner_references()[0].uid, drill.uid().unwrap());
+    assert_eq!(cert.labels()[labels::DRILL], "joins");
     zones.remove(&drill, "joiner").await.expect("removed");
     assert!(sets.get_opt("east-joiner").await.unwrap().is_none());
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), NS);

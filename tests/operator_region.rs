@@ -42,6 +42,23 @@ use tokio::sync::oneshot;
 const MANAGER: &str = "natsregion";
 const IMAGE: &str = "nats:2.14.9-alpine";
 
+/// The application user's connection to a local zone, trusting its CA.
+async fn app_client(
+    url: &str,
+    creds: &natsregion::plan::RegionCredentials,
+    ca: Option<&str>,
+) -> async_nats::Client {
+    let options = async_nats::ConnectOptions::with_user_and_password(
+        creds.app.user.clone(),
+        creds.app.password.clone(),
+    );
+    natsregion::tls::trust_region_ca(options, ca)
+        .unwrap()
+        .connect(url)
+        .await
+        .unwrap()
+}
+
 /// The controller, in this process, until the returned sender is dropped.
 fn start_operator(
     client: &Client,
@@ -126,7 +143,15 @@ async fn child_versions(client: &Client, ns: &str, region: &str) -> BTreeMap<Str
     collect!(Service, "Service");
     collect!(StatefulSet, "StatefulSet");
     collect!(PodDisruptionBudget, "PodDisruptionBudget");
-    for s in ["east-credentials", "east-system-credentials"] {
+    // The certificates too: a steady region reissues none.
+    for s in [
+        "east-credentials",
+        "east-system-credentials",
+        "east-ca",
+        "east-a-tls",
+        "east-b-tls",
+        "east-c-tls",
+    ] {
         if let Ok(secret) = Api::<Secret>::namespaced(client.clone(), ns).get(s).await {
             out.insert(
                 format!("Secret/{s}"),
@@ -151,6 +176,73 @@ fn managed_region() -> RegionMirror {
             ],
         }),
     )
+}
+
+/// `tls.mode: Secrets` where mirror zone `b`'s Secret carries a `ca.crt` that
+/// did not sign the source's certificate: every certificate is valid under
+/// `tls.caSecret`, so the region is configured, but b's leafnode link would be
+/// refused; the zone's status names it.
+#[tokio::test]
+async fn a_mirror_that_does_not_trust_the_source_is_named_in_status() {
+    let (_plane, client) = plane_with_crds().await;
+    let ns = "default";
+    let (ctx, _stop) = start_operator(&client, ns, None);
+    let (region, secrets) = fixtures::region_with_untrusted_mirror(ns, "trust");
+    for s in secrets {
+        Api::<Secret>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &s)
+            .await
+            .unwrap();
+    }
+    let regions: Api<RegionMirror> = Api::namespaced(client.clone(), ns);
+    regions
+        .create(&PostParams::default(), &region)
+        .await
+        .unwrap();
+    let status = eventually(
+        "zone b's TLS error in status",
+        Duration::from_secs(30),
+        async || {
+            let r = regions.get("trust").await.map_err(|e| e.to_string())?;
+            let status = r.status.clone().ok_or("no status")?;
+            let b = status
+                .zones
+                .iter()
+                .find(|z| z.name == "b")
+                .ok_or(format!("{status:?}"))?;
+            match &b.error {
+                Some(e) if e.starts_with("TLS: ") => Ok(status),
+                other => Err(format!("zone b error {other:?}")),
+            }
+        },
+    )
+    .await;
+    let b = status.zones.iter().find(|z| z.name == "b").unwrap();
+    let why = b.error.as_deref().unwrap();
+    assert!(why.contains("UnknownIssuer"), "{why}");
+    assert!(why.contains("trust-a-leaf.default.svc"), "{why}");
+    assert!(why.contains("trust-b-cert"), "{why}");
+    let a = status.zones.iter().find(|z| z.name == "a").unwrap();
+    assert!(
+        !a.error.as_deref().unwrap_or_default().contains("TLS"),
+        "{a:?}"
+    );
+    // The zones are configured all the same (the certificates themselves are
+    // valid): the mounted Secrets are the user's.
+    let valid = validated::ValidatedRegion::load(&ctx, &regions.get("trust").await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(valid.untrusted_links().count(), 1);
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get("trust-b")
+        .await
+        .unwrap();
+    let volumes = sts.spec.template.spec.unwrap().volumes.unwrap();
+    let tls = volumes.iter().find(|v| v.name == "tls").unwrap();
+    assert_eq!(
+        tls.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("trust-b-cert")
+    );
 }
 
 /// Plays the kubelet: the StatefulSet now reports `ready` ready pods.
@@ -193,7 +285,13 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     })
     .await;
     let first_status = t_create.elapsed();
-    let expected = children::region_children(&validated::fixture(&stored, IMAGE)).unwrap();
+    // The builders' objects for what the operator read and generated: the
+    // credentials, the CA and the zones' certificates.
+    let valid = validated::ValidatedRegion::load(&ctx, &stored)
+        .await
+        .expect("the region's Secrets are there");
+    assert_eq!(valid.image, IMAGE);
+    let expected = children::region_children(&valid).unwrap();
     let as_set = |k: ChildKind| {
         expected
             .iter()
@@ -249,6 +347,51 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
         assert_eq!(sts.spec.replicas, zone.statefulset.spec.replicas);
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    // TLS by default: a CA and one certificate per zone, in cert-manager's
+    // format, owned by the region, mounted into the zone's pods.
+    let owner = stored.controller_owner_ref(&()).unwrap();
+    let tls = valid.tls.as_ref().expect("TLS on by default");
+    for (zone, secret) in [
+        ("a", "east-a-tls"),
+        ("b", "east-b-tls"),
+        ("c", "east-c-tls"),
+    ] {
+        let s = secrets.get(secret).await.unwrap();
+        assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
+        assert_eq!(
+            s.metadata.owner_references.as_ref(),
+            Some(&vec![owner.clone()])
+        );
+        let data = s.data.unwrap();
+        let pem = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
+        assert_eq!(pem("ca.crt"), tls.ca);
+        // Trusted under the region's CA for the names the zone is dialed at.
+        let pod = format!("east-{zone}-0.east-{zone}.{ns}.svc");
+        natsregion::tls::verify_server(&tls.ca, &pem("tls.crt"), &pod, jiff::Timestamp::now())
+            .unwrap_or_else(|e| panic!("zone {zone}: {e}"));
+        let sts = stss.get(&format!("east-{zone}")).await.unwrap();
+        let pod_spec = sts.spec.template.spec.unwrap();
+        let volume = pod_spec
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "tls")
+            .unwrap();
+        assert_eq!(volume.secret.unwrap().secret_name.as_deref(), Some(secret));
+    }
+    let leaf = format!("east-a-leaf.{ns}.svc");
+    let source_cert = secrets.get("east-a-tls").await.unwrap().data.unwrap()["tls.crt"]
+        .0
+        .clone();
+    natsregion::tls::verify_server(
+        &tls.ca,
+        &String::from_utf8(source_cert).unwrap(),
+        &leaf,
+        jiff::Timestamp::now(),
+    )
+    .expect("mirror zones verify the source at its leafnode Service");
+    let ca_secret = secrets.get("east-ca").await.unwrap();
+    assert_eq!(ca_secret.metadata.owner_references, Some(vec![owner]));
     let password = secrets.get("east-credentials").await.unwrap().data.unwrap()["password"].clone();
     let r = regions.get("east").await.unwrap();
     assert_eq!(
@@ -544,6 +687,7 @@ impl ZoneAccess for Refused {
         (region == "east").then(|| ZoneUrls {
             client: vec!["nats://127.0.0.1:1".to_string()],
             monitor: vec![],
+            ca: None,
         })
     }
 }
@@ -587,15 +731,25 @@ async fn external_zones_get_streams_and_report_lag() {
         )
         .await
         .unwrap();
+    // The local zones run TLS (tls:// URLs) under a throwaway CA, which the
+    // region names for them as external.caSecret.
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &fixtures::ca_secret("ext-zones-ca", local.ca_pem().expect("TLS on by default")),
+        )
+        .await
+        .unwrap();
     let url = |z: &str| local.zone(z).unwrap().client_urls()[0].clone();
+    assert!(url("a").starts_with("tls://"), "{}", url("a"));
     let region = fixtures::region(
         "ext",
         json!({
             "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
             "credentials": {"secretName": "ext-creds"},
             "zones": [
-                {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a")}},
-                {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b")}},
+                {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a"), "caSecret": "ext-zones-ca"}},
+                {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b"), "caSecret": "ext-zones-ca"}},
             ],
         }),
     );
@@ -611,6 +765,7 @@ async fn external_zones_get_streams_and_report_lag() {
                     ZoneUrls {
                         client: zone.client_urls(),
                         monitor: zone.monitor_urls(),
+                        ca: local.ca_pem().map(str::to_string),
                     },
                 )
             })
@@ -634,13 +789,7 @@ async fn external_zones_get_streams_and_report_lag() {
     assert!(names_of::<StatefulSet>(&client, ns, "ext").await.is_empty());
     assert!(names_of::<Service>(&client, ns, "ext").await.is_empty());
 
-    let nc = async_nats::ConnectOptions::with_user_and_password(
-        creds.app.user.clone(),
-        creds.app.password.clone(),
-    )
-    .connect(url("a"))
-    .await
-    .unwrap();
+    let nc = app_client(&url("a"), &creds, local.ca_pem()).await;
     let js = async_nats::jetstream::new(nc);
     for i in 0..50 {
         js.publish(format!("events.{i}"), "x".into())
@@ -719,13 +868,7 @@ async fn external_zones_get_streams_and_report_lag() {
         "status rewritten while waiting for a recreate"
     );
     for zone in ["a", "b"] {
-        let nc = async_nats::ConnectOptions::with_user_and_password(
-            creds.app.user.clone(),
-            creds.app.password.clone(),
-        )
-        .connect(url(zone))
-        .await
-        .unwrap();
+        let nc = app_client(&url(zone), &creds, local.ca_pem()).await;
         let mut stream = async_nats::jetstream::new(nc)
             .get_stream("EVENTS")
             .await
@@ -788,13 +931,7 @@ async fn external_zones_get_streams_and_report_lag() {
         "managed zones provisioned and in sync {:?} after ready",
         t_ready.elapsed()
     );
-    let nc = async_nats::ConnectOptions::with_user_and_password(
-        creds.app.user.clone(),
-        creds.app.password.clone(),
-    )
-    .connect(url("b"))
-    .await
-    .unwrap();
+    let nc = app_client(&url("b"), &creds, local.ca_pem()).await;
     let info = async_nats::jetstream::new(nc)
         .get_stream("ORDERS")
         .await

@@ -38,7 +38,9 @@ use super::validate::msg;
     validation = Rule::new("self.zones.size() < 2 || self.stream.retention == 'Limits'").message(msg::LIMITS_RETENTION),
     validation = Rule::new("self.zones.all(z, z.role != 'source' || has(z.external) || self.stream.replicas <= z.servers)").message(msg::REPLICAS_FIT),
     validation = Rule::new("self.zones.all(z, !oldSelf.zones.exists(o, o.name == z.name && o.role != z.role))").message(msg::ROLE_IMMUTABLE),
-    validation = Rule::new("self.stream.name == oldSelf.stream.name").message(msg::STREAM_NAME_IMMUTABLE)
+    validation = Rule::new("self.stream.name == oldSelf.stream.name").message(msg::STREAM_NAME_IMMUTABLE),
+    validation = Rule::new("!has(self.tls) || self.tls.mode != 'Secrets' || self.zones.all(z, has(z.external) || (has(self.tls.zoneSecrets) && self.tls.zoneSecrets.exists(s, s.zone == z.name)))").message(msg::TLS_ZONE_SECRET_MISSING),
+    validation = Rule::new("!has(self.tls) || !has(self.tls.zoneSecrets) || self.tls.zoneSecrets.all(s, !self.zones.exists(z, z.name == s.zone && has(z.external)))").message(msg::TLS_ZONE_SECRET_EXTERNAL)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RegionMirrorSpec {
@@ -54,6 +56,10 @@ pub struct RegionMirrorSpec {
     /// Leafnode links from mirror zones to the source zone.
     #[serde(default)]
     pub leafnode: LeafnodeSpec,
+    /// TLS on every link of the managed zones (client, routes, leafnodes).
+    /// On by default with a CA the operator generates for the region.
+    #[serde(default)]
+    pub tls: TlsSpec,
     /// The zones. Exactly one has role `source`.
     #[schemars(length(min = 1, max = 16))]
     pub zones: Vec<ZoneSpec>,
@@ -175,6 +181,92 @@ fn default_reconnect() -> i32 {
     2
 }
 
+/// Where the certificates of the managed zones come from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.mode == 'Secrets' || (!has(self.caSecret) && (!has(self.zoneSecrets) || size(self.zoneSecrets) == 0))").message(msg::TLS_SECRETS_ONLY),
+    validation = Rule::new("self.mode != 'Secrets' || has(self.caSecret)").message(msg::TLS_CA_SECRET),
+    validation = Rule::new("self.renewBeforeDays < self.validityDays").message(msg::TLS_RENEW_BEFORE),
+    validation = Rule::new("!has(self.zoneSecrets) || self.zoneSecrets.all(a, self.zoneSecrets.filter(b, b.zone == a.zone).size() == 1)").message(msg::TLS_ZONE_SECRET_TWICE)
+)]
+pub struct TlsSpec {
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// `Generated`: lifetime of each zone's server certificate (the CA lives ten times as long).
+    #[serde(default = "default_validity_days")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 3650").message(msg::TLS_VALIDITY))]
+    pub validity_days: i32,
+    /// `Generated`: a certificate is reissued this many days before it expires.
+    #[serde(default = "default_renew_before_days")]
+    #[x_kube(validation = Rule::new("self >= 0").message(msg::TLS_RENEW_BEFORE))]
+    pub renew_before_days: i32,
+    /// `Secrets`: Secret whose `ca.crt` every zone trusts (the CA that signed the zones' certificates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub ca_secret: Option<String>,
+    /// `Secrets`: one Secret per managed zone in cert-manager's format
+    /// (`tls.crt`, `tls.key`, `ca.crt`). An entry may name a zone the region
+    /// does not have yet (a drill's temporary zone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub zone_secrets: Vec<ZoneTlsSecret>,
+}
+
+impl Default for TlsSpec {
+    fn default() -> Self {
+        Self {
+            mode: TlsMode::default(),
+            validity_days: default_validity_days(),
+            renew_before_days: default_renew_before_days(),
+            ca_secret: None,
+            zone_secrets: Vec::new(),
+        }
+    }
+}
+
+impl TlsSpec {
+    pub fn enabled(&self) -> bool {
+        self.mode != TlsMode::Disabled
+    }
+    /// The Secret the user named for zone `zone` (`Secrets` mode).
+    pub fn zone_secret(&self, zone: &str) -> Option<&str> {
+        self.zone_secrets
+            .iter()
+            .find(|s| s.zone == zone)
+            .map(|s| s.secret_name.as_str())
+    }
+}
+
+fn default_validity_days() -> i32 {
+    90
+}
+fn default_renew_before_days() -> i32 {
+    30
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TlsMode {
+    /// The operator generates a CA for the region (`<region>-ca`) and a
+    /// certificate per zone (`<region>-<zone>-tls`), and renews them.
+    #[default]
+    Generated,
+    /// The user names the Secrets (for example cert-manager Certificates).
+    Secrets,
+    /// Plaintext links. Only for networks you trust.
+    Disabled,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneTlsSecret {
+    #[schemars(length(min = 1, max = 40))]
+    pub zone: String,
+    /// Secret with keys `tls.crt`, `tls.key` and `ca.crt`.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+}
+
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.external) || has(self.domain)").message(msg::EXTERNAL_DOMAIN))]
@@ -274,6 +366,7 @@ pub struct Scheduling {
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.caSecret) || self.url.startsWith('tls://')").message(msg::EXTERNAL_CA_NEEDS_TLS))]
 pub struct ExternalZone {
     /// Client URL of the zone, `nats://host:port` or `tls://host:port`.
     #[x_kube(validation = Rule::new("self.matches('^(nats|tls)://[^/[:space:]]+:[0-9]+$')").message(msg::EXTERNAL_URL))]
@@ -283,6 +376,11 @@ pub struct ExternalZone {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub credentials_secret: Option<String>,
+    /// Secret whose `ca.crt` signed the zone's certificate, for a `tls://` URL;
+    /// without it the zone's certificate must chain to the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub ca_secret: Option<String>,
 }
 
 // ---------------------------------------------------------------- status

@@ -46,6 +46,15 @@ pub mod msg {
     pub const STORAGE_SIZE: &str = "zones[].storage.size must be a quantity such as 512Mi or 10Gi";
     pub const EXTERNAL_URL: &str =
         "zones[].external.url must look like nats://host:4222 or tls://host:4222";
+    pub const TLS_ZONE_SECRET_MISSING: &str = "tls.mode Secrets needs a tls.zoneSecrets entry (zone, secretName) for every managed zone: add one for each zone without one, or set tls.mode to Generated to have the operator issue the certificates";
+    pub const TLS_ZONE_SECRET_EXTERNAL: &str = "tls.zoneSecrets names an external zone: the operator does not configure its servers; remove the entry and give the zone zones[].external.caSecret instead";
+    pub const TLS_ZONE_SECRET_TWICE: &str =
+        "tls.zoneSecrets names a zone twice: keep one entry per zone";
+    pub const TLS_SECRETS_ONLY: &str = "tls.caSecret and tls.zoneSecrets are only read with tls.mode Secrets: set mode: Secrets or remove them";
+    pub const TLS_CA_SECRET: &str = "tls.mode Secrets needs tls.caSecret: name the Secret whose ca.crt signed the zones' certificates";
+    pub const TLS_VALIDITY: &str = "tls.validityDays must be between 1 and 3650";
+    pub const TLS_RENEW_BEFORE: &str = "tls.renewBeforeDays must be 0 or more and less than tls.validityDays (a certificate is renewed that many days before it expires)";
+    pub const EXTERNAL_CA_NEEDS_TLS: &str = "zones[].external.caSecret is only used with a tls:// URL: change the url to tls://host:port or remove caSecret";
     pub const PARTITION_HEALED: &str = "steps must contain as many heal steps as partition steps: a drill never leaves a partition behind";
     pub const VERIFY_LAST: &str = "steps must end with verify: the claims are judged there";
     pub const SCHEDULE: &str =
@@ -152,6 +161,19 @@ pub fn drill(drill: &PartitionDrill, region: &RegionMirror) -> Result<(), SpecEr
     {
         return fail(format!(
             "temporaryZone.name {:?} is already a zone of the region: choose another name",
+            spec.temporary_zone.name
+        ));
+    }
+    if steps.contains(&Step::AddTemporaryZone)
+        && region.spec.tls.mode == crate::api::TlsMode::Secrets
+        && region
+            .spec
+            .tls
+            .zone_secret(&spec.temporary_zone.name)
+            .is_none()
+    {
+        return fail(format!(
+            "temporaryZone.name {:?} has no certificate: the region's tls.mode is Secrets, so add a tls.zoneSecrets entry for that zone to the region, or drop the add-temporary-zone step",
             spec.temporary_zone.name
         ));
     }

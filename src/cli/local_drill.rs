@@ -65,6 +65,12 @@ impl LocalRuntime {
         }
     }
 
+    /// Issues every zone a new certificate mid-drill (see
+    /// [`LocalRegion::renew_certificates`]).
+    pub async fn renew_certificates(&self) -> Result<(), crate::local::LocalError> {
+        self.region.lock().await.renew_certificates()
+    }
+
     pub fn into_inner(self) -> LocalRegion {
         self.region.into_inner()
     }
@@ -82,6 +88,7 @@ fn accesses(region: &LocalRegion) -> Vec<ZoneAccess> {
                 user: Some(app.user.clone()),
                 password: Some(app.password.clone()),
                 domain: Some(z.domain().to_string()),
+                ca: region.ca_pem().map(str::to_string),
             },
         })
         .collect()
@@ -219,10 +226,15 @@ pub async fn run_campaign(
         ..Default::default()
     };
     eprintln!(
-        "starting region {} ({} zones, {} servers) with the {} backend",
+        "starting region {} ({} zones, {} servers, {}) with the {} backend",
         region.metadata.name.as_deref().unwrap_or("-"),
         region.spec.zones.len(),
         region.spec.zones.iter().map(|z| z.servers).sum::<i32>(),
+        if region.spec.tls.enabled() {
+            "TLS on every link, throwaway CA"
+        } else {
+            "plaintext: tls.mode Disabled"
+        },
         faults.backend.name()
     );
     let local = LocalRegion::start(&region.spec, faults.network(), region_opts).await?;

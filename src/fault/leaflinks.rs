@@ -21,6 +21,8 @@ pub struct SystemAccess {
     pub password: String,
     /// Servers in the zone: how many answers a ping waits for.
     pub servers: usize,
+    /// The region's CA (PEM) when the zone runs TLS.
+    pub ca: Option<String>,
 }
 
 /// The leafnode links of zones, seen and broken through each zone's system
@@ -95,13 +97,15 @@ impl LeafLinks {
             .map(|u| u.parse::<async_nats::ServerAddr>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| nats_err(zone, "parse client URLs", e))?;
-        let client =
+        let options =
             async_nats::ConnectOptions::with_user_and_password(a.user.clone(), a.password.clone())
                 .name("natsregion-fault")
-                .connection_timeout(Duration::from_secs(3))
-                .connect(addrs)
-                .await
-                .map_err(|e| nats_err(zone, "connect as the system user", e))?;
+                .connection_timeout(Duration::from_secs(3));
+        let client = crate::tls::trust_region_ca(options, a.ca.as_deref())
+            .map_err(|e| nats_err(zone, "trust the region's CA", e))?
+            .connect(addrs)
+            .await
+            .map_err(|e| nats_err(zone, "connect as the system user", e))?;
         Ok((client, a.servers.max(1)))
     }
 

@@ -9,7 +9,7 @@ pub mod toxiproxy;
 pub mod zone;
 
 pub use process::{ChildSpec, ManagedProcess, free_port, wait_for_http_ok, wait_for_tcp};
-pub use region::{LocalRegion, LocalRegionOptions, generate_credentials};
+pub use region::{LocalRegion, LocalRegionOptions, generate_credentials, zone_tls};
 pub use zone::{LocalServer, LocalZone, ZoneOptions};
 
 use std::path::PathBuf;
@@ -27,6 +27,8 @@ pub enum LocalError {
     Plan(#[from] crate::plan::PlanError),
     #[error(transparent)]
     Fault(#[from] crate::fault::FaultError),
+    #[error("certificates: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("{what} {}: {source}", .path.display())]
     Io {
         what: &'static str,

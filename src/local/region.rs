@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use super::LocalError;
 use super::zone::{LocalZone, ZoneOptions};
-use crate::api::{RegionMirror, RegionMirrorSpec, ZoneRole, ZoneSpec, validate};
-use crate::fault::Network;
+use crate::api::{RegionMirror, RegionMirrorSpec, TlsMode, ZoneRole, ZoneSpec, validate};
+use crate::fault::{Network, ZoneHost};
 use crate::plan::{RegionCredentials, UserPass};
+use crate::tls::{CertKeyPem, ServerTls};
 
 #[derive(Clone, Debug)]
 pub struct LocalRegionOptions {
@@ -26,6 +27,9 @@ pub struct LocalRegionOptions {
     /// Return from `start`/`add_zone` only once every mirror server has its
     /// leafnode link to the source zone up.
     pub wait_for_leafnodes: bool,
+    /// Lifetime of the zones' certificates (the throwaway CA lives ten times
+    /// as long). Short in tests of renewal.
+    pub certificate_lifetime: Duration,
 }
 
 impl Default for LocalRegionOptions {
@@ -37,6 +41,7 @@ impl Default for LocalRegionOptions {
             nats_server: None,
             credentials: None,
             wait_for_leafnodes: true,
+            certificate_lifetime: Duration::from_secs(86_400),
         }
     }
 }
@@ -48,6 +53,8 @@ pub struct LocalRegion {
     network: Arc<dyn Network>,
     opts: LocalRegionOptions,
     credentials: RegionCredentials,
+    /// The region's throwaway CA, when the spec turns TLS on.
+    ca: Option<CertKeyPem>,
     // Zones before the directory, so servers die before their files go.
     zones: Vec<LocalZone>,
     dir: RegionDir,
@@ -83,6 +90,17 @@ impl LocalRegion {
             Some(c) => c.clone(),
             None => generate_credentials()?,
         };
+        let ca = match spec.tls.mode {
+            TlsMode::Disabled => None,
+            TlsMode::Generated => Some(crate::tls::issue_ca(
+                "natsregion local region",
+                jiff::Timestamp::now(),
+                opts.certificate_lifetime * 10,
+            )?),
+            TlsMode::Secrets => return Err(LocalError::Invalid(
+                "tls.mode Secrets names Kubernetes Secrets, which a local region does not have: use tls.mode Generated (a throwaway CA) or Disabled".to_string(),
+            )),
+        };
         let base = opts.base_dir.clone().unwrap_or_else(std::env::temp_dir);
         std::fs::create_dir_all(&base).map_err(|source| LocalError::Io {
             what: "cannot create",
@@ -107,9 +125,18 @@ impl LocalRegion {
             network,
             opts,
             credentials,
+            ca,
             zones: Vec::new(),
             dir,
         };
+        if let Some(ca) = &region.ca {
+            let path = region.dir().join(crate::tls::CA_KEY);
+            std::fs::write(&path, &ca.cert).map_err(|source| LocalError::Io {
+                what: "cannot write",
+                path,
+                source,
+            })?;
+        }
 
         let source = spec
             .source_zone()
@@ -131,6 +158,7 @@ impl LocalRegion {
                 leaf_remotes.push(self.network.leaf_route(&zone.name, i, addr).await?);
             }
         }
+        let tls = self.zone_certificate(&zone.name, &host)?;
         let opts = ZoneOptions {
             host,
             dir: Some(self.dir().join(&zone.name)),
@@ -138,6 +166,7 @@ impl LocalRegion {
             leaf_remotes,
             start_timeout: self.opts.start_timeout,
             nats_server: self.opts.nats_server.clone(),
+            tls,
         };
         let started = LocalZone::start(
             &self.spec,
@@ -151,6 +180,45 @@ impl LocalRegion {
             wait_for_leafnodes(&started, self.opts.start_timeout).await?;
         }
         self.zones.push(started);
+        Ok(())
+    }
+
+    /// A fresh certificate for zone `zone` on `host`: every address its
+    /// peers, clients and mirror zones dial it at (its own, and loopback,
+    /// where Toxiproxy listens).
+    fn zone_certificate(
+        &self,
+        zone: &str,
+        host: &ZoneHost,
+    ) -> Result<Option<ServerTls>, LocalError> {
+        match &self.ca {
+            Some(ca) => Ok(Some(zone_tls(
+                ca,
+                zone,
+                host,
+                self.opts.certificate_lifetime,
+            )?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The region's CA certificate (PEM), when it runs TLS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca.as_ref().map(|ca| ca.cert.as_str())
+    }
+
+    /// Issues every zone a new certificate and has its servers reload it,
+    /// as the operator does before a certificate expires.
+    pub fn renew_certificates(&mut self) -> Result<(), LocalError> {
+        for i in 0..self.zones.len() {
+            let (name, host) = (
+                self.zones[i].name().to_string(),
+                self.zones[i].host().clone(),
+            );
+            if let Some(tls) = self.zone_certificate(&name, &host)? {
+                self.zones[i].replace_certificate(&tls)?;
+            }
+        }
         Ok(())
     }
 
@@ -260,6 +328,25 @@ impl Drop for LocalRegion {
         // then the TempDir (if owned) removes their files.
         self.zones.clear();
     }
+}
+
+/// A certificate of `ca` for local zone `zone` on `host`, valid for `lifetime`:
+/// for its own address, and loopback, where Toxiproxy listens for it.
+pub fn zone_tls(
+    ca: &CertKeyPem,
+    zone: &str,
+    host: &ZoneHost,
+    lifetime: Duration,
+) -> Result<ServerTls, LocalError> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    if host.ip.to_string() != "127.0.0.1" {
+        names.push(host.ip.to_string());
+    }
+    let cert = crate::tls::issue_server(ca, zone, &names, jiff::Timestamp::now(), lifetime)?;
+    Ok(ServerTls {
+        cert,
+        ca: ca.cert.clone(),
+    })
 }
 
 /// Waits until every server of mirror zone `zone` reports a leafnode link.

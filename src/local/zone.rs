@@ -8,7 +8,8 @@ use super::LocalError;
 use super::process::{ChildSpec, ManagedProcess, free_port, wait_for_http_ok};
 use crate::api::{RegionMirrorSpec, ZoneRole, ZoneSpec};
 use crate::fault::{Network, ZoneHost};
-use crate::plan::{self, RegionCredentials, ServerAddress, ZoneAddresses, ZonePlan};
+use crate::plan::{self, RegionCredentials, ServerAddress, TlsFiles, ZoneAddresses, ZonePlan};
+use crate::tls::{CA_KEY, CERT_KEY, KEY_KEY, ServerTls};
 
 /// How to start a zone.
 #[derive(Clone, Debug)]
@@ -26,6 +27,9 @@ pub struct ZoneOptions {
     pub start_timeout: Duration,
     /// nats-server binary; `None` looks it up with `crate::tools`.
     pub nats_server: Option<PathBuf>,
+    /// The zone's certificate and the CA its servers trust; required when
+    /// the spec turns TLS on (the plan refuses a zone without it).
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ZoneOptions {
@@ -37,6 +41,7 @@ impl Default for ZoneOptions {
             leaf_remotes: Vec::new(),
             start_timeout: Duration::from_secs(30),
             nats_server: None,
+            tls: None,
         }
     }
 }
@@ -52,6 +57,8 @@ pub struct LocalServer {
     pub cluster_port: u16,
     pub monitor_port: u16,
     pub leafnode_port: Option<u16>,
+    /// Clients must use TLS (`tls://` URLs).
+    pub tls: bool,
     pub dir: PathBuf,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
@@ -60,7 +67,8 @@ pub struct LocalServer {
 
 impl LocalServer {
     pub fn client_url(&self) -> String {
-        format!("nats://{}", SocketAddr::new(self.ip, self.client_port))
+        let scheme = if self.tls { "tls" } else { "nats" };
+        format!("{scheme}://{}", SocketAddr::new(self.ip, self.client_port))
     }
     pub fn monitor_url(&self) -> String {
         format!("http://{}", SocketAddr::new(self.ip, self.monitor_port))
@@ -285,6 +293,27 @@ impl LocalZone {
             .filter_map(|s| s.leafnode_addr())
             .collect()
     }
+    /// Replaces the zone's certificate files and has every running server
+    /// reload its configuration (SIGHUP), which rereads them: new links get
+    /// the new certificate, established ones stay up.
+    pub fn replace_certificate(&mut self, tls: &ServerTls) -> Result<(), LocalError> {
+        write_tls_files(self.dir.path(), tls)?;
+        for s in &self.servers {
+            if let Some(pid) = s.pid() {
+                // SAFETY: kill(2) with a pid we spawned and still own.
+                let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
+                if rc != 0 {
+                    return Err(LocalError::Io {
+                        what: "cannot signal (SIGHUP) nats-server for",
+                        path: s.config_path.clone(),
+                        source: std::io::Error::last_os_error(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Pids of the servers that were started and not stopped through the zone.
     pub fn pids(&self) -> Vec<u32> {
         self.servers.iter().filter_map(|s| s.pid()).collect()
@@ -373,7 +402,13 @@ fn plan_servers(
     };
     let is_source = zone.is_source();
     let mut servers = Vec::new();
-    let mut addresses = ZoneAddresses::default();
+    let mut addresses = ZoneAddresses {
+        tls: match &opts.tls {
+            Some(tls) => Some(write_tls_files(dir, tls)?),
+            None => None,
+        },
+        ..ZoneAddresses::default()
+    };
     for i in 0..zone.servers.max(0) as usize {
         let name = format!("{}-{i}", zone.name);
         // A fresh directory per attempt: a half-started server may have left a store behind.
@@ -413,6 +448,7 @@ fn plan_servers(
             cluster_port,
             monitor_port,
             leafnode_port,
+            tls: opts.tls.is_some(),
             config_path: sdir.join("nats.conf"),
             log_path: sdir.join("nats.log"),
             dir: sdir,
@@ -429,4 +465,38 @@ fn plan_servers(
         })?;
     }
     Ok((plan, servers))
+}
+
+/// Writes the zone's certificate, key and CA under `<zone dir>/tls`, in the
+/// file names of a cert-manager Secret, and returns their paths. The key file
+/// is readable by its owner only.
+fn write_tls_files(dir: &Path, tls: &ServerTls) -> Result<TlsFiles, LocalError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tls_dir = dir.join("tls");
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LocalError::Io { what, path, source }
+    };
+    std::fs::create_dir_all(&tls_dir).map_err(io("cannot create", &tls_dir))?;
+    let write = |name: &str, text: &str, mode: u32| -> Result<String, LocalError> {
+        let path = tls_dir.join(name);
+        // Written beside and renamed: a server reloading mid-write never
+        // reads half a file.
+        let tmp = tls_dir.join(format!(".{name}.new"));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io("cannot write", &tmp))?;
+        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io("cannot write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io("cannot write", &path))?;
+        Ok(path.to_string_lossy().into_owned())
+    };
+    Ok(TlsFiles {
+        cert_file: write(CERT_KEY, &tls.cert.cert, 0o644)?,
+        key_file: write(KEY_KEY, &tls.cert.key, 0o600)?,
+        ca_file: write(CA_KEY, &tls.ca, 0o644)?,
+    })
 }

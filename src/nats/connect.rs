@@ -21,6 +21,9 @@ pub struct ZoneEndpoint {
     /// zone answering with another domain means mirrors would point at the wrong
     /// `$JS.<domain>.API`.
     pub domain: Option<String>,
+    /// PEM of the CA the zone's certificates chain to. Set: TLS is required
+    /// and the servers are verified against this CA alone.
+    pub ca: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,6 +147,13 @@ pub async fn connect(
         if let (Some(user), Some(password)) = (&endpoint.user, &endpoint.password) {
             options = options.user_and_password(user.clone(), password.clone());
         }
+        let options =
+            crate::tls::trust_region_ca(options, endpoint.ca.as_deref()).map_err(|e| {
+                ConnectError::Tls {
+                    zone: zone.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
         match options.connect(addrs.clone()).await {
             Ok(client) => break client,
             Err(e) => match e.kind() {
@@ -162,6 +172,14 @@ pub async fn connect(
                     });
                 }
                 ConnectErrorKind::Tls => {
+                    return Err(ConnectError::Tls {
+                        zone,
+                        reason: e.to_string(),
+                    });
+                }
+                // A certificate the CA does not vouch for arrives as an I/O
+                // error; retrying cannot fix it, so it fails now with its name.
+                _ if is_certificate_error(&e) => {
                     return Err(ConnectError::Tls {
                         zone,
                         reason: e.to_string(),
@@ -206,6 +224,27 @@ pub async fn connect(
         domain,
         server_name,
     })
+}
+
+/// Whether rustls refused the server's certificate (wrong CA, wrong name,
+/// expired) somewhere down the error's sources.
+fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let rustls_error = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if matches!(
+            rustls_error,
+            Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+        ) {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 const JETSTREAM_NOT_ENABLED_FOR_ACCOUNT: u64 = 10039;

@@ -70,6 +70,11 @@ pub struct ZoneUrls {
     pub client: Vec<String>,
     /// `http://host:port` monitoring base URLs, one per server (may be empty).
     pub monitor: Vec<String>,
+    /// The CA (PEM) the zone's servers are verified with. `None` from
+    /// [`ZoneUrls::in_cluster`]: the region's CA applies
+    /// (`ValidatedRegion::zone_urls` fills it in); an override that points at
+    /// other servers names theirs.
+    pub ca: Option<String>,
 }
 
 impl ZoneUrls {
@@ -89,6 +94,7 @@ impl ZoneUrls {
                     )
                 })
                 .collect(),
+            ca: None,
         }
     }
 }

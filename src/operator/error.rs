@@ -41,6 +41,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// A certificate Secret that is missing or unusable (`spec.tls`).
+    #[error("Secret {secret} ({field}): {reason}")]
+    Certificate {
+        secret: String,
+        field: &'static str,
+        reason: String,
+    },
+
     #[error("cannot {action}: {source}")]
     Kube {
         action: String,
@@ -99,6 +107,7 @@ impl Error {
             Error::Plan { .. } => "InvalidConfiguration",
             Error::CredentialsMissing { .. } => "CredentialsMissing",
             Error::CredentialsInvalid { .. } => "CredentialsInvalid",
+            Error::Certificate { .. } => "CertificateInvalid",
             Error::Kube { source, .. } => match api_code(source) {
                 Some(409) => "Conflict",
                 Some(422) | Some(400) => "Rejected",

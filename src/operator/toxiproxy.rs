@@ -51,14 +51,7 @@ pub const ADVERTISE_PORT: i32 = 17421;
 /// on `PROXY_BASE_PORT + 10 k + i` (a zone has at most 9 servers).
 pub const PROXY_BASE_PORT: i32 = 17422;
 
-pub fn toxiproxy_name(region: &str) -> String {
-    format!("{region}-toxiproxy")
-}
-
-/// `<region>-toxiproxy.<ns>.svc`.
-pub fn toxiproxy_host(namespace: &str, region: &str) -> String {
-    format!("{}.{namespace}.svc", toxiproxy_name(region))
-}
+pub use super::region::names::{toxiproxy_host, toxiproxy_name};
 
 /// The API URL of the region's Toxiproxy, from inside the cluster.
 pub fn api_url(namespace: &str, region: &str) -> String {

@@ -9,8 +9,8 @@ pub mod stream;
 
 pub use server::{
     AccountConfig, ClusterConfig, JetStreamConfig, LeafnodeConfig, MAX_MEMORY_STORE, RemoteConfig,
-    ServerAddress, ServerConfig, ServerPlan, UserConfig, ZoneAddresses, ZonePlan, host_port,
-    leaf_url, parse_quantity, server_config,
+    ServerAddress, ServerConfig, ServerPlan, TLS_HANDSHAKE_TIMEOUT, TlsConfig, TlsFiles,
+    UserConfig, ZoneAddresses, ZonePlan, host_port, leaf_url, parse_quantity, server_config,
 };
 pub use stream::{
     ZONE_TOKEN, aggregate_stream_config, api_prefix, local_stream_config, local_stream_name,
@@ -90,6 +90,12 @@ pub enum PlanError {
     NoLeafRemotes(String),
     #[error("credentials: {0}")]
     Credentials(String),
+    #[error("zone {0}: the spec turns TLS on but no certificate files were given")]
+    MissingTlsFiles(String),
+    #[error(
+        "zone {0}: certificate files were given but the spec turns TLS off (tls.mode: Disabled)"
+    )]
+    UnexpectedTlsFiles(String),
     #[error("stream.syncInterval {0:?} is not 'always' or a duration such as 10s or 2m")]
     SyncInterval(String),
     #[error("storage size {0:?} is not a quantity such as 512Mi or 10Gi")]

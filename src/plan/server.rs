@@ -44,6 +44,18 @@ pub struct ZoneAddresses {
     /// Mirror zones: the `host:port` to dial for each source server, in source
     /// server order. Every server of the zone gets the whole list.
     pub leaf_remotes: Vec<String>,
+    /// Where the servers find their certificate; required exactly when the
+    /// spec turns TLS on, so a zone never falls back to plaintext silently.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Paths, on the server's host, of its certificate, its key and the CA it
+/// trusts for its peers (a cert-manager Secret's `tls.crt`, `tls.key`, `ca.crt`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: String,
+    pub key_file: String,
+    pub ca_file: String,
 }
 
 /// One zone's servers, ready to render.
@@ -85,6 +97,11 @@ pub fn server_config(server: &ServerPlan) -> String {
 pub struct ServerConfig {
     pub server_name: String,
     pub listen: String,
+    /// Client connections: TLS required once set (nats-server refuses a
+    /// client that does not upgrade).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Monitoring stays plain HTTP on its own port (docs/architecture.md, "TLS").
     pub http: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterConfig>,
@@ -100,6 +117,8 @@ pub struct ClusterConfig {
     pub name: String,
     pub listen: String,
     pub routes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -135,12 +154,68 @@ pub struct LeafnodeConfig {
     pub reconnect: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remotes: Vec<RemoteConfig>,
+    /// Listen side (source zone): the remotes must show a certificate of the CA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RemoteConfig {
     pub urls: Vec<String>,
     pub account: String,
+    /// The source zone's certificate is verified against `ca_file` for the
+    /// host the remote dials; the remote shows its own for the listener's `verify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// A nats-server `tls {}` block.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TlsConfig {
+    pub cert_file: String,
+    pub key_file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Require and verify the peer's certificate (listeners).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub verify: bool,
+    /// Seconds for the handshake. The server's default (2 s for routes and
+    /// leafnodes, 0.5 s for clients) is short on a loaded two-core machine.
+    pub timeout: i64,
+}
+
+/// Seconds every TLS handshake may take (see [`TlsConfig::timeout`]).
+pub const TLS_HANDSHAKE_TIMEOUT: i64 = 5;
+
+impl TlsFiles {
+    /// Client listener: the server's certificate, no client certificate
+    /// (clients log in with user and password).
+    fn client(&self) -> TlsConfig {
+        TlsConfig {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            ca_file: None,
+            verify: false,
+            timeout: TLS_HANDSHAKE_TIMEOUT,
+        }
+    }
+    /// Routes and the leafnode listener: both sides show a certificate of the CA.
+    fn mutual(&self) -> TlsConfig {
+        TlsConfig {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            ca_file: Some(self.ca_file.clone()),
+            verify: true,
+            timeout: TLS_HANDSHAKE_TIMEOUT,
+        }
+    }
+    /// A leafnode remote: verify the hub against the CA, show our certificate.
+    fn remote(&self) -> TlsConfig {
+        TlsConfig {
+            verify: false,
+            ..self.mutual()
+        }
+    }
 }
 
 // ------------------------------------------------------------ building
@@ -181,6 +256,12 @@ fn plan_zone(
         });
     }
     credentials.check()?;
+    let tls = match (spec.tls.enabled(), &addresses.tls) {
+        (true, Some(files)) => Some(files),
+        (true, None) => return Err(PlanError::MissingTlsFiles(zone.name.clone())),
+        (false, Some(_)) => return Err(PlanError::UnexpectedTlsFiles(zone.name.clone())),
+        (false, None) => None,
+    };
     let sync_interval = check_sync_interval(&spec.stream.sync_interval)?;
     let max_file_store = parse_quantity(&zone.storage.size)
         .ok_or_else(|| PlanError::StorageSize(zone.storage.size.clone()))?;
@@ -199,6 +280,7 @@ fn plan_zone(
                     advertise: addr.leaf_advertise.clone(),
                     reconnect: None,
                     remotes: vec![],
+                    tls: tls.map(TlsFiles::mutual),
                 })
             }
             ZoneRole::Mirror => {
@@ -220,7 +302,9 @@ fn plan_zone(
                     remotes: vec![RemoteConfig {
                         urls,
                         account: APP_ACCOUNT.to_string(),
+                        tls: tls.map(TlsFiles::remote),
                     }],
+                    tls: None,
                 })
             }
         }
@@ -250,12 +334,14 @@ fn plan_zone(
             let config = ServerConfig {
                 server_name: addr.name.clone(),
                 listen: host_port(&addr.host, addr.client_port),
+                tls: tls.map(TlsFiles::client),
                 http: host_port(&addr.host, addr.monitor_port),
                 // A lone server with a cluster block would wait for routes that never come.
                 cluster: (want > 1).then(|| ClusterConfig {
                     name: zone.name.clone(),
                     listen: host_port(&addr.host, addr.cluster_port),
                     routes: addresses.routes.clone(),
+                    tls: tls.map(TlsFiles::mutual),
                 }),
                 jetstream: JetStreamConfig {
                     domain: zone.domain().to_string(),

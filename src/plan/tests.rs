@@ -70,6 +70,19 @@ fn addresses(spec: &RegionMirrorSpec, zone: &str) -> ZoneAddresses {
                 .map(|i| format!("{}:7422", pod(&source.name, i)))
                 .collect()
         },
+        tls: Some(snapshot_tls_files()),
+    }
+}
+
+/// Where the snapshots' servers find their certificates; the `-t` check
+/// writes real ones there (under its temporary directory).
+const SNAPSHOT_TLS_DIR: &str = "/etc/nats-tls";
+
+fn snapshot_tls_files() -> TlsFiles {
+    TlsFiles {
+        cert_file: format!("{SNAPSHOT_TLS_DIR}/tls.crt"),
+        key_file: format!("{SNAPSHOT_TLS_DIR}/tls.key"),
+        ca_file: format!("{SNAPSHOT_TLS_DIR}/ca.crt"),
     }
 }
 
@@ -131,8 +144,13 @@ fn generated_files_match_snapshots() {
 fn nats_server_accepts_every_generated_config() {
     let bin = crate::tools::binary("nats-server").expect("nats-server is needed for this test");
     let dir = tempfile::tempdir().unwrap();
+    // The server loads the certificate files while it checks the config.
+    let tls_dir = dir.path().join("tls");
+    crate::tls::write_test_files(&tls_dir).unwrap();
     let mut checked = 0;
     for (name, text) in rendered().into_iter().filter(|(n, _)| n.ends_with(".conf")) {
+        assert!(text.contains(SNAPSHOT_TLS_DIR), "{name} has TLS: {text}");
+        let text = text.replace(SNAPSHOT_TLS_DIR, &tls_dir.to_string_lossy());
         let path = dir.path().join(&name);
         std::fs::write(&path, text).unwrap();
         let out = std::process::Command::new(&bin)
@@ -183,6 +201,26 @@ fn plan_shape() {
     assert_eq!(west.domain, "west_dc");
     let leaf = west.servers[0].config.leafnodes.as_ref().unwrap();
     assert_eq!(leaf.reconnect.as_deref(), Some("3s"));
+    // TLS on every link: the client listener without client certificates,
+    // routes and the leafnode listener mutual, the remote verifying the hub.
+    let w0 = &west.servers[0].config;
+    assert!(
+        w0.tls
+            .as_ref()
+            .is_some_and(|t| !t.verify && t.ca_file.is_none())
+    );
+    assert!(
+        w0.cluster
+            .as_ref()
+            .unwrap()
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.verify)
+    );
+    let remote_tls = leaf.remotes[0].tls.as_ref().unwrap();
+    assert_eq!(remote_tls.ca_file.as_deref(), Some("/etc/nats-tls/ca.crt"));
+    let hub = east.servers[0].config.leafnodes.as_ref().unwrap();
+    assert!(hub.tls.as_ref().is_some_and(|t| t.verify));
     assert_eq!(leaf.remotes[0].urls.len(), 3);
     assert_eq!(leaf.remotes[0].account, APP_ACCOUNT);
 
@@ -230,6 +268,18 @@ fn plan_errors() {
         ZonePlan::build(&spec, "east", &addresses(&spec, "east"), &hashed),
         Err(PlanError::Credentials(_))
     ));
+    let mut plaintext = addresses(&spec, "east");
+    plaintext.tls = None;
+    assert_eq!(
+        ZonePlan::build(&spec, "east", &plaintext, &creds),
+        Err(PlanError::MissingTlsFiles("east".into()))
+    );
+    let mut off = spec.clone();
+    off.tls.mode = crate::api::TlsMode::Disabled;
+    assert_eq!(
+        ZonePlan::build(&off, "east", &addresses(&spec, "east"), &creds),
+        Err(PlanError::UnexpectedTlsFiles("east".into()))
+    );
     let mut same = creds.clone();
     same.system.user = "app".into();
     assert!(matches!(

@@ -67,6 +67,86 @@ pub fn credentials_secret(name: &str, user: &str, password: &str) -> Secret {
     }
 }
 
+/// A Secret holding only a CA certificate (`ca.crt`), as `external.caSecret` reads it.
+pub fn ca_secret(name: &str, ca_pem: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        string_data: Some(std::collections::BTreeMap::from([(
+            crate::tls::CA_KEY.to_string(),
+            ca_pem.to_string(),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// A certificate Secret in cert-manager's format (`tls.crt`, `tls.key`, `ca.crt`).
+pub fn tls_secret(name: &str, cert: &str, key: &str, ca: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".to_string()),
+        data: Some(
+            [
+                (crate::tls::CERT_KEY, cert),
+                (crate::tls::KEY_KEY, key),
+                (crate::tls::CA_KEY, ca),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// Region `name` (source `a`, mirror `b`) with `tls.mode: Secrets` whose
+/// certificates are all valid under `tls.caSecret`, but whose mirror zone's
+/// Secret carries a `ca.crt` that did not sign the source's certificate: b's
+/// leafnode link would refuse the source. Returns the region and the Secrets
+/// to create first, in namespace `ns`.
+pub fn region_with_untrusted_mirror(ns: &str, name: &str) -> (RegionMirror, Vec<Secret>) {
+    use crate::operator::region::names;
+    let now = jiff::Timestamp::now();
+    let day = std::time::Duration::from_secs(86_400);
+    let right = crate::tls::issue_ca("right", now, day).expect("CA");
+    let wrong = crate::tls::issue_ca("wrong", now, day).expect("CA");
+    let mut secrets = vec![ca_secret(&format!("{name}-ca"), &right.cert)];
+    for (zone, source, trusts) in [("a", true, &right), ("b", false, &wrong)] {
+        let dns = names::certificate_names(ns, name, zone, source, false);
+        let cert = crate::tls::issue_server(&right, zone, &dns, now, day).expect("certificate");
+        secrets.push(tls_secret(
+            &format!("{name}-{zone}-cert"),
+            &cert.cert,
+            &cert.key,
+            &trusts.cert,
+        ));
+    }
+    let region = self::region(
+        name,
+        json!({
+            "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
+            "tls": {
+                "mode": "Secrets",
+                "caSecret": format!("{name}-ca"),
+                "zoneSecrets": [
+                    {"zone": "a", "secretName": format!("{name}-a-cert")},
+                    {"zone": "b", "secretName": format!("{name}-b-cert")},
+                ],
+            },
+            "zones": [
+                {"name": "a", "role": "source", "servers": 1},
+                {"name": "b", "role": "mirror", "servers": 1},
+            ],
+        }),
+    );
+    (region, secrets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ pub mod fixtures;
 pub mod node;
 mod process;
 pub mod support;
+pub mod tls_probe;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -200,6 +200,18 @@ impl DrillJob {
         let valid = ValidatedRegion::load(&self.ctx, &region)
             .await
             .map_err(|e| e.to_string())?;
+        // A mirror that cannot link to the source would only show as a
+        // mirror never in sync: refuse with the reason instead.
+        let untrusted: Vec<String> = valid
+            .untrusted_links()
+            .map(|(zone, why)| format!("zone {zone}: {why}"))
+            .collect();
+        if !untrusted.is_empty() {
+            return Err(format!(
+                "RegionMirror {region_name} has mirror zones that do not trust the source zone's certificate: {}",
+                untrusted.join("; ")
+            ));
+        }
         let zones = zone_accesses(&self.ctx, &valid)
             .await
             .map_err(|e| e.to_string())?;

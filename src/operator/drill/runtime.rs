@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use kube::api::Api;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 
 use crate::api::{PartitionDrill, ZoneSpec};
 use crate::drill::runtime::{Runtime, ZoneAccess};
 use crate::fault::leaflinks::{LeafLinks, SystemAccess};
-use crate::meta::labels;
+use crate::meta::{FIELD_MANAGER, labels};
 use crate::nats::connect::ZoneEndpoint;
 use crate::operator::context::Context;
 use crate::operator::error::{Error, Result};
@@ -109,6 +110,37 @@ pub fn temporary_zone_children(
     Ok(c)
 }
 
+/// The certificate Secret of drill-owned zone `zone` (`tls.mode: Generated`),
+/// owned by the drill like the zone's other objects. Pure.
+pub fn temporary_zone_certificate(
+    valid: &ValidatedRegion,
+    drill: &PartitionDrill,
+    zone: &ZoneSpec,
+) -> Result<Option<Secret>> {
+    let Some(tls) = valid.tls.as_ref().filter(|_| valid.tls_enabled()) else {
+        return Ok(None);
+    };
+    let Some(mut secret) = crate::operator::region::certificates::temporary_zone_secret(
+        tls,
+        &valid.region,
+        &valid.namespace,
+        zone,
+    )?
+    else {
+        return Ok(None);
+    };
+    let owner = drill
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingField("metadata.uid"))?;
+    secret.metadata.owner_references = Some(vec![owner]);
+    secret
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(labels::DRILL.to_string(), drill.name_any());
+    Ok(Some(secret))
+}
+
 impl TemporaryZones for KubernetesZones {
     fn add<'a>(
         &'a self,
@@ -118,6 +150,19 @@ impl TemporaryZones for KubernetesZones {
     ) -> BoxFuture<'a, Result<ZoneAccess, String>> {
         Box::pin(async move {
             let ctx = &self.ctx;
+            if let Some(secret) =
+                temporary_zone_certificate(valid, drill, zone).map_err(|e| e.to_string())?
+            {
+                let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &valid.namespace);
+                let name = secret.metadata.name.clone().unwrap_or_default();
+                api.patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&secret),
+                )
+                .await
+                .map_err(|e| format!("apply Secret {name}: {e}"))?;
+            }
             let c = temporary_zone_children(valid, drill, zone).map_err(|e| e.to_string())?;
             apply::apply_zone(&ctx.client, &c)
                 .await
@@ -138,8 +183,8 @@ impl TemporaryZones for KubernetesZones {
                 }
                 tokio::time::sleep(self.poll).await;
             }
-            let urls = valid.zone_urls(ctx, zone).client;
-            Ok(access(zone, urls, &valid.credentials.app))
+            let urls = valid.zone_urls(ctx, zone);
+            Ok(access(zone, urls.client, &valid.credentials.app, urls.ca))
         })
     }
 
@@ -242,15 +287,19 @@ pub async fn zone_accesses(ctx: &Context, valid: &ValidatedRegion) -> Result<Vec
     let creds = &valid.credentials;
     let mut out = Vec::new();
     for zone in &valid.region.spec.zones {
-        let (urls, user) = match &zone.external {
+        let (urls, user, ca) = match &zone.external {
             Some(ext) => (
                 vec![ext.url.clone()],
                 credentials::for_external_zone(&ctx.client, &valid.region, zone, &creds.app)
                     .await?,
+                valid.zone_ca(zone),
             ),
-            None => (valid.zone_urls(ctx, zone).client, creds.app.clone()),
+            None => {
+                let urls = valid.zone_urls(ctx, zone);
+                (urls.client, creds.app.clone(), urls.ca)
+            }
         };
-        out.push(access(zone, urls, &user));
+        out.push(access(zone, urls, &user, ca));
     }
     Ok(out)
 }
@@ -267,13 +316,15 @@ pub async fn system_links(ctx: &Context, valid: &ValidatedRegion) -> Result<Leaf
         .iter()
         .filter(|z| z.external.is_none())
         .map(|z| {
+            let urls = valid.zone_urls(ctx, z);
             (
                 z.name.clone(),
                 SystemAccess {
-                    urls: valid.zone_urls(ctx, z).client,
+                    urls: urls.client,
                     user: creds.system.user.clone(),
                     password: creds.system.password.clone(),
                     servers: z.servers.max(1) as usize,
+                    ca: urls.ca,
                 },
             )
         })
@@ -281,7 +332,7 @@ pub async fn system_links(ctx: &Context, valid: &ValidatedRegion) -> Result<Leaf
     Ok(LeafLinks { zones })
 }
 
-fn access(zone: &ZoneSpec, urls: Vec<String>, user: &UserPass) -> ZoneAccess {
+fn access(zone: &ZoneSpec, urls: Vec<String>, user: &UserPass, ca: Option<String>) -> ZoneAccess {
     ZoneAccess {
         role: zone.role,
         endpoint: ZoneEndpoint {
@@ -290,6 +341,7 @@ fn access(zone: &ZoneSpec, urls: Vec<String>, user: &UserPass) -> ZoneAccess {
             user: Some(user.user.clone()),
             password: Some(user.password.clone()),
             domain: Some(zone.domain().to_string()),
+            ca,
         },
     }
 }

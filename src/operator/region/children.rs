@@ -23,7 +23,10 @@ use super::validated::ValidatedRegion;
 use crate::api::{ZoneRole, ZoneSpec};
 use crate::operator::error::{Error, Result};
 use crate::plan::ports::{CLIENT_PORT, CLUSTER_PORT, LEAFNODE_PORT, MONITOR_PORT};
-use crate::plan::{RegionCredentials, ServerAddress, UserPass, ZoneAddresses, ZonePlan, leaf_url};
+use crate::plan::{
+    RegionCredentials, ServerAddress, TlsFiles, UserPass, ZoneAddresses, ZonePlan, leaf_url,
+};
+use crate::tls::{CA_KEY, CERT_KEY, KEY_KEY};
 
 /// Pod template annotation carrying a hash of the zone's configuration: a
 /// changed config changes the template, and the StatefulSet rolls its pods.
@@ -32,12 +35,24 @@ pub const CONFIG_HASH: &str = "natsregion.io/config-hash";
 pub const DATA_DIR: &str = "/data";
 pub const STORE_DIR: &str = "/data/jetstream";
 pub const CONFIG_DIR: &str = "/etc/nats-config";
+/// Where the zone's certificate Secret (cert-manager format) is mounted.
+pub const TLS_DIR: &str = "/etc/nats-tls";
+/// Pod template annotation carrying a fingerprint of the zone's certificate:
+/// a renewed certificate rolls the pods onto it.
+pub const CERTIFICATE_HASH: &str = "natsregion.io/certificate-hash";
 
 /// Lame duck: wait this long before moving clients away, then spread their
 /// disconnects over `LAME_DUCK_DURATION`; the pod's grace period covers both.
 pub const LAME_DUCK_GRACE: &str = "10s";
 pub const LAME_DUCK_DURATION: &str = "30s";
 pub const TERMINATION_GRACE_SECONDS: i64 = 60;
+
+/// The user the servers run as. The official images' nats-server needs no
+/// root and writes only its JetStream store (the data volume, group-owned
+/// through `fsGroup`), so the root filesystem can be read-only.
+pub const NATS_UID: i64 = 1000;
+/// Mode of the mounted certificate files: readable by the servers' group only.
+pub const TLS_FILE_MODE: i32 = 0o440;
 
 /// Environment variables the server configuration refers to.
 pub mod env {
@@ -205,6 +220,11 @@ pub fn zone_addresses(valid: &ValidatedRegion, zone: &ZoneSpec) -> ZoneAddresses
         servers,
         routes,
         leaf_remotes,
+        tls: valid.tls_enabled().then(|| TlsFiles {
+            cert_file: format!("{TLS_DIR}/{CERT_KEY}"),
+            key_file: format!("{TLS_DIR}/{KEY_KEY}"),
+            ca_file: format!("{TLS_DIR}/{CA_KEY}"),
+        }),
     }
 }
 
@@ -397,6 +417,7 @@ fn statefulset(
         }));
     }
 
+    let certificate = valid.zone_certificate(z);
     let mut ports = vec![
         json!({"name": "client", "containerPort": CLIENT_PORT}),
         json!({"name": "cluster", "containerPort": CLUSTER_PORT}),
@@ -432,6 +453,14 @@ fn statefulset(
     let mut pod_spec = json!({
         // Lame duck mode (grace + duration, see the config) fits in here.
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        // Locked down: the Pod Security Standards' `restricted` profile.
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": NATS_UID,
+            "runAsGroup": NATS_UID,
+            "fsGroup": NATS_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "topologySpreadConstraints": [{
             "maxSkew": 1,
             "topologyKey": "kubernetes.io/hostname",
@@ -449,6 +478,11 @@ fn statefulset(
             "readinessProbe": health(5, 3),
             "livenessProbe": health(10, 30),
             "lifecycle": {"preStop": {"exec": {"command": ["nats-server", "--signal", "ldm=1"]}}},
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true,
+                "capabilities": {"drop": ["ALL"]},
+            },
             "volumeMounts": [
                 {"name": "config", "mountPath": CONFIG_DIR},
                 {"name": "data", "mountPath": DATA_DIR},
@@ -458,6 +492,21 @@ fn statefulset(
     });
     if !node_selector.is_empty() {
         pod_spec["nodeSelector"] = json!(node_selector);
+    }
+    let mut annotations = json!({CONFIG_HASH: config_hash});
+    if let Some(cert) = &certificate {
+        pod_spec["volumes"]
+            .as_array_mut()
+            .expect("volumes is a list")
+            .push(json!({
+                "name": "tls",
+                "secret": {"secretName": cert.secret, "defaultMode": TLS_FILE_MODE},
+            }));
+        pod_spec["containers"][0]["volumeMounts"]
+            .as_array_mut()
+            .expect("volumeMounts is a list")
+            .push(json!({"name": "tls", "mountPath": TLS_DIR, "readOnly": true}));
+        annotations[CERTIFICATE_HASH] = json!(cert.fingerprint);
     }
 
     let mut sts: StatefulSet = typed(json!({
@@ -477,7 +526,7 @@ fn statefulset(
             "template": {
                 "metadata": {
                     "labels": pod_labels,
-                    "annotations": {CONFIG_HASH: config_hash},
+                    "annotations": annotations,
                 },
                 "spec": pod_spec,
             },

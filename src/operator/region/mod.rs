@@ -6,6 +6,7 @@
 //! written to when something changed.
 
 pub mod apply;
+pub mod certificates;
 pub mod children;
 pub mod credentials;
 pub mod names;
@@ -233,7 +234,7 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
         let user = credentials::for_external_zone(client, region, zone, &creds.app).await?;
         external_users.insert(zone.name.clone(), user);
     }
-    let dialed = observe::dial_zones(ctx, region, creds, &external_users, &ready_replicas).await;
+    let dialed = observe::dial_zones(ctx, &valid, creds, &external_users, &ready_replicas).await;
 
     // Streams, then what the zones look like.
     let (mut streams_state, errors) = streams::provision(&region.spec, &dialed.connected).await;
@@ -270,12 +271,22 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
         .map(|c| ZoneProbe::new(&c.zone, &c.client, c.monitor.clone()))
         .collect();
     let state = read_region(&region.spec.stream.name, &probes).await;
-    let zones = observe::zone_statuses(
+    let mut zones = observe::zone_statuses(
         &region.spec.zones,
         &state,
         &dialed.unreachable,
         &ready_replicas,
     );
+    // A link that cannot be trusted is the cause of whatever else the zone
+    // shows (a mirror that never syncs), so it is named first.
+    for (zone, why) in valid.untrusted_links() {
+        if let Some(z) = zones.iter_mut().find(|z| &z.name == zone) {
+            z.error = Some(match z.error.take() {
+                Some(other) => format!("{why}; {other}"),
+                None => why.clone(),
+            });
+        }
+    }
 
     let lags: Vec<(String, Option<i64>)> = zones
         .iter()

@@ -47,6 +47,48 @@ pub fn client_host(namespace: &str, region: &str, zone: &str) -> String {
 pub fn leafnode_host(namespace: &str, region: &str, zone: &str) -> String {
     format!("{}.{namespace}.svc", leafnode_service(region, zone))
 }
+/// The region's Toxiproxy (`leafnode.proxy: toxiproxy`).
+pub fn toxiproxy_name(region: &str) -> String {
+    format!("{region}-toxiproxy")
+}
+/// `<region>-toxiproxy.<ns>.svc`.
+pub fn toxiproxy_host(namespace: &str, region: &str) -> String {
+    format!("{}.{namespace}.svc", toxiproxy_name(region))
+}
+/// The region's CA, generated (`tls.mode: Generated`).
+pub fn ca_secret(region: &str) -> String {
+    format!("{region}-ca")
+}
+/// Zone `zone`'s server certificate, generated (`tls.mode: Generated`).
+pub fn zone_tls_secret(region: &str, zone: &str) -> String {
+    format!("{}-tls", statefulset(region, zone))
+}
+/// Every name a managed zone's servers are dialed at: each pod through the
+/// headless Service (routes, the operator), the client Service, and for the
+/// source zone its leafnode Service and, when mirrors dial through it, the
+/// region's Toxiproxy (TLS passes through it untouched).
+pub fn certificate_names(
+    namespace: &str,
+    region: &str,
+    zone: &str,
+    source: bool,
+    toxiproxy: bool,
+) -> Vec<String> {
+    let headless = format!("{}.{namespace}.svc", headless_service(region, zone));
+    let mut out = vec![
+        // One wildcard covers every pod, so scaling the zone needs no new certificate.
+        format!("*.{headless}"),
+        headless,
+        client_host(namespace, region, zone),
+    ];
+    if source {
+        out.push(leafnode_host(namespace, region, zone));
+        if toxiproxy {
+            out.push(toxiproxy_host(namespace, region));
+        }
+    }
+    out
+}
 
 /// Why a managed zone may be unreachable from where the operator runs: the
 /// zones' addresses above are in-cluster DNS names, which an operator started

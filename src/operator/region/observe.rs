@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 
 use futures::future::join_all;
-use kube::ResourceExt;
 
 use super::credentials::Credentials;
 use super::streams::{self, Connected};
-use crate::api::{RegionMirror, ZoneSpec, ZoneStatus};
+use super::validated::ValidatedRegion;
+use crate::api::{ZoneSpec, ZoneStatus};
 use crate::nats::{ConnectError, RegionState};
 use crate::operator::context::Context;
 use crate::operator::error::Error;
@@ -29,36 +29,36 @@ pub struct Dialed {
 /// reports all its servers ready (`ready_replicas`, by zone).
 pub async fn dial_zones(
     ctx: &Context,
-    region: &RegionMirror,
+    valid: &ValidatedRegion,
     creds: &Credentials,
     external_users: &HashMap<String, UserPass>,
     ready_replicas: &HashMap<String, i32>,
 ) -> Dialed {
-    let ns = region.namespace().unwrap_or_default();
-    let name = region.name_any();
-    let attempts = region.spec.zones.iter().map(|zone| {
-        let (ns, name) = (&ns, &name);
-        async move {
-            let (urls, monitor, user) = match &zone.external {
-                Some(ext) => (vec![ext.url.clone()], vec![], &external_users[&zone.name]),
-                None => {
-                    let ready = ready_replicas.get(&zone.name).copied().unwrap_or(0);
-                    if ready < zone.servers {
-                        return (zone, None);
-                    }
-                    let urls = ctx.zone_urls(ns, name, &zone.name, zone.servers);
-                    (urls.client, urls.monitor, &creds.app)
+    let attempts = valid.region.spec.zones.iter().map(|zone| async move {
+        let (urls, monitor, user, ca) = match &zone.external {
+            Some(ext) => (
+                vec![ext.url.clone()],
+                vec![],
+                &external_users[&zone.name],
+                valid.zone_ca(zone),
+            ),
+            None => {
+                let ready = ready_replicas.get(&zone.name).copied().unwrap_or(0);
+                if ready < zone.servers {
+                    return (zone, None);
                 }
-            };
-            let dialed = streams::connect_zone(&ctx.settings.nats_connect, zone, urls, user)
-                .await
-                .map(|client| Connected {
-                    zone: zone.clone(),
-                    client,
-                    monitor,
-                });
-            (zone, Some(dialed))
-        }
+                let urls = valid.zone_urls(ctx, zone);
+                (urls.client, urls.monitor, &creds.app, urls.ca)
+            }
+        };
+        let dialed = streams::connect_zone(&ctx.settings.nats_connect, zone, urls, user, ca)
+            .await
+            .map(|client| Connected {
+                zone: zone.clone(),
+                client,
+                monitor,
+            });
+        (zone, Some(dialed))
     });
     let mut out = Dialed::default();
     for (zone, outcome) in join_all(attempts).await {

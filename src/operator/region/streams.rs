@@ -24,6 +24,7 @@ pub async fn connect_zone(
     zone: &ZoneSpec,
     urls: Vec<String>,
     user: &UserPass,
+    ca: Option<String>,
 ) -> Result<ZoneClient, Error> {
     let endpoint = ZoneEndpoint {
         zone: zone.name.clone(),
@@ -31,6 +32,7 @@ pub async fn connect_zone(
         user: Some(user.user.clone()),
         password: Some(user.password.clone()),
         domain: Some(zone.domain().to_string()),
+        ca,
     };
     nats::connect(&endpoint, settings)
         .await

@@ -6,6 +6,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 
+use super::certificates::{self, RegionTls, ZoneCertificate};
 use super::credentials::{self, Credentials};
 use crate::api::validate;
 use crate::api::{RegionMirror, ZoneSpec};
@@ -23,6 +24,9 @@ pub struct ValidatedRegion {
     pub image: String,
     /// Read (or generated, the first time) from the region's Secrets.
     pub credentials: Credentials,
+    /// The region's CA and zone certificates (`None`: `tls.mode: Disabled`
+    /// and no external zone with a CA).
+    pub tls: Option<RegionTls>,
 }
 
 impl ValidatedRegion {
@@ -30,20 +34,23 @@ impl ValidatedRegion {
     pub async fn load(ctx: &Context, region: &RegionMirror) -> Result<Self> {
         let (namespace, uid) = identity(region)?;
         let credentials = credentials::ensure(&ctx.client, region).await?;
+        let tls = certificates::ensure(&ctx.client, region).await?;
         Ok(Self::assemble(
             region,
             namespace,
             uid,
             &ctx.settings.default_nats_image,
             credentials,
+            tls,
         ))
     }
 
-    /// The same without the API server: credentials given (tests, benches).
+    /// The same without the API server: credentials and certificates given (tests, benches).
     pub fn new(
         region: &RegionMirror,
         default_image: &str,
         credentials: Credentials,
+        tls: Option<RegionTls>,
     ) -> Result<Self> {
         let (namespace, uid) = identity(region)?;
         Ok(Self::assemble(
@@ -52,6 +59,7 @@ impl ValidatedRegion {
             uid,
             default_image,
             credentials,
+            tls,
         ))
     }
 
@@ -61,8 +69,10 @@ impl ValidatedRegion {
         uid: String,
         default_image: &str,
         credentials: Credentials,
+        tls: Option<RegionTls>,
     ) -> Self {
         Self {
+            tls,
             namespace,
             name: region.name_any(),
             uid,
@@ -81,9 +91,53 @@ impl ValidatedRegion {
         super::object_meta::owner(&self.region)
     }
 
-    /// How this process dials managed zone `zone`.
+    /// Whether the managed zones run TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.region.spec.tls.enabled()
+    }
+
+    /// The CA zone `zone` is verified with (see [`RegionTls::ca_for`]).
+    pub fn zone_ca(&self, zone: &ZoneSpec) -> Option<String> {
+        let tls = self.tls.as_ref()?;
+        if zone.external.is_none() && !self.tls_enabled() {
+            return None;
+        }
+        tls.ca_for(zone).map(str::to_string)
+    }
+
+    /// The certificate Secret managed zone `zone` mounts: the one read or
+    /// issued for it, else (a drill's temporary zone) the one it will get.
+    pub fn zone_certificate(&self, zone: &str) -> Option<ZoneCertificate> {
+        if !self.tls_enabled() {
+            return None;
+        }
+        if let Some(c) = self.tls.as_ref().and_then(|t| t.zone_secrets.get(zone)) {
+            return Some(c.clone());
+        }
+        let secret = match self.region.spec.tls.zone_secret(zone) {
+            Some(s) => s.to_string(),
+            None => super::names::zone_tls_secret(&self.name, zone),
+        };
+        Some(ZoneCertificate {
+            secret,
+            fingerprint: String::new(),
+        })
+    }
+
+    /// Mirror zones whose link to the source cannot be trusted, with why
+    /// (see `certificates::untrusted_links`).
+    pub fn untrusted_links(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.tls.iter().flat_map(|t| t.untrusted.iter())
+    }
+
+    /// How this process dials managed zone `zone`, and the CA it verifies
+    /// the servers with.
     pub fn zone_urls(&self, ctx: &Context, zone: &ZoneSpec) -> ZoneUrls {
-        ctx.zone_urls(&self.namespace, &self.name, &zone.name, zone.servers)
+        let mut urls = ctx.zone_urls(&self.namespace, &self.name, &zone.name, zone.servers);
+        if urls.ca.is_none() {
+            urls.ca = self.zone_ca(zone);
+        }
+        urls
     }
 }
 
@@ -129,7 +183,32 @@ pub fn fixture(region: &RegionMirror, default_image: &str) -> ValidatedRegion {
             password: "sys-secret".into(),
         },
     };
-    ValidatedRegion::new(region, default_image, credentials).expect("a valid test region")
+    let tls = region.spec.tls.enabled().then(|| RegionTls {
+        ca: "fixture CA".to_string(),
+        zone_secrets: region
+            .spec
+            .zones
+            .iter()
+            .filter(|z| z.external.is_none())
+            .map(|z| {
+                let secret = region
+                    .spec
+                    .tls
+                    .zone_secret(&z.name)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| super::names::zone_tls_secret(&name, &z.name));
+                let cert = ZoneCertificate {
+                    secret,
+                    fingerprint: format!("fixture-{}", z.name),
+                };
+                (z.name.clone(), cert)
+            })
+            .collect(),
+        issuer: None,
+        external_cas: Default::default(),
+        untrusted: Default::default(),
+    });
+    ValidatedRegion::new(region, default_image, credentials, tls).expect("a valid test region")
 }
 
 #[cfg(test)]

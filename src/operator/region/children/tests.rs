@@ -107,6 +107,38 @@ fn statefulset_follows_the_zone_spec() {
         c["lifecycle"]["preStop"]["exec"]["command"],
         json!(["nats-server", "--signal", "ldm=1"])
     );
+    // Locked down: non-root, read-only root filesystem, no capabilities,
+    // the runtime's default seccomp profile, no privilege escalation.
+    let pod_sc = &pod["securityContext"];
+    assert_eq!(pod_sc["runAsNonRoot"], true);
+    assert_eq!(pod_sc["runAsUser"], 1000);
+    assert_eq!(
+        pod_sc["fsGroup"], 1000,
+        "the data volume is writable by the servers"
+    );
+    assert_eq!(pod_sc["seccompProfile"]["type"], "RuntimeDefault");
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert!(sc["capabilities"].get("add").is_none());
+    // The certificate Secret, mounted read-only, its files for the group only.
+    let tls = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .expect("tls volume");
+    assert_eq!(tls["secret"]["secretName"], "east-b-tls");
+    assert_eq!(tls["secret"]["defaultMode"], 0o440);
+    let mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "tls")
+        .expect("tls mount");
+    assert_eq!(mount["mountPath"], "/etc/nats-tls");
+    assert_eq!(mount["readOnly"], true);
     let env: BTreeMap<String, serde_json::Value> = c["env"]
         .as_array()
         .unwrap()
@@ -198,10 +230,22 @@ fn the_rendered_config_is_valid_for_nats_server() {
     let bin = crate::tools::binary("nats-server").expect("nats-server (tools/install.sh nats)");
     let r = three();
     let dir = tempfile::tempdir().unwrap();
+    // The server loads the mounted certificate files while it checks the config.
+    let tls_dir = dir.path().join("tls");
+    crate::tls::write_test_files(&tls_dir).unwrap();
     for zone in ["a", "c"] {
         let (files, _) = config_files(&valid(&r, "nats:test"), r.spec.zone(zone).unwrap()).unwrap();
         let path = dir.path().join("server.conf");
-        std::fs::write(&path, &files[&format!("east-{zone}-0.conf")]).unwrap();
+        let text = &files[&format!("east-{zone}-0.conf")];
+        assert!(
+            text.contains(super::TLS_DIR),
+            "zone {zone} runs TLS: {text}"
+        );
+        std::fs::write(
+            &path,
+            text.replace(super::TLS_DIR, &tls_dir.to_string_lossy()),
+        )
+        .unwrap();
         let out = std::process::Command::new(&bin)
             .arg("-c")
             .arg(&path)

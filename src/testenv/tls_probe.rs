@@ -1,0 +1,86 @@
+//! What a NATS port shows a client, read the way a client meets it: the
+//! plaintext `INFO` line every NATS listener sends first, then either a TLS
+//! handshake (which certificate is served) or plaintext (whether the server
+//! takes it). Blocking; call from `spawn_blocking`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `INFO {...}` line the server sends before any handshake.
+fn info_line(stream: &TcpStream) -> Result<String, String> {
+    let mut line = String::new();
+    BufReader::new(stream.try_clone().map_err(|e| e.to_string())?)
+        .take(64 * 1024)
+        .read_line(&mut line)
+        .map_err(|e| format!("reading INFO: {e}"))?;
+    if !line.starts_with("INFO ") {
+        return Err(format!("expected INFO, got {line:?}"));
+    }
+    Ok(line)
+}
+
+fn dial(addr: SocketAddr) -> Result<TcpStream, String> {
+    let stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+/// The DER of the certificate served at `addr` after the INFO line, the
+/// handshake verified with `ca_pem` for `name`.
+pub fn served_certificate(addr: SocketAddr, ca_pem: &str, name: &str) -> Result<Vec<u8>, String> {
+    let mut stream = dial(addr)?;
+    info_line(&stream)?;
+    let config = crate::tls::client_config(ca_pem).map_err(|e| e.to_string())?;
+    let server_name = ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), server_name).map_err(|e| e.to_string())?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut stream)
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+    }
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .ok_or_else(|| "no certificate served".to_string())
+}
+
+/// What a plaintext client gets: the INFO line, then what the server answers
+/// (or how it hangs up) when the client logs in and pings without TLS.
+pub struct PlaintextAttempt {
+    pub info: String,
+    /// Everything the server sent after INFO until it closed or went quiet.
+    pub answer: String,
+}
+
+impl PlaintextAttempt {
+    /// The server asked for TLS in INFO and never answered the ping.
+    pub fn refused(&self) -> bool {
+        self.info.contains("\"tls_required\":true") && !self.answer.contains("PONG")
+    }
+}
+
+pub fn plaintext_attempt(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+) -> Result<PlaintextAttempt, String> {
+    let mut stream = dial(addr)?;
+    let info = info_line(&stream)?;
+    let connect = serde_json::json!({"user": user, "pass": password, "verbose": false, "tls_required": false});
+    // Errors writing mean the server hung up already: that is an answer too.
+    let _ = stream.write_all(format!("CONNECT {connect}\r\nPING\r\n").as_bytes());
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    Ok(PlaintextAttempt {
+        info,
+        answer: String::from_utf8_lossy(&answer).into_owned(),
+    })
+}

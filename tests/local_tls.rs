@@ -1,0 +1,309 @@
+//! TLS on every link of a local region, against real nats-server processes:
+//! a default region requires TLS on its client, route and leafnode listeners
+//! and refuses plaintext; a client that trusts another CA is refused with a
+//! TLS error; renewed certificates are served after a reload, and a drill
+//! across the renewal loses nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use natsregion::api::{RegionMirrorSpec, Verdict};
+use natsregion::cli::drill_file;
+use natsregion::cli::local_drill::{LocalFaults, LocalRuntime};
+use natsregion::drill::engine::{self, EngineOptions, Silent};
+use natsregion::drill::runtime::Runtime;
+use natsregion::fault::{DirectNetwork, ZoneHost};
+use natsregion::local::{
+    LocalRegion, LocalRegionOptions, LocalServer, LocalZone, ZoneOptions, generate_credentials,
+    zone_tls,
+};
+use natsregion::nats::connect::{ConnectError, ConnectSettings, ZoneEndpoint, connect};
+use natsregion::testenv::tls_probe::{plaintext_attempt, served_certificate};
+
+fn spec() -> RegionMirrorSpec {
+    serde_json::from_value(serde_json::json!({
+        "stream": { "name": "EVENTS", "subjects": ["events.>"], "replicas": 1 },
+        "leafnode": { "reconnectIntervalSeconds": 1 },
+        "zones": [
+            { "name": "a", "role": "source", "servers": 3 },
+            { "name": "b", "role": "mirror", "servers": 1 },
+        ],
+    }))
+    .unwrap()
+}
+
+fn client_addr(s: &LocalServer) -> SocketAddr {
+    SocketAddr::new(s.ip, s.client_port)
+}
+
+fn endpoint(region: &LocalRegion, zone: &str, ca: Option<String>) -> ZoneEndpoint {
+    let z = region.zone(zone).unwrap();
+    let app = &region.credentials().app;
+    ZoneEndpoint {
+        zone: zone.to_string(),
+        urls: z.client_urls(),
+        user: Some(app.user.clone()),
+        password: Some(app.password.clone()),
+        domain: Some(z.domain().to_string()),
+        ca,
+    }
+}
+
+async fn varz(server: &LocalServer) -> serde_json::Value {
+    reqwest::get(format!("{}/varz", server.monitor_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_region_runs_tls_on_every_link_and_refuses_plaintext() {
+    // Start returns once the mirror's leafnode link is up and the source's
+    // three servers formed their cluster: both went through TLS.
+    let started = Instant::now();
+    let region = LocalRegion::start(
+        &spec(),
+        Arc::new(DirectNetwork),
+        LocalRegionOptions::default(),
+    )
+    .await
+    .expect("region starts with TLS");
+    eprintln!(
+        "region of 3 + 1 servers up with TLS in {:?}",
+        started.elapsed()
+    );
+    let ca = region.ca_pem().expect("TLS is on by default").to_string();
+    let source = region.source_zone();
+
+    // Every listener but monitoring requires TLS, and routes and the
+    // leafnode listener verify the peer's certificate.
+    let v = varz(&source.servers()[0]).await;
+    assert_eq!(v["tls_required"], true, "client listener: {v}");
+    assert_eq!(
+        v["cluster"]["tls_required"], true,
+        "routes: {}",
+        v["cluster"]
+    );
+    assert_eq!(v["cluster"]["tls_verify"], true, "routes: {}", v["cluster"]);
+    assert_eq!(v["leaf"]["tls_required"], true, "leafnodes: {}", v["leaf"]);
+    assert_eq!(v["leaf"]["tls_verify"], true, "leafnodes: {}", v["leaf"]);
+    assert!(source.client_urls().iter().all(|u| u.starts_with("tls://")));
+
+    // A plaintext client: the INFO line says TLS, and the login is never answered.
+    let app = region.credentials().app.clone();
+    let addr = client_addr(&source.servers()[0]);
+    let attempt =
+        tokio::task::spawn_blocking(move || plaintext_attempt(addr, &app.user, &app.password))
+            .await
+            .unwrap()
+            .expect("the server sends INFO");
+    assert!(
+        attempt.refused(),
+        "INFO {} answer {:?}",
+        attempt.info,
+        attempt.answer
+    );
+
+    // The drill's and the operator's connection: verified with the region CA.
+    let settings = ConnectSettings::default();
+    let t = Instant::now();
+    let conn = connect(&endpoint(&region, "a", Some(ca.clone())), &settings)
+        .await
+        .expect("connects with the region CA");
+    eprintln!("TLS connect + JetStream ready: {:?}", t.elapsed());
+    assert_eq!(conn.domain.as_deref(), Some("a"));
+    connect(&endpoint(&region, "b", Some(ca.clone())), &settings)
+        .await
+        .expect("the mirror zone too");
+
+    // Another CA: refused with the TLS failure named, at once.
+    let stranger = natsregion::tls::issue_ca(
+        "stranger",
+        jiff::Timestamp::now(),
+        Duration::from_secs(3_600),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let err = connect(&endpoint(&region, "a", Some(stranger.cert)), &settings)
+        .await
+        .expect_err("a certificate of another CA is refused");
+    assert!(matches!(err, ConnectError::Tls { .. }), "{err}");
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "failed at once: {:?}",
+        t.elapsed()
+    );
+
+    region.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_certificates_are_served_after_a_reload_and_a_drill_across_the_renewal_loses_nothing()
+ {
+    let yaml = r#"
+apiVersion: natsregion.io/v1alpha1
+kind: RegionMirror
+metadata: {name: t}
+spec:
+  stream: {name: EVENTS, subjects: ["events.>"], replicas: 1}
+  leafnode: {reconnectIntervalSeconds: 1}
+  zones:
+    - {name: a, role: source, servers: 1}
+    - {name: b, role: mirror, servers: 1}
+---
+apiVersion: natsregion.io/v1alpha1
+kind: PartitionDrill
+metadata: {name: t}
+spec:
+  regionRef: {name: t}
+  fault: {backend: toxiproxy, holdSeconds: 4, deadlineSeconds: 60}
+  workload: {messagesPerPhase: 300, ratePerSecond: 300}
+  timeouts: {stepSeconds: 30, catchUpSeconds: 10}
+"#;
+    let (region, drill) = drill_file::parse("renewal.yaml", yaml).unwrap();
+    let faults = LocalFaults::start(&drill, true).await.expect("toxiproxy");
+    // Short-lived: the renewal is what keeps the region running.
+    let opts = LocalRegionOptions {
+        certificate_lifetime: Duration::from_secs(120),
+        ..Default::default()
+    };
+    let local = LocalRegion::start(&region.spec, faults.network(), opts)
+        .await
+        .expect("region");
+    let ca = local.ca_pem().unwrap().to_string();
+    let addr = client_addr(&local.source_zone().servers()[0]);
+    let cert_file = local.source_zone().dir().join("tls/tls.crt");
+    let served = |ca: String| async move {
+        tokio::task::spawn_blocking(move || served_certificate(addr, &ca, "127.0.0.1"))
+            .await
+            .unwrap()
+            .expect("TLS handshake with the region CA")
+    };
+    let before = served(ca.clone()).await;
+    let runtime = LocalRuntime::new(local);
+    assert!(
+        runtime
+            .zones()
+            .iter()
+            .all(|z| z.endpoint.ca.as_deref() == Some(ca.as_str()))
+    );
+
+    let opts = EngineOptions::default();
+    let drill_run = engine::run(
+        &region,
+        &drill,
+        &runtime,
+        faults.backend.as_ref(),
+        &Silent,
+        opts,
+    );
+    let renewal = async {
+        // Inside the produce and partition steps: links, producer and consumers are live.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let t = Instant::now();
+        runtime.renew_certificates().await.expect("renewed");
+        // nats-server rereads the files on SIGHUP; poll until it serves the new one.
+        let wanted =
+            natsregion::tls::pem::certs(&std::fs::read_to_string(&cert_file).unwrap(), "renewed")
+                .unwrap()
+                .remove(0)
+                .to_vec();
+        loop {
+            let now = served(ca.clone()).await;
+            if now == wanted {
+                break t.elapsed();
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the server kept its old certificate"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (report, picked_up) = tokio::join!(drill_run, renewal);
+    eprintln!("renewed certificate served after {picked_up:?}");
+    assert_ne!(
+        served(ca.clone()).await,
+        before,
+        "a new certificate is served"
+    );
+    let s = &report.status;
+    assert_eq!(
+        s.verdict,
+        Verdict::Passed,
+        "{}",
+        natsregion::drill::report::table(&report)
+    );
+    assert_eq!(
+        s.claims
+            .iter()
+            .filter(|c| c.verdict == Verdict::Passed)
+            .count(),
+        4
+    );
+    assert_eq!(s.totals.lost, 0, "{:?}", s.totals);
+    assert_eq!(s.totals.acked, s.totals.attempted, "{:?}", s.totals);
+    runtime.into_inner().stop().await.unwrap();
+}
+
+/// What the operator's trust check (`certificates::untrusted_links`) predicts,
+/// the servers do: a mirror zone whose CA did not sign the source's
+/// certificate never links, and nothing but its log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_that_trusts_another_ca_never_links_to_the_source() {
+    let spec = spec();
+    let creds = generate_credentials().unwrap();
+    let hour = Duration::from_secs(3_600);
+    let now = jiff::Timestamp::now();
+    let right = natsregion::tls::issue_ca("right", now, hour).unwrap();
+    let wrong = natsregion::tls::issue_ca("wrong", now, hour).unwrap();
+    let host = ZoneHost::loopback();
+    let source = LocalZone::start(
+        &spec,
+        "a",
+        &creds,
+        &DirectNetwork,
+        ZoneOptions {
+            tls: Some(zone_tls(&right, "a", &host, hour).unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("source zone");
+    // b's own certificate is of the right CA; only what it trusts is wrong.
+    let mut b_tls = zone_tls(&right, "b", &host, hour).unwrap();
+    b_tls.ca = wrong.cert.clone();
+    let source_cert = std::fs::read_to_string(source.dir().join("tls/tls.crt")).unwrap();
+    let predicted = natsregion::tls::verify_server(&b_tls.ca, &source_cert, "127.0.0.1", now)
+        .expect_err("the check predicts the refusal");
+    let mirror = LocalZone::start(
+        &spec,
+        "b",
+        &creds,
+        &DirectNetwork,
+        ZoneOptions {
+            tls: Some(b_tls),
+            leaf_remotes: source.leafnode_addrs(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the mirror's servers start (the link is what fails)");
+    let leafz = format!("{}/leafz", mirror.servers()[0].monitor_url());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let v: serde_json::Value = reqwest::get(&leafz).await.unwrap().json().await.unwrap();
+        assert_eq!(v["leafnodes"], 0, "linked despite the wrong CA: {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let log = std::fs::read_to_string(&mirror.servers()[0].log_path).unwrap();
+    assert!(
+        log.contains("certificate signed by unknown authority"),
+        "the server's own reason, in its log only: {log}"
+    );
+    eprintln!("predicted: {predicted}");
+}
