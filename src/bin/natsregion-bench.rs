@@ -23,6 +23,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Target {
+    /// Only the publish benchmark: the drill's producer against plain
+    /// async-nats publish, with and without a Nats-Msg-Id per message.
+    Publish {
+        #[arg(long, default_value_t = 20_000)]
+        messages: u64,
+        #[arg(long, default_value_t = natsregion::bench::PUBLISH_ROUNDS)]
+        rounds: usize,
+    },
     /// The operator (the `natsregion` binary, as a subprocess) under N
     /// RegionMirrors on a test API server: time to children and statuses,
     /// peak and idle RSS, writes once steady.
@@ -47,6 +55,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let out = match cli.target {
+        Some(Target::Publish { messages, rounds }) => runtime
+            .block_on(natsregion::bench::publish::run(messages, rounds))
+            .map(|figure| natsregion::bench::publish::table(&figure))
+            .map_err(|e| e.to_string()),
         Some(Target::Operator {
             regions,
             quiet_seconds,
