@@ -5,7 +5,9 @@
 //! 2. Publishing (module [`publish`]): the drill's `Producer` against a plain
 //!    async-nats loop with the same ack window, and that loop with a unique
 //!    `Nats-Msg-Id`, alternating, on the same local 3-server zone.
-//! 3. Catch-up after heal for two leafnode reconnect intervals (real drills).
+//! 3. Soak (module [`soak`]): a local 3-zone drill as fast as PubAcks return,
+//!    for its rate beside plain R3 publish and its memory per message.
+//! 4. Catch-up after heal for two leafnode reconnect intervals (real drills).
 //!
 //! `natsregion-bench operator` (module [`operator`]) measures the operator
 //! under N RegionMirrors against a real API server instead.
@@ -13,6 +15,7 @@
 pub mod goals;
 pub mod operator;
 pub mod publish;
+pub mod soak;
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -73,6 +76,7 @@ pub struct CatchUpFigure {
 pub struct BenchSummary {
     pub checker: Vec<CheckerFigure>,
     pub publish: Option<publish::PublishFigure>,
+    pub soak: Option<soak::SoakFigure>,
     pub catch_up: Vec<CatchUpFigure>,
 }
 
@@ -94,7 +98,7 @@ pub fn median(values: &[f64]) -> f64 {
 /// Rounds of the publish benchmark (each loop once per round).
 pub const PUBLISH_ROUNDS: usize = 5;
 
-/// Runs all three benchmarks, printing each figure as it is measured, and
+/// Runs every benchmark but the operator's, printing each figure as it is measured, and
 /// returns them for [`table`]. Every local region it starts is stopped.
 pub async fn run(opts: &BenchOptions) -> Result<BenchSummary, BenchError> {
     println!("== 1. checker throughput and memory");
@@ -103,8 +107,11 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchSummary, BenchError> {
     let n = if opts.quick { 5_000 } else { 20_000 };
     let publish = publish::run(n, PUBLISH_ROUNDS).await?;
 
+    let messages = if opts.quick { 30_000 } else { 200_000 };
+    let soak = soak::run(&soak::SoakOptions { messages }).await?;
+
     let runs = if opts.quick { 1 } else { 3 };
-    println!("== 3. catch-up after heal ({runs} drill(s) per reconnect interval)");
+    println!("== 4. catch-up after heal ({runs} drill(s) per reconnect interval)");
     let mut catch_up = Vec::new();
     for interval in [1, 3] {
         catch_up.push(catch_up_bench(interval, runs).await?);
@@ -112,6 +119,7 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchSummary, BenchError> {
     Ok(BenchSummary {
         checker,
         publish: Some(publish),
+        soak: Some(soak),
         catch_up,
     })
 }
