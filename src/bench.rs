@@ -2,33 +2,28 @@
 //! printed, never asserted against a clock.
 //!
 //! 1. The checker: messages verified per second and memory per tracked message.
-//! 2. Publishing: the drill's `Producer` against a plain async-nats loop with
-//!    the same ack window, alternating, on the same local 3-server zone.
-//! 3. Catch-up after heal for two leafnode reconnect intervals (real drills).
+//! 2. Publishing (module [`publish`]): the drill's `Producer` against a plain
+//!    async-nats loop with the same ack window, and that loop with a unique
+//!    `Nats-Msg-Id`, alternating, on the same local 3-server zone.
+//! 3. Soak (module [`soak`]): a local 3-zone drill as fast as PubAcks return,
+//!    for its rate beside plain R3 publish and its memory per message.
+//! 4. Catch-up after heal for two leafnode reconnect intervals (real drills).
 //!
 //! `natsregion-bench operator` (module [`operator`]) measures the operator
 //! under N RegionMirrors against a real API server instead.
 
+pub mod goals;
 pub mod operator;
+pub mod publish;
+pub mod soak;
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use async_nats::jetstream;
-use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
-
-use crate::api::RegionMirror;
 use crate::cli::drill_file;
 use crate::cli::local_drill::{LocalDrillOptions, run_loaded};
 use crate::drill::checker::{SentLog, ZoneTally};
-use crate::drill::producer::{Producer, ProducerSettings};
-use crate::drill::record::{MsgId, Read, hash, payload};
-use crate::fault::DirectNetwork;
-use crate::local::{LocalRegion, LocalRegionOptions};
-use crate::nats::connect::{ConnectSettings, ZoneEndpoint, connect};
+use crate::drill::record::{Read, hash, payload};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BenchOptions {
@@ -65,13 +60,6 @@ impl CheckerFigure {
 }
 
 #[derive(Clone, Debug)]
-pub struct PublishFigure {
-    pub messages: u64,
-    pub producer: Vec<f64>,
-    pub plain: Vec<f64>,
-}
-
-#[derive(Clone, Debug)]
 pub struct CatchUpRun {
     pub catch_up_seconds: Option<f64>,
     pub verdict: String,
@@ -87,7 +75,8 @@ pub struct CatchUpFigure {
 #[derive(Clone, Debug)]
 pub struct BenchSummary {
     pub checker: Vec<CheckerFigure>,
-    pub publish: Option<PublishFigure>,
+    pub publish: Option<publish::PublishFigure>,
+    pub soak: Option<soak::SoakFigure>,
     pub catch_up: Vec<CatchUpFigure>,
 }
 
@@ -106,20 +95,23 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// Runs all three benchmarks, printing each figure as it is measured, and
+/// Rounds of the publish benchmark (each loop once per round).
+pub const PUBLISH_ROUNDS: usize = 5;
+
+/// Runs every benchmark but the operator's, printing each figure as it is measured, and
 /// returns them for [`table`]. Every local region it starts is stopped.
 pub async fn run(opts: &BenchOptions) -> Result<BenchSummary, BenchError> {
     println!("== 1. checker throughput and memory");
     let checker = checker_bench();
 
     let n = if opts.quick { 5_000 } else { 20_000 };
-    println!(
-        "== 2. publish rate, {n} messages x 3 alternating rounds, window 256, 128-byte bodies"
-    );
-    let publish = publish_bench(n, 3).await?;
+    let publish = publish::run(n, PUBLISH_ROUNDS).await?;
+
+    let messages = if opts.quick { 30_000 } else { 200_000 };
+    let soak = soak::run(&soak::SoakOptions { messages }).await?;
 
     let runs = if opts.quick { 1 } else { 3 };
-    println!("== 3. catch-up after heal ({runs} drill(s) per reconnect interval)");
+    println!("== 4. catch-up after heal ({runs} drill(s) per reconnect interval)");
     let mut catch_up = Vec::new();
     for interval in [1, 3] {
         catch_up.push(catch_up_bench(interval, runs).await?);
@@ -127,6 +119,7 @@ pub async fn run(opts: &BenchOptions) -> Result<BenchSummary, BenchError> {
     Ok(BenchSummary {
         checker,
         publish: Some(publish),
+        soak: Some(soak),
         catch_up,
     })
 }
@@ -240,153 +233,6 @@ fn kib(v: Option<u64>) -> String {
     }
 }
 
-// ---------------------------------------------------------------- publish
-
-const PUBLISH_REGION: &str = r#"
-apiVersion: natsregion.io/v1alpha1
-kind: RegionMirror
-metadata: {name: bench}
-spec:
-  stream: {name: BENCH, subjects: ["bench.>"], replicas: 3}
-  zones:
-    - {name: src, role: source, servers: 3}
-"#;
-
-const SUBJECT: &str = "bench.publish";
-const WINDOW: usize = 256;
-const PAYLOAD_BYTES: usize = 128;
-
-async fn publish_bench(n: u64, rounds: usize) -> Result<PublishFigure, BenchError> {
-    let region: RegionMirror = serde_yaml_ng::from_str(PUBLISH_REGION)
-        .map_err(|e| BenchError(format!("bench region: {e}")))?;
-    let local = LocalRegion::start(
-        &region.spec,
-        Arc::new(DirectNetwork),
-        LocalRegionOptions::default(),
-    )
-    .await
-    .map_err(|e| BenchError(format!("local region: {e}")))?;
-    let result = publish_rounds(&local, &region, n, rounds).await;
-    let stopped = local.stop().await;
-    let figure = result?;
-    stopped.map_err(|e| BenchError(format!("stopping the region: {e}")))?;
-    Ok(figure)
-}
-
-async fn publish_rounds(
-    local: &LocalRegion,
-    region: &RegionMirror,
-    n: u64,
-    rounds: usize,
-) -> Result<PublishFigure, BenchError> {
-    let zone = local.source_zone();
-    let app = &local.credentials().app;
-    let endpoint = ZoneEndpoint {
-        zone: zone.name().to_string(),
-        urls: zone.client_urls(),
-        user: Some(app.user.clone()),
-        password: Some(app.password.clone()),
-        domain: Some(zone.domain().to_string()),
-        ca: local.ca_pem().map(str::to_string),
-    };
-    let settings = ConnectSettings {
-        client_name: "natsregion-bench".into(),
-        ..Default::default()
-    };
-    let conn = connect(&endpoint, &settings)
-        .await
-        .map_err(|e| err("connect")(e.to_string()))?;
-    conn.js
-        .create_stream(crate::plan::source_stream_config(&region.spec))
-        .await
-        .map_err(|e| err("create stream")(e.to_string()))?;
-    let body = payload(
-        MsgId {
-            writer: 0,
-            counter: 1,
-        },
-        PAYLOAD_BYTES,
-    );
-    // Warm-up: stream leader elected, connection buffers grown.
-    plain_publish(&conn.js, (n / 10).max(500), body.clone()).await?;
-
-    let mut figure = PublishFigure {
-        messages: n,
-        producer: Vec::new(),
-        plain: Vec::new(),
-    };
-    for round in 0..rounds {
-        // Alternate which goes first so drift (store growth) hits both alike.
-        for producer_turn in [round % 2 == 0, round % 2 == 1] {
-            if producer_turn {
-                let producer = Producer::new(
-                    conn.client.clone(),
-                    conn.js.clone(),
-                    // A fresh writer per round: new Nats-Msg-Ids, nothing de-duplicated.
-                    Arc::new(Mutex::new(SentLog::new(100 + round as u32, PAYLOAD_BYTES))),
-                    ProducerSettings {
-                        subject: SUBJECT.into(),
-                        payload_bytes: PAYLOAD_BYTES,
-                        rate_per_second: 0,
-                        window: WINDOW,
-                    },
-                );
-                let stats = producer.publish(0, n, &|_| {}).await;
-                if stats.acked != n {
-                    return Err(BenchError(format!(
-                        "producer round {round}: {} of {n} acked ({} failed)",
-                        stats.acked, stats.failed
-                    )));
-                }
-                figure.producer.push(stats.rate());
-            } else {
-                figure
-                    .plain
-                    .push(plain_publish(&conn.js, n, body.clone()).await?);
-            }
-        }
-        println!(
-            "  round {}: producer {:>8.0} msgs/s, plain async-nats {:>8.0} msgs/s",
-            round + 1,
-            figure.producer[round],
-            figure.plain[round]
-        );
-    }
-    let (p, q) = (median(&figure.producer), median(&figure.plain));
-    println!(
-        "  median: producer {p:.0} msgs/s, plain {q:.0} msgs/s, producer/plain {:.2}",
-        p / q
-    );
-    Ok(figure)
-}
-
-/// The baseline: `jetstream::Context::publish` of a fixed body, at most
-/// `WINDOW` PubAcks awaited at once. Returns acked messages per second.
-async fn plain_publish(js: &jetstream::Context, n: u64, body: Bytes) -> Result<f64, BenchError> {
-    let start = Instant::now();
-    let mut in_flight = FuturesUnordered::new();
-    let mut acked = 0u64;
-    let settle = |r: Result<jetstream::publish::PublishAck, String>, acked: &mut u64| {
-        r.map(|_| *acked += 1).map_err(err("plain publish ack"))
-    };
-    for _ in 0..n {
-        while in_flight.len() >= WINDOW {
-            if let Some(r) = in_flight.next().await {
-                settle(r, &mut acked)?;
-            }
-        }
-        let ack = js
-            .publish(SUBJECT, body.clone())
-            .await
-            .map_err(|e| err("plain publish")(e.to_string()))?;
-        in_flight.push(async move { ack.await.map_err(|e| e.to_string()) });
-    }
-    while let Some(r) = in_flight.next().await {
-        settle(r, &mut acked)?;
-    }
-    Ok(acked as f64 / start.elapsed().as_secs_f64())
-}
-
 // ---------------------------------------------------------------- catch-up
 
 fn catch_up_drill(interval: u32) -> String {
@@ -468,20 +314,26 @@ pub fn table(s: &BenchSummary) -> String {
         );
     }
     if let Some(p) = &s.publish {
-        let (a, b) = (median(&p.producer), median(&p.plain));
         let _ = writeln!(
             t,
             "{:<34} {:>8.0} msgs/s {:>20}",
             format!("publish: drill Producer ({})", p.messages),
-            a,
-            format!("ratio {:.2}", a / b)
+            median(&p.producer),
+            format!("/plain {:.2} (goal >= 0.95)", p.ratio_plain())
         );
         let _ = writeln!(
             t,
             "{:<34} {:>8.0} msgs/s {:>20}",
             format!("publish: plain async-nats ({})", p.messages),
-            b,
+            median(&p.plain),
             "window 256"
+        );
+        let _ = writeln!(
+            t,
+            "{:<34} {:>8.0} msgs/s {:>20}",
+            format!("publish: plain + Nats-Msg-Id ({})", p.messages),
+            median(&p.plain_msg_id),
+            format!("producer/this {:.2}", p.ratio_msg_id())
         );
     }
     for c in &s.catch_up {
@@ -536,7 +388,8 @@ mod tests {
         for interval in [1, 3] {
             drill_file::parse("t.yaml", &catch_up_drill(interval)).expect("valid");
         }
-        let r: RegionMirror = serde_yaml_ng::from_str(PUBLISH_REGION).expect("valid");
+        let r: crate::api::RegionMirror =
+            serde_yaml_ng::from_str(publish::PUBLISH_REGION).expect("valid");
         crate::api::validate::region(&r, None).expect("valid region");
     }
 }

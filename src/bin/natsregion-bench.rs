@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "natsregion-bench",
-    about = "Measure the checker, the producer and catch-up after heal, or the operator; prints figures",
+    about = "Measure the checker, the producer, a soak drill and catch-up after heal, or the operator; prints figures",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -23,6 +23,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Target {
+    /// A local 3-zone drill of many messages as fast as PubAcks return: rate
+    /// (and its ratio to plain R3 publish), peak RSS and growth per message.
+    Soak {
+        /// Messages of the measured drill (a drill of a fifth of them runs
+        /// first, for the growth per message at the margin).
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+    },
+    /// Only the publish benchmark: the drill's producer against plain
+    /// async-nats publish, with and without a Nats-Msg-Id per message.
+    Publish {
+        #[arg(long, default_value_t = 20_000)]
+        messages: u64,
+        #[arg(long, default_value_t = natsregion::bench::PUBLISH_ROUNDS)]
+        rounds: usize,
+    },
     /// The operator (the `natsregion` binary, as a subprocess) under N
     /// RegionMirrors on a test API server: time to children and statuses,
     /// peak and idle RSS, writes once steady.
@@ -47,6 +63,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let out = match cli.target {
+        Some(Target::Soak { messages }) => {
+            use natsregion::bench::soak;
+            runtime
+                .block_on(soak::run(&soak::SoakOptions { messages }))
+                .map(|figure| soak::table(&figure))
+                .map_err(|e| e.to_string())
+        }
+        Some(Target::Publish { messages, rounds }) => runtime
+            .block_on(natsregion::bench::publish::run(messages, rounds))
+            .map(|figure| natsregion::bench::publish::table(&figure))
+            .map_err(|e| e.to_string()),
         Some(Target::Operator {
             regions,
             quiet_seconds,

@@ -5,13 +5,37 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
+use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream;
+use async_nats::{HeaderMap, Subject};
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use super::checker::SentLog;
-use super::record::{msg_id_header, payload};
+use super::record::{ID_PREFIX, MsgId, msg_id_header, write_payload};
+
+/// Payloads cut from one allocation: one malloc per this many messages,
+/// unless that would take more than [`MAX_BLOCK_BYTES`].
+const PAYLOADS_PER_BLOCK: usize = 64;
+const MAX_BLOCK_BYTES: usize = 64 * 1024;
+
+/// The headers and body of `id`'s publish: its `Nats-Msg-Id` (so the stream
+/// drops a retried publish) and the payload derived from the id, cut from
+/// `block` (refilled when it runs out; a block is freed once every payload
+/// cut from it has been sent).
+pub fn outgoing(id: MsgId, payload_bytes: usize, block: &mut BytesMut) -> (HeaderMap, Bytes) {
+    let mut headers = HeaderMap::new();
+    // The standard name needs no parsing; the value's String is moved in, not copied.
+    headers.insert(NATS_MESSAGE_ID, msg_id_header(id));
+    let size = payload_bytes.max(ID_PREFIX);
+    if block.capacity() < size {
+        *block =
+            BytesMut::with_capacity((size * PAYLOADS_PER_BLOCK).min(MAX_BLOCK_BYTES).max(size));
+    }
+    write_payload(id, size, block);
+    (headers, block.split().freeze())
+}
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -114,6 +138,9 @@ impl Producer {
         let mut stats = PhaseStats::default();
         self.log.lock().expect("producer log").abandon_unsettled();
         let mut in_flight = FuturesUnordered::new();
+        // One Subject for the phase: each publish then clones a refcount, not a String.
+        let subject = Subject::from(self.settings.subject.as_str());
+        let mut block = BytesMut::new();
         let interval = (self.settings.rate_per_second > 0)
             .then(|| Duration::from_secs_f64(1.0 / self.settings.rate_per_second as f64));
         for i in 0..count {
@@ -133,14 +160,12 @@ impl Producer {
                 }
             }
             let id = self.log.lock().expect("producer log").attempt(phase);
-            let body = payload(id, self.settings.payload_bytes);
+            let (headers, body) = outgoing(id, self.settings.payload_bytes, &mut block);
             let index = id.counter;
             stats.attempted += 1;
-            let mut headers = HeaderMap::new();
-            headers.insert("Nats-Msg-Id", msg_id_header(id).as_str());
             match self
                 .js
-                .publish_with_headers(self.settings.subject.clone(), headers, body)
+                .publish_with_headers(subject.clone(), headers, body)
                 .await
             {
                 Ok(ack) => in_flight.push(async move {

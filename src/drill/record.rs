@@ -1,7 +1,7 @@
 //! What the producer and the consumers record, in fixed-size entries: memory per
 //! tracked message is constant (no per-message heap allocation).
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Unique id of a published message: which writer, and its counter.
@@ -23,18 +23,39 @@ pub const ID_PREFIX: usize = 24;
 /// Builds the payload for `id`: the id in ASCII, then filler derived from the
 /// counter so that payloads differ and a swapped body changes the hash.
 pub fn payload(id: MsgId, size: usize) -> Bytes {
+    let mut buf = BytesMut::with_capacity(size.max(ID_PREFIX));
+    write_payload(id, size, &mut buf);
+    buf.freeze()
+}
+
+/// Appends [`payload`]`(id, size)` to `buf`, so a producer can cut many
+/// payloads from one allocation.
+pub fn write_payload(id: MsgId, size: usize, buf: &mut BytesMut) {
     let size = size.max(ID_PREFIX);
-    let mut buf = Vec::with_capacity(size);
-    buf.extend_from_slice(format!("{:08x}{:016x}", id.writer, id.counter).as_bytes());
+    buf.reserve(size);
+    push_hex(buf, u64::from(id.writer), 8);
+    push_hex(buf, id.counter, 16);
     let mut x = id.counter.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(id.writer);
-    while buf.len() < size {
-        // xorshift: cheap, deterministic filler
+    let mut left = size - ID_PREFIX;
+    while left > 0 {
+        // xorshift: cheap, deterministic filler, one step per 8 bytes (a
+        // payload is built for every publish and for every read checked)
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        buf.push(b'a' + (x % 26) as u8);
+        let n = left.min(8);
+        buf.extend(x.to_le_bytes()[..n].iter().map(|b| b'a' + b % 26));
+        left -= n;
     }
-    Bytes::from(buf)
+}
+
+/// `v`'s lowest `digits` hex digits, as `{:0digits$x}` writes them, without
+/// formatting machinery: every publish and every checked read builds a payload.
+fn push_hex(buf: &mut BytesMut, v: u64, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        buf.put_u8(HEX[((v >> (i * 4)) & 0xf) as usize]);
+    }
 }
 
 /// Hash recorded on both sides; a consumer hashes what it received.
@@ -104,6 +125,23 @@ mod tests {
         );
         assert_ne!(hash(&p), hash(&other));
         assert_eq!(parse_id(b"not ours"), None);
+        assert_eq!(
+            &p[..ID_PREFIX],
+            format!("{:08x}{:016x}", 7, 123_456).as_bytes()
+        );
+        // Cut from a shared buffer, a payload is the same bytes.
+        let mut buf = BytesMut::new();
+        write_payload(
+            MsgId {
+                writer: 7,
+                counter: 123_457,
+            },
+            128,
+            &mut buf,
+        );
+        write_payload(id, 128, &mut buf);
+        assert_eq!(buf.split_off(128).freeze(), p);
+        assert_eq!(payload(id, 3).len(), ID_PREFIX, "at least the id");
         assert_eq!(msg_id_header(id), "nr-7-123456");
     }
 

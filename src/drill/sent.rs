@@ -90,7 +90,22 @@ impl SentLog {
         if counter < self.folded || counter == 0 || counter > self.attempted {
             return;
         }
-        self.pending.insert(counter, seq.filter(|s| *s != 0));
+        let seq = seq.filter(|s| *s != 0);
+        if counter != self.folded {
+            self.pending.insert(counter, seq);
+            return;
+        }
+        // Acks mostly return in order: fold at once, no trip through `pending`.
+        self.pending.remove(&counter);
+        if let Some(seq) = seq {
+            self.fold_ack(counter, seq);
+        }
+        self.folded += 1;
+        self.fold_pending();
+    }
+
+    /// Folds the settled counters of `pending` that now follow `folded`.
+    fn fold_pending(&mut self) {
         while let Some(seq) = self.pending.remove(&self.folded) {
             if let Some(seq) = seq {
                 self.fold_ack(self.folded, seq);
@@ -117,12 +132,7 @@ impl SentLog {
         for counter in self.folded..=self.attempted {
             self.pending.entry(counter).or_insert(None);
         }
-        while let Some(seq) = self.pending.remove(&self.folded) {
-            if let Some(seq) = seq {
-                self.fold_ack(self.folded, seq);
-            }
-            self.folded += 1;
-        }
+        self.fold_pending();
     }
 
     pub fn attempted(&self) -> u64 {
