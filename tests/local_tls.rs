@@ -119,6 +119,32 @@ async fn a_default_region_runs_tls_on_every_link_and_refuses_plaintext() {
         .await
         .expect("the mirror zone too");
 
+    // Tests that dial an address the certificate lacks (a pod IP) verify the
+    // name the server should have instead: the right one passes, another fails.
+    let by_name = |name: &'static str| {
+        let (ca, app, url) = (
+            ca.clone(),
+            region.credentials().app.clone(),
+            source.client_urls()[0].clone(),
+        );
+        async move {
+            let tls = natsregion::testenv::tls_probe::client_config_for_name(&ca, name).unwrap();
+            async_nats::ConnectOptions::with_user_and_password(app.user, app.password)
+                .require_tls(true)
+                .tls_client_config(tls)
+                .connect(url)
+                .await
+        }
+    };
+    by_name("localhost").await.expect("valid for localhost");
+    let wrong_name = by_name("elsewhere.example")
+        .await
+        .expect_err("not valid for that name");
+    assert!(
+        wrong_name.to_string().contains("not valid for name"),
+        "{wrong_name}"
+    );
+
     // Another CA: refused with the TLS failure named, at once.
     let stranger = natsregion::tls::issue_ca(
         "stranger",

@@ -158,26 +158,56 @@ pub async fn credentials(c: &Cluster<'_>) -> Outcome<(String, String)> {
     Ok((field("user")?, field("password")?))
 }
 
+/// The region's CA (`ca.crt` of the CA Secret the operator generated).
+pub async fn region_ca(c: &Cluster<'_>) -> Outcome<String> {
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), NS);
+    let s = secrets.get(&names::ca_secret(REGION)).await.map_err(err)?;
+    s.data
+        .unwrap_or_default()
+        .get(natsregion::tls::CA_KEY)
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+        .ok_or("the CA Secret has no ca.crt".to_string())
+}
+
+/// TLS options for dialing a zone by IP from the host: verified with the
+/// region's CA for `name`, the DNS name the server's certificate carries.
+pub fn tls_for(ca: &str, name: &str) -> Outcome<async_nats::ConnectOptions> {
+    let tls = natsregion::testenv::tls_probe::client_config_for_name(ca, name)?;
+    Ok(async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .tls_client_config(tls))
+}
+
 /// A JetStream context per zone, dialled at one of its pods' IPs from the
-/// host (the pod bridge is routed there).
+/// host (the pod bridge is routed there), over TLS verified with the region CA.
 pub async fn connect_zones(
     c: &Cluster<'_>,
 ) -> Outcome<BTreeMap<String, async_nats::jetstream::Context>> {
     let (user, password) = credentials(c).await?;
+    let ca = region_ca(c).await?;
     let pods = zone_pods(c).await?;
     let mut out = BTreeMap::new();
     for zone in ZONES {
-        let ip = pods
+        let pod = pods
             .get(zone)
             .and_then(|p| p.first())
-            .and_then(|p| p.status.as_ref()?.pod_ip.clone())
+            .ok_or(format!("zone {zone} has no pod"))?;
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
             .ok_or(format!("zone {zone} has no pod IP"))?;
-        let client =
-            async_nats::ConnectOptions::with_user_and_password(user.clone(), password.clone())
-                .ignore_discovered_servers()
-                .connect(format!("{ip}:{}", natsregion::plan::ports::CLIENT_PORT))
-                .await
-                .map_err(|e| format!("connect to zone {zone} at {ip}: {e}"))?;
+        let name = format!(
+            "{}.{}.{NS}.svc",
+            pod.metadata.name.clone().unwrap_or_default(),
+            names::headless_service(REGION, zone)
+        );
+        let client = tls_for(&ca, &name)?
+            .user_and_password(user.clone(), password.clone())
+            .ignore_discovered_servers()
+            .connect(format!("{ip}:{}", natsregion::plan::ports::CLIENT_PORT))
+            .await
+            .map_err(|e| format!("connect to zone {zone} at {ip}: {e}"))?;
         out.insert(
             zone.to_string(),
             async_nats::jetstream::with_domain(client, zone),

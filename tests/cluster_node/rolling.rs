@@ -17,7 +17,7 @@ use kube::api::{Patch, PatchParams};
 use natsregion::operator::region::names;
 use serde_json::json;
 
-use crate::region::{ZONES, connect_zones, credentials, wait_region_ready};
+use crate::region::{ZONES, connect_zones, credentials, region_ca, tls_for, wait_region_ready};
 use crate::scenarios::{Cluster, NS, REGION};
 use crate::util::{Outcome, err, region_resource, secs, wait_for};
 
@@ -44,7 +44,9 @@ pub async fn config_change_under_traffic(c: &mut Cluster<'_>) -> Outcome {
         .and_then(|s| s.cluster_ip)
         .ok_or("source client Service has no ClusterIP")?;
     let (user, password) = credentials(c).await?;
-    let client = async_nats::ConnectOptions::with_user_and_password(user, password)
+    let ca = region_ca(c).await?;
+    let client = tls_for(&ca, &names::client_host(NS, REGION, "east"))?
+        .user_and_password(user, password)
         .ignore_discovered_servers()
         .retry_on_initial_connect()
         .connect(format!("{ip}:{}", natsregion::plan::ports::CLIENT_PORT))
