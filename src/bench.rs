@@ -351,7 +351,32 @@ pub fn table(s: &BenchSummary) -> String {
             format!("{}/{} runs timed", measured.len(), c.runs.len())
         );
     }
+    let _ = writeln!(
+        t,
+        "\nissue 11 (operator figures: natsregion-bench operator):"
+    );
+    t.push_str(&goals::render(&goal_rows(s)));
     t
+}
+
+/// Issue 11's figures this run measured, each beside its goal.
+pub fn goal_rows(s: &BenchSummary) -> Vec<goals::GoalRow> {
+    let mut rows = Vec::new();
+    if let Some(c) = s.checker.last() {
+        rows.push(goals::GoalRow::new(
+            "checker records per message (log + one zone's tally)",
+            format!("{:.2} B at {} messages", c.bytes_per_message, c.messages),
+            "part of the drill's growth below",
+            None,
+        ));
+    }
+    if let Some(f) = &s.soak {
+        rows.extend(f.goal_rows());
+    }
+    if let Some(p) = &s.publish {
+        rows.extend(p.goal_rows());
+    }
+    rows
 }
 
 #[cfg(test)]
@@ -381,6 +406,27 @@ mod tests {
         let c = tally.finish(&log);
         assert!(c.clean(), "{c:?}");
         assert_eq!((c.expected, c.read), (1000, 1000));
+    }
+
+    #[test]
+    fn the_closing_table_holds_the_issue_figures_measured() {
+        let s = BenchSummary {
+            checker: vec![CheckerFigure {
+                messages: 1000,
+                repeats: 1,
+                median_seconds: 0.001,
+                bytes_per_message: 0.5,
+                peak_rss_kib: None,
+                rss_growth_kib: None,
+            }],
+            publish: None,
+            soak: None,
+            catch_up: Vec::new(),
+        };
+        let rows = goal_rows(&s);
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].measured.starts_with("0.50 B"), "{rows:?}");
+        assert!(table(&s).contains("issue 11"));
     }
 
     #[test]

@@ -76,6 +76,9 @@ struct RunArgs {
     /// Seconds between two reads of a steady region's state.
     #[arg(long, default_value_t = 30)]
     status_refresh_seconds: u64,
+    /// RegionMirrors reconciled at once (bounds peak memory and API connections).
+    #[arg(long, default_value_t = natsregion::operator::context::MAX_CONCURRENT_RECONCILES, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_reconciles: u16,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }
@@ -105,6 +108,7 @@ fn run_operator(args: RunArgs) -> ExitCode {
         default_nats_image: args.default_nats_image,
         status_refresh: Duration::from_secs(args.status_refresh_seconds.max(1)),
         namespace: args.namespace.clone(),
+        max_concurrent_reconciles: args.max_concurrent_reconciles,
         ..Default::default()
     };
     let leader_election = args.leader_election.then(|| {

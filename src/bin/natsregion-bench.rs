@@ -56,6 +56,10 @@ enum Target {
         /// `cargo build --release` first).
         #[arg(long)]
         operator: Option<PathBuf>,
+        /// An argument for `natsregion run` (repeatable), e.g.
+        /// `--operator-arg=--max-concurrent-reconciles=16`.
+        #[arg(long = "operator-arg", allow_hyphen_values = true)]
+        operator_args: Vec<String>,
     },
 }
 
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
             quiet_seconds,
             status_refresh_seconds,
             operator,
+            operator_args,
         }) => {
             use natsregion::bench::operator as bench;
             let opts = bench::OperatorBenchOptions {
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
                 quiet_seconds,
                 status_refresh_seconds,
                 operator,
+                operator_args,
             };
             runtime
                 .block_on(bench::run(&opts))

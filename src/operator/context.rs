@@ -32,7 +32,15 @@ pub struct OperatorSettings {
     /// resolve (tests, an operator running outside the cluster). `None`: the
     /// zone's client Service and pod DNS names.
     pub zone_access_override: Option<Arc<dyn ZoneAccess>>,
+    /// RegionMirrors reconciled at once. A reconcile holds its children's
+    /// objects and an API connection of its own while it runs, so this bounds
+    /// the operator's peak memory and its connections when many regions
+    /// change at once (a start, a new operator version).
+    pub max_concurrent_reconciles: u16,
 }
+
+/// Default of [`OperatorSettings::max_concurrent_reconciles`].
+pub const MAX_CONCURRENT_RECONCILES: u16 = 8;
 
 impl Default for OperatorSettings {
     fn default() -> Self {
@@ -47,6 +55,7 @@ impl Default for OperatorSettings {
                 request_timeout: Duration::from_secs(5),
             },
             zone_access_override: None,
+            max_concurrent_reconciles: MAX_CONCURRENT_RECONCILES,
         }
     }
 }
@@ -59,6 +68,7 @@ impl fmt::Debug for OperatorSettings {
             .field("namespace", &self.namespace)
             .field("nats_connect", &self.nats_connect)
             .field("zone_access_override", &self.zone_access_override.is_some())
+            .field("max_concurrent_reconciles", &self.max_concurrent_reconciles)
             .finish()
     }
 }

@@ -25,7 +25,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -41,6 +41,9 @@ use streams::StreamsState;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "regionmirror";
+
+/// How long a trigger waits for more before its reconcile runs.
+const RECONCILE_DEBOUNCE: Duration = Duration::from_secs(1);
 
 struct RegionCtx {
     ctx: Arc<Context>,
@@ -73,7 +76,14 @@ pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown) {
         ctx: ctx.clone(),
         failures: Mutex::default(),
     });
+    // The debounce folds a burst of triggers into one reconcile: a region's
+    // first reconcile creates 18 children, and each of their watch events
+    // queued it again (at 1000 regions most reconciles were such repeats).
+    let config = ControllerConfig::default()
+        .concurrency(ctx.settings.max_concurrent_reconciles)
+        .debounce(RECONCILE_DEBOUNCE);
     Controller::new(api::<RegionMirror>(&client, ns), watcher::Config::default())
+        .with_config(config)
         .owns(api::<StatefulSet>(&client, ns), children.clone())
         .owns(api::<ConfigMap>(&client, ns), children.clone())
         .owns(api::<Service>(&client, ns), children.clone())
