@@ -57,7 +57,8 @@ pub fn storage_class() -> Value {
             "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
         },
         // kube-controller-manager --enable-hostpath-provisioner: directories
-        // under /tmp/hostpath-provisioner, deleted with their claims.
+        // under /tmp/hostpath_pv (opened to non-root pods by
+        // storage::open_provisioned_volumes), deleted with their claims.
         "provisioner": "kubernetes.io/host-path",
         "reclaimPolicy": "Delete",
         "volumeBindingMode": "Immediate",

@@ -15,6 +15,7 @@ mod addons;
 mod config;
 pub mod host;
 mod pods_ran;
+mod storage;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -90,6 +91,7 @@ pub struct Node {
     before: Snapshot,
     pods_ran: PodsRan,
     watch: Option<tokio::task::JoinHandle<()>>,
+    volumes: Option<tokio::task::JoinHandle<()>>,
     /// Phase name and how long it took, in start order.
     pub startup: Vec<(&'static str, Duration)>,
 }
@@ -190,6 +192,7 @@ impl Node {
             before,
             pods_ran: PodsRan::default(),
             watch: None,
+            volumes: None,
             startup: Vec::new(),
         };
         // On error the half-started node is dropped here, which undoes it.
@@ -279,6 +282,7 @@ impl Node {
         )?);
         let client = self.client().await?;
         self.watch = Some(self.pods_ran.watch(client.clone()));
+        self.volumes = Some(storage::open_provisioned_volumes(client.clone()));
         self.wait_node_ready(&client).await?;
         mark(self, "node ready");
         // kube-router finds its node by name: only once it is registered.
@@ -716,8 +720,11 @@ impl Node {
     }
 
     fn teardown(&mut self) {
-        if let Some(w) = self.watch.take() {
-            w.abort();
+        for task in [self.watch.take(), self.volumes.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
         }
         self.kube_router = None;
         self.kube_proxy = None;
