@@ -118,15 +118,7 @@ pub async fn run(n: u64, rounds: usize) -> Result<PublishFigure, BenchError> {
         "  producer client work, no server: log {:.0} ns/msg, headers + payload {:.0} ns/msg",
         client_work.log_ns, client_work.message_ns
     );
-    let region: RegionMirror = serde_yaml_ng::from_str(PUBLISH_REGION)
-        .map_err(|e| BenchError(format!("bench region: {e}")))?;
-    let local = LocalRegion::start(
-        &region.spec,
-        Arc::new(DirectNetwork),
-        LocalRegionOptions::default(),
-    )
-    .await
-    .map_err(|e| BenchError(format!("local region: {e}")))?;
+    let (region, local) = start_bench_region().await?;
     let result = publish_rounds(&local, &region, n, rounds, client_work).await;
     let stopped = local.stop().await;
     let figure = result?;
@@ -157,6 +149,20 @@ fn client_work(n: u64) -> ClientWork {
 }
 
 /// Connects to the local zone and creates the bench stream.
+/// The one-zone region of [`PUBLISH_REGION`], started locally.
+pub async fn start_bench_region() -> Result<(RegionMirror, LocalRegion), BenchError> {
+    let region: RegionMirror = serde_yaml_ng::from_str(PUBLISH_REGION)
+        .map_err(|e| BenchError(format!("bench region: {e}")))?;
+    let local = LocalRegion::start(
+        &region.spec,
+        Arc::new(DirectNetwork),
+        LocalRegionOptions::default(),
+    )
+    .await
+    .map_err(|e| BenchError(format!("local region: {e}")))?;
+    Ok((region, local))
+}
+
 pub async fn bench_stream(
     local: &LocalRegion,
     region: &RegionMirror,

@@ -8,17 +8,14 @@
 //! message). The drill's best phase rate is compared with plain R3 publishing
 //! measured in the same run, on a zone of the same size.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::goals::{GoalRow, render};
-use super::publish::{PUBLISH_REGION, bench_stream, fixed_body, plain_publish};
+use super::publish::{bench_stream, fixed_body, plain_publish, start_bench_region};
 use super::{BenchError, kib, median, proc_status_kib, reset_peak_rss};
 use crate::api::{PartitionDrill, RegionMirror};
 use crate::cli::drill_file;
 use crate::cli::local_drill::{LocalDrillOptions, run_loaded};
-use crate::fault::DirectNetwork;
-use crate::local::{LocalRegion, LocalRegionOptions};
 
 /// Goal of issue 11: RSS growth per message of a 3-zone drill at 10 M messages.
 pub const GROWTH_GOAL_BYTES: f64 = 4.0;
@@ -141,15 +138,7 @@ pub async fn run(opts: &SoakOptions) -> Result<SoakFigure, BenchError> {
 }
 
 async fn plain_r3(n: u64, rounds: usize) -> Result<Vec<f64>, BenchError> {
-    let region: RegionMirror = serde_yaml_ng::from_str(PUBLISH_REGION)
-        .map_err(|e| BenchError(format!("bench region: {e}")))?;
-    let local = LocalRegion::start(
-        &region.spec,
-        Arc::new(DirectNetwork),
-        LocalRegionOptions::default(),
-    )
-    .await
-    .map_err(|e| BenchError(format!("local region: {e}")))?;
+    let (region, local) = start_bench_region().await?;
     let result = async {
         let conn = bench_stream(&local, &region).await?;
         plain_publish(&conn.js, (n / 10).max(500), fixed_body(), None).await?;
