@@ -122,6 +122,20 @@ async fn assert_crosses(
     assert!(crossing(leaf, hub_sub, within).await.is_some(), "{what}");
 }
 
+/// Subscribes on the hub to what the leaf publishes and waits until a
+/// message crosses: the leafnode link is up.
+async fn linked(
+    hub: &async_nats::Client,
+    leaf: &async_nats::Client,
+    within: Duration,
+    what: &str,
+) -> async_nats::Subscriber {
+    let mut sub = hub.subscribe("drill.>").await.unwrap();
+    hub.flush().await.unwrap();
+    assert_crosses(leaf, &mut sub, within, what).await;
+    sub
+}
+
 /// Cuts zone `b` through `backend`, with a deadline no test reaches.
 async fn cut_b(backend: &impl FaultBackend) -> natsregion::api::FaultRecord {
     backend
@@ -265,11 +279,9 @@ async fn proxy_cut_leaks_through_the_learned_leaf_url_without_the_advertise_fix(
     let backend = ToxiproxyBackend::new(tp.url(), false);
     let pair = leaf_pair(&backend, "b").await;
     let (hub, leaf) = (pair.hub.connect().await, pair.leaf.connect().await);
-    let mut sub = hub.subscribe("drill.>").await.unwrap();
-    hub.flush().await.unwrap();
-    assert_crosses(
+    let mut sub = linked(
+        &hub,
         &leaf,
-        &mut sub,
         Duration::from_secs(10),
         "leafnode link never came up",
     )
@@ -358,11 +370,9 @@ async fn a_link_around_the_proxy_survives_a_proxy_cut_unless_the_cut_breaks_it()
     )
     .await;
     let hub_conn = hub.connect().await;
-    let mut sub = hub_conn.subscribe("drill.>").await.unwrap();
-    hub_conn.flush().await.unwrap();
-    assert_crosses(
+    let mut sub = linked(
+        &hub_conn,
         &leaf_conn,
-        &mut sub,
         Duration::from_secs(15),
         "the leaf did not relink after the hub restarted",
     )
@@ -398,11 +408,9 @@ async fn advertise_fix_holds_the_proxy_cut_heals_and_the_deadline_heals_alone() 
     let backend = ToxiproxyBackend::new(tp.url(), true);
     let pair = leaf_pair(&backend, "b").await;
     let (hub, leaf) = (pair.hub.connect().await, pair.leaf.connect().await);
-    let mut sub = hub.subscribe("drill.>").await.unwrap();
-    hub.flush().await.unwrap();
-    assert_crosses(
+    let mut sub = linked(
+        &hub,
         &leaf,
-        &mut sub,
         Duration::from_secs(10),
         "leafnode link never came up",
     )
@@ -553,11 +561,9 @@ async fn netns_scenario(backend: NetnsBackend) {
     let leaf = Nats::start("leaf", Some(&b_ns), SocketAddr::new(b.ip, 4222), &leaf_conf).await;
 
     let (hub_nc, leaf_nc) = (hub.connect().await, leaf.connect().await);
-    let mut sub = hub_nc.subscribe("drill.>").await.unwrap();
-    hub_nc.flush().await.unwrap();
-    assert_crosses(
+    let mut sub = linked(
+        &hub_nc,
         &leaf_nc,
-        &mut sub,
         Duration::from_secs(10),
         "leafnode link never came up",
     )

@@ -16,6 +16,7 @@ use natsregion::nats::{
 use natsregion::plan::{
     aggregate_stream_config, local_stream_config, mirror_stream_config, source_stream_config,
 };
+use natsregion::testenv::support::poll;
 
 fn spec(stream: &str, source_servers: i32, mirror_servers: i32, replicas: i32) -> RegionMirrorSpec {
     serde_json::from_value(serde_json::json!({
@@ -438,21 +439,23 @@ async fn ids_in(client: &ZoneClient, stream: &str) -> Vec<String> {
     ids
 }
 
-/// Waits until `zone`'s aggregate holds `want` messages; returns its ids.
+/// Waits until `client`'s zone's aggregate holds `want` messages; returns its ids.
 async fn converged(
     client: &ZoneClient,
     stream: &str,
     want: usize,
     within: Duration,
 ) -> Vec<String> {
-    let started = Instant::now();
-    loop {
+    let what = format!("{want} messages in {stream} of zone {}", client.zone);
+    poll(&what, within, Duration::from_millis(100), async || {
         let ids = ids_in(client, stream).await;
-        if ids.len() >= want || started.elapsed() > within {
-            return ids;
+        if ids.len() >= want {
+            Ok(ids)
+        } else {
+            Err(format!("{} so far", ids.len()))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// Each zone's messages exactly once and in the order they were written.
