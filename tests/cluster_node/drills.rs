@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
 use kube::api::ListParams;
+use natsregion::meta::labels;
 use natsregion::testenv::node::apply_all;
 use serde_json::Value;
 
@@ -180,7 +181,7 @@ pub async fn toxiproxy(c: &mut Cluster<'_>) -> Outcome {
         "did not answer the update in time",
     )
     .await?;
-    let toxiproxy = format!("app.kubernetes.io/name=toxiproxy,natsregion.io/region={REGION}");
+    let toxiproxy = format!("{}=toxiproxy,{}={REGION}", labels::NAME, labels::REGION);
     let dial_failed = pod_log_lines(&c.client, NS, &toxiproxy, "Unable to open connection").await?;
     for line in late.iter().chain(&dial_failed) {
         println!("  {line}");
