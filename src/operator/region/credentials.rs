@@ -111,7 +111,8 @@ pub async fn for_external_zone(
     read(&secret, secret_name, field)
 }
 
-async fn get(api: &Api<Secret>, name: &str) -> Result<Option<Secret>> {
+/// The Secret, or `None` when it does not exist.
+pub(super) async fn get(api: &Api<Secret>, name: &str) -> Result<Option<Secret>> {
     api.get_opt(name)
         .await
         .map_err(|e| Error::kube(format!("read Secret {name}"), e))
