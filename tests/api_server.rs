@@ -16,7 +16,8 @@ use natsregion::api::conditions::{Desired, upsert};
 use natsregion::api::validate::{self, SpecError, msg};
 use natsregion::api::{
     DrillPhase, ExternalZone, PartitionDrill, PartitionDrillStatus, RegionMirror,
-    RegionMirrorStatus, Retention, Step, TlsMode, Toxic, ToxicType, ZoneRole, ZoneTlsSecret,
+    RegionMirrorStatus, Retention, Step, TlsMode, Topology, Toxic, ToxicType, ZoneRole,
+    ZoneTlsSecret,
 };
 use natsregion::testenv::support::plane_with_crds;
 use serde_json::json;
@@ -317,6 +318,17 @@ fn cases() -> Vec<Case> {
             .stream
             .name =
             "EVENTS_OTHER".into()),
+        case!(RegionUpdate, TOPOLOGY_IMMUTABLE, |r| {
+            r.spec.topology = Topology::Sources;
+            r.spec.stream.subjects = vec!["events.{zone}.>".into()];
+        }),
+        case!(Region, SOURCES_SUBJECTS, |r| r.spec.topology =
+            Topology::Sources),
+        case!(Region, ZONE_TOKEN_WITHOUT_SOURCES, |r| r
+            .spec
+            .stream
+            .subjects =
+            vec!["events.{zone}.>".into()]),
         case!(Region, STREAM_NAME, |r| r.spec.stream.name =
             "EVENTS.REGION".into()),
         case!(Region, SUBJECTS, |r| r.spec.stream.subjects =

@@ -122,7 +122,18 @@ async fn a_proxy_without_the_advertise_fix_is_caught_by_the_isolation_proof() {
         Some("produce, partition, produce, heal, wait-for-catch-up, verify"),
         false,
     );
-    let report = run_loaded(&region, &drill, &opts(), false)
+    let report = expect_a_leak(&region, &drill, "partition leaked").await;
+    assert_eq!(report.status.verdict, Verdict::Failed);
+}
+
+/// Runs the drill through proxies without the advertise fix, so the "cut"
+/// zones still reach the hub: claim 1 must fail naming `leak`.
+async fn expect_a_leak(
+    region: &RegionMirror,
+    drill: &PartitionDrill,
+    leak: &str,
+) -> engine::DrillReport {
+    let report = run_loaded(region, drill, &opts(), false)
         .await
         .expect("drill runs");
     let c1 = claim(&report.status.claims, Claim::LocalConsumption);
@@ -132,8 +143,8 @@ async fn a_proxy_without_the_advertise_fix_is_caught_by_the_isolation_proof() {
         "{}",
         natsregion::drill::report::table(&report)
     );
-    assert!(c1.message.contains("partition leaked"), "{}", c1.message);
-    assert_eq!(report.status.verdict, Verdict::Failed);
+    assert!(c1.message.contains(leak), "{}", c1.message);
+    report
 }
 
 /// The drill's fault backend and a region of local zones wired through it.
@@ -193,9 +204,23 @@ async fn run_custom(
         toxiproxy_pid: faults.toxiproxy_pid(),
     };
     // A fixed writer keeps the ids in these tests' messages predictable.
+    run_unprovisioned(region, drill, faults, runtime, &observer, Some(1)).await
+}
+
+/// Runs the engine on a region whose streams the test provisioned (a fixed
+/// writer keeps ids predictable where the test names them), then stops the
+/// region.
+async fn run_unprovisioned(
+    region: &RegionMirror,
+    drill: &PartitionDrill,
+    faults: LocalFaults,
+    runtime: LocalRuntime,
+    observer: &dyn Observer,
+    writer: Option<u32>,
+) -> engine::DrillReport {
     let opts = EngineOptions {
         provision: false,
-        writer: Some(1),
+        writer,
         ..Default::default()
     };
     let report = engine::run(
@@ -203,7 +228,7 @@ async fn run_custom(
         drill,
         &runtime,
         faults.backend.as_ref(),
-        &observer,
+        observer,
         opts,
     )
     .await;
@@ -384,7 +409,8 @@ async fn messages_removed_from_a_mirrors_storage_after_they_were_read_fail_claim
     let c2 = claim(&report.status.claims, Claim::NoLossAfterHeal);
     assert_eq!(c2.verdict, Verdict::Failed, "{table}");
     assert!(
-        c2.message.contains("zone b's stored stream lacks 2 of 600")
+        c2.message
+            .contains("zone b's stored stream EVENTS lacks 2 of 600")
             && c2.message.contains("seq 5 (1-5), seq 6 (1-6)"),
         "{}",
         c2.message
@@ -470,20 +496,7 @@ async fn a_heal_that_fails_is_never_recorded_as_healed() {
 async fn a_missing_source_stream_is_refused_naming_the_field() {
     let (region, drill) = spec(None, false);
     let (faults, runtime) = start_region(&region, &drill).await;
-    let opts = EngineOptions {
-        provision: false,
-        ..Default::default()
-    };
-    let report = engine::run(
-        &region,
-        &drill,
-        &runtime,
-        faults.backend.as_ref(),
-        &engine::Silent,
-        opts,
-    )
-    .await;
-    runtime.into_inner().stop().await.expect("region stops");
+    let report = run_unprovisioned(&region, &drill, faults, runtime, &engine::Silent, None).await;
     let message = report.status.message.clone().unwrap_or_default();
     assert_eq!(report.status.phase, DrillPhase::Failed);
     assert!(
@@ -714,4 +727,178 @@ async fn a_run_that_reuses_a_writer_inside_the_duplicate_window_fails_instead_of
         "{}",
         c2.message
     );
+}
+
+// ---------------------------------------------------------------- sources topology
+
+/// Three writable zones (`a` the leafnode hub), each with its local stream
+/// and an aggregate sourcing all three.
+fn sources_spec(steps: Option<&str>) -> (RegionMirror, PartitionDrill) {
+    let steps = steps
+        .map(|s| format!("  steps: [{s}]\n"))
+        .unwrap_or_default();
+    let yaml = format!(
+        r#"
+apiVersion: natsregion.io/v1alpha1
+kind: RegionMirror
+metadata: {{name: s}}
+spec:
+  topology: sources
+  stream: {{name: EVENTS, subjects: ["events.{{zone}}.>"], replicas: 1}}
+  leafnode: {{reconnectIntervalSeconds: 1}}
+  zones:
+    - {{name: a, role: source, servers: 1}}
+    - {{name: b, role: mirror, servers: 1}}
+    - {{name: c, role: mirror, servers: 1}}
+---
+apiVersion: natsregion.io/v1alpha1
+kind: PartitionDrill
+metadata: {{name: s}}
+spec:
+  regionRef: {{name: s}}
+  fault: {{backend: toxiproxy, zones: [c], holdSeconds: 4, deadlineSeconds: 60}}
+  workload: {{messagesPerPhase: 200, ratePerSecond: 400}}
+  timeouts: {{stepSeconds: 30, catchUpSeconds: 10}}
+{steps}"#
+    );
+    drill_file::parse("sources.yaml", &yaml).expect("test drill file is valid")
+}
+
+/// Every zone writes its own subjects through a cut of `c`, every aggregate
+/// ends with every zone's acked writes once and in order, and a fourth zone
+/// joins: all four claims, from evidence of the sources topology.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_region_passes_all_four_claims() {
+    let (region, drill) = sources_spec(None);
+    let report = run_loaded(&region, &drill, &opts(), true)
+        .await
+        .expect("drill runs");
+    let s = &report.status;
+    let table = natsregion::drill::report::table(&report);
+    assert_eq!(s.verdict, Verdict::Passed, "{table}");
+    // Five phases of 200 per writing zone; the joiner writes in the last one.
+    assert_eq!(
+        (s.totals.attempted, s.totals.acked),
+        (3200, 3200),
+        "{table}"
+    );
+    let p = &report.evidence.partitions[0];
+    // Every zone kept accepting and reading its own writes while c was cut.
+    for zone in ["a", "b", "c"] {
+        assert_eq!(p.acked_during.get(zone), Some(&200), "{p:?}");
+        assert_eq!(p.own_read_during.get(zone), Some(&200), "{p:?}");
+    }
+    // The cut froze c's sources both ways, and nothing else was across it.
+    assert_eq!(p.across, ["a<-c", "b<-c", "c<-a", "c<-b"], "{p:?}");
+    assert_eq!(p.mirror_at_cut, p.mirror_before_heal, "{p:?}");
+    // One check per aggregate and writing zone: 4 zones x 4 writers.
+    let checks = &report.evidence.zones;
+    assert_eq!(checks.len(), 16, "{checks:?}");
+    assert!(
+        checks.iter().all(|c| c.clean() && c.expected > 0),
+        "{checks:?}"
+    );
+    let from_joiner = checks
+        .iter()
+        .filter(|c| c.origin.as_deref() == Some("joiner"))
+        .count();
+    assert_eq!(
+        from_joiner, 4,
+        "the joiner's writes are judged in every aggregate"
+    );
+    // Local streams audited at their own sequences, aggregates per writer.
+    assert_eq!(report.evidence.stored.len(), 4 + 16);
+    assert!(report.evidence.stored.iter().all(|a| a.clean()));
+    let c4 = claim(&s.claims, Claim::ZoneJoin);
+    assert!(c4.evidence.contains_key("appearedIn.a"), "{c4:?}");
+}
+
+/// An aggregate whose source of zone c goes through a JetStream domain no
+/// zone has never gets c's writes: claim 2 fails naming the aggregate and the
+/// zone whose writes it lacks, and claim 1 fails because the cut broke no
+/// live link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregate_sourcing_through_a_wrong_domain_fails_claim_two() {
+    let (region, drill) = sources_spec(Some(
+        "produce, partition, produce, heal, wait-for-catch-up, verify",
+    ));
+    let (faults, runtime) = start_region(&region, &drill).await;
+    let spec = &region.spec;
+    let mut conns = Vec::new();
+    for z in runtime.zones() {
+        let conn = connect(&z.endpoint, &ConnectSettings::default())
+            .await
+            .expect("connect");
+        let zone = spec.zone(z.name()).expect("zone in spec").clone();
+        let local = natsregion::plan::local_stream_config(spec, &zone);
+        conn.js.create_stream(local).await.expect("local stream");
+        conns.push((zone, conn));
+    }
+    // The aggregates once every local stream exists, as the engine provisions them.
+    for (zone, conn) in &conns {
+        let mut aggregate = natsregion::plan::aggregate_stream_config(spec, zone);
+        if zone.name == "b" {
+            let sources = aggregate.sources.as_mut().expect("sources");
+            let from_c = sources
+                .iter_mut()
+                .find(|s| s.name == "EVENTS-c")
+                .expect("c");
+            from_c.external.as_mut().expect("external").api_prefix = "$JS.nope.API".into();
+        }
+        conn.js.create_stream(aggregate).await.expect("aggregate");
+    }
+    let report = run_unprovisioned(&region, &drill, faults, runtime, &engine::Silent, None).await;
+    let table = natsregion::drill::report::table(&report);
+    let c2 = claim(&report.status.claims, Claim::NoLossAfterHeal);
+    assert_eq!(c2.verdict, Verdict::Failed, "{table}");
+    assert!(
+        c2.message.contains("aggregates did not catch up"),
+        "{}",
+        c2.message
+    );
+    assert!(
+        c2.message.contains("b<-c"),
+        "the lagging source is named: {}",
+        c2.message
+    );
+    assert!(
+        c2.message
+            .contains("zone b (the writes of zone c) lost 400 of 400 acked messages"),
+        "{}",
+        c2.message
+    );
+    // Every other aggregate and writer is clean: the finding is that one source.
+    let dirty: Vec<_> = report
+        .evidence
+        .zones
+        .iter()
+        .filter(|c| !c.clean())
+        .map(|c| (c.zone.clone(), c.origin.clone()))
+        .collect();
+    assert_eq!(
+        dirty,
+        [("b".to_string(), Some("c".to_string()))],
+        "{table}\n{:#?}",
+        report.evidence
+    );
+    assert_eq!(
+        claim(&report.status.claims, Claim::LocalConsumption).verdict,
+        Verdict::Failed
+    );
+}
+
+/// The isolation proof holds for the sources topology too: through a proxy
+/// without the advertise fix the "cut" zone still reaches the hub, and every
+/// aggregate source across the cut keeps moving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sources_cut_that_leaks_fails_claim_one() {
+    let (region, drill) = sources_spec(Some(
+        "produce, partition, produce, heal, wait-for-catch-up, verify",
+    ));
+    expect_a_leak(
+        &region,
+        &drill,
+        "partition leaked: aggregate source a<-c moved",
+    )
+    .await;
 }

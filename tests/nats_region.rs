@@ -11,10 +11,11 @@ use natsregion::fault::DirectNetwork;
 use natsregion::local::{LocalRegion, LocalRegionOptions};
 use natsregion::nats::{
     self, ConnectError, ConnectSettings, Outcome, ProvisionError, ZoneClient, ZoneEndpoint,
-    ZoneProbe, ensure_mirror, ensure_source_stream, read_region,
+    ZoneProbe, ensure_mirror, ensure_source_stream, read_region, sourced_seq,
 };
 use natsregion::plan::{
     aggregate_stream_config, local_stream_config, mirror_stream_config, source_stream_config,
+    zone_subjects,
 };
 use natsregion::testenv::support::poll;
 
@@ -399,6 +400,7 @@ async fn broken_setups_are_refused_or_show_in_state() {
 
 fn sources_spec() -> RegionMirrorSpec {
     serde_json::from_value(serde_json::json!({
+        "topology": "sources",
         "stream": { "name": "EV", "subjects": ["ev.{zone}.>"], "replicas": 1 },
         "leafnode": { "reconnectIntervalSeconds": 1 },
         "zones": [
@@ -509,6 +511,15 @@ async fn sources_topology_aggregates_converge_and_are_edited_in_place() {
         "sources topology: 3 x 100 messages in all three aggregates {:?} after the first publish",
         written.elapsed()
     );
+    // How far each aggregate has come in each zone's local stream, from the
+    // sourced messages' own headers: all 100 of every zone.
+    for (zone, client) in zones.iter().zip(&clients) {
+        for from in &zones {
+            let subjects = zone_subjects(&spec, spec.zone(from).unwrap());
+            let seq = sourced_seq(&client.js, "EV", &subjects).await;
+            assert_eq!(seq, Ok(100), "aggregate in {zone}, source {from}");
+        }
+    }
 
     // Zone c leaves every aggregate, writes, and comes back: an in-place update each way.
     let mut without_c = spec.clone();

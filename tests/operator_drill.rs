@@ -14,7 +14,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use natsregion::api::{Claim, DrillPhase, PartitionDrill, RegionMirror, Verdict};
+use natsregion::api::{Claim, DrillPhase, PartitionDrill, RegionMirror, Topology, Verdict};
 use natsregion::cli::local_drill::LocalRuntime;
 use natsregion::drill::runtime::Runtime;
 use natsregion::fault::FaultBackend;
@@ -57,6 +57,17 @@ struct World {
 
 impl World {
     async fn start(client: Client, region: &str, mirror_api: Option<&str>) -> World {
+        Self::start_with(client, region, mirror_api, Topology::Mirror).await
+    }
+
+    /// Like `start`, with the region's topology chosen (`sources`: subjects
+    /// `events.{zone}.>`, every zone writable).
+    async fn start_with(
+        client: Client,
+        region: &str,
+        mirror_api: Option<&str>,
+        topology: Topology,
+    ) -> World {
         let toxiproxy = ToxiproxyServer::start().await.expect("toxiproxy-server");
         let prefix = format!("t-{region}");
         let network = Arc::new(ToxiproxyBackend::with_prefix(
@@ -69,6 +80,11 @@ impl World {
             {"name": "b", "role": "mirror", "servers": 1},
         ]));
         local_spec["leafnode"] = json!({"reconnectIntervalSeconds": 1});
+        let sources = topology == Topology::Sources;
+        if sources {
+            local_spec["topology"] = json!("sources");
+            local_spec["stream"]["subjects"] = json!(["events.{zone}.>"]);
+        }
         let local_spec = fixtures::region_spec(local_spec);
         let credentials = generate_credentials().expect("credentials");
         let local = LocalRegion::start(
@@ -92,21 +108,25 @@ impl World {
                 .urls[0]
                 .clone()
         };
-        // Streams, as the region controller would provision them.
+        // Streams, as the region controller would provision them: each
+        // zone's first stream (source, mirror or local) before the rest (the
+        // aggregates, which source every zone's local stream).
+        let mut rest = Vec::new();
         for z in &zones {
             let conn = connect(&z.endpoint, &ConnectSettings::default())
                 .await
                 .expect("connect");
             let zone_spec = local_spec.zone(z.name()).expect("zone");
-            let mut config = if zone_spec.is_source() {
-                natsregion::plan::source_stream_config(&local_spec)
-            } else {
-                natsregion::plan::mirror_stream_config(&local_spec, "a", zone_spec)
-            };
+            let mut streams = natsregion::plan::zone_streams(&local_spec, zone_spec).into_iter();
+            let mut config = streams.next().expect("a stream per zone").config;
             if let (Some(api), Some(m)) = (mirror_api, config.mirror.as_mut()) {
                 m.external.as_mut().expect("external mirror").api_prefix = api.to_string();
             }
             conn.js.create_stream(config).await.expect("stream created");
+            rest.extend(streams.map(|s| (conn.js.clone(), s.config)));
+        }
+        for (js, config) in rest {
+            js.create_stream(config).await.expect("aggregate created");
         }
         let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
         let secret = fixtures::credentials_secret(
@@ -131,6 +151,10 @@ impl World {
         ]));
         // The zones' links run through `toxiproxy` (wired above).
         spec["leafnode"] = json!({"reconnectIntervalSeconds": 1, "proxy": "toxiproxy"});
+        if sources {
+            spec["topology"] = json!("sources");
+            spec["stream"]["subjects"] = json!(["events.{zone}.>"]);
+        }
         let cr = fixtures::region(region, spec);
         Api::<RegionMirror>::namespaced(client.clone(), NS)
             .create(&PostParams::default(), &cr)
@@ -603,6 +627,47 @@ async fn drills_end_with_verdicts_in_status() {
     assert!(c2.message.contains("did not catch up"), "{}", c2.message);
     assert!(broken.proxies().await.values().all(|e| *e));
     kill(operator).await;
+}
+
+/// The operator runs a drill on a sources region (two writable zones and a
+/// third joining) and ends with the four claims judged on that topology.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_on_a_sources_region_passes_all_four_claims() {
+    let (_plane, client) = plane_with_crds().await;
+    let world = World::start_with(client.clone(), "south", None, Topology::Sources).await;
+    let operator = start_operator(&client, world.settings());
+    let drills = world
+        .create_drill("south-drill", small_drill(3, None))
+        .await;
+    let d = wait_for(
+        &drills,
+        "south-drill",
+        Duration::from_secs(180),
+        "the end",
+        finished,
+    )
+    .await;
+    let s = d.status.as_ref().unwrap();
+    assert_eq!(s.verdict, Verdict::Passed, "{}", show(&d));
+    assert!(
+        s.claims.iter().all(|c| c.verdict == Verdict::Passed),
+        "{}",
+        show(&d)
+    );
+    // Five phases of 300 from a and b, and the joiner's last one.
+    assert_eq!(
+        (s.totals.attempted, s.totals.lost),
+        (3300, 0),
+        "{}",
+        show(&d)
+    );
+    let join = s
+        .claims
+        .iter()
+        .find(|c| c.claim == Claim::ZoneJoin)
+        .unwrap();
+    assert!(join.evidence.contains_key("appearedIn.a"), "{join:?}");
+    operator.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Resource, ResourceExt};
-use natsregion::api::RegionMirror;
+use natsregion::api::{PartitionDrill, RegionMirror};
 use natsregion::fault::DirectNetwork;
 use natsregion::local::{LocalRegion, LocalRegionOptions};
 use natsregion::operator::context::{Context, OperatorSettings, ZoneAccess, ZoneUrls, reporter};
@@ -703,6 +703,60 @@ impl ZoneAccess for LocalAccess {
     }
 }
 
+/// Local nats-server zones (TLS under a throwaway CA, one domain each) for a
+/// test to list as external zones.
+async fn local_zones(spec: serde_json::Value) -> LocalRegion {
+    LocalRegion::start(
+        &fixtures::region_spec(spec),
+        Arc::new(DirectNetwork),
+        LocalRegionOptions::default(),
+    )
+    .await
+    .expect("local zones")
+}
+
+/// What a region needs to reach `local`'s zones as external zones:
+/// `<prefix>-creds` with their application user and `<prefix>-ca` with the
+/// CA that signed their certificates.
+async fn external_secrets(client: &Client, ns: &str, local: &LocalRegion, prefix: &str) {
+    let creds = &local.credentials().app;
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    let ca = local.ca_pem().expect("TLS on by default");
+    for secret in [
+        fixtures::credentials_secret(&format!("{prefix}-creds"), &creds.user, &creds.password),
+        fixtures::ca_secret(&format!("{prefix}-ca"), ca),
+    ] {
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
+}
+
+fn client_url(local: &LocalRegion, zone: &str) -> String {
+    local.zone(zone).unwrap().client_urls()[0].clone()
+}
+
+/// Zone `zone` of `local` as a region lists it: external, at its client URL,
+/// verified with `<prefix>-ca` (`external_secrets`).
+fn external_zone(local: &LocalRegion, zone: &str, role: &str, prefix: &str) -> serde_json::Value {
+    let url = client_url(local, zone);
+    assert!(url.starts_with("tls://"), "{url}");
+    json!({"name": zone, "role": role, "servers": 1, "domain": zone,
+           "external": {"url": url, "caSecret": format!("{prefix}-ca")}})
+}
+
+/// JetStream of zone `zone` of `local`, as the application user.
+async fn local_js(local: &LocalRegion, zone: &str) -> async_nats::jetstream::Context {
+    let nc = app_client(
+        &client_url(local, zone),
+        local.credentials(),
+        local.ca_pem(),
+    )
+    .await;
+    async_nats::jetstream::new(nc)
+}
+
 #[tokio::test]
 async fn external_zones_get_streams_and_report_lag() {
     let started = Instant::now();
@@ -712,44 +766,22 @@ async fn external_zones_get_streams_and_report_lag() {
             {"name": "b", "role": "mirror", "servers": 1},
         ]));
         spec["leafnode"] = json!({"reconnectIntervalSeconds": 1});
-        let spec = fixtures::region_spec(spec);
-        LocalRegion::start(
-            &spec,
-            Arc::new(DirectNetwork),
-            LocalRegionOptions::default(),
-        )
-        .await
-        .expect("local region")
+        local_zones(spec).await
     });
     let (_plane, client) = plane;
     let ns = "default";
     let creds = local.credentials().clone();
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(
-            &PostParams::default(),
-            &fixtures::credentials_secret("ext-creds", &creds.app.user, &creds.app.password),
-        )
-        .await
-        .unwrap();
     // The local zones run TLS (tls:// URLs) under a throwaway CA, which the
     // region names for them as external.caSecret.
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(
-            &PostParams::default(),
-            &fixtures::ca_secret("ext-zones-ca", local.ca_pem().expect("TLS on by default")),
-        )
-        .await
-        .unwrap();
-    let url = |z: &str| local.zone(z).unwrap().client_urls()[0].clone();
-    assert!(url("a").starts_with("tls://"), "{}", url("a"));
+    external_secrets(&client, ns, &local, "ext").await;
     let region = fixtures::region(
         "ext",
         json!({
             "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
             "credentials": {"secretName": "ext-creds"},
             "zones": [
-                {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a"), "caSecret": "ext-zones-ca"}},
-                {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b"), "caSecret": "ext-zones-ca"}},
+                external_zone(&local, "a", "source", "ext"),
+                external_zone(&local, "b", "mirror", "ext"),
             ],
         }),
     );
@@ -789,8 +821,7 @@ async fn external_zones_get_streams_and_report_lag() {
     assert!(names_of::<StatefulSet>(&client, ns, "ext").await.is_empty());
     assert!(names_of::<Service>(&client, ns, "ext").await.is_empty());
 
-    let nc = app_client(&url("a"), &creds, local.ca_pem()).await;
-    let js = async_nats::jetstream::new(nc);
+    let js = local_js(&local, "a").await;
     for i in 0..50 {
         js.publish(format!("events.{i}"), "x".into())
             .await
@@ -868,8 +899,8 @@ async fn external_zones_get_streams_and_report_lag() {
         "status rewritten while waiting for a recreate"
     );
     for zone in ["a", "b"] {
-        let nc = app_client(&url(zone), &creds, local.ca_pem()).await;
-        let mut stream = async_nats::jetstream::new(nc)
+        let mut stream = local_js(&local, zone)
+            .await
             .get_stream("EVENTS")
             .await
             .unwrap();
@@ -931,8 +962,8 @@ async fn external_zones_get_streams_and_report_lag() {
         "managed zones provisioned and in sync {:?} after ready",
         t_ready.elapsed()
     );
-    let nc = app_client(&url("b"), &creds, local.ca_pem()).await;
-    let info = async_nats::jetstream::new(nc)
+    let info = local_js(&local, "b")
+        .await
         .get_stream("ORDERS")
         .await
         .unwrap()
@@ -949,6 +980,330 @@ async fn external_zones_get_streams_and_report_lag() {
         Some("$JS.a.API")
     );
     eprintln!("external-zone test took {:?}", started.elapsed());
+}
+
+/// The sources names of stream `stream` in zone `zone` of `local`, in order.
+async fn sources_of(local: &LocalRegion, zone: &str, stream: &str) -> Result<Vec<String>, String> {
+    let config = natsregion::nats::state::stream_config(&local_js(local, zone).await, stream)
+        .await
+        .map_err(|e| format!("zone {zone}: {e}"))?;
+    Ok(config
+        .sources
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.name)
+        .collect())
+}
+
+/// `n` messages to `subject` in zone `zone` of `local`, each acked.
+async fn publish_in(local: &LocalRegion, zone: &str, subject: &str, n: usize) {
+    let js = local_js(local, zone).await;
+    for i in 0..n {
+        js.publish(subject.to_string(), format!("{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+}
+
+/// The sources status of zone `zone`'s aggregate as `(zone, lag, has error)`.
+fn source_lags(r: &RegionMirror, zone: &str) -> Vec<(String, Option<i64>, bool)> {
+    r.status
+        .iter()
+        .flat_map(|s| &s.zones)
+        .filter(|z| z.name == zone)
+        .flat_map(|z| &z.sources)
+        .map(|s| (s.zone.clone(), s.lag, s.error.is_some()))
+        .collect()
+}
+
+fn synced(zones: &[&str]) -> Vec<(String, Option<i64>, bool)> {
+    zones
+        .iter()
+        .map(|z| (z.to_string(), Some(0), false))
+        .collect()
+}
+
+/// `topology: sources` on real zones: every zone gets its local stream and
+/// the aggregate; each zone's writes reach every aggregate and status shows
+/// every source at lag 0; a zone added is sourced everywhere, a zone removed
+/// leaves every aggregate; a running drill's temporary-zone source stays
+/// until the drill ends; and a zone no link reaches shows as lag and error.
+/// Plays the drill controller: the drill's status phase, as the region controller reads it.
+async fn set_drill_phase(drills: &Api<PartitionDrill>, name: &str, phase: &str) {
+    drills
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": phase}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn sources_topology_provisions_every_zone_and_reports_each_source() {
+    let started = Instant::now();
+    let ((_plane, client), local, lone) = tokio::join!(
+        plane_with_crds(),
+        local_zones(json!({
+            "topology": "sources",
+            "stream": {"name": "EV", "subjects": ["ev.{zone}.>"], "replicas": 1},
+            "leafnode": {"reconnectIntervalSeconds": 1},
+            "zones": [
+                {"name": "a", "role": "source", "servers": 1},
+                {"name": "b", "role": "mirror", "servers": 1},
+                {"name": "c", "role": "mirror", "servers": 1},
+            ],
+        })),
+        // A zone of its own, linked to nothing: no aggregate can reach it.
+        local_zones(fixtures::events_spec(
+            json!([{"name": "d", "role": "source", "servers": 1}])
+        )),
+    );
+    let ns = "default";
+    external_secrets(&client, ns, &local, "src").await;
+    external_secrets(&client, ns, &lone, "lone").await;
+    let zone = |name: &str, role: &str| external_zone(&local, name, role, "src");
+    let region = fixtures::region(
+        "src",
+        json!({
+            "topology": "sources",
+            "stream": {"name": "EV", "subjects": ["ev.{zone}.>"], "replicas": 1},
+            "credentials": {"secretName": "src-creds"},
+            "zones": [zone("a", "source"), zone("b", "mirror")],
+        }),
+    );
+    let (_ctx, _stop) = start_operator(&client, ns, None);
+    let regions: Api<RegionMirror> = Api::namespaced(client.clone(), ns);
+    let t0 = Instant::now();
+    regions
+        .create(&PostParams::default(), &region)
+        .await
+        .unwrap();
+    let get = async || regions.get("src").await.map_err(|e| e.to_string());
+    eventually(
+        "sources region Ready",
+        Duration::from_secs(30),
+        async || cond_is(&get().await?, status::READY, "True"),
+    )
+    .await;
+    eprintln!("sources region Ready {:?} after create", t0.elapsed());
+    for z in ["a", "b"] {
+        let local_stream =
+            natsregion::nats::state::stream_config(&local_js(&local, z).await, &format!("EV-{z}"))
+                .await
+                .unwrap();
+        assert_eq!(local_stream.subjects, [format!("ev.{z}.>")], "zone {z}");
+        assert_eq!(sources_of(&local, z, "EV").await.unwrap(), ["EV-a", "EV-b"]);
+    }
+
+    // Each zone writes its own subjects; every aggregate has both, lag 0.
+    publish_in(&local, "a", "ev.a.x", 10).await;
+    publish_in(&local, "b", "ev.b.x", 10).await;
+    let published = Instant::now();
+    let r = eventually(
+        "every source at lag 0",
+        Duration::from_secs(20),
+        async || {
+            let r = get().await?;
+            let s = r.status.clone().unwrap_or_default();
+            for z in ["a", "b"] {
+                let zs = s.zones.iter().find(|x| x.name == z).ok_or("zone missing")?;
+                if zs.last_seq != Some(20) || source_lags(&r, z) != synced(&["a", "b"]) {
+                    return Err(format!("zone {z}: {zs:?}"));
+                }
+            }
+            cond_is(&r, status::READY, "True")?;
+            Ok(r)
+        },
+    )
+    .await;
+    eprintln!(
+        "status shows every source at lag 0 {:?} after the last publish",
+        published.elapsed()
+    );
+    let s = r.status.unwrap();
+    assert_eq!(s.mirrors_in_sync.as_deref(), Some("2/2"));
+    assert_eq!(s.max_lag, Some(0));
+    assert!(s.zones.iter().all(|z| z.lag == Some(0)));
+    // Steady: the status is not rewritten.
+    let rv = get().await.unwrap().resource_version();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        get().await.unwrap().resource_version(),
+        rv,
+        "status rewritten while steady"
+    );
+
+    // A running drill's temporary zone t: the drill (played here) sources
+    // t's local stream in every aggregate; the region keeps it while the
+    // drill runs, through a pass that does change the aggregates (zone c).
+    let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), ns);
+    drills
+        .create(
+            &PostParams::default(),
+            &fixtures::drill("join", "src", json!({"temporaryZone": {"name": "t"}})),
+        )
+        .await
+        .unwrap();
+    set_drill_phase(&drills, "join", "Running").await;
+    for z in ["a", "b"] {
+        let js = local_js(&local, z).await;
+        let mut config = natsregion::nats::state::stream_config(&js, "EV")
+            .await
+            .unwrap();
+        config
+            .sources
+            .get_or_insert_default()
+            .push(async_nats::jetstream::stream::Source {
+                name: "EV-t".into(),
+                external: Some(async_nats::jetstream::stream::External {
+                    api_prefix: "$JS.t.API".into(),
+                    delivery_prefix: None,
+                }),
+                ..Default::default()
+            });
+        js.update_stream(&config).await.unwrap();
+    }
+    regions
+        .patch(
+            "src",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"zones": [zone("a", "source"), zone("b", "mirror"), zone("c", "mirror")]}})),
+        )
+        .await
+        .unwrap();
+    let added = Instant::now();
+    eventually(
+        "zone c sourced everywhere, t kept",
+        Duration::from_secs(20),
+        async || {
+            for z in ["a", "b"] {
+                let sources = sources_of(&local, z, "EV").await?;
+                if sources != ["EV-a", "EV-b", "EV-c", "EV-t"] {
+                    return Err(format!("zone {z}: {sources:?}"));
+                }
+            }
+            let c = sources_of(&local, "c", "EV").await?;
+            (c == ["EV-a", "EV-b", "EV-c"])
+                .then_some(())
+                .ok_or(format!("zone c: {c:?}"))
+        },
+    )
+    .await;
+    publish_in(&local, "c", "ev.c.x", 5).await;
+    eventually(
+        "zone c's writes in every aggregate",
+        Duration::from_secs(20),
+        async || {
+            let r = get().await?;
+            for z in ["a", "b", "c"] {
+                if source_lags(&r, z) != synced(&["a", "b", "c"]) {
+                    return Err(format!("zone {z}: {:?}", source_lags(&r, z)));
+                }
+            }
+            let s = r.status.clone().unwrap_or_default();
+            (s.mirrors_in_sync.as_deref() == Some("3/3")
+                && s.zones.iter().all(|z| z.last_seq == Some(25)))
+            .then_some(())
+            .ok_or(format!("{s:?}"))
+        },
+    )
+    .await;
+    eprintln!(
+        "zone c added and in every aggregate's status at lag 0 {:?} after the spec change",
+        added.elapsed()
+    );
+
+    // The drill ends and zone c leaves the spec: both leave every aggregate.
+    set_drill_phase(&drills, "join", "Succeeded").await;
+    regions
+        .patch(
+            "src",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"zones": [zone("a", "source"), zone("b", "mirror")]}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "c and t left every aggregate",
+        Duration::from_secs(20),
+        async || {
+            for z in ["a", "b"] {
+                let sources = sources_of(&local, z, "EV").await?;
+                if sources != ["EV-a", "EV-b"] {
+                    return Err(format!("zone {z}: {sources:?}"));
+                }
+            }
+            let r = get().await?;
+            (source_lags(&r, "a") == synced(&["a", "b"])
+                && r.status.as_ref().is_some_and(|s| s.zones.len() == 2))
+            .then_some(())
+            .ok_or(format!("{:?}", r.status))
+        },
+    )
+    .await;
+
+    // Zone d answers the operator but no leafnode link reaches it: its local
+    // stream is written, no other aggregate gets it, and status says so.
+    let mut d = external_zone(&lone, "d", "mirror", "lone");
+    d["external"]["credentialsSecret"] = json!("lone-creds");
+    regions
+        .patch(
+            "src",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"zones": [zone("a", "source"), zone("b", "mirror"), d]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let lone_js = local_js(&lone, "d").await;
+    eventually("EV-d in zone d", Duration::from_secs(20), async || {
+        natsregion::nats::state::stream_config(&lone_js, "EV-d")
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    publish_in(&lone, "d", "ev.d.x", 3).await;
+    let r = eventually(
+        "aggregate in a behind d",
+        Duration::from_secs(20),
+        async || {
+            let r = get().await?;
+            let d = source_lags(&r, "a").into_iter().find(|s| s.0 == "d");
+            (d == Some(("d".to_string(), Some(3), true)))
+                .then_some(r.clone())
+                .ok_or(format!("{:?}", source_lags(&r, "a")))
+        },
+    )
+    .await;
+    let s = r.status.clone().unwrap();
+    let in_d = s.zones.iter().find(|z| z.name == "d").unwrap();
+    assert_eq!(in_d.last_seq, Some(3), "d's aggregate has its own writes");
+    assert!(
+        in_d.sources
+            .iter()
+            .filter(|x| x.zone != "d")
+            .all(|x| x.error.is_some()),
+        "d's aggregate never hears from a or b: {:?}",
+        in_d.sources
+    );
+    assert_eq!(
+        s.max_lag,
+        Some(10),
+        "d's aggregate misses a's 10 and b's 10"
+    );
+    cond_is(&r, status::MIRRORS_IN_SYNC, "False").unwrap();
+    let message = &condition(&r, status::MIRRORS_IN_SYNC).unwrap().message;
+    assert!(
+        message.contains("aggregate EV in zone a behind zone d"),
+        "{message}"
+    );
+    assert!(message.contains("never heard from EV-d"), "{message}");
+    eprintln!("sources test took {:?}", started.elapsed());
 }
 
 #[tokio::test]

@@ -743,7 +743,7 @@ async fn chart_rbac_is_least_privilege() {
 
 // ------------------------------------------------------------------ examples
 
-const EXAMPLES: [&str; 7] = [
+const EXAMPLES: [&str; 9] = [
     "region.yaml",
     "region-cert-manager.yaml",
     "drill.yaml",
@@ -751,6 +751,8 @@ const EXAMPLES: [&str; 7] = [
     "drill-toxiproxy.yaml",
     "region-external.yaml",
     "drill-local.yaml",
+    "drill-local-sources.yaml",
+    "region-sources.yaml",
 ];
 
 fn example(name: &str) -> Vec<Value> {
@@ -764,6 +766,10 @@ fn examples_pass_the_local_validator() {
     let external: RegionMirror =
         serde_json::from_value(example("region-external.yaml").remove(0)).unwrap();
     validate::region(&external, None).expect("region-external.yaml");
+    let sources: RegionMirror =
+        serde_json::from_value(example("region-sources.yaml").remove(0)).unwrap();
+    validate::region(&sources, None).expect("region-sources.yaml");
+    assert!(sources.spec.is_sources());
     // The region first; cert-manager's Issuers and Certificates follow it.
     let cert_manager = example("region-cert-manager.yaml");
     let with_secrets: RegionMirror = serde_json::from_value(cert_manager[0].clone()).unwrap();
@@ -809,6 +815,11 @@ fn examples_pass_the_local_validator() {
     for file in ["drill.yaml", "drill-scheduled.yaml", "drill-toxiproxy.yaml"] {
         let drill: PartitionDrill = serde_json::from_value(example(file).remove(0)).unwrap();
         validate::drill(&drill, &region).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    // The local files, as `natsregion drill --local` reads them.
+    for file in ["drill-local.yaml", "drill-local-sources.yaml"] {
+        let text = read(&root().join("examples").join(file));
+        natsregion::cli::drill_file::parse(file, &text).unwrap_or_else(|e| panic!("{file}: {e}"));
     }
     let listed: BTreeSet<String> = std::fs::read_dir(root().join("examples"))
         .unwrap()

@@ -39,11 +39,21 @@ use super::validate::msg;
     validation = Rule::new("self.zones.all(z, z.role != 'source' || has(z.external) || self.stream.replicas <= z.servers)").message(msg::REPLICAS_FIT),
     validation = Rule::new("self.zones.all(z, !oldSelf.zones.exists(o, o.name == z.name && o.role != z.role))").message(msg::ROLE_IMMUTABLE),
     validation = Rule::new("self.stream.name == oldSelf.stream.name").message(msg::STREAM_NAME_IMMUTABLE),
+    validation = Rule::new("self.topology == oldSelf.topology").message(msg::TOPOLOGY_IMMUTABLE),
+    validation = Rule::new("self.topology != 'sources' || self.stream.subjects.all(s, s.contains('{zone}'))").message(msg::SOURCES_SUBJECTS),
+    validation = Rule::new("self.topology == 'sources' || self.stream.subjects.all(s, !s.contains('{zone}'))").message(msg::ZONE_TOKEN_WITHOUT_SOURCES),
     validation = Rule::new("!has(self.tls) || self.tls.mode != 'Secrets' || self.zones.all(z, has(z.external) || (has(self.tls.zoneSecrets) && self.tls.zoneSecrets.exists(s, s.zone == z.name)))").message(msg::TLS_ZONE_SECRET_MISSING),
     validation = Rule::new("!has(self.tls) || !has(self.tls.zoneSecrets) || self.tls.zoneSecrets.all(s, !self.zones.exists(z, z.name == s.zone && has(z.external)))").message(msg::TLS_ZONE_SECRET_EXTERNAL)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RegionMirrorSpec {
+    /// `mirror`: producers write to the source zone, every other zone holds a
+    /// mirror. `sources`: every zone is writable (a local stream per zone,
+    /// subjects carrying `{zone}`) and every zone holds an aggregate sourcing
+    /// all zones' local streams; the source zone is then the leafnode hub.
+    /// Cannot change after creation.
+    #[serde(default)]
+    pub topology: Topology,
     /// NATS server image for the zones the operator manages.
     #[serde(default = "default_image")]
     #[schemars(length(max = 256))]
@@ -65,6 +75,17 @@ pub struct RegionMirrorSpec {
     pub zones: Vec<ZoneSpec>,
 }
 
+/// How the zones of a region share the stream (docs/architecture.md).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Topology {
+    /// One writable source stream, mirrored into every other zone.
+    #[default]
+    Mirror,
+    /// Every zone writes its own local stream; every zone's aggregate sources all of them.
+    Sources,
+}
+
 pub fn default_image() -> String {
     "nats:2.14.9-alpine".to_string()
 }
@@ -76,7 +97,9 @@ pub struct StreamSpec {
     #[x_kube(validation = Rule::new("self.matches('^[^.*>[:space:]]+$')").message(msg::STREAM_NAME))]
     #[schemars(length(min = 1, max = 64))]
     pub name: String,
-    /// Subjects the source stream captures.
+    /// Subjects the source stream captures. With `topology: sources` each
+    /// must contain `{zone}`, which becomes the zone's name in that zone's
+    /// local stream (for example `orders.{zone}.>`).
     #[x_kube(validation = Rule::new("self.size() >= 1 && self.all(s, s.size() >= 1 && !s.matches('[[:space:]]'))").message(msg::SUBJECTS))]
     #[schemars(length(max = 32), inner(length(max = 256)))]
     pub subjects: Vec<String>,
@@ -318,6 +341,9 @@ impl RegionMirrorSpec {
     pub fn zone(&self, name: &str) -> Option<&ZoneSpec> {
         self.zones.iter().find(|z| z.name == name)
     }
+    pub fn is_sources(&self) -> bool {
+        self.topology == Topology::Sources
+    }
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -430,6 +456,29 @@ pub struct ZoneStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<i64>,
     /// Milliseconds since the mirror last heard from the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_millis: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `topology: sources`: the zone's aggregate, one entry per zone of the
+    /// spec it sources. The zone's `lastSeq` is then the aggregate's and its
+    /// `lag` the largest of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceStatus>,
+}
+
+/// How far a zone's aggregate has come in one zone's local stream.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    /// The zone whose local stream this source is.
+    pub zone: String,
+    /// That zone's local stream last sequence minus the newest of its
+    /// sequences the aggregate holds. The server's own source `lag` stays put
+    /// while a link is cut, so it is not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
+    /// Milliseconds since the aggregate last heard from that local stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_millis: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -19,7 +19,7 @@ pub const MAX_REGION_AND_ZONE_NAME: usize = 63 - 11 - 1;
 pub mod msg {
     pub const REGION_NAME: &str = "metadata.name of a RegionMirror names its Services and StatefulSets, so it must be a DNS label: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit";
     pub const NAMES_FIT: &str = "metadata.name and a zones[].name are too long together: a zone's StatefulSet is named <region>-<zone>, and its pods carry a controller-revision-hash label of that name plus 11 characters, which Kubernetes limits to 63; keep the two names at 51 characters together or fewer (shorten the region or the zone name)";
-    pub const ONE_SOURCE: &str = "exactly one zone must have role: source (the zone producers write to); give every other zone role: mirror";
+    pub const ONE_SOURCE: &str = "exactly one zone must have role: source (the zone producers write to; with topology: sources, the leafnode hub every other zone dials); give every other zone role: mirror";
     pub const UNIQUE_ZONE_NAMES: &str = "zones[].name must be unique: rename the repeated zone";
     pub const UNIQUE_DOMAINS: &str = "zones[].domain must be unique across zones (it defaults to the zone name): set a distinct domain on each zone";
     pub const LIMITS_RETENTION: &str = "stream.retention must be Limits when the region has mirror zones: WorkQueue and Interest streams cannot be mirrored without loss";
@@ -27,6 +27,9 @@ pub mod msg {
     pub const ROLE_IMMUTABLE: &str = "zones[].role cannot change: a mirror zone cannot become the source or the source a mirror; add a zone under a new name instead";
     pub const STREAM_NAME_IMMUTABLE: &str =
         "stream.name cannot change: the mirrors are bound to it; create a new RegionMirror instead";
+    pub const TOPOLOGY_IMMUTABLE: &str = "topology cannot change: the zones' streams are built for it (mirrors cannot become sources); create a new RegionMirror with the other topology";
+    pub const SOURCES_SUBJECTS: &str = "with topology: sources every stream.subjects entry must contain {zone} (for example orders.{zone}.>): each zone's local stream captures its own zone's subjects, and streams with the same subjects in several zones would each capture every zone's writes";
+    pub const ZONE_TOKEN_WITHOUT_SOURCES: &str = "stream.subjects contains {zone}, which only topology: sources replaces: set topology: sources or write the subjects out";
     pub const STREAM_NAME: &str = "stream.name must not contain '.', '*', '>' or whitespace (subjects may contain dots, the stream name may not): use for example EVENTS_REGION";
     pub const SUBJECTS: &str =
         "stream.subjects must list at least one subject, none empty or containing whitespace";

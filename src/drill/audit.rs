@@ -50,6 +50,10 @@ pub struct StoredMismatch {
 #[serde(rename_all = "camelCase")]
 pub struct StoredAuditResult {
     pub zone: String,
+    pub stream: String,
+    /// The sources topology: the zone whose writes an aggregate was audited for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// The run's first sequence: what lies below belongs to earlier traffic.
     pub from_seq: u64,
     pub messages: u64,
@@ -84,12 +88,27 @@ impl StoredAuditResult {
     pub fn clean(&self) -> bool {
         self.missing == 0 && self.altered == 0 && self.added == 0
     }
+
+    /// "zone b's stored stream EV", and whose writes, for messages.
+    pub fn label(&self) -> String {
+        let mut s = format!("zone {}'s stored stream", self.zone);
+        if !self.stream.is_empty() {
+            s.push_str(&format!(" {}", self.stream));
+        }
+        if let Some(origin) = &self.origin {
+            s.push_str(&format!(" (the writes of zone {origin})"));
+        }
+        s
+    }
 }
 
 /// The pure audit: call [`observe`](Self::observe) for every stored message in
 /// sequence order, then [`finish`](Self::finish) with the stream's state.
 pub struct StoredAudit<'a> {
     log: &'a SentLog,
+    /// `Some(last acked sequence found)`: an aggregate, where the writer's
+    /// messages sit at sequences of the aggregate's own, in ack order.
+    writer_order: Option<u64>,
     /// Bit `counter - 1`: that id was found stored.
     seen: Vec<u64>,
     out: StoredAuditResult,
@@ -101,6 +120,7 @@ impl<'a> StoredAudit<'a> {
     pub fn new(zone: &str, from_seq: u64, log: &'a SentLog) -> Self {
         Self {
             log,
+            writer_order: None,
             seen: vec![0; (log.attempted() as usize).div_ceil(64)],
             out: StoredAuditResult {
                 zone: zone.to_string(),
@@ -110,6 +130,16 @@ impl<'a> StoredAudit<'a> {
             below_from: 0,
             last_observed: 0,
         }
+    }
+
+    /// The audit of `origin`'s writes in `zone`'s aggregate, read from
+    /// `from_seq` (the aggregate's first sequence of the run): every message
+    /// the writer got acked must be there once, in ack order.
+    pub fn aggregate(zone: &str, origin: &str, from_seq: u64, log: &'a SentLog) -> Self {
+        let mut audit = Self::new(zone, from_seq, log);
+        audit.writer_order = Some(0);
+        audit.out.origin = Some(origin.to_string());
+        audit
     }
 
     /// Judges one stored message.
@@ -147,19 +177,28 @@ impl<'a> StoredAudit<'a> {
         // Set even when altered: the id is stored, so it is not also missing.
         self.seen[word] |= mask;
         let got = hash(payload);
+        let mut expected = None;
         if !sent.acked() {
             self.out.recovered += 1;
             if got == sent.hash {
                 return;
             }
+        } else if let Some(last) = self.writer_order.as_mut() {
+            if sent.seq > *last && got == sent.hash {
+                *last = sent.seq;
+                return;
+            }
+            expected = Some(format!("a message acked after sequence {last}"));
+            *last = (*last).max(sent.seq);
         } else if sent.seq == stream_seq && got == sent.hash {
             return;
         }
         self.out.altered += 1;
         let log = self.log;
+        let expected = expected.or_else(|| acked_at(log, stream_seq));
         push(&mut self.out.altered_examples, || StoredMismatch {
             stream_seq,
-            expected: acked_at(log, stream_seq),
+            expected,
             got: describe(id, &sent, got),
         });
     }
@@ -170,6 +209,7 @@ impl<'a> StoredAudit<'a> {
             seen,
             mut out,
             below_from,
+            writer_order,
             ..
         } = self;
         out.messages = state.messages;
@@ -181,7 +221,12 @@ impl<'a> StoredAudit<'a> {
             let i = (id.counter - 1) as usize;
             seen[i / 64] & (1 << (i % 64)) != 0
         };
-        let from = out.from_seq;
+        // An aggregate owes every acked message of the run, whatever its sequence.
+        let from = if writer_order.is_some() {
+            0
+        } else {
+            out.from_seq
+        };
         let owed = || log.iter().filter(move |&(_, seq)| seq != 0 && seq >= from);
         let mut found: Option<(u64, u64)> = None;
         for (id, seq) in owed() {
@@ -266,17 +311,38 @@ pub async fn audit_zone(
     log: &SentLog,
     limit: Duration,
 ) -> Result<StoredAuditResult, AuditError> {
-    let mut audit = StoredAudit::new(zone, from_seq, log);
+    let audits = vec![StoredAudit::new(zone, from_seq, log)];
+    let mut found = audit_stream(zone, js, stream, from_seq, audits, limit).await?;
+    Ok(found.remove(0))
+}
+
+/// Like [`audit_zone`], with several audits (one per writer) fed by one read
+/// of the stream: an aggregate of the sources topology.
+pub async fn audit_stream(
+    zone: &str,
+    js: &jetstream::Context,
+    stream: &str,
+    from_seq: u64,
+    mut audits: Vec<StoredAudit<'_>>,
+    limit: Duration,
+) -> Result<Vec<StoredAuditResult>, AuditError> {
     let mut state = StoredState::default();
-    let read = read_stored(zone, js, stream, from_seq, &mut audit, &mut state);
+    let read = read_stored(zone, js, stream, from_seq, &mut audits, &mut state);
     match tokio::time::timeout(limit, read).await {
-        Ok(Ok(())) => Ok(audit.finish(state)),
+        Ok(Ok(())) => Ok(audits
+            .into_iter()
+            .map(|a| {
+                let mut out = a.finish(state);
+                out.stream = stream.to_string();
+                out
+            })
+            .collect()),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(AuditError::Timeout {
             zone: zone.to_string(),
             stream: stream.to_string(),
             limit,
-            read_to: audit.last_observed,
+            read_to: audits.first().map_or(0, |a| a.last_observed),
             last_seq: state.last_seq,
         }),
     }
@@ -287,7 +353,7 @@ async fn read_stored(
     js: &jetstream::Context,
     stream_name: &str,
     from_seq: u64,
-    audit: &mut StoredAudit<'_>,
+    audit: &mut [StoredAudit<'_>],
     state: &mut StoredState,
 ) -> Result<(), AuditError> {
     let failed = |what: &'static str, e: &dyn std::fmt::Display| AuditError::ReadFailed {
@@ -343,7 +409,7 @@ async fn read_stored(
 async fn read_ordered(
     consumer: jetstream::consumer::Consumer<pull::OrderedConfig>,
     last_seq: u64,
-    audit: &mut StoredAudit<'_>,
+    audits: &mut [StoredAudit<'_>],
 ) -> Result<(), String> {
     let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
     while let Some(msg) = messages.next().await {
@@ -354,7 +420,9 @@ async fn read_ordered(
             // Stored after the snapshot (holes at the snapshot's tail): not audited.
             break;
         }
-        audit.observe(seq, &msg.payload);
+        for audit in audits.iter_mut() {
+            audit.observe(seq, &msg.payload);
+        }
         // Holes mean `last_seq` itself may never arrive; nothing pending is the end.
         if seq == last_seq || pending == 0 {
             break;

@@ -1,8 +1,11 @@
 //! Judges what the producer and the consumers recorded, and nothing else:
 //! lost = acked − read, duplicated = an id read more than once by one durable
 //! consumer, reordered = a zone's stream sequence n does not carry the id and
-//! hash the source acked at sequence n (holes show up as lost). Messages of
-//! other writers (earlier runs, other traffic) are counted, never judged.
+//! hash the source acked at sequence n (holes show up as lost). An aggregate
+//! of the sources topology interleaves several writers at sequences of its
+//! own, so there reordered = a writer's message read after one it was acked
+//! later than, or with another body. Messages of other writers (earlier runs,
+//! other traffic) are counted, never judged.
 
 use super::record::{MsgId, Read};
 
@@ -26,6 +29,10 @@ pub struct Mismatch {
 #[serde(rename_all = "camelCase")]
 pub struct ZoneCheck {
     pub zone: String,
+    /// The sources topology: the zone whose writes these are (each aggregate
+    /// is judged once per writing zone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// Acked messages the zone should have read.
     pub expected: u64,
     pub read: u64,
@@ -50,6 +57,14 @@ pub struct ZoneCheck {
 }
 
 impl ZoneCheck {
+    /// "zone b", and whose writes, for messages.
+    pub fn label(&self) -> String {
+        match &self.origin {
+            Some(origin) => format!("zone {} (the writes of zone {origin})", self.zone),
+            None => format!("zone {}", self.zone),
+        }
+    }
+
     pub fn clean(&self) -> bool {
         self.lost == 0 && self.duplicated == 0 && self.reordered == 0 && self.unexpected == 0
     }
@@ -85,15 +100,29 @@ impl ReadCounts {
     }
 }
 
+/// What in-order means for the stream a zone reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    /// The source or a mirror of it: sequence n holds what the source acked at n.
+    #[default]
+    SameSequence,
+    /// An aggregate: the writer's messages in the order they were acked, at
+    /// whatever sequences the aggregate gave them. `last` is the highest
+    /// acked sequence read so far.
+    WriterOrder { last: u64 },
+}
+
 /// One zone's reads judged as they arrive, so nothing per read is kept:
 /// two bits per attempted message, the counts, and capped examples. A read
 /// whose publish has not settled yet (its PubAck is still on its way) waits
-/// in `deferred`, at most the producer's ack window.
+/// in `deferred`, at most the producer's ack window; reads are judged in
+/// the order they were read.
 #[derive(Clone, Debug, Default)]
 pub struct ZoneTally {
     counts: ReadCounts,
     out: ZoneCheck,
     deferred: std::collections::VecDeque<Read>,
+    order: Order,
 }
 
 impl ZoneTally {
@@ -105,6 +134,14 @@ impl ZoneTally {
             },
             ..Default::default()
         }
+    }
+
+    /// The tally of one writing zone's messages in `zone`'s aggregate.
+    pub fn aggregate(zone: &str, origin: &str) -> Self {
+        let mut tally = Self::new(zone);
+        tally.out.origin = Some(origin.to_string());
+        tally.order = Order::WriterOrder { last: 0 };
+        tally
     }
 
     /// Reads recorded so far, whoever wrote them.
@@ -142,15 +179,34 @@ impl ZoneTally {
         }
         match log.settled(r.id.counter) {
             Settled::InFlight => self.deferred.push_back(r),
+            // Behind a read still waiting: judged after it, in read order.
+            _ if !self.deferred.is_empty() => self.deferred.push_back(r),
             settled => self.judge_first(log, r, settled),
         }
     }
 
     fn judge_first(&mut self, log: &SentLog, r: Read, settled: Settled) {
         let published = log.hash_of(r.id);
-        match settled {
-            Settled::Acked(seq) if seq == r.stream_seq && published == r.hash => return,
-            Settled::Acked(_) => {}
+        let mut expected = None;
+        match (settled, &mut self.order) {
+            (Settled::Acked(seq), Order::SameSequence)
+                if seq == r.stream_seq && published == r.hash =>
+            {
+                return;
+            }
+            (Settled::Acked(seq), Order::WriterOrder { last }) => {
+                if seq > *last && published == r.hash {
+                    *last = seq;
+                    return;
+                }
+                expected = Some(if published == r.hash {
+                    format!("a message acked after sequence {last} (this one was acked at {seq})")
+                } else {
+                    format!("{} (hash {published:016x})", r.id)
+                });
+                *last = (*last).max(seq);
+            }
+            (Settled::Acked(_), Order::SameSequence) => {}
             // Stored without a PubAck: it reached the stream.
             _ => {
                 self.out.recovered += 1;
@@ -164,7 +220,7 @@ impl ZoneTally {
         // may still be on its way.
         push_example(&mut self.out.reordered_examples, || Mismatch {
             stream_seq: r.stream_seq,
-            expected: None,
+            expected,
             got: format!("{} (hash {:016x})", r.id, r.hash),
         });
     }
@@ -188,10 +244,12 @@ impl ZoneTally {
         let first_read = acked().find(|&c| read_acked(c));
         let last_read = acked().filter(|&c| read_acked(c)).last();
         let mut out = self.out.clone();
-        for m in &mut out.reordered_examples {
-            m.expected = log
-                .acked_at(m.stream_seq)
-                .map(|id| format!("{id} (hash {:016x})", log.hash_of(id)));
+        if self.order == Order::SameSequence {
+            for m in &mut out.reordered_examples {
+                m.expected = log
+                    .acked_at(m.stream_seq)
+                    .map(|id| format!("{id} (hash {:016x})", log.hash_of(id)));
+            }
         }
         for counter in acked() {
             out.expected += 1;
@@ -347,6 +405,72 @@ mod tests {
                 .map(|s| s.starts_with("1-3")),
             Some(true)
         );
+    }
+
+    /// An aggregate: the writer's reads at the aggregate's own sequences,
+    /// interleaved with another writer's.
+    fn aggregate_reads(l: &SentLog, order: &[usize]) -> Vec<Read> {
+        let mine = reads_of(l);
+        let mut out = Vec::new();
+        for (i, &k) in order.iter().enumerate() {
+            let mut r = mine[k];
+            r.stream_seq = 100 + 2 * i as u64;
+            out.push(r);
+            let other = payload(
+                MsgId {
+                    writer: 9,
+                    counter: i as u64 + 1,
+                },
+                64,
+            );
+            out.push(Read {
+                id: MsgId {
+                    writer: 9,
+                    counter: i as u64 + 1,
+                },
+                hash: hash(&other),
+                stream_seq: 101 + 2 * i as u64,
+                at_ms: 0,
+            });
+        }
+        out
+    }
+
+    fn check_aggregate(l: &SentLog, reads: &[Read]) -> ZoneCheck {
+        let mut tally = ZoneTally::aggregate("b", "a");
+        for r in reads {
+            tally.observe(l, *r);
+        }
+        tally.finish(l)
+    }
+
+    #[test]
+    fn an_aggregate_judges_one_writer_by_its_ack_order_at_any_sequences() {
+        let l = log(4);
+        let c = check_aggregate(&l, &aggregate_reads(&l, &[0, 1, 2, 3]));
+        assert!(c.clean(), "{c:?}");
+        assert_eq!(
+            (c.expected, c.foreign, c.origin.as_deref()),
+            (4, 4, Some("a"))
+        );
+
+        let c = check_aggregate(&l, &aggregate_reads(&l, &[0, 2, 1, 3]));
+        assert_eq!(c.reordered, 1, "{c:?}");
+        let first = &c.reordered_examples[0];
+        assert!(first.got.starts_with("1-2"), "{first:?}");
+        assert!(
+            first
+                .expected
+                .as_deref()
+                .unwrap()
+                .contains("after sequence 3"),
+            "{first:?}"
+        );
+
+        let mut reads = aggregate_reads(&l, &[0, 1, 3]);
+        reads[2].hash ^= 1;
+        let c = check_aggregate(&l, &reads);
+        assert_eq!((c.reordered, c.lost, c.lost_middle), (1, 1, 1), "{c:?}");
     }
 
     #[test]

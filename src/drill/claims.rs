@@ -16,19 +16,26 @@ use super::producer::ProducerIdentity;
 #[serde(rename_all = "camelCase")]
 pub struct PartitionEvidence {
     pub zones: Vec<String>,
+    /// The links across the cut, by name: each mirror's zone, or (sources
+    /// topology) `<to><-<from>` for every aggregate's source with exactly
+    /// one end cut off.
+    pub across: Vec<String>,
     /// Every cut mirror had the source's last sequence before the cut: the cut broke a live link.
     pub in_sync_before_cut: bool,
     pub source_at_cut: Option<u64>,
     pub source_before_heal: Option<u64>,
+    /// Where each link across the cut stood: a mirror's last sequence, or the
+    /// newest sequence an aggregate holds from the other side.
     pub mirror_at_cut: BTreeMap<String, u64>,
     pub mirror_before_heal: BTreeMap<String, u64>,
     /// `true`: the zone could still open a leafnode connection to the source.
     pub probe_at_cut: BTreeMap<String, bool>,
     pub probe_before_heal: BTreeMap<String, bool>,
     pub held_seconds: f64,
-    /// Acked during the partition, and how many of those the source zone's consumer read before the heal.
-    pub acked_during: u64,
-    pub source_read_during: u64,
+    /// Acked during the partition by each writing zone, and how many of
+    /// those that zone's own consumer read before the heal.
+    pub acked_during: BTreeMap<String, u64>,
+    pub own_read_during: BTreeMap<String, u64>,
     /// Messages each cut zone's consumer had stored but not yet read when the
     /// cut landed (the build-backlog step): what it must drain while cut off.
     pub backlog: BTreeMap<String, u64>,
@@ -65,8 +72,9 @@ pub struct PauseEvidence {
     pub published: u64,
     pub before: BTreeMap<String, Position>,
     pub after: BTreeMap<String, Position>,
-    /// Source last sequence after the phase: what the other zones had to reach.
-    pub source_last_seq: u64,
+    /// Each zone's stream's last sequence after the phase: what its consumer
+    /// had to reach (the source's, for mirrors).
+    pub last_seq: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -76,8 +84,9 @@ pub struct JoinEvidence {
     /// Acked before the zone joined, and how long until its consumer had read them all.
     pub history: u64,
     pub backfill_seconds: Option<f64>,
-    pub producer_before: Option<ProducerIdentity>,
-    pub producer_after: Option<ProducerIdentity>,
+    /// The producers already writing, by zone, around the join.
+    pub producers_before: BTreeMap<String, ProducerIdentity>,
+    pub producers_after: BTreeMap<String, ProducerIdentity>,
     pub error: Option<String>,
 }
 
@@ -85,6 +94,8 @@ pub struct JoinEvidence {
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Evidence {
+    /// `sources`: every zone writes and every aggregate sources all zones.
+    pub topology: crate::api::Topology,
     pub partitions: Vec<PartitionEvidence>,
     pub catch_up: Option<CatchUpEvidence>,
     pub pause: Option<PauseEvidence>,
@@ -155,6 +166,7 @@ pub fn judge(ev: &Evidence) -> Vec<ClaimResult> {
 /// Claim 1, with the isolation proof: a partition that did not hold proves nothing.
 fn local_consumption(ev: &Evidence) -> ClaimResult {
     let claim = Claim::LocalConsumption;
+    let sources = ev.topology == crate::api::Topology::Sources;
     if ev.partitions.is_empty() {
         return not_run(claim, "no partition step ran");
     }
@@ -172,18 +184,24 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
         };
         if !p.in_sync_before_cut {
             failures.push(format!(
-                "mirrors {:?} were not in sync before the cut, so the partition cut no live link",
+                "{} {:?} were not in sync before the cut, so the partition cut no live link",
+                if sources { "aggregates of" } else { "mirrors" },
                 p.zones
             ));
         }
-        for zone in &p.zones {
-            match (p.mirror_at_cut.get(zone), p.mirror_before_heal.get(zone)) {
+        for link in &p.across {
+            let what = if sources {
+                format!("aggregate source {link}")
+            } else {
+                format!("mirror {link} last_seq")
+            };
+            match (p.mirror_at_cut.get(link), p.mirror_before_heal.get(link)) {
                 (Some(at), Some(before)) if at != before => failures.push(format!(
-                    "partition leaked: mirror {zone} last_seq moved {at} -> {before} while cut off"
+                    "partition leaked: {what} moved {at} -> {before} while cut off"
                 )),
                 (Some(_), Some(_)) => {}
                 (at, _) => missing.push(format!(
-                    "mirror {zone}'s last sequence could not be read {}",
+                    "{what} could not be read {}",
                     if at.is_none() {
                         "at the cut"
                     } else {
@@ -191,6 +209,8 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
                     }
                 )),
             }
+        }
+        for zone in &p.zones {
             if p.probe_at_cut.get(zone) == Some(&true)
                 || p.probe_before_heal.get(zone) == Some(&true)
             {
@@ -205,21 +225,34 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
                 ));
             }
         }
+        let no_traffic = "no traffic was acked during the partition: put a produce step between partition and heal";
         match (p.source_at_cut, p.source_before_heal) {
-            (Some(at), Some(before)) if before <= at || p.acked_during == 0 => {
-                failures.push("no traffic was acked during the partition: put a produce step between partition and heal".to_string());
-            }
+            (Some(at), Some(before)) if before <= at => failures.push(no_traffic.to_string()),
             (Some(_), Some(_)) => {}
+            _ if sources => {}
             _ => missing.push(
                 "the source's last sequence could not be read at the cut and before the heal"
                     .to_string(),
             ),
         }
-        if p.source_read_during < p.acked_during {
-            failures.push(format!(
-                "the source zone's consumer read {} of the {} messages acked during the partition",
-                p.source_read_during, p.acked_during
-            ));
+        if p.acked_during.values().sum::<u64>() == 0 {
+            failures.push(no_traffic.to_string());
+        } else {
+            for (zone, acked) in p.acked_during.iter().filter(|(_, a)| **a == 0) {
+                failures.push(format!(
+                    "zone {zone} got no write acked during the partition ({acked}): every zone must keep accepting its own writes"
+                ));
+            }
+        }
+        for (zone, &acked) in &p.acked_during {
+            let read = p.own_read_during.get(zone).copied().unwrap_or(0);
+            if read < acked {
+                failures.push(if sources {
+                    format!("zone {zone}'s consumer read {read} of the {acked} messages the zone wrote during the partition")
+                } else {
+                    format!("the source zone's consumer read {read} of the {acked} messages acked during the partition")
+                });
+            }
         }
         let errors: u64 = p.errors_during.values().sum();
         if errors > 0 {
@@ -230,17 +263,23 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
         }
         evidence.insert(tag("cutZones"), p.zones.join(","));
         evidence.insert(tag("heldSeconds"), format!("{:.1}", p.held_seconds));
+        if !sources {
+            evidence.insert(
+                tag("sourceLastSeq"),
+                format!(
+                    "{} -> {}",
+                    seq(p.source_at_cut.as_ref()),
+                    seq(p.source_before_heal.as_ref())
+                ),
+            );
+        }
         evidence.insert(
-            tag("sourceLastSeq"),
-            format!(
-                "{} -> {}",
-                seq(p.source_at_cut.as_ref()),
-                seq(p.source_before_heal.as_ref())
-            ),
-        );
-        evidence.insert(
-            tag("mirrorLastSeq"),
-            p.zones
+            tag(if sources {
+                "sourcedSeq"
+            } else {
+                "mirrorLastSeq"
+            }),
+            p.across
                 .iter()
                 .map(|z| {
                     format!(
@@ -261,8 +300,15 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
             ),
         );
         evidence.insert(
-            tag("sourceReadDuring"),
-            format!("{}/{}", p.source_read_during, p.acked_during),
+            tag("ownReadDuring"),
+            p.acked_during
+                .iter()
+                .map(|(z, acked)| {
+                    let read = p.own_read_during.get(z).copied().unwrap_or(0);
+                    format!("{z}: {read}/{acked}")
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         evidence.insert(
             tag("cutZonesReadDuring"),
@@ -288,16 +334,22 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
         .partitions
         .iter()
         .all(|p| p.zones.iter().all(|z| p.backlog.contains_key(z)));
-    let pass = if drained {
-        "the cut held (mirror sequences frozen, probes refused) and every zone kept consuming without errors, the cut zones draining their backlog"
+    let held = if sources {
+        "the cut held (aggregate sources frozen both ways, probes refused) and every zone kept accepting and consuming its own writes without errors"
     } else {
-        "the cut held (mirror sequences frozen, probes refused) and every zone kept consuming without errors (no build-backlog step: the cut zones had nothing new to read)"
+        "the cut held (mirror sequences frozen, probes refused) and every zone kept consuming without errors"
     };
-    result(claim, failures, missing, pass.to_string(), evidence)
+    let pass = if drained {
+        format!("{held}, the cut zones draining their backlog")
+    } else {
+        format!("{held} (no build-backlog step: the cut zones had nothing new to read)")
+    };
+    result(claim, failures, missing, pass, evidence)
 }
 
 fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
     let claim = Claim::NoLossAfterHeal;
+    let sources = ev.topology == crate::api::Topology::Sources;
     // Without a partition there is no heal to judge, but a loss the final
     // check found is still a loss.
     if ev.partitions.is_empty() && ev.zones.is_empty() && ev.stored.is_empty() {
@@ -340,7 +392,8 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
                     evidence.insert("catchUpSeconds".into(), format!("{s:.2}"));
                 }
                 None => failures.push(format!(
-                    "mirrors did not catch up within {:.0}s after the heal (lag: {}{})",
+                    "{} did not catch up within {:.0}s after the heal (lag: {}{})",
+                    if sources { "aggregates" } else { "mirrors" },
                     c.timeout_seconds,
                     show(&c.lag_at_end),
                     if c.mirror_errors.is_empty() {
@@ -358,8 +411,8 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
     for z in &ev.zones {
         if z.lost > 0 {
             failures.push(format!(
-                "zone {} lost {} of {} acked messages (prefix {}, middle {}, suffix {}; ids {})",
-                z.zone,
+                "{} lost {} of {} acked messages (prefix {}, middle {}, suffix {}; ids {})",
+                z.label(),
                 z.lost,
                 z.expected,
                 z.lost_prefix,
@@ -370,8 +423,8 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
         }
         if z.duplicated > 0 {
             failures.push(format!(
-                "zone {} read {} messages twice (ids {})",
-                z.zone,
+                "{} read {} messages twice (ids {})",
+                z.label(),
                 z.duplicated,
                 z.duplicated_ids.join(", ")
             ));
@@ -383,21 +436,30 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
                     m.stream_seq, m.expected, m.got
                 )
             });
+            let what = if z.origin.is_some() {
+                "messages out of the order they were acked in, or altered"
+            } else {
+                "sequences that differ from the source"
+            };
             failures.push(format!(
-                "zone {} has {} sequences that differ from the source{}",
-                z.zone,
+                "{} has {} {what}{}",
+                z.label(),
                 z.reordered,
                 first.unwrap_or_default()
             ));
         }
         if z.unexpected > 0 {
             failures.push(format!(
-                "zone {} read {} messages nobody wrote",
-                z.zone, z.unexpected
+                "{} read {} messages nobody wrote",
+                z.label(),
+                z.unexpected
             ));
         }
         evidence.insert(
-            format!("zone.{}", z.zone),
+            match &z.origin {
+                Some(origin) => format!("zone.{}.{origin}", z.zone),
+                None => format!("zone.{}", z.zone),
+            },
             format!(
                 "expected={} read={} lost={} duplicated={} reordered={} recovered={} foreign={}",
                 z.expected, z.read, z.lost, z.duplicated, z.reordered, z.recovered, z.foreign
@@ -407,8 +469,8 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
     for a in &ev.stored {
         if a.missing > 0 {
             failures.push(format!(
-                "zone {}'s stored stream lacks {} of {} acked messages (prefix {}, middle {}, suffix {}; {})",
-                a.zone,
+                "{} lacks {} of {} acked messages (prefix {}, middle {}, suffix {}; {})",
+                a.label(),
                 a.missing,
                 a.expected,
                 a.missing_prefix,
@@ -427,22 +489,25 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
                 )
             });
             failures.push(format!(
-                "zone {}'s stored stream holds {} messages that differ from what was acked{}",
-                a.zone,
+                "{} holds {} messages that differ from what was acked{}",
+                a.label(),
                 a.altered,
                 first.unwrap_or_default()
             ));
         }
         if a.added > 0 {
             failures.push(format!(
-                "zone {}'s stored stream holds {} messages of this run that were never published or are stored twice ({})",
-                a.zone,
+                "{} holds {} messages of this run that were never published or are stored twice ({})",
+                a.label(),
                 a.added,
                 a.added_examples.join(", ")
             ));
         }
         evidence.insert(
-            format!("stored.{}", a.zone),
+            match &a.origin {
+                Some(origin) => format!("stored.{}.{}.{origin}", a.zone, a.stream),
+                None => format!("stored.{}.{}", a.zone, a.stream),
+            },
             format!(
                 "seq {}..{} ({} messages, {} before this run): expected={} missing={} altered={} added={} recovered={} foreign={}",
                 a.first_seq,
@@ -477,7 +542,12 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
         failures,
         missing,
         format!(
-            "nothing lost, duplicated or reordered in what consumers read or what every zone stores; mirrors caught up{catch_up}"
+            "nothing lost, duplicated or reordered in what consumers read or what every zone stores; {} caught up{catch_up}",
+            if sources {
+                "every aggregate"
+            } else {
+                "mirrors"
+            }
         ),
         evidence,
     )
@@ -522,10 +592,16 @@ fn independent_progress(ev: &Evidence) -> ClaimResult {
         if *zone == p.paused_zone {
             continue;
         }
-        if pos.ack_floor < p.source_last_seq || pos.pending > 0 {
+        let last = p.last_seq.get(zone).copied().unwrap_or(u64::MAX);
+        if pos.ack_floor < last || pos.pending > 0 {
             failures.push(format!(
                 "zone {zone} did not keep up while {} was paused: ack floor {} of {}, {} pending",
-                p.paused_zone, pos.ack_floor, p.source_last_seq, pos.pending
+                p.paused_zone,
+                pos.ack_floor,
+                p.last_seq
+                    .get(zone)
+                    .map_or("an unread last sequence".to_string(), u64::to_string),
+                pos.pending
             ));
         }
     }
@@ -534,7 +610,7 @@ fn independent_progress(ev: &Evidence) -> ClaimResult {
     }
     evidence.insert("pausedZone".into(), p.paused_zone.clone());
     evidence.insert("published".into(), p.published.to_string());
-    evidence.insert("sourceLastSeq".into(), p.source_last_seq.to_string());
+    evidence.insert("lastSeq".into(), show(&p.last_seq));
     for (zone, a) in &p.after {
         let b = p.before.get(zone).copied().unwrap_or_default();
         evidence.insert(
@@ -579,37 +655,96 @@ fn zone_join(ev: &Evidence) -> ClaimResult {
         None => {}
     }
     evidence.insert("history".into(), j.history.to_string());
-    match (&j.producer_before, &j.producer_after) {
-        (Some(b), Some(a)) => {
-            if b != a {
-                failures.push(format!("the producer's connection or settings changed while the zone joined: {b:?} -> {a:?}"));
-            }
-            evidence.insert(
-                "producer".into(),
-                format!(
-                    "server {} client {} connects {} subject {}",
-                    a.server_id, a.client_id, a.connects, a.subject
-                ),
-            );
-        }
-        _ => missing.push("the producer's identity was not recorded around the join".to_string()),
+    if j.producers_before.is_empty() {
+        missing.push("the producers' identities were not recorded around the join".to_string());
     }
-    match ev.zones.iter().find(|z| z.zone == j.zone) {
-        Some(z) if z.clean() => {
+    for (zone, b) in &j.producers_before {
+        match j.producers_after.get(zone) {
+            Some(a) if a == b => {
+                evidence.insert(
+                    format!("producer.{zone}"),
+                    format!(
+                        "server {} client {} connects {} subject {}",
+                        a.server_id, a.client_id, a.connects, a.subject
+                    ),
+                );
+            }
+            Some(a) => failures.push(format!("the producer in zone {zone} changed its connection or settings while the zone joined: {b:?} -> {a:?}")),
+            None => missing.push(format!("the producer in zone {zone} was not recorded after the join")),
+        }
+    }
+    let own: Vec<&ZoneCheck> = ev.zones.iter().filter(|z| z.zone == j.zone).collect();
+    for z in &own {
+        if z.clean() {
             evidence.insert(
-                "zone".into(),
-                format!("read {} of {} acked, in source order", z.read, z.expected),
+                match &z.origin {
+                    Some(origin) => format!("zone.{origin}"),
+                    None => "zone".into(),
+                },
+                format!("read {} of {} acked, in order", z.read, z.expected),
             );
+        } else {
+            failures.push(format!(
+                "the new zone {} is missing or disorders history{}: lost {} duplicated {} reordered {}",
+                j.zone,
+                z.origin.as_ref().map(|o| format!(" of zone {o}")).unwrap_or_default(),
+                z.lost,
+                z.duplicated,
+                z.reordered
+            ));
         }
-        Some(z) => failures.push(format!(
-            "the new zone {} is missing or disorders history: lost {} duplicated {} reordered {}",
-            j.zone, z.lost, z.duplicated, z.reordered
-        )),
-        None if ev.zones.is_empty() => {
-            missing.push("the final check did not run after the join".to_string())
+    }
+    if own.is_empty() {
+        if ev.zones.is_empty() {
+            missing.push("the final check did not run after the join".to_string());
+        } else if j.error.is_none() {
+            missing.push(format!("zone {} was not checked", j.zone));
         }
-        None if j.error.is_some() => {}
-        None => missing.push(format!("zone {} was not checked", j.zone)),
+    }
+    let sources = ev.topology == crate::api::Topology::Sources;
+    if sources && j.error.is_none() && !ev.zones.is_empty() {
+        // Its writes must reach every other aggregate with no change to anyone.
+        let elsewhere: Vec<&ZoneCheck> = ev
+            .zones
+            .iter()
+            .filter(|c| c.origin.as_deref() == Some(j.zone.as_str()) && c.zone != j.zone)
+            .collect();
+        if elsewhere.is_empty() {
+            missing.push(format!(
+                "no other aggregate was checked for zone {}'s writes",
+                j.zone
+            ));
+        } else if elsewhere.iter().all(|c| c.expected == 0) {
+            failures.push(format!(
+                "zone {} wrote nothing after it joined: put a produce step after add-temporary-zone",
+                j.zone
+            ));
+        }
+        for c in elsewhere.iter().filter(|c| c.expected > 0) {
+            if c.clean() {
+                evidence.insert(
+                    format!("appearedIn.{}", c.zone),
+                    format!("read {} of {} acked", c.read, c.expected),
+                );
+            } else {
+                failures.push(format!(
+                    "zone {}'s writes are not all in zone {}'s aggregate, once and in order: lost {} duplicated {} reordered {}",
+                    j.zone, c.zone, c.lost, c.duplicated, c.reordered
+                ));
+            }
+        }
+    }
+    if sources {
+        return result(
+            claim,
+            failures,
+            missing,
+            format!(
+                "{} sourced every zone's history, its own writes appeared in every other aggregate, and the producers already writing were untouched",
+                j.zone
+            ),
+            evidence,
+        );
     }
     result(
         claim,
@@ -643,6 +778,7 @@ mod tests {
             ack_pending: 0,
         };
         Evidence {
+            topology: Default::default(),
             partitions: vec![PartitionEvidence {
                 zones,
                 in_sync_before_cut: true,
@@ -653,8 +789,9 @@ mod tests {
                 probe_at_cut: no.clone(),
                 probe_before_heal: no,
                 held_seconds: 8.0,
-                acked_during: 100,
-                source_read_during: 100,
+                across: vec!["b".into()],
+                acked_during: BTreeMap::from([("a".into(), 100)]),
+                own_read_during: BTreeMap::from([("a".into(), 100)]),
                 backlog: one(100),
                 reads_during: one(100),
                 errors_during: BTreeMap::from([("a".into(), 0), ("b".into(), 0)]),
@@ -674,14 +811,14 @@ mod tests {
                 published: 50,
                 before: BTreeMap::from([("a".into(), pos(50, 0)), ("b".into(), pos(50, 0))]),
                 after: BTreeMap::from([("a".into(), pos(50, 50)), ("b".into(), pos(100, 0))]),
-                source_last_seq: 100,
+                last_seq: BTreeMap::from([("a".into(), 100), ("b".into(), 100)]),
             }),
             join: Some(JoinEvidence {
                 zone: "joiner".into(),
                 history: 200,
                 backfill_seconds: Some(1.0),
-                producer_before: Some(producer.clone()),
-                producer_after: Some(producer),
+                producers_before: BTreeMap::from([("a".into(), producer.clone())]),
+                producers_after: BTreeMap::from([("a".into(), producer)]),
                 error: None,
             }),
             zones: ["a", "b", "joiner"]
@@ -774,8 +911,8 @@ mod tests {
         ev.join
             .as_mut()
             .unwrap()
-            .producer_after
-            .as_mut()
+            .producers_after
+            .get_mut("a")
             .unwrap()
             .connects = 2;
         assert_eq!(judge(&ev)[3].verdict, Verdict::Failed);

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::checker::{SentLog, ZoneTally};
+use super::checker::{SentLog, ZoneCheck, ZoneTally};
 use super::record::{Read, hash, parse_id};
 
 /// A consumer's position as the server sees it.
@@ -31,12 +31,21 @@ pub struct ReaderStats {
     pub last_error: Mutex<Option<String>>,
 }
 
+/// A writer whose messages a reader judges: its log, and for an aggregate
+/// of the sources topology the zone it writes in (`None`: the stream holds
+/// the writer's messages at the sequences they were acked at).
+#[derive(Clone)]
+pub struct Writer {
+    pub log: Arc<Mutex<SentLog>>,
+    pub origin: Option<String>,
+}
+
 pub struct ZoneReader {
     pub zone: String,
     consumer: jetstream::consumer::PullConsumer,
     stream: jetstream::stream::Stream,
     durable: String,
-    tally: Arc<Mutex<ZoneTally>>,
+    judge: Arc<Judge>,
     stats: Arc<ReaderStats>,
     paused: watch::Sender<bool>,
     /// `true` while the read loop is parked by a pause (no batch in hand).
@@ -58,14 +67,15 @@ impl ZoneReader {
     /// Creates (or binds to) durable `durable` delivering the stream from
     /// `first_seq` (the run's own first sequence: earlier runs' messages are
     /// not this run's to judge) and starts reading, judging each read against
-    /// `log` as it arrives.
+    /// its writer's log as it arrives (reads of no writer listed count as
+    /// foreign in the first writer's tally).
     pub async fn start(
         zone: &str,
         js: &jetstream::Context,
         stream_name: &str,
         durable: &str,
         first_seq: u64,
-        log: Arc<Mutex<SentLog>>,
+        writers: &[Writer],
         epoch: Instant,
     ) -> Result<Self, ConsumerError> {
         let err = |message: String| ConsumerError {
@@ -101,7 +111,7 @@ impl ZoneReader {
             consumer,
             stream,
             durable: durable.to_string(),
-            tally: Arc::new(Mutex::new(ZoneTally::new(zone))),
+            judge: Arc::new(Judge::new(zone, writers)),
             stats: Arc::new(ReaderStats::default()),
             paused,
             idle,
@@ -110,10 +120,7 @@ impl ZoneReader {
         };
         reader.task = Some(tokio::spawn(read_loop(
             reader.consumer.clone(),
-            Judge {
-                log,
-                tally: reader.tally.clone(),
-            },
+            reader.judge.clone(),
             reader.stats.clone(),
             paused_rx,
             idle_tx,
@@ -147,9 +154,29 @@ impl ZoneReader {
         &self.stats
     }
 
-    /// Run `f` over what this zone's reads showed so far.
-    pub fn with_tally<T>(&self, f: impl FnOnce(&ZoneTally) -> T) -> T {
-        f(&self.tally.lock().expect("tally"))
+    /// What this zone's reads showed so far, one check per writer, each
+    /// finished on its writer's log as it is now.
+    pub fn checks(&self) -> Vec<ZoneCheck> {
+        self.judge
+            .writers
+            .iter()
+            .map(|w| {
+                let log = w.log.lock().expect("log");
+                w.tally.lock().expect("tally").clone().finish(&log)
+            })
+            .collect()
+    }
+
+    /// How many acked messages of `writer`'s `phases` this zone has read.
+    pub fn read_acked_in(&self, writer: u32, phases: &[u16]) -> u64 {
+        self.judge
+            .writers
+            .iter()
+            .find(|w| w.writer == writer)
+            .map_or(0, |w| {
+                let log = w.log.lock().expect("log");
+                w.tally.lock().expect("tally").read_acked_in(&log, phases)
+            })
     }
 
     /// Ack floor and pending counts as the server sees them.
@@ -183,23 +210,52 @@ impl Drop for ZoneReader {
     }
 }
 
-/// Where each read is judged: against the run's log, into the zone's tally.
+/// Where each read is judged: against its writer's log, into that writer's
+/// tally for this zone.
 struct Judge {
+    writers: Vec<Judged>,
+}
+
+struct Judged {
+    writer: u32,
     log: Arc<Mutex<SentLog>>,
-    tally: Arc<Mutex<ZoneTally>>,
+    tally: Mutex<ZoneTally>,
 }
 
 impl Judge {
+    fn new(zone: &str, writers: &[Writer]) -> Self {
+        let writers = writers
+            .iter()
+            .map(|w| Judged {
+                writer: w.log.lock().expect("log").writer,
+                log: w.log.clone(),
+                tally: Mutex::new(match &w.origin {
+                    Some(origin) => ZoneTally::aggregate(zone, origin),
+                    None => ZoneTally::new(zone),
+                }),
+            })
+            .collect();
+        Self { writers }
+    }
+
     fn read(&self, read: Read) {
+        let Some(w) = self
+            .writers
+            .iter()
+            .find(|w| w.writer == read.id.writer)
+            .or(self.writers.first())
+        else {
+            return;
+        };
         // Lock order: log, then tally (the producer takes only the log).
-        let log = self.log.lock().expect("log");
-        self.tally.lock().expect("tally").observe(&log, read);
+        let log = w.log.lock().expect("log");
+        w.tally.lock().expect("tally").observe(&log, read);
     }
 }
 
 async fn read_loop(
     consumer: jetstream::consumer::PullConsumer,
-    judge: Judge,
+    judge: Arc<Judge>,
     stats: Arc<ReaderStats>,
     mut paused: watch::Receiver<bool>,
     idle: watch::Sender<bool>,

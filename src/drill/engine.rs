@@ -10,22 +10,24 @@ use tokio::sync::watch;
 
 use crate::api::{
     ClaimResult, DrillPhase, DrillTotals, FaultRecord, PartitionDrill, PartitionDrillStatus,
-    RegionMirror, Retention, RunScope, Step, Verdict, ZoneRole, ZoneSpec, ZoneStorage,
+    RegionMirror, RegionMirrorSpec, Retention, RunScope, Step, Verdict, ZoneRole, ZoneSpec,
+    ZoneStorage,
 };
 use crate::fault::FaultBackend;
 use crate::nats::connect::{ConnectSettings, ZoneClient, connect};
+use crate::plan::{StreamKind, ZoneStream};
 
-use super::audit::audit_zone;
+use super::audit::{StoredAudit, audit_stream, audit_zone};
 use super::checker::{SentLog, ZoneCheck};
 use super::claims::{
     CatchUpEvidence, Evidence, JoinEvidence, PartitionEvidence, PauseEvidence, judge,
 };
-use super::consumer::{Position, ZoneReader};
-use super::producer::{PhaseStats, Producer, ProducerSettings};
+use super::consumer::{Position, Writer, ZoneReader};
+use super::producer::{PhaseStats, Producer, ProducerIdentity, ProducerSettings};
 use super::retry::{Backoff, Exhausted, Retried, retry};
 use super::runtime::{Runtime, ZoneAccess};
 use super::timeline::{LagByCause, LagCause, Sampler, Timeline, Watched};
-use crate::nats::state::last_seq;
+use crate::nats::state::{last_seq, sourced_seq};
 
 /// Live figures for a progress display.
 #[derive(Clone, Debug, Default)]
@@ -159,6 +161,8 @@ struct Zone {
     access: ZoneAccess,
     conn: ZoneClient,
     reader: ZoneReader,
+    /// The first sequence of the stream this zone reads that the run owns.
+    first_seq: u64,
     /// Reader errors at the cut, to count errors during the partition.
     errors_at_cut: u64,
     reads_at_cut: u64,
@@ -172,6 +176,47 @@ impl Zone {
         let s = self.reader.stats();
         s.fetch_errors.load(std::sync::atomic::Ordering::Relaxed)
             + s.ack_errors.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// One writer of the run: the source zone's producer (mirror topology), or
+/// every zone's (sources topology, the temporary zone's included from the
+/// start, so every reader judges its writes).
+struct WriterSlot {
+    zone: String,
+    /// Every attempt and PubAck of this writer; consumers judge reads against it.
+    log: Arc<Mutex<SentLog>>,
+    /// Set once the zone is connected.
+    producer: Option<Producer>,
+    /// The sources topology: the first sequence of the zone's local stream
+    /// the run owns (audited there against this log).
+    local_first_seq: u64,
+}
+
+impl WriterSlot {
+    fn writer(&self) -> u32 {
+        self.log.lock().expect("log").writer
+    }
+}
+
+/// A stream in one zone fed from another: a mirror from the source, or an
+/// aggregate's source from a zone's local stream. Where it stands against
+/// its head proves a cut (frozen) and a catch-up (reached).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Link {
+    from: String,
+    to: String,
+}
+
+impl Link {
+    /// The mirror's zone (mirror topology: one link per mirror), or
+    /// `<to><-<from>` for an aggregate's source.
+    fn name(&self, sources: bool) -> String {
+        if sources {
+            format!("{}<-{}", self.to, self.from)
+        } else {
+            self.to.clone()
+        }
     }
 }
 
@@ -212,17 +257,15 @@ pub async fn run(
             ..Default::default()
         },
         writer,
-        first_seq: 1,
         backlog_zones: Vec::new(),
-        log: Arc::new(Mutex::new(SentLog::new(
-            writer,
-            drill.spec.workload.payload_bytes as usize,
-        ))),
+        writers: writer_slots(region, drill, writer),
         zones: Vec::new(),
-        producer: None,
         sampler: None,
         watched: Arc::new(Mutex::new(Vec::new())),
-        evidence: Evidence::default(),
+        evidence: Evidence {
+            topology: region.spec.topology,
+            ..Default::default()
+        },
         open: None,
         phases: Vec::new(),
         next_phase: 0,
@@ -245,7 +288,6 @@ struct Run<'a> {
     epoch: Instant,
     status: PartitionDrillStatus,
     zones: Vec<Zone>,
-    producer: Option<Producer>,
     sampler: Option<Sampler>,
     watched: Watched,
     evidence: Evidence,
@@ -256,13 +298,41 @@ struct Run<'a> {
     temporary: Option<String>,
     /// Zones of the last cut requested from the backend, until it is healed.
     cut_started: Option<Vec<String>>,
-    /// This run's producer id and the first source sequence it owns.
+    /// This run's first writer id (the others follow it).
     writer: u32,
-    first_seq: u64,
     /// Zones whose consumers the build-backlog step paused until the next cut.
     backlog_zones: Vec<String>,
-    /// Every attempt and PubAck of this run; consumers judge reads against it.
-    log: Arc<Mutex<SentLog>>,
+    writers: Vec<WriterSlot>,
+}
+
+/// The run's writers: the source zone's, or (sources topology) every zone's
+/// and the temporary zone's, with consecutive writer ids from `first`.
+fn writer_slots(region: &RegionMirror, drill: &PartitionDrill, first: u32) -> Vec<WriterSlot> {
+    let spec = &region.spec;
+    let mut zones: Vec<String> = if spec.is_sources() {
+        spec.zones.iter().map(|z| z.name.clone()).collect()
+    } else {
+        spec.source_zone()
+            .map(|z| z.name.clone())
+            .into_iter()
+            .collect()
+    };
+    if spec.is_sources() && drill.spec.steps().contains(&Step::AddTemporaryZone) {
+        zones.push(drill.spec.temporary_zone.name.clone());
+    }
+    zones
+        .into_iter()
+        .enumerate()
+        .map(|(i, zone)| WriterSlot {
+            zone,
+            log: Arc::new(Mutex::new(SentLog::new(
+                first.wrapping_add(i as u32).max(1),
+                drill.spec.workload.payload_bytes as usize,
+            ))),
+            producer: None,
+            local_first_seq: 1,
+        })
+        .collect()
 }
 
 impl Run<'_> {
@@ -286,20 +356,74 @@ impl Run<'_> {
         self.zones.iter().find(|z| z.name() == name)
     }
 
-    fn source(&self) -> &Zone {
-        let name = self.source_name();
-        self.zones
+    fn sources(&self) -> bool {
+        self.region.spec.is_sources()
+    }
+
+    /// Writers whose producers run (a temporary zone's once it joined).
+    fn producers(&self) -> impl Iterator<Item = (&WriterSlot, &Producer)> {
+        self.writers
             .iter()
-            .find(|z| z.name() == name)
-            .expect("source zone connected in setup")
+            .filter_map(|w| w.producer.as_ref().map(|p| (w, p)))
     }
 
-    fn producer(&self) -> &Producer {
-        self.producer.as_ref().expect("producer set up")
+    fn started_producing(&self) -> bool {
+        self.producers().next().is_some()
     }
 
+    fn producer_identities(&self) -> BTreeMap<String, ProducerIdentity> {
+        self.producers()
+            .map(|(w, p)| (w.zone.clone(), p.identity()))
+            .collect()
+    }
+
+    /// The identities now of the producers in `before` (a producer that
+    /// started since, the joining zone's, is not one claim 4 compares).
+    fn identities_of(
+        &self,
+        before: &BTreeMap<String, ProducerIdentity>,
+    ) -> BTreeMap<String, ProducerIdentity> {
+        let mut now = self.producer_identities();
+        now.retain(|zone, _| before.contains_key(zone));
+        now
+    }
+
+    /// Acked by every writer so far.
     fn acked(&self) -> u64 {
-        self.log.lock().expect("log").acked()
+        self.writers
+            .iter()
+            .map(|w| w.log.lock().expect("log").acked())
+            .sum()
+    }
+
+    fn attempted(&self) -> u64 {
+        self.writers
+            .iter()
+            .map(|w| w.log.lock().expect("log").attempted())
+            .sum()
+    }
+
+    fn reader_writers(&self) -> Vec<Writer> {
+        let sources = self.sources();
+        self.writers
+            .iter()
+            .map(|w| Writer {
+                log: w.log.clone(),
+                origin: sources.then(|| w.zone.clone()),
+            })
+            .collect()
+    }
+
+    /// The region's spec with the temporary zone in it once it joined (or
+    /// while it joins): the aggregates then source it too.
+    fn spec_with_temporary(&self, joining: Option<&ZoneSpec>) -> RegionMirrorSpec {
+        let mut spec = self.region.spec.clone();
+        if let Some(z) = joining {
+            spec.zones.push(z.clone());
+        } else if self.temporary.is_some() {
+            spec.zones.push(self.temporary_zone_spec());
+        }
+        spec
     }
 
     fn step_timeout(&self) -> Duration {
@@ -311,13 +435,7 @@ impl Run<'_> {
     }
 
     fn report_progress(&self, step: &str) {
-        let log = self.producer.as_ref().map(|p| p.log());
-        let (attempted, acked) = log
-            .map(|l| {
-                let l = l.lock().expect("log");
-                (l.attempted(), l.acked())
-            })
-            .unwrap_or_default();
+        let (attempted, acked) = (self.attempted(), self.acked());
         self.observer.progress(&Progress {
             step: step.to_string(),
             attempted,
@@ -375,70 +493,117 @@ impl Run<'_> {
     }
 
     /// Connects to every zone, provisions streams when asked, checks the
-    /// preconditions, and starts the consumers, the producer and the sampler.
+    /// preconditions, and starts the consumers, the producers and the sampler.
     async fn setup(&mut self) -> Result<(), StepError> {
         let accesses = self.runtime.zones();
         let source_name = self.source_name();
-        let spec = &self.region.spec;
-        let mut connected = Vec::new();
-        for access in accesses {
-            let conn = self.connect_zone(&access, self.opts.provision).await?;
-            connected.push((access, conn));
-        }
+        let connected = if self.sources() {
+            self.connect_sources_zones(accesses).await?
+        } else {
+            let mut connected = Vec::new();
+            for access in accesses {
+                let conn = self.connect_zone(&access, self.opts.provision).await?;
+                connected.push((access, conn));
+            }
+            connected
+        };
         let Some((_, source)) = connected.iter().find(|(a, _)| a.name() == source_name) else {
             return Err(StepError::Precondition(format!(
                 "the runtime has no source zone {source_name}"
             )));
         };
-        // The run owns what comes after the source's last sequence now:
+        // The run owns what comes after each stream's last sequence now:
         // earlier runs' messages are not judged, only counted.
-        let held = self.read_last_seq(&source.js, "source").await?;
-        self.first_seq = held + 1;
+        let held = self
+            .read_last_seq(&source.js, self.stream(), "source")
+            .await?;
         self.status.run = Some(RunScope {
             writer: i64::from(self.writer),
-            first_sequence: self.first_seq as i64,
+            first_sequence: held as i64 + 1,
             held_before: held as i64,
         });
         for (access, conn) in connected {
-            let zone = self.start_zone(access, conn).await?;
+            let first_seq = if self.sources() {
+                self.read_last_seq(&conn.js, self.stream(), access.name())
+                    .await?
+                    + 1
+            } else {
+                held + 1
+            };
+            let zone = self.start_zone(access, conn, first_seq).await?;
             self.join(zone);
         }
-        let source = self.source();
-        let subject = producer_subject(&spec.stream.subjects);
-        let workload = &self.drill.spec.workload;
-        self.producer = Some(Producer::new(
-            source.conn.client.clone(),
-            source.conn.js.clone(),
-            self.log.clone(),
-            ProducerSettings {
-                subject,
-                payload_bytes: workload.payload_bytes as usize,
-                rate_per_second: workload.rate_per_second as u64,
-                window: self.opts.publish_window,
-            },
-        ));
+        for i in 0..self.writers.len() {
+            self.start_producer(i).await?;
+        }
         self.check_mirrors_synced().await?;
         self.apply_toxics().await.map_err(|e| {
             StepError::Precondition(format!("fault.toxics could not be applied: {e}"))
         })?;
-        self.sampler = Some(Sampler::start(
-            &source_name,
-            self.stream(),
-            self.watched.clone(),
-            self.epoch,
-            self.opts.sample_every,
-        ));
+        // The timeline follows mirror lag behind the source; an aggregate
+        // has no single source to lag behind.
+        if !self.sources() {
+            self.sampler = Some(Sampler::start(
+                &source_name,
+                self.stream(),
+                self.watched.clone(),
+                self.epoch,
+                self.opts.sample_every,
+            ));
+        }
         Ok(())
+    }
+
+    /// Starts writer `i`'s producer in its zone, if that zone is connected,
+    /// writing to its zone's subjects (the sources topology) or the source's.
+    async fn start_producer(&mut self, i: usize) -> Result<(), StepError> {
+        let name = self.writers[i].zone.clone();
+        let Some(zone) = self.zone(&name) else {
+            return Ok(());
+        };
+        let spec = self.spec_with_temporary(None);
+        let subjects = match spec.zone(&name) {
+            Some(z) if self.sources() => crate::plan::zone_subjects(&spec, z),
+            _ => spec.stream.subjects.clone(),
+        };
+        let local_first_seq = if self.sources() {
+            let local = self.local_stream(&name);
+            self.read_last_seq(&zone.conn.js, &local, &name).await? + 1
+        } else {
+            zone.first_seq
+        };
+        let workload = &self.drill.spec.workload;
+        let producer = Producer::new(
+            zone.conn.client.clone(),
+            zone.conn.js.clone(),
+            self.writers[i].log.clone(),
+            ProducerSettings {
+                subject: producer_subject(&subjects),
+                payload_bytes: workload.payload_bytes as usize,
+                rate_per_second: workload.rate_per_second as u64,
+                window: self.opts.publish_window,
+            },
+        );
+        let slot = &mut self.writers[i];
+        slot.producer = Some(producer);
+        slot.local_first_seq = local_first_seq;
+        Ok(())
+    }
+
+    /// The sources topology: the name of `zone`'s local stream.
+    fn local_stream(&self, zone: &str) -> String {
+        crate::plan::local_stream_name(&self.region.spec, zone)
     }
 
     /// The stream's last sequence in a zone, retried while the zone is slow.
     async fn read_last_seq(
         &self,
         js: &async_nats::jetstream::Context,
+        stream: &str,
         zone: &str,
     ) -> Result<u64, StepError> {
-        let what = format!("stream info of {} in the {zone} zone", self.stream());
-        retry(&what, self.opts.retry, || last_seq(js, self.stream()))
+        let what = format!("stream info of {stream} in the {zone} zone");
+        retry(&what, self.opts.retry, || last_seq(js, stream))
             .await
             .map_err(|r| StepError::from_retried(r, |e| format!("zone {zone}: {e}")))
     }
@@ -449,32 +614,68 @@ impl Run<'_> {
         access: &ZoneAccess,
         provision: bool,
     ) -> Result<ZoneClient, StepError> {
-        let settings = ConnectSettings {
-            client_name: format!("natsregion-drill-{}", self.drill_name()),
-            ..Default::default()
-        };
-        let conn = connect(&access.endpoint, &settings)
-            .await
-            .map_err(|e| StepError::Precondition(e.to_string()))?;
+        let conn = self.dial(access).await?;
         if provision {
-            self.provision(access, &conn).await?;
+            self.provision(access, &conn, None).await?;
         }
         self.check_stream(access, &conn).await?;
         Ok(conn)
     }
 
-    /// Starts a connected zone's consumer at the run's first sequence.
-    async fn start_zone(&self, access: ZoneAccess, conn: ZoneClient) -> Result<Zone, StepError> {
+    async fn dial(&self, access: &ZoneAccess) -> Result<ZoneClient, StepError> {
+        let settings = ConnectSettings {
+            client_name: format!("natsregion-drill-{}", self.drill_name()),
+            ..Default::default()
+        };
+        connect(&access.endpoint, &settings)
+            .await
+            .map_err(|e| StepError::Precondition(e.to_string()))
+    }
+
+    /// The sources topology: every zone's local stream before any aggregate.
+    /// An aggregate created while a stream it sources does not exist yet
+    /// retries that source on a backoff the server chooses, and was seen
+    /// not to pick it up for the rest of a drill.
+    async fn connect_sources_zones(
+        &self,
+        accesses: Vec<ZoneAccess>,
+    ) -> Result<Vec<(ZoneAccess, ZoneClient)>, StepError> {
+        let mut connected = Vec::new();
+        for access in accesses {
+            let conn = self.dial(&access).await?;
+            connected.push((access, conn));
+        }
+        if self.opts.provision {
+            for kind in [StreamKind::Local, StreamKind::Aggregate] {
+                for (access, conn) in &connected {
+                    self.provision(access, conn, Some(kind)).await?;
+                }
+            }
+        }
+        for (access, conn) in &connected {
+            self.check_stream(access, conn).await?;
+        }
+        Ok(connected)
+    }
+
+    /// Starts a connected zone's consumer at the run's first sequence there.
+    async fn start_zone(
+        &self,
+        access: ZoneAccess,
+        conn: ZoneClient,
+        first_seq: u64,
+    ) -> Result<Zone, StepError> {
         let what = format!("consumer {} in zone {}", self.durable(), access.name());
         let durable = self.durable();
+        let writers = self.reader_writers();
         let reader = retry(&what, self.opts.retry, || {
             ZoneReader::start(
                 access.name(),
                 &conn.js,
                 self.stream(),
                 &durable,
-                self.first_seq,
-                self.log.clone(),
+                first_seq,
+                &writers,
                 self.epoch,
             )
         })
@@ -484,14 +685,25 @@ impl Run<'_> {
             access,
             conn,
             reader,
+            first_seq,
             errors_at_cut: 0,
             reads_at_cut: 0,
         })
     }
 
+    /// A zone that joins during the run reads its whole stream: all of it is
+    /// history it must backfill.
     async fn open_zone(&self, access: ZoneAccess, provision: bool) -> Result<Zone, StepError> {
         let conn = self.connect_zone(&access, provision).await?;
-        self.start_zone(access, conn).await
+        let first_seq = if self.sources() {
+            1
+        } else {
+            self.status
+                .run
+                .as_ref()
+                .map_or(1, |r| r.first_sequence as u64)
+        };
+        self.start_zone(access, conn, first_seq).await
     }
 
     /// Adds an opened zone to the drill and to the timeline.
@@ -507,16 +719,25 @@ impl Run<'_> {
     /// region to drill: refuse, naming what to check. (Empty streams pass; a
     /// mirror that is broken from the start then fails claim 2 instead.)
     async fn check_mirrors_synced(&self) -> Result<(), StepError> {
-        let source = last_seq(&self.source().conn.js, self.stream())
-            .await
-            .unwrap_or(0);
-        if source == 0 {
+        let mirrors = self.synced_zones();
+        let heads = self.link_positions(&self.links(&mirrors)).await;
+        if heads.values().all(|(head, _)| head.unwrap_or(0) == 0) {
             return Ok(());
         }
-        let mirrors = self.mirror_names();
         let (synced, lags) = self.wait_in_sync(&mirrors, self.catch_up_timeout()).await;
         if synced {
             return Ok(());
+        }
+        if self.sources() {
+            let behind: Vec<String> = lags
+                .iter()
+                .filter(|(_, lag)| **lag > 0)
+                .map(|(link, lag)| format!("{link} lags {lag}"))
+                .collect();
+            return Err(StepError::Precondition(format!(
+                "aggregates were never in sync with every zone's local stream within timeouts.catchUpSeconds: {}; check each zone's JetStream domain (zones[].domain) and that its leafnode link is up",
+                behind.join("; ")
+            )));
         }
         let source_domain = self
             .region
@@ -577,46 +798,72 @@ impl Run<'_> {
         format!("natsregion-{}-{run}", self.drill_name())
     }
 
-    async fn provision(&self, access: &ZoneAccess, conn: &ZoneClient) -> Result<(), StepError> {
-        use crate::nats::provision::{Outcome, ensure_mirror, ensure_source_stream};
-        let spec = &self.region.spec;
-        let what = format!("provisioning {} in zone {}", self.stream(), access.name());
-        // Both are idempotent (they look before they create), so a request
-        // that timed out after the server acted is safe to send again.
-        let outcome = if access.role == ZoneRole::Source {
-            let servers = spec.source_zone().map(|z| z.servers as usize).unwrap_or(0);
-            let config = crate::plan::source_stream_config(spec);
-            retry(&what, self.opts.retry, || {
-                ensure_source_stream(&conn.js, &config, servers)
-            })
-            .await
-        } else {
-            let source = spec.source_zone().expect("validated: one source");
-            let zone = spec
-                .zone(access.name())
-                .cloned()
-                .unwrap_or_else(|| self.temporary_zone_spec());
-            let config = crate::plan::mirror_stream_config(spec, source.domain(), &zone);
-            retry(&what, self.opts.retry, || {
-                ensure_mirror(&conn.js, &config, zone.servers as usize)
-            })
-            .await
-        };
-        match outcome {
-            Ok(Outcome::NeedsRecreate { reason }) => Err(StepError::Precondition(format!(
-                "zone {}: the mirror stream differs from the spec and cannot be edited in place ({reason}); delete it to re-sync",
+    /// Ensures the zone's streams (`plan::zone_streams`: the source stream or
+    /// a mirror; a local stream and an aggregate), only those of `kind` when
+    /// given; the temporary zone's while it joins.
+    async fn provision(
+        &self,
+        access: &ZoneAccess,
+        conn: &ZoneClient,
+        kind: Option<StreamKind>,
+    ) -> Result<(), StepError> {
+        let joining =
+            (self.temporary.as_deref() == Some(access.name())).then(|| self.temporary_zone_spec());
+        let spec = self.spec_with_temporary(joining.as_ref());
+        let Some(zone) = spec.zone(access.name()) else {
+            return Err(StepError::Precondition(format!(
+                "zone {} is not in the region",
                 access.name()
+            )));
+        };
+        for stream in crate::plan::zone_streams(&spec, zone)
+            .iter()
+            .filter(|s| kind.is_none_or(|k| s.kind == k))
+        {
+            self.ensure_stream(access.name(), conn, stream, zone.servers)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates or edits one of a zone's streams. Idempotent (it looks before
+    /// it creates), so a request that timed out after the server acted is
+    /// safe to send again.
+    async fn ensure_stream(
+        &self,
+        zone: &str,
+        conn: &ZoneClient,
+        stream: &ZoneStream,
+        servers: i32,
+    ) -> Result<(), StepError> {
+        use crate::nats::provision::{Outcome, ensure_zone_stream};
+        let name = &stream.config.name;
+        let what = format!("provisioning {name} in zone {zone}");
+        match retry(&what, self.opts.retry, || {
+            ensure_zone_stream(&conn.js, stream, servers.max(0) as usize)
+        })
+        .await
+        {
+            Ok(Outcome::NeedsRecreate { reason }) if stream.kind == StreamKind::Mirror => {
+                Err(StepError::Precondition(format!(
+                    "zone {zone}: the mirror stream differs from the spec and cannot be edited in place ({reason}); delete it to re-sync"
+                )))
+            }
+            Ok(Outcome::NeedsRecreate { reason }) => Err(StepError::Precondition(format!(
+                "zone {zone}: stream {name} differs from the spec and cannot be edited in place ({reason}); delete it to have it created again"
             ))),
             Ok(_) => Ok(()),
-            Err(r) => Err(StepError::from_retried(r, |e| {
-                format!("zone {}: {e}", access.name())
-            })),
+            Err(r) => Err(StepError::from_retried(r, |e| format!("zone {zone}: {e}"))),
         }
     }
 
     /// The stream must exist; the source must keep everything (Limits) and a
-    /// mirror must mirror this stream.
+    /// mirror must mirror this stream (sources topology: the zone's local
+    /// stream keeps everything and its aggregate sources the zones).
     async fn check_stream(&self, access: &ZoneAccess, conn: &ZoneClient) -> Result<(), StepError> {
+        if self.sources() {
+            return self.check_sources_streams(access, conn).await;
+        }
         let name = self.stream();
         let zone = access.name();
         let what = format!("stream info of {name} in zone {zone}");
@@ -642,6 +889,45 @@ impl Run<'_> {
         } else if config.mirror.as_ref().map(|m| m.name.as_str()) != Some(name) {
             return Err(StepError::Precondition(format!(
                 "stream {name} in zone {zone} is not a mirror of {name}: delete it so the region can create the mirror"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn check_sources_streams(
+        &self,
+        access: &ZoneAccess,
+        conn: &ZoneClient,
+    ) -> Result<(), StepError> {
+        let zone = access.name();
+        let read = |name: String| async move {
+            let what = format!("stream info of {name} in zone {zone}");
+            retry(&what, self.opts.retry, || {
+                crate::nats::state::stream_config(&conn.js, &name)
+            })
+            .await
+            .map_err(|r| {
+                StepError::from_retried(r, |e| match e {
+                    crate::nats::state::StateError::StreamMissing { .. } => format!("stream {name} is missing in zone {zone}: the region has not provisioned it (topology: sources needs a local stream and an aggregate in every zone)"),
+                    e => format!("zone {zone}: {e}"),
+                })
+            })
+        };
+        let local_name = self.local_stream(zone);
+        let local = read(local_name.clone()).await?;
+        if local.retention != async_nats::jetstream::stream::RetentionPolicy::Limits {
+            return Err(StepError::Precondition(format!(
+                "local stream {local_name} in zone {zone} has retention {:?}: set stream.retention: {:?}, aggregates of other retentions lose messages",
+                local.retention,
+                Retention::Limits
+            )));
+        }
+        let aggregate = read(self.stream().to_string()).await?;
+        let sourced = aggregate.sources.as_ref().is_some_and(|s| !s.is_empty());
+        if !sourced || aggregate.mirror.is_some() {
+            return Err(StepError::Precondition(format!(
+                "stream {} in zone {zone} is not an aggregate sourcing the zones' local streams: delete it so the region can create the aggregate",
+                self.stream()
             )));
         }
         Ok(())
@@ -680,7 +966,19 @@ impl Run<'_> {
         let stats = {
             let this = &*self;
             let progress = |_done: u64| this.report_progress(step.name());
-            this.producer().publish(phase, count, &progress).await
+            let progress = &progress;
+            // Every writer at once: zones write independently (sources topology).
+            let phases = this
+                .producers()
+                .map(|(_, p)| p.publish(phase, count, progress));
+            let all = futures::future::join_all(phases).await;
+            all.into_iter()
+                .fold(PhaseStats::default(), |sum, s| PhaseStats {
+                    attempted: sum.attempted + s.attempted,
+                    acked: sum.acked + s.acked,
+                    failed: sum.failed + s.failed,
+                    seconds: sum.seconds.max(s.seconds),
+                })
         };
         if let Some(open) = self.open.as_mut() {
             open.phases.push(phase);
@@ -691,14 +989,32 @@ impl Run<'_> {
             partitioned: self.open.is_some(),
             stats,
         });
-        // The source zone's own consumer should keep up, partition or not.
-        let source = self.source_name();
-        if !self.source().reader.is_paused() {
-            self.wait_reads(&[source], self.acked(), self.step_timeout())
-                .await;
-        }
+        // Each writing zone's own consumer should keep up with its own
+        // writes, partition or not.
+        let limit = self.step_timeout();
+        self.wait_own_reads(limit).await;
         self.report_progress(step.name());
         Ok(stats)
+    }
+
+    /// Waits until every writing zone's consumer (unless paused) has read
+    /// every message its own writer got acked; returns whether they all did.
+    async fn wait_own_reads(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let phases: Vec<u16> = (0..self.next_phase).collect();
+        loop {
+            let done = self.producers().all(|(w, _)| {
+                let acked = w.log.lock().expect("log").acked();
+                self.zone(&w.zone).is_none_or(|z| {
+                    z.reader.is_paused() || z.reader.read_acked_in(w.writer(), &phases) >= acked
+                })
+            });
+            if done || Instant::now() >= deadline {
+                return done;
+            }
+            self.report_progress(self.status.current_step.as_deref().unwrap_or(""));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Waits until each named zone's consumer has read at least `target`
@@ -728,30 +1044,101 @@ impl Run<'_> {
         futures::future::join_all(reads).await.into_iter().collect()
     }
 
-    /// Waits until every listed mirror's last sequence equals the source's.
+    /// The links into `zones` (mirror topology: from the source), or into
+    /// and out of them (sources topology: every aggregate's source with
+    /// either end among them).
+    fn links(&self, zones: &[String]) -> Vec<Link> {
+        if !self.sources() {
+            let source = self.source_name();
+            return zones
+                .iter()
+                .filter(|z| **z != source)
+                .map(|z| Link {
+                    from: source.clone(),
+                    to: z.clone(),
+                })
+                .collect();
+        }
+        let names: Vec<String> = self.zones.iter().map(|z| z.name().to_string()).collect();
+        let mut links = Vec::new();
+        for to in &names {
+            for from in &names {
+                if zones.contains(to) || zones.contains(from) {
+                    links.push(Link {
+                        from: from.clone(),
+                        to: to.clone(),
+                    });
+                }
+            }
+        }
+        links
+    }
+
+    /// The links with exactly one end among the cut `zones`: what a cut must freeze.
+    fn across(&self, zones: &[String]) -> Vec<Link> {
+        self.links(zones)
+            .into_iter()
+            .filter(|l| zones.contains(&l.from) != zones.contains(&l.to))
+            .collect()
+    }
+
+    /// Each link's head (the source's last sequence, or the origin zone's
+    /// local stream's) and position (the mirror's last sequence, or the
+    /// newest origin sequence the aggregate holds), by link name; `None`
+    /// where it could not be read. The position is read first, so a write
+    /// racing the read shows as lag, never as a stream ahead of its head.
+    async fn link_positions(&self, links: &[Link]) -> BTreeMap<String, (Option<u64>, Option<u64>)> {
+        let sources = self.sources();
+        let spec = self.spec_with_temporary(None);
+        let spec = &spec;
+        let reads = links.iter().map(|l| async move {
+            let position = match self.zone(&l.to) {
+                Some(z) if sources => {
+                    let subjects = spec
+                        .zone(&l.from)
+                        .map(|from| crate::plan::zone_subjects(spec, from))
+                        .unwrap_or_default();
+                    sourced_seq(&z.conn.js, self.stream(), &subjects).await.ok()
+                }
+                Some(z) => last_seq(&z.conn.js, self.stream()).await.ok(),
+                None => None,
+            };
+            let head_stream = if sources {
+                self.local_stream(&l.from)
+            } else {
+                self.stream().to_string()
+            };
+            let head = match self.zone(&l.from) {
+                Some(z) => last_seq(&z.conn.js, &head_stream).await.ok(),
+                None => None,
+            };
+            (l.name(sources), (head, position))
+        });
+        futures::future::join_all(reads).await.into_iter().collect()
+    }
+
+    /// Waits until every link into (or, sources, out of) `zones` has reached
+    /// its head; returns whether they all did, and each link's lag.
     async fn wait_in_sync(
         &self,
-        mirrors: &[String],
+        zones: &[String],
         limit: Duration,
     ) -> (bool, BTreeMap<String, u64>) {
         let deadline = Instant::now() + limit;
-        let source = self.source_name();
+        let links = self.links(zones);
         loop {
-            let seqs = self.last_seqs().await;
-            let src = seqs.get(&source).copied().flatten().unwrap_or(0);
-            let lags: BTreeMap<String, u64> = mirrors
+            let positions = self.link_positions(&links).await;
+            let lags: BTreeMap<String, u64> = positions
                 .iter()
-                .map(|m| {
+                .map(|(link, (head, at))| {
                     (
-                        m.clone(),
-                        src.saturating_sub(seqs.get(m).copied().flatten().unwrap_or(0)),
+                        link.clone(),
+                        head.unwrap_or(0).saturating_sub(at.unwrap_or(0)),
                     )
                 })
                 .collect();
-            let synced = lags.values().all(|l| *l == 0)
-                && mirrors
-                    .iter()
-                    .all(|m| seqs.get(m).copied().flatten().is_some());
+            let synced =
+                lags.values().all(|l| *l == 0) && positions.values().all(|(_, at)| at.is_some());
             if synced || Instant::now() >= deadline {
                 return (synced, lags);
             }
@@ -759,10 +1146,12 @@ impl Run<'_> {
         }
     }
 
-    fn mirror_names(&self) -> Vec<String> {
+    /// The zones whose streams are fed from others: the mirrors, or
+    /// (sources topology) every zone's aggregate.
+    fn synced_zones(&self) -> Vec<String> {
         self.zones
             .iter()
-            .filter(|z| z.access.role == ZoneRole::Mirror)
+            .filter(|z| self.sources() || z.access.role == ZoneRole::Mirror)
             .map(|z| z.name().to_string())
             .collect()
     }
@@ -834,9 +1223,10 @@ impl Run<'_> {
         self.observer.status(&self.status);
         // Frames already in flight when the cut landed may still arrive; let them.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let seqs = self.last_seqs().await;
-        let source_at_cut = seqs.get(&self.source_name()).copied().flatten();
-        let mirror_at_cut = observed(&zones, &seqs);
+        let across = self.across(&zones);
+        let positions = self.link_positions(&across).await;
+        let source_at_cut = self.source_head(&positions);
+        let mirror_at_cut = observed(&positions);
         let probe_at_cut = self.probe_all(&zones).await;
         let acked = self.acked();
         let mut backlog = BTreeMap::new();
@@ -857,6 +1247,7 @@ impl Run<'_> {
             cut_at,
             evidence: PartitionEvidence {
                 zones,
+                across: across.iter().map(|l| l.name(self.sources())).collect(),
                 in_sync_before_cut: in_sync,
                 source_at_cut,
                 mirror_at_cut,
@@ -887,17 +1278,19 @@ impl Run<'_> {
         let cut_at = open.cut_at;
         let phases = open.phases.clone();
         let zones = open.evidence.zones.clone();
-        let acked_during = self.acked_in(&phases);
-        // Give the source consumer a moment to read the last partition-phase messages.
-        let source = self.source_name();
-        self.wait_reads(
-            std::slice::from_ref(&source),
-            self.acked(),
-            Duration::from_secs(5),
-        )
-        .await;
-        let source_read_during = self.read_in(&source, &phases);
-        let seqs = self.last_seqs().await;
+        // Give the writing zones' consumers a moment to read their last partition-phase messages.
+        self.wait_own_reads(Duration::from_secs(5)).await;
+        let mut acked_during = BTreeMap::new();
+        let mut own_read_during = BTreeMap::new();
+        for (w, _) in self.producers() {
+            let acked = w.log.lock().expect("log").acked_in(&phases);
+            let read = self
+                .zone(&w.zone)
+                .map_or(0, |z| z.reader.read_acked_in(w.writer(), &phases));
+            acked_during.insert(w.zone.clone(), acked);
+            own_read_during.insert(w.zone.clone(), read);
+        }
+        let positions = self.link_positions(&self.across(&zones)).await;
         let probe_before_heal = self.probe_all(&zones).await;
         let reads_during = self
             .zones
@@ -911,12 +1304,12 @@ impl Run<'_> {
             .collect();
         let mut open = self.open.take().expect("checked above");
         let ev = &mut open.evidence;
-        ev.source_before_heal = seqs.get(&source).copied().flatten();
-        ev.mirror_before_heal = observed(&zones, &seqs);
+        ev.source_before_heal = self.source_head(&positions);
+        ev.mirror_before_heal = observed(&positions);
         ev.probe_before_heal = probe_before_heal;
         ev.held_seconds = cut_at.elapsed().as_secs_f64();
         ev.acked_during = acked_during;
-        ev.source_read_during = source_read_during;
+        ev.own_read_during = own_read_during;
         ev.reads_during = reads_during;
         ev.errors_during = errors_during;
         ev.closed_after = closed_after;
@@ -961,23 +1354,22 @@ impl Run<'_> {
         })
     }
 
-    fn acked_in(&self, phases: &[u16]) -> u64 {
-        self.log.lock().expect("log").acked_in(phases)
-    }
-
-    /// How many acked messages of `phases` zone `zone` has read.
-    fn read_in(&self, zone: &str, phases: &[u16]) -> u64 {
-        let Some(z) = self.zone(zone) else { return 0 };
-        let log = self.log.lock().expect("log");
-        z.reader.with_tally(|t| t.read_acked_in(&log, phases))
+    /// Mirror topology: the source's last sequence, the head of every link
+    /// across the cut (the highest read, should the reads differ).
+    fn source_head(&self, positions: &BTreeMap<String, (Option<u64>, Option<u64>)>) -> Option<u64> {
+        if self.sources() {
+            return None;
+        }
+        positions.values().filter_map(|(head, _)| *head).max()
     }
 
     async fn wait_for_catch_up(&mut self) -> Result<(), StepError> {
         let from = self.heal_at.unwrap_or_else(Instant::now);
-        let mirrors = self.mirror_names();
+        let mirrors = self.synced_zones();
         let (synced, lags) = self.wait_in_sync(&mirrors, self.catch_up_timeout()).await;
         let mut errors = BTreeMap::new();
-        if !synced {
+        // An aggregate's lag names the zone it lacks; a mirror says why.
+        if !synced && !self.sources() {
             for z in &mirrors {
                 if let Some(zone) = self.zone(z)
                     && let Ok(view) =
@@ -1033,7 +1425,7 @@ impl Run<'_> {
         let all: Vec<String> = self.zones.iter().map(|z| z.name().to_string()).collect();
         let others: Vec<String> = all.iter().filter(|z| **z != paused).cloned().collect();
         // Start from a settled state so the figures compare like with like.
-        self.wait_in_sync(&self.mirror_names(), self.catch_up_timeout())
+        self.wait_in_sync(&self.synced_zones(), self.catch_up_timeout())
             .await;
         self.wait_reads(&all, self.acked(), self.catch_up_timeout())
             .await;
@@ -1048,22 +1440,25 @@ impl Run<'_> {
         let stats = self.produce(index, Step::PauseConsumer).await;
         let outcome = match stats {
             Ok(stats) => {
-                self.wait_in_sync(&self.mirror_names(), self.catch_up_timeout())
+                self.wait_in_sync(&self.synced_zones(), self.catch_up_timeout())
                     .await;
                 self.wait_reads(&others, self.acked(), self.catch_up_timeout())
                     .await;
                 // Acks are asynchronous; let the servers' ack floors settle.
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 let after = self.positions().await;
-                let source_last_seq = last_seq(&self.source().conn.js, self.stream())
+                let last_seq = self
+                    .last_seqs()
                     .await
-                    .unwrap_or(0);
+                    .into_iter()
+                    .filter_map(|(zone, seq)| Some((zone, seq?)))
+                    .collect();
                 self.evidence.pause = Some(PauseEvidence {
                     paused_zone: paused.clone(),
                     published: stats.acked,
                     before,
                     after,
-                    source_last_seq,
+                    last_seq,
                 });
                 Ok(())
             }
@@ -1077,12 +1472,11 @@ impl Run<'_> {
 
     async fn add_temporary_zone(&mut self) -> Result<(), StepError> {
         let spec = self.temporary_zone_spec();
-        let before = Some(self.producer().identity());
         let history = self.acked();
         let mut join = JoinEvidence {
             zone: spec.name.clone(),
             history,
-            producer_before: before,
+            producers_before: self.producer_identities(),
             ..Default::default()
         };
         let started = Instant::now();
@@ -1090,15 +1484,27 @@ impl Run<'_> {
         let joined = async {
             let access = self.runtime.add_zone(&spec).await?;
             self.temporary = Some(spec.name.clone());
-            // The drill owns this zone, so it provisions the mirror even in a cluster.
-            self.open_zone(access, true)
+            // The drill owns this zone, so it provisions its streams even in a cluster.
+            let zone = self
+                .open_zone(access, true)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            if self.sources() {
+                self.source_everywhere(&spec)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(zone)
         }
         .await;
         match joined {
             Ok(zone) => {
                 self.join(zone);
+                if let Some(i) = self.writers.iter().position(|w| w.zone == spec.name)
+                    && let Err(e) = self.start_producer(i).await
+                {
+                    join.error = Some(format!("its producer did not start: {e}"));
+                }
                 if self
                     .wait_reads(
                         std::slice::from_ref(&spec.name),
@@ -1115,8 +1521,47 @@ impl Run<'_> {
             }
             Err(e) => join.error = Some(e),
         }
-        join.producer_after = Some(self.producer().identity());
+        join.producers_after = self.identities_of(&join.producers_before);
         self.evidence.join = Some(join);
+        Ok(())
+    }
+
+    /// The sources topology: every aggregate already there sources the
+    /// joining zone's local stream too (an in-place edit). In a cluster the
+    /// region controller keeps that source while the drill runs.
+    async fn source_everywhere(&self, joining: &ZoneSpec) -> Result<(), StepError> {
+        let spec = self.spec_with_temporary(Some(joining));
+        for z in self.zones.iter().filter(|z| z.name() != joining.name) {
+            let Some(zone) = spec.zone(z.name()) else {
+                continue;
+            };
+            let aggregate = ZoneStream {
+                kind: StreamKind::Aggregate,
+                config: crate::plan::aggregate_stream_config(&spec, zone),
+            };
+            let wanted = self.local_stream(&joining.name);
+            // In a cluster the region controller may update the aggregate
+            // from its own read between our read and our update, dropping
+            // the new source: read it back and add it again until it holds.
+            let mut held = false;
+            for _ in 0..5 {
+                self.ensure_stream(z.name(), &z.conn, &aggregate, zone.servers)
+                    .await?;
+                held = crate::nats::state::stream_config(&z.conn.js, self.stream())
+                    .await
+                    .is_ok_and(|c| c.sources.iter().flatten().any(|s| s.name == wanted));
+                if held {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            if !held {
+                return Err(StepError::Failed(format!(
+                    "the aggregate in zone {} did not keep {wanted} as a source",
+                    z.name()
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -1127,9 +1572,10 @@ impl Run<'_> {
         let all: Vec<String> = self.zones.iter().map(|z| z.name().to_string()).collect();
         self.wait_reads(&all, self.acked(), self.catch_up_timeout())
             .await;
-        // The producer's identity after all traffic, for claim 4.
-        if let Some(join) = self.evidence.join.as_mut() {
-            join.producer_after = self.producer.as_ref().map(|p| p.identity());
+        // The producers' identities after all traffic, for claim 4.
+        if let Some(mut join) = self.evidence.join.take() {
+            join.producers_after = self.identities_of(&join.producers_before);
+            self.evidence.join = Some(join);
         }
         self.evidence.zones = self.check_all();
         self.audit_all().await;
@@ -1140,21 +1586,56 @@ impl Run<'_> {
     /// consumer read: storage that lost acked messages after they were read
     /// fails claim 2 here, not nowhere.
     async fn audit_all(&mut self) {
-        // A snapshot: the guard of the live log cannot be held across reads,
-        // and the producer is done by now.
-        let log = self.log.lock().expect("log").clone();
+        // Snapshots: the guard of a live log cannot be held across reads,
+        // and the producers are done by now.
+        let logs: Vec<(String, u64, SentLog)> = self
+            .writers
+            .iter()
+            .map(|w| {
+                (
+                    w.zone.clone(),
+                    w.local_first_seq,
+                    w.log.lock().expect("log").clone(),
+                )
+            })
+            .collect();
         let limit = self.step_timeout() + self.catch_up_timeout();
-        let (stream, from) = (self.stream(), self.first_seq);
-        let log = &log;
-        let audits = self.zones.iter().map(|z| async move {
-            let found = audit_zone(z.name(), &z.conn.js, stream, from, log, limit).await;
-            (z.name().to_string(), found)
+        let sources = self.sources();
+        let stream = self.stream();
+        let logs = &logs;
+        let this = &*self;
+        let audits = this.zones.iter().map(|z| async move {
+            let (zone, js) = (z.name(), &z.conn.js);
+            if !sources {
+                let (_, _, log) = &logs[0];
+                let found = audit_zone(zone, js, stream, z.first_seq, log, limit).await;
+                return vec![(zone.to_string(), found.map(|a| vec![a]))];
+            }
+            // The zone's own writes in its local stream, at the sequences
+            // they were acked at; every zone's writes in its aggregate.
+            let mut out = Vec::new();
+            if let Some((_, from, log)) = logs.iter().find(|(w, _, _)| w == zone) {
+                let local = this.local_stream(zone);
+                let found = audit_zone(zone, js, &local, *from, log, limit).await;
+                out.push((format!("{zone}/{local}"), found.map(|a| vec![a])));
+            }
+            let per_writer = logs
+                .iter()
+                .map(|(origin, _, log)| StoredAudit::aggregate(zone, origin, z.first_seq, log))
+                .collect();
+            let found = audit_stream(zone, js, stream, z.first_seq, per_writer, limit).await;
+            out.push((zone.to_string(), found));
+            out
         });
         let mut stored = Vec::new();
         let mut errors = BTreeMap::new();
-        for (zone, found) in futures::future::join_all(audits).await {
+        for (zone, found) in futures::future::join_all(audits)
+            .await
+            .into_iter()
+            .flatten()
+        {
             match found {
-                Ok(a) => stored.push(a),
+                Ok(a) => stored.extend(a),
                 Err(e) => {
                     errors.insert(zone, e.to_string());
                 }
@@ -1169,8 +1650,8 @@ impl Run<'_> {
     /// it. Each part is bounded by the drill's own timeouts.
     async fn conclude(&mut self, outcome: &Result<(), StepError>) {
         let Err(stopped) = outcome else { return };
-        // Before the producer exists nothing was published: nothing to check.
-        if self.producer.is_none() {
+        // Before the producers exist nothing was published: nothing to check.
+        if !self.started_producing() {
             return;
         }
         let why = stopped.to_string();
@@ -1211,12 +1692,10 @@ impl Run<'_> {
     }
 
     fn check_all(&self) -> Vec<ZoneCheck> {
-        let mut log = self.log.lock().expect("log");
-        log.abandon_unsettled();
-        self.zones
-            .iter()
-            .map(|z| z.reader.with_tally(|t| t.clone().finish(&log)))
-            .collect()
+        for w in &self.writers {
+            w.log.lock().expect("log").abandon_unsettled();
+        }
+        self.zones.iter().flat_map(|z| z.reader.checks()).collect()
     }
 
     async fn heal_with_retries(&self, record: &FaultRecord) -> bool {
@@ -1295,12 +1774,10 @@ impl Run<'_> {
             Some(s) => s.finish().await,
             None => Timeline::default(),
         };
-        let producer = self.producer.as_ref().map(|p| p.settings().clone());
-        let sent = self.producer.as_ref().map(|p| {
-            let l = p.log();
-            let l = l.lock().expect("log");
-            (l.attempted(), l.acked())
-        });
+        let producer = self.producers().next().map(|(_, p)| p.settings().clone());
+        let sent = self
+            .started_producing()
+            .then(|| (self.attempted(), self.acked()));
         for zone in std::mem::take(&mut self.zones) {
             zone.reader.close().await;
         }
@@ -1310,7 +1787,8 @@ impl Run<'_> {
         {
             tracing::warn!(zone = %name, error = %e, "temporary zone not removed");
         }
-        let judged = self.producer.is_some() && !matches!(outcome, Err(StepError::Precondition(_)));
+        let judged =
+            self.started_producing() && !matches!(outcome, Err(StepError::Precondition(_)));
         let claims = if judged {
             judge(&self.evidence)
         } else {
@@ -1432,12 +1910,12 @@ fn overall(
     }
 }
 
-/// The zones of `zones` whose last sequence was read: a value that was not
-/// observed is absent, never 0.
-fn observed(zones: &[String], seqs: &BTreeMap<String, Option<u64>>) -> BTreeMap<String, u64> {
-    zones
+/// Each link's position where it was read: a value that was not observed is
+/// absent, never 0.
+fn observed(positions: &BTreeMap<String, (Option<u64>, Option<u64>)>) -> BTreeMap<String, u64> {
+    positions
         .iter()
-        .filter_map(|z| Some((z.clone(), seqs.get(z).copied().flatten()?)))
+        .filter_map(|(link, (_, at))| Some((link.clone(), (*at)?)))
         .collect()
 }
 

@@ -12,9 +12,10 @@ pub mod state;
 pub use connect::{ConnectError, ConnectSettings, ZoneClient, ZoneEndpoint, connect};
 pub use provision::{
     Outcome, ProvisionError, check_stream_name, ensure_mirror, ensure_source_stream,
-    recreate_mirror,
+    ensure_zone_stream, recreate_mirror,
 };
 pub use state::{
-    MirrorView, RegionState, RegionSummary, StateError, SyncTimeout, ZoneProbe, last_seq,
-    mirror_view, read_region, wait_until_in_sync,
+    LocalStream, MirrorView, RegionState, RegionSummary, SourceView, SourcesLayout, StateError,
+    SyncTimeout, ZoneProbe, last_seq, mirror_view, read_region, read_sources_region, sourced_seq,
+    wait_until_in_sync,
 };

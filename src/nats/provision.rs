@@ -126,6 +126,22 @@ pub fn check_stream_name(field: &'static str, name: &str) -> Result<(), Provisio
 }
 
 /// Creates the source stream, or updates its editable settings, or leaves it.
+/// One of a zone's streams (`plan::zone_streams`), created or edited as its
+/// kind allows: a mirror cannot be edited in place, the others can.
+pub async fn ensure_zone_stream(
+    js: &Context,
+    stream: &crate::plan::ZoneStream,
+    servers: usize,
+) -> Result<Outcome, ProvisionError> {
+    use crate::plan::StreamKind;
+    match stream.kind {
+        StreamKind::Mirror => ensure_mirror(js, &stream.config, servers).await,
+        StreamKind::Source | StreamKind::Local | StreamKind::Aggregate => {
+            ensure_source_stream(js, &stream.config, servers).await
+        }
+    }
+}
+
 /// `zone_servers` is the zone's server count (0 when unknown: not checked).
 pub async fn ensure_source_stream(
     js: &Context,

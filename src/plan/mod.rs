@@ -13,8 +13,8 @@ pub use server::{
     UserConfig, ZoneAddresses, ZonePlan, host_port, leaf_url, parse_quantity, server_config,
 };
 pub use stream::{
-    ZONE_TOKEN, aggregate_stream_config, api_prefix, local_stream_config, local_stream_name,
-    mirror_stream_config, source_stream_config, zone_subjects,
+    StreamKind, ZONE_TOKEN, ZoneStream, aggregate_stream_config, api_prefix, local_stream_config,
+    local_stream_name, mirror_stream_config, source_stream_config, zone_streams, zone_subjects,
 };
 
 use serde::{Deserialize, Serialize};

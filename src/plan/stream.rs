@@ -11,7 +11,7 @@ use async_nats::jetstream::stream::{
     Config, DiscardPolicy, External, RetentionPolicy, Source, StorageType,
 };
 
-use crate::api::{self, RegionMirrorSpec, ZoneSpec};
+use crate::api::{self, RegionMirrorSpec, Topology, ZoneSpec};
 
 /// The `external.api` of a mirror whose source lives in JetStream domain
 /// `domain`: a subject prefix, never a URL (docs/architecture.md, fact 1).
@@ -44,15 +44,15 @@ pub fn zone_subjects(spec: &RegionMirrorSpec, zone: &ZoneSpec) -> Vec<String> {
         .collect()
 }
 
-/// The name of `zone`'s local stream: `<stream.name>-<zone>`.
-pub fn local_stream_name(spec: &RegionMirrorSpec, zone: &ZoneSpec) -> String {
-    format!("{}-{}", spec.stream.name, zone.name)
+/// The name of zone `zone`'s local stream: `<stream.name>-<zone>`.
+pub fn local_stream_name(spec: &RegionMirrorSpec, zone: &str) -> String {
+    format!("{}-{zone}", spec.stream.name)
 }
 
 /// The sources topology: `zone`'s own writes, in `zone`.
 pub fn local_stream_config(spec: &RegionMirrorSpec, zone: &ZoneSpec) -> Config {
     Config {
-        name: local_stream_name(spec, zone),
+        name: local_stream_name(spec, &zone.name),
         subjects: zone_subjects(spec, zone),
         duplicate_window: duplicate_window(spec),
         ..common(spec, Some(zone.servers))
@@ -69,7 +69,7 @@ pub fn aggregate_stream_config(spec: &RegionMirrorSpec, zone: &ZoneSpec) -> Conf
         .zones
         .iter()
         .map(|from| Source {
-            name: local_stream_name(spec, from),
+            name: local_stream_name(spec, &from.name),
             external: (from.name != zone.name).then(|| External {
                 api_prefix: api_prefix(from.domain()),
                 delivery_prefix: None,
@@ -81,6 +81,52 @@ pub fn aggregate_stream_config(spec: &RegionMirrorSpec, zone: &ZoneSpec) -> Conf
         sources: Some(sources),
         duplicate_window: duplicate_window(spec),
         ..common(spec, Some(zone.servers))
+    }
+}
+
+/// What a stream is to the zone holding it, which decides how it is
+/// provisioned and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    /// The mirror topology's writable stream, in the source zone.
+    Source,
+    /// A mirror of the source stream: created once the source exists, never
+    /// edited in place (fact 6).
+    Mirror,
+    /// The sources topology: the zone's own writes.
+    Local,
+    /// The sources topology: every zone's local stream, sourced.
+    Aggregate,
+}
+
+/// One stream a zone holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZoneStream {
+    pub kind: StreamKind,
+    pub config: Config,
+}
+
+/// The streams `zone` holds under the spec's topology, in the order they are
+/// provisioned: the source stream or a mirror; or the local stream and then
+/// the aggregate. Empty for a mirror zone of a region without a source zone.
+pub fn zone_streams(spec: &RegionMirrorSpec, zone: &ZoneSpec) -> Vec<ZoneStream> {
+    let stream = |kind, config| ZoneStream { kind, config };
+    match spec.topology {
+        Topology::Sources => vec![
+            stream(StreamKind::Local, local_stream_config(spec, zone)),
+            stream(StreamKind::Aggregate, aggregate_stream_config(spec, zone)),
+        ],
+        Topology::Mirror if zone.is_source() => {
+            vec![stream(StreamKind::Source, source_stream_config(spec))]
+        }
+        Topology::Mirror => spec
+            .source_zone()
+            .map(|source| {
+                let config = mirror_stream_config(spec, source.domain(), zone);
+                stream(StreamKind::Mirror, config)
+            })
+            .into_iter()
+            .collect(),
     }
 }
 

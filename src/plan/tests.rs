@@ -330,3 +330,39 @@ fn sources_topology_streams_carry_the_zone_and_source_every_zone() {
     let edge = spec.zone("edge").unwrap();
     assert_eq!(aggregate_stream_config(&spec, edge).num_replicas, 1);
 }
+
+#[test]
+fn zone_streams_follow_the_topology() {
+    let mut spec = three_zone_spec();
+    let kinds = |spec: &RegionMirrorSpec, zone: &str| -> Vec<(StreamKind, String)> {
+        zone_streams(spec, spec.zone(zone).unwrap())
+            .into_iter()
+            .map(|s| (s.kind, s.config.name))
+            .collect()
+    };
+    assert_eq!(
+        kinds(&spec, "east"),
+        [(StreamKind::Source, "EVENTS_REGION".to_string())]
+    );
+    let west = zone_streams(&spec, spec.zone("west").unwrap());
+    assert_eq!(west.len(), 1);
+    assert_eq!(west[0].kind, StreamKind::Mirror);
+    assert_eq!(
+        west[0].config,
+        mirror_stream_config(&spec, "east", spec.zone("west").unwrap()),
+        "a mirror zone's stream mirrors the source zone's domain"
+    );
+
+    spec.topology = crate::api::Topology::Sources;
+    spec.stream.subjects = vec!["events.{zone}.>".into()];
+    for zone in ["east", "west", "edge"] {
+        assert_eq!(
+            kinds(&spec, zone),
+            [
+                (StreamKind::Local, format!("EVENTS_REGION-{zone}")),
+                (StreamKind::Aggregate, "EVENTS_REGION".to_string()),
+            ],
+            "zone {zone}: the local stream first, so aggregates find it"
+        );
+    }
+}

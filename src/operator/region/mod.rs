@@ -9,6 +9,7 @@ pub mod apply;
 pub mod certificates;
 pub mod children;
 pub mod credentials;
+pub mod drills;
 pub mod names;
 pub mod object_meta;
 pub mod observe;
@@ -33,7 +34,7 @@ use kube::{Resource, ResourceExt};
 use self::validated::ValidatedRegion;
 use crate::api::{RegionMirror, RegionMirrorStatus};
 use crate::meta::{FIELD_MANAGER, labels};
-use crate::nats::{ZoneProbe, read_region};
+use crate::nats::{SourcesLayout, ZoneProbe, read_region, read_sources_region};
 use crate::operator::context::Context;
 use crate::operator::error::{Error, Result};
 use crate::operator::shutdown::Shutdown;
@@ -247,7 +248,9 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
     let dialed = observe::dial_zones(ctx, &valid, creds, &external_users, &ready_replicas).await;
 
     // Streams, then what the zones look like.
-    let (mut streams_state, errors) = streams::provision(&region.spec, &dialed.connected).await;
+    let keep = drills::kept_sources(client, region).await?;
+    let (mut streams_state, errors) =
+        streams::provision(&region.spec, &dialed.connected, &keep).await;
     for e in &errors {
         ctx.metrics.failed(CONTROLLER, e.reason());
         warn(ctx, region, e.reason(), &e.to_string()).await;
@@ -280,7 +283,11 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
         .iter()
         .map(|c| ZoneProbe::new(&c.zone, &c.client, c.monitor.clone()))
         .collect();
-    let state = read_region(&region.spec.stream.name, &probes).await;
+    let state = if region.spec.is_sources() {
+        read_sources_region(&SourcesLayout::of(&region.spec), &probes).await
+    } else {
+        read_region(&region.spec.stream.name, &probes).await
+    };
     let mut zones = observe::zone_statuses(
         &region.spec.zones,
         &state,
@@ -298,9 +305,10 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
         }
     }
 
+    // With sources every zone holds an aggregate, so every zone has a lag.
     let lags: Vec<(String, Option<i64>)> = zones
         .iter()
-        .filter(|z| z.role == "mirror")
+        .filter(|z| region.spec.is_sources() || z.role == "mirror")
         .map(|z| (z.name.clone(), z.lag))
         .collect();
     ctx.metrics.set_region_lag(ns, name, &lags);

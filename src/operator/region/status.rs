@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use super::streams::StreamsState;
 use crate::api::conditions::{self, Desired};
 use crate::api::{RegionMirror, RegionMirrorStatus, ZoneStatus};
-use crate::nats::state::in_sync;
+use crate::nats::state::{in_sync, source_in_sync};
 use crate::operator::error::Error;
 
 pub const READY: &str = "Ready";
@@ -21,11 +21,56 @@ const ACTIVE_REPORT_MILLIS: i64 = 30_000;
 
 /// Makes a zone's observation stable between two reads of a steady zone.
 pub fn normalize(mut zone: ZoneStatus) -> ZoneStatus {
-    zone.active_millis = zone
-        .active_millis
-        .filter(|a| *a >= ACTIVE_REPORT_MILLIS)
-        .map(|a| a - a % 10_000);
+    zone.active_millis = reported_active(zone.active_millis);
+    for source in &mut zone.sources {
+        source.active_millis = reported_active(source.active_millis);
+    }
     zone
+}
+
+fn reported_active(millis: Option<i64>) -> Option<i64> {
+    millis
+        .filter(|a| *a >= ACTIVE_REPORT_MILLIS)
+        .map(|a| a - a % 10_000)
+}
+
+/// Why a zone is not in sync, in words for the MirrorsInSync condition.
+fn behind(zone: &ZoneStatus, aggregate: Option<&str>) -> Vec<String> {
+    let Some(aggregate) = aggregate else {
+        return vec![match (&zone.lag, &zone.error) {
+            (_, Some(e)) => format!("zone {}: {e}", zone.name),
+            (Some(lag), None) => format!("zone {}: {lag} messages behind", zone.name),
+            (None, None) => format!("zone {}: lag unknown", zone.name),
+        }];
+    };
+    let mut why: Vec<String> = zone
+        .error
+        .iter()
+        .map(|e| format!("aggregate {aggregate} in zone {}: {e}", zone.name))
+        .collect();
+    why.extend(zone.sources.iter().filter(|s| !source_in_sync(s)).map(|s| {
+        match (&s.lag, &s.error) {
+            (_, Some(e)) => format!(
+                "aggregate {aggregate} in zone {} behind zone {}: {e}",
+                zone.name, s.zone
+            ),
+            (Some(lag), None) => format!(
+                "aggregate {aggregate} in zone {} is {lag} messages behind zone {}",
+                zone.name, s.zone
+            ),
+            (None, None) => format!(
+                "aggregate {aggregate} in zone {}: lag behind zone {} unknown",
+                zone.name, s.zone
+            ),
+        }
+    }));
+    if why.is_empty() {
+        why.push(format!(
+            "aggregate {aggregate} in zone {}: lag unknown",
+            zone.name
+        ));
+    }
+    why
 }
 
 fn zone_servers_ready(z: &ZoneStatus) -> bool {
@@ -62,7 +107,13 @@ pub fn observed(
             ),
         })
         .collect();
-    let mirrors: Vec<&ZoneStatus> = zones.iter().filter(|z| z.role == "mirror").collect();
+    // With sources every zone holds an aggregate, and each is counted.
+    let sources = region.spec.is_sources();
+    let aggregate = sources.then_some(region.spec.stream.name.as_str());
+    let mirrors: Vec<&ZoneStatus> = zones
+        .iter()
+        .filter(|z| sources || z.role == "mirror")
+        .collect();
     let synced = mirrors.iter().filter(|z| in_sync(z)).count();
     status.zones_ready = Some(format!("{}/{}", ready.len(), zones.len()));
     status.mirrors_in_sync = Some(format!("{synced}/{}", mirrors.len()));
@@ -99,6 +150,14 @@ pub fn observed(
         },
     );
     let (streams_ok, streams_reason, streams_message) = match streams {
+        StreamsState::Ready if sources => (
+            true,
+            "StreamsProvisioned",
+            format!(
+                "every zone has its local stream {0}-<zone> and the aggregate {0} sourcing every zone's",
+                region.spec.stream.name
+            ),
+        ),
         StreamsState::Ready => (
             true,
             "StreamsProvisioned",
@@ -121,11 +180,7 @@ pub fn observed(
     let lagging: Vec<String> = mirrors
         .iter()
         .filter(|z| !in_sync(z))
-        .map(|z| match (&z.lag, &z.error) {
-            (_, Some(e)) => format!("zone {}: {e}", z.name),
-            (Some(lag), None) => format!("zone {}: {lag} messages behind", z.name),
-            (None, None) => format!("zone {}: lag unknown", z.name),
-        })
+        .flat_map(|z| behind(z, aggregate))
         .collect();
     let sync_ok = lagging.is_empty();
     set(
@@ -139,7 +194,12 @@ pub fn observed(
         } else {
             "MirrorsBehind"
         },
-        if sync_ok {
+        if sync_ok && sources {
+            format!(
+                "{synced}/{} aggregates hold every message of every zone's local stream",
+                mirrors.len()
+            )
+        } else if sync_ok {
             format!(
                 "{synced}/{} mirrors hold every message of the source",
                 mirrors.len()
@@ -164,19 +224,23 @@ pub fn observed(
         (
             false,
             "MirrorsBehind",
-            "not every mirror is in sync: see MirrorsInSync".to_string(),
+            format!("not every {} is in sync: see MirrorsInSync", kind(sources)),
         )
     } else {
         (
             true,
             "RegionReady",
-            "every zone is ready and every mirror in sync".to_string(),
+            format!("every zone is ready and every {} in sync", kind(sources)),
         )
     };
     set(&mut conds, READY, ready_ok, ready_reason, ready_message);
     status.conditions = conds;
     status.zones = zones;
     status
+}
+
+fn kind(sources: bool) -> &'static str {
+    if sources { "aggregate" } else { "mirror" }
 }
 
 /// The status after a reconcile failed before the zones could be observed:
@@ -206,6 +270,7 @@ pub fn failed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::SourceStatus;
     use serde_json::json;
 
     fn region() -> RegionMirror {
@@ -305,5 +370,95 @@ mod tests {
         assert_eq!(cond(&s1, MIRRORS_IN_SYNC).last_transition_time.0, t0);
         assert_eq!(s1.max_lag, Some(7));
         assert_eq!(cond(&s1, READY).reason, "MirrorsBehind");
+    }
+
+    fn sources_region() -> RegionMirror {
+        let mut r = RegionMirror::new(
+            "east",
+            serde_json::from_value(json!({
+                "topology": "sources",
+                "stream": {"name": "EV", "subjects": ["ev.{zone}.>"]},
+                "zones": [{"name": "a", "role": "source"}, {"name": "b", "role": "mirror"}],
+            }))
+            .unwrap(),
+        );
+        r.metadata.generation = Some(1);
+        r
+    }
+
+    fn aggregate(name: &str, role: &str, lags: [(&str, Option<i64>); 2]) -> ZoneStatus {
+        let sources: Vec<SourceStatus> = lags
+            .iter()
+            .map(|(zone, lag)| SourceStatus {
+                zone: (*zone).into(),
+                lag: *lag,
+                active_millis: Some(900),
+                error: None,
+            })
+            .collect();
+        ZoneStatus {
+            lag: sources.iter().filter_map(|s| s.lag).max(),
+            sources,
+            ..zone(name, role, 3, None)
+        }
+    }
+
+    #[test]
+    fn with_sources_every_zones_aggregate_counts_and_a_lagging_source_is_named() {
+        let r = sources_region();
+        let t0 = jiff::Timestamp::from_second(1_000).unwrap();
+        let t1 = jiff::Timestamp::from_second(2_000).unwrap();
+        let steady = || {
+            vec![
+                aggregate("a", "source", [("a", Some(0)), ("b", Some(0))]),
+                aggregate("b", "mirror", [("a", Some(0)), ("b", Some(0))]),
+            ]
+        };
+        let s0 = observed(&r, &Default::default(), steady(), &StreamsState::Ready, t0);
+        assert_eq!(
+            s0.mirrors_in_sync.as_deref(),
+            Some("2/2"),
+            "the hub's aggregate counts too"
+        );
+        assert_eq!(s0.max_lag, Some(0));
+        assert_eq!(cond(&s0, READY).status, "True");
+        assert!(
+            cond(&s0, STREAMS_READY)
+                .message
+                .contains("local stream EV-<zone>")
+        );
+        assert!(
+            cond(&s0, MIRRORS_IN_SYNC)
+                .message
+                .contains("2/2 aggregates")
+        );
+        assert_eq!(
+            s0.zones[0].sources[1].active_millis, None,
+            "heartbeat noise"
+        );
+        // Steady: other heartbeat ages, the same status.
+        let mut again = steady();
+        again[0].sources[0].active_millis = Some(4_000);
+        assert_eq!(observed(&r, &s0, again, &StreamsState::Ready, t1), s0);
+
+        let mut behind = steady();
+        behind[1] = aggregate("b", "mirror", [("a", Some(5)), ("b", Some(0))]);
+        behind[0].sources[1].error = Some("source EV-b: stream not found".into());
+        behind[0].sources[1].active_millis = Some(45_678);
+        let s1 = observed(&r, &s0, behind, &StreamsState::Ready, t1);
+        assert_eq!(s1.mirrors_in_sync.as_deref(), Some("0/2"));
+        assert_eq!(s1.max_lag, Some(5));
+        assert_eq!(s1.zones[0].sources[1].active_millis, Some(40_000));
+        let message = &cond(&s1, MIRRORS_IN_SYNC).message;
+        assert!(
+            message.contains("aggregate EV in zone b is 5 messages behind zone a"),
+            "{message}"
+        );
+        assert!(
+            message.contains("aggregate EV in zone a behind zone b: source EV-b: stream not found"),
+            "{message}"
+        );
+        assert_eq!(cond(&s1, READY).reason, "MirrorsBehind");
+        assert!(cond(&s1, READY).message.contains("aggregate"));
     }
 }
