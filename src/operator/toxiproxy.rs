@@ -61,7 +61,7 @@ pub fn api_url(namespace: &str, region: &str) -> String {
     )
 }
 
-fn enabled(region: &RegionMirror) -> bool {
+pub fn enabled(region: &RegionMirror) -> bool {
     region.spec.leafnode.proxy == LeafnodeProxy::Toxiproxy
 }
 

@@ -5,6 +5,7 @@
 //! a steady region is otherwise looked at every `status_refresh` and only
 //! written to when something changed.
 
+pub mod applied;
 pub mod apply;
 pub mod certificates;
 pub mod children;
@@ -21,16 +22,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
+use self::applied::AppliedChildren;
+use self::children::ZoneChildren;
 use self::validated::ValidatedRegion;
 use crate::api::{RegionMirror, RegionMirrorStatus};
 use crate::meta::{FIELD_MANAGER, labels};
@@ -50,6 +54,7 @@ struct RegionCtx {
     ctx: Arc<Context>,
     /// Consecutive failures per region (`ns/name`), for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    applied: Arc<AppliedChildren>,
 }
 
 fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
@@ -73,9 +78,11 @@ pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown) {
         labels::MANAGED_BY,
         labels::MANAGED_BY_VALUE
     ));
+    let applied = Arc::new(AppliedChildren::default());
     let state = Arc::new(RegionCtx {
         ctx: ctx.clone(),
         failures: Mutex::default(),
+        applied: applied.clone(),
     });
     // The debounce folds a burst of triggers into one reconcile: a region's
     // first reconcile creates 18 children, and each of their watch events
@@ -85,30 +92,59 @@ pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown) {
         .debounce(RECONCILE_DEBOUNCE);
     Controller::new(api::<RegionMirror>(&client, ns), watcher::Config::default())
         .with_config(config)
-        .owns(api::<StatefulSet>(&client, ns), children.clone())
-        .owns(api::<ConfigMap>(&client, ns), children.clone())
-        .owns(api::<Service>(&client, ns), children.clone())
-        .owns(api::<PodDisruptionBudget>(&client, ns), children.clone())
+        .owns_stream(child_events::<StatefulSet>(
+            &client, ns, &children, &applied,
+        ))
+        .owns_stream(child_events::<ConfigMap>(&client, ns, &children, &applied))
+        .owns_stream(child_events::<Service>(&client, ns, &children, &applied))
+        .owns_stream(child_events::<PodDisruptionBudget>(
+            &client, ns, &children, &applied,
+        ))
         // The Toxiproxy of `leafnode.proxy: toxiproxy`: ready → sync its proxies.
-        .owns(api::<Deployment>(&client, ns), children.clone())
-        .owns(api::<Secret>(&client, ns), children)
+        .owns_stream(child_events::<Deployment>(&client, ns, &children, &applied))
+        .owns_stream(child_events::<Secret>(&client, ns, &children, &applied))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, state)
         .for_each(|result| {
-            let ctx = ctx.clone();
+            let (ctx, applied) = (ctx.clone(), applied.clone());
             async move {
                 match result {
                     Ok((obj, _)) => tracing::debug!(region = %obj, "reconciled"),
                     // A region that is gone (its children's deletion still
-                    // triggers it): drop its lag series.
-                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => ctx
-                        .metrics
-                        .forget_region(obj.namespace.as_deref().unwrap_or_default(), &obj.name),
+                    // triggers it): drop its lag series and its record.
+                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                        let ns = obj.namespace.as_deref().unwrap_or_default();
+                        ctx.metrics.forget_region(ns, &obj.name);
+                        applied.forget(&format!("{ns}/{}", obj.name));
+                    }
                     Err(e) => tracing::debug!(error = %e, "reconcile failed"),
                 }
             }
         })
         .await;
+}
+
+/// Metadata-only watch events of one kind of child (what `owns` watches),
+/// each counted against its region before it triggers the region.
+fn child_events<K>(
+    client: &kube::Client,
+    ns: Option<&str>,
+    config: &watcher::Config,
+    applied: &Arc<AppliedChildren>,
+) -> impl Stream<Item = std::result::Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let applied = applied.clone();
+    watcher(api::<PartialObjectMeta<K>>(client, ns), config.clone())
+        .touched_objects()
+        .inspect_ok(move |child| applied.child_changed(&child.metadata))
 }
 
 fn key(region: &RegionMirror) -> String {
@@ -125,10 +161,11 @@ async fn reconcile(region: Arc<RegionMirror>, rc: Arc<RegionCtx>) -> Result<Acti
         let ctx = &rc.ctx;
         ctx.metrics
             .forget_region(&region.namespace().unwrap_or_default(), &region.name_any());
+        rc.applied.forget(&key(&region));
         return Ok(Action::await_change());
     }
     let started = Instant::now();
-    let result = reconcile_region(&region, &rc.ctx).await;
+    let result = reconcile_region(&region, &rc.ctx, &rc.applied).await;
     let ctx = &rc.ctx;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     tracing::debug!(region = %key(&region), took_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "reconcile");
@@ -211,25 +248,26 @@ async fn write_status(
     Ok(())
 }
 
-async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action> {
-    let valid = ValidatedRegion::load(ctx, region).await?;
-    let (ns, name, uid) = (&valid.namespace, &valid.name, &valid.uid);
-    let creds = &valid.credentials;
+/// Applies every child, deletes those of zones no longer in the spec, and
+/// returns each zone's ready replicas as its StatefulSet reported them.
+async fn apply_children(
+    ctx: &Context,
+    valid: &ValidatedRegion,
+    children: &[ZoneChildren],
+) -> Result<applied::ReadyReplicas> {
     let client = &ctx.client;
-
-    // Build and apply.
-    let children = children::region_children(&valid)?;
-    let mut ready_replicas: HashMap<String, i32> = HashMap::new();
-    for zone in &children {
+    let region = &valid.region;
+    let mut ready_replicas = HashMap::new();
+    for zone in children {
         let sts = apply::apply_zone(client, zone).await?;
         let ready = sts.status.and_then(|s| s.ready_replicas).unwrap_or(0);
         ready_replicas.insert(zone.zone.clone(), ready);
     }
-    if let Some(problem) = crate::operator::toxiproxy::reconcile(client, &valid).await? {
+    if let Some(problem) = crate::operator::toxiproxy::reconcile(client, valid).await? {
         warn(ctx, region, "ToxiproxyNotSynced", &problem).await;
     }
-    let selector = apply::children_selector(name);
-    let pruned = apply::prune(client, ns, &selector, uid, &children).await?;
+    let selector = apply::children_selector(&valid.name);
+    let pruned = apply::prune(client, &valid.namespace, &selector, &valid.uid, children).await?;
     if !pruned.is_empty() {
         tracing::info!(region = %key(region), deleted = ?pruned, "deleted objects of zones no longer in the spec");
         let note = format!(
@@ -238,6 +276,42 @@ async fn reconcile_region(region: &RegionMirror, ctx: &Context) -> Result<Action
         );
         publish(ctx, region, EventType::Normal, "ZoneRemoved", &note).await;
     }
+    Ok(ready_replicas)
+}
+
+async fn reconcile_region(
+    region: &RegionMirror,
+    ctx: &Context,
+    applied: &AppliedChildren,
+) -> Result<Action> {
+    let valid = ValidatedRegion::load(ctx, region).await?;
+    let (ns, name) = (&valid.namespace, &valid.name);
+    let creds = &valid.credentials;
+    let client = &ctx.client;
+
+    // Build, and apply unless the last full pass applied this very build and
+    // no child moved since (see `applied`).
+    let children = children::region_children(&valid)?;
+    let proxied = crate::operator::toxiproxy::enabled(region);
+    let fingerprint = applied::fingerprint(&children, proxied);
+    let ready_replicas = match applied.unchanged(&key(region), fingerprint, Instant::now()) {
+        Some(ready) => {
+            // A Toxiproxy's proxies live in its memory, not in an object
+            // whose change the watch would see: sync them on every look.
+            if proxied
+                && let Some(problem) = crate::operator::toxiproxy::reconcile(client, &valid).await?
+            {
+                warn(ctx, region, "ToxiproxyNotSynced", &problem).await;
+            }
+            ready
+        }
+        None => {
+            let pass = applied.begin(&key(region));
+            let ready = apply_children(ctx, &valid, &children).await?;
+            applied.record(pass, fingerprint, ready.clone(), Instant::now());
+            ready
+        }
+    };
 
     // Observe: dial every zone that should answer.
     let mut external_users = HashMap::new();

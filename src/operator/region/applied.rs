@@ -1,0 +1,256 @@
+//! What the controller last applied for each region, so that a steady
+//! region's periodic refresh only observes its zones. Re-applying a region's
+//! 18 children and listing four kinds to prune them on every refresh was what
+//! the API server spent its time on at 1000 regions (a no-op Server-Side
+//! Apply still costs the server a full merge, and every prune list filters
+//! every child of the namespace).
+//!
+//! A record is trusted only while none of the region's children changed
+//! since the pass that applied them began: every watch event of a child
+//! (drift, deletion, a StatefulSet's status moving) counts against its owner,
+//! and a pass whose start predates the last event is not proof of anything.
+//! A record also expires, so a change the watch missed is still undone.
+//!
+//! One small entry per region that has been applied, dropped with the region;
+//! events for regions without an entry are not counted (their next reconcile
+//! applies in full anyway), so deleted regions' children leave nothing behind.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use serde::Serialize;
+
+use super::children::ZoneChildren;
+use crate::api::RegionMirror;
+
+/// The longest a region goes without its children applied in full.
+pub const FULL_PASS_EVERY: Duration = Duration::from_secs(300);
+
+/// Ready replicas per zone, as the last full pass read them off the
+/// StatefulSets it applied.
+pub type ReadyReplicas = HashMap<String, i32>;
+
+#[derive(Default)]
+pub struct AppliedChildren {
+    regions: Mutex<HashMap<String, Entry>>,
+}
+
+#[derive(Default)]
+struct Entry {
+    /// Watch events of the region's children since the entry was made.
+    child_events: u64,
+    applied: Option<Applied>,
+}
+
+struct Applied {
+    fingerprint: u64,
+    /// `child_events` when the pass that applied began.
+    events_before: u64,
+    at: Instant,
+    ready_replicas: ReadyReplicas,
+}
+
+/// A full pass under way: what it saw before it wrote anything.
+#[must_use]
+pub struct Pass {
+    region: String,
+    events_before: u64,
+}
+
+impl AppliedChildren {
+    /// A watch event of a child: every region owning it must apply again.
+    pub fn child_changed(&self, child: &ObjectMeta) {
+        let ns = child.namespace.as_deref().unwrap_or_default();
+        let kind = RegionMirror::kind(&());
+        let api_version = RegionMirror::api_version(&());
+        let mut regions = self.regions.lock().expect("applied lock");
+        for owner in child.owner_references.iter().flatten() {
+            if owner.kind == kind
+                && owner.api_version == api_version
+                && let Some(entry) = regions.get_mut(&format!("{ns}/{}", owner.name))
+            {
+                entry.child_events += 1;
+            }
+        }
+    }
+
+    /// The ready replicas of the last full pass, when that pass applied
+    /// exactly `fingerprint`, no child changed since it began and it is
+    /// younger than [`FULL_PASS_EVERY`]; `None`: apply in full.
+    pub fn unchanged(&self, region: &str, fingerprint: u64, now: Instant) -> Option<ReadyReplicas> {
+        let regions = self.regions.lock().expect("applied lock");
+        let entry = regions.get(region)?;
+        let applied = entry.applied.as_ref()?;
+        (applied.fingerprint == fingerprint
+            && applied.events_before == entry.child_events
+            && now.saturating_duration_since(applied.at) < FULL_PASS_EVERY)
+            .then(|| applied.ready_replicas.clone())
+    }
+
+    /// Starts a full pass; call before the first write.
+    pub fn begin(&self, region: &str) -> Pass {
+        let mut regions = self.regions.lock().expect("applied lock");
+        let entry = regions.entry(region.to_string()).or_default();
+        Pass {
+            region: region.to_string(),
+            events_before: entry.child_events,
+        }
+    }
+
+    /// A full pass succeeded: `fingerprint` is what it applied.
+    pub fn record(&self, pass: Pass, fingerprint: u64, ready_replicas: ReadyReplicas, at: Instant) {
+        let mut regions = self.regions.lock().expect("applied lock");
+        let entry = regions.entry(pass.region).or_default();
+        entry.applied = Some(Applied {
+            fingerprint,
+            events_before: pass.events_before,
+            at,
+            ready_replicas,
+        });
+    }
+
+    /// The region is gone.
+    pub fn forget(&self, region: &str) {
+        self.regions.lock().expect("applied lock").remove(region);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.regions.lock().expect("applied lock").len()
+    }
+}
+
+/// What a full pass applies, as one number: every child as built, and
+/// whether the region has a Toxiproxy (without one, a full pass deletes it).
+pub fn fingerprint(children: &[ZoneChildren], toxiproxy: bool) -> u64 {
+    let mut hasher = HashWriter(xxhash_rust::xxh3::Xxh3::new());
+    for zone in children {
+        hash_json(&mut hasher, &zone.config_map);
+        hash_json(&mut hasher, &zone.headless);
+        hash_json(&mut hasher, &zone.client);
+        hash_json(&mut hasher, &zone.leafnode);
+        hash_json(&mut hasher, &zone.statefulset);
+        hash_json(&mut hasher, &zone.pdb);
+    }
+    hasher.0.update(&[u8::from(toxiproxy)]);
+    hasher.0.digest()
+}
+
+fn hash_json(hasher: &mut HashWriter, value: &impl Serialize) {
+    // Built objects always serialize; a failure would only make two
+    // different builds hash alike if both failed at the same byte.
+    let _ = serde_json::to_writer(&mut *hasher, value);
+    hasher.0.update(b"\n");
+}
+
+struct HashWriter(xxhash_rust::xxh3::Xxh3);
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    fn child_of(region: &str) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some("ns".into()),
+            name: Some(format!("{region}-a")),
+            owner_references: Some(vec![OwnerReference {
+                api_version: RegionMirror::api_version(&()).into(),
+                kind: RegionMirror::kind(&()).into(),
+                name: region.into(),
+                uid: "u".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+
+    fn ready() -> ReadyReplicas {
+        HashMap::from([("a".to_string(), 3)])
+    }
+
+    #[test]
+    fn a_pass_is_trusted_until_a_child_changes_the_build_changes_or_it_expires() {
+        let applied = AppliedChildren::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            applied.unchanged("ns/r", 7, t0),
+            None,
+            "nothing applied yet"
+        );
+        let pass = applied.begin("ns/r");
+        applied.record(pass, 7, ready(), t0);
+        assert_eq!(applied.unchanged("ns/r", 7, t0), Some(ready()));
+        assert_eq!(applied.unchanged("ns/r", 8, t0), None, "another build");
+        let later = t0 + FULL_PASS_EVERY;
+        assert_eq!(applied.unchanged("ns/r", 7, later), None, "expired");
+
+        applied.child_changed(&child_of("r"));
+        assert_eq!(applied.unchanged("ns/r", 7, t0), None, "a child moved");
+        // Another region's child, or one in another namespace, is not r's.
+        let pass = applied.begin("ns/r");
+        applied.record(pass, 7, ready(), t0);
+        applied.child_changed(&child_of("other"));
+        let mut elsewhere = child_of("r");
+        elsewhere.namespace = Some("elsewhere".into());
+        applied.child_changed(&elsewhere);
+        assert_eq!(applied.unchanged("ns/r", 7, t0), Some(ready()));
+    }
+
+    #[test]
+    fn a_child_that_changes_while_a_pass_applies_makes_the_next_one_apply_again() {
+        let applied = AppliedChildren::default();
+        let t0 = Instant::now();
+        let pass = applied.begin("ns/r");
+        // Drift lands after the pass read the region, before it recorded.
+        applied.child_changed(&child_of("r"));
+        applied.record(pass, 7, ready(), t0);
+        assert_eq!(applied.unchanged("ns/r", 7, t0), None);
+    }
+
+    #[test]
+    fn children_of_regions_never_applied_or_forgotten_leave_nothing_behind() {
+        let applied = AppliedChildren::default();
+        applied.child_changed(&child_of("gone"));
+        assert_eq!(applied.len(), 0);
+        let pass = applied.begin("ns/r");
+        applied.record(pass, 7, ready(), Instant::now());
+        applied.forget("ns/r");
+        applied.child_changed(&child_of("r"));
+        assert_eq!(applied.len(), 0);
+    }
+
+    #[test]
+    fn the_fingerprint_follows_every_child_and_the_toxiproxy_choice() {
+        let zone = ZoneChildren {
+            zone: "a".into(),
+            config_map: Default::default(),
+            headless: Default::default(),
+            client: Default::default(),
+            leafnode: None,
+            statefulset: Default::default(),
+            pdb: Default::default(),
+        };
+        let base = fingerprint(std::slice::from_ref(&zone), false);
+        assert_eq!(base, fingerprint(std::slice::from_ref(&zone), false));
+        assert_ne!(base, fingerprint(std::slice::from_ref(&zone), true));
+        let mut changed = zone.clone();
+        changed.statefulset.metadata.name = Some("renamed".into());
+        assert_ne!(base, fingerprint(&[changed], false));
+        assert_ne!(base, fingerprint(&[zone.clone(), zone], false));
+    }
+}
