@@ -102,9 +102,8 @@ pub struct OperatorFigures {
     /// Watch events (added, modified, deleted) by kind over the quiet period.
     pub watch_events: BTreeMap<&'static str, u64>,
     /// Reconciles the operator ran during the quiet period (its /metrics).
-    pub quiet_reconciles: Option<u64>,
-    pub total_reconciles: Option<u64>,
-    pub reconcile_failures: Option<u64>,
+    pub quiet_reconciles: Option<ReconcileCounts>,
+    pub total_reconciles: Option<ReconcileCounts>,
     /// `Ready` condition reason → regions, once settled.
     pub ready_reasons: BTreeMap<String, usize>,
     pub operator_log: PathBuf,
@@ -273,9 +272,8 @@ impl Operator {
         }
     }
 
-    /// `natsregion_reconciles_total` and `natsregion_reconcile_failures_total`
-    /// of the RegionMirror controller.
-    async fn reconciles(&self) -> Option<(u64, u64)> {
+    /// The RegionMirror controller's counters on /metrics.
+    async fn reconciles(&self) -> Option<ReconcileCounts> {
         let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
         let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
         Some(reconcile_counts(&text))
@@ -298,26 +296,47 @@ impl Operator {
     }
 }
 
-/// Sums of the regionmirror controller's reconciles and failures in a
+/// What the RegionMirror controller counted, from its /metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileCounts {
+    pub reconciles: u64,
+    pub failures: u64,
+    /// Reconciles that applied every child; the rest only observed.
+    pub full_passes: u64,
+}
+
+impl ReconcileCounts {
+    fn since(self, before: ReconcileCounts) -> ReconcileCounts {
+        ReconcileCounts {
+            reconciles: self.reconciles.saturating_sub(before.reconciles),
+            failures: self.failures.saturating_sub(before.failures),
+            full_passes: self.full_passes.saturating_sub(before.full_passes),
+        }
+    }
+}
+
+/// The regionmirror controller's reconciles, failures and full passes in a
 /// Prometheus text exposition.
-pub fn reconcile_counts(text: &str) -> (u64, u64) {
-    let mut reconciles = 0;
-    let mut failures = 0;
+pub fn reconcile_counts(text: &str) -> ReconcileCounts {
+    let mut counts = ReconcileCounts::default();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((series, value)) = line.rsplit_once(' ') else {
             continue;
         };
+        let value = value.parse::<f64>().unwrap_or(0.0) as u64;
+        if series.starts_with("natsregion_region_full_passes_total") {
+            counts.full_passes += value;
+        }
         if !series.contains("controller=\"regionmirror\"") {
             continue;
         }
-        let value = value.parse::<f64>().unwrap_or(0.0) as u64;
         if series.starts_with("natsregion_reconciles_total") {
-            reconciles += value;
+            counts.reconciles += value;
         } else if series.starts_with("natsregion_reconcile_failures_total") {
-            failures += value;
+            counts.failures += value;
         }
     }
-    (reconciles, failures)
+    counts
 }
 
 fn free_port() -> Result<u16, BenchError> {
@@ -690,10 +709,7 @@ async fn measure(
             f.idle_rss_anon_kib = operator.status_kib("RssAnon");
             f.idle_rss_file_kib = operator.status_kib("RssFile");
             f.rss_max_sampled_kib = Some(max_rss).filter(|&m| m > 0);
-            if let Some((total, failed)) = operator.reconciles().await {
-                f.total_reconciles = Some(total);
-                f.reconcile_failures = Some(failed);
-            }
+            f.total_reconciles = operator.reconciles().await;
             return Ok(f);
         }
         // Each look lists every child: at a thousand regions that is load on
@@ -805,10 +821,9 @@ async fn measure(
     f.rss_max_sampled_kib = Some(max_rss).filter(|&m| m > 0);
     let reconciles_after = operator.reconciles().await;
     if let (Some(b), Some(a)) = (reconciles_before, reconciles_after) {
-        f.quiet_reconciles = Some(a.0.saturating_sub(b.0));
-        f.total_reconciles = Some(a.0);
-        f.reconcile_failures = Some(a.1);
+        f.quiet_reconciles = Some(a.since(b));
     }
+    f.total_reconciles = reconciles_after;
     if !f.changed.is_empty() {
         let shown: Vec<&str> = f.changed.iter().take(10).map(String::as_str).collect();
         println!(
@@ -926,8 +941,11 @@ pub fn table(f: &OperatorFigures) -> String {
         ),
         (
             "reconciles in the quiet period / in all".into(),
-            match (f.quiet_reconciles, f.total_reconciles, f.reconcile_failures) {
-                (Some(q), Some(t), Some(e)) => format!("{q} / {t} ({e} failed)"),
+            match (f.quiet_reconciles, f.total_reconciles) {
+                (Some(q), Some(t)) => format!(
+                    "{} / {} ({} failed; full passes {} / {}, the rest only observed)",
+                    q.reconciles, t.reconciles, t.failures, q.full_passes, t.full_passes
+                ),
                 _ => "n/a".into(),
             },
         ),
@@ -1048,7 +1066,29 @@ mod tests {
         let text = "# HELP natsregion_reconciles Reconciles run\n\
             natsregion_reconciles_total{controller=\"regionmirror\"} 312\n\
             natsregion_reconciles_total{controller=\"partitiondrill\"} 9\n\
-            natsregion_reconcile_failures_total{controller=\"regionmirror\",reason=\"Kube\"} 2\n";
-        assert_eq!(reconcile_counts(text), (312, 2));
+            natsregion_reconcile_failures_total{controller=\"regionmirror\",reason=\"Kube\"} 2\n\
+            natsregion_region_full_passes_total 40\n";
+        let counts = reconcile_counts(text);
+        assert_eq!(
+            counts,
+            ReconcileCounts {
+                reconciles: 312,
+                failures: 2,
+                full_passes: 40
+            }
+        );
+        let before = ReconcileCounts {
+            reconciles: 300,
+            failures: 2,
+            full_passes: 39,
+        };
+        assert_eq!(
+            counts.since(before),
+            ReconcileCounts {
+                reconciles: 12,
+                failures: 0,
+                full_passes: 1
+            }
+        );
     }
 }

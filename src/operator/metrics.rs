@@ -55,6 +55,7 @@ pub struct Metrics {
     reconciles: Family<ControllerLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
     reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
+    region_full_passes: Counter,
     drill_verdicts: Family<VerdictLabels, Counter>,
     faults_injected: Family<FaultLabels, Counter>,
     faults_healed: Family<FaultLabels, Counter>,
@@ -74,6 +75,7 @@ impl Default for Metrics {
             Family::<ControllerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 reconcile_histogram,
             );
+        let region_full_passes = Counter::default();
         let drill_verdicts = Family::<VerdictLabels, Counter>::default();
         let faults_injected = Family::<FaultLabels, Counter>::default();
         let faults_healed = Family::<FaultLabels, Counter>::default();
@@ -91,6 +93,11 @@ impl Default for Metrics {
             "reconcile_duration_seconds",
             "Time one reconcile took",
             reconcile_duration.clone(),
+        );
+        registry.register(
+            "region_full_passes",
+            "RegionMirror reconciles that applied every child; the others only observed the zones",
+            region_full_passes.clone(),
         );
         registry.register(
             "drill_verdicts",
@@ -127,6 +134,7 @@ impl Default for Metrics {
             reconciles,
             failures,
             reconcile_duration,
+            region_full_passes,
             drill_verdicts,
             faults_injected,
             faults_healed,
@@ -147,6 +155,11 @@ impl Metrics {
         self.reconcile_duration
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
+    }
+
+    /// A RegionMirror reconcile applied every child (see `region::applied`).
+    pub fn region_full_pass(&self) {
+        self.region_full_passes.inc();
     }
 
     pub fn failed(&self, controller: &str, reason: &str) {

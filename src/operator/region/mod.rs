@@ -307,6 +307,7 @@ async fn reconcile_region(
         }
         None => {
             let pass = applied.begin(&key(region));
+            ctx.metrics.region_full_pass();
             let ready = apply_children(ctx, &valid, &children).await?;
             applied.record(pass, fingerprint, ready.clone(), Instant::now());
             ready
