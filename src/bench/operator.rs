@@ -101,6 +101,9 @@ pub struct OperatorFigures {
     pub changed: Vec<String>,
     /// Watch events (added, modified, deleted) by kind over the quiet period.
     pub watch_events: BTreeMap<&'static str, u64>,
+    /// CPU seconds by process from the start until every child and status
+    /// was there (or the converge timeout).
+    pub cpu_converged: Vec<(String, f64)>,
     /// Reconciles the operator ran during the quiet period (its /metrics).
     pub quiet_reconciles: Option<ReconcileCounts>,
     pub total_reconciles: Option<ReconcileCounts>,
@@ -344,6 +347,49 @@ fn free_port() -> Result<u16, BenchError> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| BenchError(format!("find a free port: {e}")))
+}
+
+/// CPU time (user + system) process `pid` has used, in seconds.
+fn proc_cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start at `state`;
+    // utime and stime are fields 14 and 15 of the whole line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| ticks as f64 / per_second as f64)
+}
+
+/// CPU seconds of the control plane's processes, the operator and this
+/// bench (its snapshots load the API server too), by command name.
+fn cpu_split(plane_pids: &[u32], operator_pid: u32) -> Vec<(String, f64)> {
+    let mut pids: Vec<(String, String)> = plane_pids
+        .iter()
+        .map(|pid| {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim().to_string())
+                .unwrap_or_else(|_| pid.to_string());
+            (name, pid.to_string())
+        })
+        .collect();
+    pids.push(("operator".into(), operator_pid.to_string()));
+    pids.push(("bench".into(), "self".into()));
+    pids.into_iter()
+        .filter_map(|(name, pid)| Some((name, proc_cpu_seconds(&pid)?)))
+        .collect()
+}
+
+fn show_cpu(split: &[(String, f64)]) -> String {
+    if split.is_empty() {
+        return "n/a".into();
+    }
+    split
+        .iter()
+        .map(|(name, s)| format!("{name} {s:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A `VmXXX:  1234 kB` figure of process `pid`, in KiB.
@@ -593,7 +639,7 @@ pub async fn run(opts: &OperatorBenchOptions) -> Result<OperatorFigures, BenchEr
         operator.metrics_port,
         operator.log.display()
     );
-    let result = measure(opts, &client, &mut operator).await;
+    let result = measure(opts, &client, &plane.pids(), &mut operator).await;
     let stopped = operator.stop().await;
     println!("operator {stopped}");
     drop(plane);
@@ -603,6 +649,7 @@ pub async fn run(opts: &OperatorBenchOptions) -> Result<OperatorFigures, BenchEr
 async fn measure(
     opts: &OperatorBenchOptions,
     client: &Client,
+    plane_pids: &[u32],
     operator: &mut Operator,
 ) -> Result<OperatorFigures, BenchError> {
     let mut f = OperatorFigures {
@@ -682,6 +729,7 @@ async fn measure(
             println!("every status written after {elapsed:.2} s");
         }
         if f.children_seconds.is_some() && f.statuses_seconds.is_some() {
+            f.cpu_converged = cpu_split(plane_pids, operator.pid);
             break;
         }
         if last_progress.elapsed() >= Duration::from_secs(10) {
@@ -710,6 +758,7 @@ async fn measure(
             f.idle_rss_file_kib = operator.status_kib("RssFile");
             f.rss_max_sampled_kib = Some(max_rss).filter(|&m| m > 0);
             f.total_reconciles = operator.reconciles().await;
+            f.cpu_converged = cpu_split(plane_pids, operator.pid);
             return Ok(f);
         }
         // Each look lists every child: at a thousand regions that is load on
@@ -892,6 +941,10 @@ pub fn table(f: &OperatorFigures) -> String {
         (
             "every status.observedGeneration == generation".into(),
             secs(f.statuses_seconds),
+        ),
+        (
+            "CPU seconds until then, by process".into(),
+            show_cpu(&f.cpu_converged),
         ),
         (
             "settled (no change over 5 s)".into(),

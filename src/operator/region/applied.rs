@@ -9,13 +9,17 @@
 //! since the pass that applied them began: every watch event of a child
 //! (drift, deletion, a StatefulSet's status moving) counts against its owner,
 //! and a pass whose start predates the last event is not proof of anything.
+//! The events of the pass's own writes are the exception: an event carrying
+//! a resourceVersion one of the pass's applies returned is that write coming
+//! back (a resourceVersion names one write of the whole cluster), so a new
+//! region is applied once, not once more because its children appeared.
 //! A record also expires, so a change the watch missed is still undone.
 //!
 //! One small entry per region that has been applied, dropped with the region;
 //! events for regions without an entry are not counted (their next reconcile
 //! applies in full anyway), so deleted regions' children leave nothing behind.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -41,8 +45,14 @@ pub struct AppliedChildren {
 
 #[derive(Default)]
 struct Entry {
-    /// Watch events of the region's children since the entry was made.
+    /// Watch events of the region's children since the entry was made,
+    /// not counting the operator's own writes.
     child_events: u64,
+    /// The resourceVersions the last full pass's applies returned.
+    own_writes: HashSet<String>,
+    /// While a full pass runs: the resourceVersions of the children's events
+    /// since it began, judged against its writes when it ends.
+    during_pass: Option<Vec<String>>,
     applied: Option<Applied>,
 }
 
@@ -62,9 +72,11 @@ pub struct Pass {
 }
 
 impl AppliedChildren {
-    /// A watch event of a child: every region owning it must apply again.
+    /// A watch event of a child: every region owning it must apply again,
+    /// unless the event is its own last write coming back.
     pub fn child_changed(&self, child: &ObjectMeta) {
         let ns = child.namespace.as_deref().unwrap_or_default();
+        let version = child.resource_version.clone().unwrap_or_default();
         let kind = RegionMirror::kind(&());
         let api_version = RegionMirror::api_version(&());
         let mut regions = self.regions.lock().expect("applied lock");
@@ -73,7 +85,13 @@ impl AppliedChildren {
                 && owner.api_version == api_version
                 && let Some(entry) = regions.get_mut(&format!("{ns}/{}", owner.name))
             {
-                entry.child_events += 1;
+                if entry.own_writes.contains(&version) {
+                    continue;
+                }
+                match &mut entry.during_pass {
+                    Some(seen) => seen.push(version.clone()),
+                    None => entry.child_events += 1,
+                }
             }
         }
     }
@@ -95,16 +113,31 @@ impl AppliedChildren {
     pub fn begin(&self, region: &str) -> Pass {
         let mut regions = self.regions.lock().expect("applied lock");
         let entry = regions.entry(region.to_string()).or_default();
+        // A pass that failed left its events unjudged: they count.
+        if let Some(seen) = entry.during_pass.replace(Vec::new()) {
+            entry.child_events += seen.len() as u64;
+        }
         Pass {
             region: region.to_string(),
             events_before: entry.child_events,
         }
     }
 
-    /// A full pass succeeded: `fingerprint` is what it applied.
-    pub fn record(&self, pass: Pass, fingerprint: u64, ready_replicas: ReadyReplicas, at: Instant) {
+    /// A full pass succeeded: `fingerprint` is what it applied, and
+    /// `own_writes` the resourceVersions its applies returned.
+    pub fn record(
+        &self,
+        pass: Pass,
+        fingerprint: u64,
+        ready_replicas: ReadyReplicas,
+        own_writes: HashSet<String>,
+        at: Instant,
+    ) {
         let mut regions = self.regions.lock().expect("applied lock");
         let entry = regions.entry(pass.region).or_default();
+        let seen = entry.during_pass.take().unwrap_or_default();
+        entry.child_events += seen.iter().filter(|v| !own_writes.contains(*v)).count() as u64;
+        entry.own_writes = own_writes;
         entry.applied = Some(Applied {
             fingerprint,
             events_before: pass.events_before,
@@ -165,9 +198,15 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     fn child_of(region: &str) -> ObjectMeta {
+        written(region, "100")
+    }
+
+    /// A child of `region` as written at `version`.
+    fn written(region: &str, version: &str) -> ObjectMeta {
         ObjectMeta {
             namespace: Some("ns".into()),
             name: Some(format!("{region}-a")),
+            resource_version: Some(version.into()),
             owner_references: Some(vec![OwnerReference {
                 api_version: RegionMirror::api_version(&()).into(),
                 kind: RegionMirror::kind(&()).into(),
@@ -193,7 +232,7 @@ mod tests {
             "nothing applied yet"
         );
         let pass = applied.begin("ns/r");
-        applied.record(pass, 7, ready(), t0);
+        applied.record(pass, 7, ready(), HashSet::new(), t0);
         assert_eq!(applied.unchanged("ns/r", 7, t0), Some(ready()));
         assert_eq!(applied.unchanged("ns/r", 8, t0), None, "another build");
         let later = t0 + FULL_PASS_EVERY;
@@ -203,7 +242,7 @@ mod tests {
         assert_eq!(applied.unchanged("ns/r", 7, t0), None, "a child moved");
         // Another region's child, or one in another namespace, is not r's.
         let pass = applied.begin("ns/r");
-        applied.record(pass, 7, ready(), t0);
+        applied.record(pass, 7, ready(), HashSet::new(), t0);
         applied.child_changed(&child_of("other"));
         let mut elsewhere = child_of("r");
         elsewhere.namespace = Some("elsewhere".into());
@@ -218,8 +257,37 @@ mod tests {
         let pass = applied.begin("ns/r");
         // Drift lands after the pass read the region, before it recorded.
         applied.child_changed(&child_of("r"));
-        applied.record(pass, 7, ready(), t0);
+        applied.record(pass, 7, ready(), HashSet::new(), t0);
         assert_eq!(applied.unchanged("ns/r", 7, t0), None);
+    }
+
+    #[test]
+    fn the_passs_own_writes_coming_back_are_not_drift_anything_else_is() {
+        let applied = AppliedChildren::default();
+        let t0 = Instant::now();
+        let own = |vs: &[&str]| vs.iter().map(|v| v.to_string()).collect::<HashSet<_>>();
+        // The pass creates the children; one event comes back during the
+        // pass, one after it recorded.
+        let pass = applied.begin("ns/r");
+        applied.child_changed(&written("r", "11"));
+        applied.record(pass, 7, ready(), own(&["11", "12"]), t0);
+        applied.child_changed(&written("r", "12"));
+        assert_eq!(applied.unchanged("ns/r", 7, t0), Some(ready()));
+        // Someone else's write, during a pass or after one, is drift.
+        applied.child_changed(&written("r", "13"));
+        assert_eq!(applied.unchanged("ns/r", 7, t0), None);
+        let pass = applied.begin("ns/r");
+        applied.child_changed(&written("r", "14"));
+        applied.record(pass, 7, ready(), own(&["15"]), t0);
+        assert_eq!(applied.unchanged("ns/r", 7, t0), None);
+        // A pass that failed before recording leaves its events counted: the
+        // failed pass proves nothing, the next one applies after them.
+        let failed = applied.begin("ns/r");
+        applied.child_changed(&written("r", "16"));
+        let pass = applied.begin("ns/r");
+        assert_eq!(pass.events_before, failed.events_before + 1);
+        applied.record(pass, 7, ready(), own(&["17"]), t0);
+        assert_eq!(applied.unchanged("ns/r", 7, t0), Some(ready()));
     }
 
     #[test]
@@ -228,7 +296,7 @@ mod tests {
         applied.child_changed(&child_of("gone"));
         assert_eq!(applied.len(), 0);
         let pass = applied.begin("ns/r");
-        applied.record(pass, 7, ready(), Instant::now());
+        applied.record(pass, 7, ready(), HashSet::new(), Instant::now());
         applied.forget("ns/r");
         applied.child_changed(&child_of("r"));
         assert_eq!(applied.len(), 0);

@@ -4,26 +4,41 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::children::{ChildKind, ZoneChildren};
 use crate::meta::labels;
 use crate::operator::error::{Error, Result};
 use crate::operator::ssa::{self, apply};
 
-/// Applies every object of a zone; returns the StatefulSet as stored.
-pub async fn apply_zone(client: &kube::Client, c: &ZoneChildren) -> Result<StatefulSet> {
+/// A zone's objects as the API server stored them.
+pub struct AppliedZone {
+    pub statefulset: StatefulSet,
+    /// The resourceVersion of every object applied: the watch events of
+    /// these writes are the operator's own, not drift.
+    pub resource_versions: Vec<String>,
+}
+
+/// Applies every object of a zone.
+pub async fn apply_zone(client: &kube::Client, c: &ZoneChildren) -> Result<AppliedZone> {
+    let mut versions = Vec::new();
+    let mut seen = |meta: &ObjectMeta| versions.extend(meta.resource_version.clone());
     // The ConfigMap first: pods of a new StatefulSet mount it at start.
-    apply(client, &c.config_map).await?;
-    apply(client, &c.headless).await?;
-    apply(client, &c.client).await?;
+    seen(&apply(client, &c.config_map).await?.metadata);
+    seen(&apply(client, &c.headless).await?.metadata);
+    seen(&apply(client, &c.client).await?.metadata);
     if let Some(l) = &c.leafnode {
-        apply(client, l).await?;
+        seen(&apply(client, l).await?.metadata);
     }
-    let sts = apply(client, &c.statefulset)
+    let statefulset = apply(client, &c.statefulset)
         .await
         .map_err(|e| immutable_statefulset(e, &c.zone))?;
-    apply(client, &c.pdb).await?;
-    Ok(sts)
+    seen(&statefulset.metadata);
+    seen(&apply(client, &c.pdb).await?.metadata);
+    Ok(AppliedZone {
+        statefulset,
+        resource_versions: versions,
+    })
 }
 
 /// The API server refuses to change a StatefulSet's volume claim templates;

@@ -18,7 +18,7 @@ pub mod status;
 pub mod streams;
 pub mod validated;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -248,20 +248,23 @@ async fn write_status(
     Ok(())
 }
 
-/// Applies every child, deletes those of zones no longer in the spec, and
-/// returns each zone's ready replicas as its StatefulSet reported them.
+/// Applies every child and deletes those of zones no longer in the spec.
+/// Returns each zone's ready replicas as its StatefulSet reported them, and
+/// the resourceVersions the applies returned.
 async fn apply_children(
     ctx: &Context,
     valid: &ValidatedRegion,
     children: &[ZoneChildren],
-) -> Result<applied::ReadyReplicas> {
+) -> Result<(applied::ReadyReplicas, HashSet<String>)> {
     let client = &ctx.client;
     let region = &valid.region;
     let mut ready_replicas = HashMap::new();
+    let mut own_writes = HashSet::new();
     for zone in children {
-        let sts = apply::apply_zone(client, zone).await?;
-        let ready = sts.status.and_then(|s| s.ready_replicas).unwrap_or(0);
-        ready_replicas.insert(zone.zone.clone(), ready);
+        let done = apply::apply_zone(client, zone).await?;
+        let ready = done.statefulset.status.and_then(|s| s.ready_replicas);
+        ready_replicas.insert(zone.zone.clone(), ready.unwrap_or(0));
+        own_writes.extend(done.resource_versions);
     }
     if let Some(problem) = crate::operator::toxiproxy::reconcile(client, valid).await? {
         warn(ctx, region, "ToxiproxyNotSynced", &problem).await;
@@ -276,7 +279,7 @@ async fn apply_children(
         );
         publish(ctx, region, EventType::Normal, "ZoneRemoved", &note).await;
     }
-    Ok(ready_replicas)
+    Ok((ready_replicas, own_writes))
 }
 
 async fn reconcile_region(
@@ -308,8 +311,8 @@ async fn reconcile_region(
         None => {
             let pass = applied.begin(&key(region));
             ctx.metrics.region_full_pass();
-            let ready = apply_children(ctx, &valid, &children).await?;
-            applied.record(pass, fingerprint, ready.clone(), Instant::now());
+            let (ready, own_writes) = apply_children(ctx, &valid, &children).await?;
+            applied.record(pass, fingerprint, ready.clone(), own_writes, Instant::now());
             ready
         }
     };
