@@ -300,20 +300,31 @@ impl Operator {
 }
 
 /// What the RegionMirror controller counted, from its /metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReconcileCounts {
     pub reconciles: u64,
     pub failures: u64,
     /// Reconciles that applied every child; the rest only observed.
     pub full_passes: u64,
+    /// The full passes by why they ran (`never_applied`, `child_changed`, ...).
+    pub full_passes_why: BTreeMap<String, u64>,
 }
 
 impl ReconcileCounts {
-    fn since(self, before: ReconcileCounts) -> ReconcileCounts {
+    fn since(&self, before: &ReconcileCounts) -> ReconcileCounts {
         ReconcileCounts {
             reconciles: self.reconciles.saturating_sub(before.reconciles),
             failures: self.failures.saturating_sub(before.failures),
             full_passes: self.full_passes.saturating_sub(before.full_passes),
+            full_passes_why: self
+                .full_passes_why
+                .iter()
+                .map(|(why, n)| {
+                    let was = before.full_passes_why.get(why).copied().unwrap_or(0);
+                    (why.clone(), n.saturating_sub(was))
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect(),
         }
     }
 }
@@ -327,8 +338,14 @@ pub fn reconcile_counts(text: &str) -> ReconcileCounts {
             continue;
         };
         let value = value.parse::<f64>().unwrap_or(0.0) as u64;
-        if series.starts_with("natsregion_region_full_passes_total") {
+        if let Some(labels) = series.strip_prefix("natsregion_region_full_passes_total") {
             counts.full_passes += value;
+            let why = labels
+                .split("why=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or("");
+            *counts.full_passes_why.entry(why.to_string()).or_default() += value;
         }
         if !series.contains("controller=\"regionmirror\"") {
             continue;
@@ -869,7 +886,7 @@ async fn measure(
     f.peak_rss_kib = operator.status_kib("VmHWM").or(f.peak_rss_kib);
     f.rss_max_sampled_kib = Some(max_rss).filter(|&m| m > 0);
     let reconciles_after = operator.reconciles().await;
-    if let (Some(b), Some(a)) = (reconciles_before, reconciles_after) {
+    if let (Some(b), Some(a)) = (&reconciles_before, &reconciles_after) {
         f.quiet_reconciles = Some(a.since(b));
     }
     f.total_reconciles = reconciles_after;
@@ -994,10 +1011,19 @@ pub fn table(f: &OperatorFigures) -> String {
         ),
         (
             "reconciles in the quiet period / in all".into(),
-            match (f.quiet_reconciles, f.total_reconciles) {
+            match (&f.quiet_reconciles, &f.total_reconciles) {
                 (Some(q), Some(t)) => format!(
-                    "{} / {} ({} failed; full passes {} / {}, the rest only observed)",
-                    q.reconciles, t.reconciles, t.failures, q.full_passes, t.full_passes
+                    "{} / {} ({} failed; full passes {} / {} ({}), the rest only observed)",
+                    q.reconciles,
+                    t.reconciles,
+                    t.failures,
+                    q.full_passes,
+                    t.full_passes,
+                    t.full_passes_why
+                        .iter()
+                        .map(|(why, n)| format!("{why} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 _ => "n/a".into(),
             },
@@ -1120,27 +1146,37 @@ mod tests {
             natsregion_reconciles_total{controller=\"regionmirror\"} 312\n\
             natsregion_reconciles_total{controller=\"partitiondrill\"} 9\n\
             natsregion_reconcile_failures_total{controller=\"regionmirror\",reason=\"Kube\"} 2\n\
-            natsregion_region_full_passes_total 40\n";
+            natsregion_region_full_passes_total{why=\"never_applied\"} 30\n\
+            natsregion_region_full_passes_total{why=\"child_changed\"} 10\n";
+        let why = |pairs: &[(&str, u64)]| {
+            pairs
+                .iter()
+                .map(|(w, n)| (w.to_string(), *n))
+                .collect::<BTreeMap<_, _>>()
+        };
         let counts = reconcile_counts(text);
         assert_eq!(
             counts,
             ReconcileCounts {
                 reconciles: 312,
                 failures: 2,
-                full_passes: 40
+                full_passes: 40,
+                full_passes_why: why(&[("never_applied", 30), ("child_changed", 10)]),
             }
         );
         let before = ReconcileCounts {
             reconciles: 300,
             failures: 2,
             full_passes: 39,
+            full_passes_why: why(&[("never_applied", 30), ("child_changed", 9)]),
         };
         assert_eq!(
-            counts.since(before),
+            counts.since(&before),
             ReconcileCounts {
                 reconciles: 12,
                 failures: 0,
-                full_passes: 1
+                full_passes: 1,
+                full_passes_why: why(&[("child_changed", 1)]),
             }
         );
     }

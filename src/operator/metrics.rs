@@ -25,6 +25,12 @@ pub struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FullPassLabels {
+    /// `never_applied`, `build_changed`, `child_changed` or `expired`.
+    pub why: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerdictLabels {
     /// The claim judged (`partition_isolation`, `no_loss`, ...) or `drill` for the whole drill.
     pub claim: String,
@@ -55,7 +61,7 @@ pub struct Metrics {
     reconciles: Family<ControllerLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
     reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
-    region_full_passes: Counter,
+    region_full_passes: Family<FullPassLabels, Counter>,
     drill_verdicts: Family<VerdictLabels, Counter>,
     faults_injected: Family<FaultLabels, Counter>,
     faults_healed: Family<FaultLabels, Counter>,
@@ -75,7 +81,7 @@ impl Default for Metrics {
             Family::<ControllerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 reconcile_histogram,
             );
-        let region_full_passes = Counter::default();
+        let region_full_passes = Family::<FullPassLabels, Counter>::default();
         let drill_verdicts = Family::<VerdictLabels, Counter>::default();
         let faults_injected = Family::<FaultLabels, Counter>::default();
         let faults_healed = Family::<FaultLabels, Counter>::default();
@@ -157,9 +163,13 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// A RegionMirror reconcile applied every child (see `region::applied`).
-    pub fn region_full_pass(&self) {
-        self.region_full_passes.inc();
+    /// A RegionMirror reconcile applied every child, and why (see `region::applied`).
+    pub fn region_full_pass(&self, why: &str) {
+        self.region_full_passes
+            .get_or_create(&FullPassLabels {
+                why: why.to_string(),
+            })
+            .inc();
     }
 
     pub fn failed(&self, controller: &str, reason: &str) {

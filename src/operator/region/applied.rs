@@ -64,6 +64,30 @@ struct Applied {
     ready_replicas: ReadyReplicas,
 }
 
+/// Why a reconcile applies every child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FullPass {
+    /// Not since this operator started.
+    NeverApplied,
+    /// What the region builds now differs from what was applied.
+    BuildChanged,
+    /// A child changed, and not by the operator's last pass.
+    ChildChanged,
+    /// The last full pass is [`FULL_PASS_EVERY`] old.
+    Expired,
+}
+
+impl FullPass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FullPass::NeverApplied => "never_applied",
+            FullPass::BuildChanged => "build_changed",
+            FullPass::ChildChanged => "child_changed",
+            FullPass::Expired => "expired",
+        }
+    }
+}
+
 /// A full pass under way: what it saw before it wrote anything.
 #[must_use]
 pub struct Pass {
@@ -90,7 +114,15 @@ impl AppliedChildren {
                 }
                 match &mut entry.during_pass {
                     Some(seen) => seen.push(version.clone()),
-                    None => entry.child_events += 1,
+                    None => {
+                        tracing::debug!(
+                            region = %owner.name,
+                            child = child.name.as_deref().unwrap_or_default(),
+                            version,
+                            "a child changed, not by the operator's last full pass"
+                        );
+                        entry.child_events += 1;
+                    }
                 }
             }
         }
@@ -98,15 +130,29 @@ impl AppliedChildren {
 
     /// The ready replicas of the last full pass, when that pass applied
     /// exactly `fingerprint`, no child changed since it began and it is
-    /// younger than [`FULL_PASS_EVERY`]; `None`: apply in full.
-    pub fn unchanged(&self, region: &str, fingerprint: u64, now: Instant) -> Option<ReadyReplicas> {
+    /// younger than [`FULL_PASS_EVERY`]; otherwise why a full pass is due.
+    pub fn unchanged(
+        &self,
+        region: &str,
+        fingerprint: u64,
+        now: Instant,
+    ) -> Result<ReadyReplicas, FullPass> {
         let regions = self.regions.lock().expect("applied lock");
-        let entry = regions.get(region)?;
-        let applied = entry.applied.as_ref()?;
-        (applied.fingerprint == fingerprint
-            && applied.events_before == entry.child_events
-            && now.saturating_duration_since(applied.at) < FULL_PASS_EVERY)
-            .then(|| applied.ready_replicas.clone())
+        let Some((entry, applied)) = regions
+            .get(region)
+            .and_then(|e| Some((e, e.applied.as_ref()?)))
+        else {
+            return Err(FullPass::NeverApplied);
+        };
+        if applied.fingerprint != fingerprint {
+            Err(FullPass::BuildChanged)
+        } else if applied.events_before != entry.child_events {
+            Err(FullPass::ChildChanged)
+        } else if now.saturating_duration_since(applied.at) >= FULL_PASS_EVERY {
+            Err(FullPass::Expired)
+        } else {
+            Ok(applied.ready_replicas.clone())
+        }
     }
 
     /// Starts a full pass; call before the first write.
@@ -228,18 +274,23 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(
             applied.unchanged("ns/r", 7, t0),
-            None,
-            "nothing applied yet"
+            Err(FullPass::NeverApplied)
         );
         let pass = applied.begin("ns/r");
         applied.record(pass, 7, ready(), HashSet::new(), t0);
-        assert_eq!(applied.unchanged("ns/r", 7, t0), Some(ready()));
-        assert_eq!(applied.unchanged("ns/r", 8, t0), None, "another build");
+        assert_eq!(applied.unchanged("ns/r", 7, t0), Ok(ready()));
+        assert_eq!(
+            applied.unchanged("ns/r", 8, t0),
+            Err(FullPass::BuildChanged)
+        );
         let later = t0 + FULL_PASS_EVERY;
-        assert_eq!(applied.unchanged("ns/r", 7, later), None, "expired");
+        assert_eq!(applied.unchanged("ns/r", 7, later), Err(FullPass::Expired));
 
         applied.child_changed(&child_of("r"));
-        assert_eq!(applied.unchanged("ns/r", 7, t0), None, "a child moved");
+        assert_eq!(
+            applied.unchanged("ns/r", 7, t0),
+            Err(FullPass::ChildChanged)
+        );
         // Another region's child, or one in another namespace, is not r's.
         let pass = applied.begin("ns/r");
         applied.record(pass, 7, ready(), HashSet::new(), t0);
@@ -247,7 +298,7 @@ mod tests {
         let mut elsewhere = child_of("r");
         elsewhere.namespace = Some("elsewhere".into());
         applied.child_changed(&elsewhere);
-        assert_eq!(applied.unchanged("ns/r", 7, t0), Some(ready()));
+        assert_eq!(applied.unchanged("ns/r", 7, t0), Ok(ready()));
     }
 
     #[test]
@@ -258,7 +309,10 @@ mod tests {
         // Drift lands after the pass read the region, before it recorded.
         applied.child_changed(&child_of("r"));
         applied.record(pass, 7, ready(), HashSet::new(), t0);
-        assert_eq!(applied.unchanged("ns/r", 7, t0), None);
+        assert_eq!(
+            applied.unchanged("ns/r", 7, t0),
+            Err(FullPass::ChildChanged)
+        );
     }
 
     #[test]
@@ -272,14 +326,20 @@ mod tests {
         applied.child_changed(&written("r", "11"));
         applied.record(pass, 7, ready(), own(&["11", "12"]), t0);
         applied.child_changed(&written("r", "12"));
-        assert_eq!(applied.unchanged("ns/r", 7, t0), Some(ready()));
+        assert_eq!(applied.unchanged("ns/r", 7, t0), Ok(ready()));
         // Someone else's write, during a pass or after one, is drift.
         applied.child_changed(&written("r", "13"));
-        assert_eq!(applied.unchanged("ns/r", 7, t0), None);
+        assert_eq!(
+            applied.unchanged("ns/r", 7, t0),
+            Err(FullPass::ChildChanged)
+        );
         let pass = applied.begin("ns/r");
         applied.child_changed(&written("r", "14"));
         applied.record(pass, 7, ready(), own(&["15"]), t0);
-        assert_eq!(applied.unchanged("ns/r", 7, t0), None);
+        assert_eq!(
+            applied.unchanged("ns/r", 7, t0),
+            Err(FullPass::ChildChanged)
+        );
         // A pass that failed before recording leaves its events counted: the
         // failed pass proves nothing, the next one applies after them.
         let failed = applied.begin("ns/r");
@@ -287,7 +347,7 @@ mod tests {
         let pass = applied.begin("ns/r");
         assert_eq!(pass.events_before, failed.events_before + 1);
         applied.record(pass, 7, ready(), own(&["17"]), t0);
-        assert_eq!(applied.unchanged("ns/r", 7, t0), Some(ready()));
+        assert_eq!(applied.unchanged("ns/r", 7, t0), Ok(ready()));
     }
 
     #[test]

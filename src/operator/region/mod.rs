@@ -100,9 +100,13 @@ pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown) {
         .owns_stream(child_events::<PodDisruptionBudget>(
             &client, ns, &children, &applied,
         ))
-        // The Toxiproxy of `leafnode.proxy: toxiproxy`: ready → sync its proxies.
-        .owns_stream(child_events::<Deployment>(&client, ns, &children, &applied))
-        .owns_stream(child_events::<Secret>(&client, ns, &children, &applied))
+        // Neither of these is applied by a full pass, so their events
+        // trigger the region without invalidating its pass: a region's
+        // Secrets feed what it builds (a change there changes the build),
+        // and its Toxiproxy (`leafnode.proxy: toxiproxy`) is reconciled on
+        // every look (ready → sync its proxies).
+        .owns(api::<Deployment>(&client, ns), children.clone())
+        .owns(api::<Secret>(&client, ns), children)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, state)
         .for_each(|result| {
@@ -298,7 +302,7 @@ async fn reconcile_region(
     let proxied = crate::operator::toxiproxy::enabled(region);
     let fingerprint = applied::fingerprint(&children, proxied);
     let ready_replicas = match applied.unchanged(&key(region), fingerprint, Instant::now()) {
-        Some(ready) => {
+        Ok(ready) => {
             // A Toxiproxy's proxies live in its memory, not in an object
             // whose change the watch would see: sync them on every look.
             if proxied
@@ -308,9 +312,10 @@ async fn reconcile_region(
             }
             ready
         }
-        None => {
+        Err(why) => {
+            tracing::debug!(region = %key(region), why = why.as_str(), "applying every child");
             let pass = applied.begin(&key(region));
-            ctx.metrics.region_full_pass();
+            ctx.metrics.region_full_pass(why.as_str());
             let (ready, own_writes) = apply_children(ctx, &valid, &children).await?;
             applied.record(pass, fingerprint, ready.clone(), own_writes, Instant::now());
             ready
