@@ -64,6 +64,11 @@ struct Applied {
     ready_replicas: ReadyReplicas,
 }
 
+/// How a region is named here and in the controller's own maps.
+pub fn region_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
 /// Why a reconcile applies every child.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FullPass {
@@ -107,7 +112,7 @@ impl AppliedChildren {
         for owner in child.owner_references.iter().flatten() {
             if owner.kind == kind
                 && owner.api_version == api_version
-                && let Some(entry) = regions.get_mut(&format!("{ns}/{}", owner.name))
+                && let Some(entry) = regions.get_mut(&region_key(ns, &owner.name))
             {
                 if entry.own_writes.contains(&version) {
                     continue;

@@ -119,7 +119,7 @@ pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown) {
                     Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
                         let ns = obj.namespace.as_deref().unwrap_or_default();
                         ctx.metrics.forget_region(ns, &obj.name);
-                        applied.forget(&format!("{ns}/{}", obj.name));
+                        applied.forget(&applied::region_key(ns, &obj.name));
                     }
                     Err(e) => tracing::debug!(error = %e, "reconcile failed"),
                 }
@@ -152,11 +152,7 @@ where
 }
 
 fn key(region: &RegionMirror) -> String {
-    format!(
-        "{}/{}",
-        region.namespace().unwrap_or_default(),
-        region.name_any()
-    )
+    applied::region_key(&region.namespace().unwrap_or_default(), &region.name_any())
 }
 
 async fn reconcile(region: Arc<RegionMirror>, rc: Arc<RegionCtx>) -> Result<Action> {
@@ -270,9 +266,7 @@ async fn apply_children(
         ready_replicas.insert(zone.zone.clone(), ready.unwrap_or(0));
         own_writes.extend(done.resource_versions);
     }
-    if let Some(problem) = crate::operator::toxiproxy::reconcile(client, valid).await? {
-        warn(ctx, region, "ToxiproxyNotSynced", &problem).await;
-    }
+    reconcile_toxiproxy(ctx, valid).await?;
     let selector = apply::children_selector(&valid.name);
     let pruned = apply::prune(client, &valid.namespace, &selector, &valid.uid, children).await?;
     if !pruned.is_empty() {
@@ -284,6 +278,15 @@ async fn apply_children(
         publish(ctx, region, EventType::Normal, "ZoneRemoved", &note).await;
     }
     Ok((ready_replicas, own_writes))
+}
+
+/// Creates, updates or deletes the region's Toxiproxy and syncs its proxies;
+/// a Toxiproxy that is up but cannot be synced is warned about, not failed.
+async fn reconcile_toxiproxy(ctx: &Context, valid: &ValidatedRegion) -> Result<()> {
+    if let Some(problem) = crate::operator::toxiproxy::reconcile(&ctx.client, valid).await? {
+        warn(ctx, &valid.region, "ToxiproxyNotSynced", &problem).await;
+    }
+    Ok(())
 }
 
 async fn reconcile_region(
@@ -301,20 +304,19 @@ async fn reconcile_region(
     let children = children::region_children(&valid)?;
     let proxied = crate::operator::toxiproxy::enabled(region);
     let fingerprint = applied::fingerprint(&children, proxied);
-    let ready_replicas = match applied.unchanged(&key(region), fingerprint, Instant::now()) {
+    let region_key = key(region);
+    let ready_replicas = match applied.unchanged(&region_key, fingerprint, Instant::now()) {
         Ok(ready) => {
             // A Toxiproxy's proxies live in its memory, not in an object
             // whose change the watch would see: sync them on every look.
-            if proxied
-                && let Some(problem) = crate::operator::toxiproxy::reconcile(client, &valid).await?
-            {
-                warn(ctx, region, "ToxiproxyNotSynced", &problem).await;
+            if proxied {
+                reconcile_toxiproxy(ctx, &valid).await?;
             }
             ready
         }
         Err(why) => {
-            tracing::debug!(region = %key(region), why = why.as_str(), "applying every child");
-            let pass = applied.begin(&key(region));
+            tracing::debug!(region = %region_key, why = why.as_str(), "applying every child");
+            let pass = applied.begin(&region_key);
             ctx.metrics.region_full_pass(why.as_str());
             let (ready, own_writes) = apply_children(ctx, &valid, &children).await?;
             applied.record(pass, fingerprint, ready.clone(), own_writes, Instant::now());
