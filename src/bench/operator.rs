@@ -367,7 +367,7 @@ fn free_port() -> Result<u16, BenchError> {
 }
 
 /// CPU time (user + system) process `pid` has used, in seconds.
-fn proc_cpu_seconds(pid: &str) -> Option<f64> {
+fn proc_cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command (which may hold spaces) start at `state`;
     // utime and stime are fields 14 and 15 of the whole line.
@@ -379,23 +379,22 @@ fn proc_cpu_seconds(pid: &str) -> Option<f64> {
     (per_second > 0).then(|| ticks as f64 / per_second as f64)
 }
 
-/// CPU seconds of the control plane's processes, the operator and this
-/// bench (its snapshots load the API server too), by command name.
+/// CPU seconds of the control plane's processes (by command name), the
+/// operator and this bench (its snapshots load the API server too).
 fn cpu_split(plane_pids: &[u32], operator_pid: u32) -> Vec<(String, f64)> {
-    let mut pids: Vec<(String, String)> = plane_pids
+    let name_of = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim().to_string())
+            .unwrap_or_else(|_| pid.to_string())
+    };
+    let mut split: Vec<(String, f64)> = plane_pids
         .iter()
-        .map(|pid| {
-            let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map(|c| c.trim().to_string())
-                .unwrap_or_else(|_| pid.to_string());
-            (name, pid.to_string())
-        })
+        .map(|&pid| (name_of(pid), pid))
+        .chain([("operator".to_string(), operator_pid)])
+        .filter_map(|(name, pid)| Some((name, proc_cpu_seconds(pid)?)))
         .collect();
-    pids.push(("operator".into(), operator_pid.to_string()));
-    pids.push(("bench".into(), "self".into()));
-    pids.into_iter()
-        .filter_map(|(name, pid)| Some((name, proc_cpu_seconds(&pid)?)))
-        .collect()
+    split.push(("bench".into(), super::publish::cpu_seconds()));
+    split
 }
 
 fn show_cpu(split: &[(String, f64)]) -> String {
