@@ -10,12 +10,16 @@
 //! 4. Catch-up after heal for two leafnode reconnect intervals (real drills).
 //!
 //! `natsregion-bench operator` (module [`operator`]) measures the operator
-//! under N RegionMirrors against a real API server instead.
+//! under N RegionMirrors against a real API server instead, and
+//! `natsregion-bench newcomer` (module [`newcomer`]) a cold `make demo`.
 
+pub mod apiserver;
 pub mod goals;
+pub mod newcomer;
 pub mod operator;
 pub mod publish;
 pub mod soak;
+pub mod watched;
 
 use std::fmt::Write as _;
 use std::time::Instant;

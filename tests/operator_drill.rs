@@ -1111,7 +1111,7 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
     let ctx = Context::new(client.clone(), OperatorSettings::default(), reporter());
     let zones = KubernetesZones::new(ctx);
     let joiner = fixtures::zone(json!({"name": "joiner", "role": "mirror", "servers": 1}));
-    let valid = ValidatedRegion::load(&zones.ctx, &region)
+    let valid = ValidatedRegion::load(&zones.ctx, &region, None)
         .await
         .expect("region validated, credentials generated");
     let started =

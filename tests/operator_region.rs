@@ -230,7 +230,7 @@ async fn a_mirror_that_does_not_trust_the_source_is_named_in_status() {
     );
     // The zones are configured all the same (the certificates themselves are
     // valid): the mounted Secrets are the user's.
-    let valid = validated::ValidatedRegion::load(&ctx, &regions.get("trust").await.unwrap())
+    let valid = validated::ValidatedRegion::load(&ctx, &regions.get("trust").await.unwrap(), None)
         .await
         .unwrap();
     assert_eq!(valid.untrusted_links().count(), 1);
@@ -288,7 +288,7 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
     let first_status = t_create.elapsed();
     // The builders' objects for what the operator read and generated: the
     // credentials, the CA and the zones' certificates.
-    let valid = validated::ValidatedRegion::load(&ctx, &stored)
+    let valid = validated::ValidatedRegion::load(&ctx, &stored, None)
         .await
         .expect("the region's Secrets are there");
     assert_eq!(valid.image, IMAGE);

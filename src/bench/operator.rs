@@ -27,7 +27,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::BenchError;
+use super::apiserver;
 use super::goals::{GoalRow, render};
+use super::watched::{Watched, ready_reason};
 use crate::api::RegionMirror;
 use crate::meta::labels;
 use crate::operator::region::children::{self, ChildKind};
@@ -104,6 +106,9 @@ pub struct OperatorFigures {
     /// CPU seconds by process from the start until every child and status
     /// was there (or the converge timeout).
     pub cpu_converged: Vec<(String, f64)>,
+    /// The API server's requests from before the load until then, by verb
+    /// and resource (its /metrics; watches left out).
+    pub requests_converged: Option<apiserver::Profile>,
     /// Reconciles the operator ran during the quiet period (its /metrics).
     pub quiet_reconciles: Option<ReconcileCounts>,
     pub total_reconciles: Option<ReconcileCounts>,
@@ -530,15 +535,7 @@ async fn snapshot(client: &Client) -> Result<Snapshot, BenchError> {
         if observed.is_some() && observed == r.metadata.generation {
             s.observed += 1;
         }
-        let reason = r
-            .status
-            .iter()
-            .flat_map(|s| &s.conditions)
-            .find(|c| c.type_ == crate::operator::region::status::READY)
-            .map_or("(no Ready condition)".to_string(), |c| {
-                format!("{}={}", c.status, c.reason)
-            });
-        *s.ready_reasons.entry(reason).or_default() += 1;
+        *s.ready_reasons.entry(ready_reason(r)).or_default() += 1;
     }
     lv.insert(
         "RegionMirror",
@@ -678,6 +675,8 @@ async fn measure(
     };
     // Let the operator's watches start before the load arrives.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let watched = Watched::start(client, NAMESPACE).await;
+    let requests_before = apiserver::profile(client).await;
     f.rss_start_kib = operator.status_kib("VmRSS");
 
     println!("== applying {} RegionMirrors of 3 zones", opts.regions);
@@ -730,12 +729,9 @@ async fn measure(
         if let Some(rss) = operator.status_kib("VmRSS") {
             max_rss = max_rss.max(rss);
         }
-        let s = snapshot(client).await?;
+        let s = watched.seen();
         let elapsed = t0.elapsed().as_secs_f64();
-        let present = expected
-            .keys()
-            .filter(|k| s.versions.contains_key(*k))
-            .count();
+        let present = expected.keys().filter(|k| s.children.contains(*k)).count();
         if f.children_seconds.is_none() && present == expected.len() {
             f.children_seconds = Some(elapsed);
             println!("every child exists after {elapsed:.2} s");
@@ -746,6 +742,7 @@ async fn measure(
         }
         if f.children_seconds.is_some() && f.statuses_seconds.is_some() {
             f.cpu_converged = cpu_split(plane_pids, operator.pid);
+            f.requests_converged = requests_since(client, &requests_before).await;
             break;
         }
         if last_progress.elapsed() >= Duration::from_secs(10) {
@@ -775,12 +772,13 @@ async fn measure(
             f.rss_max_sampled_kib = Some(max_rss).filter(|&m| m > 0);
             f.total_reconciles = operator.reconciles().await;
             f.cpu_converged = cpu_split(plane_pids, operator.pid);
+            f.requests_converged = requests_since(client, &requests_before).await;
             return Ok(f);
         }
-        // Each look lists every child: at a thousand regions that is load on
-        // the API server the operator competes with, so look less often.
-        tokio::time::sleep(Duration::from_millis(250.max(2 * opts.regions as u64))).await;
+        // A look reads the watches' caches, not the API server.
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    drop(watched);
 
     // Settle: two snapshots SETTLE_STEP apart agree.
     let mut last = snapshot(client).await?;
@@ -899,6 +897,25 @@ async fn measure(
         );
     }
     Ok(f)
+}
+
+/// The API server's requests since `before`, or nothing if either read failed.
+async fn requests_since(
+    client: &Client,
+    before: &Result<apiserver::Profile, String>,
+) -> Option<apiserver::Profile> {
+    let after = apiserver::profile(client).await;
+    match before
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|b| Ok(apiserver::since(&after?, b)))
+    {
+        Ok(p) => Some(p),
+        Err(e) => {
+            println!("cannot read the API server's request counters: {e}");
+            None
+        }
+    }
 }
 
 /// Events (events.k8s.io/v1) created or changed in the namespace during `within`.
@@ -1041,6 +1058,13 @@ pub fn table(f: &OperatorFigures) -> String {
         "  (times from the first apply; operator log {})",
         f.operator_log.display()
     );
+    if let Some(p) = &f.requests_converged {
+        let _ = writeln!(
+            out,
+            "  API server requests until every child and status was there (its /metrics):"
+        );
+        out.push_str(&apiserver::render(p, 16));
+    }
     out.push_str(&render(&f.goal_rows()));
     out
 }

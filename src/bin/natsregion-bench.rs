@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "natsregion-bench",
-    about = "Measure the checker, the producer, a soak drill and catch-up after heal, or the operator; prints figures",
+    about = "Measure the checker, the producer, a soak drill and catch-up after heal, the operator, or a newcomer's make demo; prints figures",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -61,6 +61,13 @@ enum Target {
         #[arg(long = "operator-arg", allow_hyphen_values = true)]
         operator_args: Vec<String>,
     },
+    /// `make demo` in a fresh clone of this repository's HEAD (an empty
+    /// target/, the tools from their cache): the newcomer's first command.
+    Newcomer {
+        /// The repository to clone.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +103,12 @@ fn main() -> ExitCode {
             runtime
                 .block_on(bench::run(&opts))
                 .map(|figures| bench::table(&figures))
+                .map_err(|e| e.to_string())
+        }
+        Some(Target::Newcomer { repo }) => {
+            use natsregion::bench::newcomer;
+            newcomer::run(&repo)
+                .map(|figures| newcomer::table(&figures))
                 .map_err(|e| e.to_string())
         }
         None => {

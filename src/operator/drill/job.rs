@@ -197,7 +197,7 @@ impl DrillJob {
             toxiproxy::precondition(&region)?;
         }
         // Validated and its credentials read once for the whole run.
-        let valid = ValidatedRegion::load(&self.ctx, &region)
+        let valid = ValidatedRegion::load(&self.ctx, &region, None)
             .await
             .map_err(|e| e.to_string())?;
         // A mirror that cannot link to the source would only show as a

@@ -93,6 +93,18 @@ impl FullPass {
     }
 }
 
+/// Whether a full pass lists the region's children to delete those of zones
+/// no longer in its spec. A region whose status was never written has had
+/// no pass succeed, so no spec of it before this one has children to lose;
+/// listing four kinds for each of a thousand new regions was a tenth of what
+/// the API server served while they came up. A pass that created children
+/// and then failed before any status was written leaves them to the next
+/// pass that is not the region's first, at the latest [`FULL_PASS_EVERY`]
+/// after it succeeds.
+pub fn prune_due(why: FullPass, status_written: bool) -> bool {
+    status_written || why != FullPass::NeverApplied
+}
+
 /// A full pass under way: what it saw before it wrote anything.
 #[must_use]
 pub struct Pass {
@@ -246,6 +258,19 @@ impl Write for HashWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_never_observed_regions_first_pass_skips_the_prune() {
+        assert!(!prune_due(FullPass::NeverApplied, false));
+        assert!(prune_due(FullPass::NeverApplied, true));
+        for why in [
+            FullPass::BuildChanged,
+            FullPass::ChildChanged,
+            FullPass::Expired,
+        ] {
+            assert!(prune_due(why, false) && prune_due(why, true));
+        }
+    }
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     fn child_of(region: &str) -> ObjectMeta {

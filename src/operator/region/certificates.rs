@@ -14,11 +14,10 @@ use jiff::Timestamp;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::Api;
 
-use super::credentials::get;
 use super::names;
 use super::object_meta::{meta, region_labels};
+use super::secrets::Secrets;
 use crate::api::{LeafnodeProxy, RegionMirror, TlsMode, ZoneSpec};
 use crate::operator::error::{Error, Result};
 use crate::operator::ssa;
@@ -84,15 +83,18 @@ pub fn zone_names(region: &RegionMirror, namespace: &str, zone: &ZoneSpec) -> Ve
 
 /// Reads (or issues) the region's certificates. `None`: `tls.mode: Disabled`
 /// and no external zone with a CA.
-pub async fn ensure(client: &kube::Client, region: &RegionMirror) -> Result<Option<RegionTls>> {
+pub async fn ensure(
+    client: &kube::Client,
+    secrets: &Secrets<'_>,
+    region: &RegionMirror,
+) -> Result<Option<RegionTls>> {
     let ns = region
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
-    let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let mut external_cas = BTreeMap::new();
     for zone in &region.spec.zones {
         if let Some(secret) = zone.external.as_ref().and_then(|e| e.ca_secret.as_ref()) {
-            let s = require(&api, secret, "zones[].external.caSecret").await?;
+            let s = require(secrets, secret, "zones[].external.caSecret").await?;
             let ca = key(&s, secret, CA_KEY, "zones[].external.caSecret")?;
             check_certs(&ca, secret, "zones[].external.caSecret")?;
             external_cas.insert(zone.name.clone(), ca);
@@ -113,11 +115,11 @@ pub async fn ensure(client: &kube::Client, region: &RegionMirror) -> Result<Opti
         }
         // One CA signs and is trusted by every zone: nothing to cross-check.
         TlsMode::Generated => {
-            let (ca, zones) = generated(client, &api, region, &ns, &managed).await?;
+            let (ca, zones) = generated(client, secrets, region, &ns, &managed).await?;
             (ca.cert.clone(), zones, Some(ca), BTreeMap::new())
         }
         TlsMode::Secrets => {
-            let (ca, zones, mounted) = user_secrets(&api, region, &ns, &managed).await?;
+            let (ca, zones, mounted) = user_secrets(secrets, region, &ns, &managed).await?;
             let untrusted = untrusted_links(region, &ns, &mounted, Timestamp::now());
             (ca, zones, None, untrusted)
         }
@@ -133,7 +135,7 @@ pub async fn ensure(client: &kube::Client, region: &RegionMirror) -> Result<Opti
 
 async fn generated(
     client: &kube::Client,
-    api: &Api<Secret>,
+    api: &Secrets<'_>,
     region: &RegionMirror,
     ns: &str,
     zones: &[&ZoneSpec],
@@ -144,7 +146,7 @@ async fn generated(
     let renew_before = DAY * spec.renew_before_days.max(0) as u32;
     let now = Timestamp::now();
     let ca_name = names::ca_secret(&name);
-    let ca = match get(api, &ca_name).await? {
+    let ca = match api.get(&ca_name).await? {
         Some(s) if !owned_by(&s, region) => {
             return Err(Error::Certificate {
                 secret: ca_name,
@@ -175,7 +177,7 @@ async fn generated(
     for zone in zones {
         let secret = names::zone_tls_secret(&name, &zone.name);
         let wanted = zone_names(region, ns, zone);
-        let current = get(api, &secret).await?;
+        let current = api.get(&secret).await?;
         let kept = current
             .as_ref()
             .filter(|s| still_good(s, &secret, &ca.cert, &wanted, now, renew_before))
@@ -230,7 +232,7 @@ fn concrete(name: &str) -> String {
 }
 
 async fn user_secrets(
-    api: &Api<Secret>,
+    api: &Secrets<'_>,
     region: &RegionMirror,
     ns: &str,
     zones: &[&ZoneSpec],
@@ -411,8 +413,8 @@ fn owned_by(secret: &Secret, region: &RegionMirror) -> bool {
         .any(|o| Some(&o.uid) == uid.as_ref())
 }
 
-async fn require(api: &Api<Secret>, name: &str, field: &'static str) -> Result<Secret> {
-    get(api, name).await?.ok_or_else(|| Error::Certificate {
+async fn require(api: &Secrets<'_>, name: &str, field: &'static str) -> Result<Secret> {
+    api.get(name).await?.ok_or_else(|| Error::Certificate {
         secret: name.to_string(),
         field,
         reason: format!(

@@ -14,6 +14,7 @@ pub mod drills;
 pub mod names;
 pub mod object_meta;
 pub mod observe;
+pub mod secrets;
 pub mod status;
 pub mod streams;
 pub mod validated;
@@ -30,11 +31,12 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Resource, ResourceExt};
 
 use self::applied::AppliedChildren;
 use self::children::ZoneChildren;
+use self::secrets::SecretCache;
 use self::validated::ValidatedRegion;
 use crate::api::{RegionMirror, RegionMirrorStatus};
 use crate::meta::{FIELD_MANAGER, labels};
@@ -55,6 +57,8 @@ struct RegionCtx {
     /// Consecutive failures per region (`ns/name`), for the backoff.
     failures: Mutex<HashMap<String, u32>>,
     applied: Arc<AppliedChildren>,
+    /// The operator's own Secrets as the watch delivered them.
+    secrets: SecretCache,
 }
 
 fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
@@ -79,10 +83,12 @@ pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown) {
         labels::MANAGED_BY_VALUE
     ));
     let applied = Arc::new(AppliedChildren::default());
+    let (secrets, secrets_writer) = reflector::store();
     let state = Arc::new(RegionCtx {
         ctx: ctx.clone(),
         failures: Mutex::default(),
         applied: applied.clone(),
+        secrets,
     });
     // The debounce folds a burst of triggers into one reconcile: a region's
     // first reconcile creates 18 children, and each of their watch events
@@ -106,7 +112,14 @@ pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown) {
         // and its Toxiproxy (`leafnode.proxy: toxiproxy`) is reconciled on
         // every look (ready → sync its proxies).
         .owns(api::<Deployment>(&client, ns), children.clone())
-        .owns(api::<Secret>(&client, ns), children)
+        .owns_stream(
+            watcher(api::<Secret>(&client, ns), children)
+                .default_backoff()
+                // Never read, and the larger part of a Secret's metadata.
+                .modify(|s| s.managed_fields_mut().clear())
+                .reflect(secrets_writer)
+                .touched_objects(),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, state)
         .for_each(|result| {
@@ -165,7 +178,7 @@ async fn reconcile(region: Arc<RegionMirror>, rc: Arc<RegionCtx>) -> Result<Acti
         return Ok(Action::await_change());
     }
     let started = Instant::now();
-    let result = reconcile_region(&region, &rc.ctx, &rc.applied).await;
+    let result = reconcile_region(&region, &rc.ctx, &rc.applied, &rc.secrets).await;
     let ctx = &rc.ctx;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     tracing::debug!(region = %key(&region), took_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "reconcile");
@@ -248,13 +261,14 @@ async fn write_status(
     Ok(())
 }
 
-/// Applies every child and deletes those of zones no longer in the spec.
-/// Returns each zone's ready replicas as its StatefulSet reported them, and
-/// the resourceVersions the applies returned.
+/// Applies every child and, with `prune`, deletes those of zones no longer
+/// in the spec. Returns each zone's ready replicas as its StatefulSet
+/// reported them, and the resourceVersions the applies returned.
 async fn apply_children(
     ctx: &Context,
     valid: &ValidatedRegion,
     children: &[ZoneChildren],
+    prune: bool,
 ) -> Result<(applied::ReadyReplicas, HashSet<String>)> {
     let client = &ctx.client;
     let region = &valid.region;
@@ -267,6 +281,9 @@ async fn apply_children(
         own_writes.extend(done.resource_versions);
     }
     reconcile_toxiproxy(ctx, valid).await?;
+    if !prune {
+        return Ok((ready_replicas, own_writes));
+    }
     let selector = apply::children_selector(&valid.name);
     let pruned = apply::prune(client, &valid.namespace, &selector, &valid.uid, children).await?;
     if !pruned.is_empty() {
@@ -293,8 +310,9 @@ async fn reconcile_region(
     region: &RegionMirror,
     ctx: &Context,
     applied: &AppliedChildren,
+    secrets: &SecretCache,
 ) -> Result<Action> {
-    let valid = ValidatedRegion::load(ctx, region).await?;
+    let valid = ValidatedRegion::load(ctx, region, Some(secrets)).await?;
     let (ns, name) = (&valid.namespace, &valid.name);
     let creds = &valid.credentials;
     let client = &ctx.client;
@@ -318,7 +336,12 @@ async fn reconcile_region(
             tracing::debug!(region = %region_key, why = why.as_str(), "applying every child");
             let pass = applied.begin(&region_key);
             ctx.metrics.region_full_pass(why.as_str());
-            let (ready, own_writes) = apply_children(ctx, &valid, &children).await?;
+            let status_written = region
+                .status
+                .as_ref()
+                .is_some_and(|s| s.observed_generation.is_some());
+            let prune = applied::prune_due(why, status_written);
+            let (ready, own_writes) = apply_children(ctx, &valid, &children, prune).await?;
             applied.record(pass, fingerprint, ready.clone(), own_writes, Instant::now());
             ready
         }

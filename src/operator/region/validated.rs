@@ -8,6 +8,7 @@ use kube::ResourceExt;
 
 use super::certificates::{self, RegionTls, ZoneCertificate};
 use super::credentials::{self, Credentials};
+use super::secrets::{SecretCache, Secrets};
 use crate::api::validate;
 use crate::api::{RegionMirror, ZoneSpec};
 use crate::operator::context::{Context, ZoneUrls};
@@ -30,11 +31,18 @@ pub struct ValidatedRegion {
 }
 
 impl ValidatedRegion {
-    /// Checks the spec with the CRD's own rules, then reads the credentials.
-    pub async fn load(ctx: &Context, region: &RegionMirror) -> Result<Self> {
+    /// Checks the spec with the CRD's own rules, then reads the credentials
+    /// and certificates (the operator's own Secrets from `cache` when it
+    /// holds them, see [`Secrets`]).
+    pub async fn load(
+        ctx: &Context,
+        region: &RegionMirror,
+        cache: Option<&SecretCache>,
+    ) -> Result<Self> {
         let (namespace, uid) = identity(region)?;
-        let credentials = credentials::ensure(&ctx.client, region).await?;
-        let tls = certificates::ensure(&ctx.client, region).await?;
+        let secrets = Secrets::new(&ctx.client, &namespace, cache);
+        let credentials = credentials::ensure(&secrets, region).await?;
+        let tls = certificates::ensure(&ctx.client, &secrets, region).await?;
         Ok(Self::assemble(
             region,
             namespace,
