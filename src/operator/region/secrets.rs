@@ -5,12 +5,15 @@
 //! 1000 regions was a third of all requests the API server served. Any other
 //! Secret (the user's), or one the watch has not delivered yet, is read from
 //! the API server, so a Secret the operator just created is never taken for
-//! missing and generated twice.
+//! missing and generated twice. A generated Secret is created with a create
+//! that fails when it exists, never by a write that could replace one.
 
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
+use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use crate::meta::FIELD_MANAGER;
 use crate::operator::error::{Error, Result};
 
 /// The watch's copies of the operator's own Secrets (labelled managed-by).
@@ -33,18 +36,75 @@ impl<'a> Secrets<'a> {
 
     /// The Secret, or `None` when it does not exist.
     pub async fn get(&self, name: &str) -> Result<Option<Secret>> {
-        let cached = self
-            .cache
-            .and_then(|c| c.get(&ObjectRef::new(name).within(self.namespace)));
-        if let Some(secret) = cached {
-            return Ok(Some(Secret::clone(&secret)));
+        if let Some(secret) = self.cached(name) {
+            return Ok(Some(secret));
         }
         get(&self.api, name).await
+    }
+
+    /// The Secret `name` as it exists, or the one `make` builds, created.
+    /// Only a create makes it, and a create fails when the Secret exists
+    /// (then it is read), so a password or a key is never generated over
+    /// another. When the cache has listed every Secret and lacks this one,
+    /// it is almost surely a new region's: the create goes first, instead of
+    /// a GET that would only say it is missing (six per new region).
+    pub async fn get_or_create(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> Result<Secret>,
+    ) -> Result<Found> {
+        if let Some(secret) = self.cached(name) {
+            return Ok(Found::Existing(secret));
+        }
+        let listed = self
+            .cache
+            .is_some_and(|c| matches!(c.wait_until_ready().now_or_never(), Some(Ok(()))));
+        if !listed && let Some(secret) = get(&self.api, name).await? {
+            return Ok(Found::Existing(secret));
+        }
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        match self.api.create(&params, &make()?).await {
+            Ok(created) => Ok(Found::Created(created)),
+            Err(kube::Error::Api(status)) if status.code == 409 => get(&self.api, name)
+                .await?
+                .map(Found::Existing)
+                // Deleted between the create and the read: the next pass creates it.
+                .ok_or_else(|| Error::Other {
+                    reason: "SecretRace",
+                    message: format!("Secret {name} existed at create and was gone at read"),
+                    permanent: false,
+                }),
+            Err(e) => Err(Error::kube(format!("create Secret {name}"), e)),
+        }
+    }
+
+    fn cached(&self, name: &str) -> Option<Secret> {
+        let key = ObjectRef::new(name).within(self.namespace);
+        self.cache
+            .and_then(|c| c.get(&key))
+            .map(|s| Secret::clone(&s))
     }
 
     /// The namespace's Secrets, for writes.
     pub fn api(&self) -> &Api<Secret> {
         &self.api
+    }
+}
+
+/// What [`Secrets::get_or_create`] found.
+pub enum Found {
+    Existing(Secret),
+    Created(Secret),
+}
+
+impl Found {
+    pub fn secret(&self) -> &Secret {
+        match self {
+            Found::Existing(s) | Found::Created(s) => s,
+        }
     }
 }
 
