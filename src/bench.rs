@@ -17,6 +17,7 @@ pub mod apiserver;
 pub mod goals;
 pub mod newcomer;
 pub mod operator;
+pub mod prometheus;
 pub mod publish;
 pub mod soak;
 pub mod watched;

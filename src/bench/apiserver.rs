@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use kube::Client;
 use kube::core::{Request, params::GetParams};
 
+use super::prometheus::{label, samples};
+
 /// `(verb, resource[/subresource])` → (requests, seconds spent serving them).
 pub type Profile = BTreeMap<(String, String), (f64, f64)>;
 
@@ -28,38 +30,21 @@ pub async fn profile(client: &Client) -> Result<Profile, String> {
 /// as they are open, which says nothing of their cost).
 pub fn parse(text: &str) -> Profile {
     let mut out = Profile::new();
-    for line in text.lines() {
-        let (is_count, rest) = if let Some(r) = line.strip_prefix("apiserver_request_total{") {
-            (true, r)
-        } else if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_sum{") {
-            (false, r)
-        } else {
-            continue;
+    for (name, labels, value) in samples(text) {
+        let is_count = match name {
+            "apiserver_request_total" => true,
+            "apiserver_request_duration_seconds_sum" => false,
+            _ => continue,
         };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        let label = |name: &str| -> String {
-            let key = format!("{name}=\"");
-            labels
-                .split(',')
-                .find_map(|pair| pair.strip_prefix(&key))
-                .map(|v| v.trim_end_matches('"').to_string())
-                .unwrap_or_default()
-        };
-        let verb = label("verb");
+        let verb = label(labels, "verb").unwrap_or_default();
         if verb == "WATCH" || verb == "CONNECT" {
             continue;
         }
-        let mut resource = label("resource");
-        let sub = label("subresource");
-        if !sub.is_empty() {
+        let mut resource = label(labels, "resource").unwrap_or_default().to_string();
+        if let Some(sub) = label(labels, "subresource").filter(|s| !s.is_empty()) {
             resource = format!("{resource}/{sub}");
         }
-        let entry = out.entry((verb, resource)).or_default();
+        let entry = out.entry((verb.to_string(), resource)).or_default();
         if is_count {
             entry.0 += value;
         } else {

@@ -27,11 +27,12 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::BenchError;
-use super::apiserver;
 use super::goals::{GoalRow, render};
-use super::watched::{Watched, ready_reason};
+use super::watched::{Watched, ready_reason, status_observed};
+use super::{apiserver, prometheus};
 use crate::api::RegionMirror;
 use crate::meta::labels;
+use crate::operator::region::CONTROLLER;
 use crate::operator::region::children::{self, ChildKind};
 use crate::operator::region::validated;
 use crate::testenv::ControlPlane;
@@ -338,27 +339,18 @@ impl ReconcileCounts {
 /// Prometheus text exposition.
 pub fn reconcile_counts(text: &str) -> ReconcileCounts {
     let mut counts = ReconcileCounts::default();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let value = value.parse::<f64>().unwrap_or(0.0) as u64;
-        if let Some(labels) = series.strip_prefix("natsregion_region_full_passes_total") {
-            counts.full_passes += value;
-            let why = labels
-                .split("why=\"")
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .unwrap_or("");
-            *counts.full_passes_why.entry(why.to_string()).or_default() += value;
-        }
-        if !series.contains("controller=\"regionmirror\"") {
-            continue;
-        }
-        if series.starts_with("natsregion_reconciles_total") {
-            counts.reconciles += value;
-        } else if series.starts_with("natsregion_reconcile_failures_total") {
-            counts.failures += value;
+    for (name, labels, value) in prometheus::samples(text) {
+        let value = value as u64;
+        let ours = prometheus::label(labels, "controller") == Some(CONTROLLER);
+        match name {
+            "natsregion_region_full_passes_total" => {
+                counts.full_passes += value;
+                let why = prometheus::label(labels, "why").unwrap_or_default();
+                *counts.full_passes_why.entry(why.to_string()).or_default() += value;
+            }
+            "natsregion_reconciles_total" if ours => counts.reconciles += value,
+            "natsregion_reconcile_failures_total" if ours => counts.failures += value,
+            _ => {}
         }
     }
     counts
@@ -385,7 +377,7 @@ fn proc_cpu_seconds(pid: u32) -> Option<f64> {
 }
 
 /// CPU seconds of the control plane's processes (by command name), the
-/// operator and this bench (its snapshots load the API server too).
+/// operator and this bench (its applies and watches load the API server too).
 fn cpu_split(plane_pids: &[u32], operator_pid: u32) -> Vec<(String, f64)> {
     let name_of = |pid: u32| {
         std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -531,8 +523,7 @@ async fn snapshot(client: &Client) -> Result<Snapshot, BenchError> {
             format!("RegionMirror/{}", r.name_any()),
             r.resource_version().unwrap_or_default(),
         );
-        let observed = r.status.as_ref().and_then(|s| s.observed_generation);
-        if observed.is_some() && observed == r.metadata.generation {
+        if status_observed(r) {
             s.observed += 1;
         }
         *s.ready_reasons.entry(ready_reason(r)).or_default() += 1;

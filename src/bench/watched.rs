@@ -77,9 +77,7 @@ impl Watched {
         let mut observed = 0;
         let mut ready_reasons = BTreeMap::new();
         for r in self.regions.state() {
-            let status = r.status.as_ref();
-            let generation = status.and_then(|s| s.observed_generation);
-            if generation.is_some() && generation == r.metadata.generation {
+            if status_observed(&r) {
                 observed += 1;
             }
             *ready_reasons.entry(ready_reason(&r)).or_default() += 1;
@@ -98,6 +96,12 @@ impl Drop for Watched {
             t.abort();
         }
     }
+}
+
+/// Whether the region's status was written for its current generation.
+pub fn status_observed(r: &RegionMirror) -> bool {
+    let observed = r.status.as_ref().and_then(|s| s.observed_generation);
+    observed.is_some() && observed == r.metadata.generation
 }
 
 /// A region's `Ready` condition as `status=reason`.
