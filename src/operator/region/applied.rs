@@ -258,6 +258,7 @@ impl Write for HashWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     #[test]
     fn only_a_never_observed_regions_first_pass_skips_the_prune() {
@@ -271,7 +272,6 @@ mod tests {
             assert!(prune_due(why, false) && prune_due(why, true));
         }
     }
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     fn child_of(region: &str) -> ObjectMeta {
         written(region, "100")

@@ -87,11 +87,6 @@ impl<'a> Secrets<'a> {
             .and_then(|c| c.get(&key))
             .map(|s| Secret::clone(&s))
     }
-
-    /// The namespace's Secrets, for writes.
-    pub fn api(&self) -> &Api<Secret> {
-        &self.api
-    }
 }
 
 /// What [`Secrets::get_or_create`] found.
