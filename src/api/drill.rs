@@ -411,6 +411,13 @@ pub struct FaultRecord {
     pub deadline: Time,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healed_at: Option<Time>,
+    /// Written (and read back by the API server) before the backend was
+    /// asked to cut: the cut may or may not have landed. Whoever finds it
+    /// unhealed removes every fault object of the drill's backend, so an
+    /// operator killed between the cut and its record leaves nothing behind.
+    /// The backend's own record replaces it once the cut returns.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub intent: bool,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

@@ -71,6 +71,16 @@ impl LocalRuntime {
         self.region.lock().await.renew_certificates()
     }
 
+    /// Process ids of `zone`'s servers (tests stop and resume them).
+    pub async fn zone_pids(&self, zone: &str) -> Vec<u32> {
+        self.region
+            .lock()
+            .await
+            .zone(zone)
+            .map(|z| z.pids())
+            .unwrap_or_default()
+    }
+
     pub fn into_inner(self) -> LocalRegion {
         self.region.into_inner()
     }

@@ -51,6 +51,13 @@ pub struct PartitionEvidence {
     /// Set when no heal step closed this partition: the drill was
     /// interrupted (the reason) and the wrap-up healed it.
     pub closed_after: Option<String>,
+    /// Set when the cut was no longer in place at the last look before the
+    /// heal, and why: its deadline passed, its fault objects were gone (a
+    /// Toxiproxy restart, someone deleting the policies), or the drill healed
+    /// first because it was stopped. Whether the cut held cannot then be
+    /// judged: it is not the region's doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_early: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -181,6 +188,20 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
             } else {
                 format!("partition{i}.{k}")
             }
+        };
+        // A cut that ended before the last look proves nothing either way
+        // (what moved after it ended is not a leak, and the consumers saw a
+        // shorter cut than the one judged): the partition is inconclusive.
+        let mut discarded = Vec::new();
+        let failures = if let Some(why) = &p.ended_early {
+            missing.push(format!(
+                "the cut of {:?} ended before the heal ({why}), so whether it held cannot be judged",
+                p.zones
+            ));
+            evidence.insert(tag("endedEarly"), why.clone());
+            &mut discarded
+        } else {
+            &mut failures
         };
         if !p.in_sync_before_cut {
             failures.push(format!(
@@ -799,6 +820,7 @@ mod tests {
                 healed: true,
                 heal_error: None,
                 closed_after: None,
+                ended_early: None,
             }],
             catch_up: Some(CatchUpEvidence {
                 seconds: Some(3.2),
@@ -856,6 +878,22 @@ mod tests {
             "{:#?}",
             judge(&healthy())
         );
+    }
+
+    #[test]
+    fn a_cut_that_ended_early_is_inconclusive_never_a_leak() {
+        let mut ev = healthy();
+        ev.partitions[0].mirror_before_heal = BTreeMap::from([("b".into(), 150)]);
+        ev.partitions[0].probe_before_heal = BTreeMap::from([("b".into(), true)]);
+        ev.partitions[0].ended_early = Some("its deadline passed".into());
+        let c = &judge(&ev)[0];
+        assert_eq!(c.verdict, Verdict::Inconclusive, "{}", c.message);
+        assert!(!c.message.contains("leaked"), "{}", c.message);
+        assert!(c.message.contains("its deadline passed"), "{}", c.message);
+        assert_eq!(c.evidence["endedEarly"], "its deadline passed");
+        // The same figures with the cut in place to the end: a leak.
+        ev.partitions[0].ended_early = None;
+        assert_eq!(judge(&ev)[0].verdict, Verdict::Failed);
     }
 
     #[test]

@@ -46,6 +46,15 @@ pub trait Observer: Send + Sync {
     /// Called after each step and whenever a fault is injected or healed, so a
     /// restarted operator can find and heal it.
     fn status(&self, _status: &PartitionDrillStatus) {}
+    /// Stores `status` where a restarted process finds it, and says whether
+    /// it got there. The engine waits for this before a cut (the intent
+    /// record) and does not cut when it fails. Nothing to store: `Ok`.
+    fn persist<'a>(
+        &'a self,
+        _status: &'a PartitionDrillStatus,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 pub struct Silent;
@@ -226,6 +235,8 @@ struct OpenFault {
     evidence: PartitionEvidence,
     /// Produce phases published while this fault was on.
     phases: Vec<u16>,
+    /// Healed before the last look (the drill was stopped), and why.
+    healed_first: Option<String>,
 }
 
 /// Runs `drill` against `region`. Never returns with a fault in place: every
@@ -1210,6 +1221,23 @@ impl Run<'_> {
         let zones = self.cut_zones();
         let (in_sync, _) = self.wait_in_sync(&zones, self.catch_up_timeout()).await;
         let deadline = Duration::from_secs(self.drill.spec.fault.deadline_seconds as u64);
+        // The intent is stored before the backend is asked: a process that
+        // dies once the cut landed leaves a record its successor heals.
+        let mut intent = crate::fault::fault_record(
+            format!("intent-{}", self.status.faults.len() + 1),
+            self.backend.name(),
+            &zones,
+            jiff::Timestamp::now(),
+            deadline,
+        );
+        intent.intent = true;
+        self.status.faults.push(intent.clone());
+        if let Err(e) = self.observer.persist(&self.status).await {
+            self.status.faults.retain(|f| f.id != intent.id);
+            return Err(StepError::Failed(format!(
+                "the fault's record could not be stored before the cut, so nothing was cut: {e}"
+            )));
+        }
         // Set before the call: if this step is cancelled (abort, timeout)
         // while the cut is in flight, `finish` still knows to heal it.
         self.cut_started = Some(zones.clone());
@@ -1219,7 +1247,10 @@ impl Run<'_> {
             .await
             .map_err(|e| StepError::Failed(format!("cut failed: {e}")))?;
         let cut_at = Instant::now();
-        self.status.faults.push(record.clone());
+        match self.status.faults.iter_mut().find(|f| f.id == intent.id) {
+            Some(f) => *f = record.clone(),
+            None => self.status.faults.push(record.clone()),
+        }
         self.observer.status(&self.status);
         // Frames already in flight when the cut landed may still arrive; let them.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1256,8 +1287,84 @@ impl Run<'_> {
                 ..Default::default()
             },
             phases: Vec::new(),
+            healed_first: None,
         });
         Ok(())
+    }
+
+    /// A stopped drill heals before anything else: observing a cut can take
+    /// long (a zone that does not answer), and a stop has a budget (the
+    /// pod's grace period). The last look then comes after the heal, and the
+    /// partition says so.
+    async fn heal_first(&mut self, why: &str) {
+        if self.open.as_ref().is_some_and(|o| o.healed_first.is_some()) {
+            return;
+        }
+        // The open partition's record, or (a cut cancelled in flight) every
+        // record without a heal, the intent included.
+        let records: Vec<FaultRecord> = match &self.open {
+            Some(open) => vec![open.record.clone()],
+            None => self
+                .status
+                .faults
+                .iter()
+                .filter(|f| f.healed_at.is_none())
+                .cloned()
+                .collect(),
+        };
+        if records.is_empty() {
+            return;
+        }
+        let mut all_healed = true;
+        for record in &records {
+            let healed = tokio::time::timeout(self.step_timeout(), self.backend.heal(record))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::fault::FaultError::Unsupported {
+                        backend: self.backend.name(),
+                        what: "a heal that answers within the step timeout".into(),
+                    })
+                });
+            match healed {
+                Ok(()) => {
+                    if let Some(f) = self.status.faults.iter_mut().find(|f| f.id == record.id) {
+                        f.healed_at = Some(Time(jiff::Timestamp::now()));
+                    }
+                }
+                Err(e) => {
+                    all_healed = false;
+                    tracing::error!(fault = %record.id, error = %e, "healing a stopped drill's cut failed; the wrap-up retries");
+                }
+            }
+        }
+        if all_healed {
+            self.cut_started = None;
+            if let Some(open) = self.open.as_mut() {
+                open.healed_first =
+                    Some(format!("{why}, so the cut was healed before the last look"));
+            }
+        }
+        self.observer.status(&self.status);
+    }
+
+    /// Why the open cut was no longer in place at the last look, if it was not.
+    async fn ended_early(&self, open: &OpenFault) -> Option<String> {
+        if let Some(why) = &open.healed_first {
+            return Some(why.clone());
+        }
+        if open.record.deadline.0 <= jiff::Timestamp::now() {
+            return Some(format!(
+                "its deadline, fault.deadlineSeconds {} after the cut, passed before the heal step",
+                self.drill.spec.fault.deadline_seconds
+            ));
+        }
+        match self.backend.leftovers().await {
+            Ok(left) if left.is_empty() => Some(format!(
+                "its {} fault objects were gone before the heal step: removed by someone else, or lost by the backend (a Toxiproxy restart)",
+                self.backend.name()
+            )),
+            _ => None,
+        }
     }
 
     async fn heal(&mut self) -> Result<(), StepError> {
@@ -1278,8 +1385,11 @@ impl Run<'_> {
         let cut_at = open.cut_at;
         let phases = open.phases.clone();
         let zones = open.evidence.zones.clone();
-        // Give the writing zones' consumers a moment to read their last partition-phase messages.
-        self.wait_own_reads(Duration::from_secs(5)).await;
+        // Give the writing zones' consumers a moment to read their last
+        // partition-phase messages (a stopped drill has no time for that).
+        if open.healed_first.is_none() {
+            self.wait_own_reads(Duration::from_secs(5)).await;
+        }
         let mut acked_during = BTreeMap::new();
         let mut own_read_during = BTreeMap::new();
         for (w, _) in self.producers() {
@@ -1302,8 +1412,13 @@ impl Run<'_> {
             .iter()
             .map(|z| (z.name().to_string(), z.errors() - z.errors_at_cut))
             .collect();
+        let ended_early = match self.open.as_ref() {
+            Some(open) => self.ended_early(open).await,
+            None => None,
+        };
         let mut open = self.open.take().expect("checked above");
         let ev = &mut open.evidence;
+        ev.ended_early = ended_early;
         ev.source_before_heal = self.source_head(&positions);
         ev.mirror_before_heal = observed(&positions);
         ev.probe_before_heal = probe_before_heal;
@@ -1656,6 +1771,9 @@ impl Run<'_> {
         }
         let why = stopped.to_string();
         self.evidence.interrupted = Some(why.clone());
+        if matches!(stopped, StepError::Aborted) {
+            self.heal_first("the drill was stopped").await;
+        }
         for z in &self.zones {
             z.reader.resume();
         }

@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 
 use crate::api::{FaultRecord, Toxic};
 
+pub mod deadline;
 pub mod leaflinks;
 pub mod netns;
 pub mod networkpolicy;
@@ -66,6 +67,7 @@ pub fn fault_record(
         injected_at: Time(injected),
         deadline: Time(deadline_at),
         healed_at: None,
+        intent: false,
     }
 }
 

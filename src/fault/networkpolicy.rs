@@ -72,6 +72,8 @@ pub struct CutPlan {
     /// Fault id: names the policies and labels them.
     pub fault: String,
     pub owner: Option<OwnerReference>,
+    /// When the policies must be gone: written on each, for the reaper.
+    pub deadline: jiff::Timestamp,
 }
 
 /// The two policies of one cut: ingress on the source zone's pods, egress on
@@ -138,10 +140,13 @@ pub fn cut_policies(plan: &CutPlan) -> Vec<NetworkPolicy> {
             (labels::DRILL.to_string(), plan.drill.clone()),
             (FAULT_LABEL.to_string(), label_value(&plan.fault)),
         ])),
-        annotations: Some(BTreeMap::from([(
-            "natsregion.io/cut-zones".to_string(),
-            zones.join(","),
-        )])),
+        annotations: Some(BTreeMap::from([
+            ("natsregion.io/cut-zones".to_string(), zones.join(",")),
+            (
+                super::deadline::ANNOTATION.to_string(),
+                super::deadline::annotation_value(plan.deadline),
+            ),
+        ])),
         owner_references: plan.owner.clone().map(|o| vec![o]),
         ..Default::default()
     };
@@ -278,6 +283,62 @@ impl NetworkPolicyBackend {
     }
 }
 
+/// The in-process deadline timers die with the backend, as they would with
+/// the process: the deadline the reaper enforces is the one on the policies.
+impl Drop for NetworkPolicyBackend {
+    fn drop(&mut self) {
+        for (_, t) in std::mem::take(&mut *self.deadlines.lock().expect("deadlines")) {
+            t.abort();
+        }
+    }
+}
+
+/// Deletes every fault NetworkPolicy past its deadline (the annotation) that
+/// `api` lists; returns their names. Policies without a deadline are left
+/// alone: they were not written by a cut.
+pub async fn reap_expired(
+    api: &Api<NetworkPolicy>,
+    now: jiff::Timestamp,
+) -> Result<Vec<String>, FaultError> {
+    let selector = ListParams::default().labels(&format!(
+        "{FAULT_LABEL},{}={}",
+        labels::MANAGED_BY,
+        labels::MANAGED_BY_VALUE
+    ));
+    let list = api
+        .list(&selector)
+        .await
+        .map_err(|e| err("list NetworkPolicies", e))?;
+    let mut reaped = Vec::new();
+    let mut first_err = None;
+    for p in list.items {
+        let expired = p
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(super::deadline::ANNOTATION))
+            .and_then(|v| super::deadline::parse_annotation(v))
+            .is_some_and(|d| super::deadline::expired(d, now));
+        if !expired {
+            continue;
+        }
+        let ns = p.metadata.namespace.clone().unwrap_or_default();
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let in_ns: Api<NetworkPolicy> = Api::namespaced(api.clone().into_client(), &ns);
+        match in_ns.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => reaped.push(format!("NetworkPolicy {ns}/{name}")),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                first_err.get_or_insert(err(&format!("delete NetworkPolicy {ns}/{name}"), e));
+            }
+        }
+    }
+    match first_err {
+        Some(e) if reaped.is_empty() => Err(e),
+        _ => Ok(reaped),
+    }
+}
+
 async fn delete_all(api: &Api<NetworkPolicy>, selector: &ListParams) -> Result<(), FaultError> {
     let list = api
         .list(selector)
@@ -349,6 +410,8 @@ impl FaultBackend for NetworkPolicyBackend {
                 zones: zones.to_vec(),
                 fault: id.clone(),
                 owner: self.target.owner.clone(),
+                deadline: started
+                    + jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX),
             };
             // The deadline is armed before the first policy lands.
             let task = tokio::spawn({
@@ -455,6 +518,7 @@ mod tests {
             zones: vec!["b".into(), "c".into()],
             fault: "d-cut1-1700000000".into(),
             owner: None,
+            deadline: jiff::Timestamp::from_second(1_700_000_060).unwrap(),
         }
     }
 

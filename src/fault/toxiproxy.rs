@@ -170,6 +170,58 @@ impl ToxiproxyBackend {
     }
 }
 
+/// The in-process deadline timers die with the backend, as they would with
+/// the process: the deadline the reaper enforces is the marker on the proxies.
+impl Drop for ToxiproxyBackend {
+    fn drop(&mut self) {
+        let timers = std::mem::take(&mut self.inner.state.lock().unwrap().deadlines);
+        for (_, t) in timers {
+            t.abort();
+        }
+    }
+}
+
+impl ToxiproxyBackend {
+    /// Enables every proxy under the prefix whose deadline marker has passed
+    /// at `now`, and removes its markers; returns the proxies. Proxies
+    /// without a marker are left alone: no cut wrote them.
+    pub async fn reap_expired(&self, now: jiff::Timestamp) -> Result<Vec<String>, FaultError> {
+        let inner = &self.inner;
+        let mut reaped = Vec::new();
+        let mut first_err = None;
+        for proxy in inner.proxies().await? {
+            let markers: Vec<&str> = proxy
+                .toxics
+                .iter()
+                .map(|t| t.name.as_str())
+                .filter(|n| super::deadline::parse_marker(n).is_some())
+                .collect();
+            let expired = markers.iter().any(|n| {
+                super::deadline::parse_marker(n).is_some_and(|d| super::deadline::expired(d, now))
+            });
+            if !expired {
+                continue;
+            }
+            let mut healed = inner.set_enabled(&proxy.name, true).await;
+            for m in &markers {
+                if healed.is_ok() {
+                    healed = inner.api.remove_toxic(&proxy.name, m).await;
+                }
+            }
+            match healed {
+                Ok(()) => reaped.push(format!("toxiproxy proxy {}", proxy.name)),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) if reaped.is_empty() => Err(e),
+            _ => Ok(reaped),
+        }
+    }
+}
+
 impl Inner {
     async fn create_proxy(
         &self,
@@ -531,9 +583,19 @@ impl FaultBackend for ToxiproxyBackend {
             // proxy's toxic lock; docs/architecture.md fact 11), and then
             // neither this cut nor its heal gets through. The heal clears
             // toxics anyway and the engine applies them again.
+            // Each proxy carries the deadline before it goes down, so any
+            // later process can enforce it (the operator's reaper).
+            let marker = super::deadline::marker_name(
+                injected
+                    + jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX),
+            );
             let mut failed = None;
             for proxy in &proxies {
-                if let Err(e) = inner.remove_toxics_of(proxy).await {
+                let marked = match inner.remove_toxics_of(proxy).await {
+                    Ok(()) => inner.api.add_marker(proxy, &marker).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = marked {
                     failed = Some(e);
                     break;
                 }
@@ -548,6 +610,7 @@ impl FaultBackend for ToxiproxyBackend {
             }
             if let Some(e) = failed {
                 let _ = inner.enable_all().await;
+                let _ = inner.clear_toxics().await;
                 if let Some(task) = inner.state.lock().unwrap().deadlines.remove(&id) {
                     task.abort();
                 }

@@ -126,7 +126,24 @@ pub async fn acquire(
                     _ = stop_rx.wait_for(|s| *s) => return,
                     _ = tokio::time::sleep(settings.renew_every) => {}
                 }
-                match try_acquire(&api, &settings, &mut observer).await {
+                // A renew that hangs (an API server that accepts and never
+                // answers) counts as failed once the deadline is spent: the
+                // standby takes over after lease_duration whether we hear
+                // back or not, so we must have stopped by then.
+                let left = settings
+                    .renew_deadline
+                    .saturating_sub(last_renewed.elapsed());
+                let renewed =
+                    match tokio::time::timeout(left, try_acquire(&api, &settings, &mut observer))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(Error::LeaderElection(format!(
+                            "renewing Lease {}/{} did not answer within the renew deadline",
+                            settings.namespace, settings.name
+                        ))),
+                    };
+                match renewed {
                     Ok(true) => last_renewed = Instant::now(),
                     Ok(false) => {
                         tracing::warn!(lease = %settings.name, "another replica holds the leader Lease; stepping down");

@@ -60,43 +60,59 @@ pub async fn run(opts: RunOptions) -> Result<()> {
             run_until_stopped(ctx.clone(), terminate.clone()).await;
             Ok(())
         }
-        Some(lease) => match leader::acquire(client, lease, terminate.clone()).await? {
-            None => Ok(()),
-            Some(mut leadership) => {
-                ctx.metrics.set_leader(true);
-                let mut lost = leadership.lost_signal();
-                let stop = shutdown_on({
-                    let terminate = terminate.clone();
-                    async move {
-                        tokio::select! {
-                            _ = terminate => {}
-                            _ = lost.wait_for(|l| *l) => {}
+        Some(lease) => {
+            match leader::acquire(lease_client(&lease).await?, lease, terminate.clone()).await? {
+                None => Ok(()),
+                Some(mut leadership) => {
+                    ctx.metrics.set_leader(true);
+                    let mut lost = leadership.lost_signal();
+                    let stop = shutdown_on({
+                        let terminate = terminate.clone();
+                        async move {
+                            tokio::select! {
+                                _ = terminate => {}
+                                _ = lost.wait_for(|l| *l) => {}
+                            }
                         }
+                    });
+                    run_until_stopped(ctx.clone(), stop).await;
+                    tracing::debug!("controllers stopped");
+                    ctx.metrics.set_leader(false);
+                    let lost = futures::poll!(Box::pin(leadership.lost())).is_ready();
+                    if lost {
+                        // Exit non-zero: the pod restarts and queues up for the Lease again
+                        // with fresh state instead of reusing caches from its time as leader.
+                        Err(Error::LeaderElection(
+                            "lost the leader Lease; controllers stopped".to_string(),
+                        ))
+                    } else {
+                        leadership.release().await;
+                        tracing::info!("leader Lease released");
+                        Ok(())
                     }
-                });
-                run_until_stopped(ctx.clone(), stop).await;
-                tracing::debug!("controllers stopped");
-                ctx.metrics.set_leader(false);
-                let lost = futures::poll!(Box::pin(leadership.lost())).is_ready();
-                if lost {
-                    // Exit non-zero: the pod restarts and queues up for the Lease again
-                    // with fresh state instead of reusing caches from its time as leader.
-                    Err(Error::LeaderElection(
-                        "lost the leader Lease; controllers stopped".to_string(),
-                    ))
-                } else {
-                    leadership.release().await;
-                    tracing::info!("leader Lease released");
-                    Ok(())
                 }
             }
-        },
+        }
     };
     health.set_ready(false);
     let _ = server_stop.send(());
     let _ = server.await;
     tracing::debug!("health server stopped");
     result
+}
+
+/// A client of its own for the Lease, whose requests give up within the
+/// renew deadline: the shared client's reads wait minutes (watches need
+/// that), and a renew that waits that long outlives the leadership it renews.
+async fn lease_client(lease: &LeaseSettings) -> Result<kube::Client> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::LeaderElection(format!("client for the leader Lease: {e}")))?;
+    config.connect_timeout = Some(lease.renew_deadline);
+    config.read_timeout = Some(lease.renew_deadline);
+    config.write_timeout = Some(lease.renew_deadline);
+    kube::Client::try_from(config)
+        .map_err(|e| Error::kube("build a client for the leader Lease", e))
 }
 
 /// How long controllers may take to stop after the stop signal (a running

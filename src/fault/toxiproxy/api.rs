@@ -236,6 +236,20 @@ impl ToxiproxyApi {
         .map(drop)
     }
 
+    /// Adds a toxic that is never applied (toxicity 0) and only carries its
+    /// name: the fault deadline marker (`fault::deadline`).
+    pub async fn add_marker(&self, proxy: &str, name: &str) -> Result<(), FaultError> {
+        let body = json!({ "name": name, "type": "latency", "stream": "downstream", "toxicity": 0.0, "attributes": {"latency": 0} });
+        self.call(
+            &format!("add marker {name} to {proxy}"),
+            self.http
+                .post(format!("{}/proxies/{proxy}/toxics", self.base))
+                .json(&body),
+        )
+        .await
+        .map(drop)
+    }
+
     pub async fn remove_toxic(&self, proxy: &str, toxic: &str) -> Result<(), FaultError> {
         self.call(
             &format!("remove toxic {toxic} from {proxy}"),

@@ -230,6 +230,7 @@ mod tests {
                     injected_at: Time(ts("2026-12-02T12:00:00Z")),
                     deadline: Time(ts(deadline)),
                     healed_at: None,
+                    intent: false,
                 })
                 .collect();
             d.status = Some(s);

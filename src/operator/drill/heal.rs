@@ -23,21 +23,34 @@ pub(super) async fn heal_orphan(
         write_status(api, drill, &mut status).await?;
     }
     let region = drill.spec.region_ref.name.clone();
-    let mut backends: Vec<(BackendKind, Arc<dyn FaultBackend>)> = Vec::new();
+    // The drill's own backend always, even with no record: a cut that landed
+    // before its record did (an operator killed in between) is found by the
+    // drill's labels or the region's proxy prefix.
+    let mut kinds = vec![drill.spec.fault.backend];
     for record in open {
         let kind = backend_kind(&record.backend);
-        if !backends.iter().any(|(k, _)| *k == kind) {
-            // The source zone only matters for cutting, not for healing.
-            let b = backend(
-                &shared.ctx.client,
-                &shared.settings,
-                kind,
-                drill,
-                &region,
-                "",
-                LeafLinks::default(),
-            )?;
-            backends.push((kind, b));
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    let mut backends: Vec<(BackendKind, Arc<dyn FaultBackend>)> = Vec::new();
+    for kind in kinds {
+        // The source zone only matters for cutting, not for healing.
+        let b = backend(
+            &shared.ctx.client,
+            &shared.settings,
+            kind,
+            drill,
+            &region,
+            "",
+            LeafLinks::default(),
+        )?;
+        backends.push((kind, b));
+    }
+    let mut found = Vec::new();
+    for (_, b) in &backends {
+        if let Ok(left) = b.leftovers().await {
+            found.extend(left);
         }
     }
     let counted: Vec<(BackendKind, Counted<'_>)> = backends
@@ -50,7 +63,9 @@ pub(super) async fn heal_orphan(
             (*kind, counted)
         })
         .collect();
-    let failed = heal_records(&mut status, open, |record| {
+    let regions: Api<RegionMirror> = Api::namespaced(shared.ctx.client.clone(), &namespace(drill)?);
+    let region_gone = super::job::region_gone(&regions, &region).await;
+    let mut failed = heal_records(&mut status, open, region_gone, |record| {
         let kind = backend_kind(&record.backend);
         counted
             .iter()
@@ -59,6 +74,27 @@ pub(super) async fn heal_orphan(
             .expect("a backend for every open fault")
     })
     .await;
+    // Fault objects no record covers: removed all the same.
+    for (kind, b) in &counted {
+        if open.iter().any(|r| backend_kind(&r.backend) == *kind) {
+            continue;
+        }
+        let left = b.leftovers().await.unwrap_or_default();
+        if left.is_empty() {
+            continue;
+        }
+        tracing::warn!(drill = %name, ?left, "fault objects without a record; removing them");
+        let unrecorded = crate::fault::fault_record(
+            "unrecorded".into(),
+            b.name(),
+            &drill.spec.fault.zones,
+            jiff::Timestamp::now(),
+            Duration::ZERO,
+        );
+        if let Err(e) = b.heal(&unrecorded).await {
+            failed.push(format!("fault objects without a record: {e}"));
+        }
+    }
     if !failed.is_empty() {
         status.message = Some(format!(
             "operator restarted during the drill; healing failed, retrying: {}",
@@ -77,10 +113,17 @@ pub(super) async fn heal_orphan(
         EventType::Warning,
         "FaultsHealed",
         "Heal",
-        format!(
-            "{} fault(s) left open by an interrupted drill were removed",
-            open.len()
-        ),
+        if found.is_empty() {
+            format!(
+                "{} fault record(s) left open by an interrupted drill were healed; no fault object was in place",
+                open.len()
+            )
+        } else {
+            format!(
+                "an interrupted drill left faults in place; removed: {}",
+                found.join(", ")
+            )
+        },
     )
     .await;
     // A temporary zone the interrupted run may have started.
@@ -93,7 +136,11 @@ pub(super) async fn heal_orphan(
     } else {
         status.phase = DrillPhase::Aborted;
         status.verdict = Verdict::NotRun;
-        status.message = Some(RESTARTED.to_string());
+        status.message = Some(if found.is_empty() {
+            RESTARTED.to_string()
+        } else {
+            format!("{RESTARTED}: removed {}", found.join(", "))
+        });
         status.finished_at = Some(Time(jiff::Timestamp::now()));
         let mut history = std::mem::take(&mut status.history);
         push_history(&mut history, &status, drill.spec.history_limit);
@@ -133,12 +180,13 @@ pub(super) async fn heal_after_engine(
     status: &mut PartitionDrillStatus,
     backend: &dyn FaultBackend,
     aborted: bool,
+    region_gone: bool,
 ) {
     let open = unhealed(Some(status));
     if open.is_empty() {
         return;
     }
-    let failed = heal_records(status, &open, |_| backend).await;
+    let failed = heal_records(status, &open, region_gone, |_| backend).await;
     for failure in &failed {
         tracing::error!(fault = %failure, "fault still open after the drill; the next reconcile retries");
     }
@@ -159,20 +207,32 @@ pub(super) async fn heal_after_engine(
 /// that made each (`backend_of`), one record at a time, going on past failures so one stuck fault cannot keep
 /// the others open. Stamps `healedAt` in `status` for each that went;
 /// returns `<id>: <error>` for the rest.
+///
+/// `region_gone`: the drill's region is deleted or being deleted. A
+/// Toxiproxy fault that cannot be healed then went with the region's
+/// Toxiproxy (a Deployment the region owns): nothing is left to heal, and
+/// retrying would keep the drill (and a namespace deletion) waiting forever.
 pub(super) async fn heal_records<'b>(
     status: &mut PartitionDrillStatus,
     open: &[FaultRecord],
+    region_gone: bool,
     backend_of: impl Fn(&FaultRecord) -> &'b dyn FaultBackend,
 ) -> Vec<String> {
     let mut failed = Vec::new();
     for record in open {
-        match backend_of(record).heal(record).await {
-            Ok(()) => {
-                if let Some(f) = status.faults.iter_mut().find(|f| f.id == record.id) {
-                    f.healed_at = Some(Time(jiff::Timestamp::now()));
-                }
+        let healed = match backend_of(record).heal(record).await {
+            Ok(()) => true,
+            Err(e) if region_gone && backend_kind(&record.backend) == BackendKind::Toxiproxy => {
+                tracing::warn!(fault = %record.id, error = %e, "the region is gone and its Toxiproxy with it; counting the fault as healed");
+                true
             }
-            Err(e) => failed.push(format!("{}: {e}", record.id)),
+            Err(e) => {
+                failed.push(format!("{}: {e}", record.id));
+                false
+            }
+        };
+        if healed && let Some(f) = status.faults.iter_mut().find(|f| f.id == record.id) {
+            f.healed_at.get_or_insert(Time(jiff::Timestamp::now()));
         }
     }
     failed

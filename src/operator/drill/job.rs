@@ -2,6 +2,7 @@
 //! the fault backend, runs the engine, writes progress and the verdict into
 //! status, and heals what the engine left open.
 
+use super::decide::unhealed;
 use super::heal::{Counted, heal_after_engine};
 use super::runtime::{KubeRuntime, zone_accesses};
 use super::status::StatusSink;
@@ -17,6 +18,8 @@ pub(super) struct DrillJob {
     pub(super) carried: Carried,
     pub(super) abort_tx: watch::Sender<bool>,
     pub(super) abort_rx: watch::Receiver<bool>,
+    /// Told whether a fault of this run is open (see [`StatusSink`]).
+    pub(super) cut_open: watch::Sender<bool>,
 }
 
 /// The region is deleted or being deleted (a read error is not taken as gone).
@@ -29,7 +32,7 @@ pub(super) async fn region_gone(regions: &Api<RegionMirror>, name: &str) -> bool
 }
 
 /// Aborts a task when dropped, so helpers die with the drill task.
-pub(super) struct AbortOnDrop(JoinHandle<()>);
+pub(super) struct AbortOnDrop(pub(super) JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
@@ -37,7 +40,7 @@ impl Drop for AbortOnDrop {
 }
 
 impl DrillJob {
-    pub(super) async fn run(self) {
+    pub(super) async fn run(mut self) {
         let name = self.drill.name_any();
         let ns = self.drill.namespace().unwrap_or_default();
         let regions: Api<RegionMirror> = Api::namespaced(self.ctx.client.clone(), &ns);
@@ -48,6 +51,10 @@ impl DrillJob {
             self.carried.clone(),
             self.settings.status_every,
         );
+        let sink = sink.signal_cut_open(std::mem::replace(
+            &mut self.cut_open,
+            watch::channel(false).0,
+        ));
         let writer = tokio::spawn(writer);
         let (report, full) = match self.prepare(&regions, &region_name).await {
             Err(message) => (
@@ -94,16 +101,22 @@ impl DrillJob {
                 drop(watchdog);
                 let mut s = report.status.clone();
                 let aborted = *self.abort_rx.borrow();
-                heal_after_engine(&mut s, &counted, aborted).await;
+                let gone = region_gone(&regions, &region_name).await;
+                heal_after_engine(&mut s, &counted, aborted, gone).await;
                 if !self.drill.spec.temporary_zone.keep {
                     let failed = runtime.remove_leftovers().await;
                     if !failed.is_empty() {
                         tracing::warn!(drill = %name, ?failed, "temporary zones not removed");
                     }
                 }
-                if s.phase == DrillPhase::Aborted && region_gone(&regions, &region_name).await {
+                if gone && unhealed(Some(&s)).is_empty() {
+                    // Whatever the last look made of a region being torn
+                    // down (leftovers that could not be listed), the run was
+                    // stopped by the deletion, not judged.
+                    s.phase = DrillPhase::Aborted;
+                    s.verdict = Verdict::NotRun;
                     s.message = Some(format!(
-                        "region {region_name} was deleted during the drill; faults healed"
+                        "region {region_name} was deleted during the drill; faults healed (or gone with the region)"
                     ));
                 }
                 for c in &s.claims {
@@ -193,8 +206,9 @@ impl DrillJob {
                     self.drill.namespace().unwrap_or_default()
                 )
             })?;
-        if self.drill.spec.fault.backend == BackendKind::Toxiproxy {
-            toxiproxy::precondition(&region)?;
+        match self.drill.spec.fault.backend {
+            BackendKind::Toxiproxy => toxiproxy::precondition(&region)?,
+            BackendKind::NetworkPolicy => toxiproxy::network_policy_precondition(&region)?,
         }
         // Validated and its credentials read once for the whole run.
         let valid = ValidatedRegion::load(&self.ctx, &region, None)

@@ -11,9 +11,11 @@
 
 pub mod conditions;
 pub mod decide;
+mod exclusive;
 mod finalizer;
 mod heal;
 mod job;
+pub mod reaper;
 pub mod reports;
 pub mod runtime;
 pub mod status;
@@ -72,6 +74,9 @@ pub struct DrillSettings {
     pub status_every: Duration,
     /// How often a running drill checks that its region still exists.
     pub region_check_every: Duration,
+    /// How often the reaper removes faults past the deadline written on them
+    /// (see [`reaper`]); it also runs when the controller starts.
+    pub reap_every: Duration,
 }
 
 impl Default for DrillSettings {
@@ -88,6 +93,7 @@ impl Default for DrillSettings {
             temporary_zones: None,
             status_every: Duration::from_secs(2),
             region_check_every: Duration::from_secs(2),
+            reap_every: Duration::from_secs(10),
         }
     }
 }
@@ -98,6 +104,7 @@ impl std::fmt::Debug for DrillSettings {
             .field("toxiproxy", &self.toxiproxy)
             .field("temporary_zones", &self.temporary_zones.is_some())
             .field("status_every", &self.status_every)
+            .field("reap_every", &self.reap_every)
             .finish()
     }
 }
@@ -106,6 +113,11 @@ impl std::fmt::Debug for DrillSettings {
 struct Running {
     handle: JoinHandle<()>,
     abort: watch::Sender<bool>,
+    /// `true` while the drill has a fault recorded and not healed.
+    cut_open: watch::Receiver<bool>,
+    /// The region it drills, and its name (for a drill that waits on it).
+    region: exclusive::RegionKey,
+    name: String,
 }
 
 /// The controller's state. Dropping it (the controller stopped or was
@@ -114,6 +126,8 @@ struct Shared {
     ctx: Arc<Context>,
     settings: DrillSettings,
     tasks: Mutex<HashMap<String, Running>>,
+    /// Regions reserved by starts in flight (see [`exclusive`]).
+    starting: exclusive::Starting,
 }
 
 impl Drop for Shared {
@@ -136,10 +150,13 @@ pub async fn controller_with(ctx: Arc<Context>, settings: DrillSettings, shutdow
         None => Api::all(ctx.client.clone()),
     };
     tracing::info!(?settings, "starting the PartitionDrill controller");
+    // Independent of any drill: faults past the deadline on their objects.
+    let _reaper = job::AbortOnDrop(tokio::spawn(reaper::run(ctx.clone(), settings.clone())));
     let shared = Arc::new(Shared {
         ctx,
         settings,
         tasks: Mutex::new(HashMap::new()),
+        starting: Default::default(),
     });
     Controller::new(drills, watcher::Config::default())
         .graceful_shutdown_on(shutdown)
@@ -153,6 +170,9 @@ pub async fn controller_with(ctx: Arc<Context>, settings: DrillSettings, shutdow
     // An orderly stop (SIGTERM, lost leadership) aborts the drills running
     // here and waits for their heal, rather than leaving the faults to the
     // next operator (there may be none: an uninstall) or to their deadline.
+    // A drill heals first when aborted; once no cut of it is open it is
+    // stopped where it is, so nothing of this process runs on when a standby
+    // takes over (its orphan heal marks the run Aborted).
     let running: Vec<Running> = shared
         .tasks
         .lock()
@@ -169,17 +189,28 @@ pub async fn controller_with(ctx: Arc<Context>, settings: DrillSettings, shutdow
     for r in &running {
         let _ = r.abort.send(true);
     }
-    for r in running {
-        if tokio::time::timeout(SHUTDOWN_HEAL, r.handle).await.is_err() {
+    let limit = tokio::time::Instant::now() + SHUTDOWN_HEAL;
+    for mut r in running {
+        let mut cut_open = r.cut_open.clone();
+        let stopped = tokio::time::timeout_at(limit, async {
+            tokio::select! {
+                _ = &mut r.handle => {}
+                _ = cut_open.wait_for(|open| !*open) => {}
+            }
+        })
+        .await;
+        if stopped.is_err() {
             tracing::error!(
-                "a drill did not finish healing before the shutdown limit; the next operator heals it"
+                "a drill did not heal before the shutdown limit; its deadline and the next operator heal it"
             );
         }
+        r.handle.abort();
     }
 }
 
-/// How long an orderly stop waits for running drills to heal.
-const SHUTDOWN_HEAL: Duration = Duration::from_secs(20);
+/// How long an orderly stop waits for running drills to heal. Below
+/// `run::STOP_LIMIT`, itself below the chart's grace period.
+pub const SHUTDOWN_HEAL: Duration = Duration::from_secs(20);
 
 fn error_policy(drill: Arc<PartitionDrill>, error: &Error, shared: Arc<Shared>) -> Action {
     shared.ctx.metrics.failed(CONTROLLER, error.reason());
@@ -268,7 +299,34 @@ async fn reconcile_inner(drill: &PartitionDrill, shared: &Arc<Shared>) -> Result
         Next::Idle => Ok(Action::await_change()),
         Next::WaitFor(wait) => Ok(Action::requeue(wait)),
         Next::Start { scheduled_at } => {
-            start(shared, drill, &api, scheduled_at).await?;
+            if let Some(holder) = exclusive::busy(shared, &api, drill).await? {
+                let s = exclusive::waiting(drill, &holder, scheduled_at, now);
+                let changed = drill.status.as_ref().map(|d| &d.message) != Some(&s.message);
+                status::apply(&api, &name, &s)
+                    .await
+                    .map_err(|e| Error::kube(format!("write status of drill {name}"), e))?;
+                if changed {
+                    let (reason, what) = if s.phase == DrillPhase::Pending {
+                        ("WaitingForRegion", "waits")
+                    } else {
+                        ("RunSkipped", "skipped a run")
+                    };
+                    tracing::info!(drill = %name, holder = %holder, "drill {what}: its region is busy");
+                    event(
+                        &shared.ctx,
+                        drill,
+                        EventType::Normal,
+                        reason,
+                        "Run",
+                        s.message.clone().unwrap_or_default(),
+                    )
+                    .await;
+                }
+                return Ok(Action::requeue(Duration::from_secs(5)));
+            }
+            let started = start(shared, drill, &api, scheduled_at).await;
+            shared.unreserve(drill);
+            started?;
             Ok(Action::requeue(Duration::from_secs(2)))
         }
     }
@@ -360,7 +418,9 @@ async fn start(
         .await
         .map_err(|e| Error::kube(format!("write status of drill {name}"), e))?;
     let (abort_tx, abort_rx) = watch::channel(false);
+    let (cut_open_tx, cut_open) = watch::channel(false);
     let job = DrillJob {
+        cut_open: cut_open_tx,
         ctx: shared.ctx.clone(),
         settings: shared.settings.clone(),
         drill: drill.clone(),
@@ -375,6 +435,9 @@ async fn start(
         Running {
             handle,
             abort: abort_tx,
+            cut_open,
+            region: exclusive::region_key(drill),
+            name: name.clone(),
         },
     );
     tracing::info!(drill = %name, "drill started");

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::api::{DrillRun, PartitionDrill, PartitionDrillStatus, Verdict};
@@ -85,6 +85,8 @@ pub fn push_history(history: &mut Vec<DrillRun>, status: &PartitionDrillStatus, 
 struct Update {
     status: PartitionDrillStatus,
     urgent: bool,
+    /// Told whether this status reached the API server (written at once).
+    stored: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 /// The engine's observer: hands statuses to a writer task. A status whose
@@ -93,20 +95,22 @@ struct Update {
 pub struct StatusSink {
     tx: mpsc::UnboundedSender<Update>,
     last: Mutex<Last>,
+    /// `true` while the last status seen has a fault without `healedAt`.
+    cut_open: watch::Sender<bool>,
 }
 
 #[derive(Default)]
 struct Last {
-    /// (faults, healed faults) of the last status seen.
-    faults: (usize, usize),
+    /// The fault records of the last status seen, as (id, healed).
+    faults: Vec<(String, bool)>,
     status: Option<PartitionDrillStatus>,
 }
 
-fn fault_key(s: &PartitionDrillStatus) -> (usize, usize) {
-    (
-        s.faults.len(),
-        s.faults.iter().filter(|f| f.healed_at.is_some()).count(),
-    )
+fn fault_key(s: &PartitionDrillStatus) -> Vec<(String, bool)> {
+    s.faults
+        .iter()
+        .map(|f| (f.id.clone(), f.healed_at.is_some()))
+        .collect()
 }
 
 impl StatusSink {
@@ -129,22 +133,41 @@ impl StatusSink {
     /// The sink with any `write` (tests count the writes).
     pub fn with_writer(
         every: Duration,
-        write: impl Fn(PartitionDrillStatus) -> BoxFuture<'static, ()> + Send + 'static,
+        write: impl Fn(PartitionDrillStatus) -> BoxFuture<'static, Result<(), String>> + Send + 'static,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::unbounded_channel();
         let sink = Self {
             tx,
             last: Mutex::new(Last::default()),
+            cut_open: watch::channel(false).0,
         };
         (sink, writer(write, every, rx))
+    }
+
+    /// Reports into `tx` whether a fault is open (recorded, not healed), so
+    /// a stopping controller knows when a drill no longer holds a cut.
+    pub fn signal_cut_open(mut self, tx: watch::Sender<bool>) -> Self {
+        self.cut_open = tx;
+        self
+    }
+
+    fn remember(&self, last: &mut Last, status: &PartitionDrillStatus) {
+        last.faults = fault_key(status);
+        last.status = Some(status.clone());
+        self.cut_open
+            .send_replace(last.faults.iter().any(|(_, healed)| !healed));
     }
 
     /// Send a status now, urgent or not.
     pub fn send(&self, status: PartitionDrillStatus, urgent: bool) {
         let mut last = self.last.lock().expect("last");
-        last.faults = fault_key(&status);
+        self.remember(&mut last, &status);
         last.status = Some(status.clone());
-        let _ = self.tx.send(Update { status, urgent });
+        let _ = self.tx.send(Update {
+            status,
+            urgent,
+            stored: None,
+        });
     }
 }
 
@@ -171,12 +194,37 @@ impl Observer for StatusSink {
         let _ = self.tx.send(Update {
             status,
             urgent: false,
+            stored: None,
         });
+    }
+
+    /// Through the writer, so no older status queued before it can be
+    /// written after it and take the intent record away again.
+    fn persist<'a>(
+        &'a self,
+        status: &'a PartitionDrillStatus,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            {
+                let mut last = self.last.lock().expect("last");
+                self.remember(&mut last, status);
+                self.tx
+                    .send(Update {
+                        status: status.clone(),
+                        urgent: true,
+                        stored: Some(tx),
+                    })
+                    .map_err(|_| "the status writer has stopped".to_string())?;
+            }
+            rx.await
+                .map_err(|_| "the status writer has stopped".to_string())?
+        })
     }
 }
 
 async fn writer(
-    write: impl Fn(PartitionDrillStatus) -> BoxFuture<'static, ()>,
+    write: impl Fn(PartitionDrillStatus) -> BoxFuture<'static, Result<(), String>>,
     every: Duration,
     mut rx: mpsc::UnboundedReceiver<Update>,
 ) {
@@ -199,11 +247,21 @@ async fn writer(
             // Channel closed: flush and stop.
             None => {
                 if let Some(s) = pending.take() {
-                    write(s).await;
+                    let _ = write(s).await;
                 }
                 return;
             }
-            Some(Some(Update { status, urgent })) => {
+            Some(Some(Update {
+                status,
+                stored: Some(stored),
+                ..
+            })) => {
+                pending = None;
+                let _ = stored.send(write(status).await);
+                last_write = Some(Instant::now());
+                continue;
+            }
+            Some(Some(Update { status, urgent, .. })) => {
                 pending = Some(status);
                 urgent || last_write.is_none_or(|t| t.elapsed() >= every)
             }
@@ -211,25 +269,35 @@ async fn writer(
             Some(None) => true,
         };
         if write_now && let Some(s) = pending.take() {
-            write(s).await;
+            let _ = write(s).await;
             last_write = Some(Instant::now());
         }
     }
 }
 
-async fn write(api: &Api<PartitionDrill>, name: &str, status: &PartitionDrillStatus) {
-    // A failed write is retried with the next one; faults are also healed by
-    // the engine itself, so a lost progress write is not a safety problem.
+async fn write(
+    api: &Api<PartitionDrill>,
+    name: &str,
+    status: &PartitionDrillStatus,
+) -> Result<(), String> {
+    // A failed progress write is retried with the next one; faults are also
+    // healed by the engine itself, so a lost progress write is not a safety
+    // problem. A failed intent write stops the cut (see `persist`).
+    let mut last = String::new();
     for attempt in 0..3 {
         match apply(api, name, status).await {
-            Ok(()) => return,
-            Err(kube::Error::Api(s)) if s.code == 404 => return,
+            Ok(()) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                return Err(format!("drill {name} is gone"));
+            }
             Err(e) => {
                 tracing::warn!(drill = %name, attempt, error = %e, "drill status write failed");
+                last = e.to_string();
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }
+    Err(last)
 }
 
 #[cfg(test)]
@@ -247,6 +315,7 @@ mod tests {
             injected_at: Time(jiff::Timestamp::now()),
             deadline: Time(jiff::Timestamp::now()),
             healed_at: healed.then(|| Time(jiff::Timestamp::now())),
+            intent: false,
         }
     }
 
@@ -258,7 +327,7 @@ mod tests {
             let writes = writes.clone();
             move |s| {
                 writes.lock().unwrap().push((Instant::now(), s));
-                Box::pin(async {})
+                Box::pin(async { Ok(()) })
             }
         });
         let writer = tokio::spawn(writer);

@@ -40,218 +40,9 @@ use natsregion::testenv::support::{eventually, plane_with_crds};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-const NS: &str = "default";
-
-/// Local zones a (source) and b (mirror), 1 server each, leafnode links
-/// through toxiproxy proxies named `<prefix>-<zone>-s<n>`; the RegionMirror
-/// names them as external zones; the credentials Secret and the streams are
-/// created here.
-struct World {
-    client: Client,
-    toxiproxy: ToxiproxyServer,
-    prefix: String,
-    runtime: Arc<LocalRuntime>,
-    region: String,
-    credentials: natsregion::plan::RegionCredentials,
-}
-
-impl World {
-    async fn start(client: Client, region: &str, mirror_api: Option<&str>) -> World {
-        Self::start_with(client, region, mirror_api, Topology::Mirror).await
-    }
-
-    /// Like `start`, with the region's topology chosen (`sources`: subjects
-    /// `events.{zone}.>`, every zone writable).
-    async fn start_with(
-        client: Client,
-        region: &str,
-        mirror_api: Option<&str>,
-        topology: Topology,
-    ) -> World {
-        let toxiproxy = ToxiproxyServer::start().await.expect("toxiproxy-server");
-        let prefix = format!("t-{region}");
-        let network = Arc::new(ToxiproxyBackend::with_prefix(
-            toxiproxy.url(),
-            true,
-            &prefix,
-        ));
-        let mut local_spec = fixtures::events_spec(json!([
-            {"name": "a", "role": "source", "servers": 1},
-            {"name": "b", "role": "mirror", "servers": 1},
-        ]));
-        local_spec["leafnode"] = json!({"reconnectIntervalSeconds": 1});
-        let sources = topology == Topology::Sources;
-        if sources {
-            local_spec["topology"] = json!("sources");
-            local_spec["stream"]["subjects"] = json!(["events.{zone}.>"]);
-        }
-        let local_spec = fixtures::region_spec(local_spec);
-        let credentials = generate_credentials().expect("credentials");
-        let local = LocalRegion::start(
-            &local_spec,
-            network,
-            LocalRegionOptions {
-                credentials: Some(credentials.clone()),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("local region");
-        let runtime = Arc::new(LocalRuntime::new(local));
-        let zones = runtime.zones();
-        let url = |z: &str| {
-            zones
-                .iter()
-                .find(|a| a.name() == z)
-                .expect("zone")
-                .endpoint
-                .urls[0]
-                .clone()
-        };
-        // Streams, as the region controller would provision them: each
-        // zone's first stream (source, mirror or local) before the rest (the
-        // aggregates, which source every zone's local stream).
-        let mut rest = Vec::new();
-        for z in &zones {
-            let conn = connect(&z.endpoint, &ConnectSettings::default())
-                .await
-                .expect("connect");
-            let zone_spec = local_spec.zone(z.name()).expect("zone");
-            let mut streams = natsregion::plan::zone_streams(&local_spec, zone_spec).into_iter();
-            let mut config = streams.next().expect("a stream per zone").config;
-            if let (Some(api), Some(m)) = (mirror_api, config.mirror.as_mut()) {
-                m.external.as_mut().expect("external mirror").api_prefix = api.to_string();
-            }
-            conn.js.create_stream(config).await.expect("stream created");
-            rest.extend(streams.map(|s| (conn.js.clone(), s.config)));
-        }
-        for (js, config) in rest {
-            js.create_stream(config).await.expect("aggregate created");
-        }
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
-        let secret = fixtures::credentials_secret(
-            &format!("{region}-credentials"),
-            &credentials.app.user,
-            &credentials.app.password,
-        );
-        secrets
-            .create(&PostParams::default(), &secret)
-            .await
-            .expect("secret");
-        // The local zones run TLS under a throwaway CA, named for them as external.caSecret.
-        let ca = zones[0].endpoint.ca.clone().expect("TLS on by default");
-        let ca_name = format!("{region}-zones-ca");
-        secrets
-            .create(&PostParams::default(), &fixtures::ca_secret(&ca_name, &ca))
-            .await
-            .expect("CA secret");
-        let mut spec = fixtures::events_spec(json!([
-            {"name": "a", "role": "source", "servers": 1, "domain": "a", "external": {"url": url("a"), "caSecret": ca_name}},
-            {"name": "b", "role": "mirror", "servers": 1, "domain": "b", "external": {"url": url("b"), "caSecret": ca_name}},
-        ]));
-        // The zones' links run through `toxiproxy` (wired above).
-        spec["leafnode"] = json!({"reconnectIntervalSeconds": 1, "proxy": "toxiproxy"});
-        if sources {
-            spec["topology"] = json!("sources");
-            spec["stream"]["subjects"] = json!(["events.{zone}.>"]);
-        }
-        let cr = fixtures::region(region, spec);
-        Api::<RegionMirror>::namespaced(client.clone(), NS)
-            .create(&PostParams::default(), &cr)
-            .await
-            .expect("region created");
-        World {
-            client,
-            toxiproxy,
-            prefix,
-            runtime,
-            region: region.to_string(),
-            credentials,
-        }
-    }
-
-    /// The zones' servers as their system account sees them.
-    fn links(&self) -> LeafLinks {
-        let zones = self
-            .runtime
-            .zones()
-            .into_iter()
-            .map(|z| {
-                (
-                    z.name().to_string(),
-                    SystemAccess {
-                        urls: z.endpoint.urls.clone(),
-                        user: self.credentials.system.user.clone(),
-                        password: self.credentials.system.password.clone(),
-                        servers: 1,
-                        ca: z.endpoint.ca.clone(),
-                    },
-                )
-            })
-            .collect();
-        LeafLinks { zones }
-    }
-
-    fn settings(&self) -> DrillSettings {
-        DrillSettings {
-            toxiproxy: Some(ToxiproxyTarget {
-                api: self.toxiproxy.url(),
-                prefix: self.prefix.clone(),
-            }),
-            temporary_zones: Some(Arc::new(LocalZones(self.runtime.clone()))),
-            status_every: Duration::from_millis(500),
-            ..Default::default()
-        }
-    }
-
-    /// `(proxy, enabled)` for every proxy of this world.
-    async fn proxies(&self) -> BTreeMap<String, bool> {
-        let all: serde_json::Value = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(format!("{}/proxies", self.toxiproxy.url()))
-            .send()
-            .await
-            .expect("toxiproxy API")
-            .json()
-            .await
-            .expect("proxies JSON");
-        all.as_object()
-            .expect("object")
-            .iter()
-            .filter(|(k, _)| k.starts_with(&self.prefix))
-            .map(|(k, v)| (k.clone(), v["enabled"].as_bool().unwrap_or(false)))
-            .collect()
-    }
-
-    /// Changes the source stream's duplicate window in place.
-    async fn set_duplicate_window(&self, window: Duration) {
-        let source = self
-            .runtime
-            .zones()
-            .into_iter()
-            .find(|z| z.name() == "a")
-            .expect("source zone");
-        let conn = connect(&source.endpoint, &ConnectSettings::default())
-            .await
-            .expect("connect");
-        let mut stream = conn.js.get_stream("EVENTS").await.expect("stream");
-        let mut config = stream.info().await.expect("info").config.clone();
-        config.duplicate_window = window;
-        conn.js.update_stream(config).await.expect("window changed");
-    }
-
-    async fn create_drill(&self, name: &str, spec: serde_json::Value) -> Api<PartitionDrill> {
-        let drills: Api<PartitionDrill> = Api::namespaced(self.client.clone(), NS);
-        let drill = fixtures::drill(name, &self.region, spec);
-        drills
-            .create(&PostParams::default(), &drill)
-            .await
-            .expect("drill created");
-        drills
-    }
-}
+mod safety;
+mod world;
+use world::*;
 
 /// A mirror zone that does not trust the source's certificate: the drill
 /// refuses to start and says why, before any fault.
@@ -306,72 +97,6 @@ async fn a_drill_on_a_region_whose_mirror_distrusts_the_source_refuses_to_start(
         show(&d)
     );
     kill(operator).await;
-}
-
-/// The drill controller in this process; abort the handle to "kill" it.
-fn start_operator(client: &Client, settings: DrillSettings) -> JoinHandle<()> {
-    start_stoppable(client, settings, futures::future::pending())
-}
-
-/// Like [`start_operator`], stopping in order when `stop` resolves.
-fn start_stoppable(
-    client: &Client,
-    settings: DrillSettings,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> JoinHandle<()> {
-    let ctx = Context::new(
-        client.clone(),
-        OperatorSettings {
-            namespace: Some(NS.to_string()),
-            ..Default::default()
-        },
-        reporter(),
-    );
-    tokio::spawn(controller_with(ctx, settings, shutdown_on(stop)))
-}
-
-async fn kill(operator: JoinHandle<()>) {
-    operator.abort();
-    let _ = operator.await;
-}
-
-fn small_drill(hold: i32, steps: Option<&str>) -> serde_json::Value {
-    let mut spec = json!({
-        "fault": {"backend": "toxiproxy", "holdSeconds": hold, "deadlineSeconds": 120},
-        "workload": {"messagesPerPhase": 300, "ratePerSecond": 300},
-        "timeouts": {"stepSeconds": 30, "catchUpSeconds": 10},
-    });
-    if let Some(steps) = steps {
-        spec["steps"] = json!(steps.split(',').map(str::trim).collect::<Vec<_>>());
-    }
-    spec
-}
-
-/// Polls the drill until `done` holds; panics with the last status after `limit`.
-async fn wait_for(
-    drills: &Api<PartitionDrill>,
-    name: &str,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&PartitionDrill) -> bool,
-) -> PartitionDrill {
-    eventually(&format!("drill {name}: {what}"), limit, async || {
-        let d = drills.get(name).await.expect("get drill");
-        if done(&d) {
-            Ok(d)
-        } else {
-            Err(format!(
-                "status: {}",
-                serde_json::to_string_pretty(&d.status).unwrap()
-            ))
-        }
-    })
-    .await
-}
-
-fn finished(d: &PartitionDrill) -> bool {
-    d.status.as_ref().is_some_and(|s| s.phase.is_finished())
-        && !d.finalizers().iter().any(|f| f == FINALIZER)
 }
 
 /// The report ConfigMap `status.report` names, decoded: (JSON, SVG).
@@ -476,16 +201,6 @@ async fn table_row(client: &Client, name: &str) -> serde_json::Map<String, serde
         .map(|c| c["name"].as_str().unwrap().to_string());
     let cells = table["rows"][0]["cells"].as_array().expect("cells").clone();
     names.zip(cells).collect()
-}
-
-fn cut_on(d: &PartitionDrill) -> bool {
-    d.status
-        .as_ref()
-        .is_some_and(|s| s.faults.iter().any(|f| f.healed_at.is_none()))
-}
-
-fn show(d: &PartitionDrill) -> String {
-    serde_json::to_string_pretty(&d.status).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -780,7 +495,14 @@ async fn a_restarted_operator_heals_and_a_deleted_drill_heals_first() {
     .await;
     eprintln!("restarted operator healed in {:?}", restarted.elapsed());
     let s = d.status.as_ref().unwrap();
-    assert_eq!(s.message.as_deref(), Some(RESTARTED));
+    assert!(
+        s.message
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with(RESTARTED),
+        "{}",
+        show(&d)
+    );
     assert!(
         s.faults.iter().all(|f| f.healed_at.is_some()),
         "{}",
@@ -982,6 +704,7 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
         zones: vec!["b".into()],
         fault: record.id.clone(),
         owner: None,
+        deadline: record.deadline.0,
     });
     for b in &built {
         let a = applied
@@ -989,6 +712,13 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
             .find(|a| a.metadata.name == b.metadata.name)
             .expect("applied by name");
         assert_eq!(a.spec, b.spec);
+        // The deadline travels with the policy, for a reaper of any process.
+        assert_eq!(
+            a.annotations()
+                .get(natsregion::fault::deadline::ANNOTATION)
+                .and_then(|v| natsregion::fault::deadline::parse_annotation(v)),
+            Some(record.deadline.0)
+        );
     }
     let select = |sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector| {
         let pods = pods.clone();
