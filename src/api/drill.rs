@@ -429,7 +429,13 @@ pub struct DrillTotals {
     pub acked: i64,
     /// Messages read, summed over zones.
     pub read: i64,
+    /// Acked messages still unread when the final check ended (after the
+    /// catch-up grace, if there was one), summed over zones.
     pub lost: i64,
+    /// Acked messages read only after `timeouts.catchUpSeconds` ran out,
+    /// during the grace after it, summed over zones: late, not lost.
+    #[serde(default)]
+    pub late: i64,
     pub duplicated: i64,
     /// Mirror sequences whose id or hash differ from the source's (holes included).
     pub reordered: i64,

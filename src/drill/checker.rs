@@ -44,6 +44,9 @@ pub struct ZoneCheck {
     pub lost_prefix: u64,
     pub lost_middle: u64,
     pub lost_suffix: u64,
+    /// Read, but only after the catch-up timeout ran out (during its grace):
+    /// late, not lost. Set by the engine, which knows when that was.
+    pub late: u64,
     pub duplicated: u64,
     pub duplicated_ids: Vec<String>,
     pub reordered: u64,

@@ -66,6 +66,13 @@ pub struct CatchUpEvidence {
     /// Heal → every mirror's last sequence equals the source's; `None`: never within the timeout.
     pub seconds: Option<f64>,
     pub timeout_seconds: f64,
+    /// How long the wait and the final check kept going past the timeout,
+    /// so that a catch-up that came late is told apart from messages that
+    /// never came (0 when the timeout was met).
+    pub grace_seconds: f64,
+    /// Heal → caught up, when that happened after the timeout but within
+    /// the grace: late, and measured.
+    pub late_seconds: Option<f64>,
     pub reconnect_interval_seconds: i32,
     /// Lag per mirror when the wait ended.
     pub lag_at_end: BTreeMap<String, u64>,
@@ -408,14 +415,54 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
                 "reconnectIntervalSeconds".into(),
                 c.reconnect_interval_seconds.to_string(),
             );
-            match c.seconds {
-                Some(s) => {
+            let what = if sources { "aggregates" } else { "mirrors" };
+            if c.seconds.is_none() {
+                evidence.insert(
+                    "catchUpGraceSeconds".into(),
+                    format!("{:.0}", c.grace_seconds),
+                );
+            }
+            match (c.seconds, c.late_seconds) {
+                (Some(s), _) => {
                     evidence.insert("catchUpSeconds".into(), format!("{s:.2}"));
                 }
-                None => failures.push(format!(
-                    "{} did not catch up within {:.0}s after the heal (lag: {}{})",
-                    if sources { "aggregates" } else { "mirrors" },
+                // Late is not lost: say how late, and what arrived late.
+                (None, Some(late)) => {
+                    evidence.insert("lateCatchUpSeconds".into(), format!("{late:.2}"));
+                    let arrived: Vec<String> = ev
+                        .zones
+                        .iter()
+                        .filter(|z| z.late > 0)
+                        .map(|z| {
+                            format!(
+                                "{} read {} of {} acked messages after that timeout",
+                                z.label(),
+                                z.late,
+                                z.expected
+                            )
+                        })
+                        .collect();
+                    let complete = ev.zones.iter().all(|z| z.lost == 0)
+                        && ev.stored.iter().all(|a| a.missing == 0);
+                    failures.push(format!(
+                        "{what} caught up {late:.2}s after the heal, later than timeouts.catchUpSeconds {:.0}s{}{}",
+                        c.timeout_seconds,
+                        if arrived.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; {}", arrived.join(", "))
+                        },
+                        if complete && !ev.zones.is_empty() {
+                            " (late: every acked message arrived)"
+                        } else {
+                            " (late)"
+                        }
+                    ));
+                }
+                (None, None) => failures.push(format!(
+                    "{what} did not catch up within {:.0}s after the heal, nor in the {:.0}s grace after that (lag: {}{})",
                     c.timeout_seconds,
+                    c.grace_seconds,
                     show(&c.lag_at_end),
                     if c.mirror_errors.is_empty() {
                         String::new()
@@ -426,13 +473,20 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
             }
         }
     }
+    // Only what is still absent after the grace is lost.
+    let after_grace = ev
+        .catch_up
+        .as_ref()
+        .filter(|c| c.seconds.is_none())
+        .map(|c| format!(", still missing after the {:.0}s grace", c.grace_seconds))
+        .unwrap_or_default();
     if ev.zones.is_empty() {
         missing.push("the final check did not run: nothing was checked for loss".to_string());
     }
     for z in &ev.zones {
         if z.lost > 0 {
             failures.push(format!(
-                "{} lost {} of {} acked messages (prefix {}, middle {}, suffix {}; ids {})",
+                "{} lost {} of {} acked messages{after_grace} (prefix {}, middle {}, suffix {}; ids {})",
                 z.label(),
                 z.lost,
                 z.expected,
@@ -482,8 +536,15 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
                 None => format!("zone.{}", z.zone),
             },
             format!(
-                "expected={} read={} lost={} duplicated={} reordered={} recovered={} foreign={}",
-                z.expected, z.read, z.lost, z.duplicated, z.reordered, z.recovered, z.foreign
+                "expected={} read={} late={} lost={} duplicated={} reordered={} recovered={} foreign={}",
+                z.expected,
+                z.read,
+                z.late,
+                z.lost,
+                z.duplicated,
+                z.reordered,
+                z.recovered,
+                z.foreign
             ),
         );
     }
@@ -927,6 +988,96 @@ mod tests {
             "{}",
             c.message
         );
+    }
+
+    /// The catch-up ran over its timeout and came within the grace: claim 2
+    /// fails as late, with the time, and nothing is called lost or missing.
+    fn late_catch_up(ev: &mut Evidence) {
+        let c = ev.catch_up.as_mut().unwrap();
+        c.seconds = None;
+        c.timeout_seconds = 1.0;
+        c.grace_seconds = 10.0;
+        c.late_seconds = Some(6.3);
+        c.reconnect_interval_seconds = 5;
+    }
+
+    #[test]
+    fn a_late_but_complete_catch_up_fails_claim_two_as_late_never_lost() {
+        let mut ev = healthy();
+        late_catch_up(&mut ev);
+        ev.zones[1].late = 200;
+        let c = &judge(&ev)[1];
+        assert_eq!(c.verdict, Verdict::Failed, "{}", c.message);
+        assert!(
+            c.message.contains(
+                "mirrors caught up 6.30s after the heal, later than timeouts.catchUpSeconds 1s"
+            ) && c
+                .message
+                .contains("zone b read 200 of 300 acked messages after that timeout")
+                && c.message.contains("late: every acked message arrived"),
+            "{}",
+            c.message
+        );
+        assert!(
+            !c.message.contains("lost") && !c.message.contains("missing"),
+            "{}",
+            c.message
+        );
+        assert_eq!(c.evidence["lateCatchUpSeconds"], "6.30");
+        assert_eq!(c.evidence["catchUpGraceSeconds"], "10");
+        assert!(c.evidence["zone.b"].contains("late=200 lost=0"), "{c:?}");
+        // The other claims do not hear of it.
+        assert_eq!(verdicts(&ev)[2..], [Verdict::Passed; 2]);
+    }
+
+    #[test]
+    fn messages_still_absent_after_the_grace_are_lost_beside_the_late_ones() {
+        let mut ev = healthy();
+        late_catch_up(&mut ev);
+        ev.zones[1].late = 150;
+        ev.zones[1].lost = 2;
+        ev.zones[1].lost_suffix = 2;
+        ev.zones[1].lost_ids = vec!["1-299".into(), "1-300".into()];
+        let c = &judge(&ev)[1];
+        assert_eq!(c.verdict, Verdict::Failed);
+        assert!(
+            c.message
+                .contains("zone b read 150 of 300 acked messages after that timeout (late)")
+                && c.message.contains(
+                    "zone b lost 2 of 300 acked messages, still missing after the 10s grace"
+                )
+                && c.message.contains("1-299, 1-300"),
+            "{}",
+            c.message
+        );
+        assert!(
+            !c.message.contains("every acked message arrived"),
+            "{}",
+            c.message
+        );
+    }
+
+    #[test]
+    fn a_catch_up_that_never_came_names_the_grace_and_the_loss() {
+        let mut ev = healthy();
+        late_catch_up(&mut ev);
+        let c = ev.catch_up.as_mut().unwrap();
+        c.late_seconds = None;
+        c.lag_at_end = BTreeMap::from([("b".into(), 300)]);
+        ev.zones[1].lost = 300;
+        ev.zones[1].lost_suffix = 300;
+        let c = &judge(&ev)[1];
+        assert_eq!(c.verdict, Verdict::Failed);
+        assert!(
+            c.message.contains(
+                "mirrors did not catch up within 1s after the heal, nor in the 10s grace after that (lag: b=300"
+            ) && c
+                .message
+                .contains("zone b lost 300 of 300 acked messages, still missing after the 10s grace"),
+            "{}",
+            c.message
+        );
+        assert!(!c.message.contains("late"), "{}", c.message);
     }
 
     #[test]

@@ -283,6 +283,7 @@ pub async fn run(
         heal_at: None,
         temporary: None,
         cut_started: None,
+        overtime: None,
     };
     let outcome = run.execute().await;
     run.conclude(&outcome).await;
@@ -314,6 +315,18 @@ struct Run<'a> {
     /// Zones whose consumers the build-backlog step paused until the next cut.
     backlog_zones: Vec<String>,
     writers: Vec<WriterSlot>,
+    /// Set when the catch-up ran over its timeout.
+    overtime: Option<Overtime>,
+}
+
+/// Where the run stood when the catch-up timeout ran out: the final check
+/// reads on until the grace ends, and what it reads of the phases published
+/// by then arrived late.
+struct Overtime {
+    until: Instant,
+    phases: Vec<u16>,
+    /// Acked messages of those phases each (zone, writer) had read by then.
+    read: BTreeMap<(String, u32), u64>,
 }
 
 /// The run's writers: the source zone's, or (sources topology) every zone's
@@ -445,6 +458,16 @@ impl Run<'_> {
         Duration::from_secs(self.drill.spec.timeouts.catch_up_seconds as u64)
     }
 
+    /// How long past the catch-up timeout the run keeps watching and
+    /// reading before anything still absent is called lost: twice the
+    /// timeout or twice the leafnode's redial interval (a timeout shorter
+    /// than one redial is missed by construction), at most 60 s.
+    fn catch_up_grace(&self) -> Duration {
+        let redial = self.region.spec.leafnode.reconnect_interval_seconds.max(1) as u64;
+        let timeout = self.drill.spec.timeouts.catch_up_seconds.max(1) as u64;
+        Duration::from_secs((2 * timeout.max(redial)).min(60))
+    }
+
     fn report_progress(&self, step: &str) {
         let (attempted, acked) = (self.attempted(), self.acked());
         self.observer.progress(&Progress {
@@ -481,7 +504,9 @@ impl Run<'_> {
                     Duration::ZERO
                 }
                 + if step == Step::WaitForCatchUp {
-                    self.catch_up_timeout()
+                    self.catch_up_timeout() + self.catch_up_grace()
+                } else if step == Step::Verify {
+                    self.catch_up_grace()
                 } else {
                     Duration::ZERO
                 };
@@ -1481,10 +1506,19 @@ impl Run<'_> {
     async fn wait_for_catch_up(&mut self) -> Result<(), StepError> {
         let from = self.heal_at.unwrap_or_else(Instant::now);
         let mirrors = self.synced_zones();
-        let (synced, lags) = self.wait_in_sync(&mirrors, self.catch_up_timeout()).await;
+        let (synced, mut lags) = self.wait_in_sync(&mirrors, self.catch_up_timeout()).await;
+        // Over the timeout: watch on for the grace, so a catch-up that comes
+        // late is measured, and what it brings is late, not lost.
+        let mut late = None;
+        if !synced {
+            self.overtime = Some(self.overtime_from_now());
+            let (caught_up, at_end) = self.wait_in_sync(&mirrors, self.catch_up_grace()).await;
+            late = caught_up.then(|| from.elapsed().as_secs_f64());
+            lags = at_end;
+        }
         let mut errors = BTreeMap::new();
         // An aggregate's lag names the zone it lacks; a mirror says why.
-        if !synced && !self.sources() {
+        if !synced && late.is_none() && !self.sources() {
             for z in &mirrors {
                 if let Some(zone) = self.zone(z)
                     && let Ok(view) =
@@ -1512,11 +1546,65 @@ impl Run<'_> {
         self.evidence.catch_up = Some(CatchUpEvidence {
             seconds: synced.then(|| from.elapsed().as_secs_f64()),
             timeout_seconds: self.catch_up_timeout().as_secs_f64(),
+            grace_seconds: if synced {
+                0.0
+            } else {
+                self.catch_up_grace().as_secs_f64()
+            },
+            late_seconds: late,
             reconnect_interval_seconds: self.region.spec.leafnode.reconnect_interval_seconds,
             lag_at_end: lags,
             mirror_errors: errors,
         });
         Ok(())
+    }
+
+    /// What each zone had read of each writer's phases so far, and when
+    /// the grace that starts now ends.
+    fn overtime_from_now(&self) -> Overtime {
+        let phases: Vec<u16> = (0..self.next_phase).collect();
+        let mut read = BTreeMap::new();
+        for z in &self.zones {
+            for w in &self.writers {
+                read.insert(
+                    (z.name().to_string(), w.writer()),
+                    z.reader.read_acked_in(w.writer(), &phases),
+                );
+            }
+        }
+        Overtime {
+            until: Instant::now() + self.catch_up_grace(),
+            phases,
+            read,
+        }
+    }
+
+    /// Each check's late count: messages of the phases published when the
+    /// catch-up timeout ran out that the zone read only after it.
+    fn count_late(&mut self) {
+        let Some(o) = &self.overtime else { return };
+        let late: Vec<u64> = self
+            .evidence
+            .zones
+            .iter()
+            .map(|c| {
+                let writer = match &c.origin {
+                    Some(origin) => self.writers.iter().find(|w| w.zone == *origin),
+                    None => self.writers.first(),
+                };
+                let (Some(w), Some(z)) = (writer, self.zone(&c.zone)) else {
+                    return 0;
+                };
+                o.read.get(&(c.zone.clone(), w.writer())).map_or(0, |then| {
+                    z.reader
+                        .read_acked_in(w.writer(), &o.phases)
+                        .saturating_sub(*then)
+                })
+            })
+            .collect();
+        for (c, late) in self.evidence.zones.iter_mut().zip(late) {
+            c.late = late;
+        }
     }
 
     async fn positions(&mut self) -> BTreeMap<String, Position> {
@@ -1685,14 +1773,24 @@ impl Run<'_> {
             z.reader.resume();
         }
         let all: Vec<String> = self.zones.iter().map(|z| z.name().to_string()).collect();
-        self.wait_reads(&all, self.acked(), self.catch_up_timeout())
+        let read = self
+            .wait_reads(&all, self.acked(), self.catch_up_timeout())
             .await;
+        // After a catch-up over its timeout, reading goes on until the grace
+        // ends: only what is absent then is lost.
+        if let Some(until) = self.overtime.as_ref().map(|o| o.until)
+            && !read
+        {
+            let left = until.saturating_duration_since(Instant::now());
+            self.wait_reads(&all, self.acked(), left).await;
+        }
         // The producers' identities after all traffic, for claim 4.
         if let Some(mut join) = self.evidence.join.take() {
             join.producers_after = self.identities_of(&join.producers_before);
             self.evidence.join = Some(join);
         }
         self.evidence.zones = self.check_all();
+        self.count_late();
         self.audit_all().await;
         Ok(())
     }
@@ -1800,7 +1898,7 @@ impl Run<'_> {
             ));
             return;
         }
-        let limit = self.catch_up_timeout() + Duration::from_secs(5);
+        let limit = self.catch_up_timeout() + self.catch_up_grace() + Duration::from_secs(5);
         if !self.evidence.partitions.is_empty() && self.evidence.catch_up.is_none() {
             let _ = tokio::time::timeout(limit, self.wait_for_catch_up()).await;
         }
@@ -1920,6 +2018,7 @@ impl Run<'_> {
             acked: acked as i64,
             read: checks.iter().map(|c| c.read as i64).sum(),
             lost: checks.iter().map(|c| c.lost as i64).sum(),
+            late: checks.iter().map(|c| c.late as i64).sum(),
             duplicated: checks.iter().map(|c| c.duplicated as i64).sum(),
             reordered: checks.iter().map(|c| c.reordered as i64).sum(),
             stored_missing: self.evidence.stored.iter().map(|a| a.missing as i64).sum(),

@@ -69,10 +69,15 @@ pub fn status_table(
     }
     let t = &s.totals;
     out.push_str(&format!(
-        "\n  attempted {}  acked {}  read {}  lost {}  duplicated {}  reordered {}  stored missing {}  stored altered {}  max lag cut off {}  backfill {}  catch-up {}  sync_interval {}\n",
+        "\n  attempted {}  acked {}  read {}{}  lost {}  duplicated {}  reordered {}  stored missing {}  stored altered {}  max lag cut off {}  backfill {}  catch-up {}  sync_interval {}\n",
         t.attempted,
         t.acked,
         t.read,
+        if t.late > 0 {
+            format!(" (late {})", t.late)
+        } else {
+            String::new()
+        },
         t.lost,
         t.duplicated,
         t.reordered,
