@@ -1321,6 +1321,64 @@ async fn sources_topology_provisions_every_zone_and_reports_each_source() {
     eprintln!("sources test took {:?}", started.elapsed());
 }
 
+/// A renew that neither answers nor fails (the API server behind a path
+/// that swallows everything) still ends the leadership within the renew
+/// deadline: a standby takes over after the lease duration whether this
+/// replica hears back or not, so it must have stopped by then.
+#[tokio::test]
+async fn a_leader_whose_renewals_hang_steps_down_within_the_renew_deadline() {
+    use natsregion::operator::leader::{self, LeaseSettings};
+    use natsregion::testenv::relay::Relay;
+
+    let plane = ControlPlane::start()
+        .await
+        .unwrap_or_else(|e| panic!("control plane: {e}"));
+    let port = plane
+        .url()
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .expect("the API server URL ends in its port");
+    let relay = Relay::start(([127, 0, 0, 1], port).into())
+        .await
+        .expect("relay");
+    let mut kubeconfig =
+        kube::config::Kubeconfig::read_from(plane.kubeconfig_path()).expect("kubeconfig");
+    for c in &mut kubeconfig.clusters {
+        if let Some(cluster) = c.cluster.as_mut() {
+            cluster.server = Some(format!("https://{}", relay.addr()));
+        }
+    }
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
+    let client = Client::try_from(config).expect("client through the relay");
+    let settings = LeaseSettings {
+        lease_duration: Duration::from_secs(6),
+        renew_deadline: Duration::from_secs(4),
+        renew_every: Duration::from_millis(500),
+        ..LeaseSettings::new("default".into(), "natsregion-hang".into(), "one".into())
+    };
+    let mut leadership = leader::acquire(client, settings.clone(), std::future::pending())
+        .await
+        .unwrap()
+        .expect("leads");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    relay.hang();
+    let hung = Instant::now();
+    let lost = tokio::time::timeout(Duration::from_secs(30), leadership.lost()).await;
+    let after = hung.elapsed();
+    eprintln!("leadership lost {after:?} after the API server stopped answering");
+    lost.expect("lost() fires although no renew ever answers");
+    assert!(
+        after <= settings.renew_deadline + Duration::from_millis(500),
+        "stepped down {after:?} after the hang: past the renew deadline {:?}, where a standby may take over at {:?}",
+        settings.renew_deadline,
+        settings.lease_duration
+    );
+}
+
 #[tokio::test]
 async fn leader_lease_is_exclusive_and_health_endpoints_answer() {
     use natsregion::operator::health::{self, Health};

@@ -9,6 +9,7 @@ pub mod controlplane;
 pub mod fixtures;
 pub mod node;
 mod process;
+pub mod relay;
 pub mod support;
 pub mod tls_probe;
 
