@@ -319,6 +319,24 @@ fn chart_crds_are_the_generated_crds() {
     }
 }
 
+/// The kubelet must not kill a stopping operator before it has healed its
+/// drills' cuts, stopped its controllers (at most `run::STOP_LIMIT`) and
+/// handed the Lease over.
+#[test]
+fn the_pods_grace_period_outlasts_the_operators_stop_budget() {
+    use natsregion::operator::drill::SHUTDOWN_HEAL;
+    use natsregion::operator::run::STOP_LIMIT;
+    assert!(SHUTDOWN_HEAL < STOP_LIMIT);
+    let objects = documents(&template(&[]).expect("renders"));
+    let grace = deployment(&objects)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("the chart sets terminationGracePeriodSeconds");
+    assert!(
+        Duration::from_secs(grace) >= STOP_LIMIT + Duration::from_secs(5),
+        "grace {grace}s, stop budget {STOP_LIMIT:?}"
+    );
+}
+
 #[test]
 fn values_schema_rejects_bad_values() {
     template(&[]).expect("default values render");
@@ -332,6 +350,10 @@ fn values_schema_rejects_bad_values() {
         (vec!["image.pullPolicy=Sometimes"], "/image/pullPolicy"),
         (vec!["metrics.port=80"], "/metrics/port"),
         (vec!["watchNamespace=Team_A"], "/watchNamespace"),
+        (
+            vec!["terminationGracePeriodSeconds=10"],
+            "/terminationGracePeriodSeconds",
+        ),
         (
             vec!["serviceMonitor.enabled=yes"],
             "/serviceMonitor/enabled",
