@@ -192,6 +192,9 @@ pub fn drill(drill: &PartitionDrill, region: &RegionMirror) -> Result<(), SpecEr
     if steps.contains(&Step::Partition) && region.spec.mirror_zones().next().is_none() {
         return fail("the region has no mirror zone to cut: add a zone with role: mirror or drop the partition step".to_string());
     }
+    if let Some(message) = cut_outlasts_deadline(spec) {
+        return fail(message);
+    }
     let mut open = 0;
     for step in &steps {
         match step {
@@ -214,6 +217,57 @@ pub fn drill(drill: &PartitionDrill, region: &RegionMirror) -> Result<(), SpecEr
     Ok(())
 }
 
+/// What the heal step does on top of the hold before the cut is removed:
+/// waits up to 5 s for the writing zones' consumers, reads every link's
+/// position and probes across the cut.
+pub const HEAL_CHECKS_SECONDS: f64 = 10.0;
+
+/// Why a cut would outlast its deadline, if it would: from each partition to
+/// its heal the cut stays for the hold or for the phases published in
+/// between at the workload's rate, whichever is longer, plus the heal's own
+/// checks. A deadline shorter than that removes the cut before the heal, and
+/// claim 1 could only end Inconclusive. An unthrottled rate (0) cannot be
+/// timed in advance: the drill then says at the heal if the cut ended early.
+pub fn cut_outlasts_deadline(spec: &crate::api::PartitionDrillSpec) -> Option<String> {
+    let rate = spec.workload.rate_per_second;
+    let deadline = spec.fault.deadline_seconds as f64;
+    let hold = spec.fault.hold_seconds as f64;
+    let mut phases = None::<u32>;
+    let mut longest = 0u32;
+    for step in spec.steps() {
+        match (step, phases.as_mut()) {
+            (Step::Partition, _) => phases = Some(0),
+            (Step::Heal, Some(n)) => {
+                longest = longest.max(*n);
+                phases = None;
+            }
+            (Step::Produce | Step::PauseConsumer | Step::BuildBacklog, Some(n)) => *n += 1,
+            _ => {}
+        }
+    }
+    let publishing = if rate > 0 {
+        f64::from(longest) * spec.workload.messages_per_phase as f64 / rate as f64
+    } else {
+        0.0
+    };
+    let needed = hold.max(publishing) + HEAL_CHECKS_SECONDS;
+    if needed <= deadline {
+        return None;
+    }
+    let why = if publishing > hold {
+        format!(
+            "the steps between partition and heal publish {longest} phase(s) of {} messages at {rate}/s, about {publishing:.0} s",
+            spec.workload.messages_per_phase
+        )
+    } else {
+        format!("fault.holdSeconds is {hold:.0}")
+    };
+    Some(format!(
+        "{why}; with the heal's own checks (about {HEAL_CHECKS_SECONDS:.0} s) the cut must last about {needed:.0} s, longer than fault.deadlineSeconds {deadline:.0}, which would remove it before the heal and leave claim 1 unjudged: raise fault.deadlineSeconds to at least {:.0}, or publish less between partition and heal",
+        needed.ceil()
+    ))
+}
+
 fn zone_names(region: &RegionMirror) -> String {
     region
         .spec
@@ -222,4 +276,80 @@ fn zone_names(region: &RegionMirror) -> String {
         .map(|z| z.name.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(
+        fault: serde_json::Value,
+        workload: serde_json::Value,
+        steps: &str,
+    ) -> crate::api::PartitionDrillSpec {
+        serde_json::from_value(serde_json::json!({
+            "regionRef": {"name": "east"},
+            "fault": fault,
+            "workload": workload,
+            "steps": steps.split(',').map(str::trim).collect::<Vec<_>>(),
+        }))
+        .expect("drill spec")
+    }
+
+    const STEPS: &str = "produce, partition, produce, produce, heal, wait-for-catch-up, verify";
+
+    #[test]
+    fn a_cut_that_cannot_last_until_its_heal_is_refused_with_the_figures() {
+        // Two phases of 1000 at 100/s: 20 s of publishing, 30 s with the checks.
+        let slow = spec(
+            serde_json::json!({"holdSeconds": 5, "deadlineSeconds": 25}),
+            serde_json::json!({"messagesPerPhase": 1000, "ratePerSecond": 100}),
+            STEPS,
+        );
+        let m = cut_outlasts_deadline(&slow).expect("refused");
+        assert!(
+            m.contains("2 phase(s) of 1000 messages at 100/s")
+                && m.contains("fault.deadlineSeconds 25")
+                && m.contains("at least 30"),
+            "{m}"
+        );
+        // The same with room, or unthrottled (not timed in advance): accepted.
+        let roomy = spec(
+            serde_json::json!({"holdSeconds": 5, "deadlineSeconds": 30}),
+            serde_json::json!({"messagesPerPhase": 1000, "ratePerSecond": 100}),
+            STEPS,
+        );
+        assert_eq!(cut_outlasts_deadline(&roomy), None);
+        let unthrottled = spec(
+            serde_json::json!({"holdSeconds": 5, "deadlineSeconds": 20}),
+            serde_json::json!({"messagesPerPhase": 1000000, "ratePerSecond": 0}),
+            STEPS,
+        );
+        assert_eq!(cut_outlasts_deadline(&unthrottled), None);
+        // A hold that leaves the heal no time before the deadline.
+        let tight = spec(
+            serde_json::json!({"holdSeconds": 9, "deadlineSeconds": 10}),
+            serde_json::json!({}),
+            "partition, heal, verify",
+        );
+        let m = cut_outlasts_deadline(&tight).expect("refused");
+        assert!(
+            m.contains("fault.holdSeconds is 9") && m.contains("at least 19"),
+            "{m}"
+        );
+        // Phases outside the partition do not count.
+        let outside = spec(
+            serde_json::json!({"holdSeconds": 5, "deadlineSeconds": 20}),
+            serde_json::json!({"messagesPerPhase": 100000, "ratePerSecond": 100}),
+            "produce, partition, heal, produce, verify",
+        );
+        assert_eq!(cut_outlasts_deadline(&outside), None);
+    }
+
+    #[test]
+    fn the_default_drill_fits_its_default_deadline() {
+        let d: crate::api::PartitionDrillSpec =
+            serde_json::from_value(serde_json::json!({"regionRef": {"name": "east"}})).unwrap();
+        assert_eq!(cut_outlasts_deadline(&d), None);
+    }
 }
