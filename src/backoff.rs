@@ -23,6 +23,14 @@ impl Backoff {
         budget: Duration::from_secs(30),
     };
 
+    /// A drill run's report and last status: they carry the verdict, so they
+    /// are written through an API outage of up to two minutes.
+    pub const FINAL_WRITE: Backoff = Backoff {
+        first: Duration::from_millis(500),
+        max_delay: Duration::from_secs(10),
+        budget: Duration::from_secs(120),
+    };
+
     /// Between reconciles of one object that keeps failing: 5 s doubling to
     /// at most 5 minutes, for as long as it fails (the controller has no budget).
     pub const RECONCILE: Backoff = Backoff {

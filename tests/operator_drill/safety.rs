@@ -446,3 +446,64 @@ async fn a_drill_whose_region_went_with_its_toxiproxy_is_released() {
     eprintln!("drill deleted {:?} after the region", start.elapsed());
     kill(operator).await;
 }
+
+/// Item 8: the run ended and stored its report, but its last status write
+/// never landed (an API outage, then the operator gone): the next operator
+/// restores the outcome from the report instead of calling the run Aborted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_stored_in_its_report_survives_a_lost_status_write() {
+    let (_plane, client) = plane_with_crds().await;
+    let world = World::start(client.clone(), "east", None).await;
+    let operator = start_operator(&client, world.settings());
+    let drills = world
+        .create_drill("outage", small_drill(3, Some(STEPS)))
+        .await;
+    let running = wait_for(&drills, "outage", Duration::from_secs(60), "a cut", cut_on).await;
+    let done = wait_for(
+        &drills,
+        "outage",
+        Duration::from_secs(90),
+        "the end",
+        finished,
+    )
+    .await;
+    kill(operator).await;
+    let outcome = done.status.clone().unwrap();
+    assert!(outcome.report.is_some(), "{}", show(&done));
+    // What the API server holds when the last writes were lost: the
+    // status of the middle of the run.
+    natsregion::operator::drill::status::apply(&drills, "outage", running.status.as_ref().unwrap())
+        .await
+        .expect("status rewound");
+    let operator = start_operator(&client, world.settings());
+    let d = wait_for(
+        &drills,
+        "outage",
+        Duration::from_secs(30),
+        "the end",
+        finished,
+    )
+    .await;
+    let s = d.status.as_ref().unwrap();
+    assert_eq!(
+        (s.phase, s.verdict),
+        (outcome.phase, outcome.verdict),
+        "{}",
+        show(&d)
+    );
+    assert_eq!(s.claims, outcome.claims);
+    assert!(
+        s.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("restored from report"),
+        "{}",
+        show(&d)
+    );
+    assert!(
+        s.faults.iter().all(|f| f.healed_at.is_some()),
+        "{}",
+        show(&d)
+    );
+    kill(operator).await;
+}

@@ -130,9 +130,33 @@ pub(super) async fn heal_orphan(
     if !status.phase.is_finished() && !drill.spec.temporary_zone.keep {
         remove_temporary_zone(shared, drill).await;
     }
+    let stored = match (&status.phase.is_finished(), &status.started_at) {
+        (false, Some(started)) => {
+            reports::final_status(&shared.ctx.client, &namespace(drill)?, &name, started.0).await
+        }
+        _ => None,
+    };
     if status.phase.is_finished() {
         // Faults open on a finished drill (a heal that failed at the end):
         // healed now, the verdict stands.
+    } else if let Some(mut outcome) = stored {
+        // The run ended and stored its report, but its last status write did
+        // not land (an API outage, then the operator gone): its outcome
+        // stands, with the faults as healed now.
+        for f in &mut outcome.faults {
+            if let Some(now) = status.faults.iter().find(|g| g.id == f.id) {
+                f.healed_at = f.healed_at.clone().or(now.healed_at.clone());
+            }
+        }
+        let note = format!(
+            "restored from report {} after an operator restart: the run's last status write had not landed",
+            outcome.report.clone().unwrap_or_default()
+        );
+        outcome.message = Some(match outcome.message.take() {
+            Some(m) if !m.is_empty() => format!("{m} ({note})"),
+            _ => note,
+        });
+        status = outcome;
     } else {
         status.phase = DrillPhase::Aborted;
         status.verdict = Verdict::NotRun;

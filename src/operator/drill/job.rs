@@ -153,7 +153,15 @@ impl DrillJob {
             let svg = crate::drill::report::timeline_svg(&full.timeline, &full.drill);
             let stored = match serde_json::to_value(&full) {
                 Ok(json) => {
-                    reports::store(&self.ctx.client, &self.drill, &cm, started, &json, &svg).await
+                    until_written(
+                        "store the drill report",
+                        |e| match e {
+                            reports::ReportStoreError::Kube { source, .. } => transient(source),
+                            _ => false,
+                        },
+                        || reports::store(&self.ctx.client, &self.drill, &cm, started, &json, &svg),
+                    )
+                    .await
                 }
                 Err(e) => Err(e.into()),
             };
@@ -170,7 +178,13 @@ impl DrillJob {
         drop(sink);
         let _ = writer.await;
         // And once more directly: the writer swallows errors after retries.
-        if let Err(e) = status::apply(&self.api, &name, &finished).await {
+        // Should this never land, the stored report still holds the outcome
+        // and the next operator restores it from there.
+        if let Err(e) = until_written("write the final drill status", transient, || {
+            status::apply(&self.api, &name, &finished)
+        })
+        .await
+        {
             tracing::error!(drill = %name, error = %e, "final drill status not written");
         }
         tracing::info!(drill = %name, phase = ?finished.phase, verdict = ?finished.verdict, "drill finished");
@@ -268,6 +282,40 @@ impl DrillJob {
         .map_err(|e| e.to_string())?;
         let runtime = KubeRuntime::new(valid, self.drill.clone(), zones, temporary);
         Ok((region, runtime, backend))
+    }
+}
+
+/// An error worth retrying: the API server did not answer, or answered that
+/// it is overloaded or failing. A refusal (the drill or namespace gone,
+/// forbidden, invalid) will not change by waiting.
+fn transient(e: &kube::Error) -> bool {
+    !matches!(e, kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 429)
+}
+
+/// Retries `write` while its errors are `retry`able, for
+/// [`Backoff::FINAL_WRITE`]'s budget; its last error.
+async fn until_written<T, E, F>(
+    what: &str,
+    retry: impl Fn(&E) -> bool,
+    mut write: impl FnMut() -> F,
+) -> std::result::Result<T, E>
+where
+    E: std::fmt::Display,
+    F: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    let policy = crate::backoff::Backoff::FINAL_WRITE;
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    loop {
+        match write().await {
+            Ok(v) => return Ok(v),
+            Err(e) if retry(&e) && started.elapsed() + policy.delay(attempt) < policy.budget => {
+                tracing::warn!(attempt, error = %e, "could not {what}; retrying");
+                tokio::time::sleep(policy.delay(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

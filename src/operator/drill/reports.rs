@@ -281,6 +281,25 @@ fn label_value(name: &str) -> String {
     v.trim_end_matches(['-', '.', '_']).to_string()
 }
 
+/// The final status stored with the run of `drill` that started at
+/// `started`, when its report was stored: the run's outcome, even where the
+/// status write that should have followed it never landed. `None` when
+/// there is no such report or it cannot be read.
+pub async fn final_status(
+    client: &kube::Client,
+    namespace: &str,
+    drill: &str,
+    started: jiff::Timestamp,
+) -> Option<crate::api::PartitionDrillStatus> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let cm = api.get_opt(&name(drill, started)).await.ok()??;
+    let stored = decode(&cm).ok()?;
+    let report: serde_json::Value = serde_json::from_slice(&stored.json).ok()?;
+    let status: crate::api::PartitionDrillStatus =
+        serde_json::from_value(report.get("status")?.clone()).ok()?;
+    status.phase.is_finished().then_some(status)
+}
+
 /// Every report ConfigMap of `drill`, oldest first.
 pub async fn list(
     client: &kube::Client,
