@@ -693,7 +693,12 @@ struct AbortOnFault(tokio::sync::watch::Sender<bool>);
 
 impl Observer for AbortOnFault {
     fn status(&self, status: &natsregion::api::PartitionDrillStatus) {
-        if status.faults.iter().any(|f| f.healed_at.is_none()) {
+        // The cut itself, not the intent stored before it.
+        if status
+            .faults
+            .iter()
+            .any(|f| f.healed_at.is_none() && !f.intent)
+        {
             let _ = self.0.send(true);
         }
     }

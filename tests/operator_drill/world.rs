@@ -345,10 +345,13 @@ pub fn finished(d: &PartitionDrill) -> bool {
     d.status.as_ref().is_some_and(|s| s.phase.is_finished())
         && !d.finalizers().iter().any(|f| f == FINALIZER)
 }
+
+/// A cut in place: a record the backend returned and no heal stamped (not
+/// the intent stored before the cut).
 pub fn cut_on(d: &PartitionDrill) -> bool {
     d.status
         .as_ref()
-        .is_some_and(|s| s.faults.iter().any(|f| f.healed_at.is_none()))
+        .is_some_and(|s| s.faults.iter().any(|f| f.healed_at.is_none() && !f.intent))
 }
 
 pub fn show(d: &PartitionDrill) -> String {
