@@ -13,10 +13,13 @@
 //!   frozen proof then fails the drill, which is the honest outcome), and a
 //!   namespace with a default-deny sees the zones' pods opened on every other
 //!   port for the length of the cut;
-//! - leafnode clients from outside the cluster (`ipBlock` peers) are not
-//!   allowed on 7422 during the cut, because CNIs differ on whether an
-//!   `ipBlock` also matches pod addresses and allowing `0.0.0.0/0` could leak
-//!   the cut.
+//! - leafnode clients from outside the cluster are not allowed on 7422
+//!   during the cut, because CNIs differ on whether an `ipBlock` also matches
+//!   pod addresses and allowing `0.0.0.0/0` could leak the cut; except the
+//!   region's external zones that the cut leaves linked, each by its own
+//!   address (an `ipBlock` of one address, from its `external.url`). An
+//!   uncut external zone known only by a host name cannot be named, and
+//!   such a drill is refused before any fault.
 //!
 //! Most CNIs (Calico, Antrea) evaluate a policy when a connection is set up
 //! and let established connections live on. So after the policies land the
@@ -37,7 +40,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
@@ -74,6 +77,10 @@ pub struct CutPlan {
     pub owner: Option<OwnerReference>,
     /// When the policies must be gone: written on each, for the reaper.
     pub deadline: jiff::Timestamp,
+    /// Addresses (CIDRs) of the region's external zones that are not cut:
+    /// their servers dial the source from outside the cluster and must keep
+    /// the leafnode port.
+    pub keep_linked: Vec<String>,
 }
 
 /// The two policies of one cut: ingress on the source zone's pods, egress on
@@ -123,6 +130,14 @@ pub fn cut_policies(plan: &CutPlan) -> Vec<NetworkPolicy> {
             },
         ]
     };
+    let mut leafnode_from = everyone_but(&plan.zones);
+    leafnode_from.extend(plan.keep_linked.iter().map(|cidr| NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: cidr.clone(),
+            except: None,
+        }),
+        ..Default::default()
+    }));
     let leafnode = vec![NetworkPolicyPort {
         protocol: Some("TCP".into()),
         port: Some(IntOrString::Int(LEAFNODE_PORT)),
@@ -161,7 +176,7 @@ pub fn cut_policies(plan: &CutPlan) -> Vec<NetworkPolicy> {
                     ports: Some(all_ports_but_leafnode()),
                 },
                 NetworkPolicyIngressRule {
-                    from: Some(everyone_but(&plan.zones)),
+                    from: Some(leafnode_from),
                     ports: Some(leafnode.clone()),
                 },
             ]),
@@ -205,6 +220,19 @@ fn all_ports_but_leafnode() -> Vec<NetworkPolicyPort> {
     ]
 }
 
+/// The CIDR a NetworkPolicy can name for an external zone at `url`
+/// (`nats://host:port`): the host as a single address when it is an IP
+/// literal; `None` for a host name, which a policy cannot name.
+pub fn external_cidr(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (host, _port) = rest.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some(match host.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(ip) => format!("{ip}/32"),
+        std::net::IpAddr::V6(ip) => format!("{ip}/128"),
+    })
+}
+
 /// `<fault>-<suffix>`, cut to a DNS label (63) so it is valid everywhere.
 pub fn policy_name(fault: &str, suffix: &str) -> String {
     let keep = 63 - suffix.len() - 1;
@@ -238,6 +266,8 @@ pub struct NetworkPolicyBackend {
     faults: AtomicU64,
     deadlines: Arc<Mutex<BTreeMap<String, JoinHandle<()>>>>,
     links: LeafLinks,
+    /// External zone → its address, for the zones a cut leaves linked.
+    external: BTreeMap<String, String>,
 }
 
 impl NetworkPolicyBackend {
@@ -248,7 +278,15 @@ impl NetworkPolicyBackend {
             faults: AtomicU64::new(0),
             deadlines: Arc::default(),
             links: LeafLinks::default(),
+            external: BTreeMap::new(),
         }
+    }
+
+    /// The region's external zones by address (see [`external_cidr`]): a
+    /// cut keeps the ones it does not cut linked.
+    pub fn with_external_zones(mut self, external: BTreeMap<String, String>) -> Self {
+        self.external = external;
+        self
     }
 
     /// Zones whose leafnode links the backend can see and break through
@@ -412,6 +450,12 @@ impl FaultBackend for NetworkPolicyBackend {
                 owner: self.target.owner.clone(),
                 deadline: started
                     + jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX),
+                keep_linked: self
+                    .external
+                    .iter()
+                    .filter(|(zone, _)| !zones.contains(zone))
+                    .map(|(_, cidr)| cidr.clone())
+                    .collect(),
             };
             // The deadline is armed before the first policy lands.
             let task = tokio::spawn({
@@ -519,6 +563,7 @@ mod tests {
             fault: "d-cut1-1700000000".into(),
             owner: None,
             deadline: jiff::Timestamp::from_second(1_700_000_060).unwrap(),
+            keep_linked: Vec::new(),
         }
     }
 
@@ -636,6 +681,40 @@ mod tests {
                 "u"
             );
         }
+    }
+
+    #[test]
+    fn external_zones_left_uncut_keep_the_leafnode_port_by_address() {
+        let mut p = plan();
+        p.keep_linked = vec!["203.0.113.7/32".into()];
+        let leafnode_peers = |p: &CutPlan| {
+            cut_policies(p)[0]
+                .spec
+                .as_ref()
+                .unwrap()
+                .ingress
+                .as_ref()
+                .unwrap()[1]
+                .from
+                .clone()
+                .unwrap()
+        };
+        let blocks: Vec<String> = leafnode_peers(&p)
+            .iter()
+            .filter_map(|p| p.ip_block.as_ref().map(|b| b.cidr.clone()))
+            .collect();
+        assert_eq!(blocks, ["203.0.113.7/32"]);
+        // Without uncut external zones, no address is let in at all.
+        assert!(leafnode_peers(&plan()).iter().all(|p| p.ip_block.is_none()));
+        assert_eq!(
+            external_cidr("nats://203.0.113.7:4222").as_deref(),
+            Some("203.0.113.7/32")
+        );
+        assert_eq!(
+            external_cidr("tls://[2001:db8::7]:4222").as_deref(),
+            Some("2001:db8::7/128")
+        );
+        assert_eq!(external_cidr("tls://nats.example.com:4222"), None);
     }
 
     #[test]

@@ -339,6 +339,16 @@ impl Inner {
         Ok(())
     }
 
+    /// Removes the deadline markers (`fault::deadline`) of `proxy`.
+    async fn remove_markers_of(&self, proxy: &str) -> Result<(), FaultError> {
+        for toxic in self.api.toxics(proxy).await? {
+            if super::deadline::parse_marker(&toxic.name).is_some() {
+                self.api.remove_toxic(proxy, &toxic.name).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn remove_toxics_of(&self, proxy: &str) -> Result<(), FaultError> {
         for toxic in self.api.toxics(proxy).await? {
             self.api.remove_toxic(proxy, &toxic.name).await?;
@@ -566,6 +576,9 @@ impl FaultBackend for ToxiproxyBackend {
                         if let Err(e) = inner.set_enabled(proxy, true).await {
                             tracing::error!(fault = %id, error = %e, "deadline heal failed");
                         }
+                        if let Err(e) = inner.remove_markers_of(proxy).await {
+                            tracing::warn!(fault = %id, error = %e, "deadline markers not removed");
+                        }
                     }
                     inner.state.lock().unwrap().deadlines.remove(&id);
                 }
@@ -671,13 +684,26 @@ impl FaultBackend for ToxiproxyBackend {
         Box::pin(async move {
             let mut left = Vec::new();
             for proxy in self.inner.proxies().await? {
+                // A deadline marker is part of the cut it dates (toxicity 0:
+                // on an enabled proxy it does nothing), not a fault of its own.
+                let deadline = proxy
+                    .toxics
+                    .iter()
+                    .find_map(|t| super::deadline::parse_marker(&t.name));
                 if !proxy.enabled {
                     left.push(format!(
-                        "toxiproxy proxy {} ({} -> {}) is disabled",
-                        proxy.name, proxy.listen, proxy.upstream
+                        "toxiproxy proxy {} ({} -> {}) is disabled{}",
+                        proxy.name,
+                        proxy.listen,
+                        proxy.upstream,
+                        deadline.map_or(String::new(), |d| format!(" until {d}"))
                     ));
                 }
-                for toxic in &proxy.toxics {
+                for toxic in proxy
+                    .toxics
+                    .iter()
+                    .filter(|t| super::deadline::parse_marker(&t.name).is_none())
+                {
                     left.push(format!(
                         "toxiproxy toxic {} ({}, {}) on proxy {}",
                         toxic.name, toxic.type_, toxic.stream, proxy.name

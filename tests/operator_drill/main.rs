@@ -529,22 +529,7 @@ async fn a_restarted_operator_heals_and_a_deleted_drill_heals_first() {
             .iter()
             .any(|(p, e)| p.contains("-b-") && !e)
     );
-    drills
-        .delete("deleted", &DeleteParams::default())
-        .await
-        .expect("delete");
-    let start = Instant::now();
-    loop {
-        match drills.get_opt("deleted").await.expect("get") {
-            None => break,
-            Some(d) => assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "drill not gone: {}",
-                show(&d)
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    delete_drill(&drills, "deleted", Duration::from_secs(30)).await;
     let proxies = world.proxies().await;
     assert!(
         proxies.values().all(|e| *e),
@@ -705,6 +690,7 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
         fault: record.id.clone(),
         owner: None,
         deadline: record.deadline.0,
+        keep_linked: Vec::new(),
     });
     for b in &built {
         let a = applied

@@ -419,23 +419,8 @@ async fn a_drill_whose_region_went_with_its_toxiproxy_is_released() {
         .await
         .expect("delete region");
     signal(&[world.toxiproxy.pid()], libc::SIGKILL);
-    drills
-        .delete("orphan", &DeleteParams::default())
-        .await
-        .expect("delete drill");
-    let start = Instant::now();
-    loop {
-        match drills.get_opt("orphan").await.expect("get") {
-            None => break,
-            Some(d) => assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "drill not gone: {}",
-                show(&d)
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    eprintln!("drill deleted {:?} after the region", start.elapsed());
+    let took = delete_drill(&drills, "orphan", Duration::from_secs(30)).await;
+    eprintln!("drill deleted {took:?} after the region");
     kill(operator).await;
 }
 

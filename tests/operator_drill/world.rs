@@ -168,12 +168,9 @@ impl World {
         }
     }
 
-    /// `(proxy, enabled)` for every proxy of this world.
-    pub async fn proxies(&self) -> BTreeMap<String, bool> {
-        let all: serde_json::Value = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
+    /// Every proxy of this world as the Toxiproxy API shows it, by name.
+    async fn proxy_objects(&self) -> BTreeMap<String, serde_json::Value> {
+        let all: serde_json::Value = http()
             .get(format!("{}/proxies", self.toxiproxy.url()))
             .send()
             .await
@@ -185,8 +182,47 @@ impl World {
             .expect("object")
             .iter()
             .filter(|(k, _)| k.starts_with(&self.prefix))
-            .map(|(k, v)| (k.clone(), v["enabled"].as_bool().unwrap_or(false)))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+
+    /// `(proxy, enabled)` for every proxy of this world.
+    pub async fn proxies(&self) -> BTreeMap<String, bool> {
+        self.proxy_objects()
+            .await
+            .into_iter()
+            .map(|(k, v)| (k, v["enabled"].as_bool().unwrap_or(false)))
+            .collect()
+    }
+
+    /// Names of the toxics on this world's proxies.
+    pub async fn toxics(&self) -> Vec<String> {
+        self.proxy_objects()
+            .await
+            .values()
+            .flat_map(toxic_names)
+            .collect()
+    }
+
+    /// Every proxy of this world enabled with no toxic: the state a
+    /// Toxiproxy restart leaves once the proxies are created again.
+    pub async fn restart_proxies(&self) {
+        for (proxy, v) in self.proxy_objects().await {
+            let base = format!("{}/proxies/{proxy}", self.toxiproxy.url());
+            for toxic in toxic_names(&v) {
+                http()
+                    .delete(format!("{base}/toxics/{toxic}"))
+                    .send()
+                    .await
+                    .expect("toxic removed");
+            }
+            http()
+                .post(&base)
+                .json(&json!({"enabled": true}))
+                .send()
+                .await
+                .expect("proxy enabled");
+        }
     }
 
     /// Changes the source stream's duplicate window in place.
@@ -220,56 +256,6 @@ impl World {
             .expect("region patched");
     }
 
-    /// Every proxy of this world enabled with no toxic: the state a
-    /// Toxiproxy restart leaves once the proxies are created again.
-    pub async fn restart_proxies(&self) {
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        for proxy in self.proxies().await.keys() {
-            let base = format!("{}/proxies/{proxy}", self.toxiproxy.url());
-            let toxics: Vec<serde_json::Value> = http
-                .get(format!("{base}/toxics"))
-                .send()
-                .await
-                .expect("toxics")
-                .json()
-                .await
-                .expect("toxics JSON");
-            for t in toxics {
-                http.delete(format!("{base}/toxics/{}", t["name"].as_str().unwrap()))
-                    .send()
-                    .await
-                    .expect("toxic removed");
-            }
-            http.post(&base)
-                .json(&json!({"enabled": true}))
-                .send()
-                .await
-                .expect("proxy enabled");
-        }
-    }
-
-    /// Names of the toxics on this world's proxies.
-    pub async fn toxics(&self) -> Vec<String> {
-        let all: serde_json::Value = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(format!("{}/proxies", self.toxiproxy.url()))
-            .send()
-            .await
-            .expect("toxiproxy API")
-            .json()
-            .await
-            .expect("proxies JSON");
-        all.as_object()
-            .expect("object")
-            .iter()
-            .filter(|(k, _)| k.starts_with(&self.prefix))
-            .flat_map(|(_, v)| v["toxics"].as_array().cloned().unwrap_or_default())
-            .map(|t| t["name"].as_str().unwrap_or_default().to_string())
-            .collect()
-    }
-
     pub async fn create_drill(&self, name: &str, spec: serde_json::Value) -> Api<PartitionDrill> {
         let drills: Api<PartitionDrill> = Api::namespaced(self.client.clone(), NS);
         let drill = fixtures::drill(name, &self.region, spec);
@@ -280,6 +266,20 @@ impl World {
         drills
     }
 }
+/// A client for the Toxiproxy API on loopback (no proxy of the environment).
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+fn toxic_names(proxy: &serde_json::Value) -> Vec<String> {
+    proxy["toxics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| t["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// The drill controller in this process; abort the handle to "kill" it.
 pub fn start_operator(client: &Client, settings: DrillSettings) -> JoinHandle<()> {
     start_stoppable(client, settings, futures::future::pending())
@@ -339,6 +339,27 @@ pub async fn wait_for(
         }
     })
     .await
+}
+
+/// `kubectl delete` of the drill, waiting until it is gone (its finalizer
+/// released); panics with its status after `limit`. How long it took.
+pub async fn delete_drill(drills: &Api<PartitionDrill>, name: &str, limit: Duration) -> Duration {
+    drills
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete drill");
+    let start = Instant::now();
+    loop {
+        match drills.get_opt(name).await.expect("get") {
+            None => return start.elapsed(),
+            Some(d) => assert!(
+                start.elapsed() < limit,
+                "drill {name} not gone after {limit:?}: {}",
+                show(&d)
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 pub fn finished(d: &PartitionDrill) -> bool {

@@ -226,22 +226,19 @@ impl ToxiproxyApi {
         attributes: Value,
     ) -> Result<(), FaultError> {
         let body = json!({ "name": name, "type": type_, "stream": stream, "toxicity": 1.0, "attributes": attributes });
-        self.call(
-            &format!("add toxic {name} to {proxy}"),
-            self.http
-                .post(format!("{}/proxies/{proxy}/toxics", self.base))
-                .json(&body),
-        )
-        .await
-        .map(drop)
+        self.post_toxic(proxy, name, body).await
     }
 
     /// Adds a toxic that is never applied (toxicity 0) and only carries its
     /// name: the fault deadline marker (`fault::deadline`).
     pub async fn add_marker(&self, proxy: &str, name: &str) -> Result<(), FaultError> {
         let body = json!({ "name": name, "type": "latency", "stream": "downstream", "toxicity": 0.0, "attributes": {"latency": 0} });
+        self.post_toxic(proxy, name, body).await
+    }
+
+    async fn post_toxic(&self, proxy: &str, name: &str, body: Value) -> Result<(), FaultError> {
         self.call(
-            &format!("add marker {name} to {proxy}"),
+            &format!("add toxic {name} to {proxy}"),
             self.http
                 .post(format!("{}/proxies/{proxy}/toxics", self.base))
                 .json(&body),

@@ -35,15 +35,13 @@ pub(super) async fn heal_orphan(
     }
     let mut backends: Vec<(BackendKind, Arc<dyn FaultBackend>)> = Vec::new();
     for kind in kinds {
-        // The source zone only matters for cutting, not for healing.
         let b = backend(
             &shared.ctx.client,
             &shared.settings,
             kind,
             drill,
             &region,
-            "",
-            LeafLinks::default(),
+            CutTarget::default(),
         )?;
         backends.push((kind, b));
     }

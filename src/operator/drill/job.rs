@@ -220,10 +220,7 @@ impl DrillJob {
                     self.drill.namespace().unwrap_or_default()
                 )
             })?;
-        match self.drill.spec.fault.backend {
-            BackendKind::Toxiproxy => toxiproxy::precondition(&region)?,
-            BackendKind::NetworkPolicy => toxiproxy::network_policy_precondition(&region)?,
-        }
+        super::precondition::check(&self.drill, &region)?;
         // Validated and its credentials read once for the whole run.
         let valid = ValidatedRegion::load(&self.ctx, &region, None)
             .await
@@ -258,11 +255,7 @@ impl DrillJob {
                 &self.drill.namespace().unwrap_or_default(),
                 region_name,
             );
-            let cut: Vec<String> = if self.drill.spec.fault.zones.is_empty() {
-                region.spec.mirror_zones().map(|z| z.name.clone()).collect()
-            } else {
-                self.drill.spec.fault.zones.clone()
-            };
+            let cut = super::precondition::cut_zones(&self.drill, &region);
             toxiproxy::proxies_ready(&target, &cut).await?;
         }
         // Both backends break the links a cut leaves standing, through the
@@ -276,8 +269,11 @@ impl DrillJob {
             self.drill.spec.fault.backend,
             &self.drill,
             region_name,
-            &source,
-            links,
+            CutTarget {
+                source_zone: source,
+                links,
+                external: super::precondition::external_addresses(&region),
+            },
         )
         .map_err(|e| e.to_string())?;
         let runtime = KubeRuntime::new(valid, self.drill.clone(), zones, temporary);

@@ -4,10 +4,12 @@
 //! fault outlives the drill: not on success, failure, abort, deletion of the
 //! drill or the region, a passed deadline, or an operator restart.
 //!
-//! Reconcile never blocks on a drill: it starts the task, signals it (abort),
-//! or, when the status says a drill is running but no task runs here (the
-//! operator restarted), heals every fault recorded in the status and marks
-//! the drill Aborted.
+//! Reconcile never blocks on a drill: it starts the task (one per region at
+//! a time, see [`exclusive`]), signals it (abort), or, when the status says a
+//! drill is running but no task runs here (the operator restarted), heals
+//! every fault recorded in the status and any fault object of the drill's
+//! backend, and ends the run (Aborted, or its stored outcome). Apart from
+//! drills, the [`reaper`] removes every fault past the deadline written on it.
 
 pub mod conditions;
 pub mod decide;
@@ -15,6 +17,7 @@ mod exclusive;
 mod finalizer;
 mod heal;
 mod job;
+pub mod precondition;
 pub mod reaper;
 pub mod reports;
 pub mod runtime;
@@ -332,17 +335,25 @@ async fn reconcile_inner(drill: &PartitionDrill, shared: &Arc<Shared>) -> Result
     }
 }
 
-/// The backend that removes (or injects) faults of `kind` for `drill`;
-/// `links` lets a cut break the leafnode links it leaves standing (a heal
-/// needs none).
+/// What a backend needs to cut, beyond what it needs to heal (nothing of
+/// this: a heal removes whatever the drill's backend finds).
+#[derive(Default)]
+struct CutTarget {
+    source_zone: String,
+    /// Lets a cut break the leafnode links it leaves standing.
+    links: LeafLinks,
+    /// The region's external zones by address, to keep the uncut ones linked.
+    external: std::collections::BTreeMap<String, String>,
+}
+
+/// The backend that removes (or injects) faults of `kind` for `drill`.
 fn backend(
     client: &kube::Client,
     settings: &DrillSettings,
     kind: BackendKind,
     drill: &PartitionDrill,
     region: &str,
-    source_zone: &str,
-    links: LeafLinks,
+    cut: CutTarget,
 ) -> Result<Arc<dyn FaultBackend>> {
     let ns = namespace(drill)?;
     Ok(match kind {
@@ -353,16 +364,17 @@ fn backend(
                     namespace: ns,
                     region: region.to_string(),
                     drill: drill.name_any(),
-                    source_zone: source_zone.to_string(),
+                    source_zone: cut.source_zone,
                     owner: owner(drill),
                 },
             )
-            .with_links(links),
+            .with_links(cut.links)
+            .with_external_zones(cut.external),
         ),
         BackendKind::Toxiproxy => Arc::new(
             toxiproxy_target(settings, &ns, region)
                 .backend()
-                .with_links(links),
+                .with_links(cut.links),
         ),
     })
 }

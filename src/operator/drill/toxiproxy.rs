@@ -45,20 +45,6 @@ pub fn precondition(region: &RegionMirror) -> Result<(), String> {
     ))
 }
 
-/// A `networkPolicy` drill needs the mirror zones to dial the source zone's
-/// pods: through the region's Toxiproxy the leafnode traffic comes from the
-/// Toxiproxy pod, which the cut's policies do not select, so nothing would
-/// be cut. The message names the field.
-pub fn network_policy_precondition(region: &RegionMirror) -> Result<(), String> {
-    if region.spec.leafnode.proxy != LeafnodeProxy::Toxiproxy {
-        return Ok(());
-    }
-    Err(format!(
-        "fault.backend networkPolicy cannot cut RegionMirror {}: its spec.leafnode.proxy is toxiproxy, so the leafnode links come from the Toxiproxy pod, which NetworkPolicies on the zones' pods do not cut; use fault.backend toxiproxy (or set spec.leafnode.proxy: none on the region)",
-        kube::ResourceExt::name_any(region)
-    ))
-}
-
 /// Every zone in `zones` has proxies at the target now (the API answers and
 /// lists `<prefix>-<zone>-s<n>`), so a cut will not fail half way in.
 pub async fn proxies_ready(target: &ToxiproxyTarget, zones: &[String]) -> Result<(), String> {
@@ -86,25 +72,6 @@ pub async fn proxies_ready(target: &ToxiproxyTarget, zones: &[String]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_network_policy_drill_refuses_a_region_linked_through_toxiproxy() {
-        let mut region = RegionMirror::new(
-            "east",
-            serde_json::from_value(serde_json::json!({
-                "zones": [{"name": "a", "role": "source"}, {"name": "b", "role": "mirror"}],
-                "stream": {"name": "EVENTS", "subjects": ["events.>"]},
-            }))
-            .expect("region spec"),
-        );
-        assert_eq!(network_policy_precondition(&region), Ok(()));
-        region.spec.leafnode.proxy = LeafnodeProxy::Toxiproxy;
-        let e = network_policy_precondition(&region).unwrap_err();
-        assert!(
-            e.contains("spec.leafnode.proxy") && e.contains("fault.backend toxiproxy"),
-            "{e}"
-        );
-    }
 
     #[test]
     fn the_in_cluster_target_is_the_regions_toxiproxy() {
