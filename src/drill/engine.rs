@@ -1887,6 +1887,15 @@ impl Run<'_> {
                 tracing::warn!(error = %e, "closing the partition after an interruption failed");
             }
         }
+        // Asked to stop (an abort, a deletion, the operator stopping): end
+        // now. Catch-up and the final check can take minutes, and a stopping
+        // operator has seconds.
+        if matches!(stopped, StepError::Aborted) {
+            self.evidence.interrupted = Some(format!(
+                "{why}: stopped at once, so catch-up was not awaited and the final check did not run"
+            ));
+            return;
+        }
         let answering = self
             .last_seqs()
             .await

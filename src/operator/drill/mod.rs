@@ -195,21 +195,33 @@ pub async fn controller_with(ctx: Arc<Context>, settings: DrillSettings, shutdow
     let limit = tokio::time::Instant::now() + SHUTDOWN_HEAL;
     for mut r in running {
         let mut cut_open = r.cut_open.clone();
-        let stopped = tokio::time::timeout_at(limit, async {
+        let healed = tokio::time::timeout_at(limit, async {
             tokio::select! {
                 _ = &mut r.handle => {}
                 _ = cut_open.wait_for(|open| !*open) => {}
             }
         })
         .await;
-        if stopped.is_err() {
+        if healed.is_err() {
             tracing::error!(
                 "a drill did not heal before the shutdown limit; its deadline and the next operator heal it"
             );
+        } else if !r.handle.is_finished() {
+            // Healed: a moment to write its end (Aborted), no more.
+            let until = limit.min(tokio::time::Instant::now() + FINISH_AFTER_HEAL);
+            if tokio::time::timeout_at(until, &mut r.handle).await.is_err() {
+                tracing::warn!("a healed drill did not finish in time; the next operator ends it");
+            }
         }
         r.handle.abort();
     }
 }
+
+/// How long a stopping controller lets a drill whose cut is healed finish
+/// (its last look, its Aborted status): short, so that after a lost Lease
+/// (stepped down `renew_deadline` after the last renew) nothing of this
+/// process runs on when a standby may take over (`lease_duration`).
+const FINISH_AFTER_HEAL: Duration = Duration::from_secs(3);
 
 /// How long an orderly stop waits for running drills to heal. Below
 /// `run::STOP_LIMIT`, itself below the chart's grace period.
