@@ -529,6 +529,69 @@ async fn messages_removed_from_a_mirrors_storage_after_they_were_read_fail_claim
     assert!(a.clean(), "{a:?}");
 }
 
+/// Deletes `seqs` from `zone`'s stream once `zone` and `mirror` both store
+/// the last of them: acked, copied, and then removed by someone else while
+/// the step goes on. Returns at once; the deletion runs beside the step.
+fn delete_once_stored(scene: &Scene, zone: &str, mirror: &str, seqs: &'static [u64]) {
+    let (js, mirror_js) = (scene.zones[zone].clone(), scene.zones[mirror].clone());
+    let last = *seqs.iter().max().expect("a sequence");
+    tokio::spawn(async move {
+        let stored = |js: async_nats::jetstream::Context| async move {
+            let mut stream = js.get_stream("EVENTS").await.expect("stream");
+            loop {
+                let info = stream.info().await.expect("stream info");
+                if info.state.last_sequence >= last {
+                    return stream;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        stored(mirror_js).await;
+        let stream = stored(js).await;
+        for &seq in seqs {
+            stream.delete_message(seq).await.expect("message deleted");
+        }
+    });
+}
+
+/// Issue 27: five acked messages deleted from the source stream early in a
+/// drill of the default steps, while the pause-consumer step publishes.
+/// Claims 2 and 3 fail on them, and the partition, the heal and the join
+/// still run, so claims 1 and 4 are judged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_messages_removed_from_the_source_early_do_not_stop_the_later_steps() {
+    let (region, drill) = spec(None, false);
+    let tamper: Tamper = |scene| {
+        delete_once_stored(scene, "a", "b", &[311, 312, 313, 314, 315]);
+        Box::pin(async {})
+    };
+    let report = run_custom(&region, &drill, None, Some(("pause-consumer", tamper)), 0).await;
+    let table = natsregion::drill::report::table(&report);
+    eprintln!("{table}");
+    let s = &report.status;
+    // The steps after the pause still ran (before, build-backlog waited its
+    // 30 s for a's consumer to read the five and the drill stopped there):
+    // the cut, the heal and the join are judged, and all five phases published.
+    assert_eq!(report.evidence.interrupted, None, "{table}");
+    assert_eq!(
+        (s.totals.attempted, s.totals.acked),
+        (1500, 1500),
+        "{table}"
+    );
+    assert_eq!(report.evidence.partitions.len(), 1, "{table}");
+    let join = report.evidence.join.as_ref().expect("the zone joined");
+    assert!(join.backfill_seconds.is_some(), "{join:?}");
+    for c in [Claim::LocalConsumption, Claim::ZoneJoin] {
+        let r = claim(&s.claims, c);
+        assert_ne!(r.verdict, Verdict::NotRun, "{c:?}: {}", r.message);
+    }
+    assert_eq!(
+        claim(&s.claims, Claim::LocalConsumption).verdict,
+        Verdict::Passed,
+        "{table}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_timeout_still_heals_checks_and_names_lost_ids() {
     let (region, mut drill) = spec(
@@ -562,6 +625,13 @@ async fn a_step_timeout_still_heals_checks_and_names_lost_ids() {
     // No claim quotes a value nobody read.
     let c1 = claim(&s.claims, Claim::LocalConsumption);
     assert!(!c1.message.contains("leaked"), "{table}");
+    // The claim of the step that stopped says why it was not judged.
+    let c3 = claim(&s.claims, Claim::IndependentProgress);
+    assert_eq!(c3.verdict, Verdict::NotRun, "{table}");
+    assert_eq!(
+        c3.message,
+        "the steps stopped in pause-consumer (step pause-consumer did not finish within 5s), so this claim could not be judged"
+    );
     assert_eq!(s.phase, DrillPhase::Failed, "{table}");
 }
 

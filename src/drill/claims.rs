@@ -119,6 +119,12 @@ pub struct Evidence {
     /// Why the steps stopped before the end, if they did; the wrap-up still
     /// healed, waited for catch-up and checked.
     pub interrupted: Option<String>,
+    /// The step the steps stopped at, when they did, and the steps after it
+    /// that never ran: a claim whose step is among them says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_reached: Vec<String>,
     /// Each zone's stored stream read back by the final check.
     pub stored: Vec<StoredAuditResult>,
     /// Zones whose stored stream could not be read back, and why.
@@ -161,6 +167,23 @@ fn not_run(claim: Claim, why: &str) -> ClaimResult {
     }
 }
 
+/// Not run because `step` never ran: why, when the steps stopped before it
+/// (or in it), else `otherwise` (the drill's steps did not include it).
+fn step_not_run(ev: &Evidence, claim: Claim, step: &str, otherwise: &str) -> ClaimResult {
+    let why = ev.interrupted.as_deref().unwrap_or("an error");
+    match ev.stopped_at.as_deref() {
+        Some(at) if at == step => not_run(
+            claim,
+            &format!("the steps stopped in {step} ({why}), so this claim could not be judged"),
+        ),
+        Some(at) if ev.not_reached.iter().any(|s| s == step) => not_run(
+            claim,
+            &format!("the {step} step never ran: the steps stopped at {at} ({why})"),
+        ),
+        _ => not_run(claim, otherwise),
+    }
+}
+
 fn show<T: std::fmt::Debug>(map: &BTreeMap<String, T>) -> String {
     map.iter()
         .map(|(k, v)| format!("{k}={v:?}"))
@@ -182,7 +205,7 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
     let claim = Claim::LocalConsumption;
     let sources = ev.topology == crate::api::Topology::Sources;
     if ev.partitions.is_empty() {
-        return not_run(claim, "no partition step ran");
+        return step_not_run(ev, claim, "partition", "no partition step ran");
     }
     let mut failures = Vec::new();
     let mut missing = Vec::new();
@@ -381,8 +404,10 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
     // Without a partition there is no heal to judge, but a loss the final
     // check found is still a loss.
     if ev.partitions.is_empty() && ev.zones.is_empty() && ev.stored.is_empty() {
-        return not_run(
+        return step_not_run(
+            ev,
             claim,
+            "partition",
             "no partition step ran, so there was no heal to judge",
         );
     }
@@ -638,7 +663,7 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
 fn independent_progress(ev: &Evidence) -> ClaimResult {
     let claim = Claim::IndependentProgress;
     let Some(p) = &ev.pause else {
-        return not_run(claim, "no pause-consumer step ran");
+        return step_not_run(ev, claim, "pause-consumer", "no pause-consumer step ran");
     };
     let mut failures = Vec::new();
     let mut evidence = BTreeMap::new();
@@ -718,7 +743,12 @@ fn independent_progress(ev: &Evidence) -> ClaimResult {
 fn zone_join(ev: &Evidence) -> ClaimResult {
     let claim = Claim::ZoneJoin;
     let Some(j) = &ev.join else {
-        return not_run(claim, "no add-temporary-zone step ran");
+        return step_not_run(
+            ev,
+            claim,
+            "add-temporary-zone",
+            "no add-temporary-zone step ran",
+        );
     };
     let mut failures = Vec::new();
     let mut missing = Vec::new();
@@ -914,6 +944,8 @@ mod tests {
                 })
                 .collect(),
             interrupted: None,
+            stopped_at: None,
+            not_reached: Vec::new(),
             stored: ["a", "b", "joiner"]
                 .iter()
                 .map(|z| StoredAuditResult {
@@ -1189,5 +1221,33 @@ mod tests {
     fn missing_steps_are_not_run() {
         let ev = Evidence::default();
         assert_eq!(verdicts(&ev), vec![Verdict::NotRun; 4]);
+        assert_eq!(judge(&ev)[0].message, "no partition step ran");
+    }
+
+    #[test]
+    fn a_claim_whose_step_never_ran_says_where_the_steps_stopped() {
+        let mut ev = healthy();
+        ev.partitions.clear();
+        ev.catch_up = None;
+        ev.join = None;
+        ev.interrupted = Some("the cut failed: toxiproxy: connection refused".into());
+        ev.stopped_at = Some("partition".into());
+        ev.not_reached = ["produce", "heal", "add-temporary-zone", "verify"]
+            .map(String::from)
+            .to_vec();
+        let claims = judge(&ev);
+        assert_eq!(claims[0].verdict, Verdict::NotRun);
+        assert_eq!(
+            claims[0].message,
+            "the steps stopped in partition (the cut failed: toxiproxy: connection refused), so this claim could not be judged"
+        );
+        assert_eq!(claims[3].verdict, Verdict::NotRun);
+        assert_eq!(
+            claims[3].message,
+            "the add-temporary-zone step never ran: the steps stopped at partition (the cut failed: toxiproxy: connection refused)"
+        );
+        // A step the drill never had is not blamed on the stop.
+        ev.not_reached.retain(|s| s != "add-temporary-zone");
+        assert_eq!(judge(&ev)[3].message, "no add-temporary-zone step ran");
     }
 }
