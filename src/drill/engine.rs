@@ -17,7 +17,7 @@ use crate::fault::FaultBackend;
 use crate::nats::connect::{ConnectSettings, ZoneClient, connect};
 use crate::plan::{StreamKind, ZoneStream};
 
-use super::audit::{StoredAudit, audit_stream, audit_zone};
+use super::audit::{StoredAudit, StoredAuditResult, audit_stream, audit_zone};
 use super::checker::{SentLog, ZoneCheck};
 use super::claims::{
     CatchUpEvidence, Evidence, JoinEvidence, PartitionEvidence, PauseEvidence, judge,
@@ -1870,8 +1870,12 @@ impl Run<'_> {
         let audits = this.zones.iter().map(|z| async move {
             let (zone, js) = (z.name(), &z.conn.js);
             if !sources {
-                let (_, _, log) = &logs[0];
+                let (source, _, log) = &logs[0];
                 let found = audit_zone(zone, js, stream, z.first_seq, log, limit).await;
+                let found = found.map(|a| StoredAuditResult {
+                    acked_here: zone == source,
+                    ..a
+                });
                 return vec![(zone.to_string(), found.map(|a| vec![a]))];
             }
             // The zone's own writes in its local stream, at the sequences
@@ -1880,6 +1884,10 @@ impl Run<'_> {
             if let Some((_, from, log)) = logs.iter().find(|(w, _, _)| w == zone) {
                 let local = this.local_stream(zone);
                 let found = audit_zone(zone, js, &local, *from, log, limit).await;
+                let found = found.map(|a| StoredAuditResult {
+                    acked_here: true,
+                    ..a
+                });
                 out.push((format!("{zone}/{local}"), found.map(|a| vec![a])));
             }
             let per_writer = logs
@@ -2071,7 +2079,12 @@ impl Run<'_> {
             late: checks.iter().map(|c| c.late as i64).sum(),
             duplicated: checks.iter().map(|c| c.duplicated as i64).sum(),
             reordered: checks.iter().map(|c| c.reordered as i64).sum(),
-            stored_missing: self.evidence.stored.iter().map(|a| a.missing as i64).sum(),
+            stored_missing: self
+                .evidence
+                .stored
+                .iter()
+                .map(|a| (a.missing + a.removed) as i64)
+                .sum(),
             stored_altered: self
                 .evidence
                 .stored
