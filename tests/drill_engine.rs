@@ -485,8 +485,17 @@ async fn messages_a_zone_never_got_are_lost_with_their_ids() {
         "{}",
         natsregion::drill::report::table(&report)
     );
-    assert!(c2.message.contains("zone b lost 3"), "{}", c2.message);
-    assert!(c2.message.contains("1-350, 1-420, 1-555"), "{}", c2.message);
+    // Named once, where they were removed; b lacks them as a consequence.
+    assert!(
+        c2.message.starts_with(
+            "3 acked messages removed from zone a's stored stream EVENTS (ids 1-350, 1-420, 1-555; seqs 350, 420, 555)"
+        ) && c2.message.contains(
+            "the same messages are absent from what zone b read and zone b's stored stream EVENTS (consequence of the removal above)"
+        ),
+        "{}",
+        c2.message
+    );
+    assert_eq!(c2.message.matches("1-350").count(), 1, "{}", c2.message);
     // The source zone read them live before they were deleted.
     let a = report
         .evidence
@@ -510,12 +519,10 @@ async fn messages_removed_from_a_mirrors_storage_after_they_were_read_fail_claim
     let table = natsregion::drill::report::table(&report);
     let c2 = claim(&report.status.claims, Claim::NoLossAfterHeal);
     assert_eq!(c2.verdict, Verdict::Failed, "{table}");
-    assert!(
-        c2.message
-            .contains("zone b's stored stream EVENTS lacks 2 of 600")
-            && c2.message.contains("seq 5 (1-5), seq 6 (1-6)"),
-        "{}",
-        c2.message
+    // A gap in b's stored sequences that a does not have: b's own removal.
+    assert_eq!(
+        c2.message,
+        "2 acked messages removed from zone b's stored stream EVENTS (ids 1-5, 1-6; seqs 5, 6)"
     );
     // What the consumers read was complete: only the audit can see this.
     assert!(report.evidence.zones.iter().all(|z| z.lost == 0), "{table}");
@@ -527,6 +534,100 @@ async fn messages_removed_from_a_mirrors_storage_after_they_were_read_fail_claim
         .find(|a| a.zone == "a")
         .expect("source audited");
     assert!(a.clean(), "{a:?}");
+}
+
+/// Deletes `seqs` from `zone`'s stream once `zone` and `mirror` both store
+/// the last of them: acked, copied, and then removed by someone else while
+/// the step goes on. Returns at once; the deletion runs beside the step.
+fn delete_once_stored(scene: &Scene, zone: &str, mirror: &str, seqs: &'static [u64]) {
+    let (js, mirror_js) = (scene.zones[zone].clone(), scene.zones[mirror].clone());
+    let last = *seqs.iter().max().expect("a sequence");
+    tokio::spawn(async move {
+        let stored = |js: async_nats::jetstream::Context| async move {
+            let mut stream = js.get_stream("EVENTS").await.expect("stream");
+            loop {
+                let info = stream.info().await.expect("stream info");
+                if info.state.last_sequence >= last {
+                    return stream;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        stored(mirror_js).await;
+        let stream = stored(js).await;
+        for &seq in seqs {
+            stream.delete_message(seq).await.expect("message deleted");
+        }
+    });
+}
+
+/// Issue 27: five acked messages deleted from the source stream early in a
+/// drill of the default steps, while the pause-consumer step publishes.
+/// The deletion is named once, as a removal from zone a's stored stream
+/// with its ids and sequences; claim 3's paused consumer, short of exactly
+/// those five, and claim 4's joiner, which mirrored the gap, fail as a
+/// consequence of it; and the partition, the heal and the join still run,
+/// so claims 1 and 4 are judged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_messages_removed_from_the_source_early_are_named_once_and_do_not_stop_the_later_steps()
+ {
+    let (region, drill) = spec(None, false);
+    let tamper: Tamper = |scene| {
+        delete_once_stored(scene, "a", "b", &[311, 312, 313, 314, 315]);
+        Box::pin(async {})
+    };
+    let report = run_custom(&region, &drill, None, Some(("pause-consumer", tamper)), 0).await;
+    let table = natsregion::drill::report::table(&report);
+    eprintln!("{table}");
+    let s = &report.status;
+    // The steps after the pause still ran (before, build-backlog waited its
+    // 30 s for a's consumer to read the five and the drill stopped there):
+    // the cut, the heal and the join are judged, and all five phases published.
+    assert_eq!(report.evidence.interrupted, None, "{table}");
+    assert_eq!(
+        (s.totals.attempted, s.totals.acked),
+        (1500, 1500),
+        "{table}"
+    );
+    assert_eq!(report.evidence.partitions.len(), 1, "{table}");
+    let join = report.evidence.join.as_ref().expect("the zone joined");
+    assert!(join.backfill_seconds.is_some(), "{join:?}");
+    // Before: "zone a lost 5 ... (ids 1-311, ...); zone joiner lost 5 ...;
+    // zone a's stored stream EVENTS lacks 5 ...; zone joiner's stored
+    // stream EVENTS lacks 5 ...", the same five ids four times.
+    let c2 = claim(&s.claims, Claim::NoLossAfterHeal);
+    assert_eq!(c2.verdict, Verdict::Failed, "{table}");
+    assert_eq!(
+        c2.message,
+        "5 acked messages removed from zone a's stored stream EVENTS \
+         (ids 1-311, 1-312, 1-313, 1-314, 1-315; seqs 311, 312, 313, 314, 315); \
+         the same messages are absent from what zone a read, what zone joiner read \
+         and zone joiner's stored stream EVENTS (consequence of the removal above)",
+        "{table}"
+    );
+    // Before: "the paused consumer in a shows 295 pending, expected at least 300".
+    let c3 = claim(&s.claims, Claim::IndependentProgress);
+    assert_eq!(
+        c3.message,
+        "the paused consumer in a shows 295 pending where 300 were published, 5 short: consequence of the removal above",
+        "{table}"
+    );
+    let c4 = claim(&s.claims, Claim::ZoneJoin);
+    assert_eq!(
+        c4.message,
+        "the new zone joiner lacks 5 of the acked messages removed before it read them: consequence of the removal above",
+        "{table}"
+    );
+    assert_eq!(s.totals.stored_missing, 10, "{table}");
+    for c in [Claim::LocalConsumption, Claim::ZoneJoin] {
+        let r = claim(&s.claims, c);
+        assert_ne!(r.verdict, Verdict::NotRun, "{c:?}: {}", r.message);
+    }
+    assert_eq!(
+        claim(&s.claims, Claim::LocalConsumption).verdict,
+        Verdict::Passed,
+        "{table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -562,6 +663,13 @@ async fn a_step_timeout_still_heals_checks_and_names_lost_ids() {
     // No claim quotes a value nobody read.
     let c1 = claim(&s.claims, Claim::LocalConsumption);
     assert!(!c1.message.contains("leaked"), "{table}");
+    // The claim of the step that stopped says why it was not judged.
+    let c3 = claim(&s.claims, Claim::IndependentProgress);
+    assert_eq!(c3.verdict, Verdict::NotRun, "{table}");
+    assert_eq!(
+        c3.message,
+        "the steps stopped in pause-consumer (step pause-consumer did not finish within 5s), so this claim could not be judged"
+    );
     assert_eq!(s.phase, DrillPhase::Failed, "{table}");
 }
 

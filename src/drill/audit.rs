@@ -72,6 +72,19 @@ pub struct StoredAuditResult {
     pub missing_suffix: u64,
     /// "seq 1042 (1-42)": the acked sequence and the id.
     pub missing_examples: Vec<String>,
+    /// Acked messages absent where the stream shows they were removed: a
+    /// gap in its stored sequences (fewer `messages` than sequences from
+    /// `first_seq` to `last_seq`), or below its first sequence, the stream
+    /// having gone past them. Not counted in `missing`. Only where messages
+    /// sit at the sequences they were acked at (not an aggregate).
+    pub removed: u64,
+    /// The first removed messages' ids and sequences (the same messages, in order).
+    pub removed_ids: Vec<String>,
+    pub removed_seqs: Vec<u64>,
+    /// This is the stream the writer's PubAcks came from (the source
+    /// stream, or a zone's local stream): a removal here is the root of
+    /// what every stream fed from it lacks.
+    pub acked_here: bool,
     pub altered: u64,
     pub altered_examples: Vec<StoredMismatch>,
     pub added: u64,
@@ -86,7 +99,7 @@ pub struct StoredAuditResult {
 
 impl StoredAuditResult {
     pub fn clean(&self) -> bool {
-        self.missing == 0 && self.altered == 0 && self.added == 0
+        self.missing == 0 && self.removed == 0 && self.altered == 0 && self.added == 0
     }
 
     /// "zone b's stored stream EV", and whose writes, for messages.
@@ -234,9 +247,26 @@ impl<'a> StoredAudit<'a> {
                 found = Some(found.map_or((seq, seq), |(lo, hi)| (lo.min(seq), hi.max(seq))));
             }
         }
+        // Slots between the first and last sequence the stream holds no
+        // message at: what was deleted (or purged, below the first). An
+        // absent message the stream still counts as stored is lost instead.
+        let gaps = (state.last_seq + 1)
+            .saturating_sub(state.first_seq.max(1))
+            .saturating_sub(state.messages);
+        let passed = |seq: u64| writer_order.is_none() && seq <= state.last_seq;
+        let absent_in_range = owed()
+            .filter(|&(id, seq)| !is_seen(id) && passed(seq) && seq >= state.first_seq)
+            .count() as u64;
+        let removal_shown = absent_in_range <= gaps;
         for (id, seq) in owed() {
             out.expected += 1;
             if is_seen(id) {
+                continue;
+            }
+            if passed(seq) && (removal_shown || seq < state.first_seq) {
+                out.removed += 1;
+                push(&mut out.removed_ids, || id.to_string());
+                push(&mut out.removed_seqs, || seq);
                 continue;
             }
             out.missing += 1;
@@ -465,18 +495,60 @@ mod tests {
         }
     }
 
-    /// Audits the stream as the log says it should be, minus `skip`.
+    /// Audits the stream as the log says it should be, minus `skip`, whose
+    /// state still counts the skipped messages as stored: a store that lost
+    /// them without a trace.
     fn audit_all_but(l: &SentLog, from_seq: u64, skip: &[u64]) -> StoredAuditResult {
+        audit_skipping(l, from_seq, skip, false)
+    }
+
+    /// Like [`audit_all_but`], with the skipped messages deleted: the
+    /// stream's state shows the gaps.
+    fn audit_deleted(l: &SentLog, from_seq: u64, skip: &[u64]) -> StoredAuditResult {
+        audit_skipping(l, from_seq, skip, true)
+    }
+
+    fn audit_skipping(l: &SentLog, from_seq: u64, skip: &[u64], gaps: bool) -> StoredAuditResult {
         let mut a = StoredAudit::new("z", from_seq, l);
-        let mut stored = 0;
+        let (mut stored, mut skipped) = (0, 0);
         for (id, seq) in l.iter() {
             if !skip.contains(&seq) {
                 a.observe(seq, &payload(id, LEN));
                 stored += 1;
+            } else {
+                skipped += 1;
             }
         }
         let last = l.iter().last().map_or(0, |(_, seq)| seq);
-        a.finish(state(stored, from_seq, last))
+        let messages = if gaps { stored } else { stored + skipped };
+        a.finish(state(messages, from_seq, last))
+    }
+
+    #[test]
+    fn deleted_messages_are_removed_with_ids_and_sequences_not_missing() {
+        let l = log(100, 1000);
+        let r = audit_deleted(&l, 1001, &[1001, 1042, 1100]);
+        assert!(!r.clean());
+        assert_eq!((r.removed, r.missing, r.expected), (3, 0, 100), "{r:?}");
+        assert_eq!(r.removed_ids, vec!["1-1", "1-42", "1-100"]);
+        assert_eq!(r.removed_seqs, vec![1001, 1042, 1100]);
+        // Gone from below the stream's first sequence (a purge) is removed too.
+        let mut a = StoredAudit::new("z", 1001, &l);
+        for (id, seq) in l.iter().skip(10) {
+            a.observe(seq, &payload(id, LEN));
+        }
+        let r = a.finish(state(90, 1011, 1100));
+        assert_eq!((r.removed, r.missing), (10, 0), "{r:?}");
+        // More absent than the stream shows gaps: lost, not removed.
+        let r = audit_all_but(&l, 1001, &[1042]);
+        assert_eq!((r.removed, r.missing), (0, 1), "{r:?}");
+        // Past the stream's last sequence: never stored, not removed.
+        let mut a = StoredAudit::new("z", 1001, &l);
+        for (id, seq) in l.iter().take(90) {
+            a.observe(seq, &payload(id, LEN));
+        }
+        let r = a.finish(state(90, 1001, 1090));
+        assert_eq!((r.removed, r.missing, r.missing_suffix), (0, 10, 10));
     }
 
     #[test]
@@ -525,7 +597,7 @@ mod tests {
     #[test]
     fn nothing_stored_is_all_missing_as_prefix() {
         let l = log(10, 0);
-        let r = StoredAudit::new("z", 1, &l).finish(state(0, 11, 10));
+        let r = StoredAudit::new("z", 1, &l).finish(state(0, 0, 0));
         assert_eq!((r.missing, r.missing_prefix, r.expected), (10, 10, 10));
     }
 
@@ -677,6 +749,12 @@ mod tests {
         let r = audit_all_but(&log(3, 0), 1, &[2]);
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["missingExamples"][0], "seq 2 (1-2)");
+        let r = audit_deleted(&log(3, 0), 1, &[2]);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            (&v["removedIds"][0], &v["removedSeqs"][0]),
+            (&"1-2".into(), &2.into())
+        );
         assert_eq!(v["storedFromRun"], 2);
         assert_eq!(v["beforeRun"], 0);
     }

@@ -119,6 +119,12 @@ pub struct Evidence {
     /// Why the steps stopped before the end, if they did; the wrap-up still
     /// healed, waited for catch-up and checked.
     pub interrupted: Option<String>,
+    /// The step the steps stopped at, when they did, and the steps after it
+    /// that never ran: a claim whose step is among them says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_reached: Vec<String>,
     /// Each zone's stored stream read back by the final check.
     pub stored: Vec<StoredAuditResult>,
     /// Zones whose stored stream could not be read back, and why.
@@ -161,6 +167,86 @@ fn not_run(claim: Claim, why: &str) -> ClaimResult {
     }
 }
 
+/// Not run because `step` never ran: why, when the steps stopped before it
+/// (or in it), else `otherwise` (the drill's steps did not include it).
+fn step_not_run(ev: &Evidence, claim: Claim, step: &str, otherwise: &str) -> ClaimResult {
+    let why = ev.interrupted.as_deref().unwrap_or("an error");
+    match ev.stopped_at.as_deref() {
+        Some(at) if at == step => not_run(
+            claim,
+            &format!("the steps stopped in {step} ({why}), so this claim could not be judged"),
+        ),
+        Some(at) if ev.not_reached.iter().any(|s| s == step) => not_run(
+            claim,
+            &format!("the {step} step never ran: the steps stopped at {at} ({why})"),
+        ),
+        _ => not_run(claim, otherwise),
+    }
+}
+
+/// Acked messages removed from the streams the writers were acked by (a
+/// gap in the stored sequences): the root of whatever every stream and
+/// consumer fed from them lacks, named once.
+struct Removals<'a> {
+    roots: Vec<&'a StoredAuditResult>,
+    total: u64,
+    ids: std::collections::BTreeSet<&'a str>,
+}
+
+impl<'a> Removals<'a> {
+    fn of(ev: &'a Evidence) -> Self {
+        let roots: Vec<&StoredAuditResult> = ev
+            .stored
+            .iter()
+            .filter(|a| a.acked_here && a.removed > 0)
+            .collect();
+        Self {
+            total: roots.iter().map(|a| a.removed).sum(),
+            ids: roots
+                .iter()
+                .flat_map(|a| a.removed_ids.iter().map(String::as_str))
+                .collect(),
+            roots,
+        }
+    }
+
+    /// Whether `count` absent messages, `ids` the ones named, are all among
+    /// the removed ones: a consequence of the removal, no finding of their own.
+    fn explain(&self, count: u64, ids: &[String]) -> bool {
+        count > 0 && count <= self.total && ids.iter().all(|id| self.ids.contains(id.as_str()))
+    }
+}
+
+/// "5 acked messages removed from zone a's stored stream EVENTS (ids 1-311,
+/// 1-312, ...; seqs 311, 312, ...)".
+fn removal(a: &StoredAuditResult) -> String {
+    let more = if (a.removed_ids.len() as u64) < a.removed {
+        ", ..."
+    } else {
+        ""
+    };
+    format!(
+        "{} acked messages removed from {} (ids {}{more}; seqs {}{more})",
+        a.removed,
+        a.label(),
+        a.removed_ids.join(", "),
+        a.removed_seqs
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// "a, b and c".
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
 fn show<T: std::fmt::Debug>(map: &BTreeMap<String, T>) -> String {
     map.iter()
         .map(|(k, v)| format!("{k}={v:?}"))
@@ -182,7 +268,7 @@ fn local_consumption(ev: &Evidence) -> ClaimResult {
     let claim = Claim::LocalConsumption;
     let sources = ev.topology == crate::api::Topology::Sources;
     if ev.partitions.is_empty() {
-        return not_run(claim, "no partition step ran");
+        return step_not_run(ev, claim, "partition", "no partition step ran");
     }
     let mut failures = Vec::new();
     let mut missing = Vec::new();
@@ -381,8 +467,10 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
     // Without a partition there is no heal to judge, but a loss the final
     // check found is still a loss.
     if ev.partitions.is_empty() && ev.zones.is_empty() && ev.stored.is_empty() {
-        return not_run(
+        return step_not_run(
+            ev,
             claim,
+            "partition",
             "no partition step ran, so there was no heal to judge",
         );
     }
@@ -443,7 +531,7 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
                         })
                         .collect();
                     let complete = ev.zones.iter().all(|z| z.lost == 0)
-                        && ev.stored.iter().all(|a| a.missing == 0);
+                        && ev.stored.iter().all(|a| a.missing == 0 && a.removed == 0);
                     failures.push(format!(
                         "{what} caught up {late:.2}s after the heal, later than timeouts.catchUpSeconds {:.0}s{}{}",
                         c.timeout_seconds,
@@ -483,8 +571,14 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
     if ev.zones.is_empty() {
         missing.push("the final check did not run: nothing was checked for loss".to_string());
     }
+    // The removal first, once; what follows from it only says so.
+    let removals = Removals::of(ev);
+    let removed_at = failures.len();
+    let mut consequences = Vec::new();
     for z in &ev.zones {
-        if z.lost > 0 {
+        if removals.explain(z.lost, &z.lost_ids) {
+            consequences.push(format!("what {} read", z.label()));
+        } else if z.lost > 0 {
             failures.push(format!(
                 "{} lost {} of {} acked messages{after_grace} (prefix {}, middle {}, suffix {}; ids {})",
                 z.label(),
@@ -548,6 +642,13 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
             ),
         );
     }
+    for a in ev.stored.iter().filter(|a| a.removed > 0 && !a.acked_here) {
+        if removals.explain(a.removed, &a.removed_ids) {
+            consequences.push(a.label());
+        } else {
+            failures.push(removal(a));
+        }
+    }
     for a in &ev.stored {
         if a.missing > 0 {
             failures.push(format!(
@@ -591,13 +692,14 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
                 None => format!("stored.{}.{}", a.zone, a.stream),
             },
             format!(
-                "seq {}..{} ({} messages, {} before this run): expected={} missing={} altered={} added={} recovered={} foreign={}",
+                "seq {}..{} ({} messages, {} before this run): expected={} missing={} removed={} altered={} added={} recovered={} foreign={}",
                 a.first_seq,
                 a.last_seq,
                 a.messages,
                 a.before_run,
                 a.expected,
                 a.missing,
+                a.removed,
                 a.altered,
                 a.added,
                 a.recovered,
@@ -605,6 +707,14 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
             ),
         );
     }
+    let mut named: Vec<String> = removals.roots.iter().map(|a| removal(a)).collect();
+    if !consequences.is_empty() {
+        named.push(format!(
+            "the same messages are absent from {} (consequence of the removal above)",
+            and_list(&consequences)
+        ));
+    }
+    failures.splice(removed_at..removed_at, named);
     for (zone, e) in &ev.stored_errors {
         missing.push(format!(
             "zone {zone}'s stored stream could not be read back ({e})"
@@ -638,7 +748,7 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
 fn independent_progress(ev: &Evidence) -> ClaimResult {
     let claim = Claim::IndependentProgress;
     let Some(p) = &ev.pause else {
-        return not_run(claim, "no pause-consumer step ran");
+        return step_not_run(ev, claim, "pause-consumer", "no pause-consumer step ran");
     };
     let mut failures = Vec::new();
     let mut evidence = BTreeMap::new();
@@ -661,7 +771,31 @@ fn independent_progress(ev: &Evidence) -> ClaimResult {
             p.paused_zone, before.ack_floor, after.ack_floor
         ));
     }
-    if after.pending < before.pending + p.published {
+    let shortfall = (before.pending + p.published).saturating_sub(after.pending);
+    // Messages removed from the paused zone's stream past its ack floor
+    // cannot be pending: a shortfall of no more than those follows from
+    // the removal.
+    let removed: u64 = ev
+        .stored
+        .iter()
+        .filter(|a| a.zone == p.paused_zone && a.origin.is_none())
+        .map(|a| {
+            if a.removed_seqs.len() as u64 == a.removed {
+                a.removed_seqs
+                    .iter()
+                    .filter(|&&seq| seq > before.ack_floor)
+                    .count() as u64
+            } else {
+                a.removed
+            }
+        })
+        .sum();
+    if shortfall > 0 && shortfall <= removed {
+        failures.push(format!(
+            "the paused consumer in {} shows {} pending where {} were published, {shortfall} short: consequence of the removal above",
+            p.paused_zone, after.pending, p.published
+        ));
+    } else if shortfall > 0 {
         failures.push(format!(
             "the paused consumer in {} shows {} pending, expected at least {} (+{} published)",
             p.paused_zone,
@@ -718,7 +852,12 @@ fn independent_progress(ev: &Evidence) -> ClaimResult {
 fn zone_join(ev: &Evidence) -> ClaimResult {
     let claim = Claim::ZoneJoin;
     let Some(j) = &ev.join else {
-        return not_run(claim, "no add-temporary-zone step ran");
+        return step_not_run(
+            ev,
+            claim,
+            "add-temporary-zone",
+            "no add-temporary-zone step ran",
+        );
     };
     let mut failures = Vec::new();
     let mut missing = Vec::new();
@@ -756,8 +895,20 @@ fn zone_join(ev: &Evidence) -> ClaimResult {
         }
     }
     let own: Vec<&ZoneCheck> = ev.zones.iter().filter(|z| z.zone == j.zone).collect();
+    let removals = Removals::of(ev);
     for z in &own {
-        if z.clean() {
+        let only_removed = z.duplicated == 0 && z.reordered == 0 && z.unexpected == 0;
+        if only_removed && removals.explain(z.lost, &z.lost_ids) {
+            failures.push(format!(
+                "the new zone {} lacks {} of the acked messages removed before it read them{}: consequence of the removal above",
+                j.zone,
+                z.lost,
+                z.origin
+                    .as_ref()
+                    .map(|o| format!(" (the writes of zone {o})"))
+                    .unwrap_or_default()
+            ));
+        } else if z.clean() {
             evidence.insert(
                 match &z.origin {
                     Some(origin) => format!("zone.{origin}"),
@@ -914,6 +1065,8 @@ mod tests {
                 })
                 .collect(),
             interrupted: None,
+            stopped_at: None,
+            not_reached: Vec::new(),
             stored: ["a", "b", "joiner"]
                 .iter()
                 .map(|z| StoredAuditResult {
@@ -1147,6 +1300,120 @@ mod tests {
         );
     }
 
+    /// Two acked messages (seqs 75 and 76, during the pause phase) removed
+    /// from zone a's stream, the one the writer was acked by; the joiner
+    /// mirrored it after, so neither a's consumer, nor the joiner's, nor the
+    /// joiner's stored stream has them, and a's paused consumer shows two
+    /// fewer pending.
+    fn removed_from_the_source(ev: &mut Evidence) {
+        let ids = vec!["1-75".to_string(), "1-76".to_string()];
+        for i in [0, 2] {
+            let a = &mut ev.stored[i];
+            a.stream = "EVENTS".into();
+            a.removed = 2;
+            a.removed_ids = ids.clone();
+            a.removed_seqs = vec![75, 76];
+            a.acked_here = i == 0;
+            ev.zones[i].lost = 2;
+            ev.zones[i].lost_middle = 2;
+            ev.zones[i].lost_ids = ids.clone();
+        }
+        ev.pause
+            .as_mut()
+            .unwrap()
+            .after
+            .get_mut("a")
+            .unwrap()
+            .pending = 48;
+    }
+
+    #[test]
+    fn a_removal_is_named_once_and_what_follows_from_it_says_so() {
+        let mut ev = healthy();
+        removed_from_the_source(&mut ev);
+        let claims = judge(&ev);
+        let c2 = &claims[1];
+        assert_eq!(c2.verdict, Verdict::Failed);
+        assert_eq!(
+            c2.message,
+            "2 acked messages removed from zone a's stored stream EVENTS (ids 1-75, 1-76; seqs 75, 76); \
+             the same messages are absent from what zone a read, what zone joiner read and zone joiner's stored stream EVENTS (consequence of the removal above)"
+        );
+        assert!(
+            c2.evidence["stored.a.EVENTS"].contains("removed=2"),
+            "{c2:?}"
+        );
+        let c3 = &claims[2];
+        assert_eq!(c3.verdict, Verdict::Failed);
+        assert_eq!(
+            c3.message,
+            "the paused consumer in a shows 48 pending where 50 were published, 2 short: consequence of the removal above"
+        );
+        let c4 = &claims[3];
+        assert_eq!(c4.verdict, Verdict::Failed);
+        assert_eq!(
+            c4.message,
+            "the new zone joiner lacks 2 of the acked messages removed before it read them: consequence of the removal above"
+        );
+        assert_eq!(claims[0].verdict, Verdict::Passed);
+    }
+
+    #[test]
+    fn more_than_the_removal_explains_fails_on_its_own() {
+        let mut ev = healthy();
+        removed_from_the_source(&mut ev);
+        // Ten short where two were removed: the paused consumer's own finding.
+        ev.pause
+            .as_mut()
+            .unwrap()
+            .after
+            .get_mut("a")
+            .unwrap()
+            .pending = 40;
+        // A consumer that lacks a message nobody removed.
+        ev.zones[2].lost = 3;
+        ev.zones[2].lost_ids.push("1-90".into());
+        let claims = judge(&ev);
+        assert_eq!(
+            claims[2].message,
+            "the paused consumer in a shows 40 pending, expected at least 50 (+50 published)"
+        );
+        let c2 = &claims[1].message;
+        assert!(
+            c2.contains("zone joiner lost 3 of 300 acked messages")
+                && c2.contains("1-75, 1-76, 1-90")
+                && c2.contains("absent from what zone a read and zone joiner's stored stream EVENTS (consequence"),
+            "{c2}"
+        );
+        assert!(
+            claims[3]
+                .message
+                .contains("is missing or disorders history: lost 3"),
+            "{}",
+            claims[3].message
+        );
+        // Removed before the paused consumer's ack floor: nothing it could be short of.
+        let mut ev = healthy();
+        removed_from_the_source(&mut ev);
+        ev.stored[0].removed_seqs = vec![5, 6];
+        assert!(judge(&ev)[2].message.contains("expected at least 50"));
+    }
+
+    #[test]
+    fn a_removal_from_a_mirror_alone_is_its_own_finding() {
+        let mut ev = healthy();
+        let b = &mut ev.stored[1];
+        b.removed = 2;
+        b.removed_ids = vec!["1-5".into(), "1-6".into()];
+        b.removed_seqs = vec![5, 6];
+        let c2 = &judge(&ev)[1];
+        assert_eq!(c2.verdict, Verdict::Failed);
+        assert_eq!(
+            c2.message,
+            "2 acked messages removed from zone b's stored stream (ids 1-5, 1-6; seqs 5, 6)"
+        );
+    }
+
     #[test]
     fn a_stored_stream_that_cannot_be_read_is_inconclusive() {
         let mut ev = healthy();
@@ -1189,5 +1456,33 @@ mod tests {
     fn missing_steps_are_not_run() {
         let ev = Evidence::default();
         assert_eq!(verdicts(&ev), vec![Verdict::NotRun; 4]);
+        assert_eq!(judge(&ev)[0].message, "no partition step ran");
+    }
+
+    #[test]
+    fn a_claim_whose_step_never_ran_says_where_the_steps_stopped() {
+        let mut ev = healthy();
+        ev.partitions.clear();
+        ev.catch_up = None;
+        ev.join = None;
+        ev.interrupted = Some("the cut failed: toxiproxy: connection refused".into());
+        ev.stopped_at = Some("partition".into());
+        ev.not_reached = ["produce", "heal", "add-temporary-zone", "verify"]
+            .map(String::from)
+            .to_vec();
+        let claims = judge(&ev);
+        assert_eq!(claims[0].verdict, Verdict::NotRun);
+        assert_eq!(
+            claims[0].message,
+            "the steps stopped in partition (the cut failed: toxiproxy: connection refused), so this claim could not be judged"
+        );
+        assert_eq!(claims[3].verdict, Verdict::NotRun);
+        assert_eq!(
+            claims[3].message,
+            "the add-temporary-zone step never ran: the steps stopped at partition (the cut failed: toxiproxy: connection refused)"
+        );
+        // A step the drill never had is not blamed on the stop.
+        ev.not_reached.retain(|s| s != "add-temporary-zone");
+        assert_eq!(judge(&ev)[3].message, "no add-temporary-zone step ran");
     }
 }

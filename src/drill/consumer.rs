@@ -180,8 +180,8 @@ impl ZoneReader {
     }
 
     /// Ack floor and pending counts as the server sees them.
-    pub async fn position(&mut self) -> Result<Position, String> {
-        let info = self.consumer.info().await.map_err(|e| e.to_string())?;
+    pub async fn position(&self) -> Result<Position, String> {
+        let info = self.consumer.get_info().await.map_err(|e| e.to_string())?;
         Ok(Position {
             ack_floor: info.ack_floor.stream_sequence,
             pending: info.num_pending,

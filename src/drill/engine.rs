@@ -17,7 +17,7 @@ use crate::fault::FaultBackend;
 use crate::nats::connect::{ConnectSettings, ZoneClient, connect};
 use crate::plan::{StreamKind, ZoneStream};
 
-use super::audit::{StoredAudit, audit_stream, audit_zone};
+use super::audit::{StoredAudit, StoredAuditResult, audit_stream, audit_zone};
 use super::checker::{SentLog, ZoneCheck};
 use super::claims::{
     CatchUpEvidence, Evidence, JoinEvidence, PartitionEvidence, PauseEvidence, judge,
@@ -523,6 +523,14 @@ impl Run<'_> {
                 r = tokio::time::timeout(limit, self.step(index, step)) => r.unwrap_or(Err(StepError::Timeout { step: step.name(), seconds: limit.as_secs() as i32 })),
                 _ = aborted => Err(StepError::Aborted),
             };
+            if outcome.is_err() {
+                // The claims of the steps that never ran say why.
+                self.evidence.stopped_at = Some(step.name().to_string());
+                self.evidence.not_reached = steps[index + 1..]
+                    .iter()
+                    .map(|s| s.name().to_string())
+                    .collect();
+            }
             outcome?;
         }
         Ok(())
@@ -1035,16 +1043,24 @@ impl Run<'_> {
 
     /// Waits until every writing zone's consumer (unless paused) has read
     /// every message its own writer got acked; returns whether they all did.
+    /// A consumer that has drained its stream is done too: what it still
+    /// lacks is no longer stored (the final check names it), so no wait
+    /// for it can end the step.
     async fn wait_own_reads(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         let phases: Vec<u16> = (0..self.next_phase).collect();
         loop {
-            let done = self.producers().all(|(w, _)| {
-                let acked = w.log.lock().expect("log").acked();
-                self.zone(&w.zone).is_none_or(|z| {
-                    z.reader.is_paused() || z.reader.read_acked_in(w.writer(), &phases) >= acked
+            let behind: Vec<&str> = self
+                .producers()
+                .filter(|(w, _)| {
+                    let acked = w.log.lock().expect("log").acked();
+                    self.zone(&w.zone).is_some_and(|z| {
+                        !z.reader.is_paused() && z.reader.read_acked_in(w.writer(), &phases) < acked
+                    })
                 })
-            });
+                .map(|(w, _)| w.zone.as_str())
+                .collect();
+            let done = self.all_drained(&behind).await;
             if done || Instant::now() >= deadline {
                 return done;
             }
@@ -1054,20 +1070,54 @@ impl Run<'_> {
     }
 
     /// Waits until each named zone's consumer has read at least `target`
-    /// messages; returns whether they all did.
+    /// messages, or has drained its stream (as [`Self::wait_own_reads`]);
+    /// returns whether they all did.
     async fn wait_reads(&self, zones: &[String], target: u64, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         loop {
-            let done = zones.iter().all(|z| {
-                self.zone(z)
-                    .is_some_and(|z| z.reader.read_count() >= target)
-            });
+            let behind: Vec<&str> = zones
+                .iter()
+                .filter(|z| self.zone(z).is_none_or(|z| z.reader.read_count() < target))
+                .map(String::as_str)
+                .collect();
+            let done = self.all_drained(&behind).await;
             if done || Instant::now() >= deadline {
                 return done;
             }
             self.report_progress(self.status.current_step.as_deref().unwrap_or(""));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Whether every one of `zones` holds all its feeds have (each link into
+    /// it at its head) and its consumer has nothing left to deliver or ack:
+    /// whatever it has not read by then was removed from what it reads, and
+    /// waiting longer cannot bring it.
+    async fn all_drained(&self, zones: &[&str]) -> bool {
+        for name in zones {
+            let Some(z) = self.zone(name) else {
+                return false;
+            };
+            let into: Vec<Link> = self
+                .links(&[name.to_string()])
+                .into_iter()
+                .filter(|l| l.to == *name)
+                .collect();
+            // The feeds first: what they hold by then must all be delivered.
+            let fed = self
+                .link_positions(&into)
+                .await
+                .values()
+                .all(|p| matches!(p, (Some(head), Some(at)) if at >= head));
+            if !fed {
+                return false;
+            }
+            match z.reader.position().await {
+                Ok(p) if p.pending == 0 && p.ack_pending == 0 => {}
+                _ => return false,
+            }
+        }
+        true
     }
 
     async fn last_seqs(&self) -> BTreeMap<String, Option<u64>> {
@@ -1820,8 +1870,12 @@ impl Run<'_> {
         let audits = this.zones.iter().map(|z| async move {
             let (zone, js) = (z.name(), &z.conn.js);
             if !sources {
-                let (_, _, log) = &logs[0];
+                let (source, _, log) = &logs[0];
                 let found = audit_zone(zone, js, stream, z.first_seq, log, limit).await;
+                let found = found.map(|a| StoredAuditResult {
+                    acked_here: zone == source,
+                    ..a
+                });
                 return vec![(zone.to_string(), found.map(|a| vec![a]))];
             }
             // The zone's own writes in its local stream, at the sequences
@@ -1830,6 +1884,10 @@ impl Run<'_> {
             if let Some((_, from, log)) = logs.iter().find(|(w, _, _)| w == zone) {
                 let local = this.local_stream(zone);
                 let found = audit_zone(zone, js, &local, *from, log, limit).await;
+                let found = found.map(|a| StoredAuditResult {
+                    acked_here: true,
+                    ..a
+                });
                 out.push((format!("{zone}/{local}"), found.map(|a| vec![a])));
             }
             let per_writer = logs
@@ -2030,7 +2088,12 @@ impl Run<'_> {
             late: checks.iter().map(|c| c.late as i64).sum(),
             duplicated: checks.iter().map(|c| c.duplicated as i64).sum(),
             reordered: checks.iter().map(|c| c.reordered as i64).sum(),
-            stored_missing: self.evidence.stored.iter().map(|a| a.missing as i64).sum(),
+            stored_missing: self
+                .evidence
+                .stored
+                .iter()
+                .map(|a| (a.missing + a.removed) as i64)
+                .sum(),
             stored_altered: self
                 .evidence
                 .stored
