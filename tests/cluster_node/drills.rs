@@ -316,3 +316,129 @@ pub async fn operator_killed_during_cut(c: &mut Cluster<'_>) -> Outcome {
     operator::ready_pod(c, Duration::from_secs(120)).await?;
     remove_drill(c, name).await
 }
+
+/// The operator down for longer than the cut's deadline: its pod
+/// force-deleted (no SIGTERM, so no heal on the way out) while the node
+/// takes no new pod, then its Deployment scaled to 0. Nothing removes the
+/// cut meanwhile (a deadline needs some operator running); the next
+/// operator removes it within one reaper period of being Ready.
+pub async fn operator_down_past_the_deadline(c: &mut Cluster<'_>) -> Outcome {
+    let name = "qa-drill-down";
+    let mut drill = drill_manifest("drill.yaml", name);
+    drill["spec"]["fault"]["holdSeconds"] = 20.into();
+    drill["spec"]["fault"]["deadlineSeconds"] = 30.into();
+    apply_all(&c.client, &[drill]).await.map_err(err)?;
+    let client = c.client.clone();
+    let (deadline, _) = wait_for("the drill's cut in place", Duration::from_secs(240), || {
+        let client = client.clone();
+        async move {
+            let d = get_json(&client, NS, &drill_resource(), name)
+                .await?
+                .ok_or("drill gone")?;
+            let deadline = d["status"]["faults"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|f| f["healedAt"].is_null() && f["intent"] != true)
+                .and_then(|f| f["deadline"].as_str())
+                .and_then(|s| s.parse::<jiff::Timestamp>().ok());
+            Ok(deadline.ok_or_else(|| format!("phase {}", d["status"]["phase"])))
+        }
+    })
+    .await?;
+    let policies: Api<NetworkPolicy> = Api::namespaced(c.client.clone(), NS);
+    let count = || {
+        let policies = policies.clone();
+        async move {
+            Ok::<_, String>(
+                policies
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(err)?
+                    .items
+                    .len(),
+            )
+        }
+    };
+    if count().await? == 0 {
+        return Err("the drill recorded a cut but no NetworkPolicy exists".into());
+    }
+    set_schedulable(c, false).await?;
+    let pod = operator::force_delete(c).await?;
+    operator::scale(c, 0).await?;
+    set_schedulable(c, true).await?;
+    let past = deadline + jiff::SignedDuration::from_secs(5);
+    let wait = (past - jiff::Timestamp::now())
+        .total(jiff::Unit::Second)
+        .map_err(err)?
+        .max(0.0);
+    tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+    let left = count().await?;
+    if left == 0 {
+        return Err(format!(
+            "the cut was gone past its deadline with no operator running (pod {pod} force-deleted): what removed it?"
+        ));
+    }
+    operator::scale(c, 1).await?;
+    operator::ready_pod(c, Duration::from_secs(120)).await?;
+    let ready = Instant::now();
+    let (_, gone_after) = wait_for(
+        "the cut removed by the next operator",
+        Duration::from_secs(15),
+        || async {
+            let n = count().await?;
+            Ok(if n == 0 {
+                Ok(())
+            } else {
+                Err(format!("{n} NetworkPolicies left"))
+            })
+        },
+    )
+    .await?;
+    let client = c.client.clone();
+    let (d, _) = wait_for(&format!("drill {name} to finish"), DRILL_TIMEOUT, || {
+        let client = client.clone();
+        async move {
+            let d = get_json(&client, NS, &drill_resource(), name)
+                .await?
+                .ok_or("drill gone")?;
+            let phase = d["status"]["phase"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            Ok(if TERMINAL.contains(&phase.as_str()) {
+                Ok(d)
+            } else {
+                Err(phase)
+            })
+        }
+    })
+    .await?;
+    c.figure(format!(
+        "operator down past the cut's deadline: {left} NetworkPolicies still there 5 s past it; gone {} after the next operator was Ready ({} after that); drill {}: {}",
+        secs(gone_after),
+        secs(ready.elapsed()),
+        d["status"]["phase"],
+        d["status"]["message"]
+    ));
+    remove_drill(c, name).await
+}
+
+/// Cordons (`false`) or uncordons the node, so a force-deleted operator pod
+/// is not replaced before its Deployment is scaled down.
+async fn set_schedulable(c: &Cluster<'_>, schedulable: bool) -> Outcome {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(c.client.clone());
+    for node in nodes.list(&ListParams::default()).await.map_err(err)?.items {
+        nodes
+            .patch(
+                &kube::ResourceExt::name_any(&node),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(
+                    serde_json::json!({"spec": {"unschedulable": !schedulable}}),
+                ),
+            )
+            .await
+            .map_err(err)?;
+    }
+    Ok(())
+}

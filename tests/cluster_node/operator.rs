@@ -103,3 +103,23 @@ pub async fn force_delete(c: &Cluster<'_>) -> Outcome<String> {
         .map_err(err)?;
     Ok(name)
 }
+
+/// Scales the operator's Deployment to `replicas`.
+pub async fn scale(c: &Cluster<'_>, replicas: i32) -> Outcome {
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(c.client.clone(), OPERATOR_NS);
+    let list = deployments
+        .list(&ListParams::default().labels(SELECTOR))
+        .await
+        .map_err(err)?;
+    let deployment = list.items.first().ok_or("no operator Deployment")?;
+    deployments
+        .patch(
+            &kube::ResourceExt::name_any(deployment),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .map_err(err)?;
+    Ok(())
+}

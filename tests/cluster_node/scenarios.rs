@@ -92,6 +92,10 @@ async fn run(c: &mut Cluster<'_>, wanted: &dyn Fn(&str) -> bool, chosen_list: bo
         "operator killed during cut",
         drills::operator_killed_during_cut(c)
     );
+    step!(
+        "operator down past the deadline",
+        drills::operator_down_past_the_deadline(c)
+    );
     step!("rolling change", rolling::config_change_under_traffic(c));
     step!("toxiproxy drill", drills::toxiproxy(c));
     step!("region deleted", region::deleted_leaves_nothing(c));
