@@ -62,7 +62,7 @@ pub(super) async fn heal_orphan(
         })
         .collect();
     let regions: Api<RegionMirror> = Api::namespaced(shared.ctx.client.clone(), &namespace(drill)?);
-    let region_gone = super::job::region_gone(&regions, &region).await;
+    let region_gone = super::region_gone(&regions, &region).await;
     let mut failed = heal_records(&mut status, open, region_gone, |record| {
         let kind = backend_kind(&record.backend);
         counted

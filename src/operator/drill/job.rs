@@ -22,15 +22,6 @@ pub(super) struct DrillJob {
     pub(super) cut_open: watch::Sender<bool>,
 }
 
-/// The region is deleted or being deleted (a read error is not taken as gone).
-pub(super) async fn region_gone(regions: &Api<RegionMirror>, name: &str) -> bool {
-    match regions.get_opt(name).await {
-        Ok(None) => true,
-        Ok(Some(r)) => r.metadata.deletion_timestamp.is_some(),
-        Err(_) => false,
-    }
-}
-
 /// Aborts a task when dropped, so helpers die with the drill task.
 pub(super) struct AbortOnDrop(pub(super) JoinHandle<()>);
 impl Drop for AbortOnDrop {

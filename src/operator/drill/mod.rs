@@ -227,6 +227,15 @@ const FINISH_AFTER_HEAL: Duration = Duration::from_secs(3);
 /// `run::STOP_LIMIT`, itself below the chart's grace period.
 pub const SHUTDOWN_HEAL: Duration = Duration::from_secs(20);
 
+/// The region is deleted or being deleted (a read error is not taken as gone).
+async fn region_gone(regions: &Api<RegionMirror>, name: &str) -> bool {
+    match regions.get_opt(name).await {
+        Ok(None) => true,
+        Ok(Some(r)) => r.metadata.deletion_timestamp.is_some(),
+        Err(_) => false,
+    }
+}
+
 fn error_policy(drill: Arc<PartitionDrill>, error: &Error, shared: Arc<Shared>) -> Action {
     shared.ctx.metrics.failed(CONTROLLER, error.reason());
     tracing::warn!(drill = %drill.name_any(), error = %error, "drill reconcile failed");
