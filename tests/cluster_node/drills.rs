@@ -317,11 +317,14 @@ pub async fn operator_killed_during_cut(c: &mut Cluster<'_>) -> Outcome {
     remove_drill(c, name).await
 }
 
-/// The operator down for longer than the cut's deadline: its pod
-/// force-deleted (no SIGTERM, so no heal on the way out) while the node
-/// takes no new pod, then its Deployment scaled to 0. Nothing removes the
+/// The operator down for longer than the cut's deadline: its process
+/// stopped (so its SIGTERM handler never heals on the way out, as after a
+/// crash), its pod force-deleted while the node takes no new pod, then its
+/// Deployment scaled to 0. Nothing removes the
 /// cut meanwhile (a deadline needs some operator running); the next
-/// operator removes it within one reaper period of being Ready.
+/// operator removes it as soon as it leads: within the Lease's duration
+/// (15 s: the frozen operator never released it) and one reaper period
+/// (10 s) of being Ready.
 pub async fn operator_down_past_the_deadline(c: &mut Cluster<'_>) -> Outcome {
     let name = "qa-drill-down";
     let mut drill = drill_manifest("drill.yaml", name);
@@ -364,6 +367,7 @@ pub async fn operator_down_past_the_deadline(c: &mut Cluster<'_>) -> Outcome {
         return Err("the drill recorded a cut but no NetworkPolicy exists".into());
     }
     set_schedulable(c, false).await?;
+    operator::freeze_process()?;
     let pod = operator::force_delete(c).await?;
     operator::scale(c, 0).await?;
     set_schedulable(c, true).await?;
@@ -384,7 +388,7 @@ pub async fn operator_down_past_the_deadline(c: &mut Cluster<'_>) -> Outcome {
     let ready = Instant::now();
     let (_, gone_after) = wait_for(
         "the cut removed by the next operator",
-        Duration::from_secs(15),
+        Duration::from_secs(15 + 10 + 5),
         || async {
             let n = count().await?;
             Ok(if n == 0 {

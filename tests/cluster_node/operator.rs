@@ -123,3 +123,45 @@ pub async fn scale(c: &Cluster<'_>, replicas: i32) -> Outcome {
         .map_err(err)?;
     Ok(())
 }
+
+/// Stops (SIGSTOP) the operator's process on this host, the node's
+/// containers being host processes: from then on it runs nothing, not even
+/// its SIGTERM handler, until the kubelet's SIGKILL. What a crash looks like
+/// to the cluster, where a force-deleted pod would still get SIGTERM and
+/// heal on its way out. Returns the pid.
+pub fn freeze_process() -> Outcome<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").map_err(err)? {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_operator = args.first().is_some_and(|a| a.ends_with(b"/natsregion"))
+            && args.get(1).is_some_and(|a| *a == b"run");
+        if is_operator {
+            found.push(pid);
+        }
+    }
+    match found.as_slice() {
+        [pid] => {
+            // SAFETY: kill(2) on the operator process found above.
+            let rc = unsafe { libc::kill(*pid as libc::pid_t, libc::SIGSTOP) };
+            if rc != 0 {
+                return Err(format!(
+                    "SIGSTOP {pid}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            Ok(*pid)
+        }
+        other => Err(format!("expected one operator process, found {other:?}")),
+    }
+}
