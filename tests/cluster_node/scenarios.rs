@@ -29,6 +29,7 @@ const PROVEN: &[&str] = &[
     "networkPolicy drill",
     "drill without policy agent",
     "operator killed during cut",
+    "operator down past the deadline",
     "rolling change",
     "toxiproxy drill",
     "region deleted",
