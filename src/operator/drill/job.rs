@@ -46,7 +46,10 @@ impl DrillJob {
             &mut self.cut_open,
             watch::channel(false).0,
         ));
-        let writer = tokio::spawn(writer);
+        // Dies with the run: a run stopped where it stands (a killed
+        // operator, a stop past its grace) must not write a stale Running
+        // status over what the next operator wrote since.
+        let mut writer = AbortOnDrop(tokio::spawn(writer));
         let (report, full) = match self.prepare(&regions, &region_name).await {
             Err(message) => (
                 PartitionDrillStatus {
@@ -167,7 +170,7 @@ impl DrillJob {
         // The last word, after every progress write.
         sink.send(finished.clone(), true);
         drop(sink);
-        let _ = writer.await;
+        let _ = (&mut writer.0).await;
         // And once more directly: the writer swallows errors after retries.
         // Should this never land, the stored report still holds the outcome
         // and the next operator restores it from there.
