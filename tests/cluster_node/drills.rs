@@ -205,70 +205,15 @@ pub async fn operator_killed_during_cut(c: &mut Cluster<'_>) -> Outcome {
     drill["spec"]["fault"]["holdSeconds"] = 60.into();
     drill["spec"]["fault"]["deadlineSeconds"] = 90.into();
     apply_all(&c.client, &[drill]).await.map_err(err)?;
-    let client = c.client.clone();
-    let (fault, _) = wait_for("the drill's cut in place", Duration::from_secs(240), || {
-        let client = client.clone();
-        async move {
-            let d = get_json(&client, NS, &drill_resource(), name)
-                .await?
-                .ok_or("drill gone")?;
-            let open = d["status"]["faults"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                // The cut itself, not the intent stored before it.
-                .find(|f| f["healedAt"].is_null() && f["intent"] != true)
-                .cloned();
-            Ok(open.ok_or_else(|| {
-                format!(
-                    "phase {} step {}",
-                    d["status"]["phase"], d["status"]["currentStep"]
-                )
-            }))
-        }
-    })
-    .await?;
-    let policies: Api<NetworkPolicy> = Api::namespaced(c.client.clone(), NS);
-    let in_place = policies
-        .list(&ListParams::default())
-        .await
-        .map_err(err)?
-        .items
-        .len();
-    if in_place == 0 {
-        return Err("the drill recorded a cut but no NetworkPolicy exists".into());
-    }
-    let deadline: jiff::Timestamp = fault["deadline"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or(format!("fault without a deadline: {fault}"))?;
+    let deadline = cut_in_place(c, name).await?;
     let killed_at = jiff::Timestamp::now();
     let pod = operator::force_delete(c).await?;
     let budget = (deadline - killed_at)
         .total(jiff::Unit::Second)
         .map_err(err)?
         .max(0.0);
-    let (_, gone_after) = wait_for(
-        "the cut's NetworkPolicies removed",
-        Duration::from_secs_f64(budget) + Duration::from_secs(5),
-        || {
-            let policies = policies.clone();
-            async move {
-                let n = policies
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(err)?
-                    .items
-                    .len();
-                Ok(if n == 0 {
-                    Ok(())
-                } else {
-                    Err(format!("{n} NetworkPolicies left"))
-                })
-            }
-        },
-    )
-    .await?;
+    let gone_after =
+        policies_gone(c, Duration::from_secs_f64(budget) + Duration::from_secs(5)).await?;
     let healed_at = jiff::Timestamp::now();
     if healed_at > deadline + jiff::SignedDuration::from_secs(2) {
         return Err(format!(
@@ -276,24 +221,7 @@ pub async fn operator_killed_during_cut(c: &mut Cluster<'_>) -> Outcome {
         ));
     }
     let started = Instant::now();
-    let (d, _) = wait_for(&format!("drill {name} to finish"), DRILL_TIMEOUT, || {
-        let client = client.clone();
-        async move {
-            let d = get_json(&client, NS, &drill_resource(), name)
-                .await?
-                .ok_or("drill gone")?;
-            let phase = d["status"]["phase"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            Ok(if TERMINAL.contains(&phase.as_str()) {
-                Ok(d)
-            } else {
-                Err(phase)
-            })
-        }
-    })
-    .await?;
+    let d = drill_ended(c, name).await?;
     println!(
         "drill {name} after the operator pod {pod} was force-deleted: {}",
         describe(&d)
@@ -331,41 +259,7 @@ pub async fn operator_down_past_the_deadline(c: &mut Cluster<'_>) -> Outcome {
     drill["spec"]["fault"]["holdSeconds"] = 20.into();
     drill["spec"]["fault"]["deadlineSeconds"] = 30.into();
     apply_all(&c.client, &[drill]).await.map_err(err)?;
-    let client = c.client.clone();
-    let (deadline, _) = wait_for("the drill's cut in place", Duration::from_secs(240), || {
-        let client = client.clone();
-        async move {
-            let d = get_json(&client, NS, &drill_resource(), name)
-                .await?
-                .ok_or("drill gone")?;
-            let deadline = d["status"]["faults"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|f| f["healedAt"].is_null() && f["intent"] != true)
-                .and_then(|f| f["deadline"].as_str())
-                .and_then(|s| s.parse::<jiff::Timestamp>().ok());
-            Ok(deadline.ok_or_else(|| format!("phase {}", d["status"]["phase"])))
-        }
-    })
-    .await?;
-    let policies: Api<NetworkPolicy> = Api::namespaced(c.client.clone(), NS);
-    let count = || {
-        let policies = policies.clone();
-        async move {
-            Ok::<_, String>(
-                policies
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(err)?
-                    .items
-                    .len(),
-            )
-        }
-    };
-    if count().await? == 0 {
-        return Err("the drill recorded a cut but no NetworkPolicy exists".into());
-    }
+    let deadline = cut_in_place(c, name).await?;
     set_schedulable(c, false).await?;
     operator::freeze_process()?;
     let pod = operator::force_delete(c).await?;
@@ -377,7 +271,7 @@ pub async fn operator_down_past_the_deadline(c: &mut Cluster<'_>) -> Outcome {
         .map_err(err)?
         .max(0.0);
     tokio::time::sleep(Duration::from_secs_f64(wait)).await;
-    let left = count().await?;
+    let left = policies_in_place(c).await?;
     if left == 0 {
         return Err(format!(
             "the cut was gone past its deadline with no operator running (pod {pod} force-deleted): what removed it?"
@@ -386,40 +280,10 @@ pub async fn operator_down_past_the_deadline(c: &mut Cluster<'_>) -> Outcome {
     operator::scale(c, 1).await?;
     operator::ready_pod(c, Duration::from_secs(120)).await?;
     let ready = Instant::now();
-    let (_, gone_after) = wait_for(
-        "the cut removed by the next operator",
-        Duration::from_secs(15 + 10 + 5),
-        || async {
-            let n = count().await?;
-            Ok(if n == 0 {
-                Ok(())
-            } else {
-                Err(format!("{n} NetworkPolicies left"))
-            })
-        },
-    )
-    .await?;
-    let client = c.client.clone();
-    let (d, _) = wait_for(&format!("drill {name} to finish"), DRILL_TIMEOUT, || {
-        let client = client.clone();
-        async move {
-            let d = get_json(&client, NS, &drill_resource(), name)
-                .await?
-                .ok_or("drill gone")?;
-            let phase = d["status"]["phase"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            Ok(if TERMINAL.contains(&phase.as_str()) {
-                Ok(d)
-            } else {
-                Err(phase)
-            })
-        }
-    })
-    .await?;
+    let gone_after = policies_gone(c, Duration::from_secs(15 + 10 + 5)).await?;
+    let d = drill_ended(c, name).await?;
     c.figure(format!(
-        "operator down past the cut's deadline: {left} NetworkPolicies still there 5 s past it; gone {} after the next operator was Ready ({} after that); drill {}: {}",
+        "operator down past the cut's deadline: {left} NetworkPolicies still there 5 s past it; gone {} after the next operator was Ready; drill {} {} after that: {}",
         secs(gone_after),
         secs(ready.elapsed()),
         d["status"]["phase"],
@@ -445,4 +309,85 @@ async fn set_schedulable(c: &Cluster<'_>, schedulable: bool) -> Outcome {
             .map_err(err)?;
     }
     Ok(())
+}
+
+/// Waits for `name`'s cut: a record the backend returned (not the intent
+/// stored before it) with its NetworkPolicies in place. Its deadline.
+async fn cut_in_place(c: &Cluster<'_>, name: &str) -> Outcome<jiff::Timestamp> {
+    let client = c.client.clone();
+    let (deadline, _) = wait_for("the drill's cut in place", Duration::from_secs(240), || {
+        let client = client.clone();
+        async move {
+            let d = get_json(&client, NS, &drill_resource(), name)
+                .await?
+                .ok_or("drill gone")?;
+            let deadline = d["status"]["faults"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|f| f["healedAt"].is_null() && f["intent"] != true)
+                .and_then(|f| f["deadline"].as_str())
+                .and_then(|s| s.parse::<jiff::Timestamp>().ok());
+            Ok(deadline.ok_or_else(|| {
+                format!(
+                    "phase {} step {}",
+                    d["status"]["phase"], d["status"]["currentStep"]
+                )
+            }))
+        }
+    })
+    .await?;
+    if policies_in_place(c).await? == 0 {
+        return Err("the drill recorded a cut but no NetworkPolicy exists".into());
+    }
+    Ok(deadline)
+}
+
+/// NetworkPolicies in the test namespace (only drills make them).
+async fn policies_in_place(c: &Cluster<'_>) -> Outcome<usize> {
+    let policies: Api<NetworkPolicy> = Api::namespaced(c.client.clone(), NS);
+    Ok(policies
+        .list(&ListParams::default())
+        .await
+        .map_err(err)?
+        .items
+        .len())
+}
+
+/// Waits until no NetworkPolicy is left, at most `limit`; how long it took.
+async fn policies_gone(c: &Cluster<'_>, limit: Duration) -> Outcome<Duration> {
+    let (_, took) = wait_for("the cut's NetworkPolicies removed", limit, || async {
+        let n = policies_in_place(c).await?;
+        Ok(if n == 0 {
+            Ok(())
+        } else {
+            Err(format!("{n} NetworkPolicies left"))
+        })
+    })
+    .await?;
+    Ok(took)
+}
+
+/// Waits for `name` to end (a terminal phase); the drill, as JSON.
+async fn drill_ended(c: &Cluster<'_>, name: &str) -> Outcome<Value> {
+    let client = c.client.clone();
+    let (d, _) = wait_for(&format!("drill {name} to finish"), DRILL_TIMEOUT, || {
+        let client = client.clone();
+        async move {
+            let d = get_json(&client, NS, &drill_resource(), name)
+                .await?
+                .ok_or("drill gone")?;
+            let phase = d["status"]["phase"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            Ok(if TERMINAL.contains(&phase.as_str()) {
+                Ok(d)
+            } else {
+                Err(phase)
+            })
+        }
+    })
+    .await?;
+    Ok(d)
 }

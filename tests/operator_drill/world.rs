@@ -362,6 +362,21 @@ pub async fn delete_drill(drills: &Api<PartitionDrill>, name: &str, limit: Durat
     }
 }
 
+/// Waits for `name` to be refused before any fault; its message.
+pub async fn refused(drills: &Api<PartitionDrill>, name: &str) -> String {
+    let d = wait_for(drills, name, Duration::from_secs(60), "refused", finished).await;
+    let s = d.status.as_ref().unwrap();
+    assert_eq!(s.phase, DrillPhase::Failed, "{}", show(&d));
+    assert!(
+        s.faults.is_empty(),
+        "refused before any fault: {}",
+        show(&d)
+    );
+    let message = s.message.clone().unwrap_or_default();
+    assert!(message.starts_with("precondition failed"), "{message}");
+    message
+}
+
 pub fn finished(d: &PartitionDrill) -> bool {
     d.status.as_ref().is_some_and(|s| s.phase.is_finished())
         && !d.finalizers().iter().any(|f| f == FINALIZER)
