@@ -285,8 +285,8 @@ pub async fn operator_down_past_the_deadline(c: &mut Cluster<'_>) -> Outcome {
     c.figure(format!(
         "operator down past the cut's deadline: {left} NetworkPolicies still there 5 s past it; gone {} after the next operator was Ready; drill {} {} after that: {}",
         secs(gone_after),
-        secs(ready.elapsed()),
         d["status"]["phase"],
+        secs(ready.elapsed()),
         d["status"]["message"]
     ));
     remove_drill(c, name).await
