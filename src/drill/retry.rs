@@ -105,6 +105,15 @@ impl Transient for crate::nats::state::StateError {
     }
 }
 
+/// The API server did not answer, or answered that it is overloaded or
+/// failing. A refusal (the object or its namespace gone, forbidden, invalid)
+/// will not change by asking again.
+impl Transient for kube::Error {
+    fn is_transient(&self) -> bool {
+        !matches!(self, kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 429)
+    }
+}
+
 impl Transient for super::consumer::ConsumerError {
     fn is_transient(&self) -> bool {
         looks_transient(&self.message)

@@ -8,6 +8,7 @@ use super::runtime::{KubeRuntime, zone_accesses};
 use super::status::StatusSink;
 use super::*;
 use crate::drill::engine::{self, EngineOptions};
+use crate::drill::retry::{Backoff, Retried, Transient, retry};
 use crate::operator::region::validated::ValidatedRegion;
 
 pub(super) struct DrillJob {
@@ -147,17 +148,12 @@ impl DrillJob {
             let svg = crate::drill::report::timeline_svg(&full.timeline, &full.drill);
             let stored = match serde_json::to_value(&full) {
                 Ok(json) => {
-                    until_written(
-                        "store the drill report",
-                        |e| match e {
-                            reports::ReportStoreError::Kube { source, .. } => transient(source),
-                            _ => false,
-                        },
-                        || reports::store(&self.ctx.client, &self.drill, &cm, started, &json, &svg),
-                    )
+                    until_written("store the drill report", || {
+                        reports::store(&self.ctx.client, &self.drill, &cm, started, &json, &svg)
+                    })
                     .await
                 }
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e.to_string()),
             };
             if let Err(e) = stored {
                 tracing::error!(drill = %name, error = %e, "drill report not stored");
@@ -174,7 +170,7 @@ impl DrillJob {
         // And once more directly: the writer swallows errors after retries.
         // Should this never land, the stored report still holds the outcome
         // and the next operator restores it from there.
-        if let Err(e) = until_written("write the final drill status", transient, || {
+        if let Err(e) = until_written("write the final drill status", || {
             status::apply(&self.api, &name, &finished)
         })
         .await
@@ -275,38 +271,22 @@ impl DrillJob {
     }
 }
 
-/// An error worth retrying: the API server did not answer, or answered that
-/// it is overloaded or failing. A refusal (the drill or namespace gone,
-/// forbidden, invalid) will not change by waiting.
-fn transient(e: &kube::Error) -> bool {
-    !matches!(e, kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 429)
-}
-
-/// Retries `write` while its errors are `retry`able, for
-/// [`Backoff::FINAL_WRITE`]'s budget; its last error.
+/// `write` retried through an API outage ([`Backoff::FINAL_WRITE`]) while
+/// its errors may pass; the last error, for a person.
 async fn until_written<T, E, F>(
     what: &str,
-    retry: impl Fn(&E) -> bool,
-    mut write: impl FnMut() -> F,
-) -> std::result::Result<T, E>
+    write: impl FnMut() -> F,
+) -> std::result::Result<T, String>
 where
-    E: std::fmt::Display,
+    E: Transient + std::fmt::Display,
     F: std::future::Future<Output = std::result::Result<T, E>>,
 {
-    let policy = crate::backoff::Backoff::FINAL_WRITE;
-    let started = std::time::Instant::now();
-    let mut attempt = 0;
-    loop {
-        match write().await {
-            Ok(v) => return Ok(v),
-            Err(e) if retry(&e) && started.elapsed() + policy.delay(attempt) < policy.budget => {
-                tracing::warn!(attempt, error = %e, "could not {what}; retrying");
-                tokio::time::sleep(policy.delay(attempt)).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    retry(what, Backoff::FINAL_WRITE, write)
+        .await
+        .map_err(|r| match r {
+            Retried::Permanent(e) => e.to_string(),
+            Retried::Exhausted(x) => x.to_string(),
+        })
 }
 
 /// The engine heals the partition it knows to be open; a step cut short

@@ -169,6 +169,12 @@ fn with_note(mut e: Encoded, note: String) -> Encoded {
     e
 }
 
+impl crate::drill::retry::Transient for ReportStoreError {
+    fn is_transient(&self) -> bool {
+        matches!(self, ReportStoreError::Kube { source, .. } if source.is_transient())
+    }
+}
+
 /// A report read back.
 #[derive(Clone, Debug)]
 pub struct Stored {
