@@ -126,7 +126,26 @@ pub struct Context {
     pub recorder: Recorder,
 }
 
+/// `K` in `namespace`, or in every namespace: what the operator watches.
+pub fn scoped_api<K>(client: &kube::Client, namespace: Option<&str>) -> kube::Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    }
+}
+
 impl Context {
+    /// `K` where this operator works (`--namespace`, or everywhere).
+    pub fn watched_api<K>(&self) -> kube::Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        scoped_api(&self.client, self.settings.namespace.as_deref())
+    }
+
     pub fn new(client: kube::Client, settings: OperatorSettings, reporter: Reporter) -> Arc<Self> {
         Arc::new(Self {
             recorder: Recorder::new(client.clone(), reporter.clone()),

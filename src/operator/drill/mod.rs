@@ -148,10 +148,7 @@ pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown) {
 
 /// Like [`controller`] with explicit settings (tests, `natsregion run` flags).
 pub async fn controller_with(ctx: Arc<Context>, settings: DrillSettings, shutdown: Shutdown) {
-    let drills: Api<PartitionDrill> = match &ctx.settings.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
+    let drills: Api<PartitionDrill> = ctx.watched_api();
     tracing::info!(?settings, "starting the PartitionDrill controller");
     // Independent of any drill: faults past the deadline on their objects.
     let _reaper = job::AbortOnDrop(tokio::spawn(reaper::run(ctx.clone(), settings.clone())));

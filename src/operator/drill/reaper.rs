@@ -13,10 +13,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 pub async fn reap_once(ctx: &Context, settings: &DrillSettings) -> Vec<String> {
     let now = jiff::Timestamp::now();
     let mut reaped = Vec::new();
-    let policies: Api<NetworkPolicy> = match &ctx.settings.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
+    let policies: Api<NetworkPolicy> = ctx.watched_api();
     match networkpolicy::reap_expired(&policies, now).await {
         Ok(r) => {
             for _ in &r {
@@ -50,10 +47,7 @@ pub async fn reap_once(ctx: &Context, settings: &DrillSettings) -> Vec<String> {
 /// links run through its own.
 async fn toxiproxy_targets(ctx: &Context, settings: &DrillSettings) -> Vec<ToxiproxyTarget> {
     let mut targets: Vec<ToxiproxyTarget> = settings.toxiproxy.iter().cloned().collect();
-    let regions: Api<RegionMirror> = match &ctx.settings.namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
+    let regions: Api<RegionMirror> = ctx.watched_api();
     match regions.list(&Default::default()).await {
         Ok(list) => {
             for r in list.items {

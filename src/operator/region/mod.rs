@@ -41,7 +41,7 @@ use self::validated::ValidatedRegion;
 use crate::api::{RegionMirror, RegionMirrorStatus};
 use crate::meta::{FIELD_MANAGER, labels};
 use crate::nats::{SourcesLayout, ZoneProbe, read_region, read_sources_region};
-use crate::operator::context::Context;
+use crate::operator::context::{Context, scoped_api};
 use crate::operator::error::{Error, Result};
 use crate::operator::shutdown::Shutdown;
 use streams::StreamsState;
@@ -59,16 +59,6 @@ struct RegionCtx {
     applied: Arc<AppliedChildren>,
     /// The operator's own Secrets as the watch delivered them.
     secrets: SecretCache,
-}
-
-fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// Runs the RegionMirror controller until `shutdown`.
@@ -96,49 +86,52 @@ pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown) {
     let config = ControllerConfig::default()
         .concurrency(ctx.settings.max_concurrent_reconciles)
         .debounce(RECONCILE_DEBOUNCE);
-    Controller::new(api::<RegionMirror>(&client, ns), watcher::Config::default())
-        .with_config(config)
-        .owns_stream(child_events::<StatefulSet>(
-            &client, ns, &children, &applied,
-        ))
-        .owns_stream(child_events::<ConfigMap>(&client, ns, &children, &applied))
-        .owns_stream(child_events::<Service>(&client, ns, &children, &applied))
-        .owns_stream(child_events::<PodDisruptionBudget>(
-            &client, ns, &children, &applied,
-        ))
-        // Neither of these is applied by a full pass, so their events
-        // trigger the region without invalidating its pass: a region's
-        // Secrets feed what it builds (a change there changes the build),
-        // and its Toxiproxy (`leafnode.proxy: toxiproxy`) is reconciled on
-        // every look (ready → sync its proxies).
-        .owns(api::<Deployment>(&client, ns), children.clone())
-        .owns_stream(
-            watcher(api::<Secret>(&client, ns), children)
-                .default_backoff()
-                // Never read, and the larger part of a Secret's metadata.
-                .modify(|s| s.managed_fields_mut().clear())
-                .reflect(secrets_writer)
-                .touched_objects(),
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, state)
-        .for_each(|result| {
-            let (ctx, applied) = (ctx.clone(), applied.clone());
-            async move {
-                match result {
-                    Ok((obj, _)) => tracing::debug!(region = %obj, "reconciled"),
-                    // A region that is gone (its children's deletion still
-                    // triggers it): drop its lag series and its record.
-                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                        let ns = obj.namespace.as_deref().unwrap_or_default();
-                        ctx.metrics.forget_region(ns, &obj.name);
-                        applied.forget(&applied::region_key(ns, &obj.name));
-                    }
-                    Err(e) => tracing::debug!(error = %e, "reconcile failed"),
+    Controller::new(
+        scoped_api::<RegionMirror>(&client, ns),
+        watcher::Config::default(),
+    )
+    .with_config(config)
+    .owns_stream(child_events::<StatefulSet>(
+        &client, ns, &children, &applied,
+    ))
+    .owns_stream(child_events::<ConfigMap>(&client, ns, &children, &applied))
+    .owns_stream(child_events::<Service>(&client, ns, &children, &applied))
+    .owns_stream(child_events::<PodDisruptionBudget>(
+        &client, ns, &children, &applied,
+    ))
+    // Neither of these is applied by a full pass, so their events
+    // trigger the region without invalidating its pass: a region's
+    // Secrets feed what it builds (a change there changes the build),
+    // and its Toxiproxy (`leafnode.proxy: toxiproxy`) is reconciled on
+    // every look (ready → sync its proxies).
+    .owns(scoped_api::<Deployment>(&client, ns), children.clone())
+    .owns_stream(
+        watcher(scoped_api::<Secret>(&client, ns), children)
+            .default_backoff()
+            // Never read, and the larger part of a Secret's metadata.
+            .modify(|s| s.managed_fields_mut().clear())
+            .reflect(secrets_writer)
+            .touched_objects(),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, state)
+    .for_each(|result| {
+        let (ctx, applied) = (ctx.clone(), applied.clone());
+        async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(region = %obj, "reconciled"),
+                // A region that is gone (its children's deletion still
+                // triggers it): drop its lag series and its record.
+                Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                    let ns = obj.namespace.as_deref().unwrap_or_default();
+                    ctx.metrics.forget_region(ns, &obj.name);
+                    applied.forget(&applied::region_key(ns, &obj.name));
                 }
+                Err(e) => tracing::debug!(error = %e, "reconcile failed"),
             }
-        })
-        .await;
+        }
+    })
+    .await;
 }
 
 /// Metadata-only watch events of one kind of child (what `owns` watches),
@@ -159,9 +152,12 @@ where
         + 'static,
 {
     let applied = applied.clone();
-    watcher(api::<PartialObjectMeta<K>>(client, ns), config.clone())
-        .touched_objects()
-        .inspect_ok(move |child| applied.child_changed(&child.metadata))
+    watcher(
+        scoped_api::<PartialObjectMeta<K>>(client, ns),
+        config.clone(),
+    )
+    .touched_objects()
+    .inspect_ok(move |child| applied.child_changed(&child.metadata))
 }
 
 fn key(region: &RegionMirror) -> String {
