@@ -48,7 +48,8 @@ pub struct Starting(Mutex<HashMap<RegionKey, (String, String)>>);
 
 impl Shared {
     /// Reserves `drill`'s region for it, or names the drill that holds it.
-    /// The reservation lasts until [`Shared::started`] or [`Shared::unreserve`].
+    /// The reservation lasts until [`Shared::unreserve`], once the task is
+    /// registered (the tasks then hold the region) or the start failed.
     pub(super) fn reserve(&self, drill: &PartitionDrill) -> std::result::Result<(), String> {
         let key = region_key(drill);
         let uid = drill.uid().unwrap_or_default();

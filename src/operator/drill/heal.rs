@@ -45,12 +45,13 @@ pub(super) async fn heal_orphan(
         )?;
         backends.push((kind, b));
     }
-    let mut found = Vec::new();
+    // What is in place before anything is healed, by backend: named in the
+    // status, and removed even where no record covers it.
+    let mut in_place = Vec::new();
     for (_, b) in &backends {
-        if let Ok(left) = b.leftovers().await {
-            found.extend(left);
-        }
+        in_place.push(b.leftovers().await.unwrap_or_default());
     }
+    let found: Vec<String> = in_place.iter().flatten().cloned().collect();
     let counted: Vec<(BackendKind, Counted<'_>)> = backends
         .iter()
         .map(|(kind, b)| {
@@ -73,12 +74,8 @@ pub(super) async fn heal_orphan(
     })
     .await;
     // Fault objects no record covers: removed all the same.
-    for (kind, b) in &counted {
-        if open.iter().any(|r| backend_kind(&r.backend) == *kind) {
-            continue;
-        }
-        let left = b.leftovers().await.unwrap_or_default();
-        if left.is_empty() {
+    for ((kind, b), left) in counted.iter().zip(&in_place) {
+        if left.is_empty() || open.iter().any(|r| backend_kind(&r.backend) == *kind) {
             continue;
         }
         tracing::warn!(drill = %name, ?left, "fault objects without a record; removing them");
@@ -128,8 +125,8 @@ pub(super) async fn heal_orphan(
     if !status.phase.is_finished() && !drill.spec.temporary_zone.keep {
         remove_temporary_zone(shared, drill).await;
     }
-    let stored = match (&status.phase.is_finished(), &status.started_at) {
-        (false, Some(started)) => {
+    let stored = match &status.started_at {
+        Some(started) if !status.phase.is_finished() => {
             reports::final_status(&shared.ctx.client, &namespace(drill)?, &name, started.0).await
         }
         _ => None,
