@@ -13,6 +13,11 @@ pub const ANNOTATION: &str = "natsregion.io/fault-deadline";
 /// proxy is enabled again, is untouched), it only keeps them with the proxy.
 pub const MARKER_PREFIX: &str = "natsregion-deadline-";
 
+/// When a fault injected at `injected` must be gone: `after` later.
+pub fn at(injected: jiff::Timestamp, after: std::time::Duration) -> jiff::Timestamp {
+    injected + jiff::SignedDuration::try_from(after).unwrap_or(jiff::SignedDuration::MAX)
+}
+
 /// The marker toxic's name for `deadline`.
 pub fn marker_name(deadline: jiff::Timestamp) -> String {
     format!("{MARKER_PREFIX}{}", deadline.as_second())

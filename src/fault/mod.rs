@@ -58,8 +58,7 @@ pub fn fault_record(
     deadline: Duration,
 ) -> FaultRecord {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    let deadline_at =
-        injected + jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX);
+    let deadline_at = deadline::at(injected, deadline);
     FaultRecord {
         id,
         backend: backend.to_string(),

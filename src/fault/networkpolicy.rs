@@ -347,30 +347,15 @@ pub async fn reap_expired(
         .list(&selector)
         .await
         .map_err(|e| err("list NetworkPolicies", e))?;
-    let mut reaped = Vec::new();
-    let mut first_err = None;
-    for p in list.items {
-        let expired = p
-            .metadata
+    let expired = list.items.into_iter().filter(|p| {
+        p.metadata
             .annotations
             .as_ref()
             .and_then(|a| a.get(super::deadline::ANNOTATION))
             .and_then(|v| super::deadline::parse_annotation(v))
-            .is_some_and(|d| super::deadline::expired(d, now));
-        if !expired {
-            continue;
-        }
-        let ns = p.metadata.namespace.clone().unwrap_or_default();
-        let name = p.metadata.name.clone().unwrap_or_default();
-        let in_ns: Api<NetworkPolicy> = Api::namespaced(api.clone().into_client(), &ns);
-        match in_ns.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => reaped.push(format!("NetworkPolicy {ns}/{name}")),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                first_err.get_or_insert(err(&format!("delete NetworkPolicy {ns}/{name}"), e));
-            }
-        }
-    }
+            .is_some_and(|d| super::deadline::expired(d, now))
+    });
+    let (reaped, first_err) = delete_each(api, expired).await;
     match first_err {
         Some(e) if reaped.is_empty() => Err(e),
         _ => Ok(reaped),
@@ -382,18 +367,31 @@ async fn delete_all(api: &Api<NetworkPolicy>, selector: &ListParams) -> Result<(
         .list(selector)
         .await
         .map_err(|e| err("list NetworkPolicies", e))?;
+    let (_, first_err) = delete_each(api, list.items).await;
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Deletes each of `policies` in its own namespace, going on past failures;
+/// not found counts as deleted. The ones deleted, and the first failure.
+async fn delete_each(
+    api: &Api<NetworkPolicy>,
+    policies: impl IntoIterator<Item = NetworkPolicy>,
+) -> (Vec<String>, Option<FaultError>) {
+    let mut deleted = Vec::new();
     let mut first_err = None;
-    for p in list.items {
+    for p in policies {
+        let ns = p.metadata.namespace.unwrap_or_default();
         let name = p.metadata.name.unwrap_or_default();
-        match api.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => {}
+        let in_ns: Api<NetworkPolicy> = Api::namespaced(api.clone().into_client(), &ns);
+        match in_ns.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => deleted.push(format!("NetworkPolicy {ns}/{name}")),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
-                first_err.get_or_insert(err(&format!("delete NetworkPolicy {name}"), e));
+                first_err.get_or_insert(err(&format!("delete NetworkPolicy {ns}/{name}"), e));
             }
         }
     }
-    first_err.map_or(Ok(()), Err)
+    (deleted, first_err)
 }
 
 fn err(op: &str, e: impl std::fmt::Display) -> FaultError {
@@ -448,8 +446,7 @@ impl FaultBackend for NetworkPolicyBackend {
                 zones: zones.to_vec(),
                 fault: id.clone(),
                 owner: self.target.owner.clone(),
-                deadline: started
-                    + jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX),
+                deadline: super::deadline::at(started, deadline),
                 keep_linked: self
                     .external
                     .iter()

@@ -598,10 +598,7 @@ impl FaultBackend for ToxiproxyBackend {
             // toxics anyway and the engine applies them again.
             // Each proxy carries the deadline before it goes down, so any
             // later process can enforce it (the operator's reaper).
-            let marker = super::deadline::marker_name(
-                injected
-                    + jiff::SignedDuration::try_from(deadline).unwrap_or(jiff::SignedDuration::MAX),
-            );
+            let marker = super::deadline::marker_name(super::deadline::at(injected, deadline));
             let mut failed = None;
             for proxy in &proxies {
                 let marked = match inner.remove_toxics_of(proxy).await {
