@@ -1392,23 +1392,15 @@ impl Run<'_> {
         }
         let mut all_healed = true;
         for record in &records {
-            let healed = tokio::time::timeout(self.step_timeout(), self.backend.heal(record))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(crate::fault::FaultError::Unsupported {
-                        backend: self.backend.name(),
-                        what: "a heal that answers within the step timeout".into(),
-                    })
-                });
-            match healed {
-                Ok(()) => {
-                    if let Some(f) = self.status.faults.iter_mut().find(|f| f.id == record.id) {
-                        f.healed_at = Some(Time(jiff::Timestamp::now()));
-                    }
-                }
-                Err(e) => {
+            match tokio::time::timeout(self.step_timeout(), self.backend.heal(record)).await {
+                Ok(Ok(())) => self.mark_healed(&record.id),
+                Ok(Err(e)) => {
                     all_healed = false;
                     tracing::error!(fault = %record.id, error = %e, "healing a stopped drill's cut failed; the wrap-up retries");
+                }
+                Err(_) => {
+                    all_healed = false;
+                    tracing::error!(fault = %record.id, "healing a stopped drill's cut did not answer within the step timeout; the wrap-up retries");
                 }
             }
         }
@@ -1420,6 +1412,14 @@ impl Run<'_> {
             }
         }
         self.observer.status(&self.status);
+    }
+
+    /// Stamps `healedAt` on the status's record `id`: set only by a heal that
+    /// succeeded, so a restarted operator heals every record without it.
+    fn mark_healed(&mut self, id: &str) {
+        if let Some(f) = self.status.faults.iter_mut().find(|f| f.id == id) {
+            f.healed_at = Some(Time(jiff::Timestamp::now()));
+        }
     }
 
     /// Why the open cut was no longer in place at the last look, if it was not.
@@ -1525,14 +1525,7 @@ impl Run<'_> {
         // heals every fault without healedAt, and must not skip this one.
         if healed.is_ok() {
             self.cut_started = None;
-            if let Some(f) = self
-                .status
-                .faults
-                .iter_mut()
-                .find(|f| f.id == open.record.id)
-            {
-                f.healed_at = Some(Time(jiff::Timestamp::now()));
-            }
+            self.mark_healed(&open.record.id);
         }
         self.evidence.partitions.push(open.evidence);
         self.observer.status(&self.status);
@@ -2024,11 +2017,8 @@ impl Run<'_> {
             unhealed.push(record);
         }
         for record in &unhealed {
-            let healed = self.heal_with_retries(record).await;
-            if let Some(f) = self.status.faults.iter_mut().find(|f| f.id == record.id)
-                && healed
-            {
-                f.healed_at = Some(Time(jiff::Timestamp::now()));
+            if self.heal_with_retries(record).await {
+                self.mark_healed(&record.id);
             }
         }
         if let Some(open) = open {
