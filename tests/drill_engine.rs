@@ -56,17 +56,9 @@ fn opts() -> LocalDrillOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_region_passes_all_four_claims() {
     let (region, drill) = spec(None, false);
-    let dir = tempfile::tempdir().unwrap();
-    let junit = dir.path().join("ci/junit.xml");
-    let with_junit = LocalDrillOptions {
-        junit: Some(junit.clone()),
-        ..opts()
-    };
-    let report = run_loaded(&region, &drill, &with_junit, true)
-        .await
-        .expect("drill runs");
+    let (report, xml) = run_with_junit(&region, &drill, "ci/junit.xml").await;
     // The CI view of the run: four passing test cases.
-    let cases = junit_cases(&std::fs::read_to_string(&junit).expect("junit written"));
+    let cases = junit_cases(&xml);
     assert_eq!(cases.len(), 4, "{cases:?}");
     assert!(
         cases.iter().all(|(_, outcome)| outcome.is_none()),
@@ -362,15 +354,7 @@ async fn a_catch_up_over_its_timeout_is_late_not_lost() {
     region.spec.leafnode.reconnect_interval_seconds = 5;
     drill.spec.fault.hold_seconds = 7;
     drill.spec.timeouts.catch_up_seconds = 1;
-    let dir = tempfile::tempdir().unwrap();
-    let junit = dir.path().join("junit.xml");
-    let with_junit = LocalDrillOptions {
-        junit: Some(junit.clone()),
-        ..opts()
-    };
-    let report = run_loaded(&region, &drill, &with_junit, true)
-        .await
-        .expect("drill runs");
+    let (report, xml) = run_with_junit(&region, &drill, "junit.xml").await;
     let table = natsregion::drill::report::table(&report);
     eprintln!("{table}");
     let s = &report.status;
@@ -424,7 +408,6 @@ async fn a_catch_up_over_its_timeout_is_late_not_lost() {
         "{table}"
     );
     // CI shows the same reason, and the figures behind it.
-    let xml = std::fs::read_to_string(&junit).expect("junit written");
     let cases = junit_cases(&xml);
     assert_eq!(
         cases[1].1,
@@ -437,6 +420,26 @@ async fn a_catch_up_over_its_timeout_is_late_not_lost() {
 
 /// Test cases of a JUnit document, parsed back: (name, None when it passed,
 /// else (failure | error | skipped, message)).
+/// Runs the drill locally writing JUnit to `file` (a path under a fresh
+/// directory); the report and the JUnit XML written.
+async fn run_with_junit(
+    region: &RegionMirror,
+    drill: &PartitionDrill,
+    file: &str,
+) -> (engine::DrillReport, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join(file);
+    let with_junit = LocalDrillOptions {
+        junit: Some(junit.clone()),
+        ..opts()
+    };
+    let report = run_loaded(region, drill, &with_junit, true)
+        .await
+        .expect("drill runs");
+    let xml = std::fs::read_to_string(&junit).expect("junit written");
+    (report, xml)
+}
+
 fn junit_cases(xml: &str) -> Vec<(String, Option<(String, String)>)> {
     use quick_xml::events::Event;
     let attr = |e: &quick_xml::events::BytesStart<'_>, key: &str| {

@@ -487,11 +487,7 @@ async fn a_restarted_operator_heals_and_a_deleted_drill_heals_first() {
         "{}",
         show(&d)
     );
-    assert!(
-        s.faults.iter().all(|f| f.healed_at.is_some()),
-        "{}",
-        show(&d)
-    );
+    expect_healed(&d);
     let proxies = world.proxies().await;
     assert!(proxies.values().all(|e| *e), "{proxies:?}");
     wait_for(
@@ -536,11 +532,7 @@ async fn a_restarted_operator_heals_and_a_deleted_drill_heals_first() {
     let d = drills.get("stopped").await.unwrap();
     let s = d.status.as_ref().unwrap();
     assert_eq!(s.phase, DrillPhase::Aborted, "{}", show(&d));
-    assert!(
-        s.faults.iter().all(|f| f.healed_at.is_some()),
-        "{}",
-        show(&d)
-    );
+    expect_healed(&d);
     assert!(world.proxies().await.values().all(|e| *e));
     let operator = start_operator(&client, world.settings());
     wait_for(
@@ -573,11 +565,7 @@ async fn a_restarted_operator_heals_and_a_deleted_drill_heals_first() {
     .await;
     let s = d.status.as_ref().unwrap();
     assert_eq!(s.phase, DrillPhase::Aborted, "{}", show(&d));
-    assert!(
-        s.faults.iter().all(|f| f.healed_at.is_some()),
-        "{}",
-        show(&d)
-    );
+    expect_healed(&d);
     assert!(world.proxies().await.values().all(|e| *e));
 
     // Deleting the region in the middle of a partition aborts and heals.
@@ -612,11 +600,7 @@ async fn a_restarted_operator_heals_and_a_deleted_drill_heals_first() {
         "{}",
         show(&d)
     );
-    assert!(
-        s.faults.iter().all(|f| f.healed_at.is_some()),
-        "{}",
-        show(&d)
-    );
+    expect_healed(&d);
     assert!(world.proxies().await.values().all(|e| *e));
     kill(operator).await;
 }

@@ -101,11 +101,7 @@ async fn a_cut_whose_operator_died_before_recording_it_is_healed() {
         message.starts_with(RESTARTED) && message.contains("NetworkPolicy"),
         "the status says what was removed: {message}"
     );
-    assert!(
-        s.faults.iter().all(|f| f.healed_at.is_some()),
-        "{}",
-        show(&d)
-    );
+    expect_healed(&d);
     assert_eq!(
         drill_policies(&client, "killed").await,
         Vec::<String>::new()
@@ -459,10 +455,6 @@ async fn a_verdict_stored_in_its_report_survives_a_lost_status_write() {
         "{}",
         show(&d)
     );
-    assert!(
-        s.faults.iter().all(|f| f.healed_at.is_some()),
-        "{}",
-        show(&d)
-    );
+    expect_healed(&d);
     kill(operator).await;
 }

@@ -377,6 +377,16 @@ pub async fn refused(drills: &Api<PartitionDrill>, name: &str) -> String {
     message
 }
 
+/// Every fault the drill's status records is healed.
+pub fn expect_healed(d: &PartitionDrill) {
+    let s = d.status.as_ref().expect("status");
+    assert!(
+        s.faults.iter().all(|f| f.healed_at.is_some()),
+        "{}",
+        show(d)
+    );
+}
+
 pub fn finished(d: &PartitionDrill) -> bool {
     d.status.as_ref().is_some_and(|s| s.phase.is_finished())
         && !d.finalizers().iter().any(|f| f == FINALIZER)
