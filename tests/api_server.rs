@@ -309,10 +309,14 @@ fn cases() -> Vec<Case> {
         case!(Region, LIMITS_RETENTION, |r| r.spec.stream.retention =
             Retention::WorkQueue),
         case!(Region, REPLICAS_FIT, |r| r.spec.zones[0].servers = 1),
-        case!(RegionUpdate, ROLE_IMMUTABLE, |r| {
+        case!(RegionUpdate, SOURCE_ZONE_IMMUTABLE, |r| {
             r.spec.zones[0].role = ZoneRole::Mirror;
             r.spec.zones[1].role = ZoneRole::Source;
         }),
+        // Renaming the source zone moves the source as surely as a role swap.
+        case!(RegionUpdate, SOURCE_ZONE_IMMUTABLE, |r| r.spec.zones[0]
+            .name =
+            "x".into()),
         case!(RegionUpdate, STREAM_NAME_IMMUTABLE, |r| r
             .spec
             .stream
@@ -333,9 +337,55 @@ fn cases() -> Vec<Case> {
             "EVENTS.REGION".into()),
         case!(Region, SUBJECTS, |r| r.spec.stream.subjects =
             vec!["events region".into()]),
+        case!(Region, SUBJECT_TOKENS, |r| r.spec.stream.subjects =
+            vec![">".into()]),
+        case!(Region, SUBJECT_TOKENS, |r| r.spec.stream.subjects =
+            vec!["a..b".into()]),
+        case!(Region, SUBJECT_TOKENS, |r| r.spec.stream.subjects =
+            vec![".a".into()]),
+        case!(Region, SUBJECT_TOKENS, |r| r.spec.stream.subjects =
+            vec!["a.".into()]),
+        case!(Region, SUBJECT_TOKENS, |r| r.spec.stream.subjects =
+            vec!["a.>.b".into()]),
+        case!(Region, SUBJECT_TOKENS, |r| r.spec.stream.subjects =
+            vec!["a*.b".into()]),
+        case!(Region, SUBJECT_TOKENS, |r| r.spec.stream.subjects =
+            vec!["*.orders".into()]),
+        case!(Region, SUBJECT_RESERVED, |r| r.spec.stream.subjects =
+            vec!["$JS.>".into()]),
+        case!(Region, SUBJECT_RESERVED, |r| r.spec.stream.subjects =
+            vec!["events.>".into(), "_INBOX.>".into()]),
+        case!(Region, SUBJECT_RESERVED, |r| r.spec.stream.subjects =
+            vec!["$SYS.>".into()]),
+        case!(Region, SUBJECT_RESERVED, |r| r.spec.stream.subjects =
+            vec!["$KV.bucket.>".into()]),
+        case!(Region, SOURCES_ZONE_TOKEN, |r| {
+            // Zone b's a.foo.b is also zone a's a.> (and *.foo.{zone}, as
+            // any subject starting with a wildcard, breaks SUBJECT_TOKENS).
+            r.spec.topology = Topology::Sources;
+            r.spec.stream.subjects = vec!["{zone}.>".into(), "a.foo.{zone}".into()];
+        }),
+        case!(Region, SOURCES_ZONE_TOKEN, |r| {
+            // Zone a-b's orders-a-b.> is also zone b's orders-a-{zone}.>.
+            r.spec.topology = Topology::Sources;
+            r.spec.stream.subjects = vec!["orders-{zone}.>".into(), "orders-a-{zone}.>".into()];
+        }),
+        case!(Region, ZONE_NAMES_CLASH, |r| r.spec.zones[2].name =
+            "b-client".into()),
+        case!(Region, ZONE_NAMES_CLASH, |r| r.spec.zones[2].name =
+            "a-leaf".into()),
+        case!(Region, ZONE_NAMES_CLASH, |r| r.spec.zones[2].name =
+            "b-config".into()),
+        case!(Region, ZONE_NAMES_CLASH, |r| r.spec.zones[2].name =
+            "a-tls".into()),
+        case!(Region, ZONE_NAMES_CLASH, |r| r.spec.zones[2].name =
+            "toxiproxy".into()),
         case!(Region, REPLICAS, |r| r.spec.stream.replicas = 0),
         case!(Region, MAX_AGE, |r| r.spec.stream.max_age_seconds =
             Some(-1)),
+        // 2^64 ns plus about 199 s: wrapped, it purged every zone.
+        case!(Region, MAX_AGE, |r| r.spec.stream.max_age_seconds =
+            Some(18_446_744_273)),
         case!(Region, MAX_BYTES, |r| r.spec.stream.max_bytes = Some(-2)),
         case!(Region, DUPLICATE_WINDOW, |r| r
             .spec
@@ -344,6 +394,10 @@ fn cases() -> Vec<Case> {
             0),
         case!(Region, SYNC_INTERVAL, |r| r.spec.stream.sync_interval =
             "2 minutes".into()),
+        case!(Region, SYNC_INTERVAL, |r| r.spec.stream.sync_interval =
+            "99999999999h".into()),
+        case!(Region, SYNC_INTERVAL, |r| r.spec.stream.sync_interval =
+            "61m".into()),
         case!(Region, RECONNECT, |r| r
             .spec
             .leafnode
@@ -369,6 +423,10 @@ fn cases() -> Vec<Case> {
             Some("b.east".into())),
         case!(Region, STORAGE_SIZE, |r| r.spec.zones[1].storage.size =
             "1GB".into()),
+        case!(Region, STORAGE_SIZE, |r| r.spec.zones[1].storage.size =
+            "0Gi".into()),
+        case!(Region, STORAGE_SIZE, |r| r.spec.zones[1].storage.size =
+            "512Ki".into()),
         case!(Region, EXTERNAL_URL, |r| {
             r.spec.zones[2].domain = Some("c".into());
             r.spec.zones[2].external = Some(ExternalZone {
@@ -409,12 +467,40 @@ fn cases() -> Vec<Case> {
         case!(Region, TLS_VALIDITY, |r| r.spec.tls.validity_days = 4000),
         case!(Region, TLS_RENEW_BEFORE, |r| r.spec.tls.renew_before_days =
             90),
+        case!(Region, TLS_RENEW_BEFORE, |r| r.spec.tls.renew_before_days =
+            0),
         case!(Drill, PARTITION_HEALED, |d| d.spec.steps =
             Some(vec![Step::Produce, Step::Partition, Step::Verify])),
         case!(Drill, VERIFY_LAST, |d| d.spec.steps =
             Some(vec![Step::Produce])),
         case!(Drill, SCHEDULE, |d| d.spec.schedule =
             Some("0 3 * *".into())),
+        case!(Drill, SCHEDULE, |d| d.spec.schedule =
+            Some("99 * * * *".into())),
+        case!(Drill, SCHEDULE, |d| d.spec.schedule =
+            Some("0 24 * * *".into())),
+        case!(Drill, SCHEDULE, |d| d.spec.schedule =
+            Some("0 3 0 * *".into())),
+        case!(Drill, SCHEDULE, |d| d.spec.schedule =
+            Some("0 3 * 13 *".into())),
+        case!(Drill, SCHEDULE, |d| d.spec.schedule =
+            Some("0 3 * * 8".into())),
+        case!(Drill, SCHEDULE, |d| d.spec.schedule =
+            Some("30-10 * * * *".into())),
+        case!(Drill, SCHEDULE, |d| d.spec.schedule =
+            Some("*/0 * * * *".into())),
+        case!(Drill, SCHEDULE, |d| d.spec.schedule =
+            Some("5/15 * * * *".into())),
+        case!(Drill, SCHEDULE_NEVER, |d| d.spec.schedule =
+            Some("0 0 31 2 *".into())),
+        case!(Drill, SCHEDULE_NEVER, |d| d.spec.schedule =
+            Some("0 0 30 feb ?".into())),
+        case!(Drill, SCHEDULE_NEVER, |d| d.spec.schedule =
+            Some("0 0 31 4,6,9,11 *".into())),
+        case!(Drill, DRILL_NAME, |d| d.metadata.name =
+            Some("nightly.east".into())),
+        case!(Drill, DRILL_NAME, |d| d.metadata.name =
+            Some("d".repeat(64))),
         case!(Drill, HISTORY_LIMIT, |d| d.spec.history_limit = 0),
         case!(Drill, REGION_REF, |d| d.spec.region_ref.name =
             String::new()),
@@ -561,6 +647,50 @@ async fn every_cel_message_is_enforced_by_the_api_server_and_locally() {
         .create(&dry_run, &base_drill())
         .await
         .expect("API server accepts the base drill");
+
+    // Near misses the new rules must not refuse, on either side.
+    let good_regions: [fn(&mut RegionMirror); 8] = [
+        |r| r.spec.stream.max_age_seconds = Some(3_155_760_000),
+        |r| r.spec.stream.sync_interval = "3600000ms".into(),
+        |r| r.spec.stream.sync_interval = "60m".into(),
+        |r| r.spec.zones[1].storage.size = "1Mi".into(),
+        |r| r.spec.stream.subjects = vec!["orders.*.created".into(), "a.>".into(), "x".into()],
+        |r| {
+            r.spec.topology = Topology::Sources;
+            r.spec.stream.subjects = vec!["orders.{zone}.>".into(), "payments.{zone}".into()];
+        },
+        |r| r.spec.zones[2].name = "b-mirror".into(),
+        |r| r.spec.tls.renew_before_days = 1,
+    ];
+    for mutate in good_regions {
+        let mut good = base_region();
+        good.metadata.name = Some("west".into()); // "east" is stored
+        mutate(&mut good);
+        validate::region(&good, None)
+            .unwrap_or_else(|e| panic!("local validator refused {:?}: {e}", good.spec));
+        regions
+            .create(&dry_run, &good)
+            .await
+            .unwrap_or_else(|e| panic!("API server refused {:?}: {e}", good.spec));
+    }
+    for schedule in [
+        "0 3 * * *",
+        "*/15 8-18 * * MON-FRI",
+        "0 0 29 2 *",
+        "0 0 30 1,3 *",
+        "0 0 31 2 1",
+        "5,10-20/5 0 1-31 jan-dec ?",
+        "59 23 31 12 7",
+    ] {
+        let mut good = base_drill();
+        good.spec.schedule = Some(schedule.into());
+        validate::drill(&good, &base_region())
+            .unwrap_or_else(|e| panic!("local validator refused {schedule:?}: {e}"));
+        drills
+            .create(&dry_run, &good)
+            .await
+            .unwrap_or_else(|e| panic!("API server refused {schedule:?}: {e}"));
+    }
 
     for case in cases() {
         match case.bad {

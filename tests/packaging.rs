@@ -997,7 +997,7 @@ async fn examples_apply_and_broken_examples_are_refused() {
         .await
         .expect("store region.yaml");
     let transitions: [(&str, Mutation); 2] = [
-        (msg::ROLE_IMMUTABLE, |r| {
+        (msg::SOURCE_ZONE_IMMUTABLE, |r| {
             r["spec"]["zones"][0]["role"] = json!("mirror");
             r["spec"]["zones"][1]["role"] = json!("source");
         }),

@@ -20,6 +20,7 @@ use super::validate::msg;
     shortname = "pdrill",
     category = "natsregion",
     cel,
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 63").message(msg::DRILL_NAME),
     printcolumn = r#"{"name":"Region","type":"string","jsonPath":".spec.regionRef.name"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.currentStep"}"#,
@@ -51,9 +52,17 @@ pub struct PartitionDrillSpec {
     #[serde(default)]
     pub temporary_zone: TemporaryZone,
     /// Cron schedule (5 fields, UTC) to run the drill again; absent runs it once.
+    /// Each field within its bounds (minute 0-59, hour 0-23, day of month
+    /// 1-31 or `?`, month 1-12 or JAN-DEC, day of week 0-7 or SUN-SAT or
+    /// `?`) as numbers, `a-b` ranges, `*/n` or `a-b/n` steps and lists; a
+    /// date that never occurs (31 February) is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.split(' ').filter(f, f != '').size() == 5").message(msg::SCHEDULE))]
-    #[schemars(length(max = 128))]
+    #[x_kube(
+        validation = Rule::new("self.matches('(?i)^ *([*]|([*]/0*[1-9][0-9]{0,3}|0*([0-9]|[1-5][0-9])-0*([0-9]|[1-5][0-9])(/0*[1-9][0-9]{0,3})?|0*([0-9]|[1-5][0-9]))(,([*]/0*[1-9][0-9]{0,3}|0*([0-9]|[1-5][0-9])-0*([0-9]|[1-5][0-9])(/0*[1-9][0-9]{0,3})?|0*([0-9]|[1-5][0-9])))*) +([*]|([*]/0*[1-9][0-9]{0,3}|0*([0-9]|1[0-9]|2[0-3])-0*([0-9]|1[0-9]|2[0-3])(/0*[1-9][0-9]{0,3})?|0*([0-9]|1[0-9]|2[0-3]))(,([*]/0*[1-9][0-9]{0,3}|0*([0-9]|1[0-9]|2[0-3])-0*([0-9]|1[0-9]|2[0-3])(/0*[1-9][0-9]{0,3})?|0*([0-9]|1[0-9]|2[0-3])))*) +([*]|[?]|([*]/0*[1-9][0-9]{0,3}|0*([1-9]|[12][0-9]|3[01])-0*([1-9]|[12][0-9]|3[01])(/0*[1-9][0-9]{0,3})?|0*([1-9]|[12][0-9]|3[01]))(,([*]/0*[1-9][0-9]{0,3}|0*([1-9]|[12][0-9]|3[01])-0*([1-9]|[12][0-9]|3[01])(/0*[1-9][0-9]{0,3})?|0*([1-9]|[12][0-9]|3[01])))*) +([*]|([*]/0*[1-9][0-9]{0,3}|(0*([1-9]|1[0-2])|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)-(0*([1-9]|1[0-2])|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(/0*[1-9][0-9]{0,3})?|(0*([1-9]|1[0-2])|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))(,([*]/0*[1-9][0-9]{0,3}|(0*([1-9]|1[0-2])|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)-(0*([1-9]|1[0-2])|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(/0*[1-9][0-9]{0,3})?|(0*([1-9]|1[0-2])|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)))*) +([*]|[?]|([*]/0*[1-9][0-9]{0,3}|(0*[0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)-(0*[0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)(/0*[1-9][0-9]{0,3})?|(0*[0-7]|SUN|MON|TUE|WED|THU|FRI|SAT))(,([*]/0*[1-9][0-9]{0,3}|(0*[0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)-(0*[0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)(/0*[1-9][0-9]{0,3})?|(0*[0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)))*) *$')").message(msg::SCHEDULE),
+        validation = Rule::new("self.replace(' ', ',').split(',').all(p, !p.matches('^[0-9]+-[0-9]+') || int(p.split('/')[0].split('-')[0]) <= int(p.split('/')[0].split('-')[1]))").message(msg::SCHEDULE),
+        validation = Rule::new("!self.matches('(?i)^ *[^ ]+ +[^ ]+ +(0*3[01](-0*3[01])?(,0*3[01](-0*3[01])?)* +(0*2|FEB)(,(0*2|FEB))*|0*31(,0*31)* +(0*[2469]|0*11|FEB|APR|JUN|SEP|NOV)(,(0*[2469]|0*11|FEB|APR|JUN|SEP|NOV))*) +[*?] *$')").message(msg::SCHEDULE_NEVER)
+    )]
+    #[schemars(length(max = 64))]
     pub schedule: Option<String>,
     /// Past results kept in status when scheduled.
     #[serde(default = "default_history_limit")]

@@ -37,11 +37,13 @@ use super::validate::msg;
     validation = Rule::new("self.zones.all(a, self.zones.filter(b, (has(b.domain) ? b.domain : b.name) == (has(a.domain) ? a.domain : a.name)).size() == 1)").message(msg::UNIQUE_DOMAINS),
     validation = Rule::new("self.zones.size() < 2 || self.stream.retention == 'Limits'").message(msg::LIMITS_RETENTION),
     validation = Rule::new("self.zones.all(z, z.role != 'source' || has(z.external) || self.stream.replicas <= z.servers)").message(msg::REPLICAS_FIT),
-    validation = Rule::new("self.zones.all(z, !oldSelf.zones.exists(o, o.name == z.name && o.role != z.role))").message(msg::ROLE_IMMUTABLE),
+    validation = Rule::new("self.zones.filter(z, z.role == 'source').size() != 1 || oldSelf.zones.filter(o, o.role == 'source').size() != 1 || self.zones.exists(z, z.role == 'source' && oldSelf.zones.exists(o, o.role == 'source' && o.name == z.name))").message(msg::SOURCE_ZONE_IMMUTABLE),
     validation = Rule::new("self.stream.name == oldSelf.stream.name").message(msg::STREAM_NAME_IMMUTABLE),
     validation = Rule::new("self.topology == oldSelf.topology").message(msg::TOPOLOGY_IMMUTABLE),
     validation = Rule::new("self.topology != 'sources' || self.stream.subjects.all(s, s.contains('{zone}'))").message(msg::SOURCES_SUBJECTS),
     validation = Rule::new("self.topology == 'sources' || self.stream.subjects.all(s, !s.contains('{zone}'))").message(msg::ZONE_TOKEN_WITHOUT_SOURCES),
+    validation = Rule::new("self.topology != 'sources' || self.stream.subjects.all(s, !s.contains('{zone}') || ((s.startsWith('{zone}') || s.split('{zone}')[0].endsWith('.')) && (s.split('{zone}')[1] == '' || s.split('{zone}')[1].startsWith('.')) && size(s.split('{zone}')[0].split('.')) == size(self.stream.subjects[0].split('{zone}')[0].split('.'))))").message(msg::SOURCES_ZONE_TOKEN),
+    validation = Rule::new("self.zones.all(a, a.name != 'toxiproxy' && !self.zones.exists(b, b.name == a.name + '-client' || b.name == a.name + '-leaf' || b.name == a.name + '-config' || b.name == a.name + '-tls'))").message(msg::ZONE_NAMES_CLASH),
     validation = Rule::new("!has(self.tls) || self.tls.mode != 'Secrets' || self.zones.all(z, has(z.external) || (has(self.tls.zoneSecrets) && self.tls.zoneSecrets.exists(s, s.zone == z.name)))").message(msg::TLS_ZONE_SECRET_MISSING),
     validation = Rule::new("!has(self.tls) || !has(self.tls.zoneSecrets) || self.tls.zoneSecrets.all(s, !self.zones.exists(z, z.name == s.zone && has(z.external)))").message(msg::TLS_ZONE_SECRET_EXTERNAL)
 )]
@@ -100,7 +102,11 @@ pub struct StreamSpec {
     /// Subjects the source stream captures. With `topology: sources` each
     /// must contain `{zone}`, which becomes the zone's name in that zone's
     /// local stream (for example `orders.{zone}.>`).
-    #[x_kube(validation = Rule::new("self.size() >= 1 && self.all(s, s.size() >= 1 && !s.matches('[[:space:]]'))").message(msg::SUBJECTS))]
+    #[x_kube(
+        validation = Rule::new("self.size() >= 1 && self.all(s, s.size() >= 1 && !s.matches('[[:space:]]'))").message(msg::SUBJECTS),
+        validation = Rule::new("self.all(s, s.size() == 0 || s.matches('^[^.*>]+([.]([^.*>]+|[*]))*([.]>)?$'))").message(msg::SUBJECT_TOKENS),
+        validation = Rule::new("self.all(s, !s.startsWith('$') && !s.startsWith('_INBOX'))").message(msg::SUBJECT_RESERVED)
+    )]
     #[schemars(length(max = 32), inner(length(max = 256)))]
     pub subjects: Vec<String>,
     #[serde(default)]
@@ -112,8 +118,10 @@ pub struct StreamSpec {
     #[serde(default)]
     pub retention: Retention,
     /// Maximum message age in seconds; absent or 0 keeps messages forever.
+    /// At most [`MAX_AGE_SECONDS`] (100 years), so the nanoseconds NATS is
+    /// sent fit an i64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self >= 0").message(msg::MAX_AGE))]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 3155760000").message(msg::MAX_AGE))]
     pub max_age_seconds: Option<i64>,
     /// Maximum stream size in bytes; absent or -1 is unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,9 +134,35 @@ pub struct StreamSpec {
     /// How often JetStream fsyncs (`2m` by default, `always` to sync every write).
     /// Acked writes newer than this can vanish after a power loss; every drill report records it.
     #[serde(default = "default_sync_interval")]
-    #[x_kube(validation = Rule::new("self == 'always' || self.matches('^[1-9][0-9]*(ms|s|m|h)$')").message(msg::SYNC_INTERVAL))]
+    #[x_kube(validation = Rule::new("self == 'always' || self.matches('^([1-9][0-9]{0,5}ms|[1-2][0-9]{6}ms|3[0-5][0-9]{5}ms|3600000ms|[1-9][0-9]{0,2}s|[1-2][0-9]{3}s|3[0-5][0-9]{2}s|3600s|[1-9]m|[1-5][0-9]m|60m|1h)$')").message(msg::SYNC_INTERVAL))]
     #[schemars(length(max = 16))]
     pub sync_interval: String,
+}
+
+/// The longest `stream.maxAgeSeconds` (100 years of 365.25 days); the CRD
+/// rule spells the same number. NATS takes the age in nanoseconds as an i64,
+/// which this fits with room to spare.
+pub const MAX_AGE_SECONDS: i64 = 3_155_760_000;
+
+impl StreamSpec {
+    /// `maxAgeSeconds` as the Duration NATS is sent; zero keeps messages forever.
+    pub fn max_age(&self) -> std::time::Duration {
+        seconds_for_nats(self.max_age_seconds.unwrap_or(0), MAX_AGE_SECONDS)
+    }
+    /// `duplicateWindowSeconds` as the Duration NATS is sent (at least 1 s).
+    pub fn duplicate_window(&self) -> std::time::Duration {
+        seconds_for_nats(self.duplicate_window_seconds.max(1), MAX_AGE_SECONDS)
+    }
+}
+
+/// Seconds from the spec as a Duration whose nanoseconds fit an i64 (the
+/// NATS wire format), never wrapped: the CRD refuses values outside
+/// `0..=max`, and one that got past it anyway is held at `max`, so a stream
+/// keeps its messages longer, never shorter (18446744273 s would otherwise
+/// wrap to about 199 s in nanoseconds and purge every zone).
+pub fn seconds_for_nats(seconds: i64, max: i64) -> std::time::Duration {
+    let max = max.clamp(0, i64::MAX / 1_000_000_000);
+    std::time::Duration::from_secs(seconds.clamp(0, max).unsigned_abs())
 }
 
 fn default_replicas() -> i32 {
@@ -222,7 +256,7 @@ pub struct TlsSpec {
     pub validity_days: i32,
     /// `Generated`: a certificate is reissued this many days before it expires.
     #[serde(default = "default_renew_before_days")]
-    #[x_kube(validation = Rule::new("self >= 0").message(msg::TLS_RENEW_BEFORE))]
+    #[x_kube(validation = Rule::new("self >= 1").message(msg::TLS_RENEW_BEFORE))]
     pub renew_before_days: i32,
     /// `Secrets`: Secret whose `ca.crt` every zone trusts (the CA that signed the zones' certificates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -358,7 +392,7 @@ pub enum ZoneRole {
 pub struct ZoneStorage {
     /// Size of each server's JetStream volume.
     #[serde(default = "default_storage_size")]
-    #[x_kube(validation = Rule::new("self.matches('^[0-9]+(Ki|Mi|Gi|Ti)$')").message(msg::STORAGE_SIZE))]
+    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]{0,5}(Mi|Gi|Ti)$')").message(msg::STORAGE_SIZE))]
     #[schemars(length(max = 16))]
     pub size: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -414,8 +414,17 @@ fn check_sync_interval(v: &str) -> Result<String, PlanError> {
     }
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (digits, unit) = v.split_at(split);
-    let ok =
-        !digits.is_empty() && !digits.starts_with('0') && matches!(unit, "ms" | "s" | "m" | "h");
+    // At most an hour, as the CRD rule says: longer leaves acked writes
+    // unsynced for longer than any drill could notice.
+    let per_hour = match unit {
+        "ms" => Some(3_600_000u64),
+        "s" => Some(3_600),
+        "m" => Some(60),
+        "h" => Some(1),
+        _ => None,
+    };
+    let ok = !digits.starts_with('0')
+        && per_hour.is_some_and(|max| digits.parse::<u64>().is_ok_and(|n| (1..=max).contains(&n)));
     if ok {
         Ok(v.to_string())
     } else {
@@ -456,10 +465,31 @@ mod tests {
 
     #[test]
     fn sync_intervals_and_quantities() {
-        for ok in ["always", "2m", "10s", "250ms", "1h"] {
+        for ok in [
+            "always",
+            "2m",
+            "10s",
+            "250ms",
+            "1h",
+            "60m",
+            "3600s",
+            "3600000ms",
+        ] {
             assert!(check_sync_interval(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "0s", "2", "m", "2d", "1.5s", "02m"] {
+        for bad in [
+            "",
+            "0s",
+            "2",
+            "m",
+            "2d",
+            "1.5s",
+            "02m",
+            "61m",
+            "2h",
+            "99999999999h",
+            "3600001ms",
+        ] {
             assert!(check_sync_interval(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_quantity("1Gi"), Some(1 << 30));

@@ -131,9 +131,8 @@ pub fn zone_streams(spec: &RegionMirrorSpec, zone: &ZoneSpec) -> Vec<ZoneStream>
 }
 
 fn duplicate_window(spec: &RegionMirrorSpec) -> Duration {
-    let s = &spec.stream;
-    let max_age = Duration::from_secs(s.max_age_seconds.unwrap_or(0).max(0) as u64);
-    let window = Duration::from_secs(s.duplicate_window_seconds.max(1) as u64);
+    let max_age = spec.stream.max_age();
+    let window = spec.stream.duplicate_window();
     // The server refuses a duplicate window longer than the maximum age.
     if !max_age.is_zero() && window > max_age {
         max_age
@@ -180,7 +179,7 @@ fn common(spec: &RegionMirrorSpec, zone_servers: Option<i32>) -> Config {
             api::Retention::WorkQueue => RetentionPolicy::WorkQueue,
             api::Retention::Interest => RetentionPolicy::Interest,
         },
-        max_age: Duration::from_secs(s.max_age_seconds.unwrap_or(0).max(0) as u64),
+        max_age: s.max_age(),
         max_bytes: match s.max_bytes {
             None | Some(0) => -1,
             Some(n) => n,

@@ -366,3 +366,28 @@ fn zone_streams_follow_the_topology() {
         );
     }
 }
+
+/// The ages NATS is sent never wrap: 18446744273 s is 2^64 ns plus about
+/// 199 s, which a wrapping conversion turned into a 199 s retention that
+/// purged every zone on the next update.
+#[test]
+fn stream_ages_reach_nats_unwrapped() {
+    let nanos = |spec: &RegionMirrorSpec, field: &str| -> i64 {
+        let config = serde_json::to_value(source_stream_config(spec)).expect("config serializes");
+        config[field]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{field} in nanoseconds as an i64: {config}"))
+    };
+    let mut spec = three_zone_spec();
+    assert_eq!(nanos(&spec, "max_age"), 60_000_000_000);
+    let limit = crate::api::MAX_AGE_SECONDS * 1_000_000_000;
+    for huge in [18_446_744_273, crate::api::MAX_AGE_SECONDS + 1, i64::MAX] {
+        spec.stream.max_age_seconds = Some(huge);
+        assert_eq!(nanos(&spec, "max_age"), limit, "maxAgeSeconds {huge}");
+    }
+    spec.stream.max_age_seconds = Some(-5);
+    assert_eq!(nanos(&spec, "max_age"), 0, "a negative age keeps forever");
+    spec.stream.max_age_seconds = None;
+    spec.stream.duplicate_window_seconds = i64::MAX;
+    assert_eq!(nanos(&spec, "duplicate_window"), limit);
+}

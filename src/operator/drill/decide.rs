@@ -109,6 +109,11 @@ pub fn decide(
             },
         }
     } else {
+        // A schedule that never fires (or does not parse) is refused before
+        // the first run, not after it.
+        if let Some(schedule) = &drill.spec.schedule {
+            parse_schedule(schedule)?;
+        }
         Next::Start {
             scheduled_at: drill.spec.schedule.as_ref().map(|_| now),
         }
@@ -143,12 +148,7 @@ pub fn next_run(drill: &PartitionDrill, now: jiff::Timestamp) -> Result<Option<j
     let Some(schedule) = &drill.spec.schedule else {
         return Ok(None);
     };
-    let invalid = |e: croner::errors::CronError| Error::Other {
-        reason: "InvalidSchedule",
-        message: format!("spec.schedule {schedule:?}: {e}"),
-        permanent: true,
-    };
-    let cron: croner::Cron = schedule.parse().map_err(invalid)?;
+    let cron = parse_schedule(schedule)?;
     let status = drill.status.as_ref();
     let after = status
         .and_then(|s| s.last_schedule_time.clone().or(s.started_at.clone()))
@@ -157,13 +157,26 @@ pub fn next_run(drill: &PartitionDrill, now: jiff::Timestamp) -> Result<Option<j
         .unwrap_or(now);
     let next = cron
         .find_next_occurrence(&after.to_zoned(jiff::tz::TimeZone::UTC), false)
-        .map_err(invalid)?;
+        .map_err(|e| invalid_schedule(format!("spec.schedule {schedule:?}: {e}")))?;
     Ok(Some(next.timestamp()))
+}
+
+fn invalid_schedule(message: String) -> Error {
+    Error::Other {
+        reason: "InvalidSchedule",
+        message,
+        permanent: true,
+    }
+}
+
+/// The schedule as the API server's rules and the local runtime read it.
+fn parse_schedule(schedule: &str) -> Result<croner::Cron> {
+    crate::api::validate::schedule(schedule).map_err(invalid_schedule)
 }
 
 /// The latest schedule time at or before `now`.
 fn latest_due(drill: &PartitionDrill, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
-    let cron: croner::Cron = drill.spec.schedule.as_ref()?.parse().ok()?;
+    let cron = crate::api::validate::schedule(drill.spec.schedule.as_ref()?).ok()?;
     cron.find_previous_occurrence(&now.to_zoned(jiff::tz::TimeZone::UTC), true)
         .ok()
         .map(|z| z.timestamp())
@@ -468,6 +481,17 @@ mod tests {
             latest_due(&d, now).unwrap().to_string(),
             "2026-01-03T07:00:00Z"
         );
+    }
+
+    #[test]
+    fn a_schedule_that_never_fires_is_refused_before_the_first_run() {
+        for never in ["0 0 31 2 *", "0 0 31 4-4 *", "99 * * * *"] {
+            let e = decide(&scheduled_drill(Some(never), None), false, ts(NOW)).unwrap_err();
+            assert!(e.is_permanent(), "{never}");
+            assert_eq!(e.reason(), "InvalidSchedule", "{never}");
+        }
+        let fine = decide(&scheduled_drill(Some("0 0 29 2 *"), None), false, ts(NOW)).unwrap();
+        assert!(matches!(fine.next, Next::Start { .. }), "{:?}", fine.next);
     }
 
     #[test]

@@ -118,6 +118,26 @@ mod tests {
         assert!(hint.contains(".svc"), "{hint}");
     }
 
+    /// The CRD refuses zone pairs that would share these names
+    /// (`validate::ZONE_OBJECT_SUFFIXES`); a new suffix here must join it.
+    #[test]
+    fn zone_object_names_extend_the_statefulset_by_the_refused_suffixes() {
+        use crate::api::validate::{RESERVED_ZONE_NAMES, ZONE_OBJECT_SUFFIXES};
+        let base = statefulset("east", "b");
+        for name in [
+            client_service("east", "b"),
+            leafnode_service("east", "b"),
+            config_map("east", "b"),
+            zone_tls_secret("east", "b"),
+        ] {
+            let suffix = name.strip_prefix(&base).expect("extends <region>-<zone>");
+            assert!(ZONE_OBJECT_SUFFIXES.contains(&suffix), "{name}");
+        }
+        let region_object = toxiproxy_name("east");
+        let zone = region_object.strip_prefix("east-").unwrap();
+        assert!(RESERVED_ZONE_NAMES.contains(&zone), "{region_object}");
+    }
+
     #[test]
     fn leafnode_host_is_the_leaf_service() {
         assert_eq!(leafnode_host("ns1", "east", "a"), "east-a-leaf.ns1.svc");
