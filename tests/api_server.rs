@@ -742,3 +742,93 @@ async fn every_cel_message_is_enforced_by_the_api_server_and_locally() {
         }
     }
 }
+
+/// What `kubectl apply` sends by default: server-side field validation
+/// Strict. A misspelt field and a list over its maxItems are refused by the
+/// API server, and the local drill-file loader refuses the same objects from
+/// the same schema (api::schema_check), instead of dropping the typo and
+/// running with the default.
+#[tokio::test]
+async fn strict_field_validation_refuses_what_local_mode_refuses() {
+    let (_plane, client) = plane_with_crds().await;
+    let strict = PatchParams::apply(MANAGER).validation_strict().dry_run();
+    let region_ar = ApiResource::erase::<RegionMirror>(&());
+    let drill_ar = ApiResource::erase::<PartitionDrill>(&());
+    let regions: Api<DynamicObject> = Api::default_namespaced_with(client.clone(), &region_ar);
+    let drills: Api<DynamicObject> = Api::default_namespaced_with(client.clone(), &drill_ar);
+
+    let region = |zones: usize| {
+        let zones: Vec<_> = (0..zones)
+            .map(|i| json!({"name": format!("z{i}"), "role": if i == 0 { "source" } else { "mirror" }}))
+            .collect();
+        json!({
+            "apiVersion": region_ar.api_version, "kind": region_ar.kind,
+            "metadata": {"name": "east"},
+            "spec": {"stream": {"name": "EVENTS_REGION", "subjects": ["events.>"]}, "zones": zones},
+        })
+    };
+    let drill = |fault: serde_json::Value| {
+        json!({
+            "apiVersion": drill_ar.api_version, "kind": drill_ar.kind,
+            "metadata": {"name": "east-drill"},
+            "spec": {"regionRef": {"name": "east"}, "fault": fault},
+        })
+    };
+    let file = |region: &serde_json::Value, drill: &serde_json::Value| {
+        format!(
+            "{}---\n{}",
+            serde_yaml_ng::to_string(region).unwrap(),
+            serde_yaml_ng::to_string(drill).unwrap()
+        )
+    };
+    let local = |text: String| match natsregion::cli::drill_file::parse("x.yaml", &text) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("local mode accepted:\n{text}"),
+    };
+    let refused = |result: Result<DynamicObject, kube::Error>, what: &str| match result {
+        Err(kube::Error::Api(status)) => status.message,
+        other => panic!("API server: {what} expected a refusal, got {other:?}"),
+    };
+
+    // Both starting points are accepted by both sides.
+    let (good_region, good_drill) = (region(3), drill(json!({"holdSeconds": 30})));
+    natsregion::cli::drill_file::parse("x.yaml", &file(&good_region, &good_drill))
+        .expect("local mode accepts the good file");
+    regions
+        .patch("east", &strict, &Patch::Apply(&good_region))
+        .await
+        .expect("API server accepts the good region");
+    drills
+        .patch("east-drill", &strict, &Patch::Apply(&good_drill))
+        .await
+        .expect("API server accepts the good drill");
+
+    let typo = drill(json!({"holdSecond": 30}));
+    let api = refused(
+        drills
+            .patch("east-drill", &strict, &Patch::Apply(&typo))
+            .await,
+        "holdSecond",
+    );
+    assert!(api.contains("spec.fault.holdSecond"), "API server: {api}");
+    let mine = local(file(&good_region, &typo));
+    assert!(
+        mine.contains("spec.fault.holdSecond: unknown field"),
+        "local: {mine}"
+    );
+
+    let many = region(17);
+    let api = refused(
+        regions.patch("east", &strict, &Patch::Apply(&many)).await,
+        "17 zones",
+    );
+    assert!(
+        api.contains("spec.zones") && api.contains("must have at most 16 items"),
+        "API server: {api}"
+    );
+    let mine = local(file(&many, &good_drill));
+    assert!(
+        mine.contains("spec.zones: too many: 17: must have at most 16 items"),
+        "local: {mine}"
+    );
+}

@@ -100,7 +100,7 @@ pub struct FaultSpec {
     pub backend: FaultBackend,
     /// Zones cut from the source zone; empty means every mirror zone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 16), inner(length(max = 40)))]
     pub zones: Vec<String>,
     /// Hard deadline: a fault older than this is removed whatever else happens.
     #[serde(default = "default_fault_deadline")]

@@ -4,6 +4,7 @@
 pub mod conditions;
 pub mod drill;
 pub mod region;
+pub mod schema_check;
 pub mod validate;
 
 pub use drill::*;

@@ -416,7 +416,9 @@ fn default_storage_size() -> String {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Scheduling {
+    /// Node labels the zone's servers require (label values: 63 characters at most).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32, "additionalProperties" = {"type": "string", "maxLength": 63}))]
     pub node_selector: BTreeMap<String, String>,
     /// Pin the zone's servers to nodes whose `topology.kubernetes.io/zone` label has this value.
     #[serde(default, skip_serializing_if = "Option::is_none")]

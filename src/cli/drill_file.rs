@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::api::{PartitionDrill, RegionMirror, validate};
+use crate::api::{PartitionDrill, RegionMirror, schema_check, validate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrillFileError {
@@ -140,11 +140,22 @@ fn documents(path: &str, text: &str) -> Result<Documents, DrillFileError> {
             message: e.to_string(),
         };
         let meta: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(parse_err)?;
+        // The schema first, as the API server with strict field validation:
+        // serde alone would ignore a misspelt field and use its default.
+        let as_json = || {
+            serde_json::to_value(&value).map_err(|e| DrillFileError::Parse {
+                path: path.into(),
+                index,
+                message: e.to_string(),
+            })
+        };
         match (meta.kind.as_str(), meta.api_version.as_str()) {
             ("RegionMirror", "natsregion.io/v1alpha1") => {
+                schema_check::region(&as_json()?)?;
                 regions.push(serde_yaml_ng::from_value::<RegionMirror>(value).map_err(parse_err)?)
             }
             ("PartitionDrill", "natsregion.io/v1alpha1") => {
+                schema_check::drill(&as_json()?)?;
                 drills.push(serde_yaml_ng::from_value::<PartitionDrill>(value).map_err(parse_err)?)
             }
             _ => {
@@ -259,6 +270,25 @@ spec:
         let e = parse("x.yaml", &long_joiner).unwrap_err().to_string();
         assert!(
             e.contains("temporaryZone.name") && e.contains(validate::msg::NAMES_FIT),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn misspelt_fields_and_too_many_zones_are_refused_as_the_api_server_would() {
+        let typo = GOOD.replace(
+            "regionRef: {name: demo}",
+            "regionRef: {name: demo}\n  fault: {holdSecond: 30}",
+        );
+        let e = parse("x.yaml", &typo).unwrap_err().to_string();
+        assert!(e.contains("spec.fault.holdSecond: unknown field"), "{e}");
+        let zones: String = (0..17)
+            .map(|i| format!("\n    - {{name: z{i}, role: mirror}}"))
+            .collect();
+        let many = GOOD.replace("\n    - {name: b, role: mirror}", &zones);
+        let e = parse("x.yaml", &many).unwrap_err().to_string();
+        assert!(
+            e.contains("spec.zones: too many: 18: must have at most 16 items"),
             "{e}"
         );
     }
