@@ -261,6 +261,36 @@ impl PartitionDrillSpec {
     }
 }
 
+/// A count from the spec as the unsigned number the engine uses, never
+/// wrapped: the CRD rules keep these positive, and a negative one that got
+/// past them anyway counts as 0 instead of as 2^64 minus it.
+pub fn spec_count(n: impl Into<i64>) -> u64 {
+    u64::try_from(n.into()).unwrap_or(0)
+}
+
+/// Seconds from the spec as a Duration (see [`spec_count`]).
+pub fn spec_seconds(n: impl Into<i64>) -> std::time::Duration {
+    std::time::Duration::from_secs(spec_count(n))
+}
+
+impl FaultSpec {
+    pub fn hold(&self) -> std::time::Duration {
+        spec_seconds(self.hold_seconds)
+    }
+    pub fn deadline(&self) -> std::time::Duration {
+        spec_seconds(self.deadline_seconds)
+    }
+}
+
+impl Timeouts {
+    pub fn step(&self) -> std::time::Duration {
+        spec_seconds(self.step_seconds)
+    }
+    pub fn catch_up(&self) -> std::time::Duration {
+        spec_seconds(self.catch_up_seconds)
+    }
+}
+
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Timeouts {
@@ -540,4 +570,24 @@ pub struct PartitionDrillStatus {
     pub last_schedule_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<DrillRun>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_counts_and_seconds_never_wrap() {
+        // `-1i32 as u64` is 18446744073709551615: a timeout that never ends.
+        assert_eq!(spec_count(-1i32), 0);
+        assert_eq!(spec_count(i64::MIN), 0);
+        assert_eq!(spec_count(3600i32), 3600);
+        let mut fault = FaultSpec {
+            hold_seconds: -8,
+            ..FaultSpec::default()
+        };
+        assert_eq!(fault.hold(), std::time::Duration::ZERO);
+        fault.hold_seconds = 8;
+        assert_eq!(fault.hold(), std::time::Duration::from_secs(8));
+    }
 }

@@ -164,7 +164,7 @@ fn parse(messages: u64) -> Result<(RegionMirror, PartitionDrill), BenchError> {
 
 async fn drill(messages: u64) -> Result<SoakRun, BenchError> {
     let (region, drill) = parse(messages)?;
-    let per_phase = drill.spec.workload.messages_per_phase as u64;
+    let per_phase = crate::api::spec_count(drill.spec.workload.messages_per_phase);
     let reset = reset_peak_rss();
     let rss_before_kib = proc_status_kib("VmRSS");
     let started = Instant::now();

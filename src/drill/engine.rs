@@ -351,7 +351,7 @@ fn writer_slots(region: &RegionMirror, drill: &PartitionDrill, first: u32) -> Ve
             zone,
             log: Arc::new(Mutex::new(SentLog::new(
                 first.wrapping_add(i as u32).max(1),
-                drill.spec.workload.payload_bytes as usize,
+                usize::try_from(drill.spec.workload.payload_bytes).unwrap_or(0),
             ))),
             producer: None,
             local_first_seq: 1,
@@ -451,11 +451,11 @@ impl Run<'_> {
     }
 
     fn step_timeout(&self) -> Duration {
-        Duration::from_secs(self.drill.spec.timeouts.step_seconds as u64)
+        self.drill.spec.timeouts.step()
     }
 
     fn catch_up_timeout(&self) -> Duration {
-        Duration::from_secs(self.drill.spec.timeouts.catch_up_seconds as u64)
+        self.drill.spec.timeouts.catch_up()
     }
 
     /// How long past the catch-up timeout the run keeps watching and
@@ -463,8 +463,9 @@ impl Run<'_> {
     /// timeout or twice the leafnode's redial interval (a timeout shorter
     /// than one redial is missed by construction), at most 60 s.
     fn catch_up_grace(&self) -> Duration {
-        let redial = self.region.spec.leafnode.reconnect_interval_seconds.max(1) as u64;
-        let timeout = self.drill.spec.timeouts.catch_up_seconds.max(1) as u64;
+        let redial =
+            crate::api::spec_count(self.region.spec.leafnode.reconnect_interval_seconds.max(1));
+        let timeout = crate::api::spec_count(self.drill.spec.timeouts.catch_up_seconds.max(1));
         Duration::from_secs((2 * timeout.max(redial)).min(60))
     }
 
@@ -499,7 +500,7 @@ impl Run<'_> {
             // The heal waits for the hold time on top of its own work.
             let limit = self.step_timeout()
                 + if step == Step::Heal {
-                    Duration::from_secs(self.drill.spec.fault.hold_seconds as u64)
+                    self.drill.spec.fault.hold()
                 } else {
                     Duration::ZERO
                 }
@@ -623,8 +624,8 @@ impl Run<'_> {
             self.writers[i].log.clone(),
             ProducerSettings {
                 subject: producer_subject(&subjects),
-                payload_bytes: workload.payload_bytes as usize,
-                rate_per_second: workload.rate_per_second as u64,
+                payload_bytes: usize::try_from(workload.payload_bytes).unwrap_or(0),
+                rate_per_second: crate::api::spec_count(workload.rate_per_second),
                 window: self.opts.publish_window,
             },
         );
@@ -1006,7 +1007,7 @@ impl Run<'_> {
     async fn produce(&mut self, index: usize, step: Step) -> Result<PhaseStats, StepError> {
         let phase = self.next_phase;
         self.next_phase += 1;
-        let count = self.drill.spec.workload.messages_per_phase as u64;
+        let count = crate::api::spec_count(self.drill.spec.workload.messages_per_phase);
         let stats = {
             let this = &*self;
             let progress = |_done: u64| this.report_progress(step.name());
@@ -1295,7 +1296,7 @@ impl Run<'_> {
     async fn partition(&mut self) -> Result<(), StepError> {
         let zones = self.cut_zones();
         let (in_sync, _) = self.wait_in_sync(&zones, self.catch_up_timeout()).await;
-        let deadline = Duration::from_secs(self.drill.spec.fault.deadline_seconds as u64);
+        let deadline = self.drill.spec.fault.deadline();
         // The intent is stored before the backend is asked: a process that
         // dies once the cut landed leaves a record its successor heals.
         let mut intent = crate::fault::fault_record(
@@ -1446,7 +1447,7 @@ impl Run<'_> {
         let Some(open) = self.open.as_ref() else {
             return Err(StepError::Failed("heal without an open partition".into()));
         };
-        let hold = Duration::from_secs(self.drill.spec.fault.hold_seconds as u64);
+        let hold = self.drill.spec.fault.hold();
         tokio::time::sleep_until((open.cut_at + hold).into()).await;
         self.close_partition(None).await
     }
@@ -2003,7 +2004,7 @@ impl Run<'_> {
         if let Some(zones) = self.cut_started.take()
             && unhealed.is_empty()
         {
-            let deadline = Duration::from_secs(self.drill.spec.fault.deadline_seconds as u64);
+            let deadline = self.drill.spec.fault.deadline();
             let record = crate::fault::fault_record(
                 "unrecorded-cut".into(),
                 self.backend.name(),
