@@ -1712,3 +1712,137 @@ async fn a_region_whose_names_another_region_holds_applies_nothing() {
     );
 }
 
+/// The claims of `sts`'s pods, by name.
+async fn claims_of(client: &Client, ns: &str, sts: &str) -> BTreeSet<String> {
+    Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .list_metadata(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| c.name_any())
+        .filter(|n| n.starts_with(&format!("data-{sts}-")))
+        .collect()
+}
+
+/// `deletionPolicy` against the real StatefulSet controller and garbage
+/// collector: `keep` (default Retain) leaves its claims when deleted; `flip`,
+/// created with Retain and switched to Delete while live, takes them along.
+#[tokio::test]
+async fn deletion_policy_keeps_or_deletes_the_zones_claims() {
+    let (mut plane, client) = plane_with_crds().await;
+    match plane.start_controller_manager().await {
+        Ok(()) => {}
+        Err(natsregion::testenv::Error::MissingTool(e)) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+        Err(e) => panic!("kube-controller-manager: {e}"),
+    }
+    let ns = "default";
+    let (_ctx, _stop) = start_operator(&client, ns, None);
+    let regions: Api<RegionMirror> = Api::namespaced(client.clone(), ns);
+    let spec = fixtures::events_spec(json!([
+        {"name": "a", "role": "source", "servers": 1},
+        {"name": "b", "role": "mirror", "servers": 2},
+    ]));
+    for name in ["keep", "flip"] {
+        regions
+            .create(
+                &PostParams::default(),
+                &fixtures::region(name, spec.clone()),
+            )
+            .await
+            .unwrap();
+    }
+    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let all_claims = async |region: &str| {
+        let mut out = claims_of(&client, ns, &format!("{region}-a")).await;
+        out.extend(claims_of(&client, ns, &format!("{region}-b")).await);
+        out
+    };
+    for region in ["keep", "flip"] {
+        eventually(
+            &format!("{region}'s claims made"),
+            Duration::from_secs(60),
+            async || {
+                let n = all_claims(region).await.len();
+                (n == 3).then_some(()).ok_or(format!("{n} claims"))
+            },
+        )
+        .await;
+        let sts = stss.get(&format!("{region}-b")).await.unwrap();
+        let policy = sts.spec.persistent_volume_claim_retention_policy.unwrap();
+        assert_eq!(policy.when_deleted.as_deref(), Some("Retain"));
+    }
+    // A change on a live region reaches its StatefulSets, and the
+    // StatefulSet controller makes the set own the claims.
+    regions
+        .patch(
+            "flip",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"deletionPolicy": "Delete"}})),
+        )
+        .await
+        .unwrap();
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), ns);
+    eventually(
+        "flip's claims owned by its StatefulSets",
+        Duration::from_secs(60),
+        async || {
+            for claim in all_claims("flip").await {
+                let c = pvcs.get(&claim).await.map_err(|e| e.to_string())?;
+                let owned = c
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == "StatefulSet");
+                if !owned {
+                    return Err(format!("{claim} not owned by its StatefulSet"));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    for region in ["keep", "flip"] {
+        regions
+            .delete(region, &DeleteParams::background())
+            .await
+            .unwrap();
+    }
+    eventually(
+        "flip's claims gone with it",
+        Duration::from_secs(90),
+        async || {
+            let left = all_claims("flip").await;
+            left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+        },
+    )
+    .await;
+    eventually(
+        "keep's StatefulSets gone",
+        Duration::from_secs(60),
+        async || {
+            let left = stss
+                .list_metadata(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            (left == 0).then_some(()).ok_or(format!("{left} left"))
+        },
+    )
+    .await;
+    let kept = all_claims("keep").await;
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    for claim in &kept {
+        let c = pvcs.get(claim).await.unwrap();
+        assert!(
+            c.metadata.deletion_timestamp.is_none(),
+            "{claim} is being deleted"
+        );
+    }
+}
