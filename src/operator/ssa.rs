@@ -43,7 +43,7 @@ where
     let name = obj.name_any();
     let api: Api<K> = Api::namespaced(client.clone(), &ns);
     let ours = controller_uid(obj.meta());
-    ensure_free(&api, &name, ours, "").await?;
+    ensure_free(&api, &name, ours, Uncontrolled::Refuse, "").await?;
     api.patch(
         &name,
         &PatchParams::apply(FIELD_MANAGER).force(),
@@ -83,10 +83,26 @@ pub fn foreign_holder(existing: &ObjectMeta, ours: Option<&str>) -> Option<Strin
     }
 }
 
+/// Whether an object of the name that no one controls may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Uncontrolled {
+    /// It would be written over: refused.
+    Refuse,
+    /// It is only read, never written (a Secret the operator generates only
+    /// when absent, which a user may provide under that name).
+    Read,
+}
+
 /// Fails with [`Error::NameConflict`] when `name` exists and is held by
 /// anyone but the controller `ours` (see [`foreign_holder`]). `hint` says
 /// what to rename; empty, the generic advice is given.
-pub async fn ensure_free<K>(api: &Api<K>, name: &str, ours: Option<&str>, hint: &str) -> Result<()>
+pub async fn ensure_free<K>(
+    api: &Api<K>,
+    name: &str,
+    ours: Option<&str>,
+    uncontrolled: Uncontrolled,
+    hint: &str,
+) -> Result<()>
 where
     K: Child,
 {
@@ -95,7 +111,13 @@ where
         .get_metadata_opt(name)
         .await
         .map_err(|e| Error::kube(format!("read {kind} {name}"), e))?;
-    let Some(holder) = existing.and_then(|e| foreign_holder(&e.metadata, ours)) else {
+    let Some(existing) = existing else {
+        return Ok(());
+    };
+    if uncontrolled == Uncontrolled::Read && controller_uid(&existing.metadata).is_none() {
+        return Ok(());
+    }
+    let Some(holder) = foreign_holder(&existing.metadata, ours) else {
         return Ok(());
     };
     Err(Error::NameConflict {

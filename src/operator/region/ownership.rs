@@ -18,7 +18,7 @@ use super::names;
 use crate::api::{RegionMirror, TlsMode};
 use crate::meta::labels;
 use crate::operator::error::{Error, Result};
-use crate::operator::ssa::{self, Child};
+use crate::operator::ssa::{self, Child, Uncontrolled};
 
 /// The kinds of object a region writes (and the claims its StatefulSets make).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,6 +40,10 @@ pub struct Claim {
     pub kind: Kind,
     pub name: String,
     pub zone: Option<String>,
+    /// Generated only when absent and then only read: the generated
+    /// credentials, which a user may provide under that name, are used
+    /// when no one controls them (another region's are refused).
+    pub read_only: bool,
 }
 
 /// The name of the volume claim template: claims are `data-<pod>`.
@@ -51,46 +55,45 @@ pub const DATA_CLAIM: &str = "data";
 pub fn claims(region: &RegionMirror) -> Vec<Claim> {
     let r = region.name_any();
     let spec = &region.spec;
-    let mut out = Vec::new();
-    let mut add = |kind, name: String, zone: Option<&str>| {
+    let mut out: Vec<Claim> = Vec::new();
+    let mut add = |kind, name: String, zone: Option<&str>, read_only| {
         out.push(Claim {
             kind,
             name,
             zone: zone.map(str::to_string),
+            read_only,
         })
     };
     for zone in spec.zones.iter().filter(|z| z.external.is_none()) {
-        let z = Some(zone.name.as_str());
-        add(Kind::ConfigMap, names::config_map(&r, &zone.name), z);
-        add(Kind::Service, names::headless_service(&r, &zone.name), z);
-        add(Kind::Service, names::client_service(&r, &zone.name), z);
+        let (z, n) = (Some(zone.name.as_str()), &zone.name);
+        add(Kind::ConfigMap, names::config_map(&r, n), z, false);
+        add(Kind::Service, names::headless_service(&r, n), z, false);
+        add(Kind::Service, names::client_service(&r, n), z, false);
         if zone.is_source() {
-            add(Kind::Service, names::leafnode_service(&r, &zone.name), z);
+            add(Kind::Service, names::leafnode_service(&r, n), z, false);
         }
-        add(Kind::StatefulSet, names::statefulset(&r, &zone.name), z);
-        add(Kind::PodDisruptionBudget, names::pdb(&r, &zone.name), z);
+        add(Kind::StatefulSet, names::statefulset(&r, n), z, false);
+        add(Kind::PodDisruptionBudget, names::pdb(&r, n), z, false);
         if spec.tls.mode == TlsMode::Generated {
-            add(Kind::Secret, names::zone_tls_secret(&r, &zone.name), z);
+            add(Kind::Secret, names::zone_tls_secret(&r, n), z, false);
         }
         for i in 0..zone.servers {
-            let pod = names::pod(&r, &zone.name, i);
-            add(
-                Kind::PersistentVolumeClaim,
-                format!("{DATA_CLAIM}-{pod}"),
-                z,
-            );
+            let claim = format!("{DATA_CLAIM}-{}", names::pod(&r, n, i));
+            add(Kind::PersistentVolumeClaim, claim, z, false);
         }
     }
     if spec.credentials.is_none() {
-        add(Kind::Secret, names::generated_credentials(&r), None);
+        add(Kind::Secret, names::generated_credentials(&r), None, true);
     }
-    add(Kind::Secret, names::system_credentials(&r), None);
-    if spec.tls.mode == TlsMode::Generated {
-        add(Kind::Secret, names::ca_secret(&r), None);
+    add(Kind::Secret, names::system_credentials(&r), None, true);
+    // As `certificates::ensure`: no managed zone, no server to certify.
+    let managed = spec.zones.iter().any(|z| z.external.is_none());
+    if spec.tls.mode == TlsMode::Generated && managed {
+        add(Kind::Secret, names::ca_secret(&r), None, false);
     }
     if crate::operator::toxiproxy::enabled(region) {
-        add(Kind::Deployment, names::toxiproxy_name(&r), None);
-        add(Kind::Service, names::toxiproxy_name(&r), None);
+        add(Kind::Deployment, names::toxiproxy_name(&r), None, false);
+        add(Kind::Service, names::toxiproxy_name(&r), None, false);
     }
     out
 }
@@ -178,7 +181,12 @@ async fn free<K: Child>(
     hint: &str,
 ) -> Result<()> {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    ssa::ensure_free(&api, &claim.name, Some(uid), hint).await
+    let uncontrolled = if claim.read_only {
+        Uncontrolled::Read
+    } else {
+        Uncontrolled::Refuse
+    };
+    ssa::ensure_free(&api, &claim.name, Some(uid), uncontrolled, hint).await
 }
 
 #[cfg(test)]
@@ -251,6 +259,36 @@ mod tests {
                 "east-system-credentials"
             ])
         );
+    }
+
+    #[test]
+    fn only_the_generated_credentials_may_be_provided_by_hand() {
+        let read_only: BTreeSet<String> = claims(&region("east", &["a"]))
+            .into_iter()
+            .filter(|c| c.read_only)
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            read_only,
+            BTreeSet::from(["east-credentials".into(), "east-system-credentials".into()])
+        );
+    }
+
+    #[test]
+    fn a_region_of_external_zones_claims_no_ca() {
+        let mut r = region("ext", &["a", "b"]);
+        for z in &mut r.spec.zones {
+            z.external = Some(
+                serde_json::from_value(serde_json::json!({"url": "nats://127.0.0.1:4222"}))
+                    .unwrap(),
+            );
+        }
+        let secrets: Vec<_> = claims(&r)
+            .into_iter()
+            .filter(|c| c.kind == Kind::Secret)
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(secrets, ["ext-credentials", "ext-system-credentials"]);
     }
 
     #[test]
