@@ -1555,3 +1555,294 @@ async fn get_port(port: u16, path: &str) -> u16 {
         .map(|r| r.status().as_u16())
         .unwrap_or(0)
 }
+
+/// The Warning Event of `region` with `reason`, its note.
+async fn warning_note(client: &Client, ns: &str, region: &str, reason: &str) -> String {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    eventually(
+        &format!("Warning {reason} Event for {region}"),
+        Duration::from_secs(20),
+        async || {
+            let list = events
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            list.items
+                .iter()
+                .find(|e| {
+                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(region)
+                        && e.type_.as_deref() == Some("Warning")
+                        && e.reason.as_deref() == Some(reason)
+                })
+                .and_then(|e| e.note.clone())
+                .ok_or(format!("{} events, none for {region}", list.items.len()))
+        },
+    )
+    .await
+}
+
+/// Region `east` with zones {a, b-a} and region `east-b` with zones {a, c}
+/// both build StatefulSet `east-b-a` (and its ConfigMap, Services, PDB,
+/// certificate Secret and data claims). The second region applies nothing
+/// and names the object and its holder; the first keeps its objects as they
+/// were.
+#[tokio::test]
+async fn a_region_whose_names_another_region_holds_applies_nothing() {
+    let (_plane, client) = plane_with_crds().await;
+    let ns = "default";
+    let (_ctx, _stop) = start_operator(&client, ns, None);
+    let regions: Api<RegionMirror> = Api::namespaced(client.clone(), ns);
+    let spec = |zones: [&str; 2]| {
+        fixtures::events_spec(json!([
+            {"name": zones[0], "role": "source", "servers": 1},
+            {"name": zones[1], "role": "mirror", "servers": 1},
+        ]))
+    };
+    let east = regions
+        .create(
+            &PostParams::default(),
+            &fixtures::region("east", spec(["a", "b-a"])),
+        )
+        .await
+        .unwrap();
+    let east_uid = east.uid().unwrap();
+    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    eventually("east's status", Duration::from_secs(30), async || {
+        let r = regions.get("east").await.map_err(|e| e.to_string())?;
+        cond_is(&r, status::READY, "False")
+    })
+    .await;
+    let before = stss.get("east-b-a").await.unwrap();
+
+    regions
+        .create(
+            &PostParams::default(),
+            &fixtures::region("east-b", spec(["a", "c"])),
+        )
+        .await
+        .unwrap();
+    let refused = eventually("east-b refused", Duration::from_secs(30), async || {
+        let r = regions.get("east-b").await.map_err(|e| e.to_string())?;
+        let ready = condition(&r, status::READY).ok_or("no Ready condition")?;
+        (ready.reason == "NameConflict")
+            .then(|| ready.clone())
+            .ok_or(format!("{ready:?}"))
+    })
+    .await;
+    let message = &refused.message;
+    assert_eq!(refused.status, "False");
+    for part in [
+        "east-b-a",
+        "belongs to RegionMirror east",
+        &east_uid,
+        "applied nothing",
+        "rename zone a or region east-b",
+    ] {
+        assert!(message.contains(part), "{part:?} not in {message}");
+    }
+    let note = warning_note(&client, ns, "east-b", "NameConflict").await;
+    assert!(note.contains("belongs to RegionMirror east"), "{note}");
+
+    // Nothing of east-b was written: not its zone c, not its Secrets.
+    for kind_names in [
+        names_of::<StatefulSet>(&client, ns, "east-b").await,
+        names_of::<ConfigMap>(&client, ns, "east-b").await,
+        names_of::<Service>(&client, ns, "east-b").await,
+        names_of::<PodDisruptionBudget>(&client, ns, "east-b").await,
+    ] {
+        assert!(kind_names.is_empty(), "{kind_names:?}");
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let theirs = secrets
+        .list_metadata(&ListParams::default().labels("natsregion.io/region=east-b"))
+        .await
+        .unwrap();
+    assert!(theirs.items.is_empty(), "{:?}", theirs.items);
+    assert!(stss.get_opt("east-b-c").await.unwrap().is_none());
+
+    // east's StatefulSet is east's, as it was, through a few more passes of
+    // both regions (east-b retries with backoff).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after = stss.get("east-b-a").await.unwrap();
+    let owner = after.metadata.owner_references.as_ref().unwrap();
+    assert_eq!(owner.len(), 1);
+    assert_eq!(owner[0].uid, east_uid);
+    assert_eq!(after.metadata.generation, before.metadata.generation);
+    assert_eq!(after.spec, before.spec);
+    assert_eq!(
+        after.metadata.labels.as_ref().unwrap()["natsregion.io/region"],
+        "east"
+    );
+
+    // An object someone made by hand (no controlling owner) is not taken
+    // either: a forced apply would have rewritten it as the region's.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let mine: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "solo-a-config"},
+        "data": {"mine": "keep me"},
+    }))
+    .unwrap();
+    cms.create(&PostParams::default(), &mine).await.unwrap();
+    regions
+        .create(
+            &PostParams::default(),
+            &fixtures::region("solo", spec(["a", "b"])),
+        )
+        .await
+        .unwrap();
+    let refused = eventually("solo refused", Duration::from_secs(30), async || {
+        let r = regions.get("solo").await.map_err(|e| e.to_string())?;
+        let ready = condition(&r, status::READY).ok_or("no Ready condition")?;
+        (ready.reason == "NameConflict")
+            .then(|| ready.message.clone())
+            .ok_or(format!("{ready:?}"))
+    })
+    .await;
+    assert!(
+        refused.contains("ConfigMap solo-a-config already exists and has no controlling owner"),
+        "{refused}"
+    );
+    let kept = cms.get("solo-a-config").await.unwrap();
+    assert_eq!(kept.data, mine.data);
+    assert!(kept.metadata.owner_references.is_none());
+    assert!(
+        names_of::<StatefulSet>(&client, ns, "solo")
+            .await
+            .is_empty()
+    );
+}
+
+/// The claims of `sts`'s pods, by name.
+async fn claims_of(client: &Client, ns: &str, sts: &str) -> BTreeSet<String> {
+    Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .list_metadata(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| c.name_any())
+        .filter(|n| n.starts_with(&format!("data-{sts}-")))
+        .collect()
+}
+
+/// `deletionPolicy` against the real StatefulSet controller and garbage
+/// collector: `keep` (default Retain) leaves its claims when deleted; `flip`,
+/// created with Retain and switched to Delete while live, takes them along.
+#[tokio::test]
+async fn deletion_policy_keeps_or_deletes_the_zones_claims() {
+    let (mut plane, client) = plane_with_crds().await;
+    match plane.start_controller_manager().await {
+        Ok(()) => {}
+        Err(natsregion::testenv::Error::MissingTool(e)) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+        Err(e) => panic!("kube-controller-manager: {e}"),
+    }
+    let ns = "default";
+    let (_ctx, _stop) = start_operator(&client, ns, None);
+    let regions: Api<RegionMirror> = Api::namespaced(client.clone(), ns);
+    let spec = fixtures::events_spec(json!([
+        {"name": "a", "role": "source", "servers": 1},
+        {"name": "b", "role": "mirror", "servers": 2},
+    ]));
+    for name in ["keep", "flip"] {
+        regions
+            .create(
+                &PostParams::default(),
+                &fixtures::region(name, spec.clone()),
+            )
+            .await
+            .unwrap();
+    }
+    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let all_claims = async |region: &str| {
+        let mut out = claims_of(&client, ns, &format!("{region}-a")).await;
+        out.extend(claims_of(&client, ns, &format!("{region}-b")).await);
+        out
+    };
+    for region in ["keep", "flip"] {
+        eventually(
+            &format!("{region}'s claims made"),
+            Duration::from_secs(60),
+            async || {
+                let n = all_claims(region).await.len();
+                (n == 3).then_some(()).ok_or(format!("{n} claims"))
+            },
+        )
+        .await;
+        let sts = stss.get(&format!("{region}-b")).await.unwrap();
+        let policy = sts.spec.persistent_volume_claim_retention_policy.unwrap();
+        assert_eq!(policy.when_deleted.as_deref(), Some("Retain"));
+    }
+    // A change on a live region reaches its StatefulSets, and the
+    // StatefulSet controller makes the set own the claims.
+    regions
+        .patch(
+            "flip",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"deletionPolicy": "Delete"}})),
+        )
+        .await
+        .unwrap();
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), ns);
+    eventually(
+        "flip's claims owned by its StatefulSets",
+        Duration::from_secs(60),
+        async || {
+            for claim in all_claims("flip").await {
+                let c = pvcs.get(&claim).await.map_err(|e| e.to_string())?;
+                let owned = c
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == "StatefulSet");
+                if !owned {
+                    return Err(format!("{claim} not owned by its StatefulSet"));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    for region in ["keep", "flip"] {
+        regions
+            .delete(region, &DeleteParams::background())
+            .await
+            .unwrap();
+    }
+    eventually(
+        "flip's claims gone with it",
+        Duration::from_secs(90),
+        async || {
+            let left = all_claims("flip").await;
+            left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+        },
+    )
+    .await;
+    eventually(
+        "keep's StatefulSets gone",
+        Duration::from_secs(60),
+        async || {
+            let left = stss
+                .list_metadata(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            (left == 0).then_some(()).ok_or(format!("{left} left"))
+        },
+    )
+    .await;
+    let kept = all_claims("keep").await;
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    for claim in &kept {
+        let c = pvcs.get(claim).await.unwrap();
+        assert!(
+            c.metadata.deletion_timestamp.is_none(),
+            "{claim} is being deleted"
+        );
+    }
+}

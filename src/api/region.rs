@@ -75,6 +75,33 @@ pub struct RegionMirrorSpec {
     /// The zones. Exactly one has role `source`.
     #[schemars(length(min = 1, max = 16))]
     pub zones: Vec<ZoneSpec>,
+    /// What happens to a managed zone's data (its PersistentVolumeClaims)
+    /// when the region, or the zone, is deleted. `Retain` (default) keeps
+    /// them: a region or zone created again under the same names finds its
+    /// data; delete the claims (label `natsregion.io/region=<region>`) to
+    /// free the storage. `Delete` deletes them, and with them the data.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// What deleting a region (or removing a zone) does to the zones' data.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    /// The PersistentVolumeClaims stay (and the data on them).
+    #[default]
+    Retain,
+    /// The PersistentVolumeClaims are deleted with the StatefulSets: the data is gone.
+    Delete,
+}
+
+impl DeletionPolicy {
+    /// The StatefulSet's `persistentVolumeClaimRetentionPolicy.whenDeleted`.
+    pub fn when_deleted(self) -> &'static str {
+        match self {
+            DeletionPolicy::Retain => "Retain",
+            DeletionPolicy::Delete => "Delete",
+        }
+    }
 }
 
 /// How the zones of a region share the stream (docs/architecture.md).

@@ -45,6 +45,28 @@ pub enum DrillFileError {
     },
     #[error(transparent)]
     Invalid(#[from] validate::SpecError),
+    /// The drill would write more than the region holds (`plan::capacity`).
+    #[error("{path}: PartitionDrill {drill}: {message}")]
+    TooLarge {
+        path: String,
+        drill: String,
+        message: String,
+    },
+}
+
+/// The drill-vs-region checks: the CRDs' rules, then whether the region can
+/// take what the drill writes.
+fn check_together(
+    path: &str,
+    drill: &PartitionDrill,
+    region: &RegionMirror,
+) -> Result<(), DrillFileError> {
+    validate::drill(drill, region)?;
+    crate::plan::capacity::check(drill, region).map_err(|message| DrillFileError::TooLarge {
+        path: path.into(),
+        drill: drill.metadata.name.clone().unwrap_or_default(),
+        message,
+    })
 }
 
 #[derive(Deserialize)]
@@ -81,7 +103,7 @@ pub fn parse(path: &str, text: &str) -> Result<(RegionMirror, PartitionDrill), D
     }
     let (region, drill) = (regions.remove(0), drills.remove(0));
     validate::region(&region, None)?;
-    validate::drill(&drill, &region)?;
+    check_together(path, &drill, &region)?;
     Ok((region, drill))
 }
 
@@ -112,7 +134,7 @@ pub fn parse_for_cluster(path: &str, text: &str) -> Result<ClusterDrillFile, Dri
     match &region {
         Some(region) => {
             validate::region(region, None)?;
-            validate::drill(&drill, region)?;
+            check_together(path, &drill, region)?;
         }
         // The rules that need no region hold already; the rest wait for it.
         None => validate::drill_rules(&drill)?,
@@ -213,6 +235,31 @@ spec:
         );
         let e = parse("x.yaml", &bad).unwrap_err().to_string();
         assert!(e.contains("fault.zones"), "{e}");
+    }
+
+    #[test]
+    fn a_drill_that_would_evict_the_streams_data_is_refused_with_the_figures() {
+        let big = GOOD
+            .replace(
+                "name: EVENTS,",
+                "name: EVENTS, maxBytes: 104857600,",
+            )
+            .replace(
+                "regionRef: {name: demo}",
+                "regionRef: {name: demo}\n  workload: {messagesPerPhase: 100000, payloadBytes: 1024}",
+            );
+        let e = parse("x.yaml", &big).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "x.yaml: PartitionDrill d: the drill writes about 540.7 MiB into stream EVENTS"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("whose maxBytes is 100.0 MiB"), "{e}");
+        assert!(e.contains("evict at least 440.7 MiB"), "{e}");
+        assert!(e.contains("lower workload.messagesPerPhase"), "{e}");
+        let e = parse_for_cluster("x.yaml", &big).err().unwrap().to_string();
+        assert!(e.contains("into stream EVENTS"), "{e}");
     }
 
     #[test]

@@ -487,6 +487,7 @@ impl Run<'_> {
     async fn execute(&mut self) -> Result<(), StepError> {
         crate::api::validate::drill(self.drill, self.region)
             .map_err(|e| StepError::Precondition(e.to_string()))?;
+        crate::plan::capacity::check(self.drill, self.region).map_err(StepError::Precondition)?;
         self.setup().await?;
         let steps = self.drill.spec.steps();
         for (index, step) in steps.iter().copied().enumerate() {
@@ -2199,25 +2200,4 @@ fn observed(positions: &BTreeMap<String, (Option<u64>, Option<u64>)>) -> BTreeMa
         .collect()
 }
 
-/// A concrete subject under the stream's first subject filter: `events.>`
-/// becomes `events.drill`, `orders.*` becomes `orders.drill`.
-pub fn producer_subject(subjects: &[String]) -> String {
-    let first = subjects.first().map(String::as_str).unwrap_or("drill");
-    first
-        .split('.')
-        .map(|t| if t == "*" || t == ">" { "drill" } else { t })
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::producer_subject;
-
-    #[test]
-    fn producer_subject_fills_wildcards() {
-        assert_eq!(producer_subject(&["events.>".into()]), "events.drill");
-        assert_eq!(producer_subject(&["orders.*.eu".into()]), "orders.drill.eu");
-        assert_eq!(producer_subject(&["plain".into()]), "plain");
-    }
-}
+pub use crate::plan::producer_subject;

@@ -69,6 +69,19 @@ pub enum Error {
     #[error("object has no {0}")]
     MissingField(&'static str),
 
+    /// An object the region would write already exists and is not its own
+    /// (another region's, or made by someone else): nothing is taken over.
+    #[error(
+        "{kind} {name} already exists and {holder}: the operator does not take it over, and applied nothing for this region; {hint}"
+    )]
+    NameConflict {
+        kind: String,
+        name: String,
+        /// Who controls it, in words (`belongs to RegionMirror east (uid …)`).
+        holder: String,
+        hint: String,
+    },
+
     #[error("leader election: {0}")]
     LeaderElection(String),
 
@@ -133,6 +146,7 @@ impl Error {
                 _ => "ProvisionFailed",
             },
             Error::MissingField(_) => "MissingField",
+            Error::NameConflict { .. } => "NameConflict",
             Error::LeaderElection(_) => "LeaderElection",
             Error::Serve { .. } => "Serve",
             Error::Other { reason, .. } => reason,

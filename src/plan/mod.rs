@@ -2,6 +2,7 @@
 //! caller) to nats-server configuration files and stream configs. No I/O here:
 //! the operator's ConfigMaps and the local runtime render the same plans.
 
+pub mod capacity;
 pub mod conf;
 pub mod ports;
 pub mod server;
@@ -14,7 +15,8 @@ pub use server::{
 };
 pub use stream::{
     StreamKind, ZONE_TOKEN, ZoneStream, aggregate_stream_config, api_prefix, local_stream_config,
-    local_stream_name, mirror_stream_config, source_stream_config, zone_streams, zone_subjects,
+    local_stream_name, mirror_stream_config, producer_subject, source_stream_config, zone_streams,
+    zone_subjects,
 };
 
 use serde::{Deserialize, Serialize};

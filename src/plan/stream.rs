@@ -44,6 +44,18 @@ pub fn zone_subjects(spec: &RegionMirrorSpec, zone: &ZoneSpec) -> Vec<String> {
         .collect()
 }
 
+/// A concrete subject under the stream's first subject filter, what a
+/// drill's producer publishes on: `events.>` becomes `events.drill`,
+/// `orders.*` becomes `orders.drill`.
+pub fn producer_subject(subjects: &[String]) -> String {
+    let first = subjects.first().map(String::as_str).unwrap_or("drill");
+    first
+        .split('.')
+        .map(|t| if t == "*" || t == ">" { "drill" } else { t })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// The name of zone `zone`'s local stream: `<stream.name>-<zone>`.
 pub fn local_stream_name(spec: &RegionMirrorSpec, zone: &str) -> String {
     format!("{}-{zone}", spec.stream.name)

@@ -8,13 +8,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Resource, ResourceExt};
 
 use crate::api::{PartitionDrill, ZoneSpec};
 use crate::drill::runtime::{Runtime, ZoneAccess};
 use crate::fault::leaflinks::{LeafLinks, SystemAccess};
-use crate::meta::{FIELD_MANAGER, labels};
+use crate::meta::labels;
 use crate::nats::connect::ZoneEndpoint;
 use crate::operator::context::Context;
 use crate::operator::error::{Error, Result};
@@ -153,15 +153,11 @@ impl TemporaryZones for KubernetesZones {
             if let Some(secret) =
                 temporary_zone_certificate(valid, drill, zone).map_err(|e| e.to_string())?
             {
-                let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &valid.namespace);
-                let name = secret.metadata.name.clone().unwrap_or_default();
-                api.patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&secret),
-                )
-                .await
-                .map_err(|e| format!("apply Secret {name}: {e}"))?;
+                // Through the one apply helper: it refuses a Secret of that
+                // name that another owner holds.
+                crate::operator::ssa::apply(&ctx.client, &secret)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             let c = temporary_zone_children(valid, drill, zone).map_err(|e| e.to_string())?;
             apply::apply_zone(&ctx.client, &c)

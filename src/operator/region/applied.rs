@@ -41,6 +41,10 @@ pub type ReadyReplicas = HashMap<String, i32>;
 #[derive(Default)]
 pub struct AppliedChildren {
     regions: Mutex<HashMap<String, Entry>>,
+    /// The generation whose names `ownership::check` last found free, per
+    /// region: a region keeps the names it holds (no one else can create
+    /// them), so only a new spec, or a new operator, needs to look again.
+    names_free: Mutex<HashMap<String, Option<i64>>>,
 }
 
 #[derive(Default)]
@@ -209,9 +213,23 @@ impl AppliedChildren {
         });
     }
 
+    /// Whether the region's names must be checked before it writes: not
+    /// yet for this `generation` since this operator started.
+    pub fn names_check_due(&self, region: &str, generation: Option<i64>) -> bool {
+        let checked = self.names_free.lock().expect("applied lock");
+        checked.get(region) != Some(&generation)
+    }
+
+    /// The region's names were free at `generation`.
+    pub fn names_checked(&self, region: &str, generation: Option<i64>) {
+        let mut checked = self.names_free.lock().expect("applied lock");
+        checked.insert(region.to_string(), generation);
+    }
+
     /// The region is gone.
     pub fn forget(&self, region: &str) {
         self.regions.lock().expect("applied lock").remove(region);
+        self.names_free.lock().expect("applied lock").remove(region);
     }
 
     #[cfg(test)]
@@ -390,6 +408,18 @@ mod tests {
         applied.forget("ns/r");
         applied.child_changed(&child_of("r"));
         assert_eq!(applied.len(), 0);
+    }
+
+    #[test]
+    fn names_are_checked_again_for_a_new_generation_or_after_forgetting() {
+        let applied = AppliedChildren::default();
+        assert!(applied.names_check_due("ns/r", Some(1)));
+        applied.names_checked("ns/r", Some(1));
+        assert!(!applied.names_check_due("ns/r", Some(1)));
+        assert!(applied.names_check_due("ns/r", Some(2)));
+        assert!(applied.names_check_due("ns/other", Some(1)));
+        applied.forget("ns/r");
+        assert!(applied.names_check_due("ns/r", Some(1)));
     }
 
     #[test]

@@ -518,9 +518,9 @@ fn statefulset(
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": sel},
             "persistentVolumeClaimRetentionPolicy": {
-                // A zone removed from the spec is gone with its data (a mirror
-                // zone added back copies the history again); scaling keeps it.
-                "whenDeleted": "Delete",
+                // spec.deletionPolicy decides whether deleting the region (or
+                // removing the zone) deletes its data; scaling keeps it.
+                "whenDeleted": valid.region.spec.deletion_policy.when_deleted(),
                 "whenScaled": "Retain",
             },
             "template": {

@@ -14,6 +14,7 @@ pub mod drills;
 pub mod names;
 pub mod object_meta;
 pub mod observe;
+pub mod ownership;
 pub mod secrets;
 pub mod status;
 pub mod streams;
@@ -308,6 +309,15 @@ async fn reconcile_region(
     applied: &AppliedChildren,
     secrets: &SecretCache,
 ) -> Result<Action> {
+    // Before anything is written (loading generates Secrets): a region
+    // whose names another holds writes nothing at all.
+    let region_key = key(region);
+    let generation = region.metadata.generation;
+    if applied.names_check_due(&region_key, generation) {
+        crate::api::validate::region(region, None)?;
+        ownership::check(&ctx.client, region).await?;
+        applied.names_checked(&region_key, generation);
+    }
     let valid = ValidatedRegion::load(ctx, region, Some(secrets)).await?;
     let (ns, name) = (&valid.namespace, &valid.name);
     let creds = &valid.credentials;
@@ -318,7 +328,6 @@ async fn reconcile_region(
     let children = children::region_children(&valid)?;
     let proxied = crate::operator::toxiproxy::enabled(region);
     let fingerprint = applied::fingerprint(&children, proxied);
-    let region_key = key(region);
     let ready_replicas = match applied.unchanged(&region_key, fingerprint, Instant::now()) {
         Ok(ready) => {
             // A Toxiproxy's proxies live in its memory, not in an object
