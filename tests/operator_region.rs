@@ -373,6 +373,115 @@ async fn external_zones_use_only_secrets_labelled_for_them() {
     .await;
 }
 
+/// The pods the operator creates pass the API server's own PodSecurity
+/// admission in a namespace that enforces the `restricted` standard: a Pod
+/// built from each pod template (as the StatefulSet and Deployment
+/// controllers would build it) is admitted by a dry-run create, where a pod
+/// without the lock-down is refused.
+#[tokio::test]
+async fn operator_pods_are_admitted_under_the_restricted_pod_security_standard() {
+    use k8s_openapi::api::core::v1::{
+        Namespace, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let (_plane, client) = plane_with_crds().await;
+    let ns = "restricted";
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some(ns.into()),
+                    labels: Some(BTreeMap::from([(
+                        "pod-security.kubernetes.io/enforce".to_string(),
+                        "restricted".to_string(),
+                    )])),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let pod = |name: &str, template: PodTemplateSpec| Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: template.metadata.and_then(|m| m.labels),
+            ..Default::default()
+        },
+        spec: template.spec,
+        ..Default::default()
+    };
+    let admitted = async |pod: Pod| -> Result<(), String> {
+        match pods.create(&dry_run, &pod).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) => Err(format!("{} {}", s.code, s.message)),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+
+    // The check is live: a plain pod is refused by PodSecurity.
+    let plain = Pod {
+        metadata: ObjectMeta {
+            name: Some("plain".into()),
+            ..Default::default()
+        },
+        spec: Some(
+            serde_json::from_value(json!({"containers": [{"name": "c", "image": "x"}]})).unwrap(),
+        ),
+        ..Default::default()
+    };
+    let refused = eventually(
+        "PodSecurity refuses a plain pod",
+        Duration::from_secs(20),
+        async || match admitted(plain.clone()).await {
+            Err(e) if e.contains("PodSecurity") => Ok(e),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert!(refused.contains("restricted"), "{refused}");
+
+    // The Toxiproxy of a region with leafnode.proxy: toxiproxy.
+    let toxiproxy = natsregion::operator::toxiproxy::deployment(ns, "east", None);
+    admitted(pod("toxiproxy", toxiproxy.spec.template))
+        .await
+        .unwrap_or_else(|e| panic!("the Toxiproxy pod is refused: {e}"));
+
+    // A zone's server, with its data volume as the StatefulSet controller
+    // adds it from the claim template.
+    let mut region = fixtures::region(
+        "east",
+        fixtures::events_spec(json!([
+            {"name": "a", "role": "source", "servers": 1},
+            {"name": "b", "role": "mirror", "servers": 1},
+        ])),
+    );
+    region.metadata.namespace = Some(ns.into());
+    region.metadata.uid = Some("uid-1".into());
+    let valid = validated::fixture(&region, IMAGE);
+    for zone in children::region_children(&valid).unwrap() {
+        let mut template = zone.statefulset.spec.template;
+        let spec = template.spec.as_mut().unwrap();
+        spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: format!("data-east-{}-0", zone.zone),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        admitted(pod(&format!("east-{}-0", zone.zone), template))
+            .await
+            .unwrap_or_else(|e| panic!("zone {}'s pod is refused: {e}", zone.zone));
+    }
+}
+
 /// Plays the kubelet: the StatefulSet now reports `ready` ready pods.
 async fn set_ready(client: &Client, ns: &str, sts: &str, replicas: i32, ready: i32) {
     Api::<StatefulSet>::namespaced(client.clone(), ns)
