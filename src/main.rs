@@ -81,6 +81,18 @@ struct RunArgs {
     max_concurrent_reconciles: u16,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Give each region's Toxiproxy a NetworkPolicy that lets only the
+    /// operator's pods (--operator-namespace, --operator-pod-labels) reach its
+    /// unauthenticated API. The chart turns it on.
+    #[arg(long, default_value_t = false, action = ArgAction::Set)]
+    toxiproxy_api_network_policy: bool,
+    /// The operator's own namespace, for --toxiproxy-api-network-policy.
+    #[arg(long, env = "POD_NAMESPACE")]
+    operator_namespace: Option<String>,
+    /// The operator pods' labels as key=value,key=value, for
+    /// --toxiproxy-api-network-policy.
+    #[arg(long, default_value = "")]
+    operator_pod_labels: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,7 +116,22 @@ fn init_tracing(format: LogFormat) {
 fn run_operator(args: RunArgs) -> ExitCode {
     use natsregion::operator::leader::LeaseSettings;
     use natsregion::operator::run::{RunOptions, run};
+    let toxiproxy_api_policy = if args.toxiproxy_api_network_policy {
+        match natsregion::operator::context::OperatorPods::parse(
+            args.operator_namespace.as_deref().unwrap_or_default(),
+            &args.operator_pod_labels,
+        ) {
+            Ok(pods) => Some(pods),
+            Err(e) => {
+                eprintln!("--toxiproxy-api-network-policy: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     let settings = natsregion::operator::OperatorSettings {
+        toxiproxy_api_policy,
         default_nats_image: args.default_nats_image,
         status_refresh: Duration::from_secs(args.status_refresh_seconds.max(1)),
         namespace: args.namespace.clone(),

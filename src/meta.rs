@@ -13,4 +13,8 @@ pub mod labels {
     pub const REGION: &str = "natsregion.io/region";
     pub const ZONE: &str = "natsregion.io/zone";
     pub const DRILL: &str = "natsregion.io/drill";
+    /// On a user's Secret: it may be sent to an external zone's URL (see
+    /// `operator::region::secrets::require_external_opt_in`).
+    pub const EXTERNAL_CREDENTIALS: &str = "natsregion.io/external-credentials";
+    pub const EXTERNAL_CREDENTIALS_VALUE: &str = "true";
 }

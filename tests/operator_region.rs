@@ -246,6 +246,242 @@ async fn a_mirror_that_does_not_trust_the_source_is_named_in_status() {
     );
 }
 
+/// A user's Secret reaches an external zone's URL only when labelled for it:
+/// spec.credentials (when an external zone has none of its own), then
+/// external.caSecret, then external.credentialsSecret are each refused with a
+/// Ready condition that names the Secret and the label, until labelled.
+#[tokio::test]
+async fn external_zones_use_only_secrets_labelled_for_them() {
+    let (_plane, client) = plane_with_crds().await;
+    let ns = "default";
+    let (_ctx, _stop) = start_operator(&client, ns, None);
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    let unlabelled = |mut s: Secret| {
+        s.metadata.labels = None;
+        s
+    };
+    let ca =
+        natsregion::tls::issue_ca("optin", jiff::Timestamp::now(), Duration::from_secs(86_400))
+            .unwrap()
+            .cert;
+    for s in [
+        unlabelled(fixtures::credentials_secret(
+            "app-creds",
+            "app",
+            "s3cret-pw",
+        )),
+        unlabelled(fixtures::credentials_secret("x-creds", "x", "x-s3cret")),
+        unlabelled(fixtures::ca_secret("x-ca", &ca)),
+    ] {
+        secrets.create(&PostParams::default(), &s).await.unwrap();
+    }
+    // Nothing answers at the URL: once the Secrets are accepted, the zone is
+    // reported unreachable instead.
+    let external = |creds: Option<&str>| {
+        let mut e = json!({"url": "tls://127.0.0.1:9", "caSecret": "x-ca"});
+        if let Some(c) = creds {
+            e["credentialsSecret"] = json!(c);
+        }
+        json!({"name": "x", "role": "mirror", "domain": "x", "external": e})
+    };
+    let mut spec = fixtures::events_spec(json!([
+        {"name": "a", "role": "source", "servers": 1},
+        external(None),
+    ]));
+    spec["credentials"] = json!({"secretName": "app-creds"});
+    let regions: Api<RegionMirror> = Api::namespaced(client.clone(), ns);
+    regions
+        .create(&PostParams::default(), &fixtures::region("optin", spec))
+        .await
+        .unwrap();
+    let refused = async |secret: &str| {
+        eventually(
+            &format!("Secret {secret} refused until labelled"),
+            Duration::from_secs(30),
+            async || {
+                let r = regions.get("optin").await.map_err(|e| e.to_string())?;
+                let c = condition(&r, status::READY).ok_or("no Ready")?;
+                (c.reason == "ExternalSecretNotOptedIn"
+                    && c.message.contains(&format!("Secret {secret} "))
+                    && c.message
+                        .contains("natsregion.io/external-credentials=true"))
+                .then_some(())
+                .ok_or(format!("{}: {}", c.reason, c.message))
+            },
+        )
+        .await
+    };
+    // Labels the Secret and touches the region: user Secrets are not
+    // watched, and the backoff would make the test wait.
+    let label = async |secret: &str, touch: &str| {
+        secrets
+            .patch(
+                secret,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": fixtures::external_opt_in()}})),
+            )
+            .await
+            .unwrap();
+        regions
+            .patch(
+                "optin",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"test/touch": touch}}})),
+            )
+            .await
+            .unwrap();
+    };
+    refused("app-creds").await;
+    label("app-creds", "1").await;
+    refused("x-ca").await;
+    label("x-ca", "2").await;
+    eventually("past the Secrets", Duration::from_secs(30), async || {
+        let r = regions.get("optin").await.map_err(|e| e.to_string())?;
+        let c = condition(&r, status::READY).ok_or("no Ready")?;
+        (c.reason != "ExternalSecretNotOptedIn")
+            .then_some(())
+            .ok_or(format!("{}: {}", c.reason, c.message))
+    })
+    .await;
+    // Its own credentials Secret, unlabelled, is refused in turn.
+    let mut spec = fixtures::events_spec(json!([
+        {"name": "a", "role": "source", "servers": 1},
+        external(Some("x-creds")),
+    ]));
+    spec["credentials"] = json!({"secretName": "app-creds"});
+    regions
+        .patch(
+            "optin",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": spec})),
+        )
+        .await
+        .unwrap();
+    refused("x-creds").await;
+    label("x-creds", "3").await;
+    eventually(
+        "past the zone's own Secret",
+        Duration::from_secs(30),
+        async || {
+            let r = regions.get("optin").await.map_err(|e| e.to_string())?;
+            let c = condition(&r, status::READY).ok_or("no Ready")?;
+            (c.reason != "ExternalSecretNotOptedIn" && c.observed_generation == Some(2))
+                .then_some(())
+                .ok_or(format!("{}: {}", c.reason, c.message))
+        },
+    )
+    .await;
+}
+
+/// The pods the operator creates pass the API server's own PodSecurity
+/// admission in a namespace that enforces the `restricted` standard: a Pod
+/// built from each pod template (as the StatefulSet and Deployment
+/// controllers would build it) is admitted by a dry-run create, where a pod
+/// without the lock-down is refused.
+#[tokio::test]
+async fn operator_pods_are_admitted_under_the_restricted_pod_security_standard() {
+    use k8s_openapi::api::core::v1::{
+        Namespace, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let (_plane, client) = plane_with_crds().await;
+    let ns = "restricted";
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: ObjectMeta {
+                    name: Some(ns.into()),
+                    labels: Some(BTreeMap::from([(
+                        "pod-security.kubernetes.io/enforce".to_string(),
+                        "restricted".to_string(),
+                    )])),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let pod = |name: &str, template: PodTemplateSpec| Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: template.metadata.and_then(|m| m.labels),
+            ..Default::default()
+        },
+        spec: template.spec,
+        ..Default::default()
+    };
+    let admitted = async |pod: Pod| -> Result<(), String> {
+        match pods.create(&dry_run, &pod).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) => Err(format!("{} {}", s.code, s.message)),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+
+    // The check is live: a plain pod is refused by PodSecurity.
+    let plain = Pod {
+        metadata: ObjectMeta {
+            name: Some("plain".into()),
+            ..Default::default()
+        },
+        spec: Some(
+            serde_json::from_value(json!({"containers": [{"name": "c", "image": "x"}]})).unwrap(),
+        ),
+        ..Default::default()
+    };
+    let refused = eventually(
+        "PodSecurity refuses a plain pod",
+        Duration::from_secs(20),
+        async || match admitted(plain.clone()).await {
+            Err(e) if e.contains("PodSecurity") => Ok(e),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert!(refused.contains("restricted"), "{refused}");
+
+    // The Toxiproxy of a region with leafnode.proxy: toxiproxy.
+    let toxiproxy = natsregion::operator::toxiproxy::deployment(ns, "east", None);
+    admitted(pod("toxiproxy", toxiproxy.spec.template))
+        .await
+        .unwrap_or_else(|e| panic!("the Toxiproxy pod is refused: {e}"));
+
+    // A zone's server, with its data volume as the StatefulSet controller
+    // adds it from the claim template.
+    let mut region = fixtures::region(
+        "east",
+        fixtures::events_spec(json!([
+            {"name": "a", "role": "source", "servers": 1},
+            {"name": "b", "role": "mirror", "servers": 1},
+        ])),
+    );
+    region.metadata.namespace = Some(ns.into());
+    region.metadata.uid = Some("uid-1".into());
+    let valid = validated::fixture(&region, IMAGE);
+    for zone in children::region_children(&valid).unwrap() {
+        let mut template = zone.statefulset.spec.template;
+        let spec = template.spec.as_mut().unwrap();
+        spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: format!("data-east-{}-0", zone.zone),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        admitted(pod(&format!("east-{}-0", zone.zone), template))
+            .await
+            .unwrap_or_else(|e| panic!("zone {}'s pod is refused: {e}", zone.zone));
+    }
+}
+
 /// Plays the kubelet: the StatefulSet now reports `ready` ready pods.
 async fn set_ready(client: &Client, ns: &str, sts: &str, replicas: i32, ready: i32) {
     Api::<StatefulSet>::namespaced(client.clone(), ns)

@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use natsregion::api::{DrillPhase, PartitionDrill, RegionMirror, Toxic, ToxicType};
 use natsregion::fault::toxiproxy::api::ToxiproxyApi;
 use natsregion::fault::{FaultBackend, ToxiproxyBackend};
 use natsregion::local::toxiproxy::ToxiproxyServer;
-use natsregion::operator::context::{Context, OperatorSettings, reporter};
+use natsregion::operator::context::{Context, OperatorPods, OperatorSettings, reporter};
 use natsregion::operator::drill::{DrillSettings, controller_with};
 use natsregion::operator::region;
 use natsregion::operator::shutdown::shutdown_on;
@@ -39,9 +41,12 @@ fn leaf_urls(sts: &StatefulSet) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_region_routes_mirrors_through_its_toxiproxy_and_drills_need_it() {
     let (_plane, client) = plane_with_crds().await;
+    let operator =
+        OperatorPods::parse("natsregion-system", "app.kubernetes.io/name=natsregion").unwrap();
     let settings = OperatorSettings {
         namespace: Some(NS.to_string()),
         status_refresh: Duration::from_secs(3),
+        toxiproxy_api_policy: Some(operator.clone()),
         ..Default::default()
     };
     let ctx = Context::new(client.clone(), settings, reporter());
@@ -98,6 +103,39 @@ async fn the_region_routes_mirrors_through_its_toxiproxy_and_drills_need_it() {
         .map(|p| p.port)
         .collect();
     assert_eq!(ports, [8474, ADVERTISE_PORT, 17422, 17423]);
+    // Its API is the operator's alone, as the API server stores the policy.
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), NS);
+    let policy = policies.get("east-toxiproxy").await.expect("NetworkPolicy");
+    assert_eq!(policy.owner_references()[0].uid, uid, "owned by the region");
+    let rules = policy.spec.unwrap().ingress.unwrap();
+    let api_rule = rules
+        .iter()
+        .find(|r| {
+            r.ports
+                .iter()
+                .flatten()
+                .any(|p| p.port == Some(IntOrString::Int(8474)))
+        })
+        .expect("a rule for the API port");
+    assert_eq!(
+        api_rule.ports.as_ref().unwrap().len(),
+        1,
+        "the API port alone"
+    );
+    let peer = &api_rule.from.as_ref().unwrap()[0];
+    assert_eq!(
+        peer.pod_selector.as_ref().unwrap().match_labels.as_ref(),
+        Some(&operator.labels)
+    );
+    assert_eq!(
+        peer.namespace_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["kubernetes.io/metadata.name"],
+        "natsregion-system"
+    );
 
     // Mirror zone b dials one proxy per source server, never the source.
     let b = sets.get("east-b").await.expect("StatefulSet of b");
@@ -144,6 +182,11 @@ async fn the_region_routes_mirrors_through_its_toxiproxy_and_drills_need_it() {
                 .await
                 .map_err(|e| e.to_string())?
                 .is_none()
+                && policies
+                    .get_opt("east-toxiproxy")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_none()
                 && services
                     .get_opt("east-toxiproxy")
                     .await

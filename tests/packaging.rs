@@ -2,7 +2,7 @@
 //! manifests, checked with the real `helm` from the tools cache and a real
 //! kube-apiserver (testenv::ControlPlane) using server-side dry-run apply.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -568,6 +568,51 @@ fn assert_hardened(deployment: &Value) {
     assert!(container["resources"]["requests"]["memory"].is_string());
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+}
+
+/// The Toxiproxy API policy is on by default and names exactly the pods the
+/// chart's Deployment runs, in the namespace the pod reads from the downward
+/// API; off, no policy is asked for.
+#[test]
+fn toxiproxy_api_policy_names_the_operators_own_pods() {
+    use natsregion::operator::context::OperatorPods;
+    let objects = documents(&template(&[]).unwrap());
+    let deploy = deployment(&objects);
+    let a = args(deploy);
+    assert!(a.contains(&"--toxiproxy-api-network-policy=true"), "{a:?}");
+    let labels = a
+        .iter()
+        .find_map(|a| a.strip_prefix("--operator-pod-labels="))
+        .expect("the operator's pod labels");
+    let pods = OperatorPods::parse(RELEASE_NS, labels).unwrap();
+    let selector: BTreeMap<String, String> =
+        serde_json::from_value(deploy["spec"]["selector"]["matchLabels"].clone()).unwrap();
+    assert_eq!(pods.labels, selector);
+    let pod_labels: BTreeMap<String, String> =
+        serde_json::from_value(deploy["spec"]["template"]["metadata"]["labels"].clone()).unwrap();
+    assert!(
+        pods.labels
+            .iter()
+            .all(|(k, v)| pod_labels.get(k) == Some(v)),
+        "{pod_labels:?}"
+    );
+    let env = deploy["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    assert!(
+        env.iter().any(|e| e["name"] == "POD_NAMESPACE"
+            && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
+        "--operator-namespace comes from POD_NAMESPACE: {env:?}"
+    );
+
+    let objects = documents(&template(&["toxiproxy.apiNetworkPolicy=false"]).unwrap());
+    let a = args(deployment(&objects));
+    assert!(a.contains(&"--toxiproxy-api-network-policy=false"), "{a:?}");
+    assert!(
+        !a.iter().any(|a| a.starts_with("--operator-pod-labels")),
+        "{a:?}"
+    );
+    assert!(template(&["toxiproxy.apiNetworkPolicy=maybe"]).is_err());
 }
 
 #[tokio::test]

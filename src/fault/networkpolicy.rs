@@ -1,25 +1,39 @@
 //! A network-level cut in a cluster: NetworkPolicies, owned by the drill, that
 //! stop leafnode traffic (port 7422) between the cut zones' pods and the source
-//! zone's pods, in both directions, and nothing else.
+//! zone's pods, in both directions, and open nothing that was closed.
 //!
-//! NetworkPolicies can only allow: once a policy selects a pod for a
-//! direction, everything not allowed by some policy is dropped. So each policy
-//! allows every port except 7422 from (or to) anywhere, and 7422 from (or to)
-//! every pod except the other side of the cut. The operator's own connections
-//! (client port 4222) stay open. Two consequences, stated here because no API
-//! shows them:
-//! - the policies only *add* allowances: a namespace whose own policies
-//!   already allow 7422 between the zones cannot be cut this way (the mirror
-//!   frozen proof then fails the drill, which is the honest outcome), and a
-//!   namespace with a default-deny sees the zones' pods opened on every other
-//!   port for the length of the cut;
-//! - leafnode clients from outside the cluster are not allowed on 7422
-//!   during the cut, because CNIs differ on whether an `ipBlock` also matches
-//!   pod addresses and allowing `0.0.0.0/0` could leak the cut; except the
-//!   region's external zones that the cut leaves linked, each by its own
-//!   address (an `ipBlock` of one address, from its `external.url`). An
-//!   uncut external zone known only by a host name cannot be named, and
-//!   such a drill is refused before any fault.
+//! NetworkPolicies can only allow, and they add up: once some policy selects
+//! a pod for a direction, everything no policy allows is dropped. So what the
+//! cut's policies allow depends on whether the namespace's own policies
+//! already select the pods ([`Isolation`], read from the pods' labels when
+//! the cut is made):
+//! - Not selected (every connection was allowed): the cut's policies must
+//!   allow what the zones need, or the drill would be an outage, and nothing
+//!   else. Ingress to the source's pods: the client and monitor ports from
+//!   anywhere (the zone's users, the operator, scrapers: peers the operator
+//!   cannot name), the route port from the source zone's own pods, the
+//!   leafnode port from the region's pods outside the cut zones (plus the
+//!   uncut external zones by address). Egress from the cut zones' pods: DNS,
+//!   and the route port to the cut zones' own pods. Only the ports the zones'
+//!   containers listen on (`plan::ports`) are named: nothing else was
+//!   listening, so nothing else needs to be let in.
+//! - Already selected (a default-deny, or any policy of the user's): those
+//!   policies already allow whatever the zones may do, and any allowance of
+//!   the cut's would open what they close. The cut's policy for that
+//!   direction allows nothing. The cut then holds only where the user's
+//!   policies do not themselves allow 7422 between the zones; where they do,
+//!   no policy can take it away, and the mirror-frozen proof fails the drill,
+//!   which is the honest outcome.
+//!
+//! Leafnode clients other than the region's zones (other namespaces, other
+//! regions, outside the cluster) are held off the source's leafnode port for
+//! the length of the cut in a namespace without policies: the region's zones
+//! are the only ones the spec knows. The exception is the region's external
+//! zones that the cut leaves linked, each by its own address (an `ipBlock` of
+//! one address, from its `external.url`), because CNIs differ on whether an
+//! `ipBlock` also matches pod addresses and allowing `0.0.0.0/0` could leak
+//! the cut. An uncut external zone known only by a host name cannot be named,
+//! and such a drill is refused before any fault.
 //!
 //! Most CNIs (Calico, Antrea) evaluate a policy when a connection is set up
 //! and let established connections live on. So after the policies land the
@@ -39,6 +53,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
@@ -56,13 +71,27 @@ use crate::api::FaultRecord;
 use crate::meta::{FIELD_MANAGER, labels};
 use crate::plan::ports;
 
-/// The leafnode port as the NetworkPolicy API types it.
+// The zones' container ports (`plan::ports`, from which the region
+// controller builds them), as the NetworkPolicy API types them.
 const LEAFNODE_PORT: i32 = ports::LEAFNODE_PORT as i32;
+const CLIENT_PORT: i32 = ports::CLIENT_PORT as i32;
+const CLUSTER_PORT: i32 = ports::CLUSTER_PORT as i32;
+const MONITOR_PORT: i32 = ports::MONITOR_PORT as i32;
+const DNS_PORT: i32 = 53;
 
 /// Label naming the fault a policy belongs to.
 pub const FAULT_LABEL: &str = "natsregion.io/fault";
-/// Kubernetes' own label on every namespace.
-const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// Whether the namespace's own policies (any but this drill's) already
+/// select the pods for a direction: then the pods are isolated for it, and
+/// the cut's policy for it allows nothing (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Isolation {
+    /// Every pod of the source zone is selected for ingress.
+    pub source_ingress: bool,
+    /// Every pod of the cut zones is selected for egress.
+    pub cut_egress: bool,
+}
 
 /// What a cut is about: everything the pure builder needs.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,6 +110,8 @@ pub struct CutPlan {
     /// their servers dial the source from outside the cluster and must keep
     /// the leafnode port.
     pub keep_linked: Vec<String>,
+    /// What the namespace's own policies already do to these pods.
+    pub isolated: Isolation,
 }
 
 /// The two policies of one cut: ingress on the source zone's pods, egress on
@@ -97,40 +128,14 @@ pub fn cut_policies(plan: &CutPlan) -> Vec<NetworkPolicy> {
             values: Some(zones.to_vec()),
         }]),
     };
-    let source = vec![plan.source_zone.clone()];
-    // Every pod that is not on the other side of the cut: pods of other
-    // regions, this region's other zones, and pods in other namespaces.
-    let everyone_but = |zones: &[String]| {
-        vec![
-            NetworkPolicyPeer {
-                pod_selector: Some(LabelSelector {
-                    match_expressions: Some(vec![LabelSelectorRequirement {
-                        key: labels::REGION.to_string(),
-                        operator: "NotIn".into(),
-                        values: Some(vec![plan.region.clone()]),
-                    }]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            NetworkPolicyPeer {
-                pod_selector: Some(zone_pods(zones, "NotIn")),
-                ..Default::default()
-            },
-            NetworkPolicyPeer {
-                namespace_selector: Some(LabelSelector {
-                    match_expressions: Some(vec![LabelSelectorRequirement {
-                        key: NAMESPACE_NAME_LABEL.to_string(),
-                        operator: "NotIn".into(),
-                        values: Some(vec![plan.namespace.clone()]),
-                    }]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        ]
+    let peer = |selector: LabelSelector| NetworkPolicyPeer {
+        pod_selector: Some(selector),
+        ..Default::default()
     };
-    let mut leafnode_from = everyone_but(&plan.zones);
+    let source = vec![plan.source_zone.clone()];
+    // The region's pods outside the cut zones (this namespace only: a
+    // podSelector without a namespaceSelector).
+    let mut leafnode_from = vec![peer(zone_pods(&plan.zones, "NotIn"))];
     leafnode_from.extend(plan.keep_linked.iter().map(|cidr| NetworkPolicyPeer {
         ip_block: Some(IPBlock {
             cidr: cidr.clone(),
@@ -138,11 +143,6 @@ pub fn cut_policies(plan: &CutPlan) -> Vec<NetworkPolicy> {
         }),
         ..Default::default()
     }));
-    let leafnode = vec![NetworkPolicyPort {
-        protocol: Some("TCP".into()),
-        port: Some(IntOrString::Int(LEAFNODE_PORT)),
-        end_port: None,
-    }];
     let meta = |suffix: &str, zones: &[String]| ObjectMeta {
         name: Some(policy_name(&plan.fault, suffix)),
         namespace: Some(plan.namespace.clone()),
@@ -165,23 +165,58 @@ pub fn cut_policies(plan: &CutPlan) -> Vec<NetworkPolicy> {
         owner_references: plan.owner.clone().map(|o| vec![o]),
         ..Default::default()
     };
+    let ingress_rules = if plan.isolated.source_ingress {
+        Vec::new()
+    } else {
+        vec![
+            NetworkPolicyIngressRule {
+                from: None,
+                ports: Some(vec![tcp(CLIENT_PORT), tcp(MONITOR_PORT)]),
+            },
+            NetworkPolicyIngressRule {
+                from: Some(vec![peer(zone_pods(&source, "In"))]),
+                ports: Some(vec![tcp(CLUSTER_PORT)]),
+            },
+            NetworkPolicyIngressRule {
+                from: Some(leafnode_from),
+                ports: Some(vec![tcp(LEAFNODE_PORT)]),
+            },
+        ]
+    };
     let ingress = NetworkPolicy {
         metadata: meta("ingress", &plan.zones),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(zone_pods(&source, "In")),
             policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![
-                NetworkPolicyIngressRule {
-                    from: None,
-                    ports: Some(all_ports_but_leafnode()),
-                },
-                NetworkPolicyIngressRule {
-                    from: Some(leafnode_from),
-                    ports: Some(leafnode.clone()),
-                },
-            ]),
+            ingress: Some(ingress_rules),
             egress: None,
         }),
+    };
+    let egress_rules = if plan.isolated.cut_egress {
+        Vec::new()
+    } else {
+        vec![
+            // Name resolution: the cluster's DNS, wherever it runs (a
+            // Service, a node-local cache), so no peer can be named.
+            NetworkPolicyEgressRule {
+                to: None,
+                ports: Some(vec![
+                    NetworkPolicyPort {
+                        protocol: Some("UDP".into()),
+                        port: Some(IntOrString::Int(DNS_PORT)),
+                        end_port: None,
+                    },
+                    tcp(DNS_PORT),
+                ]),
+            },
+            // Routes between a cut zone's own servers. Nothing else is
+            // dialed by a mirror zone's server but the source's leafnode
+            // port, which is what the cut takes away.
+            NetworkPolicyEgressRule {
+                to: Some(vec![peer(zone_pods(&plan.zones, "In"))]),
+                ports: Some(vec![tcp(CLUSTER_PORT)]),
+            },
+        ]
     };
     let egress = NetworkPolicy {
         metadata: meta("egress", &plan.zones),
@@ -189,35 +224,95 @@ pub fn cut_policies(plan: &CutPlan) -> Vec<NetworkPolicy> {
             pod_selector: Some(zone_pods(&plan.zones, "In")),
             policy_types: Some(vec!["Egress".into()]),
             ingress: None,
-            egress: Some(vec![
-                NetworkPolicyEgressRule {
-                    to: None,
-                    ports: Some(all_ports_but_leafnode()),
-                },
-                NetworkPolicyEgressRule {
-                    to: Some(everyone_but(&source)),
-                    ports: Some(leafnode),
-                },
-            ]),
+            egress: Some(egress_rules),
         }),
     };
     vec![ingress, egress]
 }
 
-/// Every TCP port except the leafnode port, and all of UDP (DNS must keep
-/// working for the cut zones). No SCTP: NATS does not use it and not every
-/// CNI accepts it in a policy.
-fn all_ports_but_leafnode() -> Vec<NetworkPolicyPort> {
-    let range = |protocol: &str, from: i32, to: i32| NetworkPolicyPort {
-        protocol: Some(protocol.into()),
-        port: Some(IntOrString::Int(from)),
-        end_port: Some(to),
+fn tcp(port: i32) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        protocol: Some("TCP".into()),
+        port: Some(IntOrString::Int(port)),
+        end_port: None,
+    }
+}
+
+/// Whether `selector` selects a pod labelled `labels` (the API's semantics:
+/// every matchLabels entry and every expression must hold; an empty
+/// selector selects every pod).
+pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let exact = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        let value = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            // Unknown to this version: assume it selects, so the cut adds
+            // nothing rather than open what such a policy might close.
+            _ => true,
+        }
+    });
+    exact && expressions
+}
+
+/// Whether `policy` isolates a pod labelled `labels` for `direction`
+/// (`Ingress` or `Egress`): it selects the pod and has that type. The API
+/// server fills in `policyTypes`; without it, Ingress always and Egress when
+/// there are egress rules, as the API defines.
+pub fn isolates(
+    policy: &NetworkPolicy,
+    direction: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let Some(spec) = &policy.spec else {
+        return false;
     };
-    vec![
-        range("TCP", 1, LEAFNODE_PORT - 1),
-        range("TCP", LEAFNODE_PORT + 1, 65535),
-        range("UDP", 1, 65535),
-    ]
+    let typed = match &spec.policy_types {
+        Some(types) => types.iter().any(|t| t == direction),
+        None => direction == "Ingress" || spec.egress.is_some(),
+    };
+    typed
+        && spec
+            .pod_selector
+            .as_ref()
+            .is_none_or(|s| selects(s, labels))
+}
+
+/// [`Isolation`] of the source's and the cut zones' pods (by their labels)
+/// under `policies`, leaving out the cut policies of natsregion's drills.
+/// No pods at all: not isolated (nothing to tell from).
+pub fn isolation(
+    policies: &[NetworkPolicy],
+    source_pods: &[BTreeMap<String, String>],
+    cut_pods: &[BTreeMap<String, String>],
+) -> Isolation {
+    let others: Vec<&NetworkPolicy> = policies
+        .iter()
+        .filter(|p| {
+            !p.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(FAULT_LABEL))
+        })
+        .collect();
+    let all_isolated = |pods: &[BTreeMap<String, String>], direction: &str| {
+        !pods.is_empty()
+            && pods
+                .iter()
+                .all(|l| others.iter().any(|p| isolates(p, direction, l)))
+    };
+    Isolation {
+        source_ingress: all_isolated(source_pods, "Ingress"),
+        cut_egress: all_isolated(cut_pods, "Egress"),
+    }
 }
 
 /// The CIDR a NetworkPolicy can name for an external zone at `url`
@@ -318,6 +413,44 @@ impl NetworkPolicyBackend {
     /// Deletes every policy of this drill. Not found counts as deleted.
     pub async fn delete_all(&self) -> Result<(), FaultError> {
         delete_all(&self.api, &self.selector()).await
+    }
+
+    /// What the namespace's own policies already do to the source's and the
+    /// cut zones' pods, read now: a policy the user adds during the cut is
+    /// not seen (it can only narrow what the pods may do further).
+    async fn isolation(&self, zones: &[String]) -> Result<Isolation, FaultError> {
+        let policies = self
+            .api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| err("list NetworkPolicies", e))?
+            .items;
+        if policies.is_empty() {
+            return Ok(Isolation::default());
+        }
+        let pods: Api<Pod> =
+            Api::namespaced(self.api.clone().into_client(), &self.target.namespace);
+        let labels_of =
+            async |zones: &[String]| -> Result<Vec<BTreeMap<String, String>>, FaultError> {
+                let selector = format!(
+                    "{}={},{} in ({})",
+                    labels::REGION,
+                    self.target.region,
+                    labels::ZONE,
+                    zones.join(",")
+                );
+                Ok(pods
+                    .list_metadata(&ListParams::default().labels(&selector))
+                    .await
+                    .map_err(|e| err("list the zones' pods", e))?
+                    .items
+                    .into_iter()
+                    .map(|p| p.metadata.labels.unwrap_or_default())
+                    .collect())
+            };
+        let source = labels_of(std::slice::from_ref(&self.target.source_zone)).await?;
+        let cut = labels_of(zones).await?;
+        Ok(isolation(&policies, &source, &cut))
     }
 }
 
@@ -453,6 +586,7 @@ impl FaultBackend for NetworkPolicyBackend {
                     .filter(|(zone, _)| !zones.contains(zone))
                     .map(|(_, cidr)| cidr.clone())
                     .collect(),
+                isolated: self.isolation(zones).await?,
             };
             // The deadline is armed before the first policy lands.
             let task = tokio::spawn({
@@ -548,6 +682,8 @@ impl FaultBackend for NetworkPolicyBackend {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn plan() -> CutPlan {
@@ -561,6 +697,7 @@ mod tests {
             owner: None,
             deadline: jiff::Timestamp::from_second(1_700_000_060).unwrap(),
             keep_linked: Vec::new(),
+            isolated: Isolation::default(),
         }
     }
 
@@ -576,8 +713,36 @@ mod tests {
             .collect()
     }
 
+    /// Every port any rule of `policy` names, with its protocol.
+    fn named_ports(policy: &NetworkPolicy) -> BTreeSet<(String, i32)> {
+        let spec = policy.spec.as_ref().unwrap();
+        let rules = spec
+            .ingress
+            .iter()
+            .flatten()
+            .flat_map(|r| r.ports.iter().flatten())
+            .chain(
+                spec.egress
+                    .iter()
+                    .flatten()
+                    .flat_map(|r| r.ports.iter().flatten()),
+            );
+        rules
+            .map(|p| {
+                assert_eq!(p.end_port, None, "single ports only, no ranges");
+                let (proto, port, _) = ports(std::slice::from_ref(p))[0].clone();
+                (proto, port)
+            })
+            .collect()
+    }
+
+    fn tcp_ports(ports: &[i32]) -> BTreeSet<(String, i32)> {
+        ports.iter().map(|p| ("TCP".to_string(), *p)).collect()
+    }
+
     #[test]
-    fn ingress_on_source_pods_refuses_only_leafnodes_from_the_cut_zones() {
+    fn ingress_on_source_pods_names_only_the_zones_ports_and_refuses_leafnodes_from_the_cut_zones()
+    {
         let policies = cut_policies(&plan());
         let ingress = &policies[0];
         assert_eq!(
@@ -596,36 +761,54 @@ mod tests {
             (req.key.as_str(), req.operator.as_str(), req.values.clone()),
             (labels::ZONE, "In", Some(vec!["a".to_string()]))
         );
+        // The zone's four NATS ports and nothing else: a default-deny
+        // namespace's other ports stay closed.
+        assert_eq!(named_ports(ingress), tcp_ports(&[4222, 6222, 7422, 8222]));
         let rules = spec.ingress.as_ref().unwrap();
-        // Rule 1: every port but 7422 from anywhere: the client port stays open.
+        // Client and monitor from anywhere: the zone's users and the operator.
         assert!(rules[0].from.is_none());
-        let open = ports(rules[0].ports.as_ref().unwrap());
-        assert!(open.contains(&("TCP".into(), 1, Some(7421))));
-        assert!(open.contains(&("TCP".into(), 7423, Some(65535))));
-        assert!(
-            open.iter()
-                .filter(|(p, _, _)| p == "TCP")
-                .all(|(_, from, to)| !(*from..=to.unwrap_or(*from)).contains(&7422))
+        assert_eq!(
+            ports(rules[0].ports.as_ref().unwrap()),
+            [("TCP".into(), 4222, None), ("TCP".into(), 8222, None)]
         );
-        assert!(
-            open.iter()
-                .any(|(p, from, to)| p == "TCP" && (*from..=to.unwrap()).contains(&4222))
-        );
-        // Rule 2: 7422 only from pods outside the cut zones.
+        // Routes only from the source zone's own pods.
         assert_eq!(
             ports(rules[1].ports.as_ref().unwrap()),
-            vec![("TCP".into(), 7422, None)]
+            [("TCP".into(), 6222, None)]
         );
         let peers = rules[1].from.as_ref().unwrap();
-        let zone_peer = peers[1].pod_selector.as_ref().unwrap();
+        assert_eq!(peers.len(), 1);
+        let zone = &peers[0]
+            .pod_selector
+            .as_ref()
+            .unwrap()
+            .match_expressions
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(
+            (zone.operator.as_str(), zone.values.clone()),
+            ("In", Some(vec!["a".to_string()]))
+        );
+        // 7422 only from the region's pods outside the cut zones, in this namespace.
+        assert_eq!(
+            ports(rules[2].ports.as_ref().unwrap()),
+            [("TCP".into(), 7422, None)]
+        );
+        let peers = rules[2].from.as_ref().unwrap();
+        assert_eq!(peers.len(), 1);
+        assert!(peers[0].namespace_selector.is_none());
+        let zone_peer = peers[0].pod_selector.as_ref().unwrap();
+        assert_eq!(
+            zone_peer.match_labels.as_ref().unwrap()[labels::REGION],
+            "east"
+        );
         let req = &zone_peer.match_expressions.as_ref().unwrap()[0];
         assert_eq!(req.operator, "NotIn");
         assert_eq!(req.values, Some(vec!["b".to_string(), "c".to_string()]));
-        assert!(peers.iter().all(|p| p.ip_block.is_none()));
     }
 
     #[test]
-    fn egress_on_cut_zone_pods_refuses_only_leafnodes_to_the_source() {
+    fn egress_on_cut_zone_pods_allows_only_dns_and_their_own_routes() {
         let policies = cut_policies(&plan());
         let egress = &policies[1];
         let spec = egress.spec.as_ref().unwrap();
@@ -642,11 +825,13 @@ mod tests {
             .unwrap()[0];
         assert_eq!(req.operator, "In");
         assert_eq!(req.values, Some(vec!["b".to_string(), "c".to_string()]));
+        let mut want = tcp_ports(&[53, 6222]);
+        want.insert(("UDP".into(), 53));
+        assert_eq!(named_ports(egress), want, "no leafnode port at all");
         let rules = spec.egress.as_ref().unwrap();
-        assert!(rules[0].to.is_none());
-        assert!(ports(rules[0].ports.as_ref().unwrap()).contains(&("UDP".into(), 1, Some(65535))));
+        assert!(rules[0].to.is_none(), "DNS wherever it runs");
         let peers = rules[1].to.as_ref().unwrap();
-        let req = &peers[1]
+        let req = &peers[0]
             .pod_selector
             .as_ref()
             .unwrap()
@@ -655,8 +840,114 @@ mod tests {
             .unwrap()[0];
         assert_eq!(
             (req.operator.as_str(), req.values.clone()),
-            ("NotIn", Some(vec!["a".to_string()]))
+            ("In", Some(vec!["b".to_string(), "c".to_string()]))
         );
+    }
+
+    #[test]
+    fn pods_the_namespace_already_isolates_get_no_allowance_from_the_cut() {
+        let mut p = plan();
+        p.isolated = Isolation {
+            source_ingress: true,
+            cut_egress: true,
+        };
+        let policies = cut_policies(&p);
+        for policy in &policies {
+            assert!(named_ports(policy).is_empty(), "{policy:?}");
+            let spec = policy.spec.as_ref().unwrap();
+            assert!(spec.ingress.iter().flatten().next().is_none());
+            assert!(spec.egress.iter().flatten().next().is_none());
+            // Still selects the pods, so the cut is listed, reaped and healed alike.
+            assert!(spec.pod_selector.is_some());
+        }
+        // One direction each.
+        p.isolated.cut_egress = false;
+        let policies = cut_policies(&p);
+        assert!(named_ports(&policies[0]).is_empty());
+        assert!(!named_ports(&policies[1]).is_empty());
+    }
+
+    fn pod(zone: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (labels::NAME.to_string(), "nats".to_string()),
+            (labels::REGION.to_string(), "east".to_string()),
+            (labels::ZONE.to_string(), zone.to_string()),
+        ])
+    }
+
+    fn policy(types: &[&str], selector: LabelSelector, fault: bool) -> NetworkPolicy {
+        NetworkPolicy {
+            metadata: ObjectMeta {
+                labels: fault.then(|| BTreeMap::from([(FAULT_LABEL.to_string(), "f".to_string())])),
+                ..Default::default()
+            },
+            spec: Some(NetworkPolicySpec {
+                pod_selector: Some(selector),
+                policy_types: Some(types.iter().map(|t| t.to_string()).collect()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn isolation_follows_the_apis_selector_and_policy_type_rules() {
+        let everything = LabelSelector::default();
+        let (a, b) = ([pod("a")], [pod("b")]);
+        // A default-deny of both directions isolates everyone.
+        let deny = policy(&["Ingress", "Egress"], everything.clone(), false);
+        assert_eq!(
+            isolation(std::slice::from_ref(&deny), &a, &b),
+            Isolation {
+                source_ingress: true,
+                cut_egress: true
+            }
+        );
+        // Ingress only: the cut zones' egress stays open.
+        let ingress_only = policy(&["Ingress"], everything.clone(), false);
+        assert_eq!(
+            isolation(&[ingress_only], &a, &b),
+            Isolation {
+                source_ingress: true,
+                cut_egress: false
+            }
+        );
+        // A policy of another app's pods, or a drill's own cut, does not count.
+        let other = policy(
+            &["Ingress", "Egress"],
+            LabelSelector {
+                match_labels: Some(BTreeMap::from([("app".into(), "web".into())])),
+                ..Default::default()
+            },
+            false,
+        );
+        let cut = policy(&["Ingress", "Egress"], everything.clone(), true);
+        assert_eq!(isolation(&[other, cut], &a, &b), Isolation::default());
+        // Expressions: NotIn matches pods without the label too.
+        let not_b = LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: labels::ZONE.into(),
+                operator: "NotIn".into(),
+                values: Some(vec!["b".into()]),
+            }]),
+            ..Default::default()
+        };
+        assert!(selects(&not_b, &pod("a")));
+        assert!(!selects(&not_b, &pod("b")));
+        assert!(selects(&not_b, &BTreeMap::new()));
+        // Every pod must be isolated, and no pods tells nothing.
+        let only_a = policy(
+            &["Ingress"],
+            LabelSelector {
+                match_labels: Some(BTreeMap::from([(labels::ZONE.into(), "a".into())])),
+                ..Default::default()
+            },
+            false,
+        );
+        assert!(isolation(std::slice::from_ref(&only_a), &a, &b).source_ingress);
+        assert!(
+            !isolation(std::slice::from_ref(&only_a), &[pod("a"), pod("c")], &b).source_ingress
+        );
+        assert_eq!(isolation(&[deny], &[], &[]), Isolation::default());
     }
 
     #[test]
@@ -691,7 +982,7 @@ mod tests {
                 .unwrap()
                 .ingress
                 .as_ref()
-                .unwrap()[1]
+                .unwrap()[2]
                 .from
                 .clone()
                 .unwrap()

@@ -1,6 +1,7 @@
 //! What every controller of the operator shares: the API client, metrics, the
 //! event reporter and the settings given on the command line.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,43 @@ pub struct OperatorSettings {
     /// the operator's peak memory and its connections when many regions
     /// change at once (a start, a new operator version).
     pub max_concurrent_reconciles: u16,
+    /// The operator's own pods, the only ones a region's Toxiproxy API lets
+    /// in (a NetworkPolicy per Toxiproxy). `None`: no such policy (an
+    /// operator outside the cluster has no pods to name).
+    pub toxiproxy_api_policy: Option<OperatorPods>,
+}
+
+/// The operator's pods, as a NetworkPolicy names them: the chart passes its
+/// release namespace and the pods' selector labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorPods {
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl OperatorPods {
+    /// `labels` as `key=value,key=value` (the flag's format). Empty labels
+    /// are refused: a selector without labels would match every pod of the
+    /// namespace.
+    pub fn parse(namespace: &str, labels: &str) -> Result<Self, String> {
+        let mut map = BTreeMap::new();
+        for pair in labels.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not key=value"))?;
+            map.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        if map.is_empty() {
+            return Err("no labels: give the operator pods' labels as key=value,key=value (an empty selector would let every pod of the namespace in)".to_string());
+        }
+        if namespace.is_empty() {
+            return Err("no namespace: give the operator's namespace".to_string());
+        }
+        Ok(Self {
+            namespace: namespace.to_string(),
+            labels: map,
+        })
+    }
 }
 
 /// Default of [`OperatorSettings::max_concurrent_reconciles`].
@@ -56,6 +94,7 @@ impl Default for OperatorSettings {
             },
             zone_access_override: None,
             max_concurrent_reconciles: MAX_CONCURRENT_RECONCILES,
+            toxiproxy_api_policy: None,
         }
     }
 }
@@ -69,6 +108,7 @@ impl fmt::Debug for OperatorSettings {
             .field("nats_connect", &self.nats_connect)
             .field("zone_access_override", &self.zone_access_override.is_some())
             .field("max_concurrent_reconciles", &self.max_concurrent_reconciles)
+            .field("toxiproxy_api_policy", &self.toxiproxy_api_policy)
             .finish()
     }
 }
@@ -219,6 +259,25 @@ fn hostname_instance() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operator_pods_from_the_flags() {
+        let pods = OperatorPods::parse(
+            "ops",
+            "app.kubernetes.io/name=natsregion, app.kubernetes.io/component=operator",
+        )
+        .unwrap();
+        assert_eq!(pods.namespace, "ops");
+        assert_eq!(pods.labels["app.kubernetes.io/component"], "operator");
+        assert_eq!(pods.labels.len(), 2);
+        assert!(
+            OperatorPods::parse("ops", "")
+                .unwrap_err()
+                .contains("every pod")
+        );
+        assert!(OperatorPods::parse("ops", "a").is_err());
+        assert!(OperatorPods::parse("", "a=b").is_err());
+    }
 
     #[test]
     fn in_cluster_addresses_use_the_services_and_pod_dns() {

@@ -41,6 +41,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A Secret an external zone references that its owner has not marked as
+    /// meant for external zones.
+    #[error(
+        "Secret {secret} ({field}) does not carry the label {label}={value}: add it (kubectl label secret -n {namespace} {secret} {label}={value}) if this Secret is meant for that zone. The operator sends what an external zone's Secrets hold to the zone's URL, which the RegionMirror chooses; without the label anyone who may write a RegionMirror could have any Secret of the namespace sent to a server of their own"
+    )]
+    ExternalSecretNotOptedIn {
+        namespace: String,
+        secret: String,
+        field: &'static str,
+        label: &'static str,
+        value: &'static str,
+    },
+
     /// A certificate Secret that is missing or unusable (`spec.tls`).
     #[error("Secret {secret} ({field}): {reason}")]
     Certificate {
@@ -121,6 +134,7 @@ impl Error {
             Error::CredentialsMissing { .. } => "CredentialsMissing",
             Error::CredentialsInvalid { .. } => "CredentialsInvalid",
             Error::Certificate { .. } => "CertificateInvalid",
+            Error::ExternalSecretNotOptedIn { .. } => "ExternalSecretNotOptedIn",
             Error::Kube { source, .. } => match api_code(source) {
                 Some(409) => "Conflict",
                 Some(422) | Some(400) => "Rejected",

@@ -26,9 +26,15 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service, ServicePort,
-    ServiceSpec,
+    Capabilities, Container, ContainerPort, HTTPGetAction, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service,
+    ServicePort, ServiceSpec,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -39,6 +45,7 @@ use crate::api::{LeafnodeProxy, RegionMirror, ZoneSpec};
 use crate::fault::FaultError;
 use crate::fault::toxiproxy::api::{ToxiproxyApi, proxy_name};
 use crate::meta::labels;
+use crate::operator::context::OperatorPods;
 use crate::operator::error::Result;
 use crate::plan::ports::LEAFNODE_PORT;
 
@@ -47,6 +54,9 @@ pub const TOXIPROXY_IMAGE: &str = "ghcr.io/shopify/toxiproxy:2.12.0";
 pub const TOXIPROXY_API_PORT: i32 = 8474;
 /// What the source servers advertise: on the Toxiproxy Service, never a proxy.
 pub const ADVERTISE_PORT: i32 = 17421;
+/// The user the Toxiproxy runs as: the `nonroot` user of distroless images,
+/// which the image's static binary needs nothing from.
+pub const TOXIPROXY_UID: i64 = 65532;
 /// Mirror zone `k` (spec order, mirror zones only), source server `i` listens
 /// on `PROXY_BASE_PORT + 10 k + i` (a zone has at most 9 servers).
 pub const PROXY_BASE_PORT: i32 = 17422;
@@ -180,9 +190,47 @@ pub fn deployment(namespace: &str, region: &str, owner: Option<OwnerReference>) 
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
+                    // Locked down like the zones' pods: the Pod Security
+                    // Standards' `restricted` profile. Toxiproxy keeps its
+                    // proxies in memory and listens above 1024, so it needs
+                    // no capability and no writable file.
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(TOXIPROXY_UID),
+                        run_as_group: Some(TOXIPROXY_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
                     containers: vec![Container {
                         name: "toxiproxy".into(),
                         image: Some(TOXIPROXY_IMAGE.into()),
+                        security_context: Some(SecurityContext {
+                            allow_privilege_escalation: Some(false),
+                            read_only_root_filesystem: Some(true),
+                            privileged: Some(false),
+                            capabilities: Some(Capabilities {
+                                drop: Some(vec!["ALL".into()]),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        // No CPU limit: every leafnode byte of the region
+                        // passes through this one process, and throttling
+                        // it would be a slow link nobody declared.
+                        resources: Some(ResourceRequirements {
+                            requests: Some(BTreeMap::from([
+                                ("cpu".to_string(), Quantity("50m".into())),
+                                ("memory".to_string(), Quantity("32Mi".into())),
+                            ])),
+                            limits: Some(BTreeMap::from([(
+                                "memory".to_string(),
+                                Quantity("256Mi".into()),
+                            )])),
+                            ..Default::default()
+                        }),
                         args: Some(vec![
                             "-host=0.0.0.0".into(),
                             format!("-port={TOXIPROXY_API_PORT}"),
@@ -251,6 +299,78 @@ pub fn service(
     }
 }
 
+/// Who may reach the region's Toxiproxy pod, on which port. Its API (8474)
+/// has no authentication, and whoever reaches it can cut or heal the region:
+/// only the operator's pods (`operator`, in their namespace) may. The proxy
+/// ports and the advertise port stay open to the region's own pods (its
+/// zones dial the proxies; a remote that learned the advertise port must be
+/// refused at once, not left waiting on a dropped packet). Nothing else of the
+/// cluster dials the Toxiproxy, so nothing else is let in.
+pub fn api_network_policy(
+    namespace: &str,
+    region: &str,
+    proxies: &[ProxySpec],
+    operator: &OperatorPods,
+    owner: Option<OwnerReference>,
+) -> NetworkPolicy {
+    let tcp = |port: i32| NetworkPolicyPort {
+        protocol: Some("TCP".into()),
+        port: Some(IntOrString::Int(port)),
+        end_port: None,
+    };
+    let mut leaf_ports = vec![tcp(ADVERTISE_PORT)];
+    leaf_ports.extend(proxies.iter().map(|p| tcp(p.port)));
+    NetworkPolicy {
+        metadata: object_meta(namespace, region, owner),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(toxiproxy_labels(region)),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    // One peer with both selectors: the operator's pods in
+                    // the operator's namespace (two peers would let in any
+                    // pod of that namespace, and such pods anywhere).
+                    from: Some(vec![NetworkPolicyPeer {
+                        namespace_selector: Some(LabelSelector {
+                            match_labels: Some(BTreeMap::from([(
+                                NAMESPACE_NAME_LABEL.to_string(),
+                                operator.namespace.clone(),
+                            )])),
+                            ..Default::default()
+                        }),
+                        pod_selector: Some(LabelSelector {
+                            match_labels: Some(operator.labels.clone()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
+                    ports: Some(vec![tcp(TOXIPROXY_API_PORT)]),
+                },
+                NetworkPolicyIngressRule {
+                    from: Some(vec![NetworkPolicyPeer {
+                        pod_selector: Some(LabelSelector {
+                            match_labels: Some(BTreeMap::from([(
+                                labels::REGION.to_string(),
+                                region.to_string(),
+                            )])),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
+                    ports: Some(leaf_ports),
+                },
+            ]),
+            egress: None,
+        }),
+    }
+}
+
+/// Kubernetes' own label on every namespace.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 fn port_of(listen: &str) -> Option<i32> {
     listen.rsplit_once(':')?.1.parse().ok()
 }
@@ -294,21 +414,37 @@ pub async fn sync_proxies(
     Ok(done)
 }
 
-/// With `leafnode.proxy: toxiproxy`: applies the Toxiproxy Deployment and
-/// Service and syncs the proxies. Without: deletes them if the region owns
-/// them. A Toxiproxy that does not answer before its pod is ready is not a
-/// failure (the mirror zones just cannot link until it does); one that is
-/// ready and still cannot be synced returns the problem, for an Event.
-pub async fn reconcile(client: &kube::Client, valid: &ValidatedRegion) -> Result<Option<String>> {
+/// With `leafnode.proxy: toxiproxy`: applies the Toxiproxy Deployment,
+/// Service and, when `api_policy` names the operator's pods, the
+/// NetworkPolicy that keeps everyone else off its API; then syncs the
+/// proxies. Without: deletes them if the region owns them. A Toxiproxy that
+/// does not answer before its pod is ready is not a failure (the mirror zones
+/// just cannot link until it does); one that is ready and still cannot be
+/// synced returns the problem, for an Event.
+pub async fn reconcile(
+    client: &kube::Client,
+    valid: &ValidatedRegion,
+    api_policy: Option<&OperatorPods>,
+) -> Result<Option<String>> {
     let (ns, name) = (&valid.namespace, &valid.name);
+    let object = toxiproxy_name(name);
     if !enabled(&valid.region) {
-        let object = toxiproxy_name(name);
         ssa::delete_owned::<Deployment>(client, ns, &object, &valid.uid).await?;
         ssa::delete_owned::<Service>(client, ns, &object, &valid.uid).await?;
+        ssa::delete_owned::<NetworkPolicy>(client, ns, &object, &valid.uid).await?;
         return Ok(None);
     }
     let owner = valid.owner()?;
     let plan = proxies(valid);
+    // Before the pod: an API that no one may reach yet is better than one
+    // that anyone could, even for a moment.
+    match api_policy {
+        Some(operator) => {
+            let policy = api_network_policy(ns, name, &plan, operator, Some(owner.clone()));
+            ssa::apply(client, &policy).await?;
+        }
+        None => ssa::delete_owned::<NetworkPolicy>(client, ns, &object, &valid.uid).await?,
+    }
     let stored = ssa::apply(client, &deployment(ns, name, Some(owner.clone()))).await?;
     ssa::apply(client, &service(ns, name, &plan, Some(owner))).await?;
     let ready = stored.status.and_then(|s| s.ready_replicas).unwrap_or(0) > 0;
@@ -396,6 +532,90 @@ mod tests {
             "a not-ready Toxiproxy must not cut the links it carries"
         );
         assert!(proxies(&region("none")).is_empty());
+    }
+
+    #[test]
+    fn only_the_operators_pods_reach_the_api_and_only_the_regions_pods_the_proxies() {
+        let r = region("toxiproxy");
+        let plan = proxies(&r);
+        let operator = OperatorPods {
+            namespace: "ops".into(),
+            labels: BTreeMap::from([("app.kubernetes.io/component".into(), "operator".into())]),
+        };
+        let policy = api_network_policy("ns", "east", &plan, &operator, None);
+        assert_eq!(policy.metadata.name.as_deref(), Some("east-toxiproxy"));
+        let spec = policy.spec.unwrap();
+        assert_eq!(
+            spec.pod_selector.unwrap().match_labels,
+            deployment("ns", "east", None).spec.selector.match_labels,
+            "selects the Toxiproxy's pod"
+        );
+        assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+        let rules = spec.ingress.unwrap();
+        assert_eq!(rules.len(), 2);
+        let ports = |rule: &NetworkPolicyIngressRule| -> Vec<i32> {
+            rule.ports
+                .iter()
+                .flatten()
+                .map(|p| match p.port {
+                    Some(IntOrString::Int(n)) => n,
+                    _ => panic!("numeric"),
+                })
+                .collect()
+        };
+        // The API: one peer that is both the operator's namespace and its pods.
+        assert_eq!(ports(&rules[0]), [TOXIPROXY_API_PORT]);
+        let from = rules[0].from.as_ref().unwrap();
+        assert_eq!(from.len(), 1);
+        assert_eq!(
+            from[0].namespace_selector.as_ref().unwrap().match_labels,
+            Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_string(),
+                "ops".to_string()
+            )]))
+        );
+        assert_eq!(
+            from[0].pod_selector.as_ref().unwrap().match_labels.as_ref(),
+            Some(&operator.labels)
+        );
+        // The proxies and the refused advertise port: the region's pods only,
+        // never the API.
+        let leaf = ports(&rules[1]);
+        assert_eq!(leaf, [ADVERTISE_PORT, 17422, 17423, 17432, 17433]);
+        let from = rules[1].from.as_ref().unwrap();
+        assert_eq!(from.len(), 1);
+        assert!(from[0].namespace_selector.is_none(), "this namespace only");
+        assert_eq!(
+            from[0].pod_selector.as_ref().unwrap().match_labels,
+            Some(BTreeMap::from([(
+                labels::REGION.to_string(),
+                "east".to_string()
+            )]))
+        );
+        assert!(
+            rules.iter().all(|r| r.from.is_some()),
+            "no rule open to all"
+        );
+    }
+
+    #[test]
+    fn the_pod_is_locked_down() {
+        let pod = deployment("ns", "east", None).spec.template.spec.unwrap();
+        let psc = pod.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert!(psc.run_as_user.is_some_and(|u| u > 0));
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let c = &pod.containers[0];
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop,
+            Some(vec!["ALL".to_string()])
+        );
+        let res = c.resources.as_ref().unwrap();
+        assert!(res.requests.as_ref().unwrap().contains_key("memory"));
+        assert!(res.limits.as_ref().unwrap().contains_key("memory"));
     }
 
     #[test]

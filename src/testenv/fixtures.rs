@@ -49,12 +49,24 @@ pub fn zone(spec: Value) -> ZoneSpec {
     serde_json::from_value(spec).expect("test zone deserializes")
 }
 
+/// The label a user puts on a Secret that an external zone may use
+/// (`natsregion.io/external-credentials: "true"`).
+pub fn external_opt_in() -> Option<std::collections::BTreeMap<String, String>> {
+    use crate::meta::labels::{EXTERNAL_CREDENTIALS, EXTERNAL_CREDENTIALS_VALUE};
+    Some(std::collections::BTreeMap::from([(
+        EXTERNAL_CREDENTIALS.to_string(),
+        EXTERNAL_CREDENTIALS_VALUE.to_string(),
+    )]))
+}
+
 /// A credentials Secret in the format a region's `credentials.secretName`
-/// names (keys `user` and `password`).
+/// names (keys `user` and `password`), labelled for use by external zones
+/// ([`external_opt_in`]) as a user would label one for them.
 pub fn credentials_secret(name: &str, user: &str, password: &str) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
+            labels: external_opt_in(),
             ..Default::default()
         },
         data: Some(
@@ -67,11 +79,13 @@ pub fn credentials_secret(name: &str, user: &str, password: &str) -> Secret {
     }
 }
 
-/// A Secret holding only a CA certificate (`ca.crt`), as `external.caSecret` reads it.
+/// A Secret holding only a CA certificate (`ca.crt`), as `external.caSecret`
+/// reads it (labelled, [`external_opt_in`]).
 pub fn ca_secret(name: &str, ca_pem: &str) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
+            labels: external_opt_in(),
             ..Default::default()
         },
         string_data: Some(std::collections::BTreeMap::from([(

@@ -20,7 +20,7 @@ use natsregion::drill::runtime::Runtime;
 use natsregion::fault::FaultBackend;
 use natsregion::fault::leaflinks::{LeafLinks, SystemAccess};
 use natsregion::fault::networkpolicy::{
-    FAULT_LABEL, NetworkPolicyBackend, NetworkPolicyTarget, cut_policies,
+    FAULT_LABEL, Isolation, NetworkPolicyBackend, NetworkPolicyTarget, cut_policies,
 };
 use natsregion::fault::toxiproxy::ToxiproxyBackend;
 use natsregion::local::toxiproxy::ToxiproxyServer;
@@ -659,6 +659,7 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
         owner: None,
         deadline: record.deadline.0,
         keep_linked: Vec::new(),
+        isolated: Isolation::default(),
     });
     for b in &built {
         let a = applied
@@ -701,7 +702,7 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
         select(ingress.pod_selector.as_ref().unwrap()).await,
         ["east-a-0"]
     );
-    let leaf_rule = &ingress.ingress.as_ref().unwrap()[1];
+    let leaf_rule = &ingress.ingress.as_ref().unwrap()[2];
     assert_eq!(
         leaf_rule.ports.as_ref().unwrap()[0].port,
         Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(7422))
@@ -716,8 +717,8 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
     allowed.dedup();
     assert_eq!(
         allowed,
-        ["east-a-0", "east-c-0", "west-b-0"],
-        "7422 stays open to every pod but the cut zone's"
+        ["east-a-0", "east-c-0"],
+        "7422 stays open to the region's pods but the cut zone's, and no others"
     );
     let egress = applied
         .iter()
@@ -730,16 +731,12 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
         select(egress.pod_selector.as_ref().unwrap()).await,
         ["east-b-0"]
     );
-    let client_port_open = ingress.ingress.as_ref().unwrap()[0]
-        .ports
-        .as_ref()
-        .unwrap()
-        .iter()
-        .any(|p| {
-            matches!(p.port, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(from)) if from <= 4222)
-                && p.end_port.is_some_and(|to| to >= 4222)
-                && p.protocol.as_deref() == Some("TCP")
-        });
+    let client_rule = &ingress.ingress.as_ref().unwrap()[0];
+    assert!(client_rule.from.is_none());
+    let client_port_open = client_rule.ports.as_ref().unwrap().iter().any(|p| {
+        p.port == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(4222))
+            && p.protocol.as_deref() == Some("TCP")
+    });
     assert!(client_port_open, "the operator's client port stays open");
     assert_eq!(backend.leftovers().await.unwrap().len(), 2);
     assert!(
@@ -772,6 +769,44 @@ async fn network_policies_cut_only_leafnodes_and_go_away_on_heal() {
         .heal(&record)
         .await
         .expect("a second heal is harmless");
+
+    // A namespace that denies everything by default: the cut's policies, as
+    // the API server stores them, allow nothing (any allowance would open
+    // what the default-deny closes), and the default-deny is left alone.
+    let deny: NetworkPolicy = serde_json::from_value(json!({
+        "metadata": {"name": "default-deny"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+    }))
+    .unwrap();
+    policies
+        .create(&PostParams::default(), &deny)
+        .await
+        .expect("default-deny");
+    let record = backend
+        .cut(&["b".to_string()], Duration::from_secs(60))
+        .await
+        .expect("cut applies");
+    let applied = policies
+        .list(&ListParams::default().labels(&format!("{}=np", labels::DRILL)))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(applied.len(), 2);
+    for p in &applied {
+        let spec = p.spec.as_ref().unwrap();
+        assert!(
+            spec.ingress.iter().flatten().next().is_none()
+                && spec.egress.iter().flatten().next().is_none(),
+            "{} allows something under a default-deny: {spec:?}",
+            p.name_any()
+        );
+    }
+    backend.heal(&record).await.expect("heal");
+    assert!(policies.get_opt("default-deny").await.unwrap().is_some());
+    policies
+        .delete("default-deny", &Default::default())
+        .await
+        .unwrap();
 
     // Temporary zones in a cluster: the region controller's builders, labelled
     // with and owned by the drill. No kubelet here, so the servers never get

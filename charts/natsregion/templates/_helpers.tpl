@@ -23,6 +23,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{/* The selector labels as key=value,key=value, for a flag. */}}
+{{- define "natsregion.selectorLabelsArg" -}}
+{{- $pairs := list }}
+{{- range $k, $v := include "natsregion.selectorLabels" . | fromYaml }}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
 {{- define "natsregion.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "natsregion.selectorLabels" . }}

@@ -95,6 +95,7 @@ pub async fn ensure(
     for zone in &region.spec.zones {
         if let Some(secret) = zone.external.as_ref().and_then(|e| e.ca_secret.as_ref()) {
             let s = require(secrets, secret, "zones[].external.caSecret").await?;
+            super::secrets::require_external_opt_in(&s, &ns, secret, "zones[].external.caSecret")?;
             let ca = key(&s, secret, CA_KEY, "zones[].external.caSecret")?;
             check_certs(&ca, secret, "zones[].external.caSecret")?;
             external_cas.insert(zone.name.clone(), ca);

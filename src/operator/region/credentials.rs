@@ -9,7 +9,7 @@ use kube::api::Api;
 
 use super::names;
 use super::object_meta::{meta, region_labels};
-use super::secrets::{Secrets, get};
+use super::secrets::{Secrets, get, require_external_opt_in};
 use crate::api::{RegionMirror, ZoneSpec};
 use crate::operator::error::{Error, Result};
 use crate::plan::UserPass;
@@ -47,6 +47,15 @@ pub async fn ensure(secrets: &Secrets<'_>, region: &RegionMirror) -> Result<Cred
                         hint: ", or remove spec.credentials to have the operator generate one",
                     }
                 })?;
+                // An external zone without a Secret of its own is dialed
+                // with these: they leave for a URL the spec chose.
+                if region.spec.zones.iter().any(|z| {
+                    z.external
+                        .as_ref()
+                        .is_some_and(|e| e.credentials_secret.is_none())
+                }) {
+                    require_external_opt_in(&secret, &ns, &c.secret_name, SPEC_FIELD)?;
+                }
                 (
                     c.secret_name.clone(),
                     read(&secret, &c.secret_name, SPEC_FIELD)?,
@@ -107,6 +116,7 @@ pub async fn for_external_zone(
             field,
             hint: " for that zone, or remove credentialsSecret to use the region's credentials",
         })?;
+    require_external_opt_in(&secret, &ns, secret_name, field)?;
     read(&secret, secret_name, field)
 }
 
@@ -192,13 +202,17 @@ pub fn check_credential(value: &str) -> std::result::Result<(), String> {
     if value.is_empty() {
         return Err("is empty".to_string());
     }
-    if let Some(bad) = value
+    // The message names the rule, never the offending character or where it
+    // is: it goes into the status and Events, which more people read than
+    // the Secret, and each character given away shortens a guess.
+    if !value
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~')))
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~'))
     {
-        return Err(format!(
-            "contains {bad:?}: use only letters, digits, '-', '.', '_' and '~' (the value goes into the leafnode URL unencoded)"
-        ));
+        return Err(
+            "contains a character outside letters, digits, '-', '.', '_' and '~': use only those (the value goes into the leafnode URL unencoded)"
+                .to_string(),
+        );
     }
     Ok(())
 }
@@ -216,5 +230,19 @@ mod tests {
         assert!(check_credential("a b").is_err());
         assert!(check_credential("p@ss").is_err());
         assert!(check_credential("").is_err());
+    }
+
+    #[test]
+    fn a_refused_credential_is_not_echoed() {
+        for secret in ["hunter2@x", "p\"ss", "pa ss", "pässword"] {
+            let reason = check_credential(secret).unwrap_err();
+            let bad = secret.chars().find(|c| !c.is_ascii_alphanumeric()).unwrap();
+            assert!(
+                !reason.contains(&format!("{bad:?}")) && !reason.contains(&format!("'{bad}'")),
+                "{reason}"
+            );
+            assert!(!reason.contains(secret), "{reason}");
+            assert!(reason.contains("letters, digits"), "{reason}");
+        }
     }
 }

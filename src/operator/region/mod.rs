@@ -297,7 +297,10 @@ async fn apply_children(
 /// Creates, updates or deletes the region's Toxiproxy and syncs its proxies;
 /// a Toxiproxy that is up but cannot be synced is warned about, not failed.
 async fn reconcile_toxiproxy(ctx: &Context, valid: &ValidatedRegion) -> Result<()> {
-    if let Some(problem) = crate::operator::toxiproxy::reconcile(&ctx.client, valid).await? {
+    let api_policy = ctx.settings.toxiproxy_api_policy.as_ref();
+    if let Some(problem) =
+        crate::operator::toxiproxy::reconcile(&ctx.client, valid, api_policy).await?
+    {
         warn(ctx, &valid.region, "ToxiproxyNotSynced", &problem).await;
     }
     Ok(())

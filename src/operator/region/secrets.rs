@@ -103,6 +103,38 @@ impl Found {
     }
 }
 
+/// An external zone's Secret may be used only when it carries
+/// `natsregion.io/external-credentials: "true"`. What it holds goes to the
+/// zone's URL (credentials in the leafnode URL and the operator's own
+/// connection), and the URL is the RegionMirror's to choose: without an
+/// opt-in on the Secret, permission to write a RegionMirror would be
+/// permission to send any Secret of the namespace to a server of one's own,
+/// even for someone who may not read Secrets.
+pub fn require_external_opt_in(
+    secret: &Secret,
+    namespace: &str,
+    name: &str,
+    field: &'static str,
+) -> Result<()> {
+    use crate::meta::labels::{EXTERNAL_CREDENTIALS, EXTERNAL_CREDENTIALS_VALUE};
+    let opted_in = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(EXTERNAL_CREDENTIALS))
+        .is_some_and(|v| v == EXTERNAL_CREDENTIALS_VALUE);
+    if opted_in {
+        return Ok(());
+    }
+    Err(Error::ExternalSecretNotOptedIn {
+        namespace: namespace.to_string(),
+        secret: name.to_string(),
+        field,
+        label: EXTERNAL_CREDENTIALS,
+        value: EXTERNAL_CREDENTIALS_VALUE,
+    })
+}
+
 /// The Secret from the API server, or `None` when it does not exist.
 pub async fn get(api: &Api<Secret>, name: &str) -> Result<Option<Secret>> {
     api.get_opt(name)
