@@ -9,6 +9,7 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
@@ -29,6 +30,8 @@ pub enum Kind {
     PodDisruptionBudget,
     Secret,
     Deployment,
+    /// The Toxiproxy's API policy (when the operator runs with it on).
+    NetworkPolicy,
     /// Made by the StatefulSet controller from the volume claim template;
     /// a StatefulSet adopts a claim of the name it wants whoever made it.
     PersistentVolumeClaim,
@@ -94,6 +97,7 @@ pub fn claims(region: &RegionMirror) -> Vec<Claim> {
     if crate::operator::toxiproxy::enabled(region) {
         add(Kind::Deployment, names::toxiproxy_name(&r), None, false);
         add(Kind::Service, names::toxiproxy_name(&r), None, false);
+        add(Kind::NetworkPolicy, names::toxiproxy_name(&r), None, false);
     }
     out
 }
@@ -150,6 +154,7 @@ pub async fn check(client: &kube::Client, region: &RegionMirror) -> Result<()> {
             }
             Kind::Secret => free::<Secret>(c, n, &claim, &uid, &hint).await?,
             Kind::Deployment => free::<Deployment>(c, n, &claim, &uid, &hint).await?,
+            Kind::NetworkPolicy => free::<NetworkPolicy>(c, n, &claim, &uid, &hint).await?,
             Kind::PersistentVolumeClaim => {
                 let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
                 let existing = api.get_metadata_opt(&claim.name).await.map_err(|e| {
