@@ -19,7 +19,7 @@ use natsregion::local::{
     zone_tls,
 };
 use natsregion::nats::connect::{ConnectError, ConnectSettings, ZoneEndpoint, connect};
-use natsregion::testenv::tls_probe::{plaintext_attempt, served_certificate};
+use natsregion::testenv::tls_probe::{negotiated_version, plaintext_attempt, served_certificate};
 
 fn spec() -> RegionMirrorSpec {
     serde_json::from_value(serde_json::json!({
@@ -106,6 +106,33 @@ async fn a_default_region_runs_tls_on_every_link_and_refuses_plaintext() {
         attempt.info,
         attempt.answer
     );
+
+    // Every TLS listener refuses a client that offers only TLS 1.2 and
+    // settles on 1.3 with one that offers both (`plan::TLS_MIN_VERSION`).
+    let s0 = &source.servers()[0];
+    let listeners = [
+        ("client", client_addr(s0), true),
+        ("leafnode", s0.leafnode_addr().unwrap(), true),
+        ("route", SocketAddr::new(s0.ip, s0.cluster_port), false),
+    ];
+    for (which, addr, info_first) in listeners {
+        let ca = ca.clone();
+        let (old, both) = tokio::task::spawn_blocking(move || {
+            let try_with = |v: &[&'static rustls::SupportedProtocolVersion]| {
+                negotiated_version(addr, info_first, &ca, "127.0.0.1", v)
+            };
+            (
+                try_with(&[&rustls::version::TLS12]),
+                try_with(&[&rustls::version::TLS12, &rustls::version::TLS13]),
+            )
+        })
+        .await
+        .unwrap();
+        let err = old.expect_err(&format!("{which}: a TLS 1.2-only client is refused"));
+        assert!(err.contains("TLS handshake"), "{which}: {err}");
+        eprintln!("{which} listener, TLS 1.2 only: {err}");
+        assert_eq!(both, Ok(rustls::ProtocolVersion::TLSv1_3), "{which}");
+    }
 
     // The drill's and the operator's connection: verified with the region CA.
     let settings = ConnectSettings::default();

@@ -182,10 +182,18 @@ pub struct TlsConfig {
     /// Seconds for the handshake. The server's default (2 s for routes and
     /// leafnodes, 0.5 s for clients) is short on a loaded two-core machine.
     pub timeout: i64,
+    /// The oldest protocol the block accepts: [`TLS_MIN_VERSION`].
+    pub min_version: &'static str,
 }
 
 /// Seconds every TLS handshake may take (see [`TlsConfig::timeout`]).
 pub const TLS_HANDSHAKE_TIMEOUT: i64 = 5;
+
+/// Every listener and every remote refuses a peer that cannot speak TLS 1.3.
+/// Every peer is ours or a current NATS client: nats-server (Go) and rustls
+/// (the operator, the drill) speak it, so pinning 1.3 costs nothing and drops
+/// 1.2's negotiable cipher suites and renegotiation (docs/architecture.md, "TLS").
+pub const TLS_MIN_VERSION: &str = "1.3";
 
 impl TlsFiles {
     /// Client listener: the server's certificate, no client certificate
@@ -197,6 +205,7 @@ impl TlsFiles {
             ca_file: None,
             verify: false,
             timeout: TLS_HANDSHAKE_TIMEOUT,
+            min_version: TLS_MIN_VERSION,
         }
     }
     /// Routes and the leafnode listener: both sides show a certificate of the CA.
@@ -207,6 +216,7 @@ impl TlsFiles {
             ca_file: Some(self.ca_file.clone()),
             verify: true,
             timeout: TLS_HANDSHAKE_TIMEOUT,
+            min_version: TLS_MIN_VERSION,
         }
     }
     /// A leafnode remote: verify the hub against the CA, show our certificate.
