@@ -360,3 +360,241 @@ async fn a_mirror_that_trusts_another_ca_never_links_to_the_source() {
     );
     eprintln!("predicted: {predicted}");
 }
+
+/// The CA rotation the operator runs (`tls::rotation`), stage by stage, on
+/// real servers that get each stage the way the operator's pods do (new
+/// files, servers restarted one at a time): the mirror keeps receiving what
+/// the source stores, and the routes and the leafnode link come back after
+/// every stage. The decision is the operator's pure function, on a clock
+/// moved past the point where the first CA falls due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_rotation_keeps_the_routes_the_leafnode_link_and_the_mirror_at_every_stage() {
+    use natsregion::tls::CertKeyPem;
+    use natsregion::tls::rotation::{CaSet, Policy, Step, ZoneView, apply, decide};
+
+    let spec = spec();
+    let creds = generate_credentials().unwrap();
+    let hour = Duration::from_secs(3_600);
+    // Zone certificates of an hour, a CA of two: due an hour before it expires.
+    let policy = Policy {
+        validity: hour,
+        renew_before: Duration::ZERO,
+    };
+    let now = jiff::Timestamp::now();
+    let ca1 = natsregion::tls::issue_ca("natsregion rotation 1", now, 2 * hour).unwrap();
+    let host = ZoneHost::loopback();
+    let mut source = LocalZone::start(
+        &spec,
+        "a",
+        &creds,
+        &DirectNetwork,
+        ZoneOptions {
+            tls: Some(zone_tls(&ca1, "a", &host, 2 * hour).unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("source zone");
+    let mut mirror = LocalZone::start(
+        &spec,
+        "b",
+        &creds,
+        &DirectNetwork,
+        ZoneOptions {
+            tls: Some(zone_tls(&ca1, "b", &host, 2 * hour).unwrap()),
+            leaf_remotes: source.leafnode_addrs(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("mirror zone");
+
+    let app = creds.app.clone();
+    let client = |zone: &LocalZone, ca: &str| {
+        let endpoint = ZoneEndpoint {
+            zone: zone.name().to_string(),
+            urls: zone.client_urls(),
+            user: Some(app.user.clone()),
+            password: Some(app.password.clone()),
+            domain: Some(zone.domain().to_string()),
+            ca: Some(ca.to_string()),
+        };
+        async move { connect(&endpoint, &ConnectSettings::default()).await }
+    };
+    let stream = spec.stream.name.clone();
+    {
+        let (src, mir) = (
+            client(&source, &ca1.cert).await.unwrap(),
+            client(&mirror, &ca1.cert).await.unwrap(),
+        );
+        natsregion::nats::ensure_source_stream(
+            &src.js,
+            &natsregion::plan::source_stream_config(&spec),
+            3,
+        )
+        .await
+        .unwrap();
+        natsregion::nats::ensure_mirror(
+            &mir.js,
+            &natsregion::plan::mirror_stream_config(&spec, "a", spec.zone("b").unwrap()),
+            1,
+        )
+        .await
+        .unwrap();
+    }
+
+    // What each zone runs, read from its files as the operator reads Secrets.
+    let view = |zone: &LocalZone| {
+        let read = |f: &str| std::fs::read_to_string(zone.dir().join("tls").join(f)).unwrap();
+        (
+            ZoneView {
+                zone: zone.name().to_string(),
+                cert: read("tls.crt"),
+                ca: read("ca.crt"),
+                rolled: true,
+            },
+            CertKeyPem {
+                cert: read("tls.crt"),
+                key: read("tls.key"),
+            },
+        )
+    };
+    // After every stage: every route and the leafnode link are back, and
+    // what the source stores now reaches the mirror.
+    let mut published = 0;
+    let check = |source: &LocalZone, mirror: &LocalZone, trust: String, stage: &'static str| {
+        let (src_zone, mir_zone) = (source, mirror);
+        let routez: Vec<String> = src_zone
+            .monitor_urls()
+            .iter()
+            .map(|u| format!("{u}/routez"))
+            .collect();
+        let leafz = format!("{}/leafz", mir_zone.monitor_urls()[0]);
+        let (src, mir) = (client(src_zone, &trust), client(mir_zone, &trust));
+        let stream = stream.clone();
+        async move {
+            let t = Instant::now();
+            loop {
+                let mut routes = Vec::new();
+                for u in &routez {
+                    let v: serde_json::Value = reqwest::get(u).await.unwrap().json().await.unwrap();
+                    routes.push(v["num_routes"].as_u64().unwrap_or(0));
+                }
+                let v: serde_json::Value =
+                    reqwest::get(&leafz).await.unwrap().json().await.unwrap();
+                if routes.iter().all(|&n| n >= 2) && v["leafnodes"] == 1 {
+                    eprintln!(
+                        "{stage}: routes and leafnode link up after {:?}",
+                        t.elapsed()
+                    );
+                    break;
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(20),
+                    "{stage}: routes {routes:?}, leafz {v}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let (src, mir) = (src.await.unwrap(), mir.await.unwrap());
+            for i in 0..20 {
+                src.js
+                    .publish("events.rotation", format!("{stage} {i}").into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap_or_else(|e| panic!("{stage}: publish {i}: {e}"));
+            }
+            let took = natsregion::nats::wait_until_in_sync(
+                &src.js,
+                &[&mir.js],
+                &stream,
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{stage}: the mirror stopped following: {e:?}"));
+            eprintln!("{stage}: mirror in sync {took:?} after 20 more messages");
+            natsregion::nats::last_seq(&mir.js, &stream).await.unwrap()
+        }
+    };
+    published += 20;
+    assert_eq!(
+        check(&source, &mirror, ca1.cert.clone(), "CA 1").await,
+        published
+    );
+
+    let mut cas = CaSet::single(ca1.clone());
+    let views = |s: &LocalZone, m: &LocalZone| [view(s).0, view(m).0];
+    assert_eq!(
+        decide(&cas, &views(&source, &mirror), now, policy),
+        Step::Keep,
+        "two hours of CA left"
+    );
+    // The clock the decisions run on: past the point where CA 1 is due.
+    let later = now + Duration::from_secs(3_660);
+    let step = decide(&cas, &views(&source, &mirror), later, policy);
+    assert_eq!(step, Step::Introduce);
+    let ca2 = natsregion::tls::issue_ca("natsregion rotation 2", now, 20 * hour).unwrap();
+    cas = apply(&cas, &step, || Ok::<_, ()>(ca2.clone())).unwrap();
+
+    // Stage 1: both CAs in ca.crt, the certificates of CA 1 kept.
+    for zone in [&mut source, &mut mirror] {
+        let (_, pair) = view(zone);
+        let tls = natsregion::tls::ServerTls {
+            cert: pair,
+            ca: cas.bundle.clone(),
+        };
+        zone.roll_certificate(&tls).await.expect("rolled");
+    }
+    published += 20;
+    assert_eq!(
+        check(&source, &mirror, cas.bundle.clone(), "bundle").await,
+        published
+    );
+    let step = decide(&cas, &views(&source, &mirror), later, policy);
+    assert_eq!(step, Step::Promote);
+    cas = apply(&cas, &step, || Err(())).unwrap();
+    assert_eq!(cas.signing, ca2);
+
+    // Stage 2: certificates of CA 2, still trusting both. The source rolls
+    // first: for a while its servers show CA 2 to a mirror still on CA 1.
+    for zone in [&mut source, &mut mirror] {
+        let mut tls = zone_tls(&cas.signing, zone.name(), &host, 2 * hour).unwrap();
+        tls.ca = cas.bundle.clone();
+        zone.roll_certificate(&tls).await.expect("rolled");
+    }
+    published += 20;
+    assert_eq!(
+        check(&source, &mirror, ca2.cert.clone(), "certificates of CA 2").await,
+        published
+    );
+    let step = decide(&cas, &views(&source, &mirror), later, policy);
+    assert_eq!(step, Step::Retire);
+    cas = apply(&cas, &step, || Err(())).unwrap();
+
+    // Stage 3: CA 1 dropped.
+    for zone in [&mut source, &mut mirror] {
+        let (_, pair) = view(zone);
+        let tls = natsregion::tls::ServerTls {
+            cert: pair,
+            ca: cas.bundle.clone(),
+        };
+        zone.roll_certificate(&tls).await.expect("rolled");
+    }
+    published += 20;
+    assert_eq!(
+        check(&source, &mirror, ca2.cert.clone(), "CA 1 dropped").await,
+        published
+    );
+    assert_eq!(cas, CaSet::single(ca2.clone()));
+    assert_eq!(
+        decide(&cas, &views(&source, &mirror), later, policy),
+        Step::Keep
+    );
+    // Nothing of CA 1 is trusted any more.
+    let a0 = client_addr(&source.servers()[0]);
+    let refused =
+        tokio::task::spawn_blocking(move || served_certificate(a0, &ca1.cert, "127.0.0.1"))
+            .await
+            .unwrap();
+    assert!(refused.is_err(), "a client trusting CA 1 alone is refused");
+}

@@ -314,6 +314,19 @@ impl LocalZone {
         Ok(())
     }
 
+    /// Replaces the zone's certificate files and restarts its servers one
+    /// at a time, each once the previous one is back: what a StatefulSet's
+    /// rolling update does when the operator changes a zone's certificate
+    /// Secret (the pod template carries its fingerprint).
+    pub async fn roll_certificate(&mut self, tls: &ServerTls) -> Result<(), LocalError> {
+        write_tls_files(self.dir.path(), tls)?;
+        for i in 0..self.servers.len() {
+            self.stop_server(i).await?;
+            self.start_server(i).await?;
+        }
+        Ok(())
+    }
+
     /// Pids of the servers that were started and not stopped through the zone.
     pub fn pids(&self) -> Vec<u32> {
         self.servers.iter().filter_map(|s| s.pid()).collect()
