@@ -598,3 +598,137 @@ async fn a_ca_rotation_keeps_the_routes_the_leafnode_link_and_the_mirror_at_ever
             .unwrap();
     assert!(refused.is_err(), "a client trusting CA 1 alone is refused");
 }
+
+/// Routes are authorized by the zone's own certificate
+/// (`plan::TlsFiles::route_identity`): a server with zone a's certificate,
+/// key and configuration, pointed at zone b's cluster under b's cluster name,
+/// is valid under the region CA but is refused, while b's own servers route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_of_another_zone_cannot_join_a_zones_cluster() {
+    use natsregion::local::{ChildSpec, ManagedProcess, free_port};
+    use natsregion::plan::{ServerPlan, server_config};
+
+    let spec: RegionMirrorSpec = serde_json::from_value(serde_json::json!({
+        "stream": { "name": "EVENTS", "subjects": ["events.>"], "replicas": 1 },
+        "leafnode": { "reconnectIntervalSeconds": 1 },
+        "zones": [
+            { "name": "a", "role": "source", "servers": 2 },
+            { "name": "b", "role": "mirror", "servers": 2 },
+        ],
+    }))
+    .unwrap();
+    let creds = generate_credentials().unwrap();
+    let hour = Duration::from_secs(3_600);
+    let ca = natsregion::tls::issue_ca("region", jiff::Timestamp::now(), hour).unwrap();
+    let host = ZoneHost::loopback();
+    let zone = |name: &'static str, leaf_remotes: Vec<SocketAddr>| {
+        let (spec, creds, tls) = (
+            spec.clone(),
+            creds.clone(),
+            zone_tls(&ca, name, &host, hour).unwrap(),
+        );
+        async move {
+            LocalZone::start(
+                &spec,
+                name,
+                &creds,
+                &DirectNetwork,
+                ZoneOptions {
+                    tls: Some(tls),
+                    leaf_remotes,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("zone {name}: {e}"))
+        }
+    };
+    let a = zone("a", vec![]).await;
+    let b = zone("b", a.leafnode_addrs()).await;
+    let routes = |urls: Vec<String>| async move {
+        let mut out = Vec::new();
+        for u in urls {
+            let v: serde_json::Value = reqwest::get(format!("{u}/routez"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            out.push(v["num_routes"].as_u64().unwrap_or(0));
+        }
+        out
+    };
+    // b's own servers route to each other.
+    let t = Instant::now();
+    let before = loop {
+        let r = routes(b.monitor_urls()).await;
+        if r.iter().all(|&n| n > 0) {
+            break r;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "b's routes: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("b's own routes up after {:?}: {before:?}", t.elapsed());
+
+    // The intruder: zone a's server 0 as planned (a's certificate and key,
+    // a's route identity), on its own ports, routing to b as cluster "b".
+    let ip = a.servers()[0].ip;
+    let port = || free_port(ip).unwrap();
+    let mut config = a.plan().servers[0].config.clone();
+    let dir = tempfile::tempdir().unwrap();
+    config.server_name = "intruder".to_string();
+    config.listen = format!("{ip}:{}", port());
+    config.http = format!("{ip}:{}", port());
+    config.leafnodes = None;
+    config.jetstream.store_dir = dir.path().join("js").to_string_lossy().into_owned();
+    let cluster = config.cluster.as_mut().unwrap();
+    cluster.name = "b".to_string();
+    cluster.listen = format!("{ip}:{}", port());
+    cluster.routes = b.plan().servers[0]
+        .config
+        .cluster
+        .as_ref()
+        .unwrap()
+        .routes
+        .clone();
+    let monitor = format!("http://{}", config.http);
+    let conf = dir.path().join("intruder.conf");
+    let address = a.plan().servers[0].address.clone();
+    std::fs::write(&conf, server_config(&ServerPlan { address, config })).unwrap();
+    let log = dir.path().join("intruder.log");
+    let mut intruder = ManagedProcess::spawn(&ChildSpec {
+        name: "nats-server intruder".to_string(),
+        program: natsregion::tools::binary("nats-server").unwrap(),
+        args: vec!["-c".into(), conf.clone().into()],
+        dir: dir.path().to_path_buf(),
+        log: log.clone(),
+        netns: None,
+    })
+    .unwrap();
+    natsregion::local::wait_for_http_ok(
+        &mut intruder,
+        // Its JetStream waits for a cluster it never gets: up is enough.
+        &format!("{monitor}/varz"),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("intruder: {e}\n{}", std::fs::read_to_string(&log).unwrap()));
+
+    // It dials b for several seconds (routes redial every second): b's
+    // routes stay what they were and the intruder has none.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        let now = routes(b.monitor_urls()).await;
+        assert_eq!(now, before, "b's routes changed: the intruder joined");
+        let theirs = routes(vec![monitor.clone()]).await;
+        assert_eq!(theirs, [0], "the intruder has routes");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // b tells the intruder why (b's own log does not, at this level).
+    let told = std::fs::read_to_string(&log).unwrap();
+    let why = told
+        .lines()
+        .find(|l| l.contains("Route Error 'Authorization Violation'"))
+        .unwrap_or_else(|| panic!("the intruder was refused for its authorization: {told}"));
+    eprintln!("b refused the intruder: {why}");
+}

@@ -483,6 +483,13 @@ async fn user_secrets(
             });
         }
         let ca_crt = key(&s, secret, CA_KEY, field)?;
+        if let Some(reason) = lacks_route_identity(region, ns, zone, &pair.cert) {
+            return Err(Error::Certificate {
+                secret: secret.to_string(),
+                field,
+                reason,
+            });
+        }
         zone_secrets.insert(
             zone.name.clone(),
             ZoneCertificate::new(secret, &pair.cert, &ca_crt),
@@ -497,6 +504,27 @@ async fn user_secrets(
         );
     }
     Ok((ca, zone_secrets, mounted))
+}
+
+/// Why a user's zone certificate cannot authorize the zone's routes, if it
+/// cannot: they are authorized by one DNS name matched literally
+/// (`names::route_identity`, the pods' wildcard), so a certificate that
+/// covers the pods one by one is valid for every name yet refused on every
+/// route. Pure.
+fn lacks_route_identity(
+    region: &RegionMirror,
+    namespace: &str,
+    zone: &ZoneSpec,
+    cert: &str,
+) -> Option<String> {
+    let identity = names::route_identity(namespace, &region.name_any(), &zone.name);
+    let names = tls::read_cert(cert).map(|i| i.names).unwrap_or_default();
+    (!names.contains(&identity)).then(|| {
+        format!(
+            "the certificate of zone {} lacks the DNS name {identity}, by which the zone's servers accept routes from each other only: add it to the certificate's names (a cert-manager Certificate's dnsNames)",
+            zone.name
+        )
+    })
 }
 
 /// What a zone's pods see in their certificate Secret: their certificate and
@@ -749,6 +777,35 @@ mod tests {
             matches!(verdict(&names, &both, now), Verdict::Retrust(pair) if pair == cert),
             "kept, with the bundle"
         );
+    }
+
+    #[test]
+    fn a_user_certificate_must_carry_the_route_identity_literally() {
+        let region = RegionMirror::new(
+            "r",
+            serde_json::from_value(serde_json::json!({
+                "stream": {"name": "S", "subjects": ["s.>"]},
+                "zones": [{"name": "a", "role": "source", "servers": 2}],
+            }))
+            .unwrap(),
+        );
+        let zone = region.spec.zone("a").unwrap();
+        let now = Timestamp::now();
+        let ca = tls::issue_ca("r", now, DAY).unwrap();
+        let issue = |names: &[String]| tls::issue_server(&ca, "a", names, now, DAY).unwrap().cert;
+        let wanted = zone_names(&region, "ns", zone);
+        assert_eq!(
+            lacks_route_identity(&region, "ns", zone, &issue(&wanted)),
+            None
+        );
+        // Each pod named instead of the wildcard: valid for every pod, but
+        // no route would be accepted.
+        let pods = ["r-a-0.r-a.ns.svc", "r-a-1.r-a.ns.svc", "r-a.ns.svc"].map(String::from);
+        let cert = issue(&pods);
+        tls::verify_server(&ca.cert, &cert, "r-a-1.r-a.ns.svc", now).unwrap();
+        let why = lacks_route_identity(&region, "ns", zone, &cert).expect("refused");
+        assert!(why.contains("lacks the DNS name *.r-a.ns.svc"), "{why}");
+        assert!(why.contains("dnsNames"), "{why}");
     }
 
     #[test]

@@ -222,6 +222,7 @@ pub fn zone_addresses(valid: &ValidatedRegion, zone: &ZoneSpec) -> ZoneAddresses
             cert_file: format!("{TLS_DIR}/{CERT_KEY}"),
             key_file: format!("{TLS_DIR}/{KEY_KEY}"),
             ca_file: format!("{TLS_DIR}/{CA_KEY}"),
+            route_identity: names::route_identity(ns, name, &zone.name),
         }),
     }
 }
