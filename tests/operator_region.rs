@@ -1670,11 +1670,30 @@ async fn a_generated_ca_close_to_expiry_is_rotated_one_rollout_at_a_time() {
         metrics.contains("natsregion_certificate_expiry_timestamp_seconds{namespace=\"default\",region=\"rot\",certificate=\"ca-next\"}"),
         "{metrics}"
     );
-    assert_ne!(
-        annotation("rot-a").await,
-        first,
-        "the bundle rolls the pods"
-    );
+    // The StatefulSets are applied after the Secrets, in the same pass.
+    eventually(
+        "the bundle rolls the pods",
+        Duration::from_secs(30),
+        async || match annotation("rot-a").await {
+            now if now != first => Ok(()),
+            same => Err(format!("certificate hash still {same}")),
+        },
+    )
+    .await;
+    let tls = eventually("status.tls", Duration::from_secs(30), async || {
+        let r = regions.get("rot").await.map_err(|e| e.to_string())?;
+        let tls = r.status.and_then(|s| s.tls).ok_or("no status.tls")?;
+        match &tls.rotation {
+            Some(r) if r.starts_with("1/3") && r.contains("waiting for zones a, b") => Ok(tls),
+            other => Err(format!("rotation {other:?}")),
+        }
+    })
+    .await;
+    let not_after = |pem: &str| natsregion::tls::read_cert(pem).unwrap().not_after;
+    assert_eq!(tls.ca_not_after.map(|t| t.0), Some(not_after(&old.cert)));
+    assert_eq!(tls.next_ca_not_after.map(|t| t.0), Some(not_after(&new)));
+    let zones_in_status: Vec<&str> = tls.zones.iter().map(|z| z.zone.as_str()).collect();
+    assert_eq!(zones_in_status, ["a", "b"]);
     // No rollout reported: the old CA keeps signing.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let ca = secrets.get("rot-ca").await.unwrap();
@@ -1749,4 +1768,15 @@ async fn a_generated_ca_close_to_expiry_is_rotated_one_rollout_at_a_time() {
     })
     .await;
     assert!(!ctx.metrics.encode().contains("ca-next"));
+    let tls = eventually("status.tls after", Duration::from_secs(30), async || {
+        let r = regions.get("rot").await.map_err(|e| e.to_string())?;
+        let tls = r.status.and_then(|s| s.tls).ok_or("no status.tls")?;
+        match tls.rotation {
+            None => Ok(tls),
+            Some(r) => Err(r),
+        }
+    })
+    .await;
+    assert_eq!(tls.ca_not_after.map(|t| t.0), Some(not_after(&new)));
+    assert_eq!(tls.next_ca_not_after, None);
 }

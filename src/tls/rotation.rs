@@ -161,6 +161,25 @@ pub fn apply<E>(
     })
 }
 
+/// Where a rotation under way is, for the status; `None` when none is.
+/// `after` is the CAs once `step` was taken.
+pub fn describe(after: &CaSet, step: &Step) -> Option<String> {
+    let at = if after.next.is_some() {
+        "1/3: a new CA is trusted beside the old one, which still signs; the new one signs once every zone's pods run with both"
+    } else if after.trusted() > 1 {
+        "2/3: the new CA signs, the old one is still trusted; it is dropped once every zone's pods run a certificate of the new one"
+    } else {
+        return None;
+    };
+    Some(match step {
+        Step::Wait(zones) => {
+            let names: Vec<&str> = zones.iter().map(|(z, _)| z.as_str()).collect();
+            format!("{at} (waiting for zones {})", names.join(", "))
+        }
+        _ => at.to_string(),
+    })
+}
+
 fn ensure_newline(pem: &str) -> String {
     if pem.ends_with('\n') {
         pem.to_string()
@@ -260,6 +279,8 @@ mod tests {
         assert_eq!(step, Step::Retire);
         let done = apply(&promoted, &step, || Err(())).unwrap();
         assert_eq!(done, CaSet::single(new.clone()));
+        assert!(describe(&promoted, &Step::Keep).unwrap().starts_with("2/3"));
+        assert_eq!(describe(&done, &Step::Keep), None);
         // The new CA is not due for another eight days.
         let zones = [zone("a", &new, &new.cert, now, true)];
         assert_eq!(decide(&done, &zones, now + 7 * DAY, POLICY), Step::Keep);

@@ -21,11 +21,14 @@ use kube::api::Api;
 use super::names;
 use super::object_meta::{meta, region_labels};
 use super::secrets::{Found, Secrets};
-use crate::api::{LeafnodeProxy, RegionMirror, TlsMode, ZoneSpec};
+use crate::api::{
+    LeafnodeProxy, RegionMirror, TlsMode, TlsStatus, ZoneCertificateStatus, ZoneSpec,
+};
 use crate::operator::error::{Error, Result};
 use crate::operator::ssa;
 use crate::tls::rotation::{self, CaSet, Policy, Step, ZoneView};
 use crate::tls::{self, CA_KEY, CERT_KEY, CertKeyPem, KEY_KEY};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// Keys of the CA Secret holding a CA introduced by a rotation that does not
 /// sign yet (`tls.crt`/`tls.key` is the signing CA, `ca.crt` the bundle).
@@ -60,6 +63,8 @@ pub struct RegionTls {
     /// `Generated`: when each certificate expires (`ca`, `ca-next` during a
     /// rotation, `zone/<name>`), for the expiry metric.
     pub expiry: BTreeMap<String, Timestamp>,
+    /// `Generated`: where a rotation of the CA under way is.
+    pub rotation: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +92,27 @@ fn fingerprint(cert_pem: &str, ca_pem: &str) -> String {
 }
 
 impl RegionTls {
+    /// `status.tls`: `None` unless the operator generates the certificates.
+    pub fn status(&self) -> Option<TlsStatus> {
+        self.issuer.as_ref()?;
+        let at = |k: &str| self.expiry.get(k).copied().map(Time);
+        Some(TlsStatus {
+            ca_not_after: at("ca"),
+            next_ca_not_after: at("ca-next"),
+            rotation: self.rotation.clone(),
+            zones: self
+                .expiry
+                .iter()
+                .filter_map(|(k, t)| {
+                    Some(ZoneCertificateStatus {
+                        zone: k.strip_prefix("zone/")?.to_string(),
+                        not_after: Time(*t),
+                    })
+                })
+                .collect(),
+        })
+    }
+
     /// The CA a zone is verified with: the region's for a managed zone, the
     /// zone's own for an external one (`None`: plaintext or the system's roots).
     pub fn ca_for(&self, zone: &ZoneSpec) -> Option<&str> {
@@ -133,7 +159,7 @@ pub async fn ensure(
         .iter()
         .filter(|z| z.external.is_none())
         .collect();
-    let mut expiry = BTreeMap::new();
+    let (mut expiry, mut rotation) = (BTreeMap::new(), None);
     let (ca, zone_secrets, issuer, untrusted) = match region.spec.tls.mode {
         TlsMode::Disabled if external_cas.is_empty() => return Ok(None),
         TlsMode::Disabled => (String::new(), BTreeMap::new(), None, BTreeMap::new()),
@@ -143,8 +169,9 @@ pub async fn ensure(
         }
         // The CAs sign and are trusted by every zone: nothing to cross-check.
         TlsMode::Generated => {
-            let (cas, zones, expires) = generated(client, secrets, region, &ns, &managed).await?;
-            expiry = expires;
+            let (cas, zones, expires, rotating) =
+                generated(client, secrets, region, &ns, &managed).await?;
+            (expiry, rotation) = (expires, rotating);
             (cas.bundle, zones, Some(cas.signing), BTreeMap::new())
         }
         TlsMode::Secrets => {
@@ -160,6 +187,7 @@ pub async fn ensure(
         external_cas,
         untrusted,
         expiry,
+        rotation,
     }))
 }
 
@@ -173,6 +201,7 @@ async fn generated(
     CaSet,
     BTreeMap<String, ZoneCertificate>,
     BTreeMap<String, Timestamp>,
+    Option<String>,
 )> {
     let name = region.name_any();
     let spec = &region.spec.tls;
@@ -312,7 +341,8 @@ async fn generated(
             ZoneCertificate::new(&secret, &cert, &cas.bundle),
         );
     }
-    Ok((cas, zone_secrets, expiry))
+    let rotation = rotation::describe(&cas, &step);
+    Ok((cas, zone_secrets, expiry, rotation))
 }
 
 /// The CA Secret's CAs. A Secret of before rotations (no bundle different

@@ -217,6 +217,7 @@ pub fn fixture(region: &RegionMirror, default_image: &str) -> ValidatedRegion {
             .collect(),
         issuer: None,
         expiry: Default::default(),
+        rotation: None,
         external_cas: Default::default(),
         untrusted: Default::default(),
     });
