@@ -19,7 +19,7 @@ use natsregion::local::{
     zone_tls,
 };
 use natsregion::nats::connect::{ConnectError, ConnectSettings, ZoneEndpoint, connect};
-use natsregion::testenv::tls_probe::{plaintext_attempt, served_certificate};
+use natsregion::testenv::tls_probe::{negotiated_version, plaintext_attempt, served_certificate};
 
 fn spec() -> RegionMirrorSpec {
     serde_json::from_value(serde_json::json!({
@@ -106,6 +106,33 @@ async fn a_default_region_runs_tls_on_every_link_and_refuses_plaintext() {
         attempt.info,
         attempt.answer
     );
+
+    // Every TLS listener refuses a client that offers only TLS 1.2 and
+    // settles on 1.3 with one that offers both (`plan::TLS_MIN_VERSION`).
+    let s0 = &source.servers()[0];
+    let listeners = [
+        ("client", client_addr(s0), true),
+        ("leafnode", s0.leafnode_addr().unwrap(), true),
+        ("route", SocketAddr::new(s0.ip, s0.cluster_port), false),
+    ];
+    for (which, addr, info_first) in listeners {
+        let ca = ca.clone();
+        let (old, both) = tokio::task::spawn_blocking(move || {
+            let try_with = |v: &[&'static rustls::SupportedProtocolVersion]| {
+                negotiated_version(addr, info_first, &ca, "127.0.0.1", v)
+            };
+            (
+                try_with(&[&rustls::version::TLS12]),
+                try_with(&[&rustls::version::TLS12, &rustls::version::TLS13]),
+            )
+        })
+        .await
+        .unwrap();
+        let err = old.expect_err(&format!("{which}: a TLS 1.2-only client is refused"));
+        assert!(err.contains("TLS handshake"), "{which}: {err}");
+        eprintln!("{which} listener, TLS 1.2 only: {err}");
+        assert_eq!(both, Ok(rustls::ProtocolVersion::TLSv1_3), "{which}");
+    }
 
     // The drill's and the operator's connection: verified with the region CA.
     let settings = ConnectSettings::default();
@@ -332,4 +359,376 @@ async fn a_mirror_that_trusts_another_ca_never_links_to_the_source() {
         "the server's own reason, in its log only: {log}"
     );
     eprintln!("predicted: {predicted}");
+}
+
+/// The CA rotation the operator runs (`tls::rotation`), stage by stage, on
+/// real servers that get each stage the way the operator's pods do (new
+/// files, servers restarted one at a time): the mirror keeps receiving what
+/// the source stores, and the routes and the leafnode link come back after
+/// every stage. The decision is the operator's pure function, on a clock
+/// moved past the point where the first CA falls due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_rotation_keeps_the_routes_the_leafnode_link_and_the_mirror_at_every_stage() {
+    use natsregion::tls::CertKeyPem;
+    use natsregion::tls::rotation::{CaSet, Policy, Step, ZoneView, apply, decide};
+
+    let spec = spec();
+    let creds = generate_credentials().unwrap();
+    let hour = Duration::from_secs(3_600);
+    // Zone certificates of an hour, a CA of two: due an hour before it expires.
+    let policy = Policy {
+        validity: hour,
+        renew_before: Duration::ZERO,
+    };
+    let now = jiff::Timestamp::now();
+    let ca1 = natsregion::tls::issue_ca("natsregion rotation 1", now, 2 * hour).unwrap();
+    let host = ZoneHost::loopback();
+    let mut source = LocalZone::start(
+        &spec,
+        "a",
+        &creds,
+        &DirectNetwork,
+        ZoneOptions {
+            tls: Some(zone_tls(&ca1, "a", &host, 2 * hour).unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("source zone");
+    let mut mirror = LocalZone::start(
+        &spec,
+        "b",
+        &creds,
+        &DirectNetwork,
+        ZoneOptions {
+            tls: Some(zone_tls(&ca1, "b", &host, 2 * hour).unwrap()),
+            leaf_remotes: source.leafnode_addrs(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("mirror zone");
+
+    let app = creds.app.clone();
+    let client = |zone: &LocalZone, ca: &str| {
+        let endpoint = ZoneEndpoint {
+            zone: zone.name().to_string(),
+            urls: zone.client_urls(),
+            user: Some(app.user.clone()),
+            password: Some(app.password.clone()),
+            domain: Some(zone.domain().to_string()),
+            ca: Some(ca.to_string()),
+        };
+        async move { connect(&endpoint, &ConnectSettings::default()).await }
+    };
+    let stream = spec.stream.name.clone();
+    {
+        let (src, mir) = (
+            client(&source, &ca1.cert).await.unwrap(),
+            client(&mirror, &ca1.cert).await.unwrap(),
+        );
+        natsregion::nats::ensure_source_stream(
+            &src.js,
+            &natsregion::plan::source_stream_config(&spec),
+            3,
+        )
+        .await
+        .unwrap();
+        natsregion::nats::ensure_mirror(
+            &mir.js,
+            &natsregion::plan::mirror_stream_config(&spec, "a", spec.zone("b").unwrap()),
+            1,
+        )
+        .await
+        .unwrap();
+    }
+
+    // What each zone runs, read from its files as the operator reads Secrets.
+    let view = |zone: &LocalZone| {
+        let read = |f: &str| std::fs::read_to_string(zone.dir().join("tls").join(f)).unwrap();
+        (
+            ZoneView {
+                zone: zone.name().to_string(),
+                cert: read("tls.crt"),
+                ca: read("ca.crt"),
+                rolled: true,
+            },
+            CertKeyPem {
+                cert: read("tls.crt"),
+                key: read("tls.key"),
+            },
+        )
+    };
+    // After every stage: every route and the leafnode link are back, and
+    // what the source stores now reaches the mirror.
+    let mut published = 0;
+    let check = |source: &LocalZone, mirror: &LocalZone, trust: String, stage: &'static str| {
+        let (src_zone, mir_zone) = (source, mirror);
+        let routez: Vec<String> = src_zone
+            .monitor_urls()
+            .iter()
+            .map(|u| format!("{u}/routez"))
+            .collect();
+        let leafz = format!("{}/leafz", mir_zone.monitor_urls()[0]);
+        let (src, mir) = (client(src_zone, &trust), client(mir_zone, &trust));
+        let stream = stream.clone();
+        async move {
+            let t = Instant::now();
+            loop {
+                let mut routes = Vec::new();
+                for u in &routez {
+                    let v: serde_json::Value = reqwest::get(u).await.unwrap().json().await.unwrap();
+                    routes.push(v["num_routes"].as_u64().unwrap_or(0));
+                }
+                let v: serde_json::Value =
+                    reqwest::get(&leafz).await.unwrap().json().await.unwrap();
+                if routes.iter().all(|&n| n >= 2) && v["leafnodes"] == 1 {
+                    eprintln!(
+                        "{stage}: routes and leafnode link up after {:?}",
+                        t.elapsed()
+                    );
+                    break;
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(20),
+                    "{stage}: routes {routes:?}, leafz {v}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let (src, mir) = (src.await.unwrap(), mir.await.unwrap());
+            for i in 0..20 {
+                src.js
+                    .publish("events.rotation", format!("{stage} {i}").into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap_or_else(|e| panic!("{stage}: publish {i}: {e}"));
+            }
+            let took = natsregion::nats::wait_until_in_sync(
+                &src.js,
+                &[&mir.js],
+                &stream,
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{stage}: the mirror stopped following: {e:?}"));
+            eprintln!("{stage}: mirror in sync {took:?} after 20 more messages");
+            natsregion::nats::last_seq(&mir.js, &stream).await.unwrap()
+        }
+    };
+    published += 20;
+    assert_eq!(
+        check(&source, &mirror, ca1.cert.clone(), "CA 1").await,
+        published
+    );
+
+    let mut cas = CaSet::single(ca1.clone());
+    let views = |s: &LocalZone, m: &LocalZone| [view(s).0, view(m).0];
+    assert_eq!(
+        decide(&cas, &views(&source, &mirror), now, policy),
+        Step::Keep,
+        "two hours of CA left"
+    );
+    // The clock the decisions run on: past the point where CA 1 is due.
+    let later = now + Duration::from_secs(3_660);
+    let step = decide(&cas, &views(&source, &mirror), later, policy);
+    assert_eq!(step, Step::Introduce);
+    let ca2 = natsregion::tls::issue_ca("natsregion rotation 2", now, 20 * hour).unwrap();
+    cas = apply(&cas, &step, || Ok::<_, ()>(ca2.clone())).unwrap();
+
+    // Stage 1: both CAs in ca.crt, the certificates of CA 1 kept.
+    for zone in [&mut source, &mut mirror] {
+        let (_, pair) = view(zone);
+        let tls = natsregion::tls::ServerTls {
+            cert: pair,
+            ca: cas.bundle.clone(),
+        };
+        zone.roll_certificate(&tls).await.expect("rolled");
+    }
+    published += 20;
+    assert_eq!(
+        check(&source, &mirror, cas.bundle.clone(), "bundle").await,
+        published
+    );
+    let step = decide(&cas, &views(&source, &mirror), later, policy);
+    assert_eq!(step, Step::Promote);
+    cas = apply(&cas, &step, || Err(())).unwrap();
+    assert_eq!(cas.signing, ca2);
+
+    // Stage 2: certificates of CA 2, still trusting both. The source rolls
+    // first: for a while its servers show CA 2 to a mirror still on CA 1.
+    for zone in [&mut source, &mut mirror] {
+        let mut tls = zone_tls(&cas.signing, zone.name(), &host, 2 * hour).unwrap();
+        tls.ca = cas.bundle.clone();
+        zone.roll_certificate(&tls).await.expect("rolled");
+    }
+    published += 20;
+    assert_eq!(
+        check(&source, &mirror, ca2.cert.clone(), "certificates of CA 2").await,
+        published
+    );
+    let step = decide(&cas, &views(&source, &mirror), later, policy);
+    assert_eq!(step, Step::Retire);
+    cas = apply(&cas, &step, || Err(())).unwrap();
+
+    // Stage 3: CA 1 dropped.
+    for zone in [&mut source, &mut mirror] {
+        let (_, pair) = view(zone);
+        let tls = natsregion::tls::ServerTls {
+            cert: pair,
+            ca: cas.bundle.clone(),
+        };
+        zone.roll_certificate(&tls).await.expect("rolled");
+    }
+    published += 20;
+    assert_eq!(
+        check(&source, &mirror, ca2.cert.clone(), "CA 1 dropped").await,
+        published
+    );
+    assert_eq!(cas, CaSet::single(ca2.clone()));
+    assert_eq!(
+        decide(&cas, &views(&source, &mirror), later, policy),
+        Step::Keep
+    );
+    // Nothing of CA 1 is trusted any more.
+    let a0 = client_addr(&source.servers()[0]);
+    let refused =
+        tokio::task::spawn_blocking(move || served_certificate(a0, &ca1.cert, "127.0.0.1"))
+            .await
+            .unwrap();
+    assert!(refused.is_err(), "a client trusting CA 1 alone is refused");
+}
+
+/// Routes are authorized by the zone's own certificate
+/// (`plan::TlsFiles::route_identity`): a server with zone a's certificate,
+/// key and configuration, pointed at zone b's cluster under b's cluster name,
+/// is valid under the region CA but is refused, while b's own servers route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_of_another_zone_cannot_join_a_zones_cluster() {
+    use natsregion::local::{ChildSpec, ManagedProcess, free_port};
+    use natsregion::plan::{ServerPlan, server_config};
+
+    let spec: RegionMirrorSpec = serde_json::from_value(serde_json::json!({
+        "stream": { "name": "EVENTS", "subjects": ["events.>"], "replicas": 1 },
+        "leafnode": { "reconnectIntervalSeconds": 1 },
+        "zones": [
+            { "name": "a", "role": "source", "servers": 2 },
+            { "name": "b", "role": "mirror", "servers": 2 },
+        ],
+    }))
+    .unwrap();
+    let creds = generate_credentials().unwrap();
+    let hour = Duration::from_secs(3_600);
+    let ca = natsregion::tls::issue_ca("region", jiff::Timestamp::now(), hour).unwrap();
+    let host = ZoneHost::loopback();
+    let zone = |name: &'static str, leaf_remotes: Vec<SocketAddr>| {
+        let (spec, creds, tls) = (
+            spec.clone(),
+            creds.clone(),
+            zone_tls(&ca, name, &host, hour).unwrap(),
+        );
+        async move {
+            LocalZone::start(
+                &spec,
+                name,
+                &creds,
+                &DirectNetwork,
+                ZoneOptions {
+                    tls: Some(tls),
+                    leaf_remotes,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("zone {name}: {e}"))
+        }
+    };
+    let a = zone("a", vec![]).await;
+    let b = zone("b", a.leafnode_addrs()).await;
+    let routes = |urls: Vec<String>| async move {
+        let mut out = Vec::new();
+        for u in urls {
+            let v: serde_json::Value = reqwest::get(format!("{u}/routez"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            out.push(v["num_routes"].as_u64().unwrap_or(0));
+        }
+        out
+    };
+    // b's own servers route to each other.
+    let t = Instant::now();
+    let before = loop {
+        let r = routes(b.monitor_urls()).await;
+        if r.iter().all(|&n| n > 0) {
+            break r;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "b's routes: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("b's own routes up after {:?}: {before:?}", t.elapsed());
+
+    // The intruder: zone a's server 0 as planned (a's certificate and key,
+    // a's route identity), on its own ports, routing to b as cluster "b".
+    let ip = a.servers()[0].ip;
+    let port = || free_port(ip).unwrap();
+    let mut config = a.plan().servers[0].config.clone();
+    let dir = tempfile::tempdir().unwrap();
+    config.server_name = "intruder".to_string();
+    config.listen = format!("{ip}:{}", port());
+    config.http = format!("{ip}:{}", port());
+    config.leafnodes = None;
+    config.jetstream.store_dir = dir.path().join("js").to_string_lossy().into_owned();
+    let cluster = config.cluster.as_mut().unwrap();
+    cluster.name = "b".to_string();
+    cluster.listen = format!("{ip}:{}", port());
+    cluster.routes = b.plan().servers[0]
+        .config
+        .cluster
+        .as_ref()
+        .unwrap()
+        .routes
+        .clone();
+    let monitor = format!("http://{}", config.http);
+    let conf = dir.path().join("intruder.conf");
+    let address = a.plan().servers[0].address.clone();
+    std::fs::write(&conf, server_config(&ServerPlan { address, config })).unwrap();
+    let log = dir.path().join("intruder.log");
+    let mut intruder = ManagedProcess::spawn(&ChildSpec {
+        name: "nats-server intruder".to_string(),
+        program: natsregion::tools::binary("nats-server").unwrap(),
+        args: vec!["-c".into(), conf.clone().into()],
+        dir: dir.path().to_path_buf(),
+        log: log.clone(),
+        netns: None,
+    })
+    .unwrap();
+    natsregion::local::wait_for_http_ok(
+        &mut intruder,
+        // Its JetStream waits for a cluster it never gets: up is enough.
+        &format!("{monitor}/varz"),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("intruder: {e}\n{}", std::fs::read_to_string(&log).unwrap()));
+
+    // It dials b for several seconds (routes redial every second): b's
+    // routes stay what they were and the intruder has none.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        let now = routes(b.monitor_urls()).await;
+        assert_eq!(now, before, "b's routes changed: the intruder joined");
+        let theirs = routes(vec![monitor.clone()]).await;
+        assert_eq!(theirs, [0], "the intruder has routes");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // b tells the intruder why (b's own log does not, at this level).
+    let told = std::fs::read_to_string(&log).unwrap();
+    let why = told
+        .lines()
+        .find(|l| l.contains("Route Error 'Authorization Violation'"))
+        .unwrap_or_else(|| panic!("the intruder was refused for its authorization: {told}"));
+    eprintln!("b refused the intruder: {why}");
 }

@@ -2082,3 +2082,228 @@ async fn deletion_policy_keeps_or_deletes_the_zones_claims() {
         );
     }
 }
+
+/// The generated CA is rotated before it expires, one step per rollout of
+/// the zones' pods. No kubelet: the test plays the StatefulSet controller by
+/// reporting each rollout complete, and checks that the operator does not
+/// move on before it.
+#[tokio::test]
+async fn a_generated_ca_close_to_expiry_is_rotated_one_rollout_at_a_time() {
+    let (_plane, client) = plane_with_crds().await;
+    let ns = "default";
+    let (ctx, _stop) = start_operator(&client, ns, None);
+    let regions: Api<RegionMirror> = Api::namespaced(client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    regions
+        .create(
+            &PostParams::default(),
+            &fixtures::region(
+                "rot",
+                json!({
+                    "image": IMAGE,
+                    "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
+                    "tls": {"validityDays": 2, "renewBeforeDays": 1},
+                    "zones": [
+                        {"name": "a", "role": "source", "servers": 1},
+                        {"name": "b", "role": "mirror", "servers": 1},
+                    ],
+                }),
+            ),
+        )
+        .await
+        .unwrap();
+    let pem = |s: &Secret, key: &str| -> String {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| String::from_utf8(b.0.clone()).unwrap())
+            .unwrap_or_default()
+    };
+    let zones = ["rot-a", "rot-b"];
+    let annotation = async |sts: &str| {
+        stss.get(sts)
+            .await
+            .unwrap()
+            .spec
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()[children::CERTIFICATE_HASH]
+            .clone()
+    };
+    eventually(
+        "the zones' StatefulSets",
+        Duration::from_secs(30),
+        async || {
+            for z in zones {
+                stss.get(z).await.map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        },
+    )
+    .await;
+    let ca = secrets.get("rot-ca").await.unwrap();
+    assert_eq!(
+        pem(&ca, "ca.crt"),
+        pem(&ca, "tls.crt"),
+        "one CA, trusted alone"
+    );
+    let first = annotation("rot-a").await;
+
+    // The CA the operator made has ten days; one with twelve hours left
+    // (less than a zone certificate's day) is due.
+    let now = jiff::Timestamp::now();
+    let old = natsregion::tls::issue_ca("old", now, Duration::from_secs(12 * 3_600)).unwrap();
+    let data: BTreeMap<&str, k8s_openapi::ByteString> = [
+        ("tls.crt", &old.cert),
+        ("tls.key", &old.key),
+        ("ca.crt", &old.cert),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, k8s_openapi::ByteString(v.clone().into_bytes())))
+    .collect();
+    secrets
+        .patch(
+            "rot-ca",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "data": data })),
+        )
+        .await
+        .unwrap();
+
+    // 1. A new CA beside the old one, in every zone's ca.crt; the old one signs.
+    let (new, bundle) = eventually("a second CA trusted", Duration::from_secs(30), async || {
+        let ca = secrets.get("rot-ca").await.map_err(|e| e.to_string())?;
+        let (bundle, next) = (pem(&ca, "ca.crt"), pem(&ca, "next.crt"));
+        if next.is_empty() || bundle != format!("{}{next}", old.cert) {
+            return Err(format!("ca.crt {bundle}, next.crt {next}"));
+        }
+        for z in zones {
+            let s = secrets
+                .get(&format!("{z}-tls"))
+                .await
+                .map_err(|e| e.to_string())?;
+            if pem(&s, "ca.crt") != bundle {
+                return Err(format!("{z}: ca.crt not the bundle yet"));
+            }
+        }
+        Ok((next, bundle))
+    })
+    .await;
+    let metrics = ctx.metrics.encode();
+    assert!(
+        metrics.contains("natsregion_certificate_expiry_timestamp_seconds{namespace=\"default\",region=\"rot\",certificate=\"ca-next\"}"),
+        "{metrics}"
+    );
+    // The StatefulSets are applied after the Secrets, in the same pass.
+    eventually(
+        "the bundle rolls the pods",
+        Duration::from_secs(30),
+        async || match annotation("rot-a").await {
+            now if now != first => Ok(()),
+            same => Err(format!("certificate hash still {same}")),
+        },
+    )
+    .await;
+    let tls = eventually("status.tls", Duration::from_secs(30), async || {
+        let r = regions.get("rot").await.map_err(|e| e.to_string())?;
+        let tls = r.status.and_then(|s| s.tls).ok_or("no status.tls")?;
+        match &tls.rotation {
+            Some(r) if r.starts_with("1/3") && r.contains("waiting for zones a, b") => Ok(tls),
+            other => Err(format!("rotation {other:?}")),
+        }
+    })
+    .await;
+    let not_after = |pem: &str| natsregion::tls::read_cert(pem).unwrap().not_after;
+    assert_eq!(tls.ca_not_after.map(|t| t.0), Some(not_after(&old.cert)));
+    assert_eq!(tls.next_ca_not_after.map(|t| t.0), Some(not_after(&new)));
+    let zones_in_status: Vec<&str> = tls.zones.iter().map(|z| z.zone.as_str()).collect();
+    assert_eq!(zones_in_status, ["a", "b"]);
+    // No rollout reported: the old CA keeps signing.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let ca = secrets.get("rot-ca").await.unwrap();
+    assert_eq!(
+        pem(&ca, "tls.crt"),
+        old.cert,
+        "moved on before the pods rolled"
+    );
+
+    // Plays the StatefulSet controller: every pod runs the current template.
+    let rolled = async || {
+        for z in zones {
+            let generation = stss.get(z).await.unwrap().metadata.generation;
+            stss.patch_status(
+                z,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {
+                    "observedGeneration": generation, "replicas": 1, "readyReplicas": 1,
+                    "updatedReplicas": 1, "currentReplicas": 1,
+                    "currentRevision": format!("{z}-{generation:?}"),
+                    "updateRevision": format!("{z}-{generation:?}"),
+                }})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    rolled().await;
+
+    // 2. The new CA signs every zone's certificate; both still trusted.
+    eventually("the new CA signs", Duration::from_secs(30), async || {
+        let ca = secrets.get("rot-ca").await.map_err(|e| e.to_string())?;
+        if pem(&ca, "tls.crt") != new || pem(&ca, "ca.crt") != bundle {
+            return Err("not promoted".to_string());
+        }
+        for z in zones {
+            let s = secrets
+                .get(&format!("{z}-tls"))
+                .await
+                .map_err(|e| e.to_string())?;
+            let host = format!("{z}-0.{z}.default.svc");
+            natsregion::tls::verify_server(&new, &pem(&s, "tls.crt"), &host, now)
+                .map_err(|e| format!("{z}: {e}"))?;
+        }
+        Ok(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        pem(&secrets.get("rot-ca").await.unwrap(), "ca.crt"),
+        bundle,
+        "dropped the old CA before the pods rolled onto the new certificates"
+    );
+    rolled().await;
+
+    // 3. The old CA leaves every zone's ca.crt.
+    eventually("the old CA dropped", Duration::from_secs(30), async || {
+        let ca = secrets.get("rot-ca").await.map_err(|e| e.to_string())?;
+        if pem(&ca, "ca.crt") != new || !pem(&ca, "next.crt").is_empty() {
+            return Err("old CA still trusted".to_string());
+        }
+        for z in zones {
+            let s = secrets
+                .get(&format!("{z}-tls"))
+                .await
+                .map_err(|e| e.to_string())?;
+            if pem(&s, "ca.crt") != new {
+                return Err(format!("{z}: ca.crt not the new CA alone"));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    assert!(!ctx.metrics.encode().contains("ca-next"));
+    let tls = eventually("status.tls after", Duration::from_secs(30), async || {
+        let r = regions.get("rot").await.map_err(|e| e.to_string())?;
+        let tls = r.status.and_then(|s| s.tls).ok_or("no status.tls")?;
+        match tls.rotation {
+            None => Ok(tls),
+            Some(r) => Err(r),
+        }
+    })
+    .await;
+    assert_eq!(tls.ca_not_after.map(|t| t.0), Some(not_after(&new)));
+    assert_eq!(tls.next_ca_not_after, None);
+}

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -494,6 +494,34 @@ pub struct RegionMirrorStatus {
     pub max_lag: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zones: Vec<ZoneStatus>,
+    /// The generated CA and zone certificates (`tls.mode: Generated`): when
+    /// they expire, and a rotation of the CA under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStatus>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsStatus {
+    /// When the CA that signs the zones' certificates expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_not_after: Option<Time>,
+    /// During a rotation: when the new CA, trusted but not signing yet, expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_ca_not_after: Option<Time>,
+    /// During a rotation: its step and what it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<String>,
+    /// When each managed zone's certificate expires.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<ZoneCertificateStatus>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneCertificateStatus {
+    pub zone: String,
+    pub not_after: Time,
 }
 
 /// What one zone looks like from the outside, read from its servers.

@@ -338,7 +338,11 @@ pub fn zone_tls(
     host: &ZoneHost,
     lifetime: Duration,
 ) -> Result<ServerTls, LocalError> {
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        super::zone::route_identity(zone),
+    ];
     if host.ip.to_string() != "127.0.0.1" {
         names.push(host.ip.to_string());
     }

@@ -297,7 +297,7 @@ impl LocalZone {
     /// reload its configuration (SIGHUP), which rereads them: new links get
     /// the new certificate, established ones stay up.
     pub fn replace_certificate(&mut self, tls: &ServerTls) -> Result<(), LocalError> {
-        write_tls_files(self.dir.path(), tls)?;
+        write_tls_files(self.dir.path(), self.name(), tls)?;
         for s in &self.servers {
             if let Some(pid) = s.pid() {
                 // SAFETY: kill(2) with a pid we spawned and still own.
@@ -310,6 +310,19 @@ impl LocalZone {
                     });
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Replaces the zone's certificate files and restarts its servers one
+    /// at a time, each once the previous one is back: what a StatefulSet's
+    /// rolling update does when the operator changes a zone's certificate
+    /// Secret (the pod template carries its fingerprint).
+    pub async fn roll_certificate(&mut self, tls: &ServerTls) -> Result<(), LocalError> {
+        write_tls_files(self.dir.path(), self.name(), tls)?;
+        for i in 0..self.servers.len() {
+            self.stop_server(i).await?;
+            self.start_server(i).await?;
         }
         Ok(())
     }
@@ -404,7 +417,7 @@ fn plan_servers(
     let mut servers = Vec::new();
     let mut addresses = ZoneAddresses {
         tls: match &opts.tls {
-            Some(tls) => Some(write_tls_files(dir, tls)?),
+            Some(tls) => Some(write_tls_files(dir, &zone.name, tls)?),
             None => None,
         },
         ..ZoneAddresses::default()
@@ -467,10 +480,18 @@ fn plan_servers(
     Ok((plan, servers))
 }
 
+/// The DNS name a local zone's certificate carries for its routes
+/// (`plan::TlsFiles::route_identity`). Locally every zone may listen on the
+/// same address, so no address tells them apart; this name does. It is
+/// never resolved.
+pub fn route_identity(zone: &str) -> String {
+    format!("routes.{zone}.natsregion.internal")
+}
+
 /// Writes the zone's certificate, key and CA under `<zone dir>/tls`, in the
 /// file names of a cert-manager Secret, and returns their paths. The key file
 /// is readable by its owner only.
-fn write_tls_files(dir: &Path, tls: &ServerTls) -> Result<TlsFiles, LocalError> {
+fn write_tls_files(dir: &Path, zone: &str, tls: &ServerTls) -> Result<TlsFiles, LocalError> {
     use std::os::unix::fs::OpenOptionsExt;
     let tls_dir = dir.join("tls");
     let io = |what: &'static str, path: &Path| {
@@ -498,5 +519,6 @@ fn write_tls_files(dir: &Path, tls: &ServerTls) -> Result<TlsFiles, LocalError> 
         cert_file: write(CERT_KEY, &tls.cert.cert, 0o644)?,
         key_file: write(KEY_KEY, &tls.cert.key, 0o600)?,
         ca_file: write(CA_KEY, &tls.ca, 0o644)?,
+        route_identity: route_identity(zone),
     })
 }

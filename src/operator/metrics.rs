@@ -3,9 +3,11 @@
 //! One registry per process. Controllers record through the methods here, so
 //! metric names and label sets are defined in one place.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use jiff::Timestamp;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -51,6 +53,14 @@ pub struct ZoneLabels {
     pub zone: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    pub namespace: String,
+    pub region: String,
+    /// `ca`, `ca-next` (a CA being rotated in) or `zone/<name>`.
+    pub certificate: String,
+}
+
 fn reconcile_histogram() -> Histogram {
     // 5 ms .. ~20 s: a reconcile that connects to zones takes seconds.
     Histogram::new(exponential_buckets(0.005, 2.0, 12))
@@ -66,10 +76,13 @@ pub struct Metrics {
     faults_injected: Family<FaultLabels, Counter>,
     faults_healed: Family<FaultLabels, Counter>,
     mirror_lag: Family<ZoneLabels, Gauge>,
+    certificate_expiry: Family<CertificateLabels, Gauge>,
     leader: Gauge,
     catch_up: Histogram,
     /// Zones with a lag gauge, per region, so a removed zone's series goes away.
     lag_zones: Mutex<Vec<ZoneLabels>>,
+    /// Certificates with an expiry gauge, so a retired CA's series goes away.
+    certificates: Mutex<Vec<CertificateLabels>>,
 }
 
 impl Default for Metrics {
@@ -86,6 +99,7 @@ impl Default for Metrics {
         let faults_injected = Family::<FaultLabels, Counter>::default();
         let faults_healed = Family::<FaultLabels, Counter>::default();
         let mirror_lag = Family::<ZoneLabels, Gauge>::default();
+        let certificate_expiry = Family::<CertificateLabels, Gauge>::default();
         let leader = Gauge::default();
         // 0.25 s .. ~4 min: a mirror redials within its reconnect interval.
         let catch_up = Histogram::new(exponential_buckets(0.25, 2.0, 11));
@@ -126,6 +140,11 @@ impl Default for Metrics {
             mirror_lag.clone(),
         );
         registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When a generated certificate of a region expires (Unix seconds): its CA, a CA being rotated in, each zone's",
+            certificate_expiry.clone(),
+        );
+        registry.register(
             "drill_catch_up_seconds",
             "Time the mirrors took to catch up after a drill's heal",
             catch_up.clone(),
@@ -145,9 +164,11 @@ impl Default for Metrics {
             faults_injected,
             faults_healed,
             mirror_lag,
+            certificate_expiry,
             leader,
             catch_up,
             lag_zones: Mutex::new(Vec::new()),
+            certificates: Mutex::new(Vec::new()),
         }
     }
 }
@@ -243,9 +264,44 @@ impl Metrics {
         }
     }
 
+    /// Sets when each of one region's generated certificates expires;
+    /// certificates not in `expiry` (a retired CA, a removed zone) lose
+    /// their series.
+    pub fn set_certificate_expiry(
+        &self,
+        namespace: &str,
+        region: &str,
+        expiry: &BTreeMap<String, Timestamp>,
+    ) {
+        let mut known = self.certificates.lock().expect("certificates lock");
+        known.retain(|l| {
+            let keep = l.namespace != namespace
+                || l.region != region
+                || expiry.contains_key(&l.certificate);
+            if !keep {
+                self.certificate_expiry.remove(l);
+            }
+            keep
+        });
+        for (certificate, at) in expiry {
+            let l = CertificateLabels {
+                namespace: namespace.to_string(),
+                region: region.to_string(),
+                certificate: certificate.clone(),
+            };
+            self.certificate_expiry
+                .get_or_create(&l)
+                .set(at.as_second());
+            if !known.contains(&l) {
+                known.push(l);
+            }
+        }
+    }
+
     /// Drops a deleted region's series.
     pub fn forget_region(&self, namespace: &str, region: &str) {
         self.set_region_lag(namespace, region, &[]);
+        self.set_certificate_expiry(namespace, region, &BTreeMap::new());
     }
 
     /// The registry in the Prometheus text format.
@@ -290,5 +346,37 @@ mod tests {
         assert!(!m.encode().contains("zone=\"b\""));
         m.forget_region("ns", "east");
         assert!(!m.encode().contains("zone=\"c\""));
+    }
+
+    #[test]
+    fn certificate_expiry_follows_the_certificates_a_region_has() {
+        let m = Metrics::default();
+        let at = |s| Timestamp::from_second(s).unwrap();
+        let rotating = BTreeMap::from([
+            ("ca".to_string(), at(1_900_000_000)),
+            ("ca-next".to_string(), at(1_990_000_000)),
+            ("zone/a".to_string(), at(1_800_000_000)),
+        ]);
+        m.set_certificate_expiry("ns", "east", &rotating);
+        let text = m.encode();
+        assert!(
+            text.contains("natsregion_certificate_expiry_timestamp_seconds{namespace=\"ns\",region=\"east\",certificate=\"ca-next\"} 1990000000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("certificate=\"zone/a\"} 1800000000"),
+            "{text}"
+        );
+        // The rotation finished: one CA, the one that was next.
+        let done = BTreeMap::from([
+            ("ca".to_string(), at(1_990_000_000)),
+            ("zone/a".to_string(), at(1_800_100_000)),
+        ]);
+        m.set_certificate_expiry("ns", "east", &done);
+        let text = m.encode();
+        assert!(!text.contains("ca-next"), "{text}");
+        assert!(text.contains("certificate=\"ca\"} 1990000000"), "{text}");
+        m.forget_region("ns", "east");
+        assert!(!m.encode().contains("certificate="));
     }
 }

@@ -10,8 +10,9 @@ pub mod stream;
 
 pub use server::{
     AccountConfig, ClusterConfig, JetStreamConfig, LeafnodeConfig, MAX_MEMORY_STORE, RemoteConfig,
-    ServerAddress, ServerConfig, ServerPlan, TLS_HANDSHAKE_TIMEOUT, TlsConfig, TlsFiles,
-    UserConfig, ZoneAddresses, ZonePlan, host_port, leaf_url, parse_quantity, server_config,
+    RouteAuthorization, ServerAddress, ServerConfig, ServerPlan, TLS_HANDSHAKE_TIMEOUT,
+    TLS_MIN_VERSION, TlsConfig, TlsFiles, UserConfig, ZoneAddresses, ZonePlan, host_port, leaf_url,
+    parse_quantity, server_config,
 };
 pub use stream::{
     StreamKind, ZONE_TOKEN, ZoneStream, aggregate_stream_config, api_prefix, local_stream_config,

@@ -56,6 +56,11 @@ pub struct TlsFiles {
     pub cert_file: String,
     pub key_file: String,
     pub ca_file: String,
+    /// A DNS name the zone's certificate carries and no other zone's does:
+    /// the zone's cluster accepts a route only from a certificate with it,
+    /// so a certificate of another zone (or region) under the same CA cannot
+    /// join (`ClusterConfig::authorization`).
+    pub route_identity: String,
 }
 
 /// One zone's servers, ready to render.
@@ -119,6 +124,17 @@ pub struct ClusterConfig {
     pub routes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// With TLS: the route user is the zone's `route_identity`, and
+    /// `verify_and_map` makes nats-server take a route's user from its
+    /// certificate (a DNS name of it), so only the zone's own certificate
+    /// authorizes a route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<RouteAuthorization>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RouteAuthorization {
+    pub user: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -179,13 +195,24 @@ pub struct TlsConfig {
     /// Require and verify the peer's certificate (listeners).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub verify: bool,
+    /// Also take the peer's user from its certificate (routes).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub verify_and_map: bool,
     /// Seconds for the handshake. The server's default (2 s for routes and
     /// leafnodes, 0.5 s for clients) is short on a loaded two-core machine.
     pub timeout: i64,
+    /// The oldest protocol the block accepts: [`TLS_MIN_VERSION`].
+    pub min_version: &'static str,
 }
 
 /// Seconds every TLS handshake may take (see [`TlsConfig::timeout`]).
 pub const TLS_HANDSHAKE_TIMEOUT: i64 = 5;
+
+/// Every listener and every remote refuses a peer that cannot speak TLS 1.3.
+/// Every peer is ours or a current NATS client: nats-server (Go) and rustls
+/// (the operator, the drill) speak it, so pinning 1.3 costs nothing and drops
+/// 1.2's negotiable cipher suites and renegotiation (docs/architecture.md, "TLS").
+pub const TLS_MIN_VERSION: &str = "1.3";
 
 impl TlsFiles {
     /// Client listener: the server's certificate, no client certificate
@@ -196,7 +223,9 @@ impl TlsFiles {
             key_file: self.key_file.clone(),
             ca_file: None,
             verify: false,
+            verify_and_map: false,
             timeout: TLS_HANDSHAKE_TIMEOUT,
+            min_version: TLS_MIN_VERSION,
         }
     }
     /// Routes and the leafnode listener: both sides show a certificate of the CA.
@@ -206,7 +235,17 @@ impl TlsFiles {
             key_file: self.key_file.clone(),
             ca_file: Some(self.ca_file.clone()),
             verify: true,
+            verify_and_map: false,
             timeout: TLS_HANDSHAKE_TIMEOUT,
+            min_version: TLS_MIN_VERSION,
+        }
+    }
+    /// Routes: mutual, and the peer's certificate must carry the zone's
+    /// route identity (see [`TlsFiles::route_identity`]).
+    fn route(&self) -> TlsConfig {
+        TlsConfig {
+            verify_and_map: true,
+            ..self.mutual()
         }
     }
     /// A leafnode remote: verify the hub against the CA, show our certificate.
@@ -341,7 +380,10 @@ fn plan_zone(
                     name: zone.name.clone(),
                     listen: host_port(&addr.host, addr.cluster_port),
                     routes: addresses.routes.clone(),
-                    tls: tls.map(TlsFiles::mutual),
+                    tls: tls.map(TlsFiles::route),
+                    authorization: tls.map(|t| RouteAuthorization {
+                        user: t.route_identity.clone(),
+                    }),
                 }),
                 jetstream: JetStreamConfig {
                     domain: zone.domain().to_string(),

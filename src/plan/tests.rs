@@ -83,6 +83,7 @@ fn snapshot_tls_files() -> TlsFiles {
         cert_file: format!("{SNAPSHOT_TLS_DIR}/tls.crt"),
         key_file: format!("{SNAPSHOT_TLS_DIR}/tls.key"),
         ca_file: format!("{SNAPSHOT_TLS_DIR}/ca.crt"),
+        route_identity: "*.r-east.ns.svc".to_string(),
     }
 }
 

@@ -36,9 +36,48 @@ fn dial(addr: SocketAddr) -> Result<TcpStream, String> {
 /// The DER of the certificate served at `addr` after the INFO line, the
 /// handshake verified with `ca_pem` for `name`.
 pub fn served_certificate(addr: SocketAddr, ca_pem: &str, name: &str) -> Result<Vec<u8>, String> {
-    let mut stream = dial(addr)?;
-    info_line(&stream)?;
     let config = crate::tls::client_config(ca_pem).map_err(|e| e.to_string())?;
+    let conn = handshake(addr, true, config, name)?;
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .ok_or_else(|| "no certificate served".to_string())
+}
+
+/// The protocol version a handshake with `addr` settles on when the client
+/// offers only `versions`, or why the handshake failed. `info_first`: the
+/// port sends its INFO line before the handshake (clients, leafnodes); routes
+/// start with the handshake.
+pub fn negotiated_version(
+    addr: SocketAddr,
+    info_first: bool,
+    ca_pem: &str,
+    name: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<rustls::ProtocolVersion, String> {
+    let roots = crate::tls::pem::root_store(ca_pem).map_err(|e| e.to_string())?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let conn = handshake(addr, info_first, config, name)?;
+    conn.protocol_version()
+        .ok_or_else(|| "no version negotiated".to_string())
+}
+
+fn handshake(
+    addr: SocketAddr,
+    info_first: bool,
+    config: rustls::ClientConfig,
+    name: &str,
+) -> Result<rustls::ClientConnection, String> {
+    let mut stream = dial(addr)?;
+    if info_first {
+        info_line(&stream)?;
+    }
     let server_name = ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
     let mut conn =
         rustls::ClientConnection::new(Arc::new(config), server_name).map_err(|e| e.to_string())?;
@@ -46,10 +85,7 @@ pub fn served_certificate(addr: SocketAddr, ca_pem: &str, name: &str) -> Result<
         conn.complete_io(&mut stream)
             .map_err(|e| format!("TLS handshake: {e}"))?;
     }
-    conn.peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| c.to_vec())
-        .ok_or_else(|| "no certificate served".to_string())
+    Ok(conn)
 }
 
 /// What a plaintext client gets: the INFO line, then what the server answers

@@ -7,6 +7,7 @@ pub mod client;
 pub mod inspect;
 pub mod issue;
 pub mod pem;
+pub mod rotation;
 
 pub use client::{client_config, trust_region_ca};
 pub use inspect::{CertInfo, read_cert, verify_server};

@@ -37,9 +37,7 @@ pub const STORE_DIR: &str = "/data/jetstream";
 pub const CONFIG_DIR: &str = "/etc/nats-config";
 /// Where the zone's certificate Secret (cert-manager format) is mounted.
 pub const TLS_DIR: &str = "/etc/nats-tls";
-/// Pod template annotation carrying a fingerprint of the zone's certificate:
-/// a renewed certificate rolls the pods onto it.
-pub const CERTIFICATE_HASH: &str = "natsregion.io/certificate-hash";
+pub use super::certificates::CERTIFICATE_HASH;
 
 /// Lame duck: wait this long before moving clients away, then spread their
 /// disconnects over `LAME_DUCK_DURATION`; the pod's grace period covers both.
@@ -224,6 +222,7 @@ pub fn zone_addresses(valid: &ValidatedRegion, zone: &ZoneSpec) -> ZoneAddresses
             cert_file: format!("{TLS_DIR}/{CERT_KEY}"),
             key_file: format!("{TLS_DIR}/{KEY_KEY}"),
             ca_file: format!("{TLS_DIR}/{CA_KEY}"),
+            route_identity: names::route_identity(ns, name, &zone.name),
         }),
     }
 }

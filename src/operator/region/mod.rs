@@ -430,7 +430,8 @@ async fn reconcile_region(
     ctx.metrics.set_region_lag(ns, name, &lags);
 
     let old = region.status.clone().unwrap_or_default();
-    let new = status::observed(region, &old, zones, &streams_state, now());
+    let mut new = status::observed(region, &old, zones, &streams_state, now());
+    new.tls = valid.tls.as_ref().and_then(|t| t.status());
     if new != old {
         write_status(ctx, region, &new).await?;
     }

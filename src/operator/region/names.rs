@@ -63,6 +63,12 @@ pub fn ca_secret(region: &str) -> String {
 pub fn zone_tls_secret(region: &str, zone: &str) -> String {
     format!("{}-tls", statefulset(region, zone))
 }
+/// The DNS name of a zone's certificate its cluster authorizes routes by
+/// (`plan::TlsFiles::route_identity`): the wildcard for its pods, which no
+/// other zone's or region's certificate carries.
+pub fn route_identity(namespace: &str, region: &str, zone: &str) -> String {
+    format!("*.{}.{namespace}.svc", headless_service(region, zone))
+}
 /// Every name a managed zone's servers are dialed at: each pod through the
 /// headless Service (routes, the operator), the client Service, and for the
 /// source zone its leafnode Service and, when mirrors dial through it, the
@@ -77,7 +83,7 @@ pub fn certificate_names(
     let headless = format!("{}.{namespace}.svc", headless_service(region, zone));
     let mut out = vec![
         // One wildcard covers every pod, so scaling the zone needs no new certificate.
-        format!("*.{headless}"),
+        route_identity(namespace, region, zone),
         headless,
         client_host(namespace, region, zone),
     ];

@@ -43,6 +43,9 @@ impl ValidatedRegion {
         let secrets = Secrets::new(&ctx.client, &namespace, cache);
         let credentials = credentials::ensure(&secrets, region).await?;
         let tls = certificates::ensure(&ctx.client, &secrets, region).await?;
+        let expiry = tls.as_ref().map(|t| t.expiry.clone()).unwrap_or_default();
+        ctx.metrics
+            .set_certificate_expiry(&namespace, &region.name_any(), &expiry);
         Ok(Self::assemble(
             region,
             namespace,
@@ -213,6 +216,8 @@ pub fn fixture(region: &RegionMirror, default_image: &str) -> ValidatedRegion {
             })
             .collect(),
         issuer: None,
+        expiry: Default::default(),
+        rotation: None,
         external_cas: Default::default(),
         untrusted: Default::default(),
     });
