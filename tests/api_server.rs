@@ -489,6 +489,11 @@ fn cases() -> Vec<Case> {
             Some("30-10 * * * *".into())),
         case!(Drill, SCHEDULE, |d| d.spec.schedule =
             Some("*/0 * * * *".into())),
+        // Names count as their numbers, as croner reads them (SUN is 0).
+        case!(Drill, SCHEDULE, |d| d.spec.schedule =
+            Some("0 3 * * FRI-MON".into())),
+        case!(Drill, SCHEDULE, |d| d.spec.schedule =
+            Some("0 3 * dec-jan *".into())),
         case!(Drill, SCHEDULE, |d| d.spec.schedule =
             Some("5/15 * * * *".into())),
         case!(Drill, SCHEDULE_NEVER, |d| d.spec.schedule =
@@ -680,6 +685,7 @@ async fn every_cel_message_is_enforced_by_the_api_server_and_locally() {
         "0 0 30 1,3 *",
         "0 0 31 2 1",
         "5,10-20/5 0 1-31 jan-dec ?",
+        "0 3 * * sun-sat",
         "59 23 31 12 7",
     ] {
         let mut good = base_drill();
