@@ -297,8 +297,19 @@ async fn reconcile_inner(drill: &PartitionDrill, shared: &Arc<Shared>) -> Result
         // The task writes status as it goes; look again soon to collect it
         // (and drop the finalizer) once it ends.
         Next::WatchTask => Ok(Action::requeue(Duration::from_secs(2))),
-        Next::HealOrphan(open) => {
-            heal_orphan(shared, drill, &api, &open).await?;
+        Next::HealOrphan(_) => {
+            // The controller's cache can lag this process's own writes: the
+            // pass queued by the heal's first status write (Healing) may
+            // still see that object after the heal wrote Aborted, and heal
+            // again, finding nothing and overwriting the message that named
+            // what was removed. The API server's copy decides.
+            let fresh = api
+                .get(&name)
+                .await
+                .map_err(|e| Error::kube(format!("read drill {name}"), e))?;
+            if let Next::HealOrphan(open) = decide(&fresh, false, now)?.next {
+                heal_orphan(shared, &fresh, &api, &open).await?;
+            }
             Ok(Action::requeue(Duration::from_secs(1)))
         }
         Next::Release => {
