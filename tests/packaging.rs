@@ -779,6 +779,7 @@ async fn chart_rbac_is_least_privilege() {
         ("team-a", "policy", "poddisruptionbudgets", "patch"),
         ("team-a", "", "secrets", "get"),
         ("team-a", "", "pods", "list"),
+        ("team-a", "", "persistentvolumeclaims", "get"),
         ("team-a", "events.k8s.io", "events", "create"),
         (RELEASE_NS, "coordination.k8s.io", "leases", "create"),
     ];
@@ -788,6 +789,7 @@ async fn chart_rbac_is_least_privilege() {
         ("team-a", "natsregion.io", "regionmirrors", "delete"),
         ("team-a", "natsregion.io", "regionmirrors", "create"),
         ("team-a", "", "pods", "delete"),
+        ("team-a", "", "persistentvolumeclaims", "delete"),
         ("team-a", "", "pods/exec", "create"),
         ("team-a", "", "secrets", "update"),
         ("team-a", "rbac.authorization.k8s.io", "roles", "create"),
