@@ -222,84 +222,63 @@ pub async fn last_seq(js: &async_nats::jetstream::Context, stream: &str) -> Outc
 }
 
 /// Deleting the RegionMirror removes everything it made: workloads, their
-/// pods and volumes, Services, ConfigMaps, Secrets, budgets, policies.
+/// pods, Services, ConfigMaps, Secrets, budgets, policies; with the default
+/// `deletionPolicy: Retain` the zones' data claims stay, and deleting them
+/// by the region's label (the README's clean-up) frees their volumes.
 pub async fn deleted_leaves_nothing(c: &mut Cluster<'_>) -> Outcome {
-    use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-    use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Service};
-    use k8s_openapi::api::networking::v1::NetworkPolicy;
-    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use kube::api::DeleteParams;
 
-    let started = Instant::now();
     crate::util::delete(&c.client, NS, &region_resource(), REGION).await?;
     let client = c.client.clone();
-    let (_, took) = wait_for(
-        "everything of region qa gone",
+    // deletionPolicy Retain (the default): every object goes, the zones'
+    // data claims and their volumes stay.
+    let (kept, took) = wait_for(
+        "every object of region qa gone but its data",
         Duration::from_secs(240),
         || {
             let client = client.clone();
             async move {
-                let ns = |c: &kube::Client| c.clone();
-                let mut left = Vec::new();
-                let named = |kind: &str, names: Vec<String>, left: &mut Vec<String>| {
-                    for n in names
-                        .into_iter()
-                        .filter(|n| n.starts_with(&format!("{REGION}-")))
-                    {
-                        left.push(format!("{kind} {n}"));
-                    }
-                };
-                macro_rules! names_of {
-                    ($t:ty) => {
-                        Api::<$t>::namespaced(ns(&client), NS)
-                            .list(&ListParams::default())
-                            .await
-                            .map_err(err)?
-                            .items
-                            .into_iter()
-                            .filter_map(|o| o.metadata.name)
-                            .collect::<Vec<_>>()
-                    };
-                }
-                named("StatefulSet", names_of!(StatefulSet), &mut left);
-                named("Deployment", names_of!(Deployment), &mut left);
-                named("Pod", names_of!(Pod), &mut left);
-                named("Service", names_of!(Service), &mut left);
-                named("ConfigMap", names_of!(ConfigMap), &mut left);
-                named("Secret", names_of!(Secret), &mut left);
-                named(
-                    "PodDisruptionBudget",
-                    names_of!(PodDisruptionBudget),
-                    &mut left,
-                );
-                named(
-                    "PersistentVolumeClaim",
-                    names_of!(PersistentVolumeClaim),
-                    &mut left,
-                );
-                for p in names_of!(NetworkPolicy) {
-                    left.push(format!("NetworkPolicy {p}"));
-                }
-                let pvs = Api::<PersistentVolume>::all(ns(&client))
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(err)?
-                    .items;
-                for pv in pvs {
-                    let claim = pv
-                        .spec
-                        .and_then(|s| s.claim_ref)
-                        .and_then(|r| r.name)
-                        .unwrap_or_default();
-                    if claim.contains(&format!("-{REGION}-")) {
-                        left.push(format!("PersistentVolume for {claim}"));
-                    }
-                }
-                if get_json(&client, NS, &region_resource(), REGION)
-                    .await?
-                    .is_some()
-                {
-                    left.push("the RegionMirror itself".into());
-                }
+                let (objects, data) = left_behind(&client).await?;
+                Ok(if objects.is_empty() {
+                    Ok(data)
+                } else {
+                    Err(objects.join(", "))
+                })
+            }
+        },
+    )
+    .await?;
+    let claims = kept
+        .iter()
+        .filter(|d| d.starts_with("PersistentVolumeClaim"))
+        .count();
+    if claims == 0 {
+        return Err(format!(
+            "deletionPolicy Retain kept no data claim: {kept:?}"
+        ));
+    }
+    c.figure(format!(
+        "RegionMirror deleted (deletionPolicy Retain): its objects and pods gone after {}, {claims} data claims kept",
+        secs(took)
+    ));
+    // The clean-up the README gives for retained data.
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), NS)
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default()
+                .labels(&format!("{}={REGION}", natsregion::meta::labels::REGION)),
+        )
+        .await
+        .map_err(err)?;
+    let (_, took) = wait_for(
+        "the data of region qa gone after its claims were deleted",
+        Duration::from_secs(240),
+        || {
+            let client = client.clone();
+            async move {
+                let (mut left, data) = left_behind(&client).await?;
+                left.extend(data);
                 Ok(if left.is_empty() {
                     Ok(())
                 } else {
@@ -309,10 +288,82 @@ pub async fn deleted_leaves_nothing(c: &mut Cluster<'_>) -> Outcome {
         },
     )
     .await?;
-    let _ = started;
     c.figure(format!(
-        "RegionMirror deleted: all its objects, pods and volumes gone after {}",
+        "retained claims deleted by label: their volumes gone after {}",
         secs(took)
     ));
     Ok(())
+}
+
+/// What is left of region qa: its objects (the RegionMirror included), and
+/// apart its data (claims `data-qa-…` and their volumes).
+async fn left_behind(client: &kube::Client) -> Outcome<(Vec<String>, Vec<String>)> {
+    use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+    use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Service};
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+
+    let (mut objects, mut data) = (Vec::new(), Vec::new());
+    let named = |kind: &str, names: Vec<String>, left: &mut Vec<String>| {
+        for n in names
+            .into_iter()
+            .filter(|n| n.starts_with(&format!("{REGION}-")))
+        {
+            left.push(format!("{kind} {n}"));
+        }
+    };
+    macro_rules! names_of {
+        ($t:ty) => {
+            Api::<$t>::namespaced(client.clone(), NS)
+                .list(&ListParams::default())
+                .await
+                .map_err(err)?
+                .items
+                .into_iter()
+                .filter_map(|o| o.metadata.name)
+                .collect::<Vec<_>>()
+        };
+    }
+    named("StatefulSet", names_of!(StatefulSet), &mut objects);
+    named("Deployment", names_of!(Deployment), &mut objects);
+    named("Pod", names_of!(Pod), &mut objects);
+    named("Service", names_of!(Service), &mut objects);
+    named("ConfigMap", names_of!(ConfigMap), &mut objects);
+    named("Secret", names_of!(Secret), &mut objects);
+    named(
+        "PodDisruptionBudget",
+        names_of!(PodDisruptionBudget),
+        &mut objects,
+    );
+    for p in names_of!(NetworkPolicy) {
+        objects.push(format!("NetworkPolicy {p}"));
+    }
+    if get_json(client, NS, &region_resource(), REGION)
+        .await?
+        .is_some()
+    {
+        objects.push("the RegionMirror itself".into());
+    }
+    for n in names_of!(PersistentVolumeClaim)
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("data-{REGION}-")))
+    {
+        data.push(format!("PersistentVolumeClaim {n}"));
+    }
+    let pvs = Api::<PersistentVolume>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(err)?
+        .items;
+    for pv in pvs {
+        let claim = pv
+            .spec
+            .and_then(|s| s.claim_ref)
+            .and_then(|r| r.name)
+            .unwrap_or_default();
+        if claim.contains(&format!("-{REGION}-")) {
+            data.push(format!("PersistentVolume for {claim}"));
+        }
+    }
+    Ok((objects, data))
 }
