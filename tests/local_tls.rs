@@ -369,8 +369,7 @@ async fn a_mirror_that_trusts_another_ca_never_links_to_the_source() {
 /// moved past the point where the first CA falls due.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ca_rotation_keeps_the_routes_the_leafnode_link_and_the_mirror_at_every_stage() {
-    use natsregion::tls::CertKeyPem;
-    use natsregion::tls::rotation::{CaSet, Policy, Step, ZoneView, apply, decide};
+    use natsregion::tls::rotation::{CaSet, Policy, Step, apply, decide};
 
     let spec = spec();
     let creds = generate_credentials().unwrap();
@@ -443,22 +442,6 @@ async fn a_ca_rotation_keeps_the_routes_the_leafnode_link_and_the_mirror_at_ever
         .unwrap();
     }
 
-    // What each zone runs, read from its files as the operator reads Secrets.
-    let view = |zone: &LocalZone| {
-        let read = |f: &str| std::fs::read_to_string(zone.dir().join("tls").join(f)).unwrap();
-        (
-            ZoneView {
-                zone: zone.name().to_string(),
-                cert: read("tls.crt"),
-                ca: read("ca.crt"),
-                rolled: true,
-            },
-            CertKeyPem {
-                cert: read("tls.crt"),
-                key: read("tls.key"),
-            },
-        )
-    };
     // After every stage: every route and the leafnode link are back, and
     // what the source stores now reaches the mirror.
     let mut published = 0;
@@ -537,14 +520,7 @@ async fn a_ca_rotation_keeps_the_routes_the_leafnode_link_and_the_mirror_at_ever
     cas = apply(&cas, &step, || Ok::<_, ()>(ca2.clone())).unwrap();
 
     // Stage 1: both CAs in ca.crt, the certificates of CA 1 kept.
-    for zone in [&mut source, &mut mirror] {
-        let (_, pair) = view(zone);
-        let tls = natsregion::tls::ServerTls {
-            cert: pair,
-            ca: cas.bundle.clone(),
-        };
-        zone.roll_certificate(&tls).await.expect("rolled");
-    }
+    roll_trust([&mut source, &mut mirror], &cas.bundle).await;
     published += 20;
     assert_eq!(
         check(&source, &mirror, cas.bundle.clone(), "bundle").await,
@@ -572,14 +548,7 @@ async fn a_ca_rotation_keeps_the_routes_the_leafnode_link_and_the_mirror_at_ever
     cas = apply(&cas, &step, || Err(())).unwrap();
 
     // Stage 3: CA 1 dropped.
-    for zone in [&mut source, &mut mirror] {
-        let (_, pair) = view(zone);
-        let tls = natsregion::tls::ServerTls {
-            cert: pair,
-            ca: cas.bundle.clone(),
-        };
-        zone.roll_certificate(&tls).await.expect("rolled");
-    }
+    roll_trust([&mut source, &mut mirror], &cas.bundle).await;
     published += 20;
     assert_eq!(
         check(&source, &mirror, ca2.cert.clone(), "CA 1 dropped").await,
@@ -731,4 +700,38 @@ async fn a_certificate_of_another_zone_cannot_join_a_zones_cluster() {
         .find(|l| l.contains("Route Error 'Authorization Violation'"))
         .unwrap_or_else(|| panic!("the intruder was refused for its authorization: {told}"));
     eprintln!("b refused the intruder: {why}");
+}
+
+/// What a local zone runs, read from its files as the operator reads Secrets.
+fn view(
+    zone: &LocalZone,
+) -> (
+    natsregion::tls::rotation::ZoneView,
+    natsregion::tls::CertKeyPem,
+) {
+    let read = |f: &str| std::fs::read_to_string(zone.dir().join("tls").join(f)).unwrap();
+    (
+        natsregion::tls::rotation::ZoneView {
+            zone: zone.name().to_string(),
+            cert: read("tls.crt"),
+            ca: read("ca.crt"),
+            rolled: true,
+        },
+        natsregion::tls::CertKeyPem {
+            cert: read("tls.crt"),
+            key: read("tls.key"),
+        },
+    )
+}
+
+/// Restarts each zone on `bundle` as its trusted CAs, keeping its certificate.
+async fn roll_trust(zones: [&mut LocalZone; 2], bundle: &str) {
+    for zone in zones {
+        let (_, pair) = view(zone);
+        let tls = natsregion::tls::ServerTls {
+            cert: pair,
+            ca: bundle.to_string(),
+        };
+        zone.roll_certificate(&tls).await.expect("rolled");
+    }
 }

@@ -1793,6 +1793,22 @@ async fn get_port(port: u16, path: &str) -> u16 {
 }
 
 /// The Warning Event of `region` with `reason`, its note.
+/// The Ready condition of `region` once it reports `NameConflict`.
+async fn name_conflict(regions: &Api<RegionMirror>, region: &str) -> Condition {
+    eventually(
+        &format!("{region} refused"),
+        Duration::from_secs(30),
+        async || {
+            let r = regions.get(region).await.map_err(|e| e.to_string())?;
+            let ready = condition(&r, status::READY).ok_or("no Ready condition")?;
+            (ready.reason == "NameConflict")
+                .then(|| ready.clone())
+                .ok_or(format!("{ready:?}"))
+        },
+    )
+    .await
+}
+
 async fn warning_note(client: &Client, ns: &str, region: &str, reason: &str) -> String {
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     eventually(
@@ -1857,14 +1873,7 @@ async fn a_region_whose_names_another_region_holds_applies_nothing() {
         )
         .await
         .unwrap();
-    let refused = eventually("east-b refused", Duration::from_secs(30), async || {
-        let r = regions.get("east-b").await.map_err(|e| e.to_string())?;
-        let ready = condition(&r, status::READY).ok_or("no Ready condition")?;
-        (ready.reason == "NameConflict")
-            .then(|| ready.clone())
-            .ok_or(format!("{ready:?}"))
-    })
-    .await;
+    let refused = name_conflict(&regions, "east-b").await;
     let message = &refused.message;
     assert_eq!(refused.status, "False");
     for part in [
@@ -1926,14 +1935,7 @@ async fn a_region_whose_names_another_region_holds_applies_nothing() {
         )
         .await
         .unwrap();
-    let refused = eventually("solo refused", Duration::from_secs(30), async || {
-        let r = regions.get("solo").await.map_err(|e| e.to_string())?;
-        let ready = condition(&r, status::READY).ok_or("no Ready condition")?;
-        (ready.reason == "NameConflict")
-            .then(|| ready.message.clone())
-            .ok_or(format!("{ready:?}"))
-    })
-    .await;
+    let refused = name_conflict(&regions, "solo").await.message;
     assert!(
         refused.contains("ConfigMap solo-a-config already exists and has no controlling owner"),
         "{refused}"
