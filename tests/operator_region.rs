@@ -2154,6 +2154,17 @@ async fn a_generated_ca_close_to_expiry_is_rotated_one_rollout_at_a_time() {
     );
     let first = annotation("rot-a").await;
 
+    // A drill runs on the region: no step may roll its zones under it.
+    let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), ns);
+    drills
+        .create(
+            &PostParams::default(),
+            &fixtures::drill("hold", "rot", json!({})),
+        )
+        .await
+        .unwrap();
+    set_drill_phase(&drills, "hold", "Running").await;
+
     // The CA the operator made has ten days; one with twelve hours left
     // (less than a zone certificate's day) is due.
     let now = jiff::Timestamp::now();
@@ -2174,6 +2185,28 @@ async fn a_generated_ca_close_to_expiry_is_rotated_one_rollout_at_a_time() {
         )
         .await
         .unwrap();
+
+    eventually(
+        "the due rotation held for the drill",
+        Duration::from_secs(30),
+        async || {
+            let r = regions.get("rot").await.map_err(|e| e.to_string())?;
+            let rotation = r.status.and_then(|s| s.tls).and_then(|t| t.rotation);
+            match rotation {
+                Some(r) if r.contains("waits for drill hold") => Ok(()),
+                other => Err(format!("rotation {other:?}")),
+            }
+        },
+    )
+    .await;
+    let ca = secrets.get("rot-ca").await.unwrap();
+    assert_eq!(
+        pem(&ca, "next.crt"),
+        "",
+        "no CA introduced while the drill runs"
+    );
+    assert_eq!(pem(&ca, "ca.crt"), old.cert);
+    set_drill_phase(&drills, "hold", "Succeeded").await;
 
     // 1. A new CA beside the old one, in every zone's ca.crt; the old one signs.
     let (new, bundle) = eventually("a second CA trusted", Duration::from_secs(30), async || {

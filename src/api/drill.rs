@@ -572,6 +572,14 @@ pub struct PartitionDrillStatus {
     pub history: Vec<DrillRun>,
 }
 
+impl PartitionDrillStatus {
+    /// The drill holds its region: it runs, heals, or has a fault open.
+    pub fn holds_region(&self) -> bool {
+        matches!(self.phase, DrillPhase::Running | DrillPhase::Healing)
+            || self.faults.iter().any(|f| f.healed_at.is_none())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -70,6 +70,18 @@ pub enum Step {
     Retire,
     /// A rotation waits for these zones' pods (why, per zone).
     Wait(Vec<(String, &'static str)>),
+    /// A step is due but waits for the drill (named) running on the region:
+    /// every step rolls every zone's pods, which the drill would count
+    /// against the region, and a drill's temporary zone trusts only the CAs
+    /// of its start.
+    Held(String),
+}
+
+impl Step {
+    /// Whether taking the step changes the CAs (and so rolls the zones).
+    pub fn moves(&self) -> bool {
+        matches!(self, Step::Introduce | Step::Promote | Step::Retire)
+    }
 }
 
 /// Whether the signing CA must be replaced: it expires within a zone
@@ -143,7 +155,7 @@ pub fn apply<E>(
     fresh: impl FnOnce() -> Result<CertKeyPem, E>,
 ) -> Result<CaSet, E> {
     Ok(match step {
-        Step::Keep | Step::Wait(_) => ca.clone(),
+        Step::Keep | Step::Wait(_) | Step::Held(_) => ca.clone(),
         Step::Introduce => {
             let next = fresh()?;
             CaSet {
@@ -164,14 +176,21 @@ pub fn apply<E>(
 /// Where a rotation under way is, for the status; `None` when none is.
 /// `after` is the CAs once `step` was taken.
 pub fn describe(after: &CaSet, step: &Step) -> Option<String> {
+    let held = |drill: &str| {
+        format!("the next step waits for drill {drill}, which runs on the region, to end")
+    };
     let at = if after.next.is_some() {
         "1/3: a new CA is trusted beside the old one, which still signs; the new one signs once every zone's pods run with both"
     } else if after.trusted() > 1 {
         "2/3: the new CA signs, the old one is still trusted; it is dropped once every zone's pods run a certificate of the new one"
     } else {
-        return None;
+        return match step {
+            Step::Held(drill) => Some(format!("the CA is due: {}", held(drill))),
+            _ => None,
+        };
     };
     Some(match step {
+        Step::Held(drill) => format!("{at} ({})", held(drill)),
         Step::Wait(zones) => {
             let names: Vec<&str> = zones.iter().map(|(z, _)| z.as_str()).collect();
             format!("{at} (waiting for zones {})", names.join(", "))

@@ -10,7 +10,6 @@
 //! another drill's status says it is running or has faults open (an
 //! operator restarted while it ran: its orphan heal comes first).
 
-use super::decide::unhealed;
 use super::*;
 
 /// A region, as `(namespace, name)`.
@@ -33,12 +32,7 @@ pub fn holder_in_statuses<'a>(
     others
         .into_iter()
         .filter(|o| o.uid() != drill.uid() && region_key(o) == key)
-        .find(|o| {
-            let status = o.status.as_ref();
-            let phase = status.map(|s| s.phase).unwrap_or_default();
-            matches!(phase, DrillPhase::Running | DrillPhase::Healing)
-                || !unhealed(status).is_empty()
-        })
+        .find(|o| o.status.as_ref().is_some_and(|s| s.holds_region()))
         .map(|o| o.name_any())
 }
 
