@@ -375,6 +375,19 @@ pub fn table(figures: &[ResumeFigure]) -> String {
             f.runs.len(),
         );
     }
+    // Issue 24's local goal, for the mode the resume is for.
+    if let Some(f) = figures.iter().find(|f| f.resume) {
+        let timed = f.timed();
+        let within = timed.iter().filter(|s| **s <= 3.0).count();
+        let row = super::goals::GoalRow::new(
+            format!("local catch-up, {}", f.label()),
+            format!("{within}/{} runs <= 3 s", f.runs.len()),
+            "<= 3 s in 20 of 20",
+            Some(f.runs.len() >= 20 && within == f.runs.len()),
+        );
+        t.push('\n');
+        t.push_str(&super::goals::render(&[row]));
+    }
     t
 }
 
@@ -387,6 +400,37 @@ mod tests {
         for (hold, _) in MODES {
             spec(hold).expect("valid");
         }
+    }
+
+    #[test]
+    fn the_table_prints_each_mode_and_the_goal_beside_the_resume() {
+        let run = |s: f64| ResumeRun {
+            catch_up_seconds: Some(s),
+            verdict: Verdict::Passed,
+            resumes: Vec::new(),
+            logs: LogTimes::default(),
+        };
+        let figures = vec![
+            ResumeFigure {
+                hold_seconds: 25,
+                resume: false,
+                runs: vec![run(33.0), run(34.0)],
+            },
+            ResumeFigure {
+                hold_seconds: 25,
+                resume: true,
+                runs: vec![run(2.0), run(4.0)],
+            },
+        ];
+        let t = table(&figures);
+        assert!(
+            t.contains("hold 25s, do nothing") && t.contains("33.5s"),
+            "{t}"
+        );
+        assert!(
+            t.contains("1/2 runs <= 3 s") && t.trim_end().ends_with("NO"),
+            "{t}"
+        );
     }
 
     #[test]
