@@ -9,6 +9,9 @@
 //!    for its rate beside plain R3 publish and its memory per message.
 //! 4. Catch-up after heal for two leafnode reconnect intervals (real drills).
 //!
+//! `natsregion-bench resume` (module [`resume`]) times catch-up after a
+//! heal with and without the drill's prompt resume of a silent mirror.
+//!
 //! `natsregion-bench operator` (module [`operator`]) measures the operator
 //! under N RegionMirrors against a real API server instead, and
 //! `natsregion-bench newcomer` (module [`newcomer`]) a cold `make demo`.
@@ -19,6 +22,7 @@ pub mod newcomer;
 pub mod operator;
 pub mod prometheus;
 pub mod publish;
+pub mod resume;
 pub mod soak;
 pub mod watched;
 

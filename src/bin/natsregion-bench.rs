@@ -31,6 +31,14 @@ enum Target {
         #[arg(long, default_value_t = 200_000)]
         messages: u64,
     },
+    /// Catch-up after a heal on a 3-server mirror zone (R3 mirror): holds of
+    /// 25 s with and without the drill's prompt resume, 5 s and 14 s
+    /// without; each run with the mirror's consumer retries from the debug logs.
+    Resume {
+        /// Drills per mode.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
     /// Only the publish benchmark: the drill's producer against plain
     /// async-nats publish, with and without a Nats-Msg-Id per message.
     Publish {
@@ -79,6 +87,13 @@ fn main() -> ExitCode {
             runtime
                 .block_on(soak::run(&soak::SoakOptions { messages }))
                 .map(|figure| soak::table(&figure))
+                .map_err(|e| e.to_string())
+        }
+        Some(Target::Resume { runs }) => {
+            use natsregion::bench::resume;
+            runtime
+                .block_on(resume::run(runs))
+                .map(|figures| resume::table(&figures))
                 .map_err(|e| e.to_string())
         }
         Some(Target::Publish { messages, rounds }) => runtime

@@ -77,6 +77,50 @@ pub struct CatchUpEvidence {
     /// Lag per mirror when the wait ended.
     pub lag_at_end: BTreeMap<String, u64>,
     pub mirror_errors: BTreeMap<String, String>,
+    /// Mirrors the drill made re-create their consumer after the heal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumes: Vec<MirrorResume>,
+}
+
+/// A mirror still silent a few seconds after its link to the source
+/// answered again, made to re-create its consumer by a leader stepdown
+/// (docs/architecture.md, "Prompt resume after a heal").
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorResume {
+    pub zone: String,
+    /// Heal → the source's JetStream API answered through the mirror's zone.
+    pub link_up_seconds: f64,
+    /// Heal → the stepdown was asked.
+    pub at_seconds: f64,
+    /// The server asked to take over: the one whose link to the source was
+    /// seen back; `None`: any other (it led already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_server: Option<String>,
+    /// Why it could not be done (an R1 mirror has no other leader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl MirrorResume {
+    pub fn describe(&self) -> String {
+        match &self.error {
+            None => format!(
+                "resumed mirror {} by leader stepdown at {:.1}s after the heal (link up at {:.1}s{})",
+                self.zone,
+                self.at_seconds,
+                self.link_up_seconds,
+                self.to_server
+                    .as_ref()
+                    .map(|s| format!(", to server {s}"))
+                    .unwrap_or_default()
+            ),
+            Some(e) => format!(
+                "could not resume mirror {} at {:.1}s after the heal: {e}",
+                self.zone, self.at_seconds
+            ),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -504,6 +548,16 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
                 c.reconnect_interval_seconds.to_string(),
             );
             let what = if sources { "aggregates" } else { "mirrors" };
+            if !c.resumes.is_empty() {
+                evidence.insert(
+                    "mirrorResumes".into(),
+                    c.resumes
+                        .iter()
+                        .map(MirrorResume::describe)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+            }
             if c.seconds.is_none() {
                 evidence.insert(
                     "catchUpGraceSeconds".into(),
@@ -726,8 +780,16 @@ fn no_loss_after_heal(ev: &Evidence) -> ClaimResult {
     let catch_up = ev
         .catch_up
         .as_ref()
-        .and_then(|c| c.seconds)
-        .map(|s| format!(" in {s:.2}s"))
+        .and_then(|c| {
+            let resumed: Vec<String> = c.resumes.iter().map(MirrorResume::describe).collect();
+            c.seconds.map(|s| {
+                if resumed.is_empty() {
+                    format!(" in {s:.2}s")
+                } else {
+                    format!(" in {s:.2}s ({})", resumed.join("; "))
+                }
+            })
+        })
         .unwrap_or_default();
     result(
         claim,
@@ -1091,6 +1153,44 @@ mod tests {
             vec![Verdict::Passed; 4],
             "{:#?}",
             judge(&healthy())
+        );
+    }
+
+    #[test]
+    fn a_resumed_mirror_is_named_in_claim_two_and_its_evidence() {
+        let mut ev = healthy();
+        ev.catch_up.as_mut().unwrap().resumes = vec![
+            MirrorResume {
+                zone: "b".into(),
+                link_up_seconds: 0.8,
+                at_seconds: 1.9,
+                to_server: Some("b-1".into()),
+                error: None,
+            },
+            MirrorResume {
+                zone: "c".into(),
+                link_up_seconds: 0.5,
+                at_seconds: 1.6,
+                to_server: None,
+                error: Some("the mirror has 1 replica".into()),
+            },
+        ];
+        let claims = judge(&ev);
+        let c2 = claims
+            .iter()
+            .find(|c| c.claim == Claim::NoLossAfterHeal)
+            .unwrap();
+        assert_eq!(c2.verdict, Verdict::Passed, "{c2:?}");
+        let said = "resumed mirror b by leader stepdown at 1.9s after the heal (link up at 0.8s, to server b-1); could not resume mirror c at 1.6s after the heal: the mirror has 1 replica";
+        assert!(
+            c2.message
+                .ends_with(&format!("caught up in 3.20s ({said})")),
+            "{}",
+            c2.message
+        );
+        assert_eq!(
+            c2.evidence.get("mirrorResumes").map(String::as_str),
+            Some(said)
         );
     }
 

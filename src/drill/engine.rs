@@ -20,7 +20,7 @@ use crate::plan::{StreamKind, ZoneStream};
 use super::audit::{StoredAudit, StoredAuditResult, audit_stream, audit_zone};
 use super::checker::{SentLog, ZoneCheck};
 use super::claims::{
-    CatchUpEvidence, Evidence, JoinEvidence, PartitionEvidence, PauseEvidence, judge,
+    CatchUpEvidence, Evidence, JoinEvidence, MirrorResume, PartitionEvidence, PauseEvidence, judge,
 };
 use super::consumer::{Position, Writer, ZoneReader};
 use super::producer::{PhaseStats, Producer, ProducerIdentity, ProducerSettings};
@@ -77,6 +77,11 @@ pub struct EngineOptions {
     /// How long a transient JetStream error is retried before the drill ends
     /// as inconclusive.
     pub retry: Backoff,
+    /// After a heal, a mirror still behind and silent this long after its
+    /// link to the source answers again is made to re-create its consumer
+    /// by a leader stepdown, once per heal. `None` leaves it to the server's
+    /// own retry, which can take some 40 s (docs/architecture.md).
+    pub resume_mirrors_after: Option<Duration>,
 }
 
 impl Default for EngineOptions {
@@ -88,9 +93,23 @@ impl Default for EngineOptions {
             publish_window: 256,
             writer: None,
             retry: Backoff::JETSTREAM,
+            resume_mirrors_after: Some(RESUME_MIRRORS_AFTER),
         }
     }
 }
+
+/// How long after its link came back a mirror still behind and silent is
+/// made to re-create its consumer: the server's own reconnect retry fires
+/// within 0.2 s when it fires at all, so 1 s is past it.
+pub const RESUME_MIRRORS_AFTER: Duration = Duration::from_secs(1);
+
+/// A mirror that heard nothing (no message, no heartbeat: those come every
+/// second) for this long has no consumer.
+const MIRROR_SILENT: Duration = Duration::from_secs(2);
+
+/// Stepdowns per mirror per heal: with three servers the leadership moves
+/// to a server whose leafnode is back within a few tries.
+pub const MAX_RESUMES: usize = 3;
 
 /// A writer id for one run: stable for the same drill and start instant,
 /// different across runs (never 0, which no payload carries).
@@ -1551,13 +1570,18 @@ impl Run<'_> {
     async fn wait_for_catch_up(&mut self) -> Result<(), StepError> {
         let from = self.heal_at.unwrap_or_else(Instant::now);
         let mirrors = self.synced_zones();
-        let (synced, mut lags) = self.wait_in_sync(&mirrors, self.catch_up_timeout()).await;
+        let watch = Mutex::new(ResumeWatch::default());
+        let (synced, mut lags) = self
+            .wait_in_sync_resuming(&mirrors, self.catch_up_timeout(), from, &watch)
+            .await;
         // Over the timeout: watch on for the grace, so a catch-up that comes
         // late is measured, and what it brings is late, not lost.
         let mut late = None;
         if !synced {
             self.overtime = Some(self.overtime_from_now());
-            let (caught_up, at_end) = self.wait_in_sync(&mirrors, self.catch_up_grace()).await;
+            let (caught_up, at_end) = self
+                .wait_in_sync_resuming(&mirrors, self.catch_up_grace(), from, &watch)
+                .await;
             late = caught_up.then(|| from.elapsed().as_secs_f64());
             lags = at_end;
         }
@@ -1600,8 +1624,187 @@ impl Run<'_> {
             reconnect_interval_seconds: self.region.spec.leafnode.reconnect_interval_seconds,
             lag_at_end: lags,
             mirror_errors: errors,
+            resumes: watch.into_inner().expect("resume watch").resumes,
         });
         Ok(())
+    }
+
+    /// [`Self::wait_in_sync`], while [`Self::resume_stalled`] looks after
+    /// the mirrors (mirror topology, unless `resume_mirrors_after` is `None`).
+    async fn wait_in_sync_resuming(
+        &self,
+        zones: &[String],
+        limit: Duration,
+        healed: Instant,
+        watch: &Mutex<ResumeWatch>,
+    ) -> (bool, BTreeMap<String, u64>) {
+        let wait = self.wait_in_sync(zones, limit);
+        let Some(after) = self.opts.resume_mirrors_after.filter(|_| !self.sources()) else {
+            return wait.await;
+        };
+        tokio::pin!(wait);
+        tokio::select! {
+            r = &mut wait => return r,
+            () = self.resume_stalled(zones, healed, after, watch) => {}
+        }
+        wait.await
+    }
+
+    /// nats-server skips the retry a leafnode reconnect triggers while an
+    /// earlier consumer-create request is pending (sent into the cut by its
+    /// 10 s health check, pending 30 s, then 10 s backoff): the mirror then
+    /// stays silent some 40 s after the link is back. A mirror still behind
+    /// and silent `after` past the moment a server of its zone reached the
+    /// source's JetStream API again is made to step down its leader, to a
+    /// server whose link is back: the successor builds fresh mirror state and
+    /// asks for a consumer at once. Servers relink seconds apart (each
+    /// redials every reconnect interval plus up to as much jitter), so a
+    /// mirror still silent `after` past a stepdown gets another, at most
+    /// [`MAX_RESUMES`] per heal. Returns when every mirror caught up or used
+    /// its attempts.
+    async fn resume_stalled(
+        &self,
+        mirrors: &[String],
+        healed: Instant,
+        after: Duration,
+        watch: &Mutex<ResumeWatch>,
+    ) {
+        let is_done = |z: &str| watch.lock().expect("resume watch").done.contains(z);
+        // One connection per server (where the zone lists its servers), so
+        // each server's own link is seen.
+        let mut servers = BTreeMap::new();
+        for name in mirrors {
+            if let Some(zone) = self.zone(name) {
+                servers.insert(name.clone(), self.server_clients(zone).await);
+            }
+        }
+        loop {
+            let source_head = match self.zone(&self.source_name()) {
+                Some(src) => last_seq(&src.conn.js, self.stream()).await.ok(),
+                None => None,
+            };
+            for name in mirrors {
+                if is_done(name) {
+                    continue;
+                }
+                let Some(zone) = self.zone(name) else {
+                    continue;
+                };
+                let Ok(Ok(Some(info))) =
+                    crate::nats::api::stream_info(&zone.conn.js, self.stream()).await
+                else {
+                    continue;
+                };
+                let caught_up = source_head.is_some_and(|h| info.info.state.last_sequence >= h);
+                let Some(mirror) = info.info.config.mirror.as_ref().filter(|_| !caught_up) else {
+                    watch
+                        .lock()
+                        .expect("resume watch")
+                        .done
+                        .insert(name.clone());
+                    continue;
+                };
+                let api = mirror
+                    .external
+                    .as_ref()
+                    .map_or("$JS.API", |e| e.api_prefix.as_str());
+                let clients = servers.get(name).map_or(&[][..], Vec::as_slice);
+                let linked = linked_servers(clients, &zone.conn, api).await;
+                let link_up = {
+                    let mut w = watch.lock().expect("resume watch");
+                    if !linked.is_empty() {
+                        w.link_up.entry(name.clone()).or_insert_with(Instant::now);
+                    }
+                    w.link_up.get(name).copied()
+                };
+                let Some(link_up) = link_up else {
+                    continue;
+                };
+                let silent = info
+                    .info
+                    .mirror
+                    .as_ref()
+                    .is_none_or(|m| m.active.is_none_or(|a| a >= MIRROR_SILENT));
+                let (tried, last_try) = {
+                    let w = watch.lock().expect("resume watch");
+                    let mine = w.resumes.iter().filter(|r| r.zone == *name);
+                    (mine.clone().count(), mine.map(|r| r.at_seconds).next_back())
+                };
+                let since_try = last_try.map(|t| healed.elapsed().as_secs_f64() - t);
+                if link_up.elapsed() < after
+                    || !silent
+                    || since_try.is_some_and(|s| s < after.as_secs_f64())
+                {
+                    continue;
+                }
+                // A server whose link is back takes over; until another than
+                // the leader (whose own request is the one pending) is back,
+                // wait. Without a view of each server, any other will do.
+                let leader = info.info.cluster.as_ref().and_then(|c| c.leader.clone());
+                let preferred = linked.iter().find(|s| Some(*s) != leader.as_ref()).cloned();
+                if preferred.is_none() && (linked.is_empty() || !clients.is_empty()) {
+                    continue;
+                }
+                let at = healed.elapsed().as_secs_f64();
+                let error = if info.info.config.num_replicas < 2 {
+                    Some("the mirror has 1 replica, and a stepdown needs another to take over; the fast resume needs stream.replicas >= 2".to_string())
+                } else {
+                    stepdown(&zone.conn.js, self.stream(), preferred.as_deref())
+                        .await
+                        .err()
+                };
+                let resume = MirrorResume {
+                    zone: name.clone(),
+                    link_up_seconds: link_up.duration_since(healed).as_secs_f64(),
+                    at_seconds: at,
+                    to_server: preferred,
+                    error,
+                };
+                tracing::info!(zone = %name, "{}", resume.describe());
+                if let Some(s) = &self.sampler {
+                    let label = match resume.error {
+                        None => format!("resumed mirror {name} by leader stepdown"),
+                        Some(_) => format!("could not resume mirror {name}"),
+                    };
+                    s.mark(self.ms(), label);
+                }
+                let mut w = watch.lock().expect("resume watch");
+                // A refused stepdown (an R1 mirror has no other server to
+                // lead) is not repeated; a lost consumer request gets another go.
+                if resume.error.is_some() || tried + 1 >= MAX_RESUMES {
+                    w.done.insert(name.clone());
+                }
+                w.resumes.push(resume);
+            }
+            if mirrors.iter().all(|m| is_done(m)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// A connection to each server `zone` lists (none where it lists one
+    /// address, a Service: the run's own connection stands for it).
+    async fn server_clients(&self, zone: &Zone) -> Vec<ZoneClient> {
+        let endpoint = &zone.access.endpoint;
+        if endpoint.urls.len() < 2 {
+            return Vec::new();
+        }
+        let settings = ConnectSettings {
+            client_name: format!("natsregion-drill-{}-links", self.drill_name()),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        for url in &endpoint.urls {
+            let one = crate::nats::connect::ZoneEndpoint {
+                urls: vec![url.clone()],
+                ..endpoint.clone()
+            };
+            if let Ok(c) = connect(&one, &settings).await {
+                out.push(c);
+            }
+        }
+        out
     }
 
     /// What each zone had read of each writer's phases so far, and when
@@ -2201,3 +2404,60 @@ fn observed(positions: &BTreeMap<String, (Option<u64>, Option<u64>)>) -> BTreeMa
 }
 
 pub use crate::plan::producer_subject;
+
+/// What [`Run::resume_stalled`] learned after one heal.
+#[derive(Default)]
+struct ResumeWatch {
+    /// When a server of each mirror's zone first reached the source's JetStream API.
+    link_up: BTreeMap<String, Instant>,
+    /// Mirrors resumed or caught up: left alone for the rest of the wait.
+    done: std::collections::BTreeSet<String>,
+    resumes: Vec<MirrorResume>,
+}
+
+/// The servers (by name) through which the source's JetStream API answers:
+/// each of `clients`, or the run's own connection `fallback` without them.
+async fn linked_servers(clients: &[ZoneClient], fallback: &ZoneClient, api: &str) -> Vec<String> {
+    let clients: Vec<&ZoneClient> = if clients.is_empty() {
+        vec![fallback]
+    } else {
+        clients.iter().collect()
+    };
+    let answers = futures::future::join_all(clients.iter().map(|c| async move {
+        source_api_answers(&c.client, api)
+            .await
+            .then(|| c.client.server_info().server_name)
+    }))
+    .await;
+    answers.into_iter().flatten().collect()
+}
+
+/// Whether the source's JetStream API (`api`, the mirror's
+/// `external.api`) answers through this zone: the path the mirror's
+/// consumer-create request takes, so the leafnode link is up.
+async fn source_api_answers(client: &async_nats::Client, api: &str) -> bool {
+    let ask = client.request(format!("{api}.INFO"), "".into());
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), ask).await,
+        Ok(Ok(_))
+    )
+}
+
+/// `$JS.API.STREAM.LEADER.STEPDOWN.<stream>` in the mirror's own zone,
+/// to the server named `preferred` when given.
+async fn stepdown(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    preferred: Option<&str>,
+) -> Result<(), String> {
+    use crate::nats::api::{Answer, call};
+    let body = match preferred {
+        Some(p) => serde_json::json!({"placement": {"preferred": p}}),
+        None => serde_json::json!({}),
+    };
+    match call::<serde_json::Value>(js, format!("STREAM.LEADER.STEPDOWN.{stream}"), &body).await {
+        Ok(Answer::Ok(_)) => Ok(()),
+        Ok(Answer::Err(e)) => Err(format!("leader stepdown refused: {e}")),
+        Err(e) => Err(format!("leader stepdown not answered: {e}")),
+    }
+}

@@ -30,6 +30,8 @@ pub struct LocalRegionOptions {
     /// Lifetime of the zones' certificates (the throwaway CA lives ten times
     /// as long). Short in tests of renewal.
     pub certificate_lifetime: Duration,
+    /// Servers log at debug level (see [`ZoneOptions::debug_logs`]).
+    pub debug_logs: bool,
 }
 
 impl Default for LocalRegionOptions {
@@ -42,6 +44,7 @@ impl Default for LocalRegionOptions {
             credentials: None,
             wait_for_leafnodes: true,
             certificate_lifetime: Duration::from_secs(86_400),
+            debug_logs: false,
         }
     }
 }
@@ -167,6 +170,7 @@ impl LocalRegion {
             start_timeout: self.opts.start_timeout,
             nats_server: self.opts.nats_server.clone(),
             tls,
+            debug_logs: self.opts.debug_logs,
         };
         let started = LocalZone::start(
             &self.spec,

@@ -30,6 +30,9 @@ pub struct ZoneOptions {
     /// The zone's certificate and the CA its servers trust; required when
     /// the spec turns TLS on (the plan refuses a zone without it).
     pub tls: Option<ServerTls>,
+    /// Run the servers with `-D`: the debug lines (a mirror's consumer
+    /// retries) that the catch-up benchmark times against the relink.
+    pub debug_logs: bool,
 }
 
 impl Default for ZoneOptions {
@@ -39,6 +42,7 @@ impl Default for ZoneOptions {
             dir: None,
             keep_dir: false,
             leaf_remotes: Vec::new(),
+            debug_logs: false,
             start_timeout: Duration::from_secs(30),
             nats_server: None,
             tls: None,
@@ -106,6 +110,7 @@ pub struct LocalZone {
     plan: ZonePlan,
     servers: Vec<LocalServer>,
     nats_server: PathBuf,
+    debug_logs: bool,
     timeout: Duration,
     // Last: dropped after the servers are dead.
     dir: ZoneDir,
@@ -190,6 +195,7 @@ impl LocalZone {
                 plan,
                 servers,
                 nats_server: nats_server.clone(),
+                debug_logs: opts.debug_logs,
                 timeout: opts.start_timeout,
                 dir,
             };
@@ -233,10 +239,14 @@ impl LocalZone {
 
     fn spawn(&mut self, i: usize) -> Result<(), LocalError> {
         let s = &mut self.servers[i];
+        let mut args = vec!["-c".into(), s.config_path.clone().into()];
+        if self.debug_logs {
+            args.push("-D".into());
+        }
         let spec = ChildSpec {
             name: format!("nats-server {}", s.name),
             program: self.nats_server.clone(),
-            args: vec!["-c".into(), s.config_path.clone().into()],
+            args,
             dir: s.dir.clone(),
             log: s.log_path.clone(),
             netns: self.host.netns.clone(),
