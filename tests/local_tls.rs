@@ -39,15 +39,7 @@ fn client_addr(s: &LocalServer) -> SocketAddr {
 
 fn endpoint(region: &LocalRegion, zone: &str, ca: Option<String>) -> ZoneEndpoint {
     let z = region.zone(zone).unwrap();
-    let app = &region.credentials().app;
-    ZoneEndpoint {
-        zone: zone.to_string(),
-        urls: z.client_urls(),
-        user: Some(app.user.clone()),
-        password: Some(app.password.clone()),
-        domain: Some(z.domain().to_string()),
-        ca,
-    }
+    z.endpoint(&region.credentials().app, ca)
 }
 
 async fn varz(server: &LocalServer) -> serde_json::Value {
@@ -410,14 +402,7 @@ async fn a_ca_rotation_keeps_the_routes_the_leafnode_link_and_the_mirror_at_ever
 
     let app = creds.app.clone();
     let client = |zone: &LocalZone, ca: &str| {
-        let endpoint = ZoneEndpoint {
-            zone: zone.name().to_string(),
-            urls: zone.client_urls(),
-            user: Some(app.user.clone()),
-            password: Some(app.password.clone()),
-            domain: Some(zone.domain().to_string()),
-            ca: Some(ca.to_string()),
-        };
+        let endpoint = zone.endpoint(&app, Some(ca.to_string()));
         async move { connect(&endpoint, &ConnectSettings::default()).await }
     };
     let stream = spec.stream.name.clone();

@@ -39,15 +39,10 @@ async fn start(spec: &RegionMirrorSpec) -> LocalRegion {
 
 fn endpoint(region: &LocalRegion, zone: &str) -> ZoneEndpoint {
     let z = region.zone(zone).expect("zone");
-    let app = &region.credentials().app;
-    ZoneEndpoint {
-        zone: zone.to_string(),
-        urls: z.client_urls(),
-        user: Some(app.user.clone()),
-        password: Some(app.password.clone()),
-        domain: Some(z.domain().to_string()),
-        ca: region.ca_pem().map(str::to_string),
-    }
+    z.endpoint(
+        &region.credentials().app,
+        region.ca_pem().map(str::to_string),
+    )
 }
 
 async fn connect(region: &LocalRegion, zone: &str) -> ZoneClient {

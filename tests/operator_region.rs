@@ -881,25 +881,12 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
         "{}",
         ready.message
     );
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    eventually(
-        "Warning Event for west",
+    warning_note(
+        &client,
+        ns,
+        "west",
+        "CredentialsMissing",
         Duration::from_secs(10),
-        async || {
-            let list = events
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            list.items
-                .iter()
-                .find(|e| {
-                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("west")
-                        && e.type_.as_deref() == Some("Warning")
-                        && e.reason.as_deref() == Some("CredentialsMissing")
-                })
-                .map(|_| ())
-                .ok_or(format!("{} events, none for west", list.items.len()))
-        },
     )
     .await;
     assert!(
@@ -1809,11 +1796,18 @@ async fn name_conflict(regions: &Api<RegionMirror>, region: &str) -> Condition {
     .await
 }
 
-async fn warning_note(client: &Client, ns: &str, region: &str, reason: &str) -> String {
+/// The note of the Warning Event `reason` about `region`, once there.
+async fn warning_note(
+    client: &Client,
+    ns: &str,
+    region: &str,
+    reason: &str,
+    within: Duration,
+) -> String {
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     eventually(
         &format!("Warning {reason} Event for {region}"),
-        Duration::from_secs(20),
+        within,
         async || {
             let list = events
                 .list(&ListParams::default())
@@ -1885,7 +1879,14 @@ async fn a_region_whose_names_another_region_holds_applies_nothing() {
     ] {
         assert!(message.contains(part), "{part:?} not in {message}");
     }
-    let note = warning_note(&client, ns, "east-b", "NameConflict").await;
+    let note = warning_note(
+        &client,
+        ns,
+        "east-b",
+        "NameConflict",
+        Duration::from_secs(20),
+    )
+    .await;
     assert!(note.contains("belongs to RegionMirror east"), "{note}");
 
     // Nothing of east-b was written: not its zone c, not its Secrets.

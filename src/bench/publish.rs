@@ -22,7 +22,7 @@ use crate::drill::record::{MsgId, msg_id_header, payload};
 use crate::drill::sent::SentLog;
 use crate::fault::DirectNetwork;
 use crate::local::{LocalRegion, LocalRegionOptions};
-use crate::nats::connect::{ConnectSettings, ZoneEndpoint, connect};
+use crate::nats::connect::{ConnectSettings, connect};
 
 pub const PUBLISH_REGION: &str = r#"
 apiVersion: natsregion.io/v1alpha1
@@ -169,14 +169,7 @@ pub async fn bench_stream(
 ) -> Result<crate::nats::connect::ZoneClient, BenchError> {
     let zone = local.source_zone();
     let app = &local.credentials().app;
-    let endpoint = ZoneEndpoint {
-        zone: zone.name().to_string(),
-        urls: zone.client_urls(),
-        user: Some(app.user.clone()),
-        password: Some(app.password.clone()),
-        domain: Some(zone.domain().to_string()),
-        ca: local.ca_pem().map(str::to_string),
-    };
+    let endpoint = zone.endpoint(app, local.ca_pem().map(str::to_string));
     let settings = ConnectSettings {
         client_name: "natsregion-bench".into(),
         ..Default::default()

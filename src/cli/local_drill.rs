@@ -15,7 +15,6 @@ use crate::fault::toxiproxy::ToxiproxyBackend;
 use crate::fault::{FaultBackend, Network};
 use crate::local::region::{LocalRegion, LocalRegionOptions};
 use crate::local::toxiproxy::ToxiproxyServer;
-use crate::nats::connect::ZoneEndpoint;
 
 use super::drill_file;
 use super::progress::TerminalProgress;
@@ -92,14 +91,7 @@ fn accesses(region: &LocalRegion) -> Vec<ZoneAccess> {
         .zones()
         .map(|z| ZoneAccess {
             role: z.role(),
-            endpoint: ZoneEndpoint {
-                zone: z.name().to_string(),
-                urls: z.client_urls(),
-                user: Some(app.user.clone()),
-                password: Some(app.password.clone()),
-                domain: Some(z.domain().to_string()),
-                ca: region.ca_pem().map(str::to_string),
-            },
+            endpoint: z.endpoint(app, region.ca_pem().map(str::to_string)),
         })
         .collect()
 }

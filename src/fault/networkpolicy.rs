@@ -736,6 +736,18 @@ mod tests {
             .collect()
     }
 
+    /// The zone requirement of a selector: its first expression's key,
+    /// operator and values.
+    fn zone_requirement(selector: Option<&LabelSelector>) -> (String, String, Vec<String>) {
+        let req = &selector.unwrap().match_expressions.as_ref().unwrap()[0];
+        let values = req.values.clone().unwrap_or_default();
+        (req.key.clone(), req.operator.clone(), values)
+    }
+
+    fn zones(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
     fn tcp_ports(ports: &[i32]) -> BTreeSet<(String, i32)> {
         ports.iter().map(|p| ("TCP".to_string(), *p)).collect()
     }
@@ -756,10 +768,9 @@ mod tests {
         );
         let sel = spec.pod_selector.as_ref().unwrap();
         assert_eq!(sel.match_labels.as_ref().unwrap()[labels::REGION], "east");
-        let req = &sel.match_expressions.as_ref().unwrap()[0];
         assert_eq!(
-            (req.key.as_str(), req.operator.as_str(), req.values.clone()),
-            (labels::ZONE, "In", Some(vec!["a".to_string()]))
+            zone_requirement(Some(sel)),
+            (labels::ZONE.into(), "In".into(), zones(&["a"]))
         );
         // The zone's four NATS ports and nothing else: a default-deny
         // namespace's other ports stay closed.
@@ -778,16 +789,9 @@ mod tests {
         );
         let peers = rules[1].from.as_ref().unwrap();
         assert_eq!(peers.len(), 1);
-        let zone = &peers[0]
-            .pod_selector
-            .as_ref()
-            .unwrap()
-            .match_expressions
-            .as_ref()
-            .unwrap()[0];
         assert_eq!(
-            (zone.operator.as_str(), zone.values.clone()),
-            ("In", Some(vec!["a".to_string()]))
+            zone_requirement(peers[0].pod_selector.as_ref()),
+            (labels::ZONE.into(), "In".into(), zones(&["a"]))
         );
         // 7422 only from the region's pods outside the cut zones, in this namespace.
         assert_eq!(
@@ -802,9 +806,10 @@ mod tests {
             zone_peer.match_labels.as_ref().unwrap()[labels::REGION],
             "east"
         );
-        let req = &zone_peer.match_expressions.as_ref().unwrap()[0];
-        assert_eq!(req.operator, "NotIn");
-        assert_eq!(req.values, Some(vec!["b".to_string(), "c".to_string()]));
+        assert_eq!(
+            zone_requirement(Some(zone_peer)),
+            (labels::ZONE.into(), "NotIn".into(), zones(&["b", "c"]))
+        );
     }
 
     #[test]
@@ -816,31 +821,19 @@ mod tests {
             spec.policy_types.as_deref(),
             Some(&["Egress".to_string()][..])
         );
-        let req = &spec
-            .pod_selector
-            .as_ref()
-            .unwrap()
-            .match_expressions
-            .as_ref()
-            .unwrap()[0];
-        assert_eq!(req.operator, "In");
-        assert_eq!(req.values, Some(vec!["b".to_string(), "c".to_string()]));
+        assert_eq!(
+            zone_requirement(spec.pod_selector.as_ref()),
+            (labels::ZONE.into(), "In".into(), zones(&["b", "c"]))
+        );
         let mut want = tcp_ports(&[53, 6222]);
         want.insert(("UDP".into(), 53));
         assert_eq!(named_ports(egress), want, "no leafnode port at all");
         let rules = spec.egress.as_ref().unwrap();
         assert!(rules[0].to.is_none(), "DNS wherever it runs");
         let peers = rules[1].to.as_ref().unwrap();
-        let req = &peers[0]
-            .pod_selector
-            .as_ref()
-            .unwrap()
-            .match_expressions
-            .as_ref()
-            .unwrap()[0];
         assert_eq!(
-            (req.operator.as_str(), req.values.clone()),
-            ("In", Some(vec!["b".to_string(), "c".to_string()]))
+            zone_requirement(peers[0].pod_selector.as_ref()),
+            (labels::ZONE.into(), "In".into(), zones(&["b", "c"]))
         );
     }
 

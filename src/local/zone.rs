@@ -8,7 +8,10 @@ use super::LocalError;
 use super::process::{ChildSpec, ManagedProcess, free_port, wait_for_http_ok};
 use crate::api::{RegionMirrorSpec, ZoneRole, ZoneSpec};
 use crate::fault::{Network, ZoneHost};
-use crate::plan::{self, RegionCredentials, ServerAddress, TlsFiles, ZoneAddresses, ZonePlan};
+use crate::nats::connect::ZoneEndpoint;
+use crate::plan::{
+    self, RegionCredentials, ServerAddress, TlsFiles, UserPass, ZoneAddresses, ZonePlan,
+};
 use crate::tls::{CA_KEY, CERT_KEY, KEY_KEY, ServerTls};
 
 /// How to start a zone.
@@ -292,6 +295,17 @@ impl LocalZone {
     }
     pub fn client_urls(&self) -> Vec<String> {
         self.servers.iter().map(|s| s.client_url()).collect()
+    }
+    /// How a client reaches the zone as `user`, verifying with `ca`.
+    pub fn endpoint(&self, user: &UserPass, ca: Option<String>) -> ZoneEndpoint {
+        ZoneEndpoint {
+            zone: self.name().to_string(),
+            urls: self.client_urls(),
+            user: Some(user.user.clone()),
+            password: Some(user.password.clone()),
+            domain: Some(self.domain().to_string()),
+            ca,
+        }
     }
     pub fn monitor_urls(&self) -> Vec<String> {
         self.servers.iter().map(|s| s.monitor_url()).collect()
