@@ -22,6 +22,9 @@ use natsregion::api::{PartitionDrill, RegionMirror};
 use natsregion::testenv::ControlPlane;
 use serde_json::{Value, json};
 
+#[path = "packaging/readme.rs"]
+mod readme;
+
 const MANAGER: &str = "natsregion-packaging-test";
 /// The release namespace the chart is rendered for.
 const RELEASE_NS: &str = "natsregion-system";
