@@ -83,7 +83,7 @@ if [ -z "$natsregion" ] || [ ! -x "$natsregion" ]; then
   exit 2
 fi
 
-# 1. Cluster with Calico (kindnet does not enforce NetworkPolicy).
+# 1. Cluster with Calico, the NetworkPolicy plugin this path is tested with.
 node_image=()
 if [ -n "${KIND_NODE_IMAGE:-}" ]; then node_image=(--image "$KIND_NODE_IMAGE"); fi
 if cluster_exists; then

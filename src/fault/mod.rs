@@ -96,8 +96,10 @@ pub trait Network: Send + Sync {
 pub trait FaultBackend: Network {
     fn name(&self) -> &'static str;
 
-    /// Cut `zones` (mirror zones) from the source zone. The fault removes itself
-    /// after `deadline` even if `heal` is never called.
+    /// Cut `zones` (mirror zones) from the source zone. If `heal` is never
+    /// called, the backend removes the fault after `deadline` while it lives,
+    /// and the deadline written on the fault objects (`deadline`) lets the
+    /// operator's reaper remove it once the backend is gone.
     fn cut<'a>(
         &'a self,
         zones: &'a [String],
