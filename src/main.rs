@@ -80,7 +80,7 @@ struct DrillArgs {
     #[arg(short = 'o', long, value_enum)]
     output: Option<OutputFormat>,
     /// Off a terminal (CI), time between two "still at step" lines.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, env = "NATSREGION_HEARTBEAT", value_parser = parse_duration, default_value = "10s")]
     heartbeat: Duration,
     /// Write the full report as JSON here (a timeline SVG is written beside it).
     #[arg(long)]

@@ -56,16 +56,18 @@ spec:
 "#;
 
 /// Issue 25 item 4: with stderr in a file (CI), each step is a plain line and
-/// a heartbeat names the current step; `-o json` leaves stdout to the result.
+/// a heartbeat names the current step. No flag the CLI lacked before: the
+/// interval comes from the environment, so this fails on the lines alone.
 #[test]
-fn a_local_drill_logged_to_a_file_prints_steps_heartbeats_and_json() {
+fn a_local_drill_logged_to_a_file_prints_steps_and_heartbeats() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("drill.yaml");
     std::fs::write(&file, FAST_DRILL).unwrap();
     let (out, err) = (dir.path().join("out.log"), dir.path().join("err.log"));
     let status = Command::new(BIN)
-        .args(["drill", "--local", "--heartbeat", "1s", "-o", "json"])
+        .args(["drill", "--local"])
         .arg(&file)
+        .env("NATSREGION_HEARTBEAT", "1s")
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap())
@@ -86,12 +88,9 @@ fn a_local_drill_logged_to_a_file_prints_steps_heartbeats_and_json() {
         stderr.lines().any(|l| l.contains("] still at step ")),
         "no heartbeat in\n{stderr}"
     );
-    // The verdict table on stderr; stdout is the report, and only that.
-    assert!(stderr.contains("drill cli on region cli"), "{stderr}");
-    let report: serde_json::Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"));
-    assert_eq!(report["status"]["verdict"], "Passed", "{stdout}");
-    assert_eq!(report["drill"], "cli");
+    // Progress stays on stderr: stdout is the verdict table alone.
+    assert!(stdout.starts_with("drill cli on region cli"), "{stdout}");
+    assert!(!stdout.contains("step 1/"), "{stdout}");
 }
 
 /// A kubeconfig whose current context points at nothing, and a context
