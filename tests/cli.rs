@@ -117,7 +117,7 @@ fn two_context_kubeconfig(plane: &natsregion::testenv::ControlPlane, path: &Path
 /// cluster and namespace they name. The test plays the operator (it writes
 /// the drill's status), so only the API server is needed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_flags_pick_the_cluster_and_namespace_and_o_json_prints_the_result() {
+async fn kubectl_flags_pick_the_cluster_and_namespace_and_o_prints_the_result() {
     let (plane, client) = plane_with_crds().await;
     let ns = "cli-flags";
     Api::<Namespace>::all(client.clone())
@@ -196,44 +196,7 @@ async fn kubectl_flags_pick_the_cluster_and_namespace_and_o_json_prints_the_resu
         .spawn()
         .unwrap();
     let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), ns);
-    let created = eventually(
-        "the CLI's drill in cli-flags",
-        Duration::from_secs(60),
-        async || {
-            drills
-                .get_opt("ci")
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| "not yet".to_string())
-        },
-    )
-    .await;
-    let patch = |status: serde_json::Value| {
-        let drills = drills.clone();
-        async move {
-            drills
-                .patch_status(
-                    "ci",
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": status})),
-                )
-                .await
-                .unwrap()
-        }
-    };
-    patch(json!({"phase": "Running", "stepIndex": 0, "currentStep": "produce"})).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    patch(json!({
-        "phase": "Succeeded",
-        "verdict": "Passed",
-        "claimsPassed": "4/4",
-        "conditions": [{
-            "type": "Completed", "status": "True", "reason": "Finished", "message": "done",
-            "lastTransitionTime": "2026-01-01T00:00:00Z",
-            "observedGeneration": created.metadata.generation,
-        }],
-    }))
-    .await;
+    play_the_operator(&drills, "ci").await;
     let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("the CLI ends once the drill completed")
@@ -249,6 +212,114 @@ async fn kubectl_flags_pick_the_cluster_and_namespace_and_o_json_prints_the_resu
     // Only the namespace -n named holds the drill, not the context's default.
     let default: Api<PartitionDrill> = Api::namespaced(client.clone(), "default");
     assert!(default.get_opt("ci").await.unwrap().is_none());
+
+    // A region the cluster lacks is created from the file and waited for
+    // until Ready (a watch now, no polling); -o yaml prints the same result.
+    let mut west = region.clone();
+    west.metadata.name = Some("west".into());
+    let mut drill = fixtures::drill(
+        "ci-west",
+        "west",
+        json!({"fault": {"backend": "toxiproxy"}}),
+    );
+    drill.metadata.namespace = Some(ns.into());
+    let both = dir.path().join("both.yaml");
+    std::fs::write(
+        &both,
+        format!(
+            "{}---\n{}",
+            serde_yaml_ng::to_string(&west).unwrap(),
+            serde_yaml_ng::to_string(&drill).unwrap()
+        ),
+    )
+    .unwrap();
+    let child = tokio::process::Command::new(BIN)
+        .args(["drill", both.to_str().unwrap(), "--kubeconfig", kc])
+        .args(["--context", "right", "-o", "yaml", "--timeout", "2m"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let regions: Api<RegionMirror> = Api::namespaced(client.clone(), ns);
+    eventually(
+        "the CLI's region west",
+        Duration::from_secs(60),
+        async || {
+            regions
+                .get_opt("west")
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "not yet".to_string())
+        },
+    )
+    .await;
+    // Not Ready yet: the CLI must not apply the drill.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(drills.get_opt("ci-west").await.unwrap().is_none());
+    regions
+        .patch_status(
+            "west",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [{
+                "type": "Ready", "status": "True", "reason": "Converged", "message": "ready",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }]}})),
+        )
+        .await
+        .unwrap();
+    play_the_operator(&drills, "ci-west").await;
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the CLI ends once the drill completed")
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{}\n{stderr}\n{stdout}", out.status);
+    assert!(stderr.contains("waiting for it to be Ready"), "{stderr}");
+    let result: serde_json::Value = serde_yaml_ng::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not YAML ({e}):\n{stdout}"));
+    assert_eq!(result["verdict"], "Passed", "{stdout}");
+}
+
+/// What the operator would write while it runs drill `name`: a first step,
+/// then the verdict and `Completed` for the drill's generation.
+async fn play_the_operator(drills: &Api<PartitionDrill>, name: &str) {
+    let created = eventually(
+        &format!("the CLI's drill {name}"),
+        Duration::from_secs(60),
+        async || {
+            drills
+                .get_opt(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "not yet".to_string())
+        },
+    )
+    .await;
+    let patch = |status: serde_json::Value| async move {
+        drills
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await
+            .unwrap()
+    };
+    patch(json!({"phase": "Running", "stepIndex": 0, "currentStep": "produce"})).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    patch(json!({
+        "phase": "Succeeded",
+        "verdict": "Passed",
+        "claimsPassed": "4/4",
+        "conditions": [{
+            "type": "Completed", "status": "True", "reason": "Finished", "message": "done",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+            "observedGeneration": created.metadata.generation,
+        }],
+    }))
+    .await;
 }
 
 #[test]

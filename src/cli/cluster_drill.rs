@@ -213,8 +213,12 @@ pub async fn run(
     let bar = opts
         .progress
         .then(|| TerminalProgress::new(drill.spec.steps().len(), opts.heartbeat));
+    let say = |line: &str| match &bar {
+        Some(bar) => bar.note(line),
+        None => eprintln!("{line}"),
+    };
 
-    let target = ensure_region(&regions, &ns, &region_name, region, opts).await?;
+    let target = ensure_region(&regions, &ns, &region_name, region, opts, &say).await?;
     crate::api::validate::drill(&drill, &target).map_err(|source| {
         ClusterDrillError::DrillDoesNotFit {
             region: format!("{ns}/{region_name}"),
@@ -222,7 +226,7 @@ pub async fn run(
         }
     })?;
     let created = recreate_drill(&drills, drill).await?;
-    eprintln!("drill {ns}/{drill_name} applied; following it");
+    say(&format!("drill {ns}/{drill_name} applied; following it"));
     let status = follow(&drills, &created, bar.as_ref(), opts.timeout).await?;
     drop(bar);
     let wall_seconds = started.elapsed().as_secs_f64();
@@ -290,6 +294,7 @@ async fn ensure_region(
     name: &str,
     from_file: Option<RegionMirror>,
     opts: &ClusterDrillOptions,
+    say: &dyn Fn(&str),
 ) -> Result<RegionMirror, ClusterDrillError> {
     let existing = regions
         .get_opt(name)
@@ -298,11 +303,11 @@ async fn ensure_region(
     let mut region = match (existing, from_file) {
         (Some(existing), from_file) => {
             if from_file.is_some() {
-                eprintln!(
+                say(&format!(
                     "using the existing RegionMirror {name} (the file's copy is not applied)"
-                );
+                ));
             } else {
-                eprintln!("using the existing RegionMirror {name}");
+                say(&format!("using the existing RegionMirror {name}"));
             }
             return Ok(existing);
         }
@@ -319,7 +324,9 @@ async fn ensure_region(
         .create(&PostParams::default(), &region)
         .await
         .map_err(kube_err(format!("create RegionMirror {name}")))?;
-    eprintln!("created RegionMirror {name}; waiting for it to be Ready");
+    say(&format!(
+        "created RegionMirror {name}; waiting for it to be Ready"
+    ));
     // A region deleted meanwhile ends the wait too (and is reported missing).
     let ready = |r: Option<&RegionMirror>| {
         r.is_none_or(|r| {

@@ -45,6 +45,14 @@ impl TerminalProgress {
         Self { mode }
     }
 
+    /// A line of its own above the live line, or a plain (timestamped) one.
+    pub fn note(&self, line: &str) {
+        match &self.mode {
+            Mode::Live(bar) => bar.println(line),
+            Mode::Plain(log) => emit(log.state.lock().expect("progress state").started, line),
+        }
+    }
+
     pub fn finish(&self) {
         match &self.mode {
             Mode::Live(bar) => bar.finish_and_clear(),
