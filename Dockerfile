@@ -2,8 +2,10 @@
 # The natsregion operator as a static (musl) binary on distroless/static:
 # no shell, no package manager, runs as uid 65532.
 #
-#   docker build -t natsregion:dev .
+#   docker build -t natsregion:dev --build-arg NATSREGION_COMMIT=$(git rev-parse --short HEAD) .
 #
+# The build context has no .git: NATSREGION_COMMIT is the commit that
+# `natsregion --version` prints ("unknown" without it).
 # Builds for the platform it runs on (docker buildx --platform linux/arm64 works
 # through emulation).
 
@@ -28,7 +30,10 @@ RUN mkdir src \
  && cargo build --release --locked --target "$(cat /target)" \
  && rm -rf src
 
+COPY build.rs ./
 COPY src ./src
+ARG NATSREGION_COMMIT=unknown
+ENV NATSREGION_COMMIT=$NATSREGION_COMMIT
 # Touch so cargo rebuilds the crate over the placeholder built above.
 RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked --target "$(cat /target)" --bin natsregion \

@@ -102,7 +102,7 @@ k wait --for=condition=Ready nodes --all --timeout=300s
 
 # 2. Operator image, built and loaded into the nodes.
 say "building $image"
-docker build -t "$image" "$root"
+docker build -t "$image" --build-arg NATSREGION_COMMIT="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$root"
 kind load docker-image "$image" --name "$cluster"
 
 # 3. The chart (CRDs from charts/natsregion/crds).

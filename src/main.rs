@@ -3,12 +3,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand, ValueEnum};
+use natsregion::cli::output::{self, OutputFormat};
+
+/// The crate's version and the commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("NATSREGION_COMMIT"),
+    ")"
+);
 
 #[derive(Parser)]
 #[command(
     name = "natsregion",
-    version,
+    version = VERSION,
     about = "Multi-zone NATS JetStream regions, proven with partition drills"
 )]
 struct Cli {
@@ -28,30 +37,73 @@ enum Command {
     Run(RunArgs),
     /// Run a partition drill: in the cluster of the current kubeconfig (through
     /// the operator there), or with --local on local nats-server processes.
-    Drill {
-        /// Run every zone as local nats-server processes (no Kubernetes).
-        #[arg(long)]
-        local: bool,
-        /// Namespace for a cluster drill whose file names none (default: the kubeconfig's).
-        #[arg(long)]
-        namespace: Option<String>,
-        /// YAML file with a RegionMirror and a PartitionDrill.
-        file: PathBuf,
-        /// Write the full report as JSON here (a timeline SVG is written beside it).
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Keep the zones' configs, logs and stores for a post-mortem.
-        #[arg(long)]
-        keep_dirs: bool,
-        /// Run the drill N times on one region and print the pass rate and
-        /// the catch-up distribution (--report then holds the summary).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10000))]
-        repeat: u32,
-        /// Write JUnit XML here: one test case per claim (failure message =
-        /// the claim's reason), one suite per run.
-        #[arg(long)]
-        junit: Option<PathBuf>,
+    Drill(DrillArgs),
+    /// Check RegionMirror and PartitionDrill YAML files as the API server
+    /// would (schema and CEL rules, and each drill against its region when a
+    /// file holds it), without a cluster. Exit 0: all valid; 2: a refusal;
+    /// 1: a file could not be read.
+    Validate {
+        /// Files with one or more YAML documents; other kinds are skipped.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
+    /// Print a shell completion script (e.g. `source <(natsregion completion bash)`).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(clap::Args)]
+struct DrillArgs {
+    /// Run every zone as local nats-server processes (no Kubernetes).
+    #[arg(long)]
+    local: bool,
+    /// YAML file with a RegionMirror and a PartitionDrill.
+    file: PathBuf,
+    /// Namespace of a cluster drill (default: the file's, else the kubeconfig
+    /// context's; a file naming another one is refused).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// The kubeconfig context to use (default: its current-context).
+    #[arg(long)]
+    context: Option<String>,
+    /// The kubeconfig file to use (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Give up on a cluster drill after this long (its created region's
+    /// Ready, then the drill's end), e.g. 45m, 1h30m [default: 30m].
+    #[arg(long, value_parser = parse_duration)]
+    timeout: Option<Duration>,
+    /// Print the result (the document --report writes) on stdout as json or
+    /// yaml; the verdict table then goes to stderr.
+    #[arg(short = 'o', long, value_enum)]
+    output: Option<OutputFormat>,
+    /// Off a terminal (CI), time between two "still at step" lines.
+    #[arg(long, env = "NATSREGION_HEARTBEAT", value_parser = parse_duration, default_value = "10s")]
+    heartbeat: Duration,
+    /// Write the full report as JSON here (a timeline SVG is written beside it).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Keep the zones' configs, logs and stores for a post-mortem.
+    #[arg(long)]
+    keep_dirs: bool,
+    /// Run the drill N times on one region and print the pass rate and
+    /// the catch-up distribution (--report then holds the summary).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    repeat: u32,
+    /// Write JUnit XML here: one test case per claim (failure message =
+    /// the claim's reason), one suite per run.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+}
+
+/// "30m", "1h 30m", "90s" (jiff's friendly format).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("{e} (write e.g. 90s, 30m or 1h30m)"))?;
+    Duration::try_from(d).map_err(|_| "a duration must not be negative".to_string())
 }
 
 #[derive(clap::Args)]
@@ -173,32 +225,55 @@ fn run_operator(args: RunArgs) -> ExitCode {
     }
 }
 
+/// Prints the drill's verdict table, or with `-o` the result document on
+/// stdout and the table on stderr.
+fn print_result(table: &str, doc: &impl serde::Serialize, format: Option<OutputFormat>) -> bool {
+    let Some(format) = format else {
+        println!("{table}");
+        return true;
+    };
+    eprintln!("{table}");
+    match output::render(doc, format) {
+        Ok(text) => {
+            print!("{text}");
+            true
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            false
+        }
+    }
+}
+
 /// `natsregion drill FILE`: exit 0 when every claim passed, 1 when the drill
 /// ran and did not pass, 2 when it could not be run or followed.
-fn cluster_drill(
-    file: PathBuf,
-    report: Option<PathBuf>,
-    junit: Option<PathBuf>,
-    namespace: Option<String>,
-) -> ExitCode {
-    use natsregion::cli::cluster_drill::{ClusterDrillOptions, run};
+fn cluster_drill(args: DrillArgs) -> ExitCode {
+    use natsregion::cli::cluster_drill::{ClusterAccess, ClusterDrillOptions, run};
     let opts = ClusterDrillOptions {
-        file,
-        namespace,
-        report,
-        junit,
+        file: args.file,
+        namespace: args.namespace,
+        report: args.report,
+        junit: args.junit,
+        heartbeat: Some(args.heartbeat),
+        timeout: args
+            .timeout
+            .unwrap_or(natsregion::cli::cluster_drill::DEFAULT_TIMEOUT),
         ..Default::default()
+    };
+    let access = ClusterAccess {
+        kubeconfig: args.kubeconfig,
+        context: args.context,
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let outcome = runtime.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .map_err(|e| format!("no cluster in the current kubeconfig: {e}"))?;
+        let client = access.client().await?;
         run(client, &opts).await.map_err(|e| e.to_string())
     });
     match outcome {
         Ok(o) => {
-            println!("{}", o.table());
+            if !print_result(&o.table(), &o.document(), args.output) {
+                return ExitCode::from(2);
+            }
             if o.passed() {
                 ExitCode::SUCCESS
             } else {
@@ -209,6 +284,89 @@ fn cluster_drill(
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+fn local_drill(args: DrillArgs) -> ExitCode {
+    let cluster_only = [
+        ("--namespace", args.namespace.is_some()),
+        ("--context", args.context.is_some()),
+        ("--kubeconfig", args.kubeconfig.is_some()),
+        ("--timeout", args.timeout.is_some()),
+    ];
+    if let Some((flag, _)) = cluster_only.iter().find(|(_, set)| *set) {
+        eprintln!("{flag} is for cluster drills (without --local)");
+        return ExitCode::from(2);
+    }
+    let opts = natsregion::cli::local_drill::LocalDrillOptions {
+        file: args.file,
+        report: args.report,
+        keep_dirs: args.keep_dirs,
+        progress: true,
+        repeat: args.repeat,
+        junit: args.junit,
+        heartbeat: Some(args.heartbeat),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(natsregion::cli::local_drill::run(&opts)) {
+        Ok(reports) => {
+            let printed = if let [report] = reports.as_slice() {
+                let table = natsregion::drill::report::table(report);
+                print_result(&table, report, args.output)
+            } else {
+                let summary = natsregion::drill::campaign::CampaignSummary::of(&reports);
+                print_result(&summary.table(), &summary, args.output)
+            };
+            if !printed {
+                ExitCode::from(2)
+            } else if reports.iter().all(|r| r.passed()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `natsregion validate FILE...`: 0 all valid, 2 a refusal, 1 unreadable.
+fn validate(files: Vec<PathBuf>) -> ExitCode {
+    let mut unreadable = false;
+    let mut texts = Vec::new();
+    for file in files {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => texts.push((file.display().to_string(), text)),
+            Err(e) => {
+                eprintln!("cannot read {}: {e}", file.display());
+                unreadable = true;
+            }
+        }
+    }
+    let checks = natsregion::cli::drill_file::check_files(&texts);
+    for c in &checks {
+        for line in &c.refusals {
+            println!("{line}");
+        }
+        if c.refusals.is_empty() {
+            let skipped = match c.skipped {
+                0 => String::new(),
+                n => format!(", {n} other document(s) skipped"),
+            };
+            println!(
+                "{}: valid ({} RegionMirror, {} PartitionDrill{skipped})",
+                c.path, c.regions, c.drills
+            );
+        }
+    }
+    if unreadable {
+        ExitCode::FAILURE
+    } else if checks.iter().any(|c| !c.refusals.is_empty()) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -234,50 +392,23 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => run_operator(args),
-        Command::Drill {
-            local,
-            file,
-            report,
-            keep_dirs,
-            repeat,
-            junit,
-            namespace,
-        } => {
-            if !local {
-                if keep_dirs || repeat > 1 {
-                    eprintln!("--keep-dirs and --repeat are for --local drills");
-                    return ExitCode::from(2);
-                }
-                return cluster_drill(file, report, junit, namespace);
+        Command::Drill(args) if args.local => local_drill(args),
+        Command::Drill(args) => {
+            if args.keep_dirs || args.repeat > 1 {
+                eprintln!("--keep-dirs and --repeat are for --local drills");
+                return ExitCode::from(2);
             }
-            let opts = natsregion::cli::local_drill::LocalDrillOptions {
-                file,
-                report,
-                keep_dirs,
-                progress: true,
-                repeat,
-                junit,
-            };
-            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match runtime.block_on(natsregion::cli::local_drill::run(&opts)) {
-                Ok(reports) => {
-                    if let [report] = reports.as_slice() {
-                        println!("{}", natsregion::drill::report::table(report));
-                    } else {
-                        let summary = natsregion::drill::campaign::CampaignSummary::of(&reports);
-                        println!("{}", summary.table());
-                    }
-                    if reports.iter().all(|r| r.passed()) {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    }
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
+            cluster_drill(args)
+        }
+        Command::Validate { files } => validate(files),
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "natsregion",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
         }
     }
 }

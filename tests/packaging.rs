@@ -1177,13 +1177,15 @@ fn dockerfile_build_context_and_user_match_the_crate_and_chart() {
         .collect();
     assert_eq!(
         kept,
-        BTreeSet::from(["Cargo.toml", "Cargo.lock", "src/"]),
-        "the build context is Cargo.toml, Cargo.lock and src/"
+        BTreeSet::from(["Cargo.toml", "Cargo.lock", "build.rs", "src/"]),
+        "the build context is Cargo.toml, Cargo.lock, build.rs and src/"
     );
-    // Nothing cargo needs lies outside that context.
+    // The context has no .git: the commit for --version comes in as an argument.
     assert!(
-        !root().join("build.rs").exists(),
-        "a build.rs must be added to .dockerignore"
+        dockerfile.contains("COPY build.rs")
+            && dockerfile.contains("ARG NATSREGION_COMMIT")
+            && dockerfile.contains("ENV NATSREGION_COMMIT=$NATSREGION_COMMIT"),
+        "the Dockerfile copies build.rs and passes NATSREGION_COMMIT to it"
     );
     let manifest = read(&root().join("Cargo.toml"));
     for key in ["build =", "[[bench]]", "[[example]]", "path = \"../"] {

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{Condition, await_condition, conditions};
+use kube::{Client, Config, ResourceExt};
 
 use crate::api::conditions::is_true;
 use crate::api::{PartitionDrill, PartitionDrillStatus, RegionMirror, Step};
@@ -47,8 +49,22 @@ pub enum ClusterDrillError {
     },
     #[error("drill {0} is running; wait for it or abort it (annotation natsregion.io/abort=true)")]
     Busy(String),
-    #[error("{what} not reached within {seconds}s")]
+    #[error("{what} not reached within {seconds}s (--timeout)")]
     Timeout { what: String, seconds: u64 },
+    #[error("{what}: {source}")]
+    Watch {
+        what: String,
+        #[source]
+        source: kube::runtime::wait::Error,
+    },
+    #[error(
+        "the file puts PartitionDrill {drill} in namespace {file} but --namespace says {flag}: drop one, or make them agree"
+    )]
+    NamespaceConflict {
+        drill: String,
+        file: String,
+        flag: String,
+    },
     #[error(transparent)]
     Report(#[from] report::ReportError),
     #[error("stored report: {0}")]
@@ -70,9 +86,50 @@ pub struct ClusterDrillOptions {
     pub report: Option<PathBuf>,
     pub junit: Option<PathBuf>,
     pub progress: bool,
+    /// Off a terminal, time between two heartbeat lines (default 10 s).
+    pub heartbeat: Option<Duration>,
     /// Longest wait for a created region to get Ready, and for the drill to end.
     pub timeout: Duration,
-    pub poll: Duration,
+}
+
+/// Longest wait for the drill's end (and a created region's Ready) when
+/// `--timeout` is not given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Which cluster to talk to, as kubectl's `--kubeconfig` and `--context`.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterAccess {
+    /// A kubeconfig file instead of $KUBECONFIG / ~/.kube/config.
+    pub kubeconfig: Option<PathBuf>,
+    /// A context of the kubeconfig instead of its current-context.
+    pub context: Option<String>,
+}
+
+impl ClusterAccess {
+    /// A client as kubectl would build it from the same flags: neither flag
+    /// means the usual inference (kubeconfig, else in-cluster).
+    pub async fn client(&self) -> Result<Client, String> {
+        let options = KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
+        let config = match (&self.kubeconfig, &self.context) {
+            (Some(path), _) => {
+                let file = Kubeconfig::read_from(path)
+                    .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?;
+                Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?
+            }
+            (None, Some(context)) => Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| format!("--context {context}: {e}"))?,
+            (None, None) => Config::infer()
+                .await
+                .map_err(|e| format!("no cluster in the current kubeconfig: {e}"))?,
+        };
+        Client::try_from(config).map_err(|e| format!("cannot build a client: {e}"))
+    }
 }
 
 impl Default for ClusterDrillOptions {
@@ -83,8 +140,8 @@ impl Default for ClusterDrillOptions {
             report: None,
             junit: None,
             progress: true,
-            timeout: Duration::from_secs(1800),
-            poll: Duration::from_millis(500),
+            heartbeat: None,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -106,6 +163,14 @@ impl ClusterOutcome {
         self.status.verdict == crate::api::Verdict::Passed
     }
 
+    /// What `--report` writes: the operator's stored report, or the status
+    /// when there is none (a precondition failed before the run).
+    pub fn document(&self) -> serde_json::Value {
+        self.report
+            .clone()
+            .unwrap_or_else(|| serde_json::to_value(&self.status).expect("a status serializes"))
+    }
+
     pub fn table(&self) -> String {
         report::status_table(
             &self.drill,
@@ -123,6 +188,17 @@ pub async fn run(
     opts: &ClusterDrillOptions,
 ) -> Result<ClusterOutcome, ClusterDrillError> {
     let drill_file::ClusterDrillFile { region, drill } = drill_file::load_for_cluster(&opts.file)?;
+    // As kubectl apply: a namespace in the file and a different --namespace
+    // is a mistake to point out, not one to settle silently.
+    if let (Some(file), Some(flag)) = (drill.namespace(), &opts.namespace)
+        && &file != flag
+    {
+        return Err(ClusterDrillError::NamespaceConflict {
+            drill: drill.name_any(),
+            file,
+            flag: flag.clone(),
+        });
+    }
     let ns = drill
         .namespace()
         .or(opts.namespace.clone())
@@ -132,17 +208,27 @@ pub async fn run(
     let regions: Api<RegionMirror> = Api::namespaced(client.clone(), &ns);
     let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), &ns);
     let started = Instant::now();
+    // From here on, so a region that takes long to get Ready shows in a CI
+    // log too (the heartbeat), not only the drill's steps.
+    let bar = opts
+        .progress
+        .then(|| TerminalProgress::new(drill.spec.steps().len(), opts.heartbeat));
+    let say = |line: &str| match &bar {
+        Some(bar) => bar.note(line),
+        None => eprintln!("{line}"),
+    };
 
-    let target = ensure_region(&regions, &ns, &region_name, region, opts).await?;
+    let target = ensure_region(&regions, &ns, &region_name, region, opts, &say).await?;
     crate::api::validate::drill(&drill, &target).map_err(|source| {
         ClusterDrillError::DrillDoesNotFit {
             region: format!("{ns}/{region_name}"),
             source,
         }
     })?;
-    let created = recreate_drill(&drills, drill, opts).await?;
-    eprintln!("drill {ns}/{drill_name} applied; following it");
-    let status = follow(&drills, &created, opts).await?;
+    let created = recreate_drill(&drills, drill).await?;
+    say(&format!("drill {ns}/{drill_name} applied; following it"));
+    let status = follow(&drills, &created, bar.as_ref(), opts.timeout).await?;
+    drop(bar);
     let wall_seconds = started.elapsed().as_secs_f64();
 
     let stored = match &status.report {
@@ -208,6 +294,7 @@ async fn ensure_region(
     name: &str,
     from_file: Option<RegionMirror>,
     opts: &ClusterDrillOptions,
+    say: &dyn Fn(&str),
 ) -> Result<RegionMirror, ClusterDrillError> {
     let existing = regions
         .get_opt(name)
@@ -216,11 +303,11 @@ async fn ensure_region(
     let mut region = match (existing, from_file) {
         (Some(existing), from_file) => {
             if from_file.is_some() {
-                eprintln!(
+                say(&format!(
                     "using the existing RegionMirror {name} (the file's copy is not applied)"
-                );
+                ));
             } else {
-                eprintln!("using the existing RegionMirror {name}");
+                say(&format!("using the existing RegionMirror {name}"));
             }
             return Ok(existing);
         }
@@ -237,26 +324,48 @@ async fn ensure_region(
         .create(&PostParams::default(), &region)
         .await
         .map_err(kube_err(format!("create RegionMirror {name}")))?;
-    eprintln!("created RegionMirror {name}; waiting for it to be Ready");
-    let start = Instant::now();
-    loop {
-        let r = regions
-            .get(name)
-            .await
-            .map_err(kube_err(format!("read RegionMirror {name}")))?;
-        if r.status
-            .as_ref()
-            .is_some_and(|s| is_true(&s.conditions, "Ready"))
-        {
-            return Ok(r);
-        }
-        if start.elapsed() > opts.timeout {
-            return Err(ClusterDrillError::Timeout {
-                what: format!("RegionMirror {name} Ready"),
-                seconds: opts.timeout.as_secs(),
-            });
-        }
-        tokio::time::sleep(opts.poll).await;
+    say(&format!(
+        "created RegionMirror {name}; waiting for it to be Ready"
+    ));
+    // A region deleted meanwhile ends the wait too (and is reported missing).
+    let ready = |r: Option<&RegionMirror>| {
+        r.is_none_or(|r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| is_true(&s.conditions, "Ready"))
+        })
+    };
+    let what = format!("RegionMirror {name} Ready");
+    match wait_for(regions, name, &what, opts.timeout, ready).await? {
+        Some(r) => Ok(r),
+        None => Err(ClusterDrillError::MissingRegion {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }),
+    }
+}
+
+/// [`await_condition`] (a watch, so no polling interval) within `within`.
+async fn wait_for<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    within: Duration,
+    cond: impl Condition<K>,
+) -> Result<Option<K>, ClusterDrillError>
+where
+    K: Clone + std::fmt::Debug + Send + serde::de::DeserializeOwned + kube::Resource + 'static,
+{
+    match tokio::time::timeout(within, await_condition(api.clone(), name, cond)).await {
+        Err(_) => Err(ClusterDrillError::Timeout {
+            what: what.to_string(),
+            seconds: within.as_secs(),
+        }),
+        Ok(Err(source)) => Err(ClusterDrillError::Watch {
+            what: format!("watch {what}"),
+            source,
+        }),
+        Ok(Ok(found)) => Ok(found),
     }
 }
 
@@ -265,7 +374,6 @@ async fn ensure_region(
 async fn recreate_drill(
     drills: &Api<PartitionDrill>,
     mut drill: PartitionDrill,
-    opts: &ClusterDrillOptions,
 ) -> Result<PartitionDrill, ClusterDrillError> {
     let name = drill.name_any();
     if let Some(old) = drills
@@ -285,21 +393,15 @@ async fn recreate_drill(
             .map_err(kube_err(format!(
                 "delete the previous PartitionDrill {name}"
             )))?;
-        let start = Instant::now();
-        while drills
-            .get_opt(&name)
-            .await
-            .map_err(kube_err(format!("read PartitionDrill {name}")))?
-            .is_some()
-        {
-            if start.elapsed() > Duration::from_secs(120) {
-                return Err(ClusterDrillError::Timeout {
-                    what: format!("deletion of the previous PartitionDrill {name}"),
-                    seconds: 120,
-                });
-            }
-            tokio::time::sleep(opts.poll).await;
-        }
+        let uid = old.uid().unwrap_or_default();
+        wait_for(
+            drills,
+            &name,
+            &format!("deletion of the previous PartitionDrill {name}"),
+            Duration::from_secs(120),
+            conditions::is_deleted(&uid),
+        )
+        .await?;
     }
     drill.metadata.resource_version = None;
     drills
@@ -308,52 +410,46 @@ async fn recreate_drill(
         .map_err(kube_err(format!("create PartitionDrill {name}")))
 }
 
-/// Polls the drill until its run completed, feeding the progress line.
+/// Watches the drill until its run completed, feeding the progress display
+/// with every status the watch delivers.
 async fn follow(
     drills: &Api<PartitionDrill>,
     created: &PartitionDrill,
-    opts: &ClusterDrillOptions,
+    bar: Option<&TerminalProgress>,
+    timeout: Duration,
 ) -> Result<PartitionDrillStatus, ClusterDrillError> {
     let name = created.name_any();
     let steps = created.spec.steps();
-    let bar = opts.progress.then(|| TerminalProgress::new(steps.len()));
-    let mut shown_step: Option<usize> = None;
-    let start = Instant::now();
-    let result = loop {
-        let d = drills
-            .get(&name)
-            .await
-            .map_err(kube_err(format!("read PartitionDrill {name}")))?;
-        if d.uid() != created.uid() {
-            break Err(ClusterDrillError::Busy(format!(
-                "{name} (replaced by someone else while followed)"
-            )));
+    let shown_step = std::sync::Mutex::new(None::<usize>);
+    // Ends the wait on completion, and on deletion or replacement, which
+    // the check after it tells apart.
+    let ended = |d: Option<&PartitionDrill>| {
+        let Some(d) = d.filter(|d| d.uid() == created.uid()) else {
+            return true;
+        };
+        let Some(s) = d.status.as_ref() else {
+            return false;
+        };
+        if let Some(bar) = bar {
+            show(bar, s, &steps, &mut shown_step.lock().expect("shown step"));
         }
-        if let Some(s) = d.status.as_ref() {
-            if let Some(bar) = &bar {
-                show(bar, s, &steps, &mut shown_step);
-            }
-            let done = s.conditions.iter().any(|c| {
-                c.type_ == COMPLETED
-                    && c.status == crate::api::conditions::TRUE
-                    && c.observed_generation == d.metadata.generation
-            });
-            if done {
-                break Ok(s.clone());
-            }
-        }
-        if start.elapsed() > opts.timeout {
-            break Err(ClusterDrillError::Timeout {
-                what: format!("the end of drill {name}"),
-                seconds: opts.timeout.as_secs(),
-            });
-        }
-        tokio::time::sleep(opts.poll).await;
+        s.conditions.iter().any(|c| {
+            c.type_ == COMPLETED
+                && c.status == crate::api::conditions::TRUE
+                && c.observed_generation == d.metadata.generation
+        })
     };
-    if let Some(bar) = &bar {
+    let what = format!("the end of drill {name}");
+    let result = wait_for(drills, &name, &what, timeout, ended).await;
+    if let Some(bar) = bar {
         bar.finish();
     }
-    result
+    match result? {
+        Some(d) if d.uid() == created.uid() => Ok(d.status.unwrap_or_default()),
+        _ => Err(ClusterDrillError::Busy(format!(
+            "{name} (deleted or replaced by someone else while followed)"
+        ))),
+    }
 }
 
 fn show(

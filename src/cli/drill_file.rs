@@ -148,48 +148,159 @@ fn documents(path: &str, text: &str) -> Result<Documents, DrillFileError> {
     let mut regions = Vec::new();
     let mut drills = Vec::new();
     for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| DrillFileError::Parse {
-            path: path.into(),
-            index,
-            message: e.to_string(),
-        })?;
-        if value.is_null() {
-            continue;
-        }
-        let parse_err = |e: serde_yaml_ng::Error| DrillFileError::Parse {
-            path: path.into(),
-            index,
-            message: e.to_string(),
-        };
-        let meta: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(parse_err)?;
-        // The schema first, as the API server with strict field validation:
-        // serde alone would ignore a misspelt field and use its default.
-        let as_json = || {
-            serde_json::to_value(&value).map_err(|e| DrillFileError::Parse {
-                path: path.into(),
-                index,
-                message: e.to_string(),
-            })
-        };
-        match (meta.kind.as_str(), meta.api_version.as_str()) {
-            ("RegionMirror", "natsregion.io/v1alpha1") => {
-                schema_check::region(&as_json()?)?;
-                regions.push(serde_yaml_ng::from_value::<RegionMirror>(value).map_err(parse_err)?)
-            }
-            ("PartitionDrill", "natsregion.io/v1alpha1") => {
-                schema_check::drill(&as_json()?)?;
-                drills.push(serde_yaml_ng::from_value::<PartitionDrill>(value).map_err(parse_err)?)
-            }
-            _ => {
+        match document(path, index, doc)? {
+            Document::Empty => {}
+            Document::Region(r) => regions.push(*r),
+            Document::Drill(d) => drills.push(*d),
+            Document::Other { api_version, kind } => {
                 return Err(DrillFileError::UnknownKind {
                     path: path.into(),
                     index,
-                    kind: format!("{} {}", meta.api_version, meta.kind),
+                    kind: format!("{api_version} {kind}"),
                 });
             }
         }
     }
     Ok((regions, drills))
+}
+
+enum Document {
+    Empty,
+    Region(Box<RegionMirror>),
+    Drill(Box<PartitionDrill>),
+    Other { api_version: String, kind: String },
+}
+
+/// One YAML document, through the CRD's schema (strict, as the API server
+/// with field validation) and then serde.
+fn document(
+    path: &str,
+    index: usize,
+    doc: serde_yaml_ng::Deserializer,
+) -> Result<Document, DrillFileError> {
+    let parse_err = |e: serde_yaml_ng::Error| DrillFileError::Parse {
+        path: path.into(),
+        index,
+        message: e.to_string(),
+    };
+    let value = serde_yaml_ng::Value::deserialize(doc).map_err(parse_err)?;
+    if value.is_null() {
+        return Ok(Document::Empty);
+    }
+    let meta: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(parse_err)?;
+    // The schema first, as the API server with strict field validation:
+    // serde alone would ignore a misspelt field and use its default.
+    let as_json = || {
+        serde_json::to_value(&value).map_err(|e| DrillFileError::Parse {
+            path: path.into(),
+            index,
+            message: e.to_string(),
+        })
+    };
+    Ok(match (meta.kind.as_str(), meta.api_version.as_str()) {
+        ("RegionMirror", "natsregion.io/v1alpha1") => {
+            schema_check::region(&as_json()?)?;
+            Document::Region(Box::new(
+                serde_yaml_ng::from_value(value).map_err(parse_err)?,
+            ))
+        }
+        ("PartitionDrill", "natsregion.io/v1alpha1") => {
+            schema_check::drill(&as_json()?)?;
+            Document::Drill(Box::new(
+                serde_yaml_ng::from_value(value).map_err(parse_err)?,
+            ))
+        }
+        _ => Document::Other {
+            api_version: meta.api_version,
+            kind: meta.kind,
+        },
+    })
+}
+
+/// What `natsregion validate` found in one file.
+#[derive(Debug, Default)]
+pub struct FileCheck {
+    pub path: String,
+    pub regions: usize,
+    pub drills: usize,
+    /// Documents of other APIs (a GitOps folder mixes kinds): not checked.
+    pub skipped: usize,
+    /// One line per refusal, each naming the file and what to change.
+    pub refusals: Vec<String>,
+}
+
+/// The checks `natsregion validate` runs on `(path, text)` files: every
+/// document through the CRD schema and the CEL rules, and each drill against
+/// its region (the rules that need both, and `plan::capacity`) when one of
+/// the files holds that region; the rest of a drill's rules otherwise. Each
+/// document is checked even after another one was refused.
+pub fn check_files(files: &[(String, String)]) -> Vec<FileCheck> {
+    let mut checks = Vec::new();
+    let mut regions: Vec<RegionMirror> = Vec::new();
+    let mut drills: Vec<(usize, PartitionDrill)> = Vec::new();
+    for (path, text) in files {
+        let mut check = FileCheck {
+            path: path.clone(),
+            ..Default::default()
+        };
+        let refuse = |e| refusal_line(path, e);
+        for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+            match document(path, index, doc) {
+                Ok(Document::Empty) => {}
+                Ok(Document::Region(r)) => {
+                    check.regions += 1;
+                    match validate::region(&r, None) {
+                        Ok(()) => regions.push(*r),
+                        Err(e) => check.refusals.push(refuse(e.into())),
+                    }
+                }
+                Ok(Document::Drill(d)) => {
+                    check.drills += 1;
+                    drills.push((checks.len(), *d));
+                }
+                Ok(Document::Other { api_version, kind }) => {
+                    if api_version.starts_with("natsregion.io/") || api_version.is_empty() {
+                        check.refusals.push(refuse(DrillFileError::UnknownKind {
+                            path: path.clone(),
+                            index,
+                            kind: format!("{api_version} {kind}"),
+                        }));
+                    } else {
+                        check.skipped += 1;
+                    }
+                }
+                // A document that does not parse may hide the rest of the
+                // stream's boundaries; report it and go on with the next.
+                Err(e) => check.refusals.push(refuse(e)),
+            }
+        }
+        checks.push(check);
+    }
+    for (file, drill) in drills {
+        let path = checks[file].path.clone();
+        let region = regions.iter().find(|r| {
+            r.metadata.name == Some(drill.spec.region_ref.name.clone())
+                && (r.metadata.namespace.is_none()
+                    || drill.metadata.namespace.is_none()
+                    || r.metadata.namespace == drill.metadata.namespace)
+        });
+        let result = match region {
+            Some(region) => check_together(&path, &drill, region),
+            None => validate::drill_rules(&drill).map_err(DrillFileError::from),
+        };
+        if let Err(e) = result {
+            checks[file].refusals.push(refusal_line(&path, e));
+        }
+    }
+    checks
+}
+
+fn refusal_line(path: &str, e: DrillFileError) -> String {
+    match e {
+        // The CRD rules' messages name the object and the field, not the file.
+        DrillFileError::Invalid(e) => format!("{path}: {e}"),
+        e => e.to_string(),
+    }
 }
 
 #[cfg(test)]

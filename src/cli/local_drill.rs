@@ -46,6 +46,8 @@ pub struct LocalDrillOptions {
     pub repeat: u32,
     /// Write JUnit XML here (one test case per claim, one suite per run).
     pub junit: Option<PathBuf>,
+    /// Off a terminal, time between two heartbeat lines (default 10 s).
+    pub heartbeat: Option<std::time::Duration>,
 }
 
 /// A [`LocalRegion`] seen through the engine's runtime seam.
@@ -253,7 +255,7 @@ pub async fn run_campaign(
     for i in 1..=runs {
         let progress = opts
             .progress
-            .then(|| TerminalProgress::new(drill.spec.steps().len()));
+            .then(|| TerminalProgress::new(drill.spec.steps().len(), opts.heartbeat));
         let observer: &dyn engine::Observer = match &progress {
             Some(p) => p,
             None => &engine::Silent,

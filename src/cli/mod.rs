@@ -4,4 +4,5 @@ pub mod cluster_drill;
 pub mod drill_file;
 pub mod junit;
 pub mod local_drill;
+pub mod output;
 pub mod progress;

@@ -996,8 +996,8 @@ async fn natsregion_drill_runs_a_file_in_the_cluster_and_ends_with_its_verdict()
         report: Some(dir.path().join(format!("out/{out}.json"))),
         junit: Some(dir.path().join(format!("out/{out}.xml"))),
         progress: false,
+        heartbeat: None,
         timeout: Duration::from_secs(180),
-        poll: Duration::from_millis(200),
     };
 
     let operator = start_operator(&client, good.settings());
