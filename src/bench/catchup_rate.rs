@@ -332,6 +332,8 @@ async fn measure(
                 let created = Instant::now();
                 let mut samples = Vec::new();
                 let mut probe = None;
+                let mut probed = false;
+                let mut links = Vec::new();
                 while created.elapsed() < bound {
                     let sent = created.elapsed().as_secs_f64();
                     let info = match crate::nats::api::stream_info(&mirror.js, &config.name).await {
@@ -354,8 +356,12 @@ async fn measure(
                     if msgs >= backlog {
                         break;
                     }
-                    if probe.is_none() && msgs >= backlog / 2 {
+                    if !probed && msgs >= backlog / 2 {
+                        probed = true;
                         probe = slowest_answer(&per_server, &api).await;
+                        // s2_auto picks a level from the measured RTT, which
+                        // a queue in front of a slow link inflates.
+                        links = leaf_compression(&http, &local.source_monitors).await;
                     }
                     tokio::time::sleep(POLL).await;
                 }
@@ -386,13 +392,8 @@ async fn measure(
                         fig.untimed += 1;
                     }
                 }
-                if serial == 1 {
-                    println!(
-                        "  leafnode links (source zone /leafz): {}",
-                        leaf_compression(&http, &local.source_monitors)
-                            .await
-                            .join(", ")
-                    );
+                if !links.is_empty() {
+                    println!("    leafnode links at half: {}", links.join(", "));
                 }
                 mirror
                     .js
