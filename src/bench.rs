@@ -10,13 +10,16 @@
 //! 4. Catch-up after heal for two leafnode reconnect intervals (real drills).
 //!
 //! `natsregion-bench resume` (module [`resume`]) times catch-up after a
-//! heal with and without the drill's prompt resume of a silent mirror.
+//! heal with and without the drill's prompt resume of a silent mirror, and
+//! `natsregion-bench catchup-rate` (module [`catchup_rate`]) the mirror's
+//! transfer rate across a slow link once its consumer exists.
 //!
 //! `natsregion-bench operator` (module [`operator`]) measures the operator
 //! under N RegionMirrors against a real API server instead, and
 //! `natsregion-bench newcomer` (module [`newcomer`]) a cold `make demo`.
 
 pub mod apiserver;
+pub mod catchup_rate;
 pub mod goals;
 pub mod newcomer;
 pub mod operator;

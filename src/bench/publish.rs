@@ -34,7 +34,7 @@ spec:
     - {name: src, role: source, servers: 3}
 "#;
 
-const SUBJECT: &str = "bench.publish";
+pub const SUBJECT: &str = "bench.publish";
 pub const WINDOW: usize = 256;
 pub const PAYLOAD_BYTES: usize = 128;
 
@@ -202,7 +202,7 @@ async fn publish_rounds(
     let conn = bench_stream(local, region).await?;
     let body = fixed_body();
     // Warm-up: stream leader elected, connection buffers grown.
-    plain_publish(&conn.js, (n / 10).max(500), body.clone(), None).await?;
+    plain_publish(&conn.js, SUBJECT, (n / 10).max(500), |_| body.clone(), None).await?;
 
     let mut figure = PublishFigure {
         messages: n,
@@ -244,8 +244,10 @@ async fn publish_rounds(
                     }
                     stats.rate()
                 }
-                Loop::Plain => plain_publish(&conn.js, n, body.clone(), None).await?,
-                Loop::PlainMsgId => plain_publish(&conn.js, n, body.clone(), Some(writer)).await?,
+                Loop::Plain => plain_publish(&conn.js, SUBJECT, n, |_| body.clone(), None).await?,
+                Loop::PlainMsgId => {
+                    plain_publish(&conn.js, SUBJECT, n, |_| body.clone(), Some(writer)).await?
+                }
             };
             let cpu_us = (cpu_seconds() - cpu) * 1e6 / n as f64;
             let (rates, cpus) = match contestant {
@@ -306,17 +308,19 @@ pub fn fixed_body() -> Bytes {
     )
 }
 
-/// The baseline: `jetstream::Context::publish` of a fixed body, at most
-/// `WINDOW` PubAcks awaited at once; with `msg_ids`, each message carries the
+/// The baseline: `jetstream::Context::publish` of `body(counter)`, at most
+/// `WINDOW` PubAcks awaited at once, on `subject` (the bench stream's
+/// [`SUBJECT`] unless another stream is the target); with `msg_ids`, each message carries the
 /// `Nats-Msg-Id` the producer would give it as that writer. Returns acked
 /// messages per second.
 pub async fn plain_publish(
     js: &jetstream::Context,
+    subject: &str,
     n: u64,
-    body: Bytes,
+    body: impl Fn(u64) -> Bytes,
     msg_ids: Option<u32>,
 ) -> Result<f64, BenchError> {
-    let subject = Subject::from_static(SUBJECT);
+    let subject = Subject::from(subject);
     let start = Instant::now();
     let mut in_flight = FuturesUnordered::new();
     let mut acked = 0u64;
@@ -330,14 +334,14 @@ pub async fn plain_publish(
             }
         }
         let sent = match msg_ids {
-            None => js.publish(subject.clone(), body.clone()).await,
+            None => js.publish(subject.clone(), body(counter)).await,
             Some(writer) => {
                 let mut headers = HeaderMap::new();
                 headers.insert(
                     async_nats::header::NATS_MESSAGE_ID,
                     msg_id_header(MsgId { writer, counter }),
                 );
-                js.publish_with_headers(subject.clone(), headers, body.clone())
+                js.publish_with_headers(subject.clone(), headers, body(counter))
                     .await
             }
         };

@@ -18,7 +18,7 @@ use crate::cli::local_drill::{LocalFaults, LocalRuntime};
 use crate::drill::engine::{self, DrillReport, EngineOptions, RESUME_MIRRORS_AFTER};
 use crate::drill::runtime::Runtime;
 use crate::local::{LocalRegion, LocalRegionOptions};
-use crate::nats::connect::{ConnectSettings, connect};
+use crate::nats::connect::{ConnectSettings, ZoneClient, connect};
 
 use super::{BenchError, median};
 
@@ -63,6 +63,8 @@ pub struct ResumeRegion {
     runtime: LocalRuntime,
     /// The mirror zone's server logs.
     pub mirror_logs: Vec<PathBuf>,
+    /// The source zone's monitoring endpoints (`/leafz` lists the links).
+    pub source_monitors: Vec<String>,
 }
 
 impl ResumeRegion {
@@ -88,25 +90,15 @@ impl ResumeRegion {
             .zone(MIRROR_ZONE)
             .map(|z| z.servers().iter().map(|s| s.log_path.clone()).collect())
             .unwrap_or_default();
+        let source_monitors = local.source_zone().monitor_urls();
         let runtime = LocalRuntime::new(local);
         let settings = ConnectSettings::default();
         for z in runtime.zones() {
             let conn = connect(&z.endpoint, &settings)
                 .await
                 .map_err(|e| BenchError(format!("connect {}: {e}", z.name())))?;
-            let zone = region
-                .spec
-                .zone(z.name())
-                .ok_or_else(|| BenchError(format!("zone {} not in the spec", z.name())))?;
-            let config = if zone.is_source() {
-                crate::plan::source_stream_config(&region.spec)
-            } else {
-                let mut c = crate::plan::mirror_stream_config(&region.spec, "a", zone);
-                c.num_replicas = MIRROR_REPLICAS;
-                c
-            };
             conn.js
-                .create_stream(config)
+                .create_stream(stream_config(region, z.name())?)
                 .await
                 .map_err(|e| BenchError(format!("stream in zone {}: {e}", z.name())))?;
         }
@@ -114,7 +106,37 @@ impl ResumeRegion {
             faults,
             runtime,
             mirror_logs,
+            source_monitors,
         })
+    }
+
+    /// A client of `zone`.
+    pub async fn connect(&self, zone: &str) -> Result<ZoneClient, BenchError> {
+        let access = self
+            .runtime
+            .zones()
+            .into_iter()
+            .find(|z| z.name() == zone)
+            .ok_or_else(|| BenchError(format!("zone {zone} is not running")))?;
+        connect(&access.endpoint, &ConnectSettings::default())
+            .await
+            .map_err(|e| BenchError(format!("connect {zone}: {e}")))
+    }
+
+    /// A client of each server of `zone` (each crosses its own leafnode link).
+    pub async fn connect_each(&self, zone: &str) -> Vec<ZoneClient> {
+        match self.runtime.zones().into_iter().find(|z| z.name() == zone) {
+            Some(access) => {
+                crate::nats::connect::connect_each(&access.endpoint, &ConnectSettings::default())
+                    .await
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// The fault backend whose proxies carry the mirror zone's leafnode links.
+    pub fn faults(&self) -> &LocalFaults {
+        &self.faults
     }
 
     /// One drill; `resume` turns the prompt resume on.
@@ -147,6 +169,25 @@ impl ResumeRegion {
             .await
             .map_err(|e| BenchError(format!("stopping the region: {e}")))
     }
+}
+
+/// The stream zone `zone` of [`spec`]'s region holds: the source's as planned,
+/// a mirror's with [`MIRROR_REPLICAS`].
+pub fn stream_config(
+    region: &RegionMirror,
+    zone: &str,
+) -> Result<async_nats::jetstream::stream::Config, BenchError> {
+    let spec = region
+        .spec
+        .zone(zone)
+        .ok_or_else(|| BenchError(format!("zone {zone} not in the spec")))?;
+    Ok(if spec.is_source() {
+        crate::plan::source_stream_config(&region.spec)
+    } else {
+        let mut c = crate::plan::mirror_stream_config(&region.spec, "a", spec);
+        c.num_replicas = MIRROR_REPLICAS;
+        c
+    })
 }
 
 /// What the mirror zone's debug logs say about one cut.

@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use super::goals::{GoalRow, render};
-use super::publish::{bench_stream, fixed_body, plain_publish, start_bench_region};
+use super::publish::{SUBJECT, bench_stream, fixed_body, plain_publish, start_bench_region};
 use super::{BenchError, kib, median, proc_status_kib, reset_peak_rss};
 use crate::api::{PartitionDrill, RegionMirror};
 use crate::cli::drill_file;
@@ -141,10 +141,11 @@ async fn plain_r3(n: u64, rounds: usize) -> Result<Vec<f64>, BenchError> {
     let (region, local) = start_bench_region().await?;
     let result = async {
         let conn = bench_stream(&local, &region).await?;
-        plain_publish(&conn.js, (n / 10).max(500), fixed_body(), None).await?;
+        let body = fixed_body();
+        plain_publish(&conn.js, SUBJECT, (n / 10).max(500), |_| body.clone(), None).await?;
         let mut rates = Vec::new();
         for round in 0..rounds {
-            let r = plain_publish(&conn.js, n, fixed_body(), None).await?;
+            let r = plain_publish(&conn.js, SUBJECT, n, |_| body.clone(), None).await?;
             println!("  round {}: plain R3 {r:.0} msgs/s", round + 1);
             rates.push(r);
         }

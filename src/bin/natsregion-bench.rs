@@ -39,6 +39,33 @@ enum Target {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// A mirror's catch-up rate across slow leafnode links once its
+    /// consumer exists (3-server mirror zone, R3 mirror): messages/s, payload
+    /// and on-the-wire bytes/s, ratio to the bandwidth cap.
+    CatchupRate {
+        /// Latency toxic per direction, ms (0: none).
+        #[arg(long, default_value_t = 80)]
+        latency_ms: u32,
+        /// Bandwidth toxic per direction, Toxiproxy KB/s = 1000 B/s (0: none).
+        #[arg(long, default_value_t = 512)]
+        rate_kb: u32,
+        /// Payload sizes in bytes.
+        #[arg(long, value_delimiter = ',', default_value = "128,1024,16384")]
+        payloads: Vec<usize>,
+        /// Backlog sizes in messages.
+        #[arg(long, value_delimiter = ',', default_value = "2000,20000")]
+        backlogs: Vec<u64>,
+        /// Runs per payload and backlog.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Skip a payload and backlog of more payload MiB than this.
+        #[arg(long, default_value_t = 32)]
+        max_backlog_mib: u64,
+        /// Bodies of one repeated byte (the leafnode link compresses them)
+        /// instead of random bytes.
+        #[arg(long)]
+        compressible: bool,
+    },
     /// Only the publish benchmark: the drill's producer against plain
     /// async-nats publish, with and without a Nats-Msg-Id per message.
     Publish {
@@ -94,6 +121,30 @@ fn main() -> ExitCode {
             runtime
                 .block_on(resume::run(runs))
                 .map(|figures| resume::table(&figures))
+                .map_err(|e| e.to_string())
+        }
+        Some(Target::CatchupRate {
+            latency_ms,
+            rate_kb,
+            payloads,
+            backlogs,
+            runs,
+            max_backlog_mib,
+            compressible,
+        }) => {
+            use natsregion::bench::catchup_rate as bench;
+            let opts = bench::RateOptions {
+                latency_ms,
+                rate_kb,
+                payloads,
+                backlogs,
+                runs,
+                max_backlog_bytes: max_backlog_mib * 1024 * 1024,
+                compressible,
+            };
+            runtime
+                .block_on(bench::run(&opts))
+                .map(|figures| bench::table(&opts, &figures))
                 .map_err(|e| e.to_string())
         }
         Some(Target::Publish { messages, rounds }) => runtime

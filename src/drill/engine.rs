@@ -1794,17 +1794,7 @@ impl Run<'_> {
             client_name: format!("natsregion-drill-{}-links", self.drill_name()),
             ..Default::default()
         };
-        let mut out = Vec::new();
-        for url in &endpoint.urls {
-            let one = crate::nats::connect::ZoneEndpoint {
-                urls: vec![url.clone()],
-                ..endpoint.clone()
-            };
-            if let Ok(c) = connect(&one, &settings).await {
-                out.push(c);
-            }
-        }
-        out
+        crate::nats::connect::connect_each(endpoint, &settings).await
     }
 
     /// What each zone had read of each writer's phases so far, and when

@@ -111,6 +111,22 @@ pub enum ConnectError {
     },
 }
 
+/// A connection to each server of `endpoint` (one per URL), leaving out
+/// those that do not answer.
+pub async fn connect_each(endpoint: &ZoneEndpoint, settings: &ConnectSettings) -> Vec<ZoneClient> {
+    let mut out = Vec::new();
+    for url in &endpoint.urls {
+        let one = ZoneEndpoint {
+            urls: vec![url.clone()],
+            ..endpoint.clone()
+        };
+        if let Ok(c) = connect(&one, settings).await {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Connects to a zone, retrying unreachable servers and a JetStream that is
 /// not ready yet until `settings.deadline`; bad URLs and refused credentials
 /// fail at once, since retrying cannot fix them.
