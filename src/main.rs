@@ -128,6 +128,12 @@ struct RunArgs {
     /// Seconds between two reads of a steady region's state.
     #[arg(long, default_value_t = 30)]
     status_refresh_seconds: u64,
+    /// A region's mirror (or aggregate source) silent this many seconds while
+    /// its leafnode link answers gets a leader stepdown, at most once per as
+    /// long, so it re-creates its consumer at once instead of some 40 s after
+    /// the link came back (outside drills; a drill resumes its own). 0 turns it off.
+    #[arg(long, default_value_t = natsregion::operator::context::RESUME_STALLED_MIRRORS_AFTER.as_secs())]
+    resume_stalled_mirrors_after_seconds: u64,
     /// RegionMirrors reconciled at once (bounds peak memory and API connections).
     #[arg(long, default_value_t = natsregion::operator::context::MAX_CONCURRENT_RECONCILES, value_parser = clap::value_parser!(u16).range(1..))]
     max_concurrent_reconciles: u16,
@@ -188,6 +194,8 @@ fn run_operator(args: RunArgs) -> ExitCode {
         status_refresh: Duration::from_secs(args.status_refresh_seconds.max(1)),
         namespace: args.namespace.clone(),
         max_concurrent_reconciles: args.max_concurrent_reconciles,
+        resume_stalled_mirrors_after: (args.resume_stalled_mirrors_after_seconds > 0)
+            .then(|| Duration::from_secs(args.resume_stalled_mirrors_after_seconds)),
         ..Default::default()
     };
     let leader_election = args.leader_election.then(|| {

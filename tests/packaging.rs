@@ -159,6 +159,7 @@ fn exported_series() -> BTreeSet<String> {
     metrics.fault_healed("b");
     metrics.drill_catch_up(1.0);
     metrics.set_region_lag("ns", "r", &[("z".to_string(), Some(1))]);
+    metrics.mirror_resumed("ns", "r", "z");
     metrics
         .encode()
         .lines()
@@ -349,6 +350,10 @@ fn values_schema_rejects_bad_values() {
         (vec!["replicas=0"], "/replicas"),
         (vec!["logFormat=xml"], "/logFormat"),
         (vec!["logLevel=loud"], "/logLevel"),
+        (
+            vec!["resumeStalledMirrorsAfterSeconds=-1"],
+            "/resumeStalledMirrorsAfterSeconds",
+        ),
         (vec!["replicaCount=2"], "replicaCount"),
         (vec!["image.pullPolicy=Sometimes"], "/image/pullPolicy"),
         (vec!["metrics.port=80"], "/metrics/port"),
@@ -571,6 +576,24 @@ fn assert_hardened(deployment: &Value) {
     assert!(container["resources"]["requests"]["memory"].is_string());
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+}
+
+/// The operator resumes stalled mirrors by default (10 s, the binary's own
+/// default); `resumeStalledMirrorsAfterSeconds: 0` turns it off.
+#[test]
+fn resume_of_stalled_mirrors_is_on_by_default_and_0_turns_it_off() {
+    let on = documents(&template(&[]).unwrap());
+    let a = args(deployment(&on));
+    assert!(
+        a.contains(&"--resume-stalled-mirrors-after-seconds=10"),
+        "{a:?}"
+    );
+    let off = documents(&template(&["resumeStalledMirrorsAfterSeconds=0"]).unwrap());
+    let a = args(deployment(&off));
+    assert!(
+        a.contains(&"--resume-stalled-mirrors-after-seconds=0"),
+        "{a:?}"
+    );
 }
 
 /// The Toxiproxy API policy is on by default and names exactly the pods the

@@ -15,6 +15,7 @@ use crate::api::{
 };
 use crate::fault::FaultBackend;
 use crate::nats::connect::{ConnectSettings, ZoneClient, connect};
+use crate::nats::resume;
 use crate::plan::{StreamKind, ZoneStream};
 
 use super::audit::{StoredAudit, StoredAuditResult, audit_stream, audit_zone};
@@ -102,10 +103,6 @@ impl Default for EngineOptions {
 /// made to re-create its consumer: the server's own reconnect retry fires
 /// within 0.2 s when it fires at all, so 1 s is past it.
 pub const RESUME_MIRRORS_AFTER: Duration = Duration::from_secs(1);
-
-/// A mirror that heard nothing (no message, no heartbeat: those come every
-/// second) for this long has no consumer.
-const MIRROR_SILENT: Duration = Duration::from_secs(2);
 
 /// Stepdowns per mirror per heal: with three servers the leadership moves
 /// to a server whose leafnode is back within a few tries.
@@ -1670,6 +1667,12 @@ impl Run<'_> {
         watch: &Mutex<ResumeWatch>,
     ) {
         let is_done = |z: &str| watch.lock().expect("resume watch").done.contains(z);
+        let policy = resume::Policy {
+            silent_after: resume::SILENT,
+            link_settled_after: after,
+            interval: after,
+            never_heard_is_silent: true,
+        };
         // One connection per server (where the zone lists its servers), so
         // each server's own link is seen.
         let mut servers = BTreeMap::new();
@@ -1717,45 +1720,41 @@ impl Run<'_> {
                     }
                     w.link_up.get(name).copied()
                 };
-                let Some(link_up) = link_up else {
-                    continue;
-                };
-                let silent = info
-                    .info
-                    .mirror
-                    .as_ref()
-                    .is_none_or(|m| m.active.is_none_or(|a| a >= MIRROR_SILENT));
                 let (tried, last_try) = {
                     let w = watch.lock().expect("resume watch");
                     let mine = w.resumes.iter().filter(|r| r.zone == *name);
                     (mine.clone().count(), mine.map(|r| r.at_seconds).next_back())
                 };
-                let since_try = last_try.map(|t| healed.elapsed().as_secs_f64() - t);
-                if link_up.elapsed() < after
-                    || !silent
-                    || since_try.is_some_and(|s| s < after.as_secs_f64())
-                {
-                    continue;
-                }
-                // A server whose link is back takes over; until another than
-                // the leader (whose own request is the one pending) is back,
-                // wait. Without a view of each server, any other will do.
                 let leader = info.info.cluster.as_ref().and_then(|c| c.leader.clone());
-                let preferred = linked.iter().find(|s| Some(*s) != leader.as_ref()).cloned();
-                if preferred.is_none() && (linked.is_empty() || !clients.is_empty()) {
-                    continue;
-                }
-                let at = healed.elapsed().as_secs_f64();
-                let error = if info.info.config.num_replicas < 2 {
-                    Some("the mirror has 1 replica, and a stepdown needs another to take over; the fast resume needs stream.replicas >= 2".to_string())
-                } else {
-                    stepdown(&zone.conn.js, self.stream(), preferred.as_deref())
-                        .await
-                        .err()
+                let facts = resume::Facts {
+                    // A mirror without state reads as silent: a successor
+                    // reports no `active` until it hears.
+                    active: info.info.mirror.as_ref().and_then(|m| m.active),
+                    linked_for: link_up.map(|t| t.elapsed()),
+                    linked_servers: &linked,
+                    per_server: !clients.is_empty(),
+                    leader: leader.as_deref(),
+                    replicas: info.info.config.num_replicas,
+                    since_last: last_try.map(|t| {
+                        Duration::from_secs_f64((healed.elapsed().as_secs_f64() - t).max(0.0))
+                    }),
+                    held_by: None,
                 };
+                let (preferred, error) = match resume::decide(&policy, &facts) {
+                    resume::Decision::Leave(_) => continue,
+                    resume::Decision::Cannot(why) => (None, Some(why)),
+                    resume::Decision::Nudge { preferred } => {
+                        let error =
+                            resume::stepdown(&zone.conn.js, self.stream(), preferred.as_deref())
+                                .await
+                                .err();
+                        (preferred, error)
+                    }
+                };
+                let at = healed.elapsed().as_secs_f64();
                 let resume = MirrorResume {
                     zone: name.clone(),
-                    link_up_seconds: link_up.duration_since(healed).as_secs_f64(),
+                    link_up_seconds: link_up.map_or(at, |t| t.duration_since(healed).as_secs_f64()),
                     at_seconds: at,
                     to_server: preferred,
                     error,
@@ -2414,40 +2413,10 @@ async fn linked_servers(clients: &[ZoneClient], fallback: &ZoneClient, api: &str
         clients.iter().collect()
     };
     let answers = futures::future::join_all(clients.iter().map(|c| async move {
-        source_api_answers(&c.client, api)
+        resume::source_api_answers(&c.client, api)
             .await
             .then(|| c.client.server_info().server_name)
     }))
     .await;
     answers.into_iter().flatten().collect()
-}
-
-/// Whether the source's JetStream API (`api`, the mirror's
-/// `external.api`) answers through this zone: the path the mirror's
-/// consumer-create request takes, so the leafnode link is up.
-async fn source_api_answers(client: &async_nats::Client, api: &str) -> bool {
-    let ask = client.request(format!("{api}.INFO"), "".into());
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), ask).await,
-        Ok(Ok(_))
-    )
-}
-
-/// `$JS.API.STREAM.LEADER.STEPDOWN.<stream>` in the mirror's own zone,
-/// to the server named `preferred` when given.
-async fn stepdown(
-    js: &async_nats::jetstream::Context,
-    stream: &str,
-    preferred: Option<&str>,
-) -> Result<(), String> {
-    use crate::nats::api::{Answer, call};
-    let body = match preferred {
-        Some(p) => serde_json::json!({"placement": {"preferred": p}}),
-        None => serde_json::json!({}),
-    };
-    match call::<serde_json::Value>(js, format!("STREAM.LEADER.STEPDOWN.{stream}"), &body).await {
-        Ok(Answer::Ok(_)) => Ok(()),
-        Ok(Answer::Err(e)) => Err(format!("leader stepdown refused: {e}")),
-        Err(e) => Err(format!("leader stepdown not answered: {e}")),
-    }
 }

@@ -7,6 +7,7 @@
 pub(crate) mod api;
 pub mod connect;
 pub mod provision;
+pub mod resume;
 pub mod state;
 
 pub use connect::{ConnectError, ConnectSettings, ZoneClient, ZoneEndpoint, connect};

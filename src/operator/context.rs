@@ -42,6 +42,11 @@ pub struct OperatorSettings {
     /// in (a NetworkPolicy per Toxiproxy). `None`: no such policy (an
     /// operator outside the cluster has no pods to name).
     pub toxiproxy_api_policy: Option<OperatorPods>,
+    /// A mirror (or an aggregate's source) silent this long while the
+    /// source's JetStream API answers through its zone is made to
+    /// re-create its consumer by a leader stepdown, at most once per this
+    /// long per stream, outside drills (`region::resume`). `None`: off.
+    pub resume_stalled_mirrors_after: Option<Duration>,
 }
 
 /// The operator's pods, as a NetworkPolicy names them: the chart passes its
@@ -77,6 +82,15 @@ impl OperatorPods {
     }
 }
 
+/// Default of [`OperatorSettings::resume_stalled_mirrors_after`]. A healthy
+/// mirror hears a heartbeat every second, and nats-server's own health
+/// check re-creates the consumer of a mirror silent 10 s; past that, with
+/// the link up, the server's next try can be 40 s away (docs/architecture.md,
+/// "Prompt resume after a heal"). Any cut that leaves a mirror stalled is
+/// longer than 10 s (the lost request is sent 10-20 s into it), so at 10 s
+/// such a mirror is nudged on the first look after its link is back.
+pub const RESUME_STALLED_MIRRORS_AFTER: Duration = Duration::from_secs(10);
+
 /// Default of [`OperatorSettings::max_concurrent_reconciles`].
 pub const MAX_CONCURRENT_RECONCILES: u16 = 8;
 
@@ -95,6 +109,7 @@ impl Default for OperatorSettings {
             zone_access_override: None,
             max_concurrent_reconciles: MAX_CONCURRENT_RECONCILES,
             toxiproxy_api_policy: None,
+            resume_stalled_mirrors_after: Some(RESUME_STALLED_MIRRORS_AFTER),
         }
     }
 }
@@ -108,6 +123,10 @@ impl fmt::Debug for OperatorSettings {
             .field("nats_connect", &self.nats_connect)
             .field("zone_access_override", &self.zone_access_override.is_some())
             .field("max_concurrent_reconciles", &self.max_concurrent_reconciles)
+            .field(
+                "resume_stalled_mirrors_after",
+                &self.resume_stalled_mirrors_after,
+            )
             .field("toxiproxy_api_policy", &self.toxiproxy_api_policy)
             .finish()
     }

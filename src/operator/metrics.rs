@@ -76,11 +76,14 @@ pub struct Metrics {
     faults_injected: Family<FaultLabels, Counter>,
     faults_healed: Family<FaultLabels, Counter>,
     mirror_lag: Family<ZoneLabels, Gauge>,
+    mirror_resumes: Family<ZoneLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge>,
     leader: Gauge,
     catch_up: Histogram,
     /// Zones with a lag gauge, per region, so a removed zone's series goes away.
     lag_zones: Mutex<Vec<ZoneLabels>>,
+    /// Zones with a resume counter, per region, likewise.
+    resume_zones: Mutex<Vec<ZoneLabels>>,
     /// Certificates with an expiry gauge, so a retired CA's series goes away.
     certificates: Mutex<Vec<CertificateLabels>>,
 }
@@ -99,6 +102,7 @@ impl Default for Metrics {
         let faults_injected = Family::<FaultLabels, Counter>::default();
         let faults_healed = Family::<FaultLabels, Counter>::default();
         let mirror_lag = Family::<ZoneLabels, Gauge>::default();
+        let mirror_resumes = Family::<ZoneLabels, Counter>::default();
         let certificate_expiry = Family::<CertificateLabels, Gauge>::default();
         let leader = Gauge::default();
         // 0.25 s .. ~4 min: a mirror redials within its reconnect interval.
@@ -140,6 +144,11 @@ impl Default for Metrics {
             mirror_lag.clone(),
         );
         registry.register(
+            "mirror_resumes",
+            "Leader stepdowns the operator made to resume a zone's mirror (or aggregate) that stayed silent with its leafnode link up, outside drills",
+            mirror_resumes.clone(),
+        );
+        registry.register(
             "certificate_expiry_timestamp_seconds",
             "When a generated certificate of a region expires (Unix seconds): its CA, a CA being rotated in, each zone's",
             certificate_expiry.clone(),
@@ -164,10 +173,12 @@ impl Default for Metrics {
             faults_injected,
             faults_healed,
             mirror_lag,
+            mirror_resumes,
             certificate_expiry,
             leader,
             catch_up,
             lag_zones: Mutex::new(Vec::new()),
+            resume_zones: Mutex::new(Vec::new()),
             certificates: Mutex::new(Vec::new()),
         }
     }
@@ -264,6 +275,43 @@ impl Metrics {
         }
     }
 
+    /// Gives each of `zones` (one region's mirror zones; with `topology:
+    /// sources` every zone) its resume counter at 0 if it has none, so
+    /// `increase()` sees the first resume; zones not listed lose theirs.
+    pub fn set_region_resume_zones(&self, namespace: &str, region: &str, zones: &[String]) {
+        let mut known = self.resume_zones.lock().expect("resume zones lock");
+        known.retain(|l| {
+            let keep = l.namespace != namespace || l.region != region || zones.contains(&l.zone);
+            if !keep {
+                self.mirror_resumes.remove(l);
+            }
+            keep
+        });
+        for zone in zones {
+            let l = ZoneLabels {
+                namespace: namespace.to_string(),
+                region: region.to_string(),
+                zone: zone.clone(),
+            };
+            let _ = self.mirror_resumes.get_or_create(&l);
+            if !known.contains(&l) {
+                known.push(l);
+            }
+        }
+    }
+
+    /// The operator stepped down the leader of a zone's mirror (or
+    /// aggregate) to resume it.
+    pub fn mirror_resumed(&self, namespace: &str, region: &str, zone: &str) {
+        self.mirror_resumes
+            .get_or_create(&ZoneLabels {
+                namespace: namespace.to_string(),
+                region: region.to_string(),
+                zone: zone.to_string(),
+            })
+            .inc();
+    }
+
     /// Sets when each of one region's generated certificates expires;
     /// certificates not in `expiry` (a retired CA, a removed zone) lose
     /// their series.
@@ -301,6 +349,7 @@ impl Metrics {
     /// Drops a deleted region's series.
     pub fn forget_region(&self, namespace: &str, region: &str) {
         self.set_region_lag(namespace, region, &[]);
+        self.set_region_resume_zones(namespace, region, &[]);
         self.set_certificate_expiry(namespace, region, &BTreeMap::new());
     }
 
@@ -346,6 +395,29 @@ mod tests {
         assert!(!m.encode().contains("zone=\"b\""));
         m.forget_region("ns", "east");
         assert!(!m.encode().contains("zone=\"c\""));
+    }
+
+    #[test]
+    fn resume_counters_start_at_zero_and_go_with_their_zone() {
+        let m = Metrics::default();
+        m.set_region_resume_zones("ns", "east", &["b".into(), "c".into()]);
+        let series = |zone: &str| {
+            format!(
+                "natsregion_mirror_resumes_total{{namespace=\"ns\",region=\"east\",zone=\"{zone}\"}}"
+            )
+        };
+        let text = m.encode();
+        assert!(text.contains(&format!("{} 0", series("b"))), "{text}");
+        m.mirror_resumed("ns", "east", "b");
+        // Observed again: the count stays.
+        m.set_region_resume_zones("ns", "east", &["b".into(), "c".into()]);
+        let text = m.encode();
+        assert!(text.contains(&format!("{} 1", series("b"))), "{text}");
+        assert!(text.contains(&format!("{} 0", series("c"))), "{text}");
+        m.set_region_resume_zones("ns", "east", &["b".into()]);
+        assert!(!m.encode().contains(&series("c")));
+        m.forget_region("ns", "east");
+        assert!(!m.encode().contains("mirror_resumes_total{"));
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The region's running drills, as far as provisioning cares: a drill's
+//! The region's drills, as far as the region controller cares: the drill
+//! holding the region, whose time it is (see [`holder`]); and for
+//! provisioning, a drill's
 //! `add-temporary-zone` step on a sources region adds its temporary zone's
 //! local stream to every aggregate itself (the zone is not in the spec), so
 //! while the drill runs the region keeps that source instead of removing it
@@ -10,6 +12,24 @@ use kube::api::{Api, ListParams};
 use crate::api::{DrillPhase, PartitionDrill, RegionMirror};
 use crate::operator::error::{Error, Result};
 use crate::plan::local_stream_name;
+
+/// The drill that holds region `region` of `ns` now (it runs, heals, or has
+/// a fault open), read from the drills' statuses: what the controller leaves
+/// alone meanwhile (a CA rotation step, a mirror's resume) is the drill's.
+pub async fn holder(client: &kube::Client, ns: &str, region: &str) -> Result<Option<String>> {
+    let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), ns);
+    let list = drills
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| Error::kube(format!("list PartitionDrills in {ns}"), e))?;
+    Ok(list
+        .items
+        .into_iter()
+        .find(|d| {
+            d.spec.region_ref.name == region && d.status.as_ref().is_some_and(|s| s.holds_region())
+        })
+        .map(|d| d.name_any()))
+}
 
 /// The aggregate sources `region`'s provisioning keeps although no zone of
 /// its spec is theirs. Reads the drills only for the sources topology, the

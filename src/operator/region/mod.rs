@@ -15,6 +15,7 @@ pub mod names;
 pub mod object_meta;
 pub mod observe;
 pub mod ownership;
+pub mod resume;
 pub mod secrets;
 pub mod status;
 pub mod streams;
@@ -60,6 +61,8 @@ struct RegionCtx {
     applied: Arc<AppliedChildren>,
     /// The operator's own Secrets as the watch delivered them.
     secrets: SecretCache,
+    /// When each stalled stream was last nudged, to pace the nudges.
+    nudges: resume::Nudges,
 }
 
 /// Runs the RegionMirror controller until `shutdown`.
@@ -80,6 +83,7 @@ pub async fn controller(ctx: Arc<Context>, shutdown: Shutdown) {
         failures: Mutex::default(),
         applied: applied.clone(),
         secrets,
+        nudges: resume::Nudges::default(),
     });
     // The debounce folds a burst of triggers into one reconcile: a region's
     // first reconcile creates 18 children, and each of their watch events
@@ -172,10 +176,11 @@ async fn reconcile(region: Arc<RegionMirror>, rc: Arc<RegionCtx>) -> Result<Acti
         ctx.metrics
             .forget_region(&region.namespace().unwrap_or_default(), &region.name_any());
         rc.applied.forget(&key(&region));
+        rc.nudges.forget(&key(&region));
         return Ok(Action::await_change());
     }
     let started = Instant::now();
-    let result = reconcile_region(&region, &rc.ctx, &rc.applied, &rc.secrets).await;
+    let result = reconcile_region(&region, &rc).await;
     let ctx = &rc.ctx;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     tracing::debug!(region = %key(&region), took_ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "reconcile");
@@ -306,12 +311,8 @@ async fn reconcile_toxiproxy(ctx: &Context, valid: &ValidatedRegion) -> Result<(
     Ok(())
 }
 
-async fn reconcile_region(
-    region: &RegionMirror,
-    ctx: &Context,
-    applied: &AppliedChildren,
-    secrets: &SecretCache,
-) -> Result<Action> {
+async fn reconcile_region(region: &RegionMirror, rc: &RegionCtx) -> Result<Action> {
+    let (ctx, applied, secrets) = (rc.ctx.as_ref(), rc.applied.as_ref(), &rc.secrets);
     // Before anything is written (loading generates Secrets): a region
     // whose names another holds writes nothing at all.
     let region_key = key(region);
@@ -428,6 +429,10 @@ async fn reconcile_region(
         .map(|z| (z.name.clone(), z.lag))
         .collect();
     ctx.metrics.set_region_lag(ns, name, &lags);
+    let streams: Vec<String> = lags.iter().map(|(zone, _)| zone.clone()).collect();
+    ctx.metrics.set_region_resume_zones(ns, name, &streams);
+    resume::resume_stalled(ctx, region, &dialed.connected, &zones, &rc.nudges).await;
+    let silent = ctx.settings.resume_stalled_mirrors_after.is_some() && resume::any_silent(&zones);
 
     let old = region.status.clone().unwrap_or_default();
     let mut new = status::observed(region, &old, zones, &streams_state, now());
@@ -439,6 +444,7 @@ async fn reconcile_region(
     Ok(Action::requeue(next_look(
         &new,
         warned,
+        silent,
         ctx.settings.status_refresh,
     )))
 }
@@ -449,12 +455,20 @@ async fn reconcile_region(
 /// waiting a whole status refresh left that stale "never heard" status up for
 /// 30 s. A pass that warned (a zone or stream failing) keeps the refresh, so
 /// a broken region is not hammered and its Events not repeated every 3 s.
-fn next_look(status: &RegionMirrorStatus, warned: bool, refresh: Duration) -> Duration {
+/// A stream not hearing from its source (`silent`, see
+/// `resume::any_silent`) is looked at soon as well, warned or not: its
+/// stall is to be resumed within seconds of its link coming back.
+fn next_look(
+    status: &RegionMirrorStatus,
+    warned: bool,
+    silent: bool,
+    refresh: Duration,
+) -> Duration {
     let converging = status
         .conditions
         .iter()
         .any(|c| c.type_ == status::READY && c.status == "False" && c.reason == "MirrorsBehind");
-    if converging && !warned {
+    if (converging && !warned) || silent {
         refresh.min(SETTLING_REFRESH)
     } else {
         refresh
@@ -487,18 +501,19 @@ mod tests {
     fn a_converging_region_is_looked_at_again_soon_a_settled_or_failing_one_is_not() {
         let refresh = Duration::from_secs(30);
         let behind = with_ready("False", "MirrorsBehind");
-        assert_eq!(next_look(&behind, false, refresh), SETTLING_REFRESH);
-        assert_eq!(next_look(&behind, true, refresh), refresh);
+        assert_eq!(next_look(&behind, false, false, refresh), SETTLING_REFRESH);
+        assert_eq!(next_look(&behind, true, false, refresh), refresh);
+        let ready = with_ready("True", "RegionReady");
+        assert_eq!(next_look(&ready, false, false, refresh), refresh);
         assert_eq!(
-            next_look(&with_ready("True", "RegionReady"), false, refresh),
+            next_look(&with_ready("False", "ZonesNotReady"), false, false, refresh),
             refresh
         );
-        assert_eq!(
-            next_look(&with_ready("False", "ZonesNotReady"), false, refresh),
-            refresh
-        );
+        // A silent mirror (lag 0 while its link is cut) is looked at soon.
+        assert_eq!(next_look(&ready, false, true, refresh), SETTLING_REFRESH);
+        assert_eq!(next_look(&behind, true, true, refresh), SETTLING_REFRESH);
         // A refresh shorter than the settling interval stays as configured.
         let quick = Duration::from_secs(1);
-        assert_eq!(next_look(&behind, false, quick), quick);
+        assert_eq!(next_look(&behind, false, false, quick), quick);
     }
 }
