@@ -145,9 +145,11 @@ fn metric_names(expr: &str) -> Vec<String> {
     out
 }
 
-/// Series names the operator exports, from its own registry's exposition.
-fn exported_series() -> BTreeSet<String> {
-    let metrics = natsregion::operator::metrics::Metrics::default();
+/// Series the operator exports, from its own registry's exposition: each
+/// name with the names of its labels.
+fn exported_label_names() -> BTreeMap<String, BTreeSet<String>> {
+    use natsregion::operator::metrics::{Metrics, OpenFault};
+    let metrics = Metrics::default();
     // Touch every family once so each appears in the exposition.
     metrics.reconciled("c", Duration::from_millis(1));
     metrics.failed("c", "r");
@@ -156,12 +158,47 @@ fn exported_series() -> BTreeSet<String> {
     metrics.fault_healed("b");
     metrics.drill_catch_up(1.0);
     metrics.set_region_lag("ns", "r", &[("z".to_string(), Some(1))]);
-    metrics
-        .encode()
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
-        .collect()
+    let t = jiff::Timestamp::from_second(1).unwrap();
+    metrics.set_drill_faults(
+        "ns",
+        "d",
+        &[OpenFault {
+            backend: "b".into(),
+            injected_at: t,
+            deadline: t,
+        }],
+    );
+    metrics.set_region_state("ns", "r", "ready");
+    metrics.reconcile_failing("c", "ns", "o", "r");
+    let mut out = BTreeMap::new();
+    for line in metrics.encode().lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (name, labels) = series_parts(line.rsplit_once(' ').unwrap().0);
+        out.insert(name, labels.into_keys().collect());
+    }
+    out
+}
+
+/// Series names the operator exports.
+fn exported_series() -> BTreeSet<String> {
+    exported_label_names().into_keys().collect()
+}
+
+/// `name{k="v",...}` as the name and its labels (values without `,` or `"`).
+fn series_parts(series: &str) -> (String, BTreeMap<String, String>) {
+    let (name, rest) = series.split_once('{').unwrap_or((series, "}"));
+    let labels = rest
+        .trim_end_matches('}')
+        .split(',')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("label {kv}"));
+            (k.trim().to_string(), v.trim_matches('"').to_string())
+        })
+        .collect();
+    (name.to_string(), labels)
 }
 
 /// `promtool check rules` on `groups` (a Prometheus rules file's content).
@@ -264,6 +301,86 @@ fn monitoring_is_off_by_default_and_its_rules_and_dashboard_are_valid() {
     promtool_check(
         &json!({"groups": [{"name": "dashboard", "rules": records}]}),
         "the dashboard's queries",
+    );
+}
+
+/// The chart's alert rules, rendered by helm, pass the promtool unit tests
+/// shipped beside the chart (`charts/natsregion/tests/alerts_test.yaml`):
+/// each alert fires in the case it is named for (a fault stuck since the
+/// operator's start, the first drill failure after it, a permanent reconcile
+/// error) and stays quiet in one that looks alike. The cases' series are the
+/// operator's: names and label names it exports, and a counter a case starts
+/// at 0 is one a freshly started operator exports at 0.
+#[test]
+fn alerts_fire_in_the_cases_they_are_named_for() {
+    let (rule, _) = monitoring(&["prometheusRule.enabled=true"]);
+    let rule = rule.expect("a PrometheusRule");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        serde_yaml_ng::to_string(&rule["spec"]).unwrap(),
+    )
+    .unwrap();
+    let cases_file = chart().join("tests/alerts_test.yaml");
+    let cases = read(&cases_file);
+    let tests = dir.path().join("alerts_test.yaml");
+    std::fs::write(&tests, &cases).unwrap();
+    let promtool = natsregion::tools::binary("promtool").unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(&promtool)
+        .args(["test", "rules"])
+        .arg(&tests)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", promtool.display()));
+    assert!(
+        out.status.success(),
+        "promtool test rules {} failed:\n{}{}",
+        cases_file.display(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    let cases: Value = serde_yaml_ng::from_str(&cases).unwrap();
+    let exported = exported_label_names();
+    let fresh = natsregion::operator::metrics::Metrics::default().encode();
+    let (mut fires, mut quiet) = (BTreeSet::new(), BTreeSet::new());
+    for case in cases["tests"].as_array().expect("tests") {
+        let name = case["name"].as_str().expect("every case has a name");
+        for input in case["input_series"].as_array().expect("input_series") {
+            let series = input["series"].as_str().unwrap();
+            let (metric, labels) = series_parts(series);
+            let keys: BTreeSet<String> = labels.keys().cloned().collect();
+            assert_eq!(
+                exported.get(&metric),
+                Some(&keys),
+                "{name}: {series} is not a series the operator exports"
+            );
+            let values = input["values"].as_str().unwrap();
+            if metric.ends_with("_total") && values.starts_with('0') {
+                assert!(
+                    fresh.contains(&format!("{series} 0")),
+                    "{name}: {series} starts at 0, but a fresh operator does not export it:\n{fresh}"
+                );
+            }
+        }
+        for t in case["alert_rule_test"].as_array().into_iter().flatten() {
+            let alert = t["alertname"].as_str().unwrap().to_string();
+            if t["exp_alerts"].as_array().is_some_and(|a| a.is_empty()) {
+                quiet.insert(alert);
+            } else {
+                fires.insert(alert);
+            }
+        }
+    }
+    let alerts: BTreeSet<String> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["alert"].as_str().map(String::from))
+        .collect();
+    assert_eq!(fires, alerts, "every alert has a case where it fires");
+    assert!(
+        quiet.is_superset(&alerts),
+        "every alert has a case where it stays quiet: {quiet:?}"
     );
 }
 
