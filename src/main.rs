@@ -26,6 +26,16 @@ enum Command {
     },
     /// Run the operator against the cluster in the current kubeconfig (or in-cluster).
     Run(RunArgs),
+    /// Check an installation: both CRDs are served and the operator is
+    /// ready (what the chart's `helm test` Pod runs). Exit 0 when all pass.
+    Check {
+        /// Namespace to list RegionMirrors and PartitionDrills in (default: every namespace).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The operator's /readyz, e.g. http://natsregion-metrics.ns.svc:8080/readyz.
+        #[arg(long)]
+        ready_url: Option<String>,
+    },
     /// Run a partition drill: in the cluster of the current kubeconfig (through
     /// the operator there), or with --local on local nats-server processes.
     Drill {
@@ -212,6 +222,33 @@ fn cluster_drill(
     }
 }
 
+fn check(namespace: Option<String>, ready_url: Option<String>) -> ExitCode {
+    use natsregion::cli::check::{CheckOptions, run};
+    let opts = CheckOptions {
+        namespace,
+        ready_url,
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let outcome = runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("no cluster in the kubeconfig or service account: {e}"))?;
+        run(client, &opts).await
+    });
+    match outcome {
+        Ok(passed) => {
+            for p in passed {
+                println!("ok: {p}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(match &cli.command {
@@ -234,6 +271,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => run_operator(args),
+        Command::Check {
+            namespace,
+            ready_url,
+        } => check(namespace, ready_url),
         Command::Drill {
             local,
             file,

@@ -113,6 +113,146 @@ fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 // ------------------------------------------------------------- no API server
 
+/// Every option of the chart on, watching every namespace (what only a
+/// cluster-wide install renders: the aggregated ClusterRoles).
+const EVERY_OPTION_CLUSTER_WIDE: &[&str] = &[
+    "replicas=2",
+    "image.repository=registry.example.com/natsregion",
+    "image.tag=v9.9.9",
+    "imagePullSecrets[0].name=pull",
+    "serviceMonitor.enabled=true",
+    "prometheusRule.enabled=true",
+    "grafanaDashboard.enabled=true",
+    "logFormat=text",
+    "logLevel=debug",
+    "leaderElection.leaseName=ops-lease",
+    "leaderElection.leaseNamespace=natsregion-system",
+    "maxConcurrentReconciles=16",
+    "statusRefreshSeconds=10",
+    "defaultNatsImage=nats:2.14.9",
+    "extraArgs[0]=--metrics-addr=0.0.0.0:8080",
+    "rbac.aggregateToDefaultRoles=true",
+    "helmTest.enabled=true",
+    "priorityClassName=system-cluster-critical",
+];
+
+/// The same, watching one namespace.
+fn every_option_one_namespace() -> Vec<&'static str> {
+    let mut sets = EVERY_OPTION_CLUSTER_WIDE.to_vec();
+    sets.push("watchNamespace=team-a");
+    sets
+}
+
+/// Every flag of `natsregion run` is set by the chart (a value, or the env
+/// variable the flag reads), so nothing the operator offers is out of a
+/// chart user's reach; `extraArgs` passes anything more.
+#[test]
+fn every_operator_flag_is_reachable_from_values() {
+    let help = Command::new(env!("CARGO_BIN_EXE_natsregion"))
+        .args(["run", "--help"])
+        .output()
+        .expect("natsregion run --help");
+    assert!(help.status.success());
+    let help = text(&help.stdout);
+    // `--flag <VALUE>` lines, each with the `[env: NAME=]` its description
+    // (the lines up to the next flag) may name.
+    let mut flags: Vec<(String, Option<String>)> = Vec::new();
+    for line in help.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("--") {
+            let flag = rest.split([' ', '=', '<']).next().unwrap().to_string();
+            flags.push((flag, None));
+        } else if line.starts_with('-') {
+            flags.push(("-".into(), None));
+        }
+        if let (Some(last), Some(env)) = (flags.last_mut(), line.split("[env: ").nth(1)) {
+            last.1 = Some(env.split(['=', ']']).next().unwrap().to_string());
+        }
+    }
+    flags.retain(|(f, _)| f != "help" && f != "-");
+    assert!(flags.len() >= 10, "flags parsed from:\n{help}");
+    let mut set: BTreeSet<String> = BTreeSet::new();
+    for sets in [
+        EVERY_OPTION_CLUSTER_WIDE.to_vec(),
+        every_option_one_namespace(),
+    ] {
+        let objects = documents(&template(&sets).expect("renders"));
+        let container = &deployment(&objects)["spec"]["template"]["spec"]["containers"][0];
+        for a in args(deployment(&objects)) {
+            if let Some(flag) = a.strip_prefix("--") {
+                set.insert(flag.split('=').next().unwrap().to_string());
+            }
+        }
+        for e in container["env"].as_array().unwrap() {
+            set.insert(format!("env:{}", e["name"].as_str().unwrap()));
+        }
+    }
+    for (flag, env) in &flags {
+        let by_env = env
+            .as_ref()
+            .is_some_and(|e| set.contains(&format!("env:{e}")));
+        assert!(
+            set.contains(flag) || by_env,
+            "`natsregion run --{flag}` has no value in the chart (add one to values.yaml and \
+             templates/deployment.yaml); the chart sets: {set:?}"
+        );
+    }
+    // extraArgs come last, after the values' flags.
+    let objects = documents(&template(&["extraArgs[0]=--status-refresh-seconds=5"]).unwrap());
+    let a = args(deployment(&objects));
+    assert_eq!(a.last(), Some(&"--status-refresh-seconds=5"), "{a:?}");
+    assert!(template(&["extraArgs[0]=status-refresh-seconds"]).is_err());
+}
+
+/// NOTES.txt, shown after `helm install`, names no file the chart lacks (it
+/// is installed from a chart, not a checkout), and the manifests it gives
+/// inline are valid.
+#[test]
+fn notes_name_no_file_the_chart_lacks_and_their_manifests_are_valid() {
+    let notes = read(&chart().join("templates/NOTES.txt"));
+    for word in notes.split_whitespace() {
+        let word = word.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || "./-_".contains(c)));
+        if [".yaml", ".yml", ".json"].iter().any(|e| word.ends_with(e)) {
+            assert!(
+                chart().join(word).exists(),
+                "NOTES.txt names {word}, which the chart does not have"
+            );
+        }
+    }
+    for line in notes.lines() {
+        if let Some(file) = line.split("-f ").nth(1) {
+            let file = file.split_whitespace().next().unwrap();
+            assert_eq!(
+                file, "-",
+                "NOTES.txt applies {file}, which the chart does not have"
+            );
+        }
+    }
+    let manifests = notes_manifests(&notes);
+    assert_eq!(manifests.len(), 2, "a region and a drill");
+    let region: RegionMirror = serde_json::from_value(manifests[0].clone()).unwrap();
+    validate::region(&region, None).unwrap_or_else(|e| panic!("NOTES.txt region: {e}"));
+    let drill: PartitionDrill = serde_json::from_value(manifests[1].clone()).unwrap();
+    validate::drill(&drill, &region).unwrap_or_else(|e| panic!("NOTES.txt drill: {e}"));
+}
+
+/// The manifests NOTES.txt pipes to `kubectl apply -f -` (its heredocs).
+fn notes_manifests(notes: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut lines = notes.lines();
+    while let Some(line) = lines.next() {
+        if line.trim_end().ends_with("<<'EOF'") {
+            let indent = line.len() - line.trim_start().len();
+            let body: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| l.trim() != "EOF")
+                .map(|l| l.get(indent..).unwrap_or(""))
+                .collect();
+            out.extend(documents(&body.join("\n")));
+        }
+    }
+    out
+}
+
 /// The rendered monitoring objects: (PrometheusRule, dashboard JSON).
 fn monitoring(sets: &[&str]) -> (Option<Value>, Option<Value>) {
     let objects = documents(&template(sets).expect("renders"));
@@ -389,13 +529,8 @@ fn helm_lint_passes() {
     let chart = chart();
     for sets in [
         vec![],
-        vec![
-            "watchNamespace=team-a",
-            "replicas=2",
-            "serviceMonitor.enabled=true",
-            "prometheusRule.enabled=true",
-            "grafanaDashboard.enabled=true",
-        ],
+        EVERY_OPTION_CLUSTER_WIDE.to_vec(),
+        every_option_one_namespace(),
     ] {
         let mut args = vec!["lint", "--strict", chart.to_str().unwrap()];
         for set in &sets {
@@ -760,9 +895,22 @@ async fn chart_applies_to_the_api_server() {
             "RoleBinding",
             "Service",
             "Deployment",
+            "Pod",
         ]),
-        "default values render these kinds and no ServiceMonitor"
+        "default values render these kinds (the Pod is the helm test) and no ServiceMonitor"
     );
+    assert_eq!(
+        find(&objects, "ClusterRole").len(),
+        3,
+        "the operator's, and the two aggregated into view and edit"
+    );
+    // The manifests NOTES.txt gives, as the API server takes them.
+    let notes = read(&chart().join("templates/NOTES.txt"));
+    for manifest in notes_manifests(&notes) {
+        apply(&client, &manifest, false)
+            .await
+            .unwrap_or_else(|e| panic!("NOTES.txt's {}: {e}", kind_of(&manifest)));
+    }
     let deploy = deployment(&objects);
     assert_hardened(deploy);
     assert_eq!(deploy["spec"]["replicas"], 1);
@@ -777,22 +925,18 @@ async fn chart_applies_to_the_api_server() {
     assert!(a.contains(&"--log-format=json"), "{a:?}");
     assert!(!a.iter().any(|x| x.starts_with("--namespace")), "{a:?}");
 
-    // Non-default values: one namespace only, two replicas, another image, a ServiceMonitor.
-    let objects = documents(
-        &template(&[
-            "watchNamespace=team-a",
-            "replicas=2",
-            "image.repository=registry.example.com/natsregion",
-            "image.tag=v9.9.9",
-            "serviceMonitor.enabled=true",
-            "prometheusRule.enabled=true",
-            "grafanaDashboard.enabled=true",
-            "logFormat=text",
-            "logLevel=debug",
-            "leaderElection.leaseName=ops-lease",
-        ])
-        .expect("non-default values render"),
-    );
+    // Every option on, cluster-wide.
+    let objects = documents(&template(EVERY_OPTION_CLUSTER_WIDE).expect("every option renders"));
+    apply_all_dry_run(&client, &objects, "every option on, cluster-wide").await;
+    assert_eq!(find(&objects, "ClusterRole").len(), 3);
+    assert_eq!(find(&objects, "Pod").len(), 1, "the helm test");
+    let a = args(deployment(&objects));
+    assert!(a.contains(&"--max-concurrent-reconciles=16"), "{a:?}");
+    assert!(a.contains(&"--status-refresh-seconds=10"), "{a:?}");
+
+    // Every option on, one namespace only: two replicas, another image, a ServiceMonitor.
+    let objects =
+        documents(&template(&every_option_one_namespace()).expect("non-default values render"));
     apply_all_dry_run(&client, &objects, "non-default values").await;
     assert!(
         find(&objects, "ClusterRole").is_empty(),
@@ -828,7 +972,7 @@ async fn chart_applies_to_the_api_server() {
 /// what the operator uses and nothing more (asked through SubjectAccessReview).
 #[tokio::test]
 async fn chart_rbac_is_least_privilege() {
-    let (_plane, client) = plane().await;
+    let (mut plane, client) = plane().await;
     install_chart_crds(&client).await;
     for ns in [RELEASE_NS, "team-a", "team-b"] {
         create_namespace(&client, ns).await;
@@ -923,6 +1067,87 @@ async fn chart_rbac_is_least_privilege() {
         assert!(
             !can(ns, group, resource, verb).await,
             "the operator must not get {verb} {group}/{resource} in {ns}"
+        );
+    }
+
+    // Cluster-wide: the aggregated ClusterRoles fold RegionMirrors and
+    // PartitionDrills into the built-in view and edit roles (the cluster's
+    // role aggregation controller, in kube-controller-manager, does it), so
+    // a namespace's viewers read them and its editors manage them.
+    plane
+        .start_controller_manager()
+        .await
+        .unwrap_or_else(|e| panic!("kube-controller-manager: {e}"));
+    let objects = documents(&template(&[]).unwrap());
+    for object in find(&objects, "ClusterRole") {
+        apply(&client, object, true)
+            .await
+            .unwrap_or_else(|e| panic!("apply ClusterRole: {e}"));
+    }
+    for (user, role) in [("alice", "view"), ("bob", "edit")] {
+        let binding = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": format!("{user}-{role}"), "namespace": "team-b"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        });
+        apply(&client, &binding, true)
+            .await
+            .unwrap_or_else(|e| panic!("bind {user} to {role}: {e}"));
+    }
+    let user_can =
+        |user: &'static str, ns: &'static str, resource: &'static str, verb: &'static str| {
+            let reviews = reviews.clone();
+            async move {
+                let review = SubjectAccessReview {
+                    spec: SubjectAccessReviewSpec {
+                        user: Some(user.into()),
+                        resource_attributes: Some(ResourceAttributes {
+                            namespace: Some(ns.into()),
+                            group: Some("natsregion.io".into()),
+                            resource: Some(resource.into()),
+                            verb: Some(verb.into()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                reviews
+                    .create(&PostParams::default(), &review)
+                    .await
+                    .expect("SubjectAccessReview")
+                    .status
+                    .is_some_and(|s| s.allowed)
+            }
+        };
+    let granted = [
+        ("alice", "regionmirrors", "list"),
+        ("alice", "partitiondrills", "watch"),
+        ("bob", "regionmirrors", "create"),
+        ("bob", "partitiondrills", "delete"),
+        ("bob", "partitiondrills", "patch"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (user, resource, verb) in granted {
+        while !user_can(user, "team-b", resource, verb).await {
+            assert!(
+                Instant::now() < deadline,
+                "{user} cannot {verb} {resource} in team-b within 60 s: the chart's ClusterRoles are not aggregated"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    for (user, ns, resource, verb) in [
+        ("alice", "team-b", "regionmirrors", "create"),
+        ("alice", "team-b", "partitiondrills", "delete"),
+        ("bob", "team-a", "regionmirrors", "list"),
+        ("carol", "team-b", "regionmirrors", "list"),
+    ] {
+        assert!(
+            !user_can(user, ns, resource, verb).await,
+            "{user} must not {verb} {resource} in {ns}"
         );
     }
 }
@@ -1531,6 +1756,10 @@ async fn run_operator_as_the_chart_does(sets: &[&str], ns: &'static str) {
         .await;
     }
 
+    // The chart's `helm test` Pod: its command, with its ServiceAccount, on
+    // the Service the chart makes for the metrics port.
+    run_helm_test_pod(&objects, &config, port).await;
+
     // The Lease the chart's Role allows, held by this pod.
     let leases: Api<Lease> = Api::namespaced(client.clone(), RELEASE_NS);
     let lease_name = args
@@ -1690,6 +1919,74 @@ async fn run_operator_as_the_chart_does(sets: &[&str], ns: &'static str) {
     for log in &logs {
         check_log(log);
     }
+}
+
+/// Runs the command of the chart's `helm test` Pod as that Pod would (its
+/// args, its ServiceAccount's token), reaching the operator on
+/// `operator_port` instead of through the Service its URL names; it passes.
+/// Pointed at a port nothing answers on, it fails.
+async fn run_helm_test_pod(objects: &[Value], kubeconfig: &Path, operator_port: u16) {
+    let pods = find(objects, "Pod");
+    assert_eq!(pods.len(), 1, "one helm test Pod");
+    let pod = pods[0];
+    assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
+    assert_eq!(
+        pod["spec"]["serviceAccountName"],
+        deployment(objects)["spec"]["template"]["spec"]["serviceAccountName"],
+        "the test uses the operator's ServiceAccount (the token here is that one's)"
+    );
+    let service = find(objects, "Service")[0];
+    let url = format!(
+        "http://{}.{}.svc:{}/readyz",
+        service["metadata"]["name"].as_str().unwrap(),
+        service["metadata"]["namespace"].as_str().unwrap(),
+        service["spec"]["ports"][0]["port"]
+    );
+    let args: Vec<String> = pod["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        args.contains(&format!("--ready-url={url}")),
+        "the test reaches the operator through its metrics Service: {args:?}"
+    );
+    let run = |port: u16| {
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace(&url, &format!("http://127.0.0.1:{port}/readyz")))
+            .collect();
+        let kubeconfig = kubeconfig.to_path_buf();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_natsregion"))
+                .args(&args)
+                .env_clear()
+                .env("KUBECONFIG", kubeconfig)
+                .output()
+                .await
+                .expect("run natsregion check")
+        }
+    };
+    let out = run(operator_port).await;
+    assert!(
+        out.status.success(),
+        "the helm test fails on a working install:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        text(&out.stdout).matches("ok: ").count(),
+        3,
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(free_port()).await;
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("does not answer"),
+        "the helm test passes with no operator:\n{}",
+        text(&out.stderr)
+    );
 }
 
 /// Every line is JSON (the chart's logFormat) and none reports a refusal.
