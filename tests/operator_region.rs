@@ -894,6 +894,18 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
             .await
             .is_empty()
     );
+    // The failure stays visible to an alert for as long as it lasts, not
+    // only as a counter step (a permanent error is never retried).
+    let failing = format!(
+        "natsregion_reconcile_failing{{controller=\"regionmirror\",namespace=\"{ns}\",name=\"west\",reason=\"CredentialsMissing\"}} 1"
+    );
+    let state = |s: &str, v: u8| {
+        format!("natsregion_region_state{{namespace=\"{ns}\",region=\"west\",state=\"{s}\"}} {v}")
+    };
+    let metrics = ctx.metrics.encode();
+    assert!(metrics.contains(&failing), "{metrics}");
+    assert!(metrics.contains(&state("failed", 1)), "{metrics}");
+    assert!(metrics.contains(&state("ready", 0)), "{metrics}");
     // Creating the Secret fixes it (retried with backoff, no change to the region needed).
     secrets
         .create(
@@ -914,6 +926,11 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
 
     let metrics = ctx.metrics.encode();
     assert!(metrics.contains("natsregion_reconcile_failures_total{controller=\"regionmirror\",reason=\"CredentialsMissing\"}"), "{metrics}");
+    assert!(
+        !metrics.contains("name=\"west\""),
+        "a reconcile went through: west is not failing any more\n{metrics}"
+    );
+    assert!(metrics.contains(&state("failed", 0)), "{metrics}");
     eprintln!("managed-zone test took {:?}", started.elapsed());
 }
 

@@ -121,6 +121,8 @@ const EVERY_OPTION_CLUSTER_WIDE: &[&str] = &[
     "image.tag=v9.9.9",
     "imagePullSecrets[0].name=pull",
     "serviceMonitor.enabled=true",
+    "podMonitor.enabled=true",
+    "podMonitor.labels.release=kps",
     "prometheusRule.enabled=true",
     "grafanaDashboard.enabled=true",
     "logFormat=text",
@@ -321,11 +323,6 @@ fn exported_label_names() -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
-/// Series names the operator exports.
-fn exported_series() -> BTreeSet<String> {
-    exported_label_names().into_keys().collect()
-}
-
 /// `name{k="v",...}` as the name and its labels (values without `,` or `"`).
 fn series_parts(series: &str) -> (String, BTreeMap<String, String>) {
     let (name, rest) = series.split_once('{').unwrap_or((series, "}"));
@@ -371,7 +368,7 @@ fn monitoring_is_off_by_default_and_its_rules_and_dashboard_are_valid() {
     let rule = rule.expect("a PrometheusRule");
     assert_eq!(rule["metadata"]["labels"]["release"], "kps");
     promtool_check(&rule["spec"], "the chart's PrometheusRule");
-    let exported = exported_series();
+    let exported = exported_label_names();
     let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
     let alerts: BTreeSet<&str> = rules.iter().filter_map(|r| r["alert"].as_str()).collect();
     assert_eq!(
@@ -386,7 +383,7 @@ fn monitoring_is_off_by_default_and_its_rules_and_dashboard_are_valid() {
     for r in rules {
         for name in metric_names(r["expr"].as_str().unwrap()) {
             assert!(
-                exported.contains(&name),
+                exported.contains_key(&name),
                 "rule uses {name}, not exported: {exported:?}"
             );
         }
@@ -418,14 +415,30 @@ fn monitoring_is_off_by_default_and_its_rules_and_dashboard_are_valid() {
             let expr = t["expr"].as_str().expect("expr");
             for name in metric_names(expr) {
                 assert!(
-                    exported.contains(&name),
+                    exported.contains_key(&name),
                     "{title} uses {name}, not exported"
                 );
                 used.insert(name);
             }
+            // A series with a label the dashboard has a variable for is
+            // filtered by that variable, so choosing one filters every panel.
+            for name in metric_names(expr) {
+                for (label, variable) in FILTERS {
+                    if exported[&name].contains(label) {
+                        let filter = format!("{label}=~\"${variable}\"");
+                        assert!(
+                            expr.contains(&filter),
+                            "{title}: {name} has a {label} label but is not filtered by {filter}: {expr}"
+                        );
+                    }
+                }
+            }
             let expr = expr
                 .replace("$__rate_interval", "5m")
-                .replace("$__range", "6h");
+                .replace("$__range", "6h")
+                .replace("$namespace", ".*")
+                .replace("$region", ".*")
+                .replace("$drill", ".*");
             records.push(json!({"record": format!("dashboard:panel{}:{}", p["id"], records.len()), "expr": expr}));
         }
     }
@@ -433,7 +446,10 @@ fn monitoring_is_off_by_default_and_its_rules_and_dashboard_are_valid() {
         "natsregion_mirror_lag_messages",
         "natsregion_drill_catch_up_seconds_bucket",
         "natsregion_drill_verdicts_total",
-        "natsregion_faults_injected_total",
+        "natsregion_faults_open",
+        "natsregion_fault_deadline_timestamp_seconds",
+        "natsregion_region_state",
+        "natsregion_reconcile_failing",
         "natsregion_reconcile_failures_total",
     ] {
         assert!(used.contains(wanted), "the dashboard shows {wanted}");
@@ -442,7 +458,45 @@ fn monitoring_is_off_by_default_and_its_rules_and_dashboard_are_valid() {
         &json!({"groups": [{"name": "dashboard", "rules": records}]}),
         "the dashboard's queries",
     );
+
+    // Its variables: each lists the values of its label from a series that
+    // has it, narrowed by the variables before it.
+    let variables: BTreeMap<&str, &Value> = d["templating"]["list"]
+        .as_array()
+        .expect("templating")
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap(), v))
+        .collect();
+    for (label, variable) in FILTERS {
+        let v = variables
+            .get(variable)
+            .unwrap_or_else(|| panic!("no ${variable} variable"));
+        assert_eq!(v["type"], "query");
+        assert_eq!(v["datasource"]["uid"], "${datasource}");
+        let query = v["query"]["query"].as_str().expect("a query");
+        let inner = query
+            .strip_prefix("label_values(")
+            .and_then(|q| q.strip_suffix(&format!(", {label})")))
+            .unwrap_or_else(|| panic!("${variable}: {query}"));
+        let series = metric_names(inner);
+        assert_eq!(series.len(), 1, "{query}");
+        assert!(
+            exported.get(&series[0]).is_some_and(|l| l.contains(label)),
+            "${variable} reads {label} from {}, which has no such label",
+            series[0]
+        );
+        if variable != "namespace" {
+            assert!(inner.contains("namespace=~\"$namespace\""), "{query}");
+        }
+    }
 }
+
+/// Labels the dashboard has a variable for, and the variable.
+const FILTERS: [(&str, &str); 3] = [
+    ("namespace", "namespace"),
+    ("region", "region"),
+    ("drill", "drill"),
+];
 
 /// The chart's alert rules, rendered by helm, pass the promtool unit tests
 /// shipped beside the chart (`charts/natsregion/tests/alerts_test.yaml`):
@@ -877,6 +931,11 @@ async fn chart_applies_to_the_api_server() {
         &prometheus_operator_crd("PrometheusRule", "prometheusrules"),
     )
     .await;
+    install_crd(
+        &client,
+        &prometheus_operator_crd("PodMonitor", "podmonitors"),
+    )
+    .await;
     for ns in [RELEASE_NS, "team-a"] {
         create_namespace(&client, ns).await;
     }
@@ -930,6 +989,22 @@ async fn chart_applies_to_the_api_server() {
     apply_all_dry_run(&client, &objects, "every option on, cluster-wide").await;
     assert_eq!(find(&objects, "ClusterRole").len(), 3);
     assert_eq!(find(&objects, "Pod").len(), 1, "the helm test");
+    let monitors = find(&objects, "PodMonitor");
+    assert_eq!(monitors.len(), 1);
+    let selector: BTreeMap<String, String> =
+        serde_json::from_value(monitors[0]["spec"]["selector"]["matchLabels"].clone()).unwrap();
+    let pod_labels: BTreeMap<String, String> = serde_json::from_value(
+        deployment(&objects)["spec"]["template"]["metadata"]["labels"].clone(),
+    )
+    .unwrap();
+    assert!(
+        selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
+        "the PodMonitor selects the operator's pods: {selector:?} {pod_labels:?}"
+    );
+    assert_eq!(
+        monitors[0]["spec"]["podMetricsEndpoints"][0]["port"],
+        "metrics"
+    );
     let a = args(deployment(&objects));
     assert!(a.contains(&"--max-concurrent-reconciles=16"), "{a:?}");
     assert!(a.contains(&"--status-refresh-seconds=10"), "{a:?}");
