@@ -96,6 +96,11 @@ struct RunArgs {
     /// unauthenticated API. The chart turns it on.
     #[arg(long, default_value_t = false, action = ArgAction::Set)]
     toxiproxy_api_network_policy: bool,
+    /// A prometheus-nats-exporter image to run beside each managed zone's
+    /// servers, serving their metrics in the Prometheus format on port 7777
+    /// (`metrics`). Empty: no exporter.
+    #[arg(long, default_value = "")]
+    nats_exporter_image: String,
     /// The operator's own namespace, for --toxiproxy-api-network-policy.
     #[arg(long, env = "POD_NAMESPACE")]
     operator_namespace: Option<String>,
@@ -146,6 +151,7 @@ fn run_operator(args: RunArgs) -> ExitCode {
         status_refresh: Duration::from_secs(args.status_refresh_seconds.max(1)),
         namespace: args.namespace.clone(),
         max_concurrent_reconciles: args.max_concurrent_reconciles,
+        nats_exporter_image: Some(args.nats_exporter_image).filter(|i| !i.is_empty()),
         ..Default::default()
     };
     let leader_election = args.leader_election.then(|| {

@@ -464,8 +464,28 @@ async fn operator_pods_are_admitted_under_the_restricted_pod_security_standard()
     );
     region.metadata.namespace = Some(ns.into());
     region.metadata.uid = Some("uid-1".into());
-    let valid = validated::fixture(&region, IMAGE);
-    for zone in children::region_children(&valid).unwrap() {
+    // Without and with the exporter sidecar (the operator's --nats-exporter-image).
+    let plain = validated::fixture(&region, IMAGE);
+    let mut exporting = plain.clone();
+    exporting.exporter_image = Some("registry.local/prometheus-nats-exporter:0.17".into());
+    let zones = [plain, exporting]
+        .iter()
+        .flat_map(|valid| children::region_children(valid).unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        zones[2]
+            .statefulset
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers
+            .len(),
+        2,
+        "the exporter's sidecar is there to be admitted"
+    );
+    for zone in zones {
         let mut template = zone.statefulset.spec.template;
         let spec = template.spec.as_mut().unwrap();
         spec.volumes.get_or_insert_with(Vec::new).push(Volume {

@@ -123,6 +123,8 @@ const EVERY_OPTION_CLUSTER_WIDE: &[&str] = &[
     "serviceMonitor.enabled=true",
     "podMonitor.enabled=true",
     "podMonitor.labels.release=kps",
+    "zoneMetrics.exporterImage=registry.example.com/prometheus-nats-exporter:0.17.3",
+    "zoneMetrics.podMonitor.enabled=true",
     "prometheusRule.enabled=true",
     "grafanaDashboard.enabled=true",
     "logFormat=text",
@@ -990,7 +992,38 @@ async fn chart_applies_to_the_api_server() {
     assert_eq!(find(&objects, "ClusterRole").len(), 3);
     assert_eq!(find(&objects, "Pod").len(), 1, "the helm test");
     let monitors = find(&objects, "PodMonitor");
-    assert_eq!(monitors.len(), 1);
+    assert_eq!(monitors.len(), 2, "the operator's and the zones'");
+    let zones = monitors
+        .iter()
+        .find(|m| m["metadata"]["name"] == "natsregion-zones")
+        .expect("the zones' PodMonitor");
+    // It selects what the operator labels a zone's pods with, on the port
+    // its exporter sidecar serves.
+    let zone_pod_labels = natsregion::operator::region::object_meta::zone_labels("east", "b");
+    let zone_selector: BTreeMap<String, String> =
+        serde_json::from_value(zones["spec"]["selector"]["matchLabels"].clone()).unwrap();
+    assert!(
+        zone_selector
+            .iter()
+            .all(|(k, v)| zone_pod_labels.get(k) == Some(v)),
+        "{zone_selector:?} vs {zone_pod_labels:?}"
+    );
+    assert_eq!(zones["spec"]["namespaceSelector"]["any"], true);
+    assert_eq!(zones["spec"]["podMetricsEndpoints"][0]["port"], "metrics");
+    assert!(
+        args(deployment(&objects)).contains(
+            &"--nats-exporter-image=registry.example.com/prometheus-nats-exporter:0.17.3"
+        )
+    );
+    assert!(
+        template(&["zoneMetrics.podMonitor.enabled=true"])
+            .is_err_and(|e| e.contains("needs zoneMetrics.exporterImage")),
+        "a zones' PodMonitor without the exporter is refused"
+    );
+    let monitors: Vec<&Value> = monitors
+        .into_iter()
+        .filter(|m| m["metadata"]["name"] == "natsregion")
+        .collect();
     let selector: BTreeMap<String, String> =
         serde_json::from_value(monitors[0]["spec"]["selector"]["matchLabels"].clone()).unwrap();
     let pod_labels: BTreeMap<String, String> = serde_json::from_value(

@@ -42,6 +42,10 @@ pub struct OperatorSettings {
     /// in (a NetworkPolicy per Toxiproxy). `None`: no such policy (an
     /// operator outside the cluster has no pods to name).
     pub toxiproxy_api_policy: Option<OperatorPods>,
+    /// A prometheus-nats-exporter image to run beside each managed zone's
+    /// servers (their monitoring port serves JSON, not the Prometheus
+    /// format); `None`: no exporter.
+    pub nats_exporter_image: Option<String>,
 }
 
 /// The operator's pods, as a NetworkPolicy names them: the chart passes its
@@ -95,6 +99,7 @@ impl Default for OperatorSettings {
             zone_access_override: None,
             max_concurrent_reconciles: MAX_CONCURRENT_RECONCILES,
             toxiproxy_api_policy: None,
+            nats_exporter_image: None,
         }
     }
 }
@@ -109,6 +114,7 @@ impl fmt::Debug for OperatorSettings {
             .field("zone_access_override", &self.zone_access_override.is_some())
             .field("max_concurrent_reconciles", &self.max_concurrent_reconciles)
             .field("toxiproxy_api_policy", &self.toxiproxy_api_policy)
+            .field("nats_exporter_image", &self.nats_exporter_image)
             .finish()
     }
 }
