@@ -279,8 +279,11 @@ async fn reconcile(drill: Arc<PartitionDrill>, shared: Arc<Shared>) -> Result<Ac
     metrics.reconciled(CONTROLLER, started.elapsed());
     let (ns, name) = (drill.namespace().unwrap_or_default(), drill.name_any());
     let open = open_faults(&drill);
-    if drill.metadata.deletion_timestamp.is_some() && open.is_empty() {
-        // Released (or about to be): nothing of it is left to watch.
+    let finished = drill.status.as_ref().is_some_and(|s| s.phase.is_finished());
+    if (finished || drill.metadata.deletion_timestamp.is_some()) && open.is_empty() {
+        // Over, or released: nothing of it is left to watch. (A finished
+        // drill holds no finalizer, so its deletion triggers no reconcile
+        // that could drop its series then.)
         metrics.forget_drill(&ns, &name);
     } else {
         // From the status, which records every cut before it is made: a
