@@ -35,6 +35,16 @@ enum Command {
     },
     /// Run the operator against the cluster in the current kubeconfig (or in-cluster).
     Run(RunArgs),
+    /// Check an installation: both CRDs are served and the operator is
+    /// ready (what the chart's `helm test` Pod runs). Exit 0 when all pass.
+    Check {
+        /// Namespace to list RegionMirrors and PartitionDrills in (default: every namespace).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The operator's /readyz, e.g. http://natsregion-metrics.ns.svc:8080/readyz.
+        #[arg(long)]
+        ready_url: Option<String>,
+    },
     /// Run a partition drill: in the cluster of the current kubeconfig (through
     /// the operator there), or with --local on local nats-server processes.
     Drill(DrillArgs),
@@ -144,6 +154,11 @@ struct RunArgs {
     /// unauthenticated API. The chart turns it on.
     #[arg(long, default_value_t = false, action = ArgAction::Set)]
     toxiproxy_api_network_policy: bool,
+    /// A prometheus-nats-exporter image to run beside each managed zone's
+    /// servers, serving their metrics in the Prometheus format on port 7777
+    /// (`metrics`). Empty: no exporter.
+    #[arg(long, default_value = "")]
+    nats_exporter_image: String,
     /// The operator's own namespace, for --toxiproxy-api-network-policy.
     #[arg(long, env = "POD_NAMESPACE")]
     operator_namespace: Option<String>,
@@ -196,6 +211,7 @@ fn run_operator(args: RunArgs) -> ExitCode {
         max_concurrent_reconciles: args.max_concurrent_reconciles,
         resume_stalled_mirrors_after: (args.resume_stalled_mirrors_after_seconds > 0)
             .then(|| Duration::from_secs(args.resume_stalled_mirrors_after_seconds)),
+        nats_exporter_image: Some(args.nats_exporter_image).filter(|i| !i.is_empty()),
         ..Default::default()
     };
     let leader_election = args.leader_election.then(|| {
@@ -340,6 +356,33 @@ fn local_drill(args: DrillArgs) -> ExitCode {
     }
 }
 
+fn check(namespace: Option<String>, ready_url: Option<String>) -> ExitCode {
+    use natsregion::cli::check::{CheckOptions, run};
+    let opts = CheckOptions {
+        namespace,
+        ready_url,
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let outcome = runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("no cluster in the kubeconfig or service account: {e}"))?;
+        run(client, &opts).await
+    });
+    match outcome {
+        Ok(passed) => {
+            for p in passed {
+                println!("ok: {p}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `natsregion validate FILE...`: 0 all valid, 2 a refusal, 1 unreadable.
 fn validate(files: Vec<PathBuf>) -> ExitCode {
     let mut unreadable = false;
@@ -400,6 +443,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => run_operator(args),
+        Command::Check {
+            namespace,
+            ready_url,
+        } => check(namespace, ready_url),
         Command::Drill(args) if args.local => local_drill(args),
         Command::Drill(args) => {
             if args.keep_dirs || args.repeat > 1 {

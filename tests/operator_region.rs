@@ -472,8 +472,28 @@ async fn operator_pods_are_admitted_under_the_restricted_pod_security_standard()
     );
     region.metadata.namespace = Some(ns.into());
     region.metadata.uid = Some("uid-1".into());
-    let valid = validated::fixture(&region, IMAGE);
-    for zone in children::region_children(&valid).unwrap() {
+    // Without and with the exporter sidecar (the operator's --nats-exporter-image).
+    let plain = validated::fixture(&region, IMAGE);
+    let mut exporting = plain.clone();
+    exporting.exporter_image = Some("registry.local/prometheus-nats-exporter:0.17".into());
+    let zones = [plain, exporting]
+        .iter()
+        .flat_map(|valid| children::region_children(valid).unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        zones[2]
+            .statefulset
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers
+            .len(),
+        2,
+        "the exporter's sidecar is there to be admitted"
+    );
+    for zone in zones {
         let mut template = zone.statefulset.spec.template;
         let spec = template.spec.as_mut().unwrap();
         spec.volumes.get_or_insert_with(Vec::new).push(Volume {
@@ -902,6 +922,18 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
             .await
             .is_empty()
     );
+    // The failure stays visible to an alert for as long as it lasts, not
+    // only as a counter step (a permanent error is never retried).
+    let failing = format!(
+        "natsregion_reconcile_failing{{controller=\"regionmirror\",namespace=\"{ns}\",name=\"west\",reason=\"CredentialsMissing\"}} 1"
+    );
+    let state = |s: &str, v: u8| {
+        format!("natsregion_region_state{{namespace=\"{ns}\",region=\"west\",state=\"{s}\"}} {v}")
+    };
+    let metrics = ctx.metrics.encode();
+    assert!(metrics.contains(&failing), "{metrics}");
+    assert!(metrics.contains(&state("failed", 1)), "{metrics}");
+    assert!(metrics.contains(&state("ready", 0)), "{metrics}");
     // Creating the Secret fixes it (retried with backoff, no change to the region needed).
     secrets
         .create(
@@ -922,6 +954,11 @@ async fn managed_zones_objects_drift_readiness_quiet_and_failures() {
 
     let metrics = ctx.metrics.encode();
     assert!(metrics.contains("natsregion_reconcile_failures_total{controller=\"regionmirror\",reason=\"CredentialsMissing\"}"), "{metrics}");
+    assert!(
+        !metrics.contains("name=\"west\""),
+        "a reconcile went through: west is not failing any more\n{metrics}"
+    );
+    assert!(metrics.contains(&state("failed", 0)), "{metrics}");
     eprintln!("managed-zone test took {:?}", started.elapsed());
 }
 

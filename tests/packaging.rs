@@ -116,6 +116,150 @@ fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
 
 // ------------------------------------------------------------- no API server
 
+/// Every option of the chart on, watching every namespace (what only a
+/// cluster-wide install renders: the aggregated ClusterRoles).
+const EVERY_OPTION_CLUSTER_WIDE: &[&str] = &[
+    "replicas=2",
+    "image.repository=registry.example.com/natsregion",
+    "image.tag=v9.9.9",
+    "imagePullSecrets[0].name=pull",
+    "serviceMonitor.enabled=true",
+    "podMonitor.enabled=true",
+    "podMonitor.labels.release=kps",
+    "zoneMetrics.exporterImage=registry.example.com/prometheus-nats-exporter:0.17.3",
+    "zoneMetrics.podMonitor.enabled=true",
+    "prometheusRule.enabled=true",
+    "grafanaDashboard.enabled=true",
+    "logFormat=text",
+    "logLevel=debug",
+    "leaderElection.leaseName=ops-lease",
+    "leaderElection.leaseNamespace=natsregion-system",
+    "maxConcurrentReconciles=16",
+    "statusRefreshSeconds=10",
+    "defaultNatsImage=nats:2.14.9",
+    "extraArgs[0]=--metrics-addr=0.0.0.0:8080",
+    "rbac.aggregateToDefaultRoles=true",
+    "helmTest.enabled=true",
+    "priorityClassName=system-cluster-critical",
+];
+
+/// The same, watching one namespace.
+fn every_option_one_namespace() -> Vec<&'static str> {
+    let mut sets = EVERY_OPTION_CLUSTER_WIDE.to_vec();
+    sets.push("watchNamespace=team-a");
+    sets
+}
+
+/// Every flag of `natsregion run` is set by the chart (a value, or the env
+/// variable the flag reads), so nothing the operator offers is out of a
+/// chart user's reach; `extraArgs` passes anything more.
+#[test]
+fn every_operator_flag_is_reachable_from_values() {
+    let help = Command::new(env!("CARGO_BIN_EXE_natsregion"))
+        .args(["run", "--help"])
+        .output()
+        .expect("natsregion run --help");
+    assert!(help.status.success());
+    let help = text(&help.stdout);
+    // `--flag <VALUE>` lines, each with the `[env: NAME=]` its description
+    // (the lines up to the next flag) may name.
+    let mut flags: Vec<(String, Option<String>)> = Vec::new();
+    for line in help.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("--") {
+            let flag = rest.split([' ', '=', '<']).next().unwrap().to_string();
+            flags.push((flag, None));
+        } else if line.starts_with('-') {
+            flags.push(("-".into(), None));
+        }
+        if let (Some(last), Some(env)) = (flags.last_mut(), line.split("[env: ").nth(1)) {
+            last.1 = Some(env.split(['=', ']']).next().unwrap().to_string());
+        }
+    }
+    flags.retain(|(f, _)| f != "help" && f != "-");
+    assert!(flags.len() >= 10, "flags parsed from:\n{help}");
+    let mut set: BTreeSet<String> = BTreeSet::new();
+    for sets in [
+        EVERY_OPTION_CLUSTER_WIDE.to_vec(),
+        every_option_one_namespace(),
+    ] {
+        let objects = documents(&template(&sets).expect("renders"));
+        let container = &deployment(&objects)["spec"]["template"]["spec"]["containers"][0];
+        for a in args(deployment(&objects)) {
+            if let Some(flag) = a.strip_prefix("--") {
+                set.insert(flag.split('=').next().unwrap().to_string());
+            }
+        }
+        for e in container["env"].as_array().unwrap() {
+            set.insert(format!("env:{}", e["name"].as_str().unwrap()));
+        }
+    }
+    for (flag, env) in &flags {
+        let by_env = env
+            .as_ref()
+            .is_some_and(|e| set.contains(&format!("env:{e}")));
+        assert!(
+            set.contains(flag) || by_env,
+            "`natsregion run --{flag}` has no value in the chart (add one to values.yaml and \
+             templates/deployment.yaml); the chart sets: {set:?}"
+        );
+    }
+    // extraArgs come last, after the values' flags.
+    let objects = documents(&template(&["extraArgs[0]=--status-refresh-seconds=5"]).unwrap());
+    let a = args(deployment(&objects));
+    assert_eq!(a.last(), Some(&"--status-refresh-seconds=5"), "{a:?}");
+    assert!(template(&["extraArgs[0]=status-refresh-seconds"]).is_err());
+}
+
+/// NOTES.txt, shown after `helm install`, names no file the chart lacks (it
+/// is installed from a chart, not a checkout), and the manifests it gives
+/// inline are valid.
+#[test]
+fn notes_name_no_file_the_chart_lacks_and_their_manifests_are_valid() {
+    let notes = read(&chart().join("templates/NOTES.txt"));
+    for word in notes.split_whitespace() {
+        let word = word.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || "./-_".contains(c)));
+        if [".yaml", ".yml", ".json"].iter().any(|e| word.ends_with(e)) {
+            assert!(
+                chart().join(word).exists(),
+                "NOTES.txt names {word}, which the chart does not have"
+            );
+        }
+    }
+    for line in notes.lines() {
+        if let Some(file) = line.split("-f ").nth(1) {
+            let file = file.split_whitespace().next().unwrap();
+            assert_eq!(
+                file, "-",
+                "NOTES.txt applies {file}, which the chart does not have"
+            );
+        }
+    }
+    let manifests = notes_manifests(&notes);
+    assert_eq!(manifests.len(), 2, "a region and a drill");
+    let region: RegionMirror = serde_json::from_value(manifests[0].clone()).unwrap();
+    validate::region(&region, None).unwrap_or_else(|e| panic!("NOTES.txt region: {e}"));
+    let drill: PartitionDrill = serde_json::from_value(manifests[1].clone()).unwrap();
+    validate::drill(&drill, &region).unwrap_or_else(|e| panic!("NOTES.txt drill: {e}"));
+}
+
+/// The manifests NOTES.txt pipes to `kubectl apply -f -` (its heredocs).
+fn notes_manifests(notes: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut lines = notes.lines();
+    while let Some(line) = lines.next() {
+        if line.trim_end().ends_with("<<'EOF'") {
+            let indent = line.len() - line.trim_start().len();
+            let body: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| l.trim() != "EOF")
+                .map(|l| l.get(indent..).unwrap_or(""))
+                .collect();
+            out.extend(documents(&body.join("\n")));
+        }
+    }
+    out
+}
+
 /// The rendered monitoring objects: (PrometheusRule, dashboard JSON).
 fn monitoring(sets: &[&str]) -> (Option<Value>, Option<Value>) {
     let objects = documents(&template(sets).expect("renders"));
@@ -148,9 +292,11 @@ fn metric_names(expr: &str) -> Vec<String> {
     out
 }
 
-/// Series names the operator exports, from its own registry's exposition.
-fn exported_series() -> BTreeSet<String> {
-    let metrics = natsregion::operator::metrics::Metrics::default();
+/// Series the operator exports, from its own registry's exposition: each
+/// name with the names of its labels.
+fn exported_label_names() -> BTreeMap<String, BTreeSet<String>> {
+    use natsregion::operator::metrics::{Metrics, OpenFault};
+    let metrics = Metrics::default();
     // Touch every family once so each appears in the exposition.
     metrics.reconciled("c", Duration::from_millis(1));
     metrics.failed("c", "r");
@@ -160,12 +306,42 @@ fn exported_series() -> BTreeSet<String> {
     metrics.drill_catch_up(1.0);
     metrics.set_region_lag("ns", "r", &[("z".to_string(), Some(1))]);
     metrics.mirror_resumed("ns", "r", "z");
-    metrics
-        .encode()
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
-        .collect()
+    let t = jiff::Timestamp::from_second(1).unwrap();
+    metrics.set_drill_faults(
+        "ns",
+        "d",
+        &[OpenFault {
+            backend: "b".into(),
+            injected_at: t,
+            deadline: t,
+        }],
+    );
+    metrics.set_region_state("ns", "r", "ready");
+    metrics.reconcile_failing("c", "ns", "o", "r");
+    let mut out = BTreeMap::new();
+    for line in metrics.encode().lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (name, labels) = series_parts(line.rsplit_once(' ').unwrap().0);
+        out.insert(name, labels.into_keys().collect());
+    }
+    out
+}
+
+/// `name{k="v",...}` as the name and its labels (values without `,` or `"`).
+fn series_parts(series: &str) -> (String, BTreeMap<String, String>) {
+    let (name, rest) = series.split_once('{').unwrap_or((series, "}"));
+    let labels = rest
+        .trim_end_matches('}')
+        .split(',')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or_else(|| panic!("label {kv}"));
+            (k.trim().to_string(), v.trim_matches('"').to_string())
+        })
+        .collect();
+    (name.to_string(), labels)
 }
 
 /// `promtool check rules` on `groups` (a Prometheus rules file's content).
@@ -198,7 +374,7 @@ fn monitoring_is_off_by_default_and_its_rules_and_dashboard_are_valid() {
     let rule = rule.expect("a PrometheusRule");
     assert_eq!(rule["metadata"]["labels"]["release"], "kps");
     promtool_check(&rule["spec"], "the chart's PrometheusRule");
-    let exported = exported_series();
+    let exported = exported_label_names();
     let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
     let alerts: BTreeSet<&str> = rules.iter().filter_map(|r| r["alert"].as_str()).collect();
     assert_eq!(
@@ -213,7 +389,7 @@ fn monitoring_is_off_by_default_and_its_rules_and_dashboard_are_valid() {
     for r in rules {
         for name in metric_names(r["expr"].as_str().unwrap()) {
             assert!(
-                exported.contains(&name),
+                exported.contains_key(&name),
                 "rule uses {name}, not exported: {exported:?}"
             );
         }
@@ -245,14 +421,30 @@ fn monitoring_is_off_by_default_and_its_rules_and_dashboard_are_valid() {
             let expr = t["expr"].as_str().expect("expr");
             for name in metric_names(expr) {
                 assert!(
-                    exported.contains(&name),
+                    exported.contains_key(&name),
                     "{title} uses {name}, not exported"
                 );
                 used.insert(name);
             }
+            // A series with a label the dashboard has a variable for is
+            // filtered by that variable, so choosing one filters every panel.
+            for name in metric_names(expr) {
+                for (label, variable) in FILTERS {
+                    if exported[&name].contains(label) {
+                        let filter = format!("{label}=~\"${variable}\"");
+                        assert!(
+                            expr.contains(&filter),
+                            "{title}: {name} has a {label} label but is not filtered by {filter}: {expr}"
+                        );
+                    }
+                }
+            }
             let expr = expr
                 .replace("$__rate_interval", "5m")
-                .replace("$__range", "6h");
+                .replace("$__range", "6h")
+                .replace("$namespace", ".*")
+                .replace("$region", ".*")
+                .replace("$drill", ".*");
             records.push(json!({"record": format!("dashboard:panel{}:{}", p["id"], records.len()), "expr": expr}));
         }
     }
@@ -260,7 +452,10 @@ fn monitoring_is_off_by_default_and_its_rules_and_dashboard_are_valid() {
         "natsregion_mirror_lag_messages",
         "natsregion_drill_catch_up_seconds_bucket",
         "natsregion_drill_verdicts_total",
-        "natsregion_faults_injected_total",
+        "natsregion_faults_open",
+        "natsregion_fault_deadline_timestamp_seconds",
+        "natsregion_region_state",
+        "natsregion_reconcile_failing",
         "natsregion_reconcile_failures_total",
     ] {
         assert!(used.contains(wanted), "the dashboard shows {wanted}");
@@ -269,6 +464,124 @@ fn monitoring_is_off_by_default_and_its_rules_and_dashboard_are_valid() {
         &json!({"groups": [{"name": "dashboard", "rules": records}]}),
         "the dashboard's queries",
     );
+
+    // Its variables: each lists the values of its label from a series that
+    // has it, narrowed by the variables before it.
+    let variables: BTreeMap<&str, &Value> = d["templating"]["list"]
+        .as_array()
+        .expect("templating")
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap(), v))
+        .collect();
+    for (label, variable) in FILTERS {
+        let v = variables
+            .get(variable)
+            .unwrap_or_else(|| panic!("no ${variable} variable"));
+        assert_eq!(v["type"], "query");
+        assert_eq!(v["datasource"]["uid"], "${datasource}");
+        let query = v["query"]["query"].as_str().expect("a query");
+        let inner = query
+            .strip_prefix("label_values(")
+            .and_then(|q| q.strip_suffix(&format!(", {label})")))
+            .unwrap_or_else(|| panic!("${variable}: {query}"));
+        let series = metric_names(inner);
+        assert_eq!(series.len(), 1, "{query}");
+        assert!(
+            exported.get(&series[0]).is_some_and(|l| l.contains(label)),
+            "${variable} reads {label} from {}, which has no such label",
+            series[0]
+        );
+        if variable != "namespace" {
+            assert!(inner.contains("namespace=~\"$namespace\""), "{query}");
+        }
+    }
+}
+
+/// Labels the dashboard has a variable for, and the variable.
+const FILTERS: [(&str, &str); 3] = [
+    ("namespace", "namespace"),
+    ("region", "region"),
+    ("drill", "drill"),
+];
+
+/// The chart's alert rules, rendered by helm, pass the promtool unit tests
+/// shipped beside the chart (`charts/natsregion/tests/alerts_test.yaml`):
+/// each alert fires in the case it is named for (a fault stuck since the
+/// operator's start, the first drill failure after it, a permanent reconcile
+/// error) and stays quiet in one that looks alike. The cases' series are the
+/// operator's: names and label names it exports, and a counter a case starts
+/// at 0 is one a freshly started operator exports at 0.
+#[test]
+fn alerts_fire_in_the_cases_they_are_named_for() {
+    let (rule, _) = monitoring(&["prometheusRule.enabled=true"]);
+    let rule = rule.expect("a PrometheusRule");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        serde_yaml_ng::to_string(&rule["spec"]).unwrap(),
+    )
+    .unwrap();
+    let cases_file = chart().join("tests/alerts_test.yaml");
+    let cases = read(&cases_file);
+    let tests = dir.path().join("alerts_test.yaml");
+    std::fs::write(&tests, &cases).unwrap();
+    let promtool = natsregion::tools::binary("promtool").unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(&promtool)
+        .args(["test", "rules"])
+        .arg(&tests)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", promtool.display()));
+    assert!(
+        out.status.success(),
+        "promtool test rules {} failed:\n{}{}",
+        cases_file.display(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    let cases: Value = serde_yaml_ng::from_str(&cases).unwrap();
+    let exported = exported_label_names();
+    let fresh = natsregion::operator::metrics::Metrics::default().encode();
+    let (mut fires, mut quiet) = (BTreeSet::new(), BTreeSet::new());
+    for case in cases["tests"].as_array().expect("tests") {
+        let name = case["name"].as_str().expect("every case has a name");
+        for input in case["input_series"].as_array().expect("input_series") {
+            let series = input["series"].as_str().unwrap();
+            let (metric, labels) = series_parts(series);
+            let keys: BTreeSet<String> = labels.keys().cloned().collect();
+            assert_eq!(
+                exported.get(&metric),
+                Some(&keys),
+                "{name}: {series} is not a series the operator exports"
+            );
+            let values = input["values"].as_str().unwrap();
+            if metric.ends_with("_total") && values.starts_with('0') {
+                assert!(
+                    fresh.contains(&format!("{series} 0")),
+                    "{name}: {series} starts at 0, but a fresh operator does not export it:\n{fresh}"
+                );
+            }
+        }
+        for t in case["alert_rule_test"].as_array().into_iter().flatten() {
+            let alert = t["alertname"].as_str().unwrap().to_string();
+            if t["exp_alerts"].as_array().is_some_and(|a| a.is_empty()) {
+                quiet.insert(alert);
+            } else {
+                fires.insert(alert);
+            }
+        }
+    }
+    let alerts: BTreeSet<String> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["alert"].as_str().map(String::from))
+        .collect();
+    assert_eq!(fires, alerts, "every alert has a case where it fires");
+    assert!(
+        quiet.is_superset(&alerts),
+        "every alert has a case where it stays quiet: {quiet:?}"
+    );
 }
 
 #[test]
@@ -276,13 +589,8 @@ fn helm_lint_passes() {
     let chart = chart();
     for sets in [
         vec![],
-        vec![
-            "watchNamespace=team-a",
-            "replicas=2",
-            "serviceMonitor.enabled=true",
-            "prometheusRule.enabled=true",
-            "grafanaDashboard.enabled=true",
-        ],
+        EVERY_OPTION_CLUSTER_WIDE.to_vec(),
+        every_option_one_namespace(),
     ] {
         let mut args = vec!["lint", "--strict", chart.to_str().unwrap()];
         for set in &sets {
@@ -651,6 +959,11 @@ async fn chart_applies_to_the_api_server() {
         &prometheus_operator_crd("PrometheusRule", "prometheusrules"),
     )
     .await;
+    install_crd(
+        &client,
+        &prometheus_operator_crd("PodMonitor", "podmonitors"),
+    )
+    .await;
     for ns in [RELEASE_NS, "team-a"] {
         create_namespace(&client, ns).await;
     }
@@ -669,9 +982,22 @@ async fn chart_applies_to_the_api_server() {
             "RoleBinding",
             "Service",
             "Deployment",
+            "Pod",
         ]),
-        "default values render these kinds and no ServiceMonitor"
+        "default values render these kinds (the Pod is the helm test) and no ServiceMonitor"
     );
+    assert_eq!(
+        find(&objects, "ClusterRole").len(),
+        3,
+        "the operator's, and the two aggregated into view and edit"
+    );
+    // The manifests NOTES.txt gives, as the API server takes them.
+    let notes = read(&chart().join("templates/NOTES.txt"));
+    for manifest in notes_manifests(&notes) {
+        apply(&client, &manifest, false)
+            .await
+            .unwrap_or_else(|e| panic!("NOTES.txt's {}: {e}", kind_of(&manifest)));
+    }
     let deploy = deployment(&objects);
     assert_hardened(deploy);
     assert_eq!(deploy["spec"]["replicas"], 1);
@@ -686,22 +1012,65 @@ async fn chart_applies_to_the_api_server() {
     assert!(a.contains(&"--log-format=json"), "{a:?}");
     assert!(!a.iter().any(|x| x.starts_with("--namespace")), "{a:?}");
 
-    // Non-default values: one namespace only, two replicas, another image, a ServiceMonitor.
-    let objects = documents(
-        &template(&[
-            "watchNamespace=team-a",
-            "replicas=2",
-            "image.repository=registry.example.com/natsregion",
-            "image.tag=v9.9.9",
-            "serviceMonitor.enabled=true",
-            "prometheusRule.enabled=true",
-            "grafanaDashboard.enabled=true",
-            "logFormat=text",
-            "logLevel=debug",
-            "leaderElection.leaseName=ops-lease",
-        ])
-        .expect("non-default values render"),
+    // Every option on, cluster-wide.
+    let objects = documents(&template(EVERY_OPTION_CLUSTER_WIDE).expect("every option renders"));
+    apply_all_dry_run(&client, &objects, "every option on, cluster-wide").await;
+    assert_eq!(find(&objects, "ClusterRole").len(), 3);
+    assert_eq!(find(&objects, "Pod").len(), 1, "the helm test");
+    let monitors = find(&objects, "PodMonitor");
+    assert_eq!(monitors.len(), 2, "the operator's and the zones'");
+    let zones = monitors
+        .iter()
+        .find(|m| m["metadata"]["name"] == "natsregion-zones")
+        .expect("the zones' PodMonitor");
+    // It selects what the operator labels a zone's pods with, on the port
+    // its exporter sidecar serves.
+    let zone_pod_labels = natsregion::operator::region::object_meta::zone_labels("east", "b");
+    let zone_selector: BTreeMap<String, String> =
+        serde_json::from_value(zones["spec"]["selector"]["matchLabels"].clone()).unwrap();
+    assert!(
+        zone_selector
+            .iter()
+            .all(|(k, v)| zone_pod_labels.get(k) == Some(v)),
+        "{zone_selector:?} vs {zone_pod_labels:?}"
     );
+    assert_eq!(zones["spec"]["namespaceSelector"]["any"], true);
+    assert_eq!(zones["spec"]["podMetricsEndpoints"][0]["port"], "metrics");
+    assert!(
+        args(deployment(&objects)).contains(
+            &"--nats-exporter-image=registry.example.com/prometheus-nats-exporter:0.17.3"
+        )
+    );
+    assert!(
+        template(&["zoneMetrics.podMonitor.enabled=true"])
+            .is_err_and(|e| e.contains("needs zoneMetrics.exporterImage")),
+        "a zones' PodMonitor without the exporter is refused"
+    );
+    let monitors: Vec<&Value> = monitors
+        .into_iter()
+        .filter(|m| m["metadata"]["name"] == "natsregion")
+        .collect();
+    let selector: BTreeMap<String, String> =
+        serde_json::from_value(monitors[0]["spec"]["selector"]["matchLabels"].clone()).unwrap();
+    let pod_labels: BTreeMap<String, String> = serde_json::from_value(
+        deployment(&objects)["spec"]["template"]["metadata"]["labels"].clone(),
+    )
+    .unwrap();
+    assert!(
+        selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
+        "the PodMonitor selects the operator's pods: {selector:?} {pod_labels:?}"
+    );
+    assert_eq!(
+        monitors[0]["spec"]["podMetricsEndpoints"][0]["port"],
+        "metrics"
+    );
+    let a = args(deployment(&objects));
+    assert!(a.contains(&"--max-concurrent-reconciles=16"), "{a:?}");
+    assert!(a.contains(&"--status-refresh-seconds=10"), "{a:?}");
+
+    // Every option on, one namespace only: two replicas, another image, a ServiceMonitor.
+    let objects =
+        documents(&template(&every_option_one_namespace()).expect("non-default values render"));
     apply_all_dry_run(&client, &objects, "non-default values").await;
     assert!(
         find(&objects, "ClusterRole").is_empty(),
@@ -737,7 +1106,7 @@ async fn chart_applies_to_the_api_server() {
 /// what the operator uses and nothing more (asked through SubjectAccessReview).
 #[tokio::test]
 async fn chart_rbac_is_least_privilege() {
-    let (_plane, client) = plane().await;
+    let (mut plane, client) = plane().await;
     install_chart_crds(&client).await;
     for ns in [RELEASE_NS, "team-a", "team-b"] {
         create_namespace(&client, ns).await;
@@ -832,6 +1201,87 @@ async fn chart_rbac_is_least_privilege() {
         assert!(
             !can(ns, group, resource, verb).await,
             "the operator must not get {verb} {group}/{resource} in {ns}"
+        );
+    }
+
+    // Cluster-wide: the aggregated ClusterRoles fold RegionMirrors and
+    // PartitionDrills into the built-in view and edit roles (the cluster's
+    // role aggregation controller, in kube-controller-manager, does it), so
+    // a namespace's viewers read them and its editors manage them.
+    plane
+        .start_controller_manager()
+        .await
+        .unwrap_or_else(|e| panic!("kube-controller-manager: {e}"));
+    let objects = documents(&template(&[]).unwrap());
+    for object in find(&objects, "ClusterRole") {
+        apply(&client, object, true)
+            .await
+            .unwrap_or_else(|e| panic!("apply ClusterRole: {e}"));
+    }
+    for (user, role) in [("alice", "view"), ("bob", "edit")] {
+        let binding = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": format!("{user}-{role}"), "namespace": "team-b"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        });
+        apply(&client, &binding, true)
+            .await
+            .unwrap_or_else(|e| panic!("bind {user} to {role}: {e}"));
+    }
+    let user_can =
+        |user: &'static str, ns: &'static str, resource: &'static str, verb: &'static str| {
+            let reviews = reviews.clone();
+            async move {
+                let review = SubjectAccessReview {
+                    spec: SubjectAccessReviewSpec {
+                        user: Some(user.into()),
+                        resource_attributes: Some(ResourceAttributes {
+                            namespace: Some(ns.into()),
+                            group: Some("natsregion.io".into()),
+                            resource: Some(resource.into()),
+                            verb: Some(verb.into()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                reviews
+                    .create(&PostParams::default(), &review)
+                    .await
+                    .expect("SubjectAccessReview")
+                    .status
+                    .is_some_and(|s| s.allowed)
+            }
+        };
+    let granted = [
+        ("alice", "regionmirrors", "list"),
+        ("alice", "partitiondrills", "watch"),
+        ("bob", "regionmirrors", "create"),
+        ("bob", "partitiondrills", "delete"),
+        ("bob", "partitiondrills", "patch"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (user, resource, verb) in granted {
+        while !user_can(user, "team-b", resource, verb).await {
+            assert!(
+                Instant::now() < deadline,
+                "{user} cannot {verb} {resource} in team-b within 60 s: the chart's ClusterRoles are not aggregated"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    for (user, ns, resource, verb) in [
+        ("alice", "team-b", "regionmirrors", "create"),
+        ("alice", "team-b", "partitiondrills", "delete"),
+        ("bob", "team-a", "regionmirrors", "list"),
+        ("carol", "team-b", "regionmirrors", "list"),
+    ] {
+        assert!(
+            !user_can(user, ns, resource, verb).await,
+            "{user} must not {verb} {resource} in {ns}"
         );
     }
 }
@@ -1442,6 +1892,10 @@ async fn run_operator_as_the_chart_does(sets: &[&str], ns: &'static str) {
         .await;
     }
 
+    // The chart's `helm test` Pod: its command, with its ServiceAccount, on
+    // the Service the chart makes for the metrics port.
+    run_helm_test_pod(&objects, &config, port).await;
+
     // The Lease the chart's Role allows, held by this pod.
     let leases: Api<Lease> = Api::namespaced(client.clone(), RELEASE_NS);
     let lease_name = args
@@ -1601,6 +2055,74 @@ async fn run_operator_as_the_chart_does(sets: &[&str], ns: &'static str) {
     for log in &logs {
         check_log(log);
     }
+}
+
+/// Runs the command of the chart's `helm test` Pod as that Pod would (its
+/// args, its ServiceAccount's token), reaching the operator on
+/// `operator_port` instead of through the Service its URL names; it passes.
+/// Pointed at a port nothing answers on, it fails.
+async fn run_helm_test_pod(objects: &[Value], kubeconfig: &Path, operator_port: u16) {
+    let pods = find(objects, "Pod");
+    assert_eq!(pods.len(), 1, "one helm test Pod");
+    let pod = pods[0];
+    assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
+    assert_eq!(
+        pod["spec"]["serviceAccountName"],
+        deployment(objects)["spec"]["template"]["spec"]["serviceAccountName"],
+        "the test uses the operator's ServiceAccount (the token here is that one's)"
+    );
+    let service = find(objects, "Service")[0];
+    let url = format!(
+        "http://{}.{}.svc:{}/readyz",
+        service["metadata"]["name"].as_str().unwrap(),
+        service["metadata"]["namespace"].as_str().unwrap(),
+        service["spec"]["ports"][0]["port"]
+    );
+    let args: Vec<String> = pod["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        args.contains(&format!("--ready-url={url}")),
+        "the test reaches the operator through its metrics Service: {args:?}"
+    );
+    let run = |port: u16| {
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace(&url, &format!("http://127.0.0.1:{port}/readyz")))
+            .collect();
+        let kubeconfig = kubeconfig.to_path_buf();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_natsregion"))
+                .args(&args)
+                .env_clear()
+                .env("KUBECONFIG", kubeconfig)
+                .output()
+                .await
+                .expect("run natsregion check")
+        }
+    };
+    let out = run(operator_port).await;
+    assert!(
+        out.status.success(),
+        "the helm test fails on a working install:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        text(&out.stdout).matches("ok: ").count(),
+        3,
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(free_port()).await;
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("does not answer"),
+        "the helm test passes with no operator:\n{}",
+        text(&out.stderr)
+    );
 }
 
 /// Every line is JSON (the chart's logFormat) and none reports a refusal.

@@ -9,9 +9,10 @@
 //! the cut is made):
 //! - Not selected (every connection was allowed): the cut's policies must
 //!   allow what the zones need, or the drill would be an outage, and nothing
-//!   else. Ingress to the source's pods: the client and monitor ports from
-//!   anywhere (the zone's users, the operator, scrapers: peers the operator
-//!   cannot name), the route port from the source zone's own pods, the
+//!   else. Ingress to the source's pods: the client, monitor and metrics
+//!   exporter ports from anywhere (the zone's users, the operator, scrapers:
+//!   peers the operator cannot name; a drill must not blind the monitoring
+//!   that watches it), the route port from the source zone's own pods, the
 //!   leafnode port from the region's pods outside the cut zones (plus the
 //!   uncut external zones by address). Egress from the cut zones' pods: DNS,
 //!   and the route port to the cut zones' own pods. Only the ports the zones'
@@ -77,6 +78,7 @@ const LEAFNODE_PORT: i32 = ports::LEAFNODE_PORT as i32;
 const CLIENT_PORT: i32 = ports::CLIENT_PORT as i32;
 const CLUSTER_PORT: i32 = ports::CLUSTER_PORT as i32;
 const MONITOR_PORT: i32 = ports::MONITOR_PORT as i32;
+const EXPORTER_PORT: i32 = ports::EXPORTER_PORT as i32;
 const DNS_PORT: i32 = 53;
 
 /// Label naming the fault a policy belongs to.
@@ -171,7 +173,11 @@ pub fn cut_policies(plan: &CutPlan) -> Vec<NetworkPolicy> {
         vec![
             NetworkPolicyIngressRule {
                 from: None,
-                ports: Some(vec![tcp(CLIENT_PORT), tcp(MONITOR_PORT)]),
+                ports: Some(vec![
+                    tcp(CLIENT_PORT),
+                    tcp(MONITOR_PORT),
+                    tcp(EXPORTER_PORT),
+                ]),
             },
             NetworkPolicyIngressRule {
                 from: Some(vec![peer(zone_pods(&source, "In"))]),
@@ -772,15 +778,23 @@ mod tests {
             zone_requirement(Some(sel)),
             (labels::ZONE.into(), "In".into(), zones(&["a"]))
         );
-        // The zone's four NATS ports and nothing else: a default-deny
-        // namespace's other ports stay closed.
-        assert_eq!(named_ports(ingress), tcp_ports(&[4222, 6222, 7422, 8222]));
+        // The zone's four NATS ports and the exporter sidecar's, nothing
+        // else: a default-deny namespace's other ports stay closed.
+        assert_eq!(
+            named_ports(ingress),
+            tcp_ports(&[4222, 6222, 7422, 7777, 8222])
+        );
         let rules = spec.ingress.as_ref().unwrap();
-        // Client and monitor from anywhere: the zone's users and the operator.
+        // Client, monitor and metrics from anywhere: the zone's users, the
+        // operator, Prometheus (a drill must not blind what watches it).
         assert!(rules[0].from.is_none());
         assert_eq!(
             ports(rules[0].ports.as_ref().unwrap()),
-            [("TCP".into(), 4222, None), ("TCP".into(), 8222, None)]
+            [
+                ("TCP".into(), 4222, None),
+                ("TCP".into(), 8222, None),
+                ("TCP".into(), 7777, None)
+            ]
         );
         // Routes only from the source zone's own pods.
         assert_eq!(

@@ -47,6 +47,10 @@ pub struct OperatorSettings {
     /// re-create its consumer by a leader stepdown, at most once per this
     /// long per stream, outside drills (`region::resume`). `None`: off.
     pub resume_stalled_mirrors_after: Option<Duration>,
+    /// A prometheus-nats-exporter image to run beside each managed zone's
+    /// servers (their monitoring port serves JSON, not the Prometheus
+    /// format); `None`: no exporter.
+    pub nats_exporter_image: Option<String>,
 }
 
 /// The operator's pods, as a NetworkPolicy names them: the chart passes its
@@ -110,6 +114,7 @@ impl Default for OperatorSettings {
             max_concurrent_reconciles: MAX_CONCURRENT_RECONCILES,
             toxiproxy_api_policy: None,
             resume_stalled_mirrors_after: Some(RESUME_STALLED_MIRRORS_AFTER),
+            nats_exporter_image: None,
         }
     }
 }
@@ -128,6 +133,7 @@ impl fmt::Debug for OperatorSettings {
                 &self.resume_stalled_mirrors_after,
             )
             .field("toxiproxy_api_policy", &self.toxiproxy_api_policy)
+            .field("nats_exporter_image", &self.nats_exporter_image)
             .finish()
     }
 }

@@ -6,3 +6,6 @@ pub const CLIENT_PORT: u16 = 4222;
 pub const CLUSTER_PORT: u16 = 6222;
 pub const MONITOR_PORT: u16 = 8222;
 pub const LEAFNODE_PORT: u16 = 7422;
+/// The prometheus-nats-exporter sidecar's (only with the operator's
+/// `--nats-exporter-image`; the NATS chart's port).
+pub const EXPORTER_PORT: u16 = 7777;

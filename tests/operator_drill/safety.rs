@@ -109,6 +109,86 @@ async fn a_cut_whose_operator_died_before_recording_it_is_healed() {
     kill(operator).await;
 }
 
+/// A fault a drill's status records as open is in the metrics the alert
+/// NatsRegionFaultOpenPastDeadline reads: how many, since when, and its
+/// deadline, as the status has them; once healed the count is 0 and the
+/// times are gone; once the drill is deleted, its series too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_faults_of_a_drill_status_are_in_the_metrics() {
+    let (_plane, client) = plane_with_crds().await;
+    let world = World::start(client.clone(), "east", None).await;
+    world.declare_direct_links().await;
+    let (operator, metrics) =
+        start_with_metrics(&client, world.settings(), futures::future::pending());
+    let drills = world.create_drill("watched", np_drill(60)).await;
+    let d = wait_for(&drills, "watched", Duration::from_secs(60), "a cut", cut_on).await;
+    let open: Vec<_> = d
+        .status
+        .as_ref()
+        .unwrap()
+        .faults
+        .iter()
+        .filter(|f| f.healed_at.is_none())
+        .collect();
+    let since = open
+        .iter()
+        .map(|f| f.injected_at.0.as_second())
+        .min()
+        .unwrap();
+    let deadline = open.iter().map(|f| f.deadline.0.as_second()).min().unwrap();
+    let series = |name: &str, value: i64| {
+        format!("{name}{{namespace=\"{NS}\",drill=\"watched\",backend=\"networkPolicy\"}} {value}")
+    };
+    let wanted = [
+        series("natsregion_faults_open", open.len() as i64),
+        series("natsregion_fault_open_since_timestamp_seconds", since),
+        series("natsregion_fault_deadline_timestamp_seconds", deadline),
+    ];
+    eventually(
+        "the open fault in the metrics",
+        Duration::from_secs(10),
+        async || {
+            let text = metrics.encode();
+            match wanted.iter().find(|w| !text.contains(w.as_str())) {
+                None => Ok(()),
+                Some(w) => Err(format!("{w} missing:\n{text}")),
+            }
+        },
+    )
+    .await;
+
+    // Healed (the drill aborted) and over: its series go (a finished drill
+    // holds no finalizer, so the operator would see no deletion of it).
+    drills
+        .patch(
+            "watched",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {ABORT_ANNOTATION: "true"}}})),
+        )
+        .await
+        .expect("annotate");
+    wait_for(
+        &drills,
+        "watched",
+        Duration::from_secs(30),
+        "the end",
+        finished,
+    )
+    .await;
+    eventually(
+        "the drill's series gone",
+        Duration::from_secs(10),
+        async || {
+            let text = metrics.encode();
+            (!text.contains("drill=\"watched\""))
+                .then_some(())
+                .ok_or(text)
+        },
+    )
+    .await;
+    kill(operator).await;
+}
+
 /// Item 2: the deadline is written on the fault objects, and any operator's
 /// reaper enforces it: with the process that cut gone (its runtime, and so
 /// its timers, dropped) and no drill at all, the policies and the disabled

@@ -291,6 +291,15 @@ pub fn start_stoppable(
     settings: DrillSettings,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> JoinHandle<()> {
+    start_with_metrics(client, settings, stop).0
+}
+
+/// Like [`start_stoppable`], with the operator's metrics (what it serves on `/metrics`).
+pub fn start_with_metrics(
+    client: &Client,
+    settings: DrillSettings,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (JoinHandle<()>, Arc<natsregion::operator::Metrics>) {
     let ctx = Context::new(
         client.clone(),
         OperatorSettings {
@@ -299,7 +308,11 @@ pub fn start_stoppable(
         },
         reporter(),
     );
-    tokio::spawn(controller_with(ctx, settings, shutdown_on(stop)))
+    let metrics = ctx.metrics.clone();
+    (
+        tokio::spawn(controller_with(ctx, settings, shutdown_on(stop))),
+        metrics,
+    )
 }
 
 pub async fn kill(operator: JoinHandle<()>) {

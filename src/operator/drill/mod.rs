@@ -161,9 +161,18 @@ pub async fn controller_with(ctx: Arc<Context>, settings: DrillSettings, shutdow
     Controller::new(drills, watcher::Config::default())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, shared.clone())
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "drill reconcile");
+        .for_each(|r| {
+            let shared = shared.clone();
+            async move {
+                match r {
+                    Ok(_) => {}
+                    // Deleted: its series go with it.
+                    Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                        let ns = obj.namespace.as_deref().unwrap_or_default();
+                        shared.ctx.metrics.forget_drill(ns, &obj.name);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "drill reconcile"),
+                }
             }
         })
         .await;
@@ -235,6 +244,12 @@ async fn region_gone(regions: &Api<RegionMirror>, name: &str) -> bool {
 
 fn error_policy(drill: Arc<PartitionDrill>, error: &Error, shared: Arc<Shared>) -> Action {
     shared.ctx.metrics.failed(CONTROLLER, error.reason());
+    shared.ctx.metrics.reconcile_failing(
+        CONTROLLER,
+        &drill.namespace().unwrap_or_default(),
+        &drill.name_any(),
+        error.reason(),
+    );
     tracing::warn!(drill = %drill.name_any(), error = %error, "drill reconcile failed");
     if error.is_permanent() {
         Action::await_change()
@@ -260,8 +275,40 @@ fn owner(drill: &PartitionDrill) -> Option<OwnerReference> {
 async fn reconcile(drill: Arc<PartitionDrill>, shared: Arc<Shared>) -> Result<Action> {
     let started = std::time::Instant::now();
     let out = reconcile_inner(&drill, &shared).await;
-    shared.ctx.metrics.reconciled(CONTROLLER, started.elapsed());
+    let metrics = &shared.ctx.metrics;
+    metrics.reconciled(CONTROLLER, started.elapsed());
+    let (ns, name) = (drill.namespace().unwrap_or_default(), drill.name_any());
+    let open = open_faults(&drill);
+    let finished = drill.status.as_ref().is_some_and(|s| s.phase.is_finished());
+    if (finished || drill.metadata.deletion_timestamp.is_some()) && open.is_empty() {
+        // Over, or released: nothing of it is left to watch. (A finished
+        // drill holds no finalizer, so its deletion triggers no reconcile
+        // that could drop its series then.)
+        metrics.forget_drill(&ns, &name);
+    } else {
+        // From the status, which records every cut before it is made: a
+        // fault left by an operator that is gone shows from this one's start.
+        metrics.set_drill_faults(&ns, &name, &open);
+        if out.is_ok() {
+            metrics.reconcile_succeeded(CONTROLLER, &ns, &name);
+        }
+    }
     out
+}
+
+/// The faults a drill's status records and no heal has marked healed.
+fn open_faults(drill: &PartitionDrill) -> Vec<crate::operator::metrics::OpenFault> {
+    drill
+        .status
+        .iter()
+        .flat_map(|s| &s.faults)
+        .filter(|f| f.healed_at.is_none())
+        .map(|f| crate::operator::metrics::OpenFault {
+            backend: f.backend.clone(),
+            injected_at: f.injected_at.0,
+            deadline: f.deadline.0,
+        })
+        .collect()
 }
 
 async fn reconcile_inner(drill: &PartitionDrill, shared: &Arc<Shared>) -> Result<Action> {

@@ -22,7 +22,7 @@ use super::object_meta::{meta, selector, zone_labels};
 use super::validated::ValidatedRegion;
 use crate::api::{ZoneRole, ZoneSpec};
 use crate::operator::error::{Error, Result};
-use crate::plan::ports::{CLIENT_PORT, CLUSTER_PORT, LEAFNODE_PORT, MONITOR_PORT};
+use crate::plan::ports::{CLIENT_PORT, CLUSTER_PORT, EXPORTER_PORT, LEAFNODE_PORT, MONITOR_PORT};
 use crate::plan::{
     RegionCredentials, ServerAddress, TlsFiles, UserPass, ZoneAddresses, ZonePlan, leaf_url,
 };
@@ -373,6 +373,30 @@ pub fn zone_children(valid: &ValidatedRegion, zone: &ZoneSpec) -> Result<ZoneChi
     })
 }
 
+/// prometheus-nats-exporter beside the server: it reads the server's JSON
+/// monitoring endpoints on localhost (plain HTTP: monitoring never runs TLS,
+/// see docs/architecture.md) and serves them as Prometheus metrics.
+fn exporter_container(image: &str) -> serde_json::Value {
+    json!({
+        "name": "exporter",
+        "image": image,
+        "args": [
+            format!("-port={EXPORTER_PORT}"),
+            "-connz", "-routez", "-subz", "-varz", "-leafz", "-jsz=all", "-healthz",
+            "-use_internal_server_name",
+            format!("http://localhost:{MONITOR_PORT}"),
+        ],
+        // The NATS chart's port and name, so scrape configs written for it fit.
+        "ports": [{"name": "metrics", "containerPort": EXPORTER_PORT}],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    })
+}
+
 fn secret_env(var: &str, secret: &str, key: &str) -> serde_json::Value {
     json!({"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
 }
@@ -491,6 +515,12 @@ fn statefulset(
     });
     if !node_selector.is_empty() {
         pod_spec["nodeSelector"] = json!(node_selector);
+    }
+    if let Some(exporter) = &valid.exporter_image {
+        pod_spec["containers"]
+            .as_array_mut()
+            .expect("containers is a list")
+            .push(exporter_container(exporter));
     }
     let mut annotations = json!({CONFIG_HASH: config_hash});
     if let Some(cert) = &certificate {

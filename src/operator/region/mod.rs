@@ -190,9 +190,19 @@ async fn reconcile(region: Arc<RegionMirror>, rc: Arc<RegionCtx>) -> Result<Acti
                 .lock()
                 .expect("failures lock")
                 .remove(&key(&region));
+            ctx.metrics.reconcile_succeeded(
+                CONTROLLER,
+                &region.namespace().unwrap_or_default(),
+                &region.name_any(),
+            );
         }
         Err(e) => {
             ctx.metrics.failed(CONTROLLER, e.reason());
+            let ns = region.namespace().unwrap_or_default();
+            ctx.metrics
+                .reconcile_failing(CONTROLLER, &ns, &region.name_any(), e.reason());
+            ctx.metrics
+                .set_region_state(&ns, &region.name_any(), "failed");
             tracing::warn!(region = %key(&region), reason = e.reason(), error = %e, "reconcile failed");
             warn(ctx, &region, e.reason(), &e.to_string()).await;
             let old = region.status.clone().unwrap_or_default();
@@ -440,6 +450,7 @@ async fn reconcile_region(region: &RegionMirror, rc: &RegionCtx) -> Result<Actio
     if new != old {
         write_status(ctx, region, &new).await?;
     }
+    ctx.metrics.set_region_state(ns, name, status::state(&new));
     let warned = !errors.is_empty() || !dialed.failures.is_empty();
     Ok(Action::requeue(next_look(
         &new,

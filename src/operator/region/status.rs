@@ -239,6 +239,17 @@ pub fn observed(
     status
 }
 
+/// The region's state for `natsregion_region_state` (one of
+/// `metrics::REGION_STATES`), from the Ready condition `observed` set.
+pub fn state(status: &RegionMirrorStatus) -> &'static str {
+    match status.conditions.iter().find(|c| c.type_ == READY) {
+        Some(c) if c.status == conditions::TRUE => "ready",
+        Some(c) if c.reason == "ZonesNotReady" => "zones_not_ready",
+        Some(c) if c.reason == "MirrorsBehind" => "mirrors_behind",
+        _ => "streams_not_ready",
+    }
+}
+
 fn kind(sources: bool) -> &'static str {
     if sources { "aggregate" } else { "mirror" }
 }
@@ -321,6 +332,7 @@ mod tests {
         let s1 = observed(&r, &s0, again, &StreamsState::Ready, t1);
         assert_eq!(s0, s1);
         assert_eq!(cond(&s1, READY).status, "True");
+        assert_eq!(state(&s1), "ready");
         assert_eq!(cond(&s1, READY).observed_generation, Some(3));
         assert_eq!(s1.zones_ready.as_deref(), Some("2/2"));
         assert_eq!(s1.mirrors_in_sync.as_deref(), Some("1/1"));
@@ -348,6 +360,7 @@ mod tests {
         );
         assert_eq!(cond(&s0, STREAMS_READY).reason, "WaitingForZones");
         assert_eq!(cond(&s0, READY).reason, "ZonesNotReady");
+        assert_eq!(state(&s0), "zones_not_ready");
         let s1 = observed(
             &r,
             &s0,
@@ -370,6 +383,7 @@ mod tests {
         assert_eq!(cond(&s1, MIRRORS_IN_SYNC).last_transition_time.0, t0);
         assert_eq!(s1.max_lag, Some(7));
         assert_eq!(cond(&s1, READY).reason, "MirrorsBehind");
+        assert_eq!(state(&s1), "mirrors_behind");
     }
 
     fn sources_region() -> RegionMirror {

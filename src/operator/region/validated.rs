@@ -28,6 +28,9 @@ pub struct ValidatedRegion {
     /// The region's CA and zone certificates (`None`: `tls.mode: Disabled`
     /// and no external zone with a CA).
     pub tls: Option<RegionTls>,
+    /// A prometheus-nats-exporter image for a sidecar beside each managed
+    /// zone's servers (the operator's `--nats-exporter-image`); `None`: none.
+    pub exporter_image: Option<String>,
 }
 
 impl ValidatedRegion {
@@ -46,14 +49,16 @@ impl ValidatedRegion {
         let expiry = tls.as_ref().map(|t| t.expiry.clone()).unwrap_or_default();
         ctx.metrics
             .set_certificate_expiry(&namespace, &region.name_any(), &expiry);
-        Ok(Self::assemble(
+        let mut valid = Self::assemble(
             region,
             namespace,
             uid,
             &ctx.settings.default_nats_image,
             credentials,
             tls,
-        ))
+        );
+        valid.exporter_image = ctx.settings.nats_exporter_image.clone();
+        Ok(valid)
     }
 
     /// The same without the API server: credentials and certificates given (tests, benches).
@@ -90,6 +95,7 @@ impl ValidatedRegion {
             image: effective_image(&region.spec.image, default_image).to_string(),
             credentials,
             region: region.clone(),
+            exporter_image: None,
         }
     }
 

@@ -81,6 +81,42 @@ fn every_managed_zone_gets_its_objects_with_labels_and_owner() {
     }
 }
 
+/// The exporter sidecar: only when the operator is given its image, reading
+/// the server's monitoring port on localhost and serving on `metrics`; the
+/// server container is unchanged and stays first (probes, preStop).
+#[test]
+fn exporter_sidecar_runs_only_with_an_image() {
+    let r = three();
+    let sts = |valid: &ValidatedRegion| {
+        let b = zone_children(valid, r.spec.zone("b").unwrap()).unwrap();
+        serde_json::to_value(&b.statefulset).unwrap()["spec"]["template"]["spec"].clone()
+    };
+    let plain = sts(&valid(&r, "nats:test"));
+    assert_eq!(plain["containers"].as_array().unwrap().len(), 1);
+    let mut with = valid(&r, "nats:test");
+    with.exporter_image = Some("registry.local/prometheus-nats-exporter:0.17".into());
+    let pod = sts(&with);
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 2);
+    assert_eq!(containers[0], plain["containers"][0]);
+    let e = &containers[1];
+    assert_eq!(e["image"], "registry.local/prometheus-nats-exporter:0.17");
+    assert_eq!(
+        e["ports"],
+        json!([{"name": "metrics", "containerPort": EXPORTER_PORT}])
+    );
+    let args: Vec<&str> = e["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args.last(), Some(&"http://localhost:8222"), "{args:?}");
+    assert!(args.contains(&"-jsz=all"), "{args:?}");
+    assert_eq!(e["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(e["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+}
+
 #[test]
 fn statefulset_follows_the_zone_spec() {
     let r = three();
