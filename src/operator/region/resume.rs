@@ -262,8 +262,20 @@ pub async fn resume_stalled(
 mod tests {
     use super::*;
     use crate::api::SourceStatus;
-    use crate::testenv::fixtures;
     use serde_json::json;
+
+    /// Stream `EVENTS` on `events.>` over `zones` (the lib's tests cannot
+    /// reach `testenv::fixtures`, which only the testkit feature builds).
+    fn events_spec(zones: serde_json::Value) -> serde_json::Value {
+        json!({
+            "stream": {"name": "EVENTS", "subjects": ["events.>"], "replicas": 1},
+            "zones": zones,
+        })
+    }
+
+    fn region_spec(spec: serde_json::Value) -> crate::api::RegionMirrorSpec {
+        serde_json::from_value(spec).expect("test region spec deserializes")
+    }
 
     fn zone(name: &str, role: &str, active: Option<i64>) -> ZoneStatus {
         ZoneStatus {
@@ -277,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_mirror_silent_past_the_threshold_is_stalled_with_its_source_api() {
-        let spec = fixtures::region_spec(fixtures::events_spec(json!([
+        let spec = region_spec(events_spec(json!([
             {"name": "a", "role": "source", "servers": 1},
             {"name": "b", "role": "mirror", "servers": 3},
             {"name": "c", "role": "mirror", "servers": 1},
@@ -305,13 +317,13 @@ mod tests {
 
     #[test]
     fn an_aggregate_is_stalled_by_another_zones_source_not_its_own() {
-        let mut spec = fixtures::events_spec(json!([
+        let mut spec = events_spec(json!([
             {"name": "a", "role": "source", "servers": 3},
             {"name": "b", "role": "mirror", "servers": 3},
         ]));
         spec["topology"] = json!("sources");
         spec["stream"]["subjects"] = json!(["events.{zone}.>"]);
-        let spec = fixtures::region_spec(spec);
+        let spec = region_spec(spec);
         let source = |zone: &str, active| SourceStatus {
             zone: zone.into(),
             active_millis: Some(active),
