@@ -711,8 +711,8 @@ fn kind_cluster_and_e2e_match_the_examples() {
             "{topology} has no kind worker"
         );
     }
-    // The names the e2e script waits on are the examples' names.
-    let script = read(&root().join("kind/e2e.sh"));
+    // The names the steps script waits on are the examples' names.
+    let script = read(&root().join("kind/steps.sh"));
     let drill = documents(&read(&root().join("examples/drill.yaml")));
     let region_name = region[0]["metadata"]["name"].as_str().unwrap();
     let drill_name = drill[0]["metadata"]["name"].as_str().unwrap();
@@ -722,12 +722,12 @@ fn kind_cluster_and_e2e_match_the_examples() {
     // The drill runs through the CLI, from a file of both examples.
     assert!(
         script.contains("\"$natsregion\" drill "),
-        "e2e.sh runs natsregion drill"
+        "steps.sh runs natsregion drill"
     );
-    assert!(script.contains(
-        "cat \"$root/examples/region.yaml\"; echo ---; cat \"$root/examples/drill.yaml\""
-    ));
-    assert!(!script.contains("apply -f \"$root/examples/drill.yaml\""));
+    assert!(script.contains("region_file=${REGION_FILE:-$root/examples/region.yaml}"));
+    assert!(script.contains("drill_file=${DRILL_FILE:-$root/examples/drill.yaml}"));
+    assert!(script.contains("{ cat \"$region_file\"; echo ---; cat \"$drill_file\"; }"));
+    assert!(!script.contains("apply -f \"$drill_file\""));
 }
 
 // ----------------------------------------------------------- real API server
@@ -2328,12 +2328,13 @@ fn e2e_script_runs_the_documented_steps_and_judges_the_claims() {
     let expected = [
         format!("kind create cluster --name natsregion --config {root}/kind/cluster.yaml"),
         "calico.yaml".to_string(),
-        format!("docker build -t natsregion:dev {root}"),
+        "kind get kubeconfig --name natsregion".to_string(),
+        "docker build -t natsregion:dev --build-arg NATSREGION_COMMIT=".to_string(),
+        format!(" {root}\n"),
         "kind load docker-image natsregion:dev --name natsregion".to_string(),
         format!("helm upgrade --install natsregion {root}/charts/natsregion"),
         format!("apply -f {root}/examples/region.yaml"),
         "wait --for=condition=Ready regionmirror/qa".to_string(),
-        "kind get kubeconfig --name natsregion".to_string(),
         format!("--namespace default --report {out}/e2e.json --junit {out}/e2e.xml"),
         "natsregion kubeconfig current-context: kind-natsregion".to_string(),
         "kind delete cluster --name natsregion".to_string(),

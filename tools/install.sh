@@ -11,8 +11,8 @@
 #
 # `node` is what a one-node Kubernetes cluster needs on top of `k8s` (the
 # cluster tests, root only): containerd, runc, CNI plugins, kubelet,
-# kube-proxy, kube-scheduler, CoreDNS, crictl, kube-router (NetworkPolicy),
-# a static pause binary and the musl target for a static operator binary.
+# kube-proxy, kube-scheduler, kubectl (kind/steps.sh), CoreDNS, crictl,
+# kube-router (NetworkPolicy), a static pause binary and the musl target for a static operator binary.
 set -euo pipefail
 
 NATS_SERVER_VERSION=v2.14.9
@@ -65,12 +65,12 @@ install_toxiproxy() {
   mark toxiproxy-server "$TOXIPROXY_VERSION"
 }
 
-# k8s_build TARGET...: builds Kubernetes binaries from the tools/k8s module.
+# k8s_build TARGET...: builds Kubernetes binaries from the tools/k8s module
+# (kubectl from its own module, tools/kubectl).
 k8s_build() {
-  # go.mod/go.sum in tools/k8s pin every module; the build only fills the
-  # module cache from the proxy, it never edits the checked-in files.
-  local sum v
-  sum=$(sha256sum "$here/k8s/go.sum" | cut -c1-12)
+  # go.mod/go.sum in each module pin every dependency; the build only fills
+  # the module cache from the proxy, it never edits the checked-in files.
+  local sum v module
   # A module build has no git tree to stamp the version from; without these
   # the API server reports v0.0.0 and Helm's kubeVersion checks refuse charts
   # (and a kubelet would register its node as v0.0.0).
@@ -78,14 +78,17 @@ k8s_build() {
   local kver="-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean"
   for target in "$@"; do
     local pkg ldflags="-s $kver"
+    module=$here/k8s
     case $target in
       etcd) pkg=go.etcd.io/etcd/server/v3; ldflags=-s ;;
+      kubectl) pkg=.; module=$here/kubectl ;;
       *) pkg=k8s.io/kubernetes/cmd/$target ;;
     esac
+    sum=$(sha256sum "$module/go.sum" | cut -c1-12)
     v="$KUBERNETES_VERSION+$sum+$(echo "$ldflags" | sha256sum | cut -c1-8)"
     have "$target" "$v" && continue
     say "building $target ($KUBERNETES_VERSION module graph; several minutes on 2 cores)"
-    timed "$target" go -C "$here/k8s" build -trimpath -ldflags="$ldflags" -o "$bin/$target" "$pkg"
+    timed "$target" go -C "$module" build -trimpath -ldflags="$ldflags" -o "$bin/$target" "$pkg"
     mark "$target" "$v"
   done
 }
@@ -258,7 +261,7 @@ install_node() {
       mark "cni-$name" "$CNI_PLUGINS_VERSION"
     fi
   done
-  k8s_build kube-scheduler kubelet kube-proxy
+  k8s_build kube-scheduler kubelet kube-proxy kubectl
   go_tool coredns "$COREDNS_VERSION" "github.com/coredns/coredns@$COREDNS_VERSION"
   go_tool crictl "$CRI_TOOLS_VERSION" "sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
   go_tool kube-router "$KUBE_ROUTER_VERSION" "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"

@@ -72,7 +72,7 @@ fn claims(d: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn describe(d: &Value) -> String {
+pub fn describe(d: &Value) -> String {
     let s = &d["status"];
     let mut out = format!(
         "phase {} verdict {} message {}",
@@ -84,7 +84,7 @@ fn describe(d: &Value) -> String {
     out
 }
 
-fn expect_all_passed(d: &Value) -> Outcome {
+pub fn expect_all_passed(d: &Value) -> Outcome {
     let all = claims(d);
     if d["status"]["phase"] == "Succeeded"
         && all.len() == 4
@@ -99,7 +99,7 @@ fn expect_all_passed(d: &Value) -> Outcome {
     }
 }
 
-async fn remove_drill(c: &Cluster<'_>, name: &str) -> Outcome {
+pub async fn remove_drill(c: &Cluster<'_>, name: &str) -> Outcome {
     delete(&c.client, NS, &drill_resource(), name).await?;
     let client = c.client.clone();
     wait_for(

@@ -13,6 +13,7 @@ mod operator;
 mod region;
 mod rolling;
 mod scenarios;
+mod steps;
 mod util;
 
 use std::time::Instant;

@@ -11,7 +11,7 @@ use kube::{Api, Client};
 use natsregion::testenv::node::{NODE_NAME, Node, ZONE};
 
 use crate::util::{Outcome, err};
-use crate::{drills, operator, region, rolling};
+use crate::{drills, operator, region, rolling, steps};
 
 pub const REGION: &str = "qa";
 pub const NS: &str = "default";
@@ -85,6 +85,7 @@ async fn run(c: &mut Cluster<'_>, wanted: &dyn Fn(&str) -> bool, chosen_list: bo
     step!("operator", operator::helm_install(c));
     step!("region", region::ready_and_in_sync(c));
     step!("networkPolicy drill", drills::network_policy(c));
+    step!("kind steps", steps::kind_steps(c));
     step!(
         "drill without policy agent",
         drills::without_policy_agent(c)

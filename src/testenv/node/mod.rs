@@ -677,6 +677,27 @@ impl Node {
         &self.root
     }
 
+    /// A shell command that imports the image archive `name` (a file
+    /// `tools/images.sh` wrote) into this node's containerd: what `kind load`
+    /// is for a kind cluster, for scripts that load images themselves
+    /// (kind/steps.sh's `load_operator_image`).
+    pub fn image_load_command(&self, name: &str) -> Result<String, Error> {
+        let archive = Self::binaries()?
+            .images
+            .into_iter()
+            .find(|p| p.file_name().is_some_and(|f| f == name))
+            .ok_or_else(|| {
+                Error::Unsupported(format!("no image archive {name} (tools/images.sh)"))
+            })?;
+        let ctr = tools::binary("ctr")?;
+        Ok(format!(
+            "'{}' -a '{}' -n k8s.io images import --all-platforms '{}'",
+            ctr.display(),
+            self.socket.display(),
+            archive.display()
+        ))
+    }
+
     /// All component logs (the control plane's in its own directory).
     /// Component logs, the control plane's, and the kubelet's pod logs
     /// (`<namespace>_<pod>_<uid>/<container>/<n>.log`, while the pod exists).
