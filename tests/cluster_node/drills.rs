@@ -122,21 +122,6 @@ pub async fn remove_drill(c: &Cluster<'_>, name: &str) -> Outcome {
     Ok(())
 }
 
-/// examples/drill.yaml as is: all four claims with kube-router enforcing.
-pub async fn network_policy(c: &mut Cluster<'_>) -> Outcome {
-    let name = "qa-drill";
-    let (d, took) = run_drill(c, drill_manifest("drill.yaml", name)).await?;
-    println!("drill {name}: {}", describe(&d));
-    expect_all_passed(&d)?;
-    c.figure(format!(
-        "networkPolicy drill: apply -> verdict {}, catch-up {}s, max lag {}",
-        secs(took),
-        d["status"]["totals"]["catchUpSeconds"],
-        d["status"]["totals"]["maxLag"]
-    ));
-    remove_drill(c, name).await
-}
-
 /// The same drill with the policy agent stopped: the NetworkPolicies are
 /// created but nothing enforces them, and the drill must say so (claim 1).
 pub async fn without_policy_agent(c: &mut Cluster<'_>) -> Outcome {

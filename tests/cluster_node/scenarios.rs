@@ -26,7 +26,7 @@ const PROVEN: &[&str] = &[
     "node",
     "operator",
     "region",
-    "networkPolicy drill",
+    "kind steps",
     "drill without policy agent",
     "operator killed during cut",
     "operator down past the deadline",
@@ -84,7 +84,6 @@ async fn run(c: &mut Cluster<'_>, wanted: &dyn Fn(&str) -> bool, chosen_list: bo
     step!("node", node_is_labelled(c));
     step!("operator", operator::helm_install(c));
     step!("region", region::ready_and_in_sync(c));
-    step!("networkPolicy drill", drills::network_policy(c));
     step!("kind steps", steps::kind_steps(c));
     step!(
         "drill without policy agent",
