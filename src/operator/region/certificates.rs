@@ -16,14 +16,13 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 
 use super::names;
 use super::object_meta::{meta, region_labels};
 use super::secrets::{Found, Secrets};
 use crate::api::{
-    LeafnodeProxy, PartitionDrill, RegionMirror, TlsMode, TlsStatus, ZoneCertificateStatus,
-    ZoneSpec,
+    LeafnodeProxy, RegionMirror, TlsMode, TlsStatus, ZoneCertificateStatus, ZoneSpec,
 };
 use crate::operator::error::{Error, Result};
 use crate::operator::ssa;
@@ -352,21 +351,10 @@ async fn generated(
     Ok((cas, zone_secrets, expiry, rotation))
 }
 
-/// The drill that holds the region now (it runs, heals, or has a fault
-/// open), read from the drills' statuses.
+/// The drill that holds the region now.
 async fn drill_on(client: &kube::Client, ns: &str, region: &str) -> Result<Option<String>> {
-    let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), ns);
-    let list = drills
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| Error::kube(format!("list PartitionDrills in {ns}"), e))?;
-    Ok(list
-        .items
-        .into_iter()
-        .find(|d| {
-            d.spec.region_ref.name == region && d.status.as_ref().is_some_and(|s| s.holds_region())
-        })
-        .map(|d| d.name_any()))
+    let drills = super::drills::list(client, ns).await?;
+    Ok(super::drills::holder(region, &drills).map(|d| d.name_any()))
 }
 
 /// The CA Secret's CAs. A Secret of before rotations (no bundle different

@@ -364,7 +364,11 @@ async fn reconcile_region(
     let dialed = observe::dial_zones(ctx, &valid, creds, &external_users, &ready_replicas).await;
 
     // Streams, then what the zones look like.
-    let keep = drills::kept_sources(client, region).await?;
+    // One list a pass: the running drills' temporary zones are kept in the
+    // aggregates, and the one holding the region explains its lag.
+    let drills = drills::list(client, ns).await?;
+    let keep = drills::sources_of_running_drills(region, &drills);
+    let holder = drills::holder(name, &drills).map(|d| d.name_any());
     let (mut streams_state, errors) =
         streams::provision(&region.spec, &dialed.connected, &keep).await;
     for e in &errors {
@@ -430,7 +434,14 @@ async fn reconcile_region(
     ctx.metrics.set_region_lag(ns, name, &lags);
 
     let old = region.status.clone().unwrap_or_default();
-    let mut new = status::observed(region, &old, zones, &streams_state, now());
+    let mut new = status::observed(
+        region,
+        &old,
+        zones,
+        &streams_state,
+        holder.as_deref(),
+        now(),
+    );
     new.tls = valid.tls.as_ref().and_then(|t| t.status());
     if new != old {
         write_status(ctx, region, &new).await?;
@@ -450,10 +461,12 @@ async fn reconcile_region(
 /// 30 s. A pass that warned (a zone or stream failing) keeps the refresh, so
 /// a broken region is not hammered and its Events not repeated every 3 s.
 fn next_look(status: &RegionMirrorStatus, warned: bool, refresh: Duration) -> Duration {
-    let converging = status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == status::READY && c.status == "False" && c.reason == "MirrorsBehind");
+    // A drill's lag is looked at as often: its end shows as soon.
+    let converging = status.conditions.iter().any(|c| {
+        c.type_ == status::READY
+            && (c.status == "False" && c.reason == "MirrorsBehind"
+                || c.reason == status::DRILL_IN_PROGRESS)
+    });
     if converging && !warned {
         refresh.min(SETTLING_REFRESH)
     } else {
