@@ -35,7 +35,7 @@ use natsregion::operator::region::{self, names, status};
 use natsregion::operator::shutdown::shutdown_on;
 use natsregion::testenv::ControlPlane;
 use natsregion::testenv::fixtures;
-use natsregion::testenv::gitops::{Health, flux_health_of};
+use natsregion::testenv::gitops::{Health, argo_status_of, flux_health_of};
 use natsregion::testenv::support::{eventually, plane_with_crds};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -1133,6 +1133,7 @@ async fn external_zones_get_streams_and_report_lag() {
     // Only someone deleting the stream gets it further: kstatus' Failed.
     expect_progress(&r, "False", "True", "StreamNeedsRecreate");
     assert_eq!(flux_health_of(&r), Ok(Health::Failed));
+    assert_eq!(argo_status_of(&r).as_deref(), Ok("Degraded"));
     let rv = r.resource_version();
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(
@@ -1195,6 +1196,7 @@ async fn external_zones_get_streams_and_report_lag() {
     // kstatus (Flux `wait`) does not call it Current before its zones run.
     expect_progress(&r, "True", "False", "ZonesStarting");
     assert_eq!(flux_health_of(&r), Ok(Health::InProgress));
+    assert_eq!(argo_status_of(&r).as_deref(), Ok("Progressing"));
     assert!(r.status.unwrap().zones.iter().all(|z| z.last_seq.is_none()));
     set_ready(&client, ns, "mgd-a", 1, 1).await;
     set_ready(&client, ns, "mgd-b", 1, 1).await;
@@ -1207,6 +1209,7 @@ async fn external_zones_get_streams_and_report_lag() {
     .await;
     expect_progress(&r, "False", "False", "Reconciled");
     assert_eq!(flux_health_of(&r), Ok(Health::Current));
+    assert_eq!(argo_status_of(&r).as_deref(), Ok("Healthy"));
     eprintln!(
         "managed zones provisioned and in sync {:?} after ready",
         t_ready.elapsed()
@@ -1907,6 +1910,7 @@ async fn a_region_whose_names_another_region_holds_applies_nothing() {
     let r = regions.get("east-b").await.unwrap();
     expect_progress(&r, "False", "True", "NameConflict");
     assert_eq!(flux_health_of(&r), Ok(Health::Failed));
+    assert_eq!(argo_status_of(&r).as_deref(), Ok("Degraded"));
     let message = &refused.message;
     assert_eq!(refused.status, "False");
     for part in [

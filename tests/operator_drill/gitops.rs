@@ -2,7 +2,7 @@
 //! changes runs again, a suspended schedule starts nothing until resumed, and
 //! the Flux health expressions of docs/gitops.md read the statuses right.
 
-use natsregion::testenv::gitops::{Health, flux_health_of};
+use natsregion::testenv::gitops::{Health, argo_status_of, flux_health_of};
 
 use super::*;
 
@@ -33,6 +33,7 @@ async fn an_edited_finished_drill_runs_again_and_observed_generation_follows() {
     let row = table_row(&client, "edited").await;
     assert!(row["Last success"].is_string(), "{row:?}");
     assert_eq!(flux_health_of(&first), Ok(Health::Current));
+    assert_eq!(argo_status_of(&first).as_deref(), Ok("Healthy"));
 
     // The edit, as Flux or Argo CD would apply it from Git.
     let edited = drills
@@ -45,6 +46,7 @@ async fn an_edited_finished_drill_runs_again_and_observed_generation_follows() {
         .unwrap();
     assert_eq!(edited.metadata.generation, Some(2));
     assert_eq!(flux_health_of(&edited), Ok(Health::InProgress));
+    assert_eq!(argo_status_of(&edited).as_deref(), Ok("Progressing"));
     let second = wait_for(
         &drills,
         "edited",
@@ -65,6 +67,7 @@ async fn an_edited_finished_drill_runs_again_and_observed_generation_follows() {
     assert!(s.last_success_time.as_ref().unwrap().0 > success.0);
     expect_conditions(&second, &[("Completed", "True"), ("Succeeded", "True")]);
     assert_eq!(flux_health_of(&second), Ok(Health::Current));
+    assert_eq!(argo_status_of(&second).as_deref(), Ok("Healthy"));
     // Done with generation 2: no third run.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let again = drills.get("edited").await.unwrap();
@@ -110,6 +113,7 @@ async fn a_suspended_schedule_starts_no_run_until_resumed() {
         "nothing written"
     );
     assert_eq!(flux_health_of(&d2), Ok(Health::Current));
+    assert_eq!(argo_status_of(&d2).as_deref(), Ok("Suspended"));
 
     drills
         .patch(
