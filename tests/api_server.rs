@@ -507,6 +507,7 @@ fn cases() -> Vec<Case> {
         case!(Drill, DRILL_NAME, |d| d.metadata.name =
             Some("d".repeat(64))),
         case!(Drill, HISTORY_LIMIT, |d| d.spec.history_limit = 0),
+        case!(Drill, SUSPEND_SCHEDULE, |d| d.spec.suspend = true),
         case!(Drill, REGION_REF, |d| d.spec.region_ref.name =
             String::new()),
         case!(Drill, FAULT_DEADLINE, |d| {

@@ -35,6 +35,7 @@ use natsregion::operator::region::{self, names, status};
 use natsregion::operator::shutdown::shutdown_on;
 use natsregion::testenv::ControlPlane;
 use natsregion::testenv::fixtures;
+use natsregion::testenv::gitops::{Health, argo_status_of, flux_health_of};
 use natsregion::testenv::support::{eventually, plane_with_crds};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -1174,6 +1175,10 @@ async fn external_zones_get_streams_and_report_lag() {
     assert_eq!(c.status, "False");
     assert!(c.message.contains("delete stream EVENTS"), "{}", c.message);
     cond_is(&r, status::READY, "False").unwrap();
+    // Only someone deleting the stream gets it further: kstatus' Failed.
+    expect_progress(&r, "False", "True", "StreamNeedsRecreate");
+    assert_eq!(flux_health_of(&r), Ok(Health::Failed));
+    assert_eq!(argo_status_of(&r).as_deref(), Ok("Degraded"));
     let rv = r.resource_version();
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert_eq!(
@@ -1232,15 +1237,24 @@ async fn external_zones_get_streams_and_report_lag() {
         },
     )
     .await;
+    // The first status already says the region is not there yet, so
+    // kstatus (Flux `wait`) does not call it Current before its zones run.
+    expect_progress(&r, "True", "False", "ZonesStarting");
+    assert_eq!(flux_health_of(&r), Ok(Health::InProgress));
+    assert_eq!(argo_status_of(&r).as_deref(), Ok("Progressing"));
     assert!(r.status.unwrap().zones.iter().all(|z| z.last_seq.is_none()));
     set_ready(&client, ns, "mgd-a", 1, 1).await;
     set_ready(&client, ns, "mgd-b", 1, 1).await;
     let t_ready = Instant::now();
-    eventually("mgd Ready", Duration::from_secs(30), async || {
+    let r = eventually("mgd Ready", Duration::from_secs(30), async || {
         let r = regions.get("mgd").await.map_err(|e| e.to_string())?;
-        cond_is(&r, status::READY, "True")
+        cond_is(&r, status::READY, "True")?;
+        Ok(r)
     })
     .await;
+    expect_progress(&r, "False", "False", "Reconciled");
+    assert_eq!(flux_health_of(&r), Ok(Health::Current));
+    assert_eq!(argo_status_of(&r).as_deref(), Ok("Healthy"));
     eprintln!(
         "managed zones provisioned and in sync {:?} after ready",
         t_ready.elapsed()
@@ -1826,6 +1840,31 @@ async fn get_port(port: u16, path: &str) -> u16 {
 
 /// The Warning Event of `region` with `reason`, its note.
 /// The Ready condition of `region` once it reports `NameConflict`.
+/// The region's Reconciling and Stalled conditions are `reconciling` and
+/// `stalled`, the True one (or Reconciling) with `reason`, each for the
+/// region's generation as kstatus requires.
+fn expect_progress(r: &RegionMirror, reconciling: &str, stalled: &str, reason: &str) {
+    let generation = r.metadata.generation;
+    assert_eq!(
+        r.status.as_ref().and_then(|s| s.observed_generation),
+        generation
+    );
+    for (type_, want) in [
+        (status::RECONCILING, reconciling),
+        (status::STALLED, stalled),
+    ] {
+        let c = condition(r, type_).unwrap_or_else(|| panic!("no {type_}: {:?}", r.status));
+        assert_eq!(c.status, want, "{type_}: {c:?}");
+        assert_eq!(c.observed_generation, generation, "{type_}: {c:?}");
+    }
+    let deciding = if stalled == "True" {
+        status::STALLED
+    } else {
+        status::RECONCILING
+    };
+    assert_eq!(condition(r, deciding).unwrap().reason, reason);
+}
+
 async fn name_conflict(regions: &Api<RegionMirror>, region: &str) -> Condition {
     eventually(
         &format!("{region} refused"),
@@ -1925,6 +1964,10 @@ async fn a_region_whose_names_another_region_holds_applies_nothing() {
         .await
         .unwrap();
     let refused = name_conflict(&regions, "east-b").await;
+    let r = regions.get("east-b").await.unwrap();
+    expect_progress(&r, "False", "True", "NameConflict");
+    assert_eq!(flux_health_of(&r), Ok(Health::Failed));
+    assert_eq!(argo_status_of(&r).as_deref(), Ok("Degraded"));
     let message = &refused.message;
     assert_eq!(refused.status, "False");
     for part in [

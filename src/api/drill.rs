@@ -27,12 +27,14 @@ use super::validate::msg;
     printcolumn = r#"{"name":"Verdict","type":"string","jsonPath":".status.verdict"}"#,
     printcolumn = r#"{"name":"Claims","type":"string","description":"claims passed / judged","jsonPath":".status.claimsPassed"}"#,
     printcolumn = r#"{"name":"Catch-up","type":"number","description":"seconds the mirrors took to catch up after the heal","jsonPath":".status.totals.catchUpSeconds"}"#,
+    printcolumn = r#"{"name":"Last success","type":"date","description":"when the last run whose every claim passed finished","jsonPath":".status.lastSuccessTime"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(
     validation = Rule::new("!has(self.steps) || self.steps.filter(s, s == 'partition').size() == self.steps.filter(s, s == 'heal').size()").message(msg::PARTITION_HEALED),
     validation = Rule::new("!has(self.steps) || self.steps.size() == 0 || self.steps[self.steps.size() - 1] == 'verify'").message(msg::VERIFY_LAST),
-    validation = Rule::new("self.fault.holdSeconds < self.fault.deadlineSeconds").message(msg::HOLD_BEFORE_DEADLINE)
+    validation = Rule::new("self.fault.holdSeconds < self.fault.deadlineSeconds").message(msg::HOLD_BEFORE_DEADLINE),
+    validation = Rule::new("!has(self.suspend) || !self.suspend || has(self.schedule)").message(msg::SUSPEND_SCHEDULE)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PartitionDrillSpec {
@@ -64,6 +66,11 @@ pub struct PartitionDrillSpec {
     )]
     #[schemars(length(max = 64))]
     pub schedule: Option<String>,
+    /// With a schedule: no new run starts while true (a run already going is
+    /// not stopped by it; the abort annotation does that). Times that came
+    /// due while suspended collapse into one run, for the latest, once false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
     /// Past results kept in status when scheduled.
     #[serde(default = "default_history_limit")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 50").message(msg::HISTORY_LIMIT))]
@@ -568,6 +575,10 @@ pub struct PartitionDrillStatus {
     pub sync_interval: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_schedule_time: Option<Time>,
+    /// When the last run whose verdict was Passed finished; kept when later
+    /// runs fail and when that run leaves the history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<DrillRun>,
 }

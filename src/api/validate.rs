@@ -86,6 +86,7 @@ pub mod msg {
     pub const SCHEDULE: &str = "schedule must be a cron expression with 5 fields (minute 0-59, hour 0-23, day of month 1-31, month 1-12 or JAN-DEC, day of week 0-7 or SUN-SAT), each a number, a range a-b with a <= b, */n, a-b/n or a comma-separated list of these, for example '0 3 * * *' or '*/15 8-18 * * MON-FRI'";
     pub const SCHEDULE_NEVER: &str = "schedule names a date that never occurs (day 30 or 31 of February, or day 31 of a 30-day month, with day of week *): pick a day the month has, or name the weekday";
     pub const DRILL_NAME: &str = "metadata.name of a PartitionDrill must be a DNS label of at most 63 characters (lowercase letters, digits and '-', starting with a letter): it becomes a label value and part of the drill's NATS durable consumer names, which may not contain '.'";
+    pub const SUSPEND_SCHEDULE: &str = "suspend pauses a schedule and this drill has none: set spec.schedule too, or leave suspend out (a drill without a schedule runs once when created, and again when its spec changes)";
     pub const HISTORY_LIMIT: &str = "historyLimit must be between 1 and 50";
     pub const REGION_REF: &str = "regionRef.name must name a RegionMirror in the drill's namespace";
     pub const FAULT_DEADLINE: &str = "fault.deadlineSeconds must be between 10 and 3600";

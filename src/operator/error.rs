@@ -182,10 +182,44 @@ impl Error {
         }
     }
 
+    /// True when the region cannot get further without someone changing
+    /// something (its spec, a Secret's label, a stream, another object):
+    /// kstatus' `Stalled`. Retrying may still happen (a label can be added
+    /// any time), but waiting alone does not help.
+    pub fn stalls(&self) -> bool {
+        self.is_permanent() || stalls(self.reason())
+    }
+
     /// Backoff after the `failures`-th consecutive failure of one object.
     pub fn backoff(failures: u32) -> Duration {
         Backoff::RECONCILE.delay(failures.saturating_sub(1))
     }
+}
+
+/// The reasons (see [`Error::reason`]) of failures that need someone to act,
+/// beyond the permanent ones: a name someone else holds, a Secret not opted
+/// in, a stream the server cannot change in place or that is not what the
+/// region needs, a zone that is not the one the spec names.
+const STALLING: &[&str] = &[
+    "InvalidSpec",
+    "InvalidConfiguration",
+    "Rejected",
+    "MissingField",
+    "NameConflict",
+    "ExternalSecretNotOptedIn",
+    "StreamNeedsRecreate",
+    "SubjectsOverlap",
+    "NotAMirror",
+    "SourceNotLimits",
+    "ReplicasUnplaceable",
+    "ZoneBadUrl",
+    "ZoneDomainMismatch",
+];
+
+/// [`Error::stalls`] for a failure known only by its reason (a stream
+/// provisioning or zone failure summed up in the region's status).
+pub fn stalls(reason: &str) -> bool {
+    STALLING.contains(&reason)
 }
 
 fn api_code(e: &kube::Error) -> Option<u16> {

@@ -7,6 +7,7 @@
 
 pub mod controlplane;
 pub mod fixtures;
+pub mod gitops;
 pub mod node;
 mod process;
 pub mod relay;

@@ -40,6 +40,7 @@ use natsregion::testenv::support::{eventually, plane_with_crds};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
+mod gitops;
 mod safety;
 mod world;
 use world::*;

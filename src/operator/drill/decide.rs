@@ -31,6 +31,10 @@ pub enum Next {
     MarkAborted,
     /// Nothing to do until the drill changes.
     Idle,
+    /// Record that this generation of the spec was seen, start no run: a
+    /// scheduled drill's edit waits for its next time, a suspended one for
+    /// `suspend: false`.
+    Observe,
     /// The next scheduled run is this far away.
     WaitFor(Duration),
     /// Start a run; `scheduled_at` is the schedule time it stands for.
@@ -91,6 +95,21 @@ pub fn decide(
         } else {
             Next::MarkAborted
         }
+    } else if drill.spec.suspend && drill.spec.schedule.is_some() {
+        if spec_changed(drill) || status.is_none() {
+            Next::Observe
+        } else {
+            Next::Idle
+        }
+    } else if phase.is_finished() && spec_changed(drill) {
+        // An edit (from Git, say) is the user asking for the drill as it
+        // now reads: a one-shot drill runs it, a scheduled one at its next
+        // time. Either way observedGeneration follows.
+        if drill.spec.schedule.is_none() {
+            Next::Start { scheduled_at: None }
+        } else {
+            Next::Observe
+        }
     } else if phase.is_finished() {
         match next_run(drill, now)? {
             None => Next::Idle,
@@ -122,6 +141,14 @@ pub fn decide(
         drop_finalizer,
         next,
     })
+}
+
+/// The spec moved past the generation the status last recorded. A status
+/// without one (written before this was kept) counts as current: an upgrade
+/// must not run every finished drill again.
+fn spec_changed(drill: &PartitionDrill) -> bool {
+    let observed = drill.status.as_ref().and_then(|s| s.observed_generation);
+    matches!((drill.metadata.generation, observed), (Some(g), Some(o)) if g > o)
 }
 
 /// The faults the status records as injected and not yet healed.
@@ -206,6 +233,9 @@ mod tests {
         last_scheduled: Option<&'static str>,
         /// Deadlines of unhealed faults.
         open: &'static [&'static str],
+        generation: Option<i64>,
+        observed: Option<i64>,
+        suspend: bool,
     }
 
     fn drill(r: &Row) -> PartitionDrill {
@@ -215,6 +245,8 @@ mod tests {
         .unwrap();
         let mut d = PartitionDrill::new("d", spec);
         d.spec.schedule = r.schedule.map(str::to_string);
+        d.spec.suspend = r.suspend;
+        d.metadata.generation = r.generation;
         d.metadata.creation_timestamp = Some(Time(ts("2026-12-02T11:00:00Z")));
         if r.deleting {
             d.metadata.deletion_timestamp = Some(Time(ts(NOW)));
@@ -229,6 +261,7 @@ mod tests {
             let mut s = PartitionDrillStatus {
                 phase: r.phase.unwrap_or_default(),
                 last_schedule_time: r.last_scheduled.map(|t| Time(ts(t))),
+                observed_generation: r.observed,
                 ..Default::default()
             };
             s.verdict = Verdict::NotRun;
@@ -419,6 +452,96 @@ mod tests {
         // Missed times while no operator ran: one run, for the latest due.
         assert_eq!(
             next(scheduled("2026-12-02T10:00:00Z"), false).next,
+            Next::Start {
+                scheduled_at: Some(ts("2026-12-02T12:00:00Z"))
+            }
+        );
+    }
+
+    #[test]
+    fn an_edited_finished_drill_runs_again_if_one_shot_and_is_observed_if_scheduled() {
+        let edited = || Row {
+            phase: Some(DrillPhase::Failed),
+            generation: Some(2),
+            observed: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            next(edited(), false).next,
+            Next::Start { scheduled_at: None }
+        );
+        // Not edited, or a status of before observedGeneration: stays done.
+        for observed in [Some(2), None] {
+            let row = Row {
+                observed,
+                ..edited()
+            };
+            assert_eq!(next(row, false).next, Next::Idle);
+        }
+        // The abort annotation still holds it.
+        let aborted = Row {
+            abort: true,
+            ..edited()
+        };
+        assert_eq!(next(aborted, false).next, Next::Idle);
+        // While it runs the task is not disturbed: the edit runs after.
+        let running = Row {
+            phase: Some(DrillPhase::Running),
+            ..edited()
+        };
+        assert_eq!(next(running, true).next, Next::WatchTask);
+        // Scheduled: the edit is the next run's, not a run of its own.
+        let scheduled = Row {
+            schedule: Some("*/5 * * * *"),
+            last_scheduled: Some("2026-12-02T12:00:00Z"),
+            ..edited()
+        };
+        assert_eq!(next(scheduled, false).next, Next::Observe);
+    }
+
+    #[test]
+    fn a_suspended_schedule_starts_nothing_and_stops_nothing() {
+        let suspended = |phase, last: Option<&'static str>| Row {
+            phase,
+            schedule: Some("*/5 * * * *"),
+            last_scheduled: last,
+            suspend: true,
+            generation: Some(2),
+            observed: Some(2),
+            ..Default::default()
+        };
+        // Due since 12:00:00, never run, or just created: no start.
+        assert_eq!(
+            next(
+                suspended(Some(DrillPhase::Succeeded), Some("2026-12-02T11:55:00Z")),
+                false
+            )
+            .next,
+            Next::Idle
+        );
+        assert_eq!(
+            next(suspended(Some(DrillPhase::Pending), None), false).next,
+            Next::Idle
+        );
+        assert_eq!(next(suspended(None, None), false).next, Next::Observe);
+        // The suspend itself is an edit: recorded, nothing started.
+        let just_suspended = Row {
+            observed: Some(1),
+            ..suspended(Some(DrillPhase::Succeeded), Some("2026-12-02T11:55:00Z"))
+        };
+        assert_eq!(next(just_suspended, false).next, Next::Observe);
+        // A run going on is not stopped by it.
+        assert_eq!(
+            next(suspended(Some(DrillPhase::Running), None), true).next,
+            Next::WatchTask
+        );
+        // Unsuspended: the latest time due runs.
+        let resumed = Row {
+            suspend: false,
+            ..suspended(Some(DrillPhase::Succeeded), Some("2026-12-02T11:55:00Z"))
+        };
+        assert_eq!(
+            next(resumed, false).next,
             Next::Start {
                 scheduled_at: Some(ts("2026-12-02T12:00:00Z"))
             }

@@ -5,7 +5,7 @@
 use super::decide::unhealed;
 use super::heal::{Counted, heal_after_engine};
 use super::runtime::{KubeRuntime, zone_accesses};
-use super::status::StatusSink;
+use super::status::{StatusSink, last_success};
 use super::*;
 use crate::drill::engine::{self, EngineOptions};
 use crate::drill::retry::{Backoff, Retried, Transient, retry};
@@ -135,6 +135,7 @@ impl DrillJob {
         }
         let mut carried = self.carried.clone();
         push_history(&mut carried.history, &report, self.drill.spec.history_limit);
+        carried.last_success_time = last_success(carried.last_success_time.take(), &report);
         let mut finished = carried.merge(report);
         conditions::update(
             &mut finished,

@@ -369,6 +369,7 @@ async fn reconcile_inner(drill: &PartitionDrill, shared: &Arc<Shared>) -> Result
             s.verdict = Verdict::NotRun;
             s.message = Some("aborted before it started".into());
             s.finished_at = Some(Time(now));
+            s.observed_generation = drill.metadata.generation;
             conditions::update(&mut s, drill.metadata.generation, now);
             status::apply(&api, &name, &s)
                 .await
@@ -376,6 +377,13 @@ async fn reconcile_inner(drill: &PartitionDrill, shared: &Arc<Shared>) -> Result
             Ok(Action::await_change())
         }
         Next::Idle => Ok(Action::await_change()),
+        Next::Observe => {
+            let s = observed(drill, now);
+            status::apply(&api, &name, &s)
+                .await
+                .map_err(|e| Error::kube(format!("write status of drill {name}"), e))?;
+            Ok(Action::await_change())
+        }
         Next::WaitFor(wait) => Ok(Action::requeue(wait)),
         Next::Start { scheduled_at } => {
             if let Some(holder) = exclusive::busy(shared, &api, drill).await? {
@@ -409,6 +417,25 @@ async fn reconcile_inner(drill: &PartitionDrill, shared: &Arc<Shared>) -> Result
             Ok(Action::requeue(Duration::from_secs(2)))
         }
     }
+}
+
+/// The status of a drill whose spec generation was seen and that starts no
+/// run for it now (see [`Next::Observe`]): the last run's result stays, its
+/// conditions now speak for this generation.
+fn observed(drill: &PartitionDrill, now: jiff::Timestamp) -> PartitionDrillStatus {
+    let mut s = drill.status.clone().unwrap_or_default();
+    s.observed_generation = drill.metadata.generation;
+    if drill.status.is_none() {
+        s.message = Some(if drill.spec.suspend {
+            "suspended (spec.suspend): no run starts until it is false".into()
+        } else {
+            "no run yet".into()
+        });
+    }
+    if !s.conditions.is_empty() {
+        conditions::update(&mut s, drill.metadata.generation, now);
+    }
+    s
 }
 
 /// What a backend needs to cut, beyond what it needs to heal (nothing of
@@ -500,6 +527,7 @@ async fn start(
             .map(Time)
             .or(previous.last_schedule_time.clone()),
         history: previous.history.clone(),
+        last_success_time: previous.last_success_time.clone(),
         conditions: first.conditions.clone(),
     };
     status::apply(api, &name, &carried.merge(first))

@@ -42,6 +42,7 @@ pub async fn apply(
 pub struct Carried {
     pub last_schedule_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     pub history: Vec<DrillRun>,
+    pub last_success_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     /// The conditions set when the run started; they change again only when
     /// it ends (see [`super::conditions`]), so progress writes carry them as
     /// they are.
@@ -52,9 +53,22 @@ impl Carried {
     pub fn merge(&self, mut status: PartitionDrillStatus) -> PartitionDrillStatus {
         status.last_schedule_time = self.last_schedule_time.clone();
         status.history = self.history.clone();
+        status.last_success_time = self.last_success_time.clone();
         status.conditions = self.conditions.clone();
         status.claims_passed = super::conditions::claims_passed(&status);
         status
+    }
+}
+
+/// When the last passed run finished, with `run` just finished.
+pub fn last_success(
+    before: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    run: &PartitionDrillStatus,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
+    if run.verdict == Verdict::Passed {
+        run.finished_at.clone().or(before)
+    } else {
+        before
     }
 }
 

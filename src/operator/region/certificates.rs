@@ -274,7 +274,7 @@ async fn generated(
     }
     let mut step = rotation::decide(&stored, &views, now, policy);
     if step.moves()
-        && let Some(drill) = super::drills::holder(client, ns, &name).await?
+        && let Some(drill) = drill_on(client, ns, &name).await?
     {
         step = Step::Held(drill);
     }
@@ -349,6 +349,12 @@ async fn generated(
     }
     let rotation = rotation::describe(&cas, &step);
     Ok((cas, zone_secrets, expiry, rotation))
+}
+
+/// The drill that holds the region now.
+async fn drill_on(client: &kube::Client, ns: &str, region: &str) -> Result<Option<String>> {
+    let drills = super::drills::list(client, ns).await?;
+    Ok(super::drills::holder(region, &drills).map(|d| d.name_any()))
 }
 
 /// The CA Secret's CAs. A Secret of before rotations (no bundle different

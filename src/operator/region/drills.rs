@@ -1,10 +1,10 @@
-//! The region's drills, as far as the region controller cares: the drill
-//! holding the region, whose time it is (see [`holder`]); and for
-//! provisioning, a drill's
-//! `add-temporary-zone` step on a sources region adds its temporary zone's
-//! local stream to every aggregate itself (the zone is not in the spec), so
-//! while the drill runs the region keeps that source instead of removing it
-//! on its next pass, which would falsify the drill's verdict.
+//! The region's drills, as far as its reconcile cares. Provisioning: a
+//! drill's `add-temporary-zone` step on a sources region adds its temporary
+//! zone's local stream to every aggregate itself (the zone is not in the
+//! spec), so while the drill runs the region keeps that source instead of
+//! removing it on its next pass, which would falsify the drill's verdict.
+//! Status: the drill that holds the region explains its mirrors' lag, and
+//! CA rotation waits for it.
 
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
@@ -13,37 +13,21 @@ use crate::api::{DrillPhase, PartitionDrill, RegionMirror};
 use crate::operator::error::{Error, Result};
 use crate::plan::local_stream_name;
 
-/// The drill that holds region `region` of `ns` now (it runs, heals, or has
-/// a fault open), read from the drills' statuses: what the controller leaves
-/// alone meanwhile (a CA rotation step, a mirror's resume) is the drill's.
-pub async fn holder(client: &kube::Client, ns: &str, region: &str) -> Result<Option<String>> {
-    let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), ns);
-    let list = drills
+/// The PartitionDrills of namespace `ns`.
+pub async fn list(client: &kube::Client, ns: &str) -> Result<Vec<PartitionDrill>> {
+    Ok(Api::<PartitionDrill>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
         .await
-        .map_err(|e| Error::kube(format!("list PartitionDrills in {ns}"), e))?;
-    Ok(list
-        .items
-        .into_iter()
-        .find(|d| {
-            d.spec.region_ref.name == region && d.status.as_ref().is_some_and(|s| s.holds_region())
-        })
-        .map(|d| d.name_any()))
+        .map_err(|e| Error::kube(format!("list the PartitionDrills in {ns}"), e))?
+        .items)
 }
 
-/// The aggregate sources `region`'s provisioning keeps although no zone of
-/// its spec is theirs. Reads the drills only for the sources topology, the
-/// only one where a drill edits the region's streams.
-pub async fn kept_sources(client: &kube::Client, region: &RegionMirror) -> Result<Vec<String>> {
-    if !region.spec.is_sources() {
-        return Ok(Vec::new());
-    }
-    let ns = region.namespace().unwrap_or_default();
-    let drills = Api::<PartitionDrill>::namespaced(client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| Error::kube(format!("list the PartitionDrills in {ns}"), e))?;
-    Ok(sources_of_running_drills(region, &drills.items))
+/// The drill that holds region `region` now (it runs, heals, or has a fault
+/// open), read from the drills' statuses.
+pub fn holder<'a>(region: &str, drills: &'a [PartitionDrill]) -> Option<&'a PartitionDrill> {
+    drills.iter().find(|d| {
+        d.spec.region_ref.name == region && d.status.as_ref().is_some_and(|s| s.holds_region())
+    })
 }
 
 /// The local stream of the temporary zone of every drill of `region` that is

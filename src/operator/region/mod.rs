@@ -375,7 +375,11 @@ async fn reconcile_region(region: &RegionMirror, rc: &RegionCtx) -> Result<Actio
     let dialed = observe::dial_zones(ctx, &valid, creds, &external_users, &ready_replicas).await;
 
     // Streams, then what the zones look like.
-    let keep = drills::kept_sources(client, region).await?;
+    // One list a pass: the running drills' temporary zones are kept in the
+    // aggregates, and the one holding the region explains its lag.
+    let drills = drills::list(client, ns).await?;
+    let keep = drills::sources_of_running_drills(region, &drills);
+    let holder = drills::holder(name, &drills).map(|d| d.name_any());
     let (mut streams_state, errors) =
         streams::provision(&region.spec, &dialed.connected, &keep).await;
     for e in &errors {
@@ -441,11 +445,26 @@ async fn reconcile_region(region: &RegionMirror, rc: &RegionCtx) -> Result<Actio
     ctx.metrics.set_region_lag(ns, name, &lags);
     let streams: Vec<String> = lags.iter().map(|(zone, _)| zone.clone()).collect();
     ctx.metrics.set_region_resume_zones(ns, name, &streams);
-    resume::resume_stalled(ctx, region, &dialed.connected, &zones, &rc.nudges).await;
+    resume::resume_stalled(
+        ctx,
+        region,
+        &dialed.connected,
+        &zones,
+        holder.as_deref(),
+        &rc.nudges,
+    )
+    .await;
     let silent = ctx.settings.resume_stalled_mirrors_after.is_some() && resume::any_silent(&zones);
 
     let old = region.status.clone().unwrap_or_default();
-    let mut new = status::observed(region, &old, zones, &streams_state, now());
+    let mut new = status::observed(
+        region,
+        &old,
+        zones,
+        &streams_state,
+        holder.as_deref(),
+        now(),
+    );
     new.tls = valid.tls.as_ref().and_then(|t| t.status());
     if new != old {
         write_status(ctx, region, &new).await?;
@@ -475,10 +494,12 @@ fn next_look(
     silent: bool,
     refresh: Duration,
 ) -> Duration {
-    let converging = status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == status::READY && c.status == "False" && c.reason == "MirrorsBehind");
+    // A drill's lag is looked at as often: its end shows as soon.
+    let converging = status.conditions.iter().any(|c| {
+        c.type_ == status::READY
+            && (c.status == "False" && c.reason == "MirrorsBehind"
+                || c.reason == status::DRILL_IN_PROGRESS)
+    });
     if (converging && !warned) || silent {
         refresh.min(SETTLING_REFRESH)
     } else {

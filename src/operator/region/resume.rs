@@ -156,6 +156,7 @@ pub async fn resume_stalled(
     region: &RegionMirror,
     connected: &[Connected],
     zones: &[ZoneStatus],
+    holder: Option<&str>,
     nudges: &Nudges,
 ) {
     let Some(after) = ctx.settings.resume_stalled_mirrors_after else {
@@ -167,15 +168,6 @@ pub async fn resume_stalled(
     }
     let (ns, name) = (region.namespace().unwrap_or_default(), region.name_any());
     let region_key = format!("{ns}/{name}");
-    let held = match super::drills::holder(&ctx.client, &ns, &name).await {
-        Ok(held) => held,
-        Err(e) => {
-            // Without knowing whether a drill holds the region, leave it
-            // to the drill: the next look asks again.
-            tracing::warn!(region = %region_key, error = %e, "cannot tell whether a drill holds the region; no mirror resumed");
-            return;
-        }
-    };
     let policy = Policy {
         silent_after: after,
         link_settled_after: Duration::ZERO,
@@ -208,7 +200,7 @@ pub async fn resume_stalled(
             leader: s.leader.as_deref(),
             replicas: s.replicas,
             since_last: nudges.since(&key),
-            held_by: held.as_deref(),
+            held_by: holder,
         };
         let from = linked
             .iter()

@@ -8,12 +8,105 @@ use super::streams::StreamsState;
 use crate::api::conditions::{self, Desired};
 use crate::api::{RegionMirror, RegionMirrorStatus, ZoneStatus};
 use crate::nats::state::{in_sync, source_in_sync};
-use crate::operator::error::Error;
+use crate::operator::error::{self, Error};
 
 pub const READY: &str = "Ready";
 pub const ZONES_READY: &str = "ZonesReady";
 pub const STREAMS_READY: &str = "StreamsReady";
 pub const MIRRORS_IN_SYNC: &str = "MirrorsInSync";
+/// kstatus' "in progress": True from the first status write until every zone
+/// runs and the streams exist, so GitOps tools (Flux `wait`, Argo CD) do not
+/// call a region Current before it is. Lag does not count: a mirror behind
+/// is reported by MirrorsInSync and Ready, not by Reconciling.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus' "failed": True when the region cannot get further until someone
+/// changes something (see [`crate::operator::error::stalls`]).
+pub const STALLED: &str = "Stalled";
+/// Ready's reason while a drill holds the region and only mirror lag keeps
+/// Ready from True: the cut is the drill's, not the region's.
+pub const DRILL_IN_PROGRESS: &str = "DrillInProgress";
+
+/// Where the region stands for kstatus readers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
+    /// Every zone runs and the streams exist.
+    Done,
+    /// The operator is still getting there (or retrying what may clear).
+    Working {
+        reason: &'static str,
+        message: String,
+    },
+    /// Waiting alone does not help: someone must change something.
+    Stalled {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// The region's progress from its zones' readiness and its streams' state.
+pub fn progress(zones_ok: bool, streams: &StreamsState) -> Progress {
+    match streams {
+        StreamsState::NeedsRecreate(m) => Progress::Stalled {
+            reason: "StreamNeedsRecreate",
+            message: m.clone(),
+        },
+        StreamsState::Failed { reason, message } if error::stalls(reason) => Progress::Stalled {
+            reason,
+            message: message.clone(),
+        },
+        _ if !zones_ok => Progress::Working {
+            reason: "ZonesStarting",
+            message: "not every zone has all its servers ready: see ZonesReady".into(),
+        },
+        StreamsState::Ready => Progress::Done,
+        StreamsState::Waiting(m) => Progress::Working {
+            reason: "StreamsProvisioning",
+            message: m.clone(),
+        },
+        StreamsState::Failed { reason, message } => Progress::Working {
+            reason,
+            message: format!("retrying: {message}"),
+        },
+    }
+}
+
+/// Writes `progress` as the Reconciling and Stalled conditions.
+fn set_progress(
+    conds: &mut Vec<Condition>,
+    progress: Progress,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) {
+    let (reconciling, stalled) = match progress {
+        Progress::Done => (
+            (
+                false,
+                "Reconciled",
+                "every zone runs and the streams exist".to_string(),
+            ),
+            (false, "Reconciled", String::new()),
+        ),
+        Progress::Working { reason, message } => {
+            ((true, reason, message), (false, reason, String::new()))
+        }
+        Progress::Stalled { reason, message } => {
+            ((false, reason, String::new()), (true, reason, message))
+        }
+    };
+    for (type_, (status, reason, message)) in [(RECONCILING, reconciling), (STALLED, stalled)] {
+        conditions::upsert(
+            conds,
+            Desired {
+                type_,
+                status,
+                reason,
+                message,
+            },
+            generation,
+            now,
+        );
+    }
+}
 
 /// Below this, `activeMillis` is heartbeat noise and is not reported; above, it
 /// is reported in 10 s steps. Either way a steady region writes no status.
@@ -84,6 +177,7 @@ pub fn observed(
     old: &RegionMirrorStatus,
     zones: Vec<ZoneStatus>,
     streams: &StreamsState,
+    drill: Option<&str>,
     now: jiff::Timestamp,
 ) -> RegionMirrorStatus {
     let generation = region.metadata.generation;
@@ -220,6 +314,15 @@ pub fn observed(
             streams_reason,
             "streams are not provisioned: see StreamsReady".to_string(),
         )
+    } else if let (false, Some(drill)) = (sync_ok, drill) {
+        (
+            true,
+            DRILL_IN_PROGRESS,
+            format!(
+                "drill {drill} holds the region: its cut keeps {}s behind (see MirrorsInSync) until it heals",
+                kind(sources)
+            ),
+        )
     } else if !sync_ok {
         (
             false,
@@ -234,6 +337,7 @@ pub fn observed(
         )
     };
     set(&mut conds, READY, ready_ok, ready_reason, ready_message);
+    set_progress(&mut conds, progress(zones_ok, streams), generation, now);
     status.conditions = conds;
     status.zones = zones;
     status
@@ -255,7 +359,8 @@ fn kind(sources: bool) -> &'static str {
 }
 
 /// The status after a reconcile failed before the zones could be observed:
-/// Ready is False with the error; the rest keeps its last observed value.
+/// Ready is False with the error, Stalled True if waiting cannot clear it
+/// (Reconciling True otherwise); the rest keeps its last observed value.
 pub fn failed(
     region: &RegionMirror,
     old: &RegionMirrorStatus,
@@ -272,6 +377,23 @@ pub fn failed(
             reason: error.reason(),
             message: error.to_string(),
         },
+        region.metadata.generation,
+        now,
+    );
+    let progress = if error.stalls() {
+        Progress::Stalled {
+            reason: error.reason(),
+            message: error.to_string(),
+        }
+    } else {
+        Progress::Working {
+            reason: error.reason(),
+            message: format!("retrying: {error}"),
+        }
+    };
+    set_progress(
+        &mut status.conditions,
+        progress,
         region.metadata.generation,
         now,
     );
@@ -326,10 +448,17 @@ mod tests {
                 zone("b", "mirror", 3, Some(0)),
             ]
         };
-        let s0 = observed(&r, &Default::default(), zones(), &StreamsState::Ready, t0);
+        let s0 = observed(
+            &r,
+            &Default::default(),
+            zones(),
+            &StreamsState::Ready,
+            None,
+            t0,
+        );
         let mut again = zones();
         again[1].active_millis = Some(4_321);
-        let s1 = observed(&r, &s0, again, &StreamsState::Ready, t1);
+        let s1 = observed(&r, &s0, again, &StreamsState::Ready, None, t1);
         assert_eq!(s0, s1);
         assert_eq!(cond(&s1, READY).status, "True");
         assert_eq!(state(&s1), "ready");
@@ -350,6 +479,7 @@ mod tests {
             &Default::default(),
             vec![zone("a", "source", 3, None), zone("b", "mirror", 1, None)],
             &StreamsState::Waiting("waiting for zone(s) b".into()),
+            None,
             t0,
         );
         assert_eq!(cond(&s0, ZONES_READY).status, "False");
@@ -369,6 +499,7 @@ mod tests {
                 zone("b", "mirror", 3, Some(7)),
             ],
             &StreamsState::Ready,
+            None,
             t1,
         );
         assert_eq!(cond(&s1, ZONES_READY).status, "True");
@@ -428,7 +559,14 @@ mod tests {
                 aggregate("b", "mirror", [("a", Some(0)), ("b", Some(0))]),
             ]
         };
-        let s0 = observed(&r, &Default::default(), steady(), &StreamsState::Ready, t0);
+        let s0 = observed(
+            &r,
+            &Default::default(),
+            steady(),
+            &StreamsState::Ready,
+            None,
+            t0,
+        );
         assert_eq!(
             s0.mirrors_in_sync.as_deref(),
             Some("2/2"),
@@ -453,13 +591,13 @@ mod tests {
         // Steady: other heartbeat ages, the same status.
         let mut again = steady();
         again[0].sources[0].active_millis = Some(4_000);
-        assert_eq!(observed(&r, &s0, again, &StreamsState::Ready, t1), s0);
+        assert_eq!(observed(&r, &s0, again, &StreamsState::Ready, None, t1), s0);
 
         let mut behind = steady();
         behind[1] = aggregate("b", "mirror", [("a", Some(5)), ("b", Some(0))]);
         behind[0].sources[1].error = Some("source EV-b: stream not found".into());
         behind[0].sources[1].active_millis = Some(45_678);
-        let s1 = observed(&r, &s0, behind, &StreamsState::Ready, t1);
+        let s1 = observed(&r, &s0, behind, &StreamsState::Ready, None, t1);
         assert_eq!(s1.mirrors_in_sync.as_deref(), Some("0/2"));
         assert_eq!(s1.max_lag, Some(5));
         assert_eq!(s1.zones[0].sources[1].active_millis, Some(40_000));
@@ -474,5 +612,166 @@ mod tests {
         );
         assert_eq!(cond(&s1, READY).reason, "MirrorsBehind");
         assert!(cond(&s1, READY).message.contains("aggregate"));
+    }
+
+    #[test]
+    fn reconciling_until_zones_run_and_streams_exist_stalled_when_waiting_cannot_help() {
+        let waiting = StreamsState::Waiting("waiting for zone(s) b".into());
+        let failed = |reason| StreamsState::Failed {
+            reason,
+            message: "m".into(),
+        };
+        let cases = [
+            (false, waiting.clone(), Some("ZonesStarting"), None),
+            (true, waiting, Some("StreamsProvisioning"), None),
+            (
+                false,
+                failed("ZoneUnreachable"),
+                Some("ZonesStarting"),
+                None,
+            ),
+            (
+                true,
+                failed("ZoneUnreachable"),
+                Some("ZoneUnreachable"),
+                None,
+            ),
+            (
+                true,
+                failed("SubjectsOverlap"),
+                None,
+                Some("SubjectsOverlap"),
+            ),
+            // A stream only a person can recreate stalls, zones ready or not.
+            (
+                false,
+                StreamsState::NeedsRecreate("delete EV".into()),
+                None,
+                Some("StreamNeedsRecreate"),
+            ),
+            (true, StreamsState::Ready, None, None),
+        ];
+        for (zones_ok, streams, working, stalled) in cases {
+            let p = progress(zones_ok, &streams);
+            let what = format!("{zones_ok} {streams:?}: {p:?}");
+            match (p, working, stalled) {
+                (Progress::Working { reason, .. }, Some(w), None) => {
+                    assert_eq!(reason, w, "{what}")
+                }
+                (Progress::Stalled { reason, .. }, None, Some(s)) => {
+                    assert_eq!(reason, s, "{what}")
+                }
+                (Progress::Done, None, None) => {}
+                _ => panic!("{what}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_status_is_reconciling_and_a_running_region_is_not() {
+        let r = region();
+        let t0 = jiff::Timestamp::from_second(1_000).unwrap();
+        let starting = observed(
+            &r,
+            &Default::default(),
+            vec![zone("a", "source", 0, None), zone("b", "mirror", 0, None)],
+            &StreamsState::Waiting("waiting for zone(s) a, b".into()),
+            None,
+            t0,
+        );
+        assert_eq!(cond(&starting, RECONCILING).status, "True");
+        assert_eq!(cond(&starting, RECONCILING).reason, "ZonesStarting");
+        assert_eq!(cond(&starting, RECONCILING).observed_generation, Some(3));
+        assert_eq!(cond(&starting, STALLED).status, "False");
+        let running = observed(
+            &r,
+            &starting,
+            vec![
+                zone("a", "source", 3, None),
+                zone("b", "mirror", 3, Some(0)),
+            ],
+            &StreamsState::Ready,
+            None,
+            t0,
+        );
+        assert_eq!(cond(&running, RECONCILING).status, "False");
+        assert_eq!(cond(&running, STALLED).status, "False");
+        assert_eq!(cond(&running, READY).status, "True");
+    }
+
+    #[test]
+    fn a_drill_cut_keeps_ready_true_but_not_a_zone_down() {
+        let r = region();
+        let t0 = jiff::Timestamp::from_second(1_000).unwrap();
+        let cut = || {
+            vec![
+                zone("a", "source", 3, None),
+                zone("b", "mirror", 3, Some(40)),
+            ]
+        };
+        let s = observed(
+            &r,
+            &Default::default(),
+            cut(),
+            &StreamsState::Ready,
+            Some("d1"),
+            t0,
+        );
+        assert_eq!(cond(&s, READY).status, "True");
+        assert_eq!(cond(&s, READY).reason, DRILL_IN_PROGRESS);
+        assert!(cond(&s, READY).message.contains("drill d1"));
+        // The lag itself is still told.
+        assert_eq!(cond(&s, MIRRORS_IN_SYNC).status, "False");
+        assert_eq!(cond(&s, RECONCILING).status, "False");
+        // Without the drill the same lag is MirrorsBehind.
+        let s = observed(
+            &r,
+            &Default::default(),
+            cut(),
+            &StreamsState::Ready,
+            None,
+            t0,
+        );
+        assert_eq!(cond(&s, READY).reason, "MirrorsBehind");
+        // A zone down during a drill is not the drill's: Ready goes False.
+        let mut down = cut();
+        down[1].ready_servers = 1;
+        let s = observed(
+            &r,
+            &Default::default(),
+            down,
+            &StreamsState::Ready,
+            Some("d1"),
+            t0,
+        );
+        assert_eq!(cond(&s, READY).status, "False");
+        assert_eq!(cond(&s, READY).reason, "ZonesNotReady");
+    }
+
+    #[test]
+    fn a_failed_reconcile_stalls_only_when_waiting_cannot_clear_it() {
+        let r = region();
+        let t0 = jiff::Timestamp::from_second(1_000).unwrap();
+        let conflict = Error::NameConflict {
+            kind: "Service".into(),
+            name: "east-a".into(),
+            holder: "belongs to someone else".into(),
+            hint: "rename the region".into(),
+        };
+        let s = failed(&r, &Default::default(), &conflict, t0);
+        assert_eq!(cond(&s, STALLED).status, "True");
+        assert_eq!(cond(&s, STALLED).reason, "NameConflict");
+        assert_eq!(cond(&s, RECONCILING).status, "False");
+        let missing = Error::CredentialsMissing {
+            namespace: "ns".into(),
+            secret: "s".into(),
+            field: "spec.credentials.secretName",
+            hint: "",
+        };
+        let s = failed(&r, &s, &missing, t0);
+        assert_eq!(cond(&s, STALLED).status, "False");
+        assert_eq!(cond(&s, RECONCILING).status, "True");
+        assert_eq!(cond(&s, RECONCILING).reason, "CredentialsMissing");
+        assert_eq!(cond(&s, STALLED).observed_generation, Some(3));
     }
 }
