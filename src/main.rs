@@ -294,20 +294,24 @@ fn cluster_drill(args: DrillArgs) -> ExitCode {
         run(client, &opts).await.map_err(|e| e.to_string())
     });
     match outcome {
-        Ok(o) => {
-            if !print_result(&o.table(), &o.document(), args.output) {
-                return ExitCode::from(2);
-            }
-            if o.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
+        Ok(o) => drill_exit(
+            print_result(&o.table(), &o.document(), args.output),
+            o.passed(),
+        ),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// A drill's exit code: 0 passed, 1 a claim did not pass, 2 the result
+/// could not be printed (or, elsewhere, the drill could not run).
+fn drill_exit(printed: bool, passed: bool) -> ExitCode {
+    match (printed, passed) {
+        (false, _) => ExitCode::from(2),
+        (true, true) => ExitCode::SUCCESS,
+        (true, false) => ExitCode::from(1),
     }
 }
 
@@ -341,13 +345,7 @@ fn local_drill(args: DrillArgs) -> ExitCode {
                 let summary = natsregion::drill::campaign::CampaignSummary::of(&reports);
                 print_result(&summary.table(), &summary, args.output)
             };
-            if !printed {
-                ExitCode::from(2)
-            } else if reports.iter().all(|r| r.passed()) {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            drill_exit(printed, reports.iter().all(|r| r.passed()))
         }
         Err(e) => {
             eprintln!("error: {e}");

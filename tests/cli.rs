@@ -34,26 +34,9 @@ fn root() -> &'static Path {
 }
 
 /// A small, fast local drill: two zones of one server, a 3 s cut.
-const FAST_DRILL: &str = r#"
-apiVersion: natsregion.io/v1alpha1
-kind: RegionMirror
-metadata: {name: cli}
-spec:
-  stream: {name: EVENTS, subjects: ["events.>"], replicas: 1}
-  leafnode: {reconnectIntervalSeconds: 1}
-  zones:
-    - {name: a, role: source, servers: 1}
-    - {name: b, role: mirror, servers: 1}
----
-apiVersion: natsregion.io/v1alpha1
-kind: PartitionDrill
-metadata: {name: cli}
-spec:
-  regionRef: {name: cli}
-  fault: {backend: toxiproxy, holdSeconds: 3, deadlineSeconds: 60}
-  workload: {messagesPerPhase: 200, ratePerSecond: 400}
-  timeouts: {stepSeconds: 30, catchUpSeconds: 10}
-"#;
+fn fast_drill() -> String {
+    fixtures::two_zone_drill_file("cli", 3, 200, 400)
+}
 
 /// Issue 25 item 4: with stderr in a file (CI), each step is a plain line and
 /// a heartbeat names the current step. No flag the CLI lacked before: the
@@ -62,7 +45,7 @@ spec:
 fn a_local_drill_logged_to_a_file_prints_steps_and_heartbeats() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("drill.yaml");
-    std::fs::write(&file, FAST_DRILL).unwrap();
+    std::fs::write(&file, fast_drill()).unwrap();
     let (out, err) = (dir.path().join("out.log"), dir.path().join("err.log"));
     let status = Command::new(BIN)
         .args(["drill", "--local"])
@@ -78,7 +61,7 @@ fn a_local_drill_logged_to_a_file_prints_steps_and_heartbeats() {
         std::fs::read_to_string(&err).unwrap(),
     );
     assert!(status.success(), "{status}\n{stderr}\n{stdout}");
-    let (_, drill) = natsregion::cli::drill_file::parse("x", FAST_DRILL).unwrap();
+    let (_, drill) = natsregion::cli::drill_file::parse("x", &fast_drill()).unwrap();
     let steps = drill.spec.steps();
     for (i, step) in steps.iter().enumerate() {
         let line = format!("] step {}/{}: {}", i + 1, steps.len(), step.name());

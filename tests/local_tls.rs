@@ -189,27 +189,8 @@ async fn a_default_region_runs_tls_on_every_link_and_refuses_plaintext() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewed_certificates_are_served_after_a_reload_and_a_drill_across_the_renewal_loses_nothing()
  {
-    let yaml = r#"
-apiVersion: natsregion.io/v1alpha1
-kind: RegionMirror
-metadata: {name: t}
-spec:
-  stream: {name: EVENTS, subjects: ["events.>"], replicas: 1}
-  leafnode: {reconnectIntervalSeconds: 1}
-  zones:
-    - {name: a, role: source, servers: 1}
-    - {name: b, role: mirror, servers: 1}
----
-apiVersion: natsregion.io/v1alpha1
-kind: PartitionDrill
-metadata: {name: t}
-spec:
-  regionRef: {name: t}
-  fault: {backend: toxiproxy, holdSeconds: 4, deadlineSeconds: 60}
-  workload: {messagesPerPhase: 300, ratePerSecond: 300}
-  timeouts: {stepSeconds: 30, catchUpSeconds: 10}
-"#;
-    let (region, drill) = drill_file::parse("renewal.yaml", yaml).unwrap();
+    let yaml = natsregion::testenv::fixtures::two_zone_drill_file("t", 4, 300, 300);
+    let (region, drill) = drill_file::parse("renewal.yaml", &yaml).unwrap();
     let faults = LocalFaults::start(&drill, true).await.expect("toxiproxy");
     // Short-lived: the renewal is what keeps the region running.
     let opts = LocalRegionOptions {

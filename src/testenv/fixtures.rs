@@ -161,6 +161,33 @@ pub fn region_with_untrusted_mirror(ns: &str, name: &str) -> (RegionMirror, Vec<
     (region, secrets)
 }
 
+/// A drill file of a small, fast local drill: region and drill `name`, two
+/// zones of one server (leafnode redial every second), a Toxiproxy cut held
+/// `hold_seconds`, `messages` a phase at `rate` a second.
+pub fn two_zone_drill_file(name: &str, hold_seconds: u32, messages: u32, rate: u32) -> String {
+    format!(
+        r#"apiVersion: natsregion.io/v1alpha1
+kind: RegionMirror
+metadata: {{name: {name}}}
+spec:
+  stream: {{name: EVENTS, subjects: ["events.>"], replicas: 1}}
+  leafnode: {{reconnectIntervalSeconds: 1}}
+  zones:
+    - {{name: a, role: source, servers: 1}}
+    - {{name: b, role: mirror, servers: 1}}
+---
+apiVersion: natsregion.io/v1alpha1
+kind: PartitionDrill
+metadata: {{name: {name}}}
+spec:
+  regionRef: {{name: {name}}}
+  fault: {{backend: toxiproxy, holdSeconds: {hold_seconds}, deadlineSeconds: 60}}
+  workload: {{messagesPerPhase: {messages}, ratePerSecond: {rate}}}
+  timeouts: {{stepSeconds: 30, catchUpSeconds: 10}}
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
