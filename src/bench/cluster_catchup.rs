@@ -37,6 +37,11 @@ pub struct ClusterOptions {
     pub runs: usize,
     /// `fault.holdSeconds` of every drill.
     pub hold_seconds: u32,
+    /// Only this backend's drills (the toxiproxy ones still roll the proxy in).
+    pub only: Option<String>,
+    /// The default steps without `add-temporary-zone`, which comes after the
+    /// catch-up is measured.
+    pub no_temporary_zone: bool,
 }
 
 /// One stepdown, as claim 2's evidence tells it.
@@ -141,6 +146,9 @@ async fn on_node(node: &Node, opts: &ClusterOptions) -> cluster::Outcome<Vec<Bac
 
     let mut figures = Vec::new();
     for (backend, file) in BACKENDS {
+        if opts.only.as_deref().is_some_and(|o| o != backend) {
+            continue;
+        }
         if backend == "toxiproxy" {
             let rolled = set_leafnode_proxy(&client, "toxiproxy").await?;
             wait_region_ready(&client, Duration::from_secs(300)).await?;
@@ -160,13 +168,29 @@ async fn on_node(node: &Node, opts: &ClusterOptions) -> cluster::Outcome<Vec<Bac
             let name = format!("bench-{}-{i}", backend.to_lowercase());
             let mut drill = drill_manifest(file, &name);
             drill["spec"]["fault"]["holdSeconds"] = opts.hold_seconds.into();
+            if opts.no_temporary_zone {
+                drill["spec"]["steps"] = steps_without_temporary_zone();
+            }
             let run = match run_drill(&client, drill).await {
                 Ok((d, took)) => measured(&name, &d, took),
-                Err(e) => ClusterRun {
-                    name: name.clone(),
-                    error: Some(e),
-                    ..Default::default()
-                },
+                Err(e) => {
+                    // What the operator was doing, before the node goes.
+                    let log = cluster::pod_log_lines(
+                        &client,
+                        cluster::OPERATOR_NS,
+                        cluster::OPERATOR_SELECTOR,
+                        "",
+                    )
+                    .await
+                    .unwrap_or_default();
+                    let from = log.len().saturating_sub(60);
+                    eprintln!("operator log, last lines:\n{}", log[from..].join("\n"));
+                    ClusterRun {
+                        name: name.clone(),
+                        error: Some(e),
+                        ..Default::default()
+                    }
+                }
             };
             println!("  {backend} run {i}: {}", describe(&run));
             figure.runs.push(run);
@@ -175,6 +199,16 @@ async fn on_node(node: &Node, opts: &ClusterOptions) -> cluster::Outcome<Vec<Bac
         figures.push(figure);
     }
     Ok(figures)
+}
+
+/// The default steps' names without `add-temporary-zone`.
+pub fn steps_without_temporary_zone() -> Value {
+    use crate::api::Step;
+    Step::DEFAULT
+        .iter()
+        .filter(|s| **s != Step::AddTemporaryZone)
+        .map(|s| Value::from(s.name()))
+        .collect()
 }
 
 /// What one finished drill's status says.
@@ -368,6 +402,18 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn the_steps_keep_the_catch_up_and_drop_the_temporary_zone() {
+        let steps = steps_without_temporary_zone();
+        let names: Vec<&str> = steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"wait-for-catch-up") && !names.contains(&"add-temporary-zone"));
     }
 
     #[test]

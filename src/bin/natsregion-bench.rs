@@ -53,6 +53,13 @@ enum Target {
         /// `fault.holdSeconds` of every drill.
         #[arg(long, default_value_t = 25)]
         hold_seconds: u32,
+        /// Only this backend (networkPolicy or toxiproxy).
+        #[arg(long)]
+        only: Option<String>,
+        /// Drills without the add-temporary-zone step (it comes after the
+        /// catch-up is measured).
+        #[arg(long)]
+        no_temporary_zone: bool,
     },
     /// A mirror's catch-up rate across slow leafnode links once its
     /// consumer exists (3-server mirror zone, R3 mirror): messages/s, payload
@@ -138,9 +145,19 @@ fn main() -> ExitCode {
                 .map(|figures| resume::table(&figures))
                 .map_err(|e| e.to_string())
         }
-        Some(Target::ClusterCatchup { runs, hold_seconds }) => {
+        Some(Target::ClusterCatchup {
+            runs,
+            hold_seconds,
+            only,
+            no_temporary_zone,
+        }) => {
             use natsregion::bench::cluster_catchup as bench;
-            let opts = bench::ClusterOptions { runs, hold_seconds };
+            let opts = bench::ClusterOptions {
+                runs,
+                hold_seconds,
+                only,
+                no_temporary_zone,
+            };
             runtime
                 .block_on(bench::run(&opts))
                 .map(|figures| bench::table(&figures))
