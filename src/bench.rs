@@ -14,12 +14,16 @@
 //! `natsregion-bench catchup-rate` (module [`catchup_rate`]) the mirror's
 //! transfer rate across a slow link once its consumer exists.
 //!
+//! `natsregion-bench cluster-catchup` (module [`cluster_catchup`]) times
+//! drills' catch-up on the real one-node Kubernetes, per fault backend.
+//!
 //! `natsregion-bench operator` (module [`operator`]) measures the operator
 //! under N RegionMirrors against a real API server instead, and
 //! `natsregion-bench newcomer` (module [`newcomer`]) a cold `make demo`.
 
 pub mod apiserver;
 pub mod catchup_rate;
+pub mod cluster_catchup;
 pub mod goals;
 pub mod newcomer;
 pub mod operator;

@@ -283,15 +283,29 @@ impl ResumeFigure {
 /// The issue's four modes.
 pub const MODES: [(u32, bool); 4] = [(25, false), (25, true), (5, false), (14, false)];
 
-/// `runs` drills of every mode, in rounds (each mode once per round) on one
-/// region, printing each run as it ends.
-pub async fn run(runs: usize) -> Result<Vec<ResumeFigure>, BenchError> {
+/// The modes to run: all of [`MODES`], or with `resume_only` just the one
+/// issue 24's local goal is about (hold 25 s, resume), e.g. for its 20 runs.
+pub fn modes(resume_only: bool) -> Vec<(u32, bool)> {
+    MODES
+        .iter()
+        .copied()
+        .filter(|&(_, resume)| resume || !resume_only)
+        .collect()
+}
+
+/// `runs` drills of every mode of `modes`, in rounds (each mode once per
+/// round) on one region, printing each run as it ends.
+pub async fn run(runs: usize, modes: &[(u32, bool)]) -> Result<Vec<ResumeFigure>, BenchError> {
     println!(
         "== catch-up after heal, with and without the prompt resume ({runs} drill(s) per mode; 1-server source, Toxiproxy, 3-server mirror zone, R3 mirror, reconnect 2s)"
     );
-    let (region, first) = spec(MODES[0].0)?;
+    let first_hold = modes
+        .first()
+        .ok_or_else(|| BenchError("no mode to run".into()))?
+        .0;
+    let (region, first) = spec(first_hold)?;
     let local = ResumeRegion::start(&region, &first, true).await?;
-    let mut figures: Vec<ResumeFigure> = MODES
+    let mut figures: Vec<ResumeFigure> = modes
         .iter()
         .map(|&(hold_seconds, resume)| ResumeFigure {
             hold_seconds,
@@ -435,6 +449,12 @@ pub fn table(figures: &[ResumeFigure]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resume_only_keeps_the_goal_mode() {
+        assert_eq!(modes(true), vec![(25, true)]);
+        assert_eq!(modes(false), MODES.to_vec());
+    }
 
     #[test]
     fn the_resume_drills_parse() {

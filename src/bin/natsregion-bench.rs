@@ -38,6 +38,28 @@ enum Target {
         /// Drills per mode.
         #[arg(long, default_value_t = 10)]
         runs: usize,
+        /// Only the mode issue 24's local goal is about (hold 25 s, resume).
+        #[arg(long)]
+        resume_only: bool,
+    },
+    /// Drills' catch-up on the one-node Kubernetes (root; one node per
+    /// machine): N networkPolicy drills (examples/drill.yaml), then the
+    /// region rolled to `leafnode.proxy: toxiproxy` and N toxiproxy drills
+    /// (examples/drill-toxiproxy.yaml); run tools/images.sh first.
+    ClusterCatchup {
+        /// Drills per backend.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// `fault.holdSeconds` of every drill.
+        #[arg(long, default_value_t = 25)]
+        hold_seconds: u32,
+        /// Only this backend (networkPolicy or toxiproxy).
+        #[arg(long)]
+        only: Option<String>,
+        /// Drills without the add-temporary-zone step (it comes after the
+        /// catch-up is measured).
+        #[arg(long)]
+        no_temporary_zone: bool,
     },
     /// A mirror's catch-up rate across slow leafnode links once its
     /// consumer exists (3-server mirror zone, R3 mirror): messages/s, payload
@@ -116,11 +138,29 @@ fn main() -> ExitCode {
                 .map(|figure| soak::table(&figure))
                 .map_err(|e| e.to_string())
         }
-        Some(Target::Resume { runs }) => {
+        Some(Target::Resume { runs, resume_only }) => {
             use natsregion::bench::resume;
             runtime
-                .block_on(resume::run(runs))
+                .block_on(resume::run(runs, &resume::modes(resume_only)))
                 .map(|figures| resume::table(&figures))
+                .map_err(|e| e.to_string())
+        }
+        Some(Target::ClusterCatchup {
+            runs,
+            hold_seconds,
+            only,
+            no_temporary_zone,
+        }) => {
+            use natsregion::bench::cluster_catchup as bench;
+            let opts = bench::ClusterOptions {
+                runs,
+                hold_seconds,
+                only,
+                no_temporary_zone,
+            };
+            runtime
+                .block_on(bench::run(&opts))
+                .map(|figures| bench::table(&figures))
                 .map_err(|e| e.to_string())
         }
         Some(Target::CatchupRate {

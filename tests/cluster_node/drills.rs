@@ -9,125 +9,20 @@ use kube::Api;
 use kube::api::ListParams;
 use natsregion::meta::labels;
 use natsregion::testenv::node::apply_all;
-use serde_json::Value;
 
 use crate::operator;
 use crate::scenarios::{Cluster, NS, OPERATOR_NS, REGION};
-use crate::util::{
-    Outcome, delete, drill_resource, err, example, get_json, pod_log_lines, secs, wait_for,
+use crate::util::{Outcome, drill_resource, err, get_json, pod_log_lines, secs, wait_for};
+use natsregion::testenv::node::cluster::{
+    claims, describe, drill_ended, drill_manifest, expect_all_passed, remove_drill, run_drill,
 };
-
-const DRILL_TIMEOUT: Duration = Duration::from_secs(420);
-const TERMINAL: [&str; 4] = ["Succeeded", "Failed", "Aborted", "Errored"];
-
-/// An example drill under another name, in the test namespace.
-fn drill_manifest(file: &str, name: &str) -> Value {
-    let mut d = example(file);
-    d["metadata"]["name"] = name.into();
-    d["metadata"]["namespace"] = NS.into();
-    d
-}
-
-/// Applies `drill`, waits for a terminal phase, returns the object and the
-/// wall time from apply to verdict.
-async fn run_drill(c: &Cluster<'_>, drill: Value) -> Outcome<(Value, Duration)> {
-    let name = drill["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    apply_all(&c.client, &[drill]).await.map_err(err)?;
-    let client = c.client.clone();
-    wait_for(&format!("drill {name} to finish"), DRILL_TIMEOUT, || {
-        let (client, name) = (client.clone(), name.clone());
-        async move {
-            let d = get_json(&client, NS, &drill_resource(), &name)
-                .await?
-                .ok_or("drill gone")?;
-            let phase = d["status"]["phase"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            Ok(if TERMINAL.contains(&phase.as_str()) {
-                Ok(d)
-            } else {
-                Err(format!("phase {phase} step {}", d["status"]["currentStep"]))
-            })
-        }
-    })
-    .await
-}
-
-fn claims(d: &Value) -> Vec<(String, String, String)> {
-    d["status"]["claims"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            (
-                c["claim"].as_str().unwrap_or_default().to_string(),
-                c["verdict"].as_str().unwrap_or_default().to_string(),
-                c["message"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-pub fn describe(d: &Value) -> String {
-    let s = &d["status"];
-    let mut out = format!(
-        "phase {} verdict {} message {}",
-        s["phase"], s["verdict"], s["message"]
-    );
-    for (claim, verdict, message) in claims(d) {
-        out.push_str(&format!("\n    {claim}: {verdict}: {message}"));
-    }
-    out
-}
-
-pub fn expect_all_passed(d: &Value) -> Outcome {
-    let all = claims(d);
-    if d["status"]["phase"] == "Succeeded"
-        && all.len() == 4
-        && all.iter().all(|(_, v, _)| v == "Passed")
-    {
-        Ok(())
-    } else {
-        Err(format!(
-            "drill did not pass all four claims: {}",
-            describe(d)
-        ))
-    }
-}
-
-pub async fn remove_drill(c: &Cluster<'_>, name: &str) -> Outcome {
-    delete(&c.client, NS, &drill_resource(), name).await?;
-    let client = c.client.clone();
-    wait_for(
-        &format!("drill {name} deleted"),
-        Duration::from_secs(120),
-        || {
-            let client = client.clone();
-            let name = name.to_string();
-            async move {
-                Ok(
-                    match get_json(&client, NS, &drill_resource(), &name).await? {
-                        None => Ok(()),
-                        Some(_) => Err("still there".to_string()),
-                    },
-                )
-            }
-        },
-    )
-    .await?;
-    Ok(())
-}
 
 /// The same drill with the policy agent stopped: the NetworkPolicies are
 /// created but nothing enforces them, and the drill must say so (claim 1).
 pub async fn without_policy_agent(c: &mut Cluster<'_>) -> Outcome {
     let name = "qa-drill-no-agent";
     c.node.stop_policy_agent();
-    let outcome = run_drill(c, drill_manifest("drill.yaml", name)).await;
+    let outcome = run_drill(&c.client, drill_manifest("drill.yaml", name)).await;
     c.node.start_policy_agent().map_err(err)?;
     let (d, took) = outcome?;
     println!("drill {name}: {}", describe(&d));
@@ -148,13 +43,13 @@ pub async fn without_policy_agent(c: &mut Cluster<'_>) -> Outcome {
             ));
         }
     }
-    remove_drill(c, name).await
+    remove_drill(&c.client, name).await
 }
 
 /// examples/drill-toxiproxy.yaml on the region with `leafnode.proxy: toxiproxy`.
 pub async fn toxiproxy(c: &mut Cluster<'_>) -> Outcome {
     let name = "qa-degraded-link";
-    let (d, took) = run_drill(c, drill_manifest("drill-toxiproxy.yaml", name)).await?;
+    let (d, took) = run_drill(&c.client, drill_manifest("drill-toxiproxy.yaml", name)).await?;
     println!("drill {name}: {}", describe(&d));
     // What toxiproxy-server did around the cut, pass or fail: a slow answer
     // to a proxy update (docs/architecture.md fact 11) and its likely cause,
@@ -179,7 +74,7 @@ pub async fn toxiproxy(c: &mut Cluster<'_>) -> Outcome {
         late.len(),
         dial_failed.len()
     ));
-    remove_drill(c, name).await
+    remove_drill(&c.client, name).await
 }
 
 /// The operator pod force-deleted while its drill holds a cut: the restarted
@@ -206,7 +101,7 @@ pub async fn operator_killed_during_cut(c: &mut Cluster<'_>) -> Outcome {
         ));
     }
     let started = Instant::now();
-    let d = drill_ended(c, name).await?;
+    let d = drill_ended(&c.client, name).await?;
     println!(
         "drill {name} after the operator pod {pod} was force-deleted: {}",
         describe(&d)
@@ -227,7 +122,7 @@ pub async fn operator_killed_during_cut(c: &mut Cluster<'_>) -> Outcome {
         return Err("the drill's status does not say what happened".into());
     }
     operator::ready_pod(c, Duration::from_secs(120)).await?;
-    remove_drill(c, name).await
+    remove_drill(&c.client, name).await
 }
 
 /// The operator down for longer than the cut's deadline: its process
@@ -266,7 +161,7 @@ pub async fn operator_down_past_the_deadline(c: &mut Cluster<'_>) -> Outcome {
     operator::ready_pod(c, Duration::from_secs(120)).await?;
     let ready = Instant::now();
     let gone_after = policies_gone(c, Duration::from_secs(15 + 10 + 5)).await?;
-    let d = drill_ended(c, name).await?;
+    let d = drill_ended(&c.client, name).await?;
     c.figure(format!(
         "operator down past the cut's deadline: {left} NetworkPolicies still there 5 s past it; gone {} after the next operator was Ready; drill {} {} after that: {}",
         secs(gone_after),
@@ -274,7 +169,7 @@ pub async fn operator_down_past_the_deadline(c: &mut Cluster<'_>) -> Outcome {
         secs(ready.elapsed()),
         d["status"]["message"]
     ));
-    remove_drill(c, name).await
+    remove_drill(&c.client, name).await
 }
 
 /// Cordons (`false`) or uncordons the node, so a force-deleted operator pod
@@ -351,28 +246,4 @@ async fn policies_gone(c: &Cluster<'_>, limit: Duration) -> Outcome<Duration> {
     })
     .await?;
     Ok(took)
-}
-
-/// Waits for `name` to end (a terminal phase); the drill, as JSON.
-async fn drill_ended(c: &Cluster<'_>, name: &str) -> Outcome<Value> {
-    let client = c.client.clone();
-    let (d, _) = wait_for(&format!("drill {name} to finish"), DRILL_TIMEOUT, || {
-        let client = client.clone();
-        async move {
-            let d = get_json(&client, NS, &drill_resource(), name)
-                .await?
-                .ok_or("drill gone")?;
-            let phase = d["status"]["phase"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            Ok(if TERMINAL.contains(&phase.as_str()) {
-                Ok(d)
-            } else {
-                Err(phase)
-            })
-        }
-    })
-    .await?;
-    Ok(d)
 }

@@ -8,32 +8,14 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams};
 
 use crate::scenarios::{Cluster, OPERATOR_NS};
-use crate::util::{Outcome, err, helm, secs, wait_for};
+use crate::util::{Outcome, err, secs};
 
-pub const SELECTOR: &str = "app.kubernetes.io/name=natsregion";
+pub use natsregion::testenv::node::cluster::OPERATOR_SELECTOR as SELECTOR;
+use natsregion::testenv::node::cluster::{install_operator, ready_operator_pod};
 
 pub async fn helm_install(c: &mut Cluster<'_>) -> Outcome {
     let started = Instant::now();
-    helm(
-        c.node,
-        &[
-            "install",
-            "natsregion",
-            "charts/natsregion",
-            "--namespace",
-            OPERATOR_NS,
-            "--create-namespace",
-            "--set",
-            "image.repository=natsregion",
-            "--set",
-            "image.tag=dev",
-            "--set",
-            "image.pullPolicy=Never",
-            "--wait",
-            "--timeout",
-            "180s",
-        ],
-    )?;
+    install_operator(c.node)?;
     c.figure(format!("helm install --wait: {}", secs(started.elapsed())));
     let pod = ready_pod(c, Duration::from_secs(60)).await?;
     // What the chart promises, as the kubelet ran it.
@@ -68,28 +50,7 @@ pub async fn helm_install(c: &mut Cluster<'_>) -> Outcome {
 
 /// The operator pod once it is Ready (readiness probe passed).
 pub async fn ready_pod(c: &Cluster<'_>, timeout: Duration) -> Outcome<Pod> {
-    let pods: Api<Pod> = Api::namespaced(c.client.clone(), OPERATOR_NS);
-    let (pod, _) = wait_for("the operator pod Ready", timeout, || {
-        let pods = pods.clone();
-        async move {
-            let list = pods
-                .list(&ListParams::default().labels(SELECTOR))
-                .await
-                .map_err(err)?;
-            let ready = list.items.into_iter().find(|p| {
-                p.metadata.deletion_timestamp.is_none()
-                    && p.status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|cs| {
-                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                        })
-            });
-            Ok(ready.ok_or_else(|| "no Ready operator pod".to_string()))
-        }
-    })
-    .await?;
-    Ok(pod)
+    ready_operator_pod(&c.client, timeout).await
 }
 
 /// Deletes the operator pod with no grace period, as `kubectl delete pod

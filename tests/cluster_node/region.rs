@@ -9,35 +9,17 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::ListParams;
 use natsregion::operator::region::names;
-use natsregion::testenv::node::apply_all;
-use serde_json::Value;
 
 use crate::scenarios::{Cluster, NS, REGION};
-use crate::util::{Outcome, err, example, get_json, is_ready, region_resource, secs, wait_for};
+use crate::util::{Outcome, err, get_json, region_resource, secs, wait_for};
 
-pub const ZONES: [&str; 3] = ["east", "west", "north"];
+pub use natsregion::testenv::node::cluster::{ZONES, apply_region, wait_region_ready};
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// examples/region.yaml, adapted where one node forces it: the node is in
-/// topology zone `zone-a` only, so the mirror zones' pins to `zone-b` and
-/// `zone-c` are dropped (their pods would never schedule); east keeps its pin.
-pub fn region_manifest() -> Value {
-    let mut region = example("region.yaml");
-    region["metadata"]["namespace"] = NS.into();
-    for zone in region["spec"]["zones"].as_array_mut().expect("zones") {
-        if zone["name"] != "east" {
-            zone.as_object_mut().expect("zone").remove("scheduling");
-        }
-    }
-    region
-}
 
 pub async fn ready_and_in_sync(c: &mut Cluster<'_>) -> Outcome {
     let applied = Instant::now();
-    apply_all(&c.client, &[region_manifest()])
-        .await
-        .map_err(err)?;
-    let took = wait_region_ready(c, READY_TIMEOUT).await?;
+    apply_region(&c.client).await?;
+    let took = wait_region_ready(&c.client, READY_TIMEOUT).await?;
     c.figure(format!("region apply -> Ready: {}", secs(took)));
     let _ = applied;
 
@@ -95,26 +77,6 @@ pub async fn ready_and_in_sync(c: &mut Cluster<'_>) -> Outcome {
         secs(started.elapsed())
     ));
     Ok(())
-}
-
-pub async fn wait_region_ready(c: &Cluster<'_>, timeout: Duration) -> Outcome<Duration> {
-    let client = c.client.clone();
-    let (_, took) = wait_for("RegionMirror qa Ready", timeout, || {
-        let client = client.clone();
-        async move {
-            let r = get_json(&client, NS, &region_resource(), REGION).await?;
-            Ok(match r {
-                Some(r) if is_ready(&r) && r["status"]["mirrorsInSync"] == "2/2" => Ok(()),
-                Some(r) => Err(format!(
-                    "status {}",
-                    serde_json::to_string(&r["status"]["conditions"]).unwrap_or_default()
-                )),
-                None => Err("not found".into()),
-            })
-        }
-    })
-    .await?;
-    Ok(took)
 }
 
 /// Ready, Running pods of each zone, by zone.

@@ -10,16 +10,14 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use natsregion::operator::region::names;
-use serde_json::json;
 
 use crate::region::{ZONES, connect_zones, credentials, region_ca, tls_for, wait_region_ready};
 use crate::scenarios::{Cluster, NS, REGION};
-use crate::util::{Outcome, err, region_resource, secs, wait_for};
+use crate::util::{Outcome, err, secs, wait_for};
+use natsregion::testenv::node::cluster::set_leafnode_proxy;
 
 const SUBJECT: &str = "events.qa.roll";
 
@@ -58,64 +56,8 @@ pub async fn config_change_under_traffic(c: &mut Cluster<'_>) -> Outcome {
     let producer = tokio::spawn(produce(js.clone(), stop.clone()));
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let sts: Api<StatefulSet> = Api::namespaced(c.client.clone(), NS);
-    let before: Vec<Option<String>> = futures::future::join_all(ZONES.iter().map(|z| {
-        let sts = sts.clone();
-        async move {
-            sts.get(&names::statefulset(REGION, z))
-                .await
-                .ok()
-                .and_then(|s| s.status?.update_revision)
-        }
-    }))
-    .await;
-    let started = Instant::now();
-    let regions = kube::Api::<kube::api::DynamicObject>::namespaced_with(
-        c.client.clone(),
-        NS,
-        &region_resource(),
-    );
-    regions
-        .patch(
-            REGION,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"leafnode": {"proxy": "toxiproxy"}}})),
-        )
-        .await
-        .map_err(err)?;
-    // Every zone's StatefulSet on a new revision, fully rolled and ready.
-    for (zone, old) in ZONES.iter().zip(before) {
-        let name = names::statefulset(REGION, zone);
-        let sts = sts.clone();
-        wait_for(
-            &format!("zone {zone} rolled"),
-            Duration::from_secs(600),
-            || {
-                let (sts, name, old) = (sts.clone(), name.clone(), old.clone());
-                async move {
-                    let s = sts
-                        .get(&name)
-                        .await
-                        .map_err(err)?
-                        .status
-                        .ok_or("no status")?;
-                    let rolled = s.update_revision.is_some()
-                        && s.update_revision != old
-                        && s.current_revision == s.update_revision
-                        && s.updated_replicas == Some(3)
-                        && s.ready_replicas == Some(3);
-                    Ok(if rolled {
-                        Ok(())
-                    } else {
-                        Err(format!("{s:?}"))
-                    })
-                }
-            },
-        )
-        .await?;
-    }
-    let rolled = started.elapsed();
-    wait_region_ready(c, Duration::from_secs(300)).await?;
+    let rolled = set_leafnode_proxy(&c.client, "toxiproxy").await?;
+    wait_region_ready(&c.client, Duration::from_secs(300)).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
     let produced = producer.await.map_err(err)?;

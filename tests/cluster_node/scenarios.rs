@@ -13,9 +13,7 @@ use natsregion::testenv::node::{NODE_NAME, Node, ZONE};
 use crate::util::{Outcome, err};
 use crate::{drills, operator, region, rolling, steps};
 
-pub const REGION: &str = "qa";
-pub const NS: &str = "default";
-pub const OPERATOR_NS: &str = "natsregion-system";
+pub use natsregion::testenv::node::cluster::{NS, OPERATOR_NS, REGION};
 /// The scenarios `make test` runs: each passed three runs in a row.
 ///
 /// "toxiproxy drill" joined last: after its cuts break the established

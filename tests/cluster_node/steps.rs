@@ -7,10 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::drills::{describe, expect_all_passed, remove_drill};
-use crate::region::region_manifest;
 use crate::scenarios::{Cluster, NS};
 use crate::util::{Outcome, drill_resource, err, get_json, secs};
+use natsregion::testenv::node::cluster::{
+    describe, expect_all_passed, region_manifest, remove_drill,
+};
 
 /// The drill examples/drill.yaml names, which the script runs.
 const DRILL: &str = "qa-drill";
@@ -88,5 +89,5 @@ pub async fn kind_steps(c: &mut Cluster<'_>) -> Outcome {
         d["status"]["totals"]["catchUpSeconds"],
         d["status"]["totals"]["maxLag"]
     ));
-    remove_drill(c, DRILL).await
+    remove_drill(&c.client, DRILL).await
 }

@@ -12,6 +12,7 @@
 //! [`Node::sweep`] lists whatever is left.
 
 mod addons;
+pub mod cluster;
 mod config;
 pub mod host;
 mod pods_ran;
