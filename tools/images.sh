@@ -5,7 +5,8 @@
 #
 #   tools/images.sh            # writes $cache/images/*.tar, prints that directory
 #   tools/images.sh kind       # the kind node's images (tools/kind/node-image.sh):
-#                              # control plane, kube-proxy, kube-router, CoreDNS, pause
+#                              # control plane, kube-proxy, kube-router, CoreDNS, pause,
+#                              # local-path-provisioner
 #
 # Import one with: ctr -n k8s.io images import FILE (the cluster harness does).
 # The operator binary is built here (static musl, as in the Dockerfile); the
@@ -147,18 +148,21 @@ image() {
 # NETBASE is a Debian root filesystem with iptables, ipset, conntrack and
 # iproute2 (tools/kind/node-image.sh debootstraps it).
 kind_images() {
-  local k8s=$1 etcd_tag=$2 netbase=$3 kube_router=$4 c
+  local k8s=$1 etcd_tag=$2 netbase=$3 kube_router=$4 local_path=$5 c
   for c in kube-apiserver kube-controller-manager kube-scheduler; do
     image "natsregion.local/$c:$k8s" "$bin/$c" "/usr/local/bin/$c" 0:0 "/usr/local/bin/$c"
   done
   image "natsregion.local/etcd:$etcd_tag" "$bin/etcd" /usr/local/bin/etcd 0:0 /usr/local/bin/etcd
   IMAGE_BASE=$netbase image "natsregion.local/kube-proxy:$k8s" "$bin/kube-proxy" /usr/local/bin/kube-proxy 0:0 /usr/local/bin/kube-proxy
   IMAGE_BASE=$netbase image "natsregion.local/kube-router:$kube_router" "$bin/kube-router" /usr/local/bin/kube-router 0:0 /usr/local/bin/kube-router
+  # The provisioner and its helper pod (which runs sh scripts) in one image.
+  IMAGE_BASE=$netbase image "natsregion.local/local-path-provisioner:$local_path" "$bin/local-path-provisioner" \
+    /usr/local/bin/local-path-provisioner 0:0 /usr/local/bin/local-path-provisioner
 }
 
 if [ "${1:-}" = kind ]; then
-  [ $# -eq 5 ] || { say "usage: $0 kind K8S_VERSION ETCD_TAG NETBASE_TAR KUBE_ROUTER_VERSION"; exit 2; }
-  kind_images "$2" "$3" "$4" "$5"
+  [ $# -eq 6 ] || { say "usage: $0 kind K8S_VERSION ETCD_TAG NETBASE_TAR KUBE_ROUTER_VERSION LOCAL_PATH_PROVISIONER_VERSION"; exit 2; }
+  kind_images "$2" "$3" "$4" "$5" "$6"
   image natsregion.local/pause:1 "$bin/pause" /pause 65535:65535 /pause
   image natsregion.local/coredns:v1.15.0 "$bin/coredns" /coredns 0:0 /coredns
   echo "$out"

@@ -7,7 +7,7 @@
 #   - containerd, crictl, the CNI plugins, kubelet, kubeadm and kubectl are
 #     the binaries tools/install.sh node and kind build from the Go module proxy,
 #   - the images kubeadm and the cluster run (control plane, etcd, kube-proxy,
-#     CoreDNS, pause, kube-router) are OCI archives tools/images.sh kind
+#     CoreDNS, pause, kube-router, local-path-provisioner) are OCI archives tools/images.sh kind
 #     assembles from those binaries; they sit in /kind/images and the node
 #     imports them at boot, before the kubelet starts.
 #
@@ -29,6 +29,7 @@ say() { echo "node-image: $*" >&2; }
 pin() { grep "^$1=" "$repo/tools/install.sh" | cut -d= -f2 | cut -d' ' -f1; }
 k8s=$(pin KUBERNETES_VERSION)
 kube_router=$(pin KUBE_ROUTER_VERSION)
+local_path=$(pin LOCAL_PATH_PROVISIONER_VERSION)
 image="natsregion.local/kind-node:$k8s"
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
@@ -37,7 +38,7 @@ NODE_PACKAGES=systemd,systemd-sysv,dbus,libseccomp2,runc,iptables,nftables,ipset
 # kube-proxy's and kube-router's images: the packet filter tools they exec.
 NETBASE_PACKAGES=iptables,nftables,ipset,conntrack,iproute2
 
-for b in containerd containerd-shim-runc-v2 ctr crictl kubelet kubeadm kubectl kube-router; do
+for b in containerd containerd-shim-runc-v2 ctr crictl kubelet kubeadm kubectl kube-router local-path-provisioner; do
   [ -x "$bin/$b" ] || { say "$bin/$b missing (tools/install.sh node; tools/install.sh kind)"; exit 1; }
 done
 command -v docker >/dev/null || { say "docker is not on PATH (eval \"\$(tools/kind/docker.sh start)\")"; exit 1; }
@@ -77,12 +78,13 @@ rootfs netbase "$NETBASE_PACKAGES"
 
 etcd_tag=$("$bin/kubeadm" config images list --kubernetes-version "$k8s" 2>/dev/null | sed -n 's|.*/etcd:||p')
 [ -n "$etcd_tag" ] || { say "kubeadm did not name an etcd image"; exit 1; }
-images=$("$repo/tools/images.sh" kind "$k8s" "$etcd_tag" "$work/netbase.tar" "$kube_router")
+images=$("$repo/tools/images.sh" kind "$k8s" "$etcd_tag" "$work/netbase.tar" "$kube_router" "$local_path")
 image_files=(
   "natsregion.local_kube-apiserver_$k8s.tar" "natsregion.local_kube-controller-manager_$k8s.tar"
   "natsregion.local_kube-scheduler_$k8s.tar" "natsregion.local_kube-proxy_$k8s.tar"
   "natsregion.local_etcd_$etcd_tag.tar" "natsregion.local_coredns_v1.15.0.tar"
   "natsregion.local_pause_1.tar" "natsregion.local_kube-router_$kube_router.tar"
+  "natsregion.local_local-path-provisioner_$local_path.tar"
 )
 
 # The image is rebuilt when any input changed.
@@ -102,10 +104,13 @@ tree=$(mktemp -d "$work/image.XXXX")
 trap 'rm -rf "$tree"' EXIT
 tar --numeric-owner --xattrs -C "$tree" -xf "$work/node.tar"
 install -m 0755 "$here/node/entrypoint" "$tree/usr/local/bin/entrypoint"
+install -D -m 0755 "$here/node/import-images" "$tree/kind/bin/import-images"
 install -m 0755 "$here/runc-bounded" "$tree/usr/local/sbin/runc-bounded"
 install -m 0755 "$bin"/{containerd,containerd-shim-runc-v2,ctr,crictl} "$tree/usr/local/bin/"
 install -m 0755 "$bin"/{kubelet,kubeadm,kubectl} "$tree/usr/bin/"
-mkdir -p "$tree/opt/cni/bin" "$tree/etc/cni/net.d" "$tree/etc/containerd" "$tree/kind/images" "$tree/var/lib/kubelet"
+mkdir -p "$tree/opt/cni/bin" "$tree/etc/cni/net.d" "$tree/etc/containerd" "$tree/kind/images" "$tree/kind/manifests" "$tree/var/lib/kubelet"
+# kind applies this instead of its own (whose images would be pulled).
+sed "s/LOCAL_PATH_PROVISIONER_VERSION/$local_path/g" "$here/node/default-storage.yaml" > "$tree/kind/manifests/default-storage.yaml"
 install -m 0755 "$cache"/cni/bin/* "$tree/opt/cni/bin/"
 install -m 0644 "$here/node/containerd.toml" "$tree/etc/containerd/config.toml"
 echo 'runtime-endpoint: unix:///run/containerd/containerd.sock' > "$tree/etc/crictl.yaml"
@@ -129,5 +134,8 @@ STOPSIGNAL SIGRTMIN+3
 ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
 LABEL natsregion.inputs=$want
 DOCKERFILE
+# The previous build's image and the import's tag hold 1.5 GB each.
+docker rmi "$image-rootfs" >/dev/null
+docker image prune -f --filter label=natsregion.inputs >/dev/null
 say "assembled $image in $((SECONDS - start))s"
 echo "$image"
