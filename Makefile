@@ -7,7 +7,7 @@ export PATH := $(NATSREGION_TOOLS_BIN):$(PATH)
 # Two cores: keep rustc and the test harness from oversubscribing them.
 CARGO_TEST_THREADS ?= 2
 
-.PHONY: demo test tools tools-demo node-tools images fmt-check clippy shellcheck modcycles unit integration crds clean-tools
+.PHONY: demo test tools tools-demo node-tools images e2e-kind fmt-check clippy shellcheck modcycles unit integration crds clean-tools
 
 ## demo: build what the quick start needs and run a real local drill (3 zones, all four claims)
 ## (dev profile, like the tests: the two share every dependency; the drill is paced, so it needs no release build)
@@ -39,16 +39,26 @@ node-tools:
 images:
 	tools/images.sh >/dev/null
 
+## e2e-kind: kind/e2e.sh on a kind cluster built offline (root; opt-in, not in make test): a private
+## dockerd (tools/kind/docker.sh), the node image built here (tools/kind/node-image.sh), 1 control plane
+## + 3 zoned workers, kube-router, then kind/steps.sh. KEEP_CLUSTER=1 keeps the cluster;
+## `tools/kind/docker.sh stop` stops the daemon afterwards. See docs/kind.md.
+e2e-kind:
+	tools/install.sh all >/dev/null
+	tools/install.sh node >/dev/null
+	tools/install.sh kind >/dev/null
+	eval "$$(tools/kind/docker.sh start)" && KIND_OFFLINE=1 kind/e2e.sh
+
 fmt-check:
 	cargo fmt --all -- --check
 
 clippy:
 	cargo clippy --all-targets --quiet -- -D warnings
 
-## shellcheck: lint the shell scripts (kind end-to-end, tool install, CI) (pinned ShellCheck, see tools/install.sh)
+## shellcheck: lint the shell scripts (kind end-to-end, tool install, offline kind, CI) (pinned ShellCheck, see tools/install.sh)
 shellcheck:
 	tools/install.sh shellcheck >/dev/null
-	shellcheck kind/*.sh tools/*.sh .ci/run
+	shellcheck kind/*.sh tools/*.sh tools/kind/*.sh tools/kind/runc-bounded tools/kind/node/entrypoint tools/kind/node/import-images .ci/run
 
 ## modcycles: fail on an import cycle between modules of src/ (and print the top-level dependency listing)
 modcycles:

