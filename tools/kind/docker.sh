@@ -78,6 +78,9 @@ start() {
     docker_env; return
   fi
   mkdir -p "$state/data" "$state/exec"
+  # kind mounts /lib/modules into every node, and docker creates a missing
+  # source directory; stop removes it again if it was not there before.
+  [ -e /lib/modules ] || [ -e "$state/lib-modules-absent" ] || : > "$state/lib-modules-absent"
   say "starting dockerd ($state)"
   # dockerd finds containerd, its shim, docker-init and docker-proxy on PATH.
   PATH="$root/usr/bin:$root/usr/sbin:$PATH" setsid "$root/usr/sbin/dockerd" \
@@ -124,6 +127,10 @@ stop() {
   for m in "${bridges[@]}"; do
     [ -n "$m" ] && ip link show "$m" >/dev/null 2>&1 && ip link delete "$m"
   done
+  if [ -e "$state/lib-modules-absent" ]; then
+    rmdir /lib/modules 2>/dev/null || true
+    rm -f "$state/lib-modules-absent"
+  fi
   rm -f "$pidfile" "$sock"
   say "stopped"
 }
