@@ -96,6 +96,15 @@ pub struct BenchSummary {
     pub catch_up: Vec<CatchUpFigure>,
 }
 
+/// The smallest and largest of `values`; (+inf, -inf) when there are none.
+pub fn min_max(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(*v), h.max(*v))
+        })
+}
+
 /// Median; the mean of the two middle values for an even count.
 pub fn median(values: &[f64]) -> f64 {
     if values.is_empty() {

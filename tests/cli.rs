@@ -25,6 +25,17 @@ fn natsregion(args: &[&str]) -> Output {
         .expect("run natsregion")
 }
 
+/// The CLI started in the background with its output captured; killed if
+/// the test ends first.
+fn spawn_cli(cmd: &mut tokio::process::Command) -> tokio::process::Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -160,24 +171,20 @@ async fn kubectl_flags_pick_the_cluster_and_namespace_and_o_prints_the_result() 
         text(&out.stderr)
     );
 
-    let child = tokio::process::Command::new(BIN)
-        .args(["drill", f, "--kubeconfig", kc, "--context", "right"])
-        .args([
-            "-n",
-            ns,
-            "-o",
-            "json",
-            "--timeout",
-            "2m",
-            "--heartbeat",
-            "1s",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = spawn_cli(
+        tokio::process::Command::new(BIN)
+            .args(["drill", f, "--kubeconfig", kc, "--context", "right"])
+            .args([
+                "-n",
+                ns,
+                "-o",
+                "json",
+                "--timeout",
+                "2m",
+                "--heartbeat",
+                "1s",
+            ]),
+    );
     let drills: Api<PartitionDrill> = Api::namespaced(client.clone(), ns);
     play_the_operator(&drills, "ci").await;
     let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
@@ -216,15 +223,11 @@ async fn kubectl_flags_pick_the_cluster_and_namespace_and_o_prints_the_result() 
         ),
     )
     .unwrap();
-    let child = tokio::process::Command::new(BIN)
-        .args(["drill", both.to_str().unwrap(), "--kubeconfig", kc])
-        .args(["--context", "right", "-o", "yaml", "--timeout", "2m"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = spawn_cli(
+        tokio::process::Command::new(BIN)
+            .args(["drill", both.to_str().unwrap(), "--kubeconfig", kc])
+            .args(["--context", "right", "-o", "yaml", "--timeout", "2m"]),
+    );
     let regions: Api<RegionMirror> = Api::namespaced(client.clone(), ns);
     eventually(
         "the CLI's region west",

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::goals::{GoalRow, render};
-use super::{BenchError, median};
+use super::{BenchError, median, min_max};
 use crate::testenv::node::Node;
 use crate::testenv::node::cluster::{
     self as cluster, apply_region, drill_manifest, install_operator, ready_operator_pod,
@@ -299,11 +299,7 @@ pub fn table(figures: &[BackendFigure]) -> String {
     let mut rows = Vec::new();
     for f in figures {
         let timed = f.timed();
-        let (lo, hi) = timed
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-                (l.min(*v), h.max(*v))
-            });
+        let (lo, hi) = min_max(&timed);
         let n = f.runs.len();
         let passed = f.runs.iter().filter(|r| r.verdict == "Passed").count();
         let stepdowns: Vec<Stepdown> = f.runs.iter().flat_map(|r| r.stepdowns()).collect();

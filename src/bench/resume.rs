@@ -20,7 +20,7 @@ use crate::drill::runtime::Runtime;
 use crate::local::{LocalRegion, LocalRegionOptions};
 use crate::nats::connect::{ConnectSettings, ZoneClient, connect};
 
-use super::{BenchError, median};
+use super::{BenchError, median, min_max};
 
 /// The mirror zone and its replicas.
 pub const MIRROR_ZONE: &str = "b";
@@ -397,11 +397,7 @@ pub fn table(figures: &[ResumeFigure]) -> String {
     );
     for f in figures {
         let timed = f.timed();
-        let (lo, hi) = timed
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-                (l.min(*v), h.max(*v))
-            });
+        let (lo, hi) = min_max(&timed);
         let range = if timed.is_empty() {
             "-".to_string()
         } else {

@@ -322,10 +322,21 @@ pub async fn run_drill(client: &Client, drill: Value) -> Outcome<(Value, Duratio
         .unwrap_or_default()
         .to_string();
     apply_all(client, &[drill]).await.map_err(err)?;
+    until_ended(client, &name).await
+}
+
+/// Waits for `name` to end (a terminal phase); the drill, as JSON.
+pub async fn drill_ended(client: &Client, name: &str) -> Outcome<Value> {
+    Ok(until_ended(client, name).await?.0)
+}
+
+/// The drill once in a terminal phase, and how long that took; a timeout
+/// names the phase and step it was in.
+async fn until_ended(client: &Client, name: &str) -> Outcome<(Value, Duration)> {
     wait_for(&format!("drill {name} to finish"), DRILL_TIMEOUT, || {
-        let (client, name) = (client.clone(), name.clone());
+        let client = client.clone();
         async move {
-            let d = get_json(&client, NS, &drill_resource(), &name)
+            let d = get_json(&client, NS, &drill_resource(), name)
                 .await?
                 .ok_or("drill gone")?;
             let phase = d["status"]["phase"]
@@ -340,29 +351,6 @@ pub async fn run_drill(client: &Client, drill: Value) -> Outcome<(Value, Duratio
         }
     })
     .await
-}
-
-/// Waits for `name` to end (a terminal phase); the drill, as JSON.
-pub async fn drill_ended(client: &Client, name: &str) -> Outcome<Value> {
-    let (d, _) = wait_for(&format!("drill {name} to finish"), DRILL_TIMEOUT, || {
-        let client = client.clone();
-        async move {
-            let d = get_json(&client, NS, &drill_resource(), name)
-                .await?
-                .ok_or("drill gone")?;
-            let phase = d["status"]["phase"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            Ok(if TERMINAL.contains(&phase.as_str()) {
-                Ok(d)
-            } else {
-                Err(phase)
-            })
-        }
-    })
-    .await?;
-    Ok(d)
 }
 
 /// Each claim of a drill's status: name, verdict, message.
