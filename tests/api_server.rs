@@ -70,7 +70,7 @@ async fn schema_defaults_and_status_subresource() {
     assert_eq!(spec["stream"]["storage"], "File");
     assert_eq!(spec["stream"]["syncInterval"], "2m");
     assert_eq!(spec["stream"]["duplicateWindowSeconds"], 120);
-    assert_eq!(spec["leafnode"]["reconnectIntervalSeconds"], 2);
+    assert_eq!(spec["leafnode"]["reconnectIntervalSeconds"], 1);
     assert_eq!(spec["image"], natsregion::api::default_image());
     for zone in spec["zones"].as_array().unwrap() {
         assert_eq!(zone["servers"], 3, "{zone}");

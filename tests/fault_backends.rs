@@ -44,17 +44,27 @@ impl Nats {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let server = Nats {
+        let mut server = Nats {
             child,
             client,
             _dir: dir,
         };
+        // Up means this server says it listens there: `free_loopback`
+        // released the port, and something else that took it meanwhile (a
+        // proxy, another server's leafnode port) may answer INFO as well.
+        let listening = format!("Listening for client connections on {client}");
         let started = Instant::now();
-        while !answers_info(client, Duration::from_millis(500)).await {
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains(&listening) && answers_info(client, Duration::from_millis(500)).await {
+                break;
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("{name} exited ({status}) before listening at {client}; log:\n{text}");
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
-                "{name} not up at {client}; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
+                "{name} not up at {client}; log:\n{text}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

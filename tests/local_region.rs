@@ -9,10 +9,10 @@ use async_nats::jetstream::{
     stream::{Info, Stream},
 };
 use natsregion::api::RegionMirrorSpec;
-use natsregion::fault::{DirectNetwork, ZoneHost};
+use natsregion::fault::{DirectNetwork, FaultBackend, ToxiproxyBackend, ZoneHost};
 use natsregion::local::{
     LocalError, LocalRegion, LocalRegionOptions, LocalZone, ZoneOptions, generate_credentials,
-    zone_tls,
+    toxiproxy::ToxiproxyServer, zone_tls,
 };
 use natsregion::plan::{RegionCredentials, UserPass, mirror_stream_config, source_stream_config};
 use natsregion::testenv::support::poll;
@@ -392,4 +392,63 @@ async fn zones_in_network_namespaces_mirror_through_the_bridge() {
         pids.iter().all(|p| !alive(*p)),
         "servers left running in their namespaces"
     );
+}
+
+/// Behind Toxiproxy the source advertises a port that refuses every
+/// connection (so a cut holds: docs/architecture.md, fact 2). A mirror
+/// server that also dials that discovered address after a heal loses a
+/// reconnect interval on it before it tries the proxy again; it must dial
+/// only its proxies (`ignore_discovered_servers`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_servers_behind_a_proxy_never_dial_the_address_the_source_advertises() {
+    let tp = ToxiproxyServer::start().await.unwrap();
+    let backend = Arc::new(ToxiproxyBackend::new(tp.url(), true));
+    let mut spec = spec(serde_json::json!([
+        { "name": "a", "role": "source", "servers": 1 },
+        { "name": "b", "role": "mirror", "servers": 1 }
+    ]));
+    spec.stream.replicas = 1;
+    let opts = LocalRegionOptions {
+        debug_logs: true,
+        ..Default::default()
+    };
+    let region = LocalRegion::start(&spec, backend.clone(), opts)
+        .await
+        .unwrap();
+    let advertised = region.source_zone().plan().servers[0]
+        .address
+        .leaf_advertise
+        .clone()
+        .expect("the source advertises the refused port");
+
+    // Seven reconnect intervals with the proxy down.
+    let record = backend
+        .cut(&["b".to_string()], Duration::from_secs(60))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    backend.heal(&record).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let log = std::fs::read_to_string(&region.zone("b").unwrap().servers()[0].log_path).unwrap();
+    let dials = |to: &str| {
+        log.lines()
+            .filter(|l| l.contains("Trying to connect as leafnode") && l.contains(to))
+            .count()
+    };
+    println!(
+        "7 s cut: {} dials in all, {} to the advertised {advertised}",
+        dials(""),
+        dials(&advertised)
+    );
+    assert!(
+        dials("") >= 3,
+        "the mirror server should have redialled its proxy through the cut"
+    );
+    assert_eq!(
+        dials(&advertised),
+        0,
+        "the mirror server dialled the address the source advertises"
+    );
+    region.stop().await.unwrap();
 }

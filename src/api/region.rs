@@ -229,7 +229,8 @@ pub struct CredentialsSpec {
 #[serde(rename_all = "camelCase")]
 pub struct LeafnodeSpec {
     /// How often a mirror zone redials the source zone after losing it. After a
-    /// heal the mirror catches up within about this interval plus a few seconds.
+    /// heal the mirror catches up within about twice this interval plus the
+    /// time to send what it missed.
     #[serde(default = "default_reconnect")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 60").message(msg::RECONNECT))]
     pub reconnect_interval_seconds: i32,
@@ -261,8 +262,10 @@ pub enum LeafnodeProxy {
     Toxiproxy,
 }
 
+/// nats-server's own default for a leafnode remote (`reconnect: 1s`):
+/// after a heal each server redials within this plus up to as much jitter.
 fn default_reconnect() -> i32 {
-    2
+    1
 }
 
 /// Where the certificates of the managed zones come from.

@@ -37,7 +37,6 @@ kind: RegionMirror
 metadata: {{name: resume}}
 spec:
   stream: {{name: EVENTS, subjects: ["events.>"], replicas: 1}}
-  leafnode: {{reconnectIntervalSeconds: 2}}
   zones:
     - {{name: a, role: source, servers: 1}}
     - {{name: {MIRROR_ZONE}, role: mirror, servers: 3}}

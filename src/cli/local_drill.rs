@@ -190,6 +190,9 @@ impl Network for AsNetwork {
     fn leaf_advertise(&self, source_server: usize, listen: std::net::SocketAddr) -> Option<String> {
         self.0.leaf_advertise(source_server, listen)
     }
+    fn leaf_routes_only(&self) -> bool {
+        self.0.leaf_routes_only()
+    }
 }
 
 /// Runs a drill file end to end, `opts.repeat` times on one region. Returns

@@ -101,8 +101,13 @@ impl Default for EngineOptions {
 
 /// How long after its link came back a mirror still behind and silent is
 /// made to re-create its consumer: the server's own reconnect retry fires
-/// within 0.2 s when it fires at all, so 1 s is past it.
-pub const RESUME_MIRRORS_AFTER: Duration = Duration::from_secs(1);
+/// within 0.2 s when it fires at all, so 0.5 s is past it. Not waited for
+/// when that retry cannot come (`nats::resume::retry_cannot_come`).
+pub const RESUME_MIRRORS_AFTER: Duration = Duration::from_millis(500);
+
+/// Between two stepdowns of one mirror: a successor asks for its consumer
+/// at once and hears a heartbeat within a second when its link is up.
+pub const RESUME_AGAIN_AFTER: Duration = Duration::from_secs(1);
 
 /// Stepdowns per mirror per heal: with three servers the leadership moves
 /// to a server whose leafnode is back within a few tries.
@@ -1670,7 +1675,7 @@ impl Run<'_> {
         let policy = resume::Policy {
             silent_after: resume::SILENT,
             link_settled_after: after,
-            interval: after,
+            interval: RESUME_AGAIN_AFTER,
             never_heard_is_silent: true,
         };
         // One connection per server (where the zone lists its servers), so
@@ -1741,7 +1746,10 @@ impl Run<'_> {
                     held_by: None,
                 };
                 let (preferred, error) = match resume::decide(&policy, &facts) {
-                    resume::Decision::Leave(_) => continue,
+                    resume::Decision::Leave(why) => {
+                        tracing::debug!(zone = %name, why = ?why, linked = ?linked, leader = ?leader, "mirror not resumed yet");
+                        continue;
+                    }
                     resume::Decision::Cannot(why) => (None, Some(why)),
                     resume::Decision::Nudge { preferred } => {
                         let error =

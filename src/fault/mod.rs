@@ -90,6 +90,13 @@ pub trait Network: Send + Sync {
     /// Remotes learn this address and redial it, so a proxy-based backend must
     /// advertise something that does not bypass the proxy (docs/architecture.md, fact 2).
     fn leaf_advertise(&self, source_server: usize, listen: SocketAddr) -> Option<String>;
+
+    /// Whether mirror zones dial only the addresses [`Self::leaf_route`]
+    /// gave them and never the ones they learn from the source's INFO
+    /// (`ignore_discovered_servers`). A proxy-based backend wants this:
+    /// what the source advertises leads nowhere, and each redial of it
+    /// after a heal costs a reconnect interval before the proxy is tried.
+    fn leaf_routes_only(&self) -> bool;
 }
 
 /// Cuts and heals the links between mirror zones and the source zone.
@@ -159,5 +166,8 @@ impl Network for DirectNetwork {
     }
     fn leaf_advertise(&self, _source_server: usize, _listen: SocketAddr) -> Option<String> {
         None
+    }
+    fn leaf_routes_only(&self) -> bool {
+        false
     }
 }

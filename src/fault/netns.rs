@@ -560,6 +560,10 @@ impl Network for NetnsBackend {
         // The listen address is in the source namespace, behind the filter.
         None
     }
+    fn leaf_routes_only(&self) -> bool {
+        // Discovered addresses are behind the same filter as the routes.
+        false
+    }
 }
 
 impl FaultBackend for NetnsBackend {

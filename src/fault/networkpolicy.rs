@@ -561,6 +561,9 @@ impl Network for NetworkPolicyBackend {
     fn leaf_advertise(&self, source_server: usize, listen: std::net::SocketAddr) -> Option<String> {
         DirectNetwork.leaf_advertise(source_server, listen)
     }
+    fn leaf_routes_only(&self) -> bool {
+        DirectNetwork.leaf_routes_only()
+    }
 }
 
 impl FaultBackend for NetworkPolicyBackend {

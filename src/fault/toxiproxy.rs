@@ -517,6 +517,12 @@ impl Network for ToxiproxyBackend {
         state.advertised.insert(source_server, addr);
         Some(addr.to_string())
     }
+
+    // With the fix, what the source advertises is refused; without it, the
+    // leak the fix guards against is the point.
+    fn leaf_routes_only(&self) -> bool {
+        self.inner.advertise_fix
+    }
 }
 
 fn reserve_port(ip: IpAddr) -> std::io::Result<tokio::net::TcpSocket> {

@@ -493,6 +493,7 @@ fn plan_servers(
         });
     }
     addresses.leaf_remotes = opts.leaf_remotes.iter().map(|a| a.to_string()).collect();
+    addresses.leaf_remotes_only = network.leaf_routes_only();
     let plan = ZonePlan::build(spec, &zone.name, &addresses, credentials)?;
     for (server, sp) in servers.iter().zip(&plan.servers) {
         std::fs::write(&server.config_path, sp.render()).map_err(|source| LocalError::Io {

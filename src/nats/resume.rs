@@ -18,6 +18,12 @@ use super::api::{Answer, call};
 /// second) for this long has no consumer.
 pub const SILENT: Duration = Duration::from_secs(2);
 
+/// nats-server's periodic source health check (a 10 s ticker in
+/// stream.go). A stream silent this long has had a tick while cut off, so
+/// its consumer-create request is pending and the server's own retry on
+/// relink will be skipped: waiting for that retry only adds time.
+pub const SERVER_HEALTH_CHECK: Duration = Duration::from_secs(10);
+
 /// When a silent stream is nudged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -25,7 +31,8 @@ pub struct Policy {
     /// mirror hears one every second) counts as stalled.
     pub silent_after: Duration,
     /// The link must have answered this long: the server's own retry
-    /// after a relink fires within 0.2 s when it fires at all.
+    /// after a relink fires within 0.2 s when it fires at all. Not waited
+    /// for when that retry cannot come (see [`retry_cannot_come`]).
     pub link_settled_after: Duration,
     /// At least this long between two nudges (or refusals) of one stream.
     pub interval: Duration,
@@ -107,7 +114,7 @@ pub fn decide(policy: &Policy, facts: &Facts) -> Decision {
     }
     match facts.linked_for {
         None => return Decision::Leave(Leave::LinkDown),
-        Some(up) if up < policy.link_settled_after => {
+        Some(up) if up < policy.link_settled_after && !retry_cannot_come(facts) => {
             return Decision::Leave(Leave::LinkSettling);
         }
         Some(_) => {}
@@ -131,6 +138,20 @@ pub fn decide(policy: &Policy, facts: &Facts) -> Decision {
         None if facts.per_server => Decision::Leave(Leave::NoOtherServerLinked),
         None => Decision::Nudge { preferred: None },
     }
+}
+
+/// Whether the server's own retry after a relink cannot resume the
+/// stream, so there is nothing to wait for: the stream was silent past a
+/// health check tick (its request went into the cut and is pending), or
+/// each server's link is seen and the leader's is still down (the leader
+/// is the server that asks).
+pub fn retry_cannot_come(facts: &Facts) -> bool {
+    let past_a_tick = facts.active.is_some_and(|a| a >= SERVER_HEALTH_CHECK);
+    let leader_cut_off = facts.per_server
+        && facts
+            .leader
+            .is_some_and(|l| !facts.linked_servers.iter().any(|s| s == l));
+    past_a_tick || leader_cut_off
 }
 
 /// Whether the source's JetStream API (`api`, the stream's
@@ -300,5 +321,66 @@ mod tests {
                 preferred: Some("b-2".into())
             }
         );
+    }
+
+    fn drill() -> Policy {
+        Policy {
+            silent_after: S(2),
+            link_settled_after: Duration::from_millis(500),
+            interval: S(1),
+            never_heard_is_silent: true,
+        }
+    }
+
+    #[test]
+    fn a_stream_silent_past_a_health_check_is_nudged_the_moment_its_link_answers() {
+        // Its request went into the cut: the server's retry on relink is
+        // skipped, so waiting for it only adds time.
+        let servers = vec!["b-1".to_string(), "b-2".to_string()];
+        let f = Facts {
+            active: Some(S(25)),
+            linked_for: Some(Duration::ZERO),
+            per_server: true,
+            ..stalled(&servers)
+        };
+        assert_eq!(
+            decide(&drill(), &f),
+            Decision::Nudge {
+                preferred: Some("b-2".into())
+            }
+        );
+        // Silent for less than a tick: the server's own retry may come.
+        let short = Facts {
+            active: Some(S(5)),
+            ..f
+        };
+        assert_eq!(
+            decide(&drill(), &short),
+            Decision::Leave(Leave::LinkSettling)
+        );
+    }
+
+    #[test]
+    fn a_leader_whose_link_is_still_down_is_stepped_down_without_waiting() {
+        let servers = vec!["b-0".to_string()];
+        let f = Facts {
+            active: Some(S(5)),
+            linked_for: Some(Duration::ZERO),
+            per_server: true,
+            leader: Some("b-1"),
+            ..stalled(&servers)
+        };
+        assert_eq!(
+            decide(&drill(), &f),
+            Decision::Nudge {
+                preferred: Some("b-0".into())
+            }
+        );
+        // A single connection cannot tell the leader's link apart.
+        let one = Facts {
+            per_server: false,
+            ..f
+        };
+        assert_eq!(decide(&drill(), &one), Decision::Leave(Leave::LinkSettling));
     }
 }

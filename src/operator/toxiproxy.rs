@@ -634,8 +634,15 @@ mod tests {
             source_advertise(&r).unwrap(),
             format!("east-toxiproxy.ns.svc:{ADVERTISE_PORT}")
         );
+        // Behind the proxy, a mirror zone dials nothing else.
+        let only = |r: &ValidatedRegion, z: &ZoneSpec| {
+            crate::operator::region::children::zone_addresses(r, z).leaf_remotes_only
+        };
+        assert!(only(&r, b));
+        assert!(!only(&r, &joiner));
         let r = region("none");
         assert_eq!(leaf_remotes(&r, r.region.spec.zone("b").unwrap()), None);
         assert_eq!(source_advertise(&r), None);
+        assert!(!only(&r, r.region.spec.zone("b").unwrap()));
     }
 }

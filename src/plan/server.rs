@@ -44,6 +44,10 @@ pub struct ZoneAddresses {
     /// Mirror zones: the `host:port` to dial for each source server, in source
     /// server order. Every server of the zone gets the whole list.
     pub leaf_remotes: Vec<String>,
+    /// Mirror zones: dial only `leaf_remotes`, never the leafnode URLs the
+    /// source advertises (set where the remotes are proxies: see
+    /// `fault::Network::leaf_routes_only`).
+    pub leaf_remotes_only: bool,
     /// Where the servers find their certificate; required exactly when the
     /// spec turns TLS on, so a zone never falls back to plaintext silently.
     pub tls: Option<TlsFiles>,
@@ -179,6 +183,8 @@ pub struct LeafnodeConfig {
 pub struct RemoteConfig {
     pub urls: Vec<String>,
     pub account: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_discovered_servers: bool,
     /// The source zone's certificate is verified against `ca_file` for the
     /// host the remote dials; the remote shows its own for the listener's `verify`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -341,6 +347,7 @@ fn plan_zone(
                     remotes: vec![RemoteConfig {
                         urls,
                         account: APP_ACCOUNT.to_string(),
+                        ignore_discovered_servers: addresses.leaf_remotes_only,
                         tls: tls.map(TlsFiles::remote),
                     }],
                     tls: None,

@@ -70,6 +70,9 @@ fn addresses(spec: &RegionMirrorSpec, zone: &str) -> ZoneAddresses {
                 .map(|i| format!("{}:7422", pod(&source.name, i)))
                 .collect()
         },
+        // One mirror zone as if behind a proxy, so `nats-server -t` checks
+        // the option too.
+        leaf_remotes_only: zone == "edge",
         tls: Some(snapshot_tls_files()),
     }
 }

@@ -55,6 +55,11 @@ pub enum Error {
     Unsupported(String),
     #[error("`{command}` failed: {output}")]
     Command { command: String, output: String },
+    /// Another one-node cluster runs on this machine (`node::lock`).
+    #[error(
+        "another one-node cluster holds this machine ({holder}); waited {waited:?} for it (stop it, or wait for its run to end)"
+    )]
+    NodeBusy { holder: String, waited: Duration },
 }
 
 impl Error {

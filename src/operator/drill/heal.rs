@@ -283,6 +283,9 @@ impl crate::fault::Network for Counted<'_> {
     fn leaf_advertise(&self, source_server: usize, listen: std::net::SocketAddr) -> Option<String> {
         self.inner.leaf_advertise(source_server, listen)
     }
+    fn leaf_routes_only(&self) -> bool {
+        self.inner.leaf_routes_only()
+    }
 }
 
 impl FaultBackend for Counted<'_> {

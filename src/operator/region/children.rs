@@ -202,22 +202,29 @@ pub fn zone_addresses(valid: &ValidatedRegion, zone: &ZoneSpec) -> ZoneAddresses
         .collect();
     // A managed mirror zone can only dial a managed source zone: an external
     // source's leafnode address is not known (planning then fails with NoLeafRemotes).
-    let leaf_remotes = match source {
-        // `leafnode.proxy: toxiproxy`: one proxy per source server.
+    let (leaf_remotes, leaf_remotes_only) = match source {
         Some(s) if !zone.is_source() && s.external.is_none() => {
-            crate::operator::toxiproxy::leaf_remotes(valid, zone).unwrap_or_else(|| {
-                vec![format!(
-                    "{}:{LEAFNODE_PORT}",
-                    names::leafnode_host(ns, name, &s.name)
-                )]
-            })
+            match crate::operator::toxiproxy::leaf_remotes(valid, zone) {
+                // `leafnode.proxy: toxiproxy`: one proxy per source server,
+                // and only those are dialled (a source pod's own address,
+                // which its INFO advertises, bypasses the proxy).
+                Some(proxies) => (proxies, true),
+                None => (
+                    vec![format!(
+                        "{}:{LEAFNODE_PORT}",
+                        names::leafnode_host(ns, name, &s.name)
+                    )],
+                    false,
+                ),
+            }
         }
-        _ => vec![],
+        _ => (vec![], false),
     };
     ZoneAddresses {
         servers,
         routes,
         leaf_remotes,
+        leaf_remotes_only,
         tls: valid.tls_enabled().then(|| TlsFiles {
             cert_file: format!("{TLS_DIR}/{CERT_KEY}"),
             key_file: format!("{TLS_DIR}/{KEY_KEY}"),

@@ -15,6 +15,7 @@ mod addons;
 pub mod cluster;
 mod config;
 pub mod host;
+pub mod lock;
 mod pods_ran;
 mod storage;
 
@@ -91,6 +92,8 @@ pub struct Node {
     kube_router_bin: PathBuf,
     before: Snapshot,
     pods_ran: PodsRan,
+    /// Held for the node's life: fields drop after `Drop::drop` has torn the node down.
+    _lock: lock::NodeLock,
     watch: Option<tokio::task::JoinHandle<()>>,
     volumes: Option<tokio::task::JoinHandle<()>>,
     /// Phase name and how long it took, in start order.
@@ -172,6 +175,8 @@ impl Node {
     /// resolved a Service name through cluster DNS.
     pub async fn start() -> Result<Node, Error> {
         let bins = Self::binaries()?;
+        // Before remove_stale, which would tear down a node still running.
+        let held = lock::acquire(Path::new(lock::PATH), lock::WAIT).await?;
         remove_stale();
         let before = Snapshot::take();
         let dir = tempfile::Builder::new()
@@ -192,6 +197,7 @@ impl Node {
             kube_router_bin: bins.kube_router.clone(),
             before,
             pods_ran: PodsRan::default(),
+            _lock: held,
             watch: None,
             volumes: None,
             startup: Vec::new(),
