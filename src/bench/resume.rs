@@ -1,7 +1,8 @@
 //! `natsregion-bench resume`: catch-up after a heal, with and without the
 //! drill's prompt resume of a silent mirror (issue 24), on local processes:
 //! a 1-server source zone, Toxiproxy, a 3-server mirror zone holding an R3
-//! mirror, leafnode reconnect 2 s, servers logging at debug level.
+//! mirror, the default leafnode reconnect interval, servers logging at
+//! debug level.
 //!
 //! Per run it prints the catch-up (heal → mirror at the source's last
 //! sequence, the engine's own figure), the drill's verdict (its
@@ -295,14 +296,15 @@ pub fn modes(resume_only: bool) -> Vec<(u32, bool)> {
 /// `runs` drills of every mode of `modes`, in rounds (each mode once per
 /// round) on one region, printing each run as it ends.
 pub async fn run(runs: usize, modes: &[(u32, bool)]) -> Result<Vec<ResumeFigure>, BenchError> {
-    println!(
-        "== catch-up after heal, with and without the prompt resume ({runs} drill(s) per mode; 1-server source, Toxiproxy, 3-server mirror zone, R3 mirror, reconnect 2s)"
-    );
     let first_hold = modes
         .first()
         .ok_or_else(|| BenchError("no mode to run".into()))?
         .0;
     let (region, first) = spec(first_hold)?;
+    println!(
+        "== catch-up after heal, with and without the prompt resume ({runs} drill(s) per mode; 1-server source, Toxiproxy, 3-server mirror zone, R3 mirror, reconnect {}s, the product's default)",
+        region.spec.leafnode.reconnect_interval_seconds
+    );
     let local = ResumeRegion::start(&region, &first, true).await?;
     let mut figures: Vec<ResumeFigure> = modes
         .iter()

@@ -1196,7 +1196,7 @@ impl Run<'_> {
     /// newest origin sequence the aggregate holds), by link name; `None`
     /// where it could not be read. The position is read first, so a write
     /// racing the read shows as lag, never as a stream ahead of its head.
-    async fn link_positions(&self, links: &[Link]) -> BTreeMap<String, (Option<u64>, Option<u64>)> {
+    async fn link_positions(&self, links: &[Link]) -> super::in_sync::Positions {
         let sources = self.sources();
         let spec = self.spec_with_temporary(None);
         let spec = &spec;
@@ -1233,26 +1233,8 @@ impl Run<'_> {
         zones: &[String],
         limit: Duration,
     ) -> (bool, BTreeMap<String, u64>) {
-        let deadline = Instant::now() + limit;
         let links = self.links(zones);
-        loop {
-            let positions = self.link_positions(&links).await;
-            let lags: BTreeMap<String, u64> = positions
-                .iter()
-                .map(|(link, (head, at))| {
-                    (
-                        link.clone(),
-                        head.unwrap_or(0).saturating_sub(at.unwrap_or(0)),
-                    )
-                })
-                .collect();
-            let synced =
-                lags.values().all(|l| *l == 0) && positions.values().all(|(_, at)| at.is_some());
-            if synced || Instant::now() >= deadline {
-                return (synced, lags);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        super::in_sync::poll(limit, || self.link_positions(&links)).await
     }
 
     /// The zones whose streams are fed from others: the mirrors, or
@@ -1698,8 +1680,12 @@ impl Run<'_> {
                 let Some(zone) = self.zone(name) else {
                     continue;
                 };
-                let Ok(Ok(Some(info))) =
-                    crate::nats::api::stream_info(&zone.conn.js, self.stream()).await
+                // Bounded like the catch-up wait's reads: a mirror just
+                // stepped down answers nothing until its successor is elected,
+                // and the other mirrors must not wait for it.
+                let info = crate::nats::api::stream_info(&zone.conn.js, self.stream());
+                let Ok(Ok(Ok(Some(info)))) =
+                    tokio::time::timeout(super::in_sync::ROUND_TIMEOUT, info).await
                 else {
                     continue;
                 };

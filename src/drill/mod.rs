@@ -7,6 +7,7 @@ pub mod checker;
 pub mod claims;
 pub mod consumer;
 pub mod engine;
+pub mod in_sync;
 pub mod producer;
 pub mod record;
 pub mod report;
