@@ -332,17 +332,22 @@ mod tests {
         }
     }
 
+    /// Silent `silent` seconds; `servers` (seen one by one) answer since now.
+    fn just_relinked(servers: &[String], silent: u64) -> Facts<'_> {
+        Facts {
+            active: Some(S(silent)),
+            linked_for: Some(Duration::ZERO),
+            per_server: true,
+            ..stalled(servers)
+        }
+    }
+
     #[test]
     fn a_stream_silent_past_a_health_check_is_nudged_the_moment_its_link_answers() {
         // Its request went into the cut: the server's retry on relink is
         // skipped, so waiting for it only adds time.
         let servers = vec!["b-1".to_string(), "b-2".to_string()];
-        let f = Facts {
-            active: Some(S(25)),
-            linked_for: Some(Duration::ZERO),
-            per_server: true,
-            ..stalled(&servers)
-        };
+        let f = just_relinked(&servers, 25);
         assert_eq!(
             decide(&drill(), &f),
             Decision::Nudge {
@@ -362,14 +367,9 @@ mod tests {
 
     #[test]
     fn a_leader_whose_link_is_still_down_is_stepped_down_without_waiting() {
+        // The leader is b-1.
         let servers = vec!["b-0".to_string()];
-        let f = Facts {
-            active: Some(S(5)),
-            linked_for: Some(Duration::ZERO),
-            per_server: true,
-            leader: Some("b-1"),
-            ..stalled(&servers)
-        };
+        let f = just_relinked(&servers, 5);
         assert_eq!(
             decide(&drill(), &f),
             Decision::Nudge {
